@@ -1,0 +1,156 @@
+"""The connector contract: what every CRM connector gives the sync loop.
+
+`sync` talks to Salesforce, HubSpot and CSV exports only through `Connector`; a new
+CRM is a new subclass and no change to `sync/`. A connector:
+
+- pulls accounts and opportunities changed since a watermark, as pages of canonical
+  frames (`pull`), account pages carrying the output values now in the CRM as
+  `current_<output>` columns, so reading them costs no extra call;
+- reports records deleted since the watermark (`deleted_ids`);
+- writes a batch of field updates and answers per record (`write`);
+- describes its fields for validation (`describe`);
+- estimates what a plan will cost in API calls (`estimate_calls`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+import pandas as pd
+
+from connectors.canonical import RowIssue
+from connectors.mapping import CrmMapping
+
+ObjectKind = Literal["account", "opportunity"]
+
+
+@dataclass(frozen=True)
+class RecordUpdate:
+    """New values for one record: CRM field name -> value (None clears the field)."""
+
+    record_id: str
+    values: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What the CRM said about one record of a batch.
+
+    `code` and `message` are the CRM's own (`UNABLE_TO_LOCK_ROW`, `STRING_TOO_LONG`...);
+    `transient` says whether the same write may succeed if tried again; `deleted` that
+    the record no longer exists, so it should leave the engine's state.
+    """
+
+    record_id: str
+    ok: bool
+    code: str | None = None
+    message: str | None = None
+    transient: bool = False
+    deleted: bool = False
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """A CRM field as its describe call reports it."""
+
+    name: str
+    type: str
+    label: str = ""
+    updateable: bool = True
+    length: int | None = None
+    scale: int | None = None
+    picklist_values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CallEstimate:
+    """The API calls a run is expected to cost, and how it will write."""
+
+    pull_calls: int
+    write_calls: int
+    method: str
+    note: str = ""
+
+    @property
+    def total(self) -> int:
+        return self.pull_calls + self.write_calls
+
+
+@dataclass
+class PullStats:
+    """What a pull met on its way: rows read, rows it could not read, API calls made."""
+
+    rows: int = 0
+    issues: list[RowIssue] = field(default_factory=list)
+    api_calls: int = 0
+
+
+class Connector(ABC):
+    """A CRM the engine reads from and writes back to.
+
+    Args:
+        mapping: the validated CRM mapping (field maps, outputs, settings).
+    """
+
+    name: ClassVar[str]
+    max_batch_size: ClassVar[int]
+    """The most records one `write` call accepts."""
+
+    def __init__(self, mapping: CrmMapping) -> None:
+        self.mapping = mapping
+        self.stats: dict[str, PullStats] = {"account": PullStats(), "opportunity": PullStats()}
+        self.write_calls = 0
+
+    @property
+    def api_calls(self) -> int:
+        """API calls made so far (pull and write)."""
+        return sum(s.api_calls for s in self.stats.values()) + self.write_calls
+
+    def connect(self) -> None:  # noqa: B027 - optional hook
+        """Check the CRM is reachable and the credentials work; raise `ConnectError`."""
+
+    @abstractmethod
+    def pull(self, kind: ObjectKind, since: datetime | None) -> Iterator[pd.DataFrame]:
+        """Yield canonical frames of the records of `kind` modified at or after `since`.
+
+        `since=None` pulls everything. Frames have the canonical columns the mapping
+        provides; account frames add `current_<output>` with the CRM's output values.
+        Unreadable rows are left out and recorded in `self.stats[kind].issues`.
+        """
+
+    @abstractmethod
+    def deleted_ids(
+        self, kind: ObjectKind, since: datetime | None, known: Collection[str]
+    ) -> set[str]:
+        """Ids among `known` (records the engine has seen) that the CRM no longer holds."""
+
+    @abstractmethod
+    def write(self, batch: Sequence[RecordUpdate]) -> list[WriteResult]:
+        """Write one batch (at most `max_batch_size`) and answer for every record in it.
+
+        Raises `TransientError` when the whole call failed and may be retried,
+        `ConnectError` or `LimitReachedError` when no more writes can be made.
+        """
+
+    @abstractmethod
+    def describe(self) -> dict[str, dict[str, FieldInfo]]:
+        """Fields of the mapped account and opportunity objects, keyed by CRM name."""
+
+    @abstractmethod
+    def estimate_calls(self, records_to_write: int, full_pull: bool) -> CallEstimate:
+        """API calls a run pulling (fully or not) and writing this many records will use."""
+
+    def begin_write(self) -> None:  # noqa: B027 - optional hook
+        """Called once before the first `write` of a run, even when nothing will be written."""
+
+    def end_write(self) -> None:  # noqa: B027 - optional hook
+        """Called once after the last `write` of a run that finished writing."""
+
+    def describe_target(self) -> str:
+        """Where the writes of this run go, for people: a file, an org, a portal."""
+        return self.name

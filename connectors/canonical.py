@@ -1,0 +1,229 @@
+"""Raw CRM rows -> canonical frames, tolerantly and column at a time.
+
+Every connector ends its pull here, so the rules are the same whatever the CRM:
+empty strings are null, booleans accept `true/false/1/0/yes/no`, dates and datetimes
+are ISO 8601 (Salesforce's `+0000` and HubSpot's millisecond epochs included) and come
+out as UTC timestamps, numbers drop currency symbols and thousands separators, and
+value maps normalise picklists and spellings. A value that cannot be parsed becomes
+null and is reported as a `RowIssue`; it never stops the run.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from connectors.mapping import (
+    CURRENT_PREFIX,
+    ID_FIELDS,
+    CrmMapping,
+    FieldType,
+    normalise_key,
+)
+
+LINE_COLUMN = "__line__"
+"""Optional raw-frame column with each row's line number in its source file."""
+
+_TRUE = {"true", "1", "yes", "y", "t"}
+_FALSE = {"false", "0", "no", "n", "f"}
+_NUMBER_JUNK = re.compile(r"[\s,$€£¥%]")
+_DOMAIN = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?(?:www\d?\.)?([^/?#:\s]+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class RowIssue:
+    """A row, or one value in it, that could not be read as it stands."""
+
+    object: str
+    line: int | None
+    record_id: str | None
+    column: str | None
+    value: str | None
+    problem: str
+
+    def describe(self, source: str) -> str:
+        where = f"{source}, line {self.line}" if self.line is not None else source
+        what = f" {self.column}={self.value!r}" if self.column else ""
+        rec = f" (record {self.record_id})" if self.record_id else ""
+        return f"{where}{rec}:{what} {self.problem}"
+
+
+def _blank_to_null(series: pd.Series) -> pd.Series:
+    as_object = series.astype(object)
+    stripped = as_object.map(lambda v: v.strip() if isinstance(v, str) else v)
+    return stripped.where(~stripped.isin(["", None]) & stripped.notna(), None)
+
+
+def parse_number(series: pd.Series) -> pd.Series:
+    """Numbers, tolerating `$1,200.50`, ` 12 ` and `45%`; anything else becomes NaN."""
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        return series.astype("float64")
+    text = series.astype(object).map(lambda v: _NUMBER_JUNK.sub("", v) if isinstance(v, str) else v)
+    return pd.to_numeric(text, errors="coerce").astype("float64")
+
+
+def parse_boolean(series: pd.Series) -> pd.Series:
+    """`true/false/1/0/yes/no` in any case; anything else becomes <NA>."""
+
+    def one(value: object) -> object:
+        if isinstance(value, bool | np.bool_):
+            return bool(value)
+        if isinstance(value, int | float) and value in (0, 1):
+            return bool(value)
+        key = str(value).strip().casefold()
+        return True if key in _TRUE else False if key in _FALSE else pd.NA
+
+    return series.astype(object).map(one, na_action="ignore").astype("boolean")
+
+
+def parse_datetime(series: pd.Series) -> pd.Series:
+    """ISO dates and datetimes (any offset, `Z` or `+0000`) or epoch milliseconds, as UTC."""
+    values = series.astype(object)
+    epoch = values.map(lambda v: isinstance(v, int | float) or (isinstance(v, str) and v.isdigit()))
+    out = pd.Series(pd.NaT, index=series.index, dtype="datetime64[ns, UTC]")
+    if epoch.any():
+        millis = pd.to_numeric(values[epoch], errors="coerce")
+        out[epoch] = pd.to_datetime(millis, unit="ms", utc=True, errors="coerce")
+    text = ~epoch & values.notna()
+    if text.any():
+        parsed = pd.to_datetime(values[text], format="ISO8601", utc=True, errors="coerce")
+        bad = parsed.isna()
+        if bad.any():  # mixed layouts in one column: parse the stragglers one by one
+            parsed[bad] = [_one_datetime(v) for v in values[text][bad]]
+        out[text] = parsed
+    return out
+
+
+def _one_datetime(value: object) -> pd.Timestamp:
+    try:
+        return pd.Timestamp(str(value)).tz_localize("UTC")
+    except (ValueError, TypeError):
+        try:
+            return pd.Timestamp(str(value)).tz_convert("UTC")
+        except (ValueError, TypeError):
+            return pd.NaT
+
+
+def parse_domain(series: pd.Series) -> pd.Series:
+    """`https://www.Acme.com/about` -> `acme.com`."""
+
+    def one(value: object) -> object:
+        match = _DOMAIN.match(str(value).strip())
+        return match.group(1).lower().rstrip(".") if match else None
+
+    return series.astype(object).map(one, na_action="ignore")
+
+
+def parse_text(series: pd.Series, lookup: dict[str, str], multi: bool = False) -> pd.Series:
+    """Strings, mapped through a value map; multi-select values split on `;` and re-joined."""
+
+    def one(value: object) -> object:
+        text = str(value).strip()
+        return lookup.get(normalise_key(text), text) if lookup else text
+
+    def many(value: object) -> object:
+        parts = [one(p) for p in str(value).split(";") if str(p).strip()]
+        return ";".join(dict.fromkeys(str(p) for p in parts)) or None
+
+    return series.astype(object).map(many if multi else one, na_action="ignore")
+
+
+def parse_column(series: pd.Series, kind: FieldType, lookup: dict[str, str]) -> pd.Series:
+    """Parse one raw column into the canonical type `kind`."""
+    series = _blank_to_null(series)
+    if kind == "number":
+        return parse_number(series)
+    if kind == "boolean":
+        return parse_boolean(series)
+    if kind in ("date", "datetime"):
+        return parse_datetime(series)
+    if kind == "domain":
+        return parse_domain(series)
+    return parse_text(series, lookup, multi=kind == "multi")
+
+
+def to_canonical(
+    raw: pd.DataFrame, mapping: CrmMapping, kind: str
+) -> tuple[pd.DataFrame, list[RowIssue]]:
+    """Map a frame of raw CRM rows (CRM field names as columns) to canonical columns.
+
+    Args:
+        raw: one page of rows; may carry `__line__` with source line numbers.
+        mapping: the CRM mapping; `kind` picks its account or opportunity map.
+        kind: "account" or "opportunity".
+
+    Returns:
+        The canonical frame (one row per readable record; rows without an id are dropped)
+        and the issues found: dropped rows and values that could not be parsed. Account
+        frames also carry `current_<output>` columns with the output values now in the CRM.
+    """
+    object_map = getattr(mapping.objects, kind)
+    types = mapping.field_types(kind)
+    lines = raw[LINE_COLUMN] if LINE_COLUMN in raw else pd.Series(None, index=raw.index)
+    out = pd.DataFrame(index=raw.index)
+    issues: list[RowIssue] = []
+    id_field = ID_FIELDS[kind]
+    for name, spec in object_map.fields.items():
+        if spec.field not in raw:
+            out[name] = parse_column(pd.Series(None, index=raw.index, dtype=object), types[name], {})
+            continue
+        source = _blank_to_null(raw[spec.field])
+        parsed = parse_column(source, types[name], spec.lookup())
+        lost = source.notna() & parsed.isna()
+        for index in np.flatnonzero(lost.to_numpy()):
+            label = raw.index[index]
+            issues.append(
+                RowIssue(
+                    kind,
+                    _int_or_none(lines.loc[label]),
+                    _str_or_none(raw[object_map.fields[id_field].field].loc[label])
+                    if object_map.fields[id_field].field in raw
+                    else None,
+                    spec.field,
+                    str(source.loc[label]),
+                    f"is not a valid {types[name]}; read as empty",
+                )
+            )
+        out[name] = parsed
+    if kind == "account":
+        for key, output in mapping.outputs.items():
+            column = raw[output.field] if output.field in raw else pd.Series(None, index=raw.index)
+            values = _blank_to_null(column)
+            out[CURRENT_PREFIX + key] = parse_number(values) if output.type == "number" else values
+    missing_id = out[id_field].isna()
+    for label in out.index[missing_id]:
+        issues.append(
+            RowIssue(kind, _int_or_none(lines.loc[label]), None, None, None, "has no id; skipped")
+        )
+    out = out.loc[~missing_id]
+    out[id_field] = out[id_field].astype(str)
+    return out.reset_index(drop=True), issues
+
+
+def _int_or_none(value: object) -> int | None:
+    return None if value is None or pd.isna(value) else int(str(value))
+
+
+def _str_or_none(value: object) -> str | None:
+    return None if value is None or pd.isna(value) else str(value)
+
+
+def restore_types(frame: pd.DataFrame, mapping: CrmMapping, kind: str) -> pd.DataFrame:
+    """Re-type a canonical frame whose values went through JSON (the state mirror)."""
+    out = frame.copy()
+    for name, field_type in mapping.field_types(kind).items():
+        if name not in out:
+            out[name] = pd.Series(None, index=out.index, dtype=object)
+        if field_type in ("number", "boolean", "date", "datetime"):
+            out[name] = parse_column(out[name], field_type, {})
+        else:
+            out[name] = out[name].astype(object).where(out[name].notna(), None)
+    if kind == "account":
+        for key, output in mapping.outputs.items():
+            column = CURRENT_PREFIX + key
+            values = out[column] if column in out else pd.Series(None, index=out.index)
+            out[column] = parse_number(values) if output.type == "number" else values.astype(object)
+    return out

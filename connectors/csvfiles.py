@@ -1,0 +1,264 @@
+"""CSV exports in the layout of Salesforce's Data Export, and a Data Loader file back.
+
+Reads `Account.csv` and `Opportunity.csv` (API field names as headers; UTF-8 with or
+without BOM, falling back to Windows-1252/Latin-1) and writes `icp_updates.csv`: `Id`
+plus the output fields, one row per account whose values changed. A blank cell in that
+file leaves the CRM value alone (Data Loader's default); `#N/A` clears it.
+
+The update file is built as `icp_updates.csv.partial` batch by batch, flushed to disk
+before each batch is reported written, and renamed into place when the run finishes.
+A run killed half-way leaves the `.partial` behind; the next run carries its rows
+over, so nothing the state already counts as written is lost from the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Collection, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from connectors.base import (
+    CallEstimate,
+    Connector,
+    FieldInfo,
+    ObjectKind,
+    RecordUpdate,
+    WriteResult,
+)
+from connectors.canonical import LINE_COLUMN, RowIssue, to_canonical
+from connectors.errors import SourceError
+from connectors.mapping import CrmMapping
+
+PAGE_ROWS = 50_000
+NULL_MARKER = "#N/A"
+"""Data Loader's way of saying 'set this field to null' in an update file."""
+UPDATES_FILE = "icp_updates.csv"
+_ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
+
+
+class CsvConnector(Connector):
+    """A directory of CSV exports standing in for the CRM.
+
+    Args:
+        mapping: the `csv` mapping.
+        source: directory holding `<Object>.csv` files named after the mapped objects.
+        out: the update file to write (default `source/icp_updates.csv`).
+    """
+
+    name = "csv"
+    max_batch_size = 10_000
+
+    def __init__(self, mapping: CrmMapping, source: Path, out: Path | None = None) -> None:
+        super().__init__(mapping)
+        self.source = Path(source)
+        self.out = Path(out) if out else self.source / UPDATES_FILE
+        self._partial = self.out.with_name(self.out.name + ".partial")
+        self._handle: io.TextIOWrapper | None = None
+        self._writer: csv.DictWriter[str] | None = None
+        self._carried: dict[str, dict[str, str]] = {}
+
+    def path(self, kind: ObjectKind) -> Path:
+        return self.source / f"{getattr(self.mapping.objects, kind).object}.csv"
+
+    def connect(self) -> None:
+        if not self.source.is_dir():
+            msg = f"--source {self.source}: no such directory"
+            raise SourceError(msg)
+        for kind in ("account", "opportunity"):
+            path = self.path(kind)  # type: ignore[arg-type]
+            if not path.is_file():
+                msg = f"{path}: file not found (expected a Data Export CSV with API field names)"
+                raise SourceError(msg)
+
+    def pull(self, kind: ObjectKind, since: datetime | None) -> Iterator[pd.DataFrame]:
+        path = self.path(kind)
+        stats = self.stats[kind]
+        mtime = pd.Timestamp(path.stat().st_mtime, unit="s", tz="UTC")
+        id_column = getattr(self.mapping.objects, kind).fields[
+            "account_id" if kind == "account" else "opportunity_id"
+        ].field
+        for page in _read_pages(path, id_column, stats.issues, kind):
+            frame, issues = to_canonical(page, self.mapping, kind)
+            stats.issues.extend(issues)
+            if "modified_at" in frame:
+                # An export without SystemModstamp: the file's own time is the best we know.
+                frame["modified_at"] = frame["modified_at"].fillna(mtime)
+                if since is not None:
+                    frame = frame.loc[frame["modified_at"] >= since]
+            stats.rows += len(frame)
+            if len(frame):
+                yield frame.reset_index(drop=True)
+
+    def deleted_ids(
+        self, kind: ObjectKind, since: datetime | None, known: Collection[str]
+    ) -> set[str]:
+        if not known:
+            return set()
+        id_column = getattr(self.mapping.objects, kind).fields[
+            "account_id" if kind == "account" else "opportunity_id"
+        ].field
+        present: set[str] = set()
+        for page in _read_pages(self.path(kind), id_column, [], kind):
+            present.update(str(v).strip() for v in page[id_column].dropna())
+        return set(known) - present
+
+    # -- write-back ---------------------------------------------------------------------
+
+    def _columns(self) -> list[str]:
+        id_field = self.mapping.objects.account.fields["account_id"].field
+        return [id_field, *(o.field for o in self.mapping.outputs.values())]
+
+    def begin_write(self) -> None:
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        if self._partial.exists():  # left by a run that was killed: keep its rows
+            with self._partial.open(newline="", encoding="utf-8") as handle:
+                for row in csv.DictReader(handle):
+                    self._carried[row[self._columns()[0]]] = row
+        self._handle = self._partial.open("w", newline="", encoding="utf-8")
+        self._writer = csv.DictWriter(self._handle, fieldnames=self._columns())
+        self._writer.writeheader()
+        self._flush()
+
+    def write(self, batch: Sequence[RecordUpdate]) -> list[WriteResult]:
+        if self._writer is None:
+            self.begin_write()
+        assert self._writer is not None
+        id_field = self._columns()[0]
+        for update in batch:
+            row = self._carried.pop(update.record_id, {id_field: update.record_id})
+            for name, value in update.values.items():
+                row[name] = NULL_MARKER if value is None else _cell(value)
+            self._writer.writerow(row)
+        self._flush()
+        self.write_calls += 1
+        return [WriteResult(u.record_id, ok=True) for u in batch]
+
+    def end_write(self) -> None:
+        if self._writer is None:
+            self.begin_write()
+        assert self._writer is not None and self._handle is not None
+        for row in self._carried.values():
+            self._writer.writerow(row)
+        self._carried.clear()
+        self._flush()
+        self._handle.close()
+        self._handle = self._writer = None
+        os.replace(self._partial, self.out)
+
+    def _flush(self) -> None:
+        assert self._handle is not None
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def describe(self) -> dict[str, dict[str, FieldInfo]]:
+        described: dict[str, dict[str, FieldInfo]] = {}
+        for kind in ("account", "opportunity"):
+            header = _header(self.path(kind))  # type: ignore[arg-type]
+            described[kind] = {name: FieldInfo(name=name, type="string") for name in header}
+        return described
+
+    def estimate_calls(self, records_to_write: int, full_pull: bool) -> CallEstimate:
+        return CallEstimate(0, 0, "file", f"{records_to_write} rows to {self.out}")
+
+    def describe_target(self) -> str:
+        return str(self.out)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _open_text(path: Path) -> io.TextIOWrapper:
+    """Open with the first encoding that decodes the whole file."""
+    for encoding in _ENCODINGS:
+        handle = path.open(encoding=encoding, newline="")
+        try:
+            while handle.read(1 << 20):
+                pass
+        except UnicodeDecodeError:
+            handle.close()
+            continue
+        handle.seek(0)
+        return handle
+    msg = f"{path}: cannot be decoded"  # latin-1 decodes anything: unreachable in practice
+    raise SourceError(msg)
+
+
+def _header(path: Path) -> list[str]:
+    with _open_text(path) as handle:
+        return [h.strip() for h in next(csv.reader(handle), [])]
+
+
+def _read_pages(
+    path: Path, id_column: str, issues: list[RowIssue], kind: str
+) -> Iterator[pd.DataFrame]:
+    """Yield raw pages (all strings, `None` for empty) with their line numbers."""
+    try:
+        handle = _open_text(path)
+    except OSError as exc:
+        msg = f"{path}: {exc.strerror or exc}"
+        raise SourceError(msg) from exc
+    with handle:
+        reader = csv.reader(handle)
+        try:
+            header = [h.strip() for h in next(reader)]
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            msg = f"{path}, line 1: unreadable header ({exc})"
+            raise SourceError(msg) from exc
+        if id_column not in header:
+            msg = (
+                f"{path}, line 1: no {id_column!r} column. The mapping reads the record id "
+                f"from it; found columns: {', '.join(header[:12])}"
+            )
+            raise SourceError(msg)
+        width = len(header)
+        rows: list[list[str]] = []
+        lines: list[int] = []
+        previous = reader.line_num
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                issues.append(RowIssue(kind, previous + 1, None, None, None, f"unreadable: {exc}"))
+                previous = reader.line_num
+                continue
+            start, previous = previous + 1, reader.line_num
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if len(row) != width:
+                issues.append(
+                    RowIssue(
+                        kind,
+                        start,
+                        None,
+                        None,
+                        None,
+                        f"has {len(row)} fields, the header has {width}; skipped",
+                    )
+                )
+                continue
+            rows.append(row)
+            lines.append(start)
+            if len(rows) >= PAGE_ROWS:
+                yield _page(header, rows, lines)
+                rows, lines = [], []
+        if rows:
+            yield _page(header, rows, lines)
+
+
+def _page(header: list[str], rows: list[list[str]], lines: list[int]) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(rows, columns=header).astype(object)
+    frame = frame.where(frame != "", None)
+    frame[LINE_COLUMN] = lines
+    return frame

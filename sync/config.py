@@ -1,0 +1,242 @@
+"""Find, load and validate the mapping files, reporting every mistake in one pass.
+
+Each layer owns its schema (`connectors.mapping.CrmMapping`, `scoring.schema.IcpCriteria`);
+this module reads the YAML, runs both, checks one against the other (a criterion on a
+field the CRM mapping does not provide) and turns every error into a `ConfigProblem`
+naming file, line, key, what was expected, what was found and the valid values.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+import mappings
+from connectors.mapping import CrmMapping
+from scoring.features import available_fields
+from scoring.schema import IcpCriteria
+from sync.yamlfile import (
+    ConfigError,
+    ConfigProblem,
+    KeyPath,
+    YamlDocument,
+    load_yaml,
+    read_yaml,
+)
+
+log = logging.getLogger(__name__)
+_M = TypeVar("_M", bound=BaseModel)
+CRMS = ("csv", "salesforce", "hubspot")
+_TYPE_WORDS = {
+    "str", "int", "float", "bool", "date", "datetime", "list", "dict", "none",
+    "literal", "is-instance", "function-after", "function-before", "union", "tagged-union",
+}  # fmt: skip
+
+
+@dataclass
+class Config:
+    """The validated configuration one run works from."""
+
+    crm: str
+    mapping: CrmMapping
+    icp: IcpCriteria
+    files: dict[str, str] = field(default_factory=dict)
+    """Which file each part came from (`mapping`, `icp`), for logs and fingerprints."""
+    warnings: list[ConfigProblem] = field(default_factory=list)
+
+
+def locate(directory: Path | None, name: str) -> tuple[Path | None, str]:
+    """The file to read for `name`: DIR/name if present, else the bundled default.
+
+    Returns (path or None for the bundled copy, label for messages).
+    """
+    if directory is not None and (directory / name).is_file():
+        return directory / name, str(directory / name)
+    return None, f"(bundled) mappings/{name}"
+
+
+def _read(directory: Path | None, name: str) -> YamlDocument:
+    path, label = locate(directory, name)
+    if path is not None:
+        return read_yaml(path, label)
+    return load_yaml(mappings.default(name).read_text(encoding="utf-8"), label)
+
+
+def mappings_dir(option: Path | None) -> Path | None:
+    """`--mappings DIR` if given (must exist), else `./mappings` if present, else None."""
+    if option is not None:
+        if not option.is_dir():
+            problem = ConfigProblem(str(option), None, (), "--mappings: no such directory")
+            raise ConfigError([problem])
+        return option
+    default = Path("mappings")
+    return default if default.is_dir() else None
+
+
+def load_config(crm: str, directory: Path | None) -> Config:
+    """Load and cross-check `<crm>.yaml` and `icp.yaml`; raise `ConfigError` listing all."""
+    mapping_doc = _read(directory, f"{crm}.yaml")
+    icp_doc = _read(directory, "icp.yaml")
+    problems: list[ConfigProblem] = []
+    mapping = _validate(mapping_doc, CrmMapping, problems)
+    icp = _validate(icp_doc, IcpCriteria, problems)
+    warnings: list[ConfigProblem] = []
+    if mapping is not None:
+        if mapping.crm != crm:
+            problems.append(
+                mapping_doc.problem(("crm",), f"must be {crm!r} in {crm}.yaml. Got {mapping.crm!r}")
+            )
+        problems += [mapping_doc.problem(p, m) for p, m in mapping.problems()]
+    if mapping is not None and icp is not None:
+        fields = available_fields(mapping.field_types("account"))
+        problems += [icp_doc.problem(p, m) for p, m in icp.problems(fields)]
+        warnings += _value_warnings(icp, mapping, icp_doc)
+    if problems or mapping is None or icp is None:
+        raise ConfigError(problems)
+    return Config(crm, mapping, icp, {"mapping": mapping_doc.file, "icp": icp_doc.file}, warnings)
+
+
+def validate_all(directory: Path | None) -> tuple[list[ConfigProblem], list[ConfigProblem]]:
+    """Check every mapping file (each CRM mapping with icp.yaml); return (errors, warnings)."""
+    errors: list[ConfigProblem] = []
+    warnings: list[ConfigProblem] = []
+    seen: set[str] = set()
+    for crm in CRMS:
+        try:
+            config = load_config(crm, directory)
+            warnings += [w for w in config.warnings if str(w) not in seen]
+            seen.update(str(w) for w in config.warnings)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                if str(problem) not in seen:
+                    seen.add(str(problem))
+                    errors.append(problem)
+    return errors, warnings
+
+
+def _validate(
+    document: YamlDocument, model: type[_M], problems: list[ConfigProblem]
+) -> _M | None:
+    problems += document.problems
+    if document.problems:
+        return None
+    if not isinstance(document.data, dict):
+        found = type(document.data).__name__ if document.data is not None else "an empty file"
+        problems.append(document.problem((), f"must be a mapping of keys to values. Got {found}"))
+        return None
+    try:
+        return model.model_validate(document.data)
+    except ValidationError as exc:
+        seen: dict[KeyPath, ConfigProblem] = {}
+        for error in exc.errors():
+            path = _data_path(tuple(error["loc"]), document)
+            if path in seen:
+                continue
+            seen[path] = document.problem(path, _message(error, path, document, model))
+        problems += seen.values()
+        return None
+
+
+def _data_path(loc: KeyPath, document: YamlDocument) -> KeyPath:
+    """Drop pydantic's union-member tags (`str`, `function-after[...]`) from a location."""
+    path: list[str | int] = []
+    for part in loc:
+        if isinstance(part, str) and (part.split("[")[0] in _TYPE_WORDS):
+            continue
+        path.append("in" if part == "in_" else part)
+    return tuple(path)
+
+
+def _message(
+    error: Any, path: KeyPath, document: YamlDocument, model: type[BaseModel]
+) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        valid = _valid_keys(model, path[:-1])
+        guess = difflib.get_close_matches(str(path[-1]), valid, n=1)
+        hint = f" Did you mean {guess[0]!r}?" if guess else ""
+        return f"unknown key {path[-1]!r}.{hint} Valid keys: {', '.join(valid)}"
+    if kind == "missing":
+        return "is required but missing"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    found = error.get("input")
+    if kind.startswith(("literal_error", "enum")):
+        return f"{message}. Got {found!r}"
+    if not isinstance(found, dict | list) and found is not None:
+        return f"{message}. Got {found!r}"
+    return message
+
+
+def _valid_keys(model: type[BaseModel], path: KeyPath) -> list[str]:
+    """The keys allowed at `path` inside `model` (following lists, dicts and unions)."""
+    current: Any = model
+    for part in path:
+        current = _step(current, part)
+        if current is None:
+            return []
+    current = _unwrap_model(current)
+    if current is None:
+        return []
+    return [info.alias or name for name, info in current.model_fields.items()]
+
+
+def _step(annotation: Any, part: str | int) -> Any:
+    if isinstance(part, int):
+        args = [a for a in typing.get_args(_strip(annotation)) if a is not type(None)]
+        return args[0] if args else None
+    model = _unwrap_model(annotation)
+    if model is not None:
+        for name, info in model.model_fields.items():
+            if part in (name, info.alias):
+                return info.annotation
+        return None
+    args = typing.get_args(_strip(annotation))
+    return args[-1] if typing.get_origin(_strip(annotation)) is dict and args else None
+
+
+def _strip(annotation: Any) -> Any:
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _strip(members[0]) if len(members) == 1 else annotation
+    return annotation
+
+
+def _unwrap_model(annotation: Any) -> type[BaseModel] | None:
+    annotation = _strip(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def _value_warnings(
+    icp: IcpCriteria, mapping: CrmMapping, document: YamlDocument
+) -> list[ConfigProblem]:
+    """Criteria values that no value map produces: often a spelling slip."""
+    found = []
+    for group, index, criterion in icp.all_criteria():
+        for condition in criterion.conditions()[:1] if criterion.field else []:
+            domain = mapping.value_domain("account", condition.field)
+            op = condition.operators()[0]
+            if not domain or op not in ("eq", "in", "not_in"):
+                continue
+            values = condition.operand()
+            folded = {d.casefold() for d in domain}
+            for value in values if isinstance(values, list) else [values]:
+                if str(value).casefold() not in folded:
+                    path: KeyPath = ("criteria", group, index, op)
+                    message = (
+                        f"{value!r} is not a value the {mapping.crm} mapping produces for "
+                        f"{condition.field!r} ({', '.join(sorted(domain))}); it only matches "
+                        "CRM values spelled exactly so"
+                    )
+                    found.append(document.problem(path, message))
+    return found

@@ -1,0 +1,48 @@
+"""`icp demo`: the whole loop on a generated sample CRM, offline, in seconds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from connectors.sample import write_sample_crm
+from scoring.report import tier_summary
+from sync import render
+from sync.config import load_config
+from sync.runner import RunOptions, execute
+
+
+def run_demo(directory: Path, accounts: int, as_json: bool) -> None:
+    """Generate the sample export, backfill it into a fresh state, print the tier table."""
+    source = directory / "export"
+    state_dir = directory / ".icp"
+    if state_dir.exists():
+        shutil.rmtree(state_dir)  # the demo always starts from scratch
+    info = write_sample_crm(source, accounts=accounts)
+    config = load_config("csv", None)
+    result = execute(config, RunOptions(crm="csv", kind="backfill", state_dir=state_dir,
+                                        source=source))
+    assert result.scored is not None and result.opportunities is not None
+    order = [name for name, _ in config.icp.tier_order()]
+    summary = tier_summary(result.scored, result.opportunities, order)
+    if as_json:
+        payload = result.summary()
+        payload["tiers"] = json.loads(summary.to_json(orient="records"))
+        click.echo(json.dumps(payload, default=str))
+        return
+    console = Console()
+    console.print(
+        f"Sample CRM: {info.accounts:,} accounts, {info.opportunities:,} opportunities "
+        f"in {source} (Salesforce Data Export layout)."
+    )
+    console.print(render.tier_table(summary))
+    render.run_summary(console, result)
+    console.print(
+        f"Update file for Data Loader: [bold]{result.target}[/]\n"
+        f"Next: edit {source / 'Account.csv'} and run\n"
+        f"  icp sync --crm csv --source {source} --state {state_dir} --dry-run"
+    )

@@ -1,0 +1,242 @@
+"""Canonical frames <-> JSON rows, for the records mirror and stored values of `sync.state`.
+
+One row becomes one JSON object keyed by column name. NaN, infinities, NaT, `pd.NA` and
+None become null; timestamps become ISO 8601 UTC strings with an offset, at microsecond
+precision (`2024-05-01T12:00:00.000000+00:00`; naive ones are taken as UTC); dates become
+`2024-05-01`; numpy scalars become Python numbers and booleans. A value of any other type
+(timedelta, complex, an arbitrary object) raises `TypeError` instead of being stored as
+something it is not. Columns are converted a column at a time, vectorised where the dtype
+allows, so 100,000 rows of 15 columns encode in well under a second.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))  # ASCII: faster
+_CHUNK = 500  # ids per IN (...) list, well under SQLite's bound-parameter limit
+
+
+class RecordMirror:
+    """The records mirror half of `sync.state.StateStore`: canonical rows kept between runs,
+    so an incremental run can rescore an account whose opportunities changed without pulling
+    the account again. Rows are keyed by (crm, object, record id); opportunities also keep
+    their account id in an indexed column, to load them by account."""
+
+    _db: sqlite3.Connection
+
+    def _transaction(self, write: bool = True) -> AbstractContextManager[sqlite3.Connection]:
+        raise NotImplementedError
+
+    def upsert_records(
+        self,
+        crm: str,
+        obj: str,
+        frame: pd.DataFrame,
+        id_column: str,
+        account_column: str | None = None,
+    ) -> None:
+        """Store each row of `frame` as JSON (see the module docstring), replacing any stored
+        row with its id; `account_column`'s value is also kept apart, to filter on.
+
+        Raises:
+            KeyError: `id_column` or `account_column` is not a column of `frame`.
+            ValueError: duplicate column names, or rows without an id.
+            TypeError: a value has no faithful JSON form.
+        """
+        rows = encode_frame(frame, id_column, account_column)
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO records (crm, object, record_id, account_id, data)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (crm, object, record_id) DO UPDATE SET"
+                " account_id = excluded.account_id, data = excluded.data",
+                [(crm, obj, record_id, account, data) for record_id, account, data in rows],
+            )
+
+    def delete_records(self, crm: str, obj: str, ids: Iterable[str]) -> None:
+        """Drop the mirror rows of `ids` (records deleted in the CRM)."""
+        with self._transaction() as db:
+            db.executemany(
+                "DELETE FROM records WHERE crm = ? AND object = ? AND record_id = ?",
+                [(crm, obj, record_id) for record_id in unique_ids(ids)],
+            )
+
+    def load_records(
+        self,
+        crm: str,
+        obj: str,
+        ids: Iterable[str] | None = None,
+        account_ids: Iterable[str] | None = None,
+    ) -> pd.DataFrame:
+        """Stored rows ordered by record id, as a frame of JSON-decoded values (dtype object,
+        None for missing; the caller re-types columns). Filtered by record `ids` and/or by
+        `account_ids` (both given: rows matching both); None: no filter. No rows: an empty
+        frame without columns."""
+        sql = "SELECT record_id, account_id, data FROM records WHERE crm = ? AND object = ?"
+        with self._transaction(write=False) as db:
+            if ids is not None:
+                rows = select_in(db, sql, (crm, obj), "record_id", ids)
+            else:
+                rows = select_in(db, sql, (crm, obj), "account_id", account_ids)
+        if ids is not None and account_ids is not None:
+            wanted = set(unique_ids(account_ids))
+            rows = [row for row in rows if row[1] in wanted]
+        rows.sort(key=lambda row: str(row[0]))
+        return decode_rows([row[2] for row in rows])
+
+    def record_ids(self, crm: str, obj: str) -> set[str]:
+        """The ids of the stored rows of `obj` in `crm`."""
+        rows = self._db.execute(
+            "SELECT record_id FROM records WHERE crm = ? AND object = ?", (crm, obj)
+        )
+        return {str(row[0]) for row in rows}
+
+    def reset_records(self, crm: str) -> None:
+        """Drop every mirror row of `crm` (last-written values and failures stay)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM records WHERE crm = ?", (crm,))
+
+
+def unique_ids(ids: Iterable[str]) -> list[str]:
+    """`ids` as strings, duplicates dropped, order kept; a lone string is refused."""
+    if isinstance(ids, str):
+        raise TypeError(f"expected an iterable of ids, got the string {ids!r}")
+    return list(dict.fromkeys(str(record_id) for record_id in ids))
+
+
+def select_in(
+    db: sqlite3.Connection,
+    sql: str,
+    params: tuple[Any, ...],
+    column: str,
+    values: Iterable[str] | None,
+) -> list[Any]:
+    """Rows of `sql` (ending in a WHERE clause) `AND column IN values`, in chunks so that
+    100,000 values stay under SQLite's parameter limit; `values` None: all rows of `sql`."""
+    if values is None:
+        return db.execute(sql, params).fetchall()
+    keys = unique_ids(values)
+    rows: list[Any] = []
+    for start in range(0, len(keys), _CHUNK):
+        chunk = keys[start : start + _CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        rows += db.execute(f"{sql} AND {column} IN ({marks})", (*params, *chunk)).fetchall()
+    return rows
+
+
+def to_jsonable(value: Any) -> Any:
+    """`value` as plain JSON types (str, int, float, bool, None, lists and dicts of them).
+
+    Use it to compare a value about to be written with `StateStore.last_written`, which
+    returns values in this form.
+
+    Raises:
+        TypeError: `value` has no faithful JSON form.
+    """
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):  # numpy float64 included
+        return float(value) if math.isfinite(value) else None
+    if value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, np.datetime64):
+        return to_jsonable(pd.Timestamp(value))
+    if isinstance(value, np.generic):
+        return to_jsonable(value.item())
+    if isinstance(value, datetime):
+        if isinstance(value, pd.Timestamp):
+            value = value.to_pydatetime(warn=False)
+        if value.tzinfo is None or value.utcoffset() is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return to_jsonable(float(value))
+    if isinstance(value, Mapping):
+        return {str(key): to_jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [to_jsonable(item) for item in value]
+    raise TypeError(f"cannot store a {type(value).__name__} ({value!r}) as JSON")
+
+
+def dumps(value: Any) -> str:
+    """`value` as compact, strict JSON text, after `to_jsonable`."""
+    return _ENCODER.encode(to_jsonable(value))
+
+
+def column_values(series: pd.Series) -> list[Any]:
+    """The values of one column as `to_jsonable` would give them, vectorised by dtype."""
+    dtype = series.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype) or (isinstance(dtype, np.dtype) and dtype.kind == "M"):
+        if isinstance(dtype, pd.DatetimeTZDtype):
+            series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+        stamps = series.to_numpy(dtype="datetime64[us]")
+        text = np.char.add(np.datetime_as_string(stamps, unit="us"), "+00:00").astype(object)
+        text[np.isnat(stamps)] = None
+        return list(text.tolist())
+    if isinstance(dtype, np.dtype) and dtype.kind == "f":
+        numbers = series.to_numpy()
+        values = numbers.astype(object)
+        values[~np.isfinite(numbers)] = None
+        return list(values.tolist())
+    if isinstance(dtype, np.dtype) and dtype.kind in "biu":
+        return list(series.to_numpy().tolist())
+    objects = series.to_numpy(dtype=object)
+    missing = pd.isna(objects)
+    return [None if gone else to_jsonable(v) for v, gone in zip(objects, missing, strict=True)]
+
+
+def encode_frame(
+    frame: pd.DataFrame, id_column: str, account_column: str | None = None
+) -> list[tuple[str, str | None, str]]:
+    """Encode each row of `frame` as `(record id, account id or None, JSON object text)`.
+
+    Raises:
+        KeyError: `id_column` or `account_column` is not a column of `frame`.
+        ValueError: the frame has duplicate column names or rows without an id.
+        TypeError: a value has no faithful JSON form.
+    """
+    columns = list(frame.columns)
+    if frame.columns.has_duplicates:
+        raise ValueError(f"duplicate column names in {columns}")
+    for needed in (id_column, account_column):
+        if needed is not None and needed not in columns:
+            raise KeyError(f"no column {needed!r} in {columns}")
+    names = [str(column) for column in columns]
+    values = [column_values(frame.iloc[:, index]) for index in range(len(columns))]
+    ids = values[columns.index(id_column)]
+    if any(record_id is None for record_id in ids):
+        raise ValueError(f"column {id_column!r} has rows without an id")
+    accounts = values[columns.index(account_column)] if account_column else [None] * len(ids)
+    encode = _ENCODER.encode
+    return [
+        (
+            str(record_id),
+            None if account is None else str(account),
+            encode(dict(zip(names, row, strict=True))),
+        )
+        for record_id, account, row in zip(ids, accounts, zip(*values, strict=True), strict=True)
+    ]
+
+
+def decode_rows(texts: Sequence[str]) -> pd.DataFrame:
+    """A frame (dtype object, None for missing) of JSON object texts, columns in first-seen order.
+
+    A key missing from some rows (they were stored before the column existed) reads as None.
+    """
+    if not texts:
+        return pd.DataFrame()
+    rows: list[dict[str, Any]] = json.loads("[" + ",".join(texts) + "]")  # one call: faster
+    names = dict.fromkeys(key for row in rows for key in row)
+    return pd.DataFrame({name: [row.get(name) for row in rows] for name in names}, dtype=object)

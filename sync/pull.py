@@ -1,0 +1,156 @@
+"""Pull what changed and assemble the accounts a run must rescore.
+
+A full pull reads everything. An incremental pull reads records modified at or after
+the stored watermark (skipping the ids already seen at exactly that instant), asks the
+connector which known records were deleted, and works out the affected accounts:
+those that changed, those whose opportunities changed, moved or were deleted, and
+those still failing from earlier runs. Their unchanged data comes from the state's
+mirror of canonical records, so no extra API call is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pandas as pd
+
+from connectors.base import Connector, ObjectKind
+from connectors.canonical import restore_types
+from connectors.mapping import ID_FIELDS
+from sync.state import StateStore, Watermark
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Pulled:
+    """The records one object's pull returned, and where its watermark may move."""
+
+    frame: pd.DataFrame
+    deleted: set[str] = field(default_factory=set)
+    high_water: datetime | None = None
+    boundary_ids: set[str] = field(default_factory=set)
+
+
+@dataclass
+class WorkingSet:
+    """Everything a run scores and writes from."""
+
+    accounts: pd.DataFrame
+    opportunities: pd.DataFrame
+    pulled: dict[str, Pulled]
+    full: bool
+
+
+def _empty(columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+
+
+def pull_object(
+    connector: Connector,
+    kind: ObjectKind,
+    watermark: Watermark | None,
+    known: set[str],
+    on_page: Callable[[int], None] | None = None,
+) -> Pulled:
+    """Pull one object since `watermark` (everything when None) and find its deletions."""
+    id_column = ID_FIELDS[kind]
+    since = watermark.value if watermark else None
+    pages = []
+    for page in connector.pull(kind, since):
+        if watermark and watermark.boundary_ids:
+            seen = page["modified_at"].eq(pd.Timestamp(watermark.value)) & page[id_column].isin(
+                watermark.boundary_ids
+            )
+            page = page.loc[~seen]
+        pages.append(page)
+        if on_page is not None:
+            on_page(len(page))
+    frame = pd.concat(pages, ignore_index=True) if pages else _empty([id_column, "modified_at"])
+    frame = frame.drop_duplicates(id_column, keep="last").reset_index(drop=True)
+    if watermark is None:
+        deleted = known - set(frame[id_column])
+    else:
+        deleted = connector.deleted_ids(kind, since, known)
+    pulled = Pulled(frame, deleted)
+    stamps = frame["modified_at"].dropna() if "modified_at" in frame else pd.Series(dtype=object)
+    if len(stamps):
+        top = stamps.max()
+        pulled.high_water = top.to_pydatetime()
+        pulled.boundary_ids = set(frame.loc[frame["modified_at"] == top, id_column])
+    return pulled
+
+
+def working_set(
+    connector: Connector,
+    state: StateStore,
+    full: bool,
+    rescore_all: bool,
+    extra_accounts: set[str],
+    on_page: Callable[[int], None] | None = None,
+) -> WorkingSet:
+    """Pull both objects and assemble the accounts to score with all their opportunities.
+
+    Args:
+        connector: the CRM.
+        state: where watermarks and the mirror of earlier pulls live.
+        full: pull everything (backfill, first run, changed mapping).
+        rescore_all: score every known account even if the pull is incremental
+            (the criteria changed).
+        extra_accounts: accounts to rescore whatever changed (failures of earlier runs).
+    """
+    crm, mapping = connector.name, connector.mapping
+    pulled: dict[str, Pulled] = {}
+    for kind in ("account", "opportunity"):
+        watermark = None if full else state.watermark(crm, kind)
+        known = state.record_ids(crm, kind)
+        pulled[kind] = pull_object(connector, kind, watermark, known, on_page)  # type: ignore[arg-type]
+    accounts_pulled = pulled["account"].frame
+    opps_pulled = pulled["opportunity"].frame
+    if full:
+        opportunities = opps_pulled.loc[~opps_pulled["opportunity_id"].isin(pulled["opportunity"].deleted)]
+        return WorkingSet(accounts_pulled, opportunities.reset_index(drop=True), pulled, True)
+
+    touched_opps = set(opps_pulled["opportunity_id"]) | pulled["opportunity"].deleted
+    before = state.load_records(crm, "opportunity", ids=touched_opps) if touched_opps else None
+    affected = set(accounts_pulled["account_id"]) | set(opps_pulled["account_id"].dropna())
+    if before is not None and len(before):
+        affected |= set(before["account_id"].dropna().astype(str))  # where moved opps came from
+    affected |= extra_accounts
+    affected -= pulled["account"].deleted
+    if rescore_all:
+        affected |= state.record_ids(crm, "account") - pulled["account"].deleted
+
+    from_mirror = affected - set(accounts_pulled["account_id"])
+    stored = state.load_records(crm, "account", ids=from_mirror) if from_mirror else None
+    frames = [restore_types(stored, mapping, "account")] if stored is not None and len(stored) else []
+    accounts = pd.concat([*frames, accounts_pulled], ignore_index=True) if frames else accounts_pulled
+
+    stored_opps = state.load_records(crm, "opportunity", account_ids=affected) if affected else None
+    opp_frames = []
+    if stored_opps is not None and len(stored_opps):
+        stored_opps = restore_types(stored_opps, mapping, "opportunity")
+        gone = set(opps_pulled["opportunity_id"]) | pulled["opportunity"].deleted
+        opp_frames.append(stored_opps.loc[~stored_opps["opportunity_id"].isin(gone)])
+    opp_frames.append(opps_pulled.loc[opps_pulled["account_id"].isin(affected)])
+    opportunities = pd.concat(opp_frames, ignore_index=True)
+    return WorkingSet(accounts.reset_index(drop=True), opportunities, pulled, False)
+
+
+def persist(state: StateStore, crm: str, work: WorkingSet, run_started: datetime) -> None:
+    """Fold the pull into the mirror and move the watermarks (after writing finished)."""
+    for kind, pulled in work.pulled.items():
+        id_column = ID_FIELDS[kind]
+        if pulled.deleted:
+            if kind == "account":
+                state.forget_accounts(crm, pulled.deleted)
+            else:
+                state.delete_records(crm, kind, pulled.deleted)
+        if len(pulled.frame):
+            account_column = "account_id" if kind == "opportunity" else None
+            state.upsert_records(crm, kind, pulled.frame, id_column, account_column)
+        if pulled.high_water is not None:
+            state.set_watermark(crm, kind, pulled.high_water, pulled.boundary_ids, run_started)

@@ -1,0 +1,306 @@
+"""One run, end to end: pull, score, plan, write, remember.
+
+The order makes a crash harmless: the mirror and the watermarks move only after the
+writing finished, and every written batch is recorded as it lands. A run killed at any
+point is simply run again: it pulls the same changes, finds what already landed in
+sync, and writes the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from tenacity import Retrying
+
+import connectors
+from connectors.base import CallEstimate, Connector
+from connectors.canonical import RowIssue
+from connectors.errors import ConnectError, SourceError
+from connectors.mapping import CURRENT_PREFIX
+from scoring.criteria import score_accounts
+from scoring.features import build_features
+from sync.config import Config
+from sync.plan import Plan, plan_changes
+from sync.pull import WorkingSet, persist, working_set
+from sync.state import Failure, LockedError, StateStore
+from sync.writer import BatchOutcome, WriteSummary, write_all
+from sync.yamlfile import ConfigError
+
+log = logging.getLogger(__name__)
+Kind = Literal["sync", "backfill"]
+LIMIT_REACHED = "LIMIT_REACHED"
+
+
+class Progress:
+    """Progress hooks; the CLI draws bars from them when stderr is a terminal."""
+
+    def phase(self, name: str, total: int | None = None) -> None:
+        """A new phase starts (`total` units, if known)."""
+
+    def advance(self, amount: int) -> None:
+        """`amount` more units of the current phase are done."""
+
+
+@dataclass
+class RunOptions:
+    crm: str
+    kind: Kind = "sync"
+    state_dir: Path = Path(".icp")
+    dry_run: bool = False
+    source: Path | None = None
+    out: Path | None = None
+    retrying: Retrying | None = None
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+@dataclass
+class RunResult:
+    """What a run did; the CLI renders it and `--json` prints `summary()`."""
+
+    run_id: int
+    crm: str
+    kind: str
+    dry_run: bool
+    exit_code: int
+    outcome: str
+    counts: dict[str, int]
+    api_calls: int
+    target: str
+    plan: Plan
+    estimate: CallEstimate
+    names: dict[str, str] = field(default_factory=dict)
+    issues: list[RowIssue] = field(default_factory=list)
+    failures: BatchOutcome = field(default_factory=list)
+    scored: pd.DataFrame | None = None
+    opportunities: pd.DataFrame | None = None
+    message: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "crm": self.crm,
+            "kind": self.kind,
+            "dry_run": self.dry_run,
+            "outcome": self.outcome,
+            "exit_code": self.exit_code,
+            "counts": self.counts,
+            "api_calls": self.api_calls,
+            "estimated_calls": {
+                "pull": self.estimate.pull_calls,
+                "write": self.estimate.write_calls,
+                "method": self.estimate.method,
+            },
+            "target": self.target,
+            "failed": [
+                {"record_id": u.record_id, "code": r.code, "message": r.message}
+                for u, r in self.failures
+            ],
+            "message": self.message,
+        }
+
+
+def fingerprint(model: Any) -> str:
+    return hashlib.sha256(model.model_dump_json().encode()).hexdigest()[:16]
+
+
+def score(config: Config, work: WorkingSet) -> pd.DataFrame:
+    """Desired output values per account (indexed by account id)."""
+    outputs = config.mapping.outputs
+    features = build_features(work.accounts, work.opportunities)
+    reasons = outputs.get("reasons")
+    score_spec = outputs.get("score")
+    scored = score_accounts(
+        features,
+        config.icp,
+        reasons_length=reasons.length if reasons else None,
+        score_scale=score_spec.scale if score_spec else 0,
+    )
+    return scored.set_index("account_id")
+
+
+def execute(config: Config, options: RunOptions, progress: Progress | None = None) -> RunResult:
+    """Run one sync or backfill. Raises `LockedError`, `ConnectorError` subclasses."""
+    progress = progress or Progress()
+    started = options.now()
+    with StateStore(options.state_dir) as state:
+        state.acquire_lock()
+        connector = connectors.create(options.crm, config.mapping, options.source, options.out)
+        connector.connect()
+        run_id = state.start_run(options.crm, options.kind, options.dry_run)
+        try:
+            return _run(config, options, state, connector, run_id, started, progress)
+        except BaseException as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            state.finish_run(run_id, "error", exit_code_for(exc), {}, connector.api_calls, message)
+            raise
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The documented exit code for an error that ended a run."""
+    if isinstance(exc, LockedError):
+        return 4
+    if isinstance(exc, ConnectError):
+        return 3
+    if isinstance(exc, SourceError | ConfigError):
+        return 2
+    if isinstance(exc, KeyboardInterrupt):
+        return 130
+    return 1
+
+
+def _run(
+    config: Config,
+    options: RunOptions,
+    state: StateStore,
+    connector: Connector,
+    run_id: int,
+    started: datetime,
+    progress: Progress,
+) -> RunResult:
+    crm = options.crm
+    mapping_key, criteria_key = f"{crm}.mapping", f"{crm}.criteria"
+    mapping_fp, criteria_fp = fingerprint(config.mapping), fingerprint(config.icp)
+    full = (
+        options.kind == "backfill"
+        or state.get_meta(mapping_key) != mapping_fp
+        or not state.watermarks(crm)
+    )
+    rescore_all = full or state.get_meta(criteria_key) != criteria_fp
+    failing = {f.record_id for f in state.failures(crm)}
+    progress.phase("pull")
+    work = working_set(connector, state, full, rescore_all, failing, progress.advance)
+    issues = [i for stats in connector.stats.values() for i in stats.issues]
+    _log_issues(connector, issues)
+
+    desired = score(config, work)
+    current = work.accounts.set_index("account_id")
+    current = current[
+        [c for c in current.columns if c.startswith(CURRENT_PREFIX) or c == "modified_at"]
+    ]
+    last = state.last_written(crm, list(desired.index))
+    plan = plan_changes(desired, current, last, config.mapping.outputs)
+    updates = plan.record_updates()
+    estimate = connector.estimate_calls(len(updates), full)
+    counts = {
+        "accounts_pulled": len(work.pulled["account"].frame),
+        "opportunities_pulled": len(work.pulled["opportunity"].frame),
+        "accounts_deleted": len(work.pulled["account"].deleted),
+        "unreadable_rows": sum(1 for i in issues if i.column is None),
+        "unreadable_values": sum(1 for i in issues if i.column is not None),
+        "accounts_scored": len(desired),
+        "records_to_write": len(updates),
+        "fields_to_write": len(plan.changes),
+        "fields_in_sync": plan.in_sync,
+        "fields_skipped": len(plan.skips),
+    }
+    result = RunResult(
+        run_id,
+        crm,
+        options.kind,
+        options.dry_run,
+        0,
+        "dry-run",
+        counts,
+        connector.api_calls,
+        connector.describe_target(),
+        plan,
+        estimate,
+        issues=issues,
+        names=dict(
+            zip(
+                work.accounts["account_id"],
+                work.accounts.get("name", work.accounts["account_id"]),
+                strict=True,
+            )
+        ),
+        scored=desired.reset_index(),
+        opportunities=work.opportunities,
+    )
+    for skip in plan.skips:
+        log.debug(
+            "left %s.%s alone (%s): CRM has %r, engine wants %r",
+            skip.record_id,
+            skip.field,
+            skip.reason.value,
+            skip.current,
+            skip.desired,
+        )
+    if options.dry_run:
+        state.finish_run(run_id, "dry-run", 0, counts, connector.api_calls)
+        return result
+
+    summary = _write(connector, state, crm, run_id, updates, options, progress)
+    persist(state, crm, work, started)
+    state.set_meta(mapping_key, mapping_fp)
+    state.set_meta(criteria_key, criteria_fp)
+    still_failing = {u.record_id for u, _ in summary.failed} | {
+        u.record_id for u in summary.not_attempted
+    }
+    state.clear_failures(crm, (failing | set(desired.index)) - still_failing)
+    if summary.deleted:
+        state.forget_accounts(crm, summary.deleted)
+
+    counts.update(written=summary.written, failed=len(still_failing), retries=summary.retries)
+    result.exit_code = 1 if still_failing else 0
+    result.outcome = "partial" if still_failing else "ok"
+    result.failures = summary.failed
+    result.api_calls = connector.api_calls
+    result.message = summary.stopped
+    state.finish_run(
+        run_id, result.outcome, result.exit_code, counts, connector.api_calls, summary.stopped
+    )
+    return result
+
+
+def _write(
+    connector: Connector,
+    state: StateStore,
+    crm: str,
+    run_id: int,
+    updates: list[Any],
+    options: RunOptions,
+    progress: Progress,
+) -> WriteSummary:
+    def on_batch(outcome: BatchOutcome) -> None:
+        now = options.now()
+        written = [(u.record_id, f, v) for u, r in outcome if r.ok for f, v in u.values.items()]
+        state.record_written(crm, run_id, written, now)
+        failed = [
+            Failure(u.record_id, r.code, r.message, r.transient, dict(u.values))
+            for u, r in outcome
+            if not r.ok and not r.deleted
+        ]
+        if failed:
+            state.record_failures(crm, run_id, failed, now)
+        state.clear_failures(crm, [u.record_id for u, r in outcome if r.ok])
+
+    progress.phase("write", len(updates))
+    connector.begin_write()
+    summary = write_all(connector, updates, on_batch, options.retrying, progress.advance)
+    if summary.not_attempted:
+        failures = [
+            Failure(u.record_id, LIMIT_REACHED, summary.stopped, True, dict(u.values))
+            for u in summary.not_attempted
+        ]
+        state.record_failures(crm, run_id, failures, options.now())
+    connector.end_write()
+    for update, write_result in summary.failed:
+        log.warning(
+            "could not write %s: %s %s", update.record_id, write_result.code, write_result.message
+        )
+    return summary
+
+
+def _log_issues(connector: Connector, issues: list[RowIssue], shown: int = 20) -> None:
+    for issue in issues[:shown]:
+        source = getattr(connector.mapping.objects, issue.object).object
+        log.warning("%s", issue.describe(source))
+    if len(issues) > shown:
+        log.warning("... and %d more rows or values that could not be read", len(issues) - shown)

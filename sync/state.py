@@ -1,0 +1,522 @@
+"""What a scheduled run remembers between runs: one SQLite file per state directory.
+
+`directory/state.sqlite` holds the runs, a watermark per (crm, object), the value last
+written to each (crm, record, field), the records whose write failed (retried next run),
+a mirror of canonical records (`sync.mirror` encodes them) and a small key/value table.
+`directory/lock` serialises runs through `fcntl.flock`, which the OS releases when its
+holder dies, even by SIGKILL, so there are no stale locks to clean up.
+
+Timestamps are stored as fixed-width ISO 8601 UTC strings (microsecond precision) and
+returned as tz-aware UTC datetimes; naive datetimes raise `ValueError`. Every mutating
+method is one transaction: it commits at the end and rolls back on error.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import logging
+import os
+import sqlite3
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import pandas as pd
+
+from sync.mirror import RecordMirror, dumps, select_in, unique_ids
+
+logger = logging.getLogger(__name__)
+
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (  # 0 -> 1
+        """CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, crm TEXT NOT NULL,
+            kind TEXT NOT NULL, dry_run INTEGER NOT NULL, started_at TEXT NOT NULL,
+            finished_at TEXT, outcome TEXT, exit_code INTEGER, counts TEXT NOT NULL DEFAULT '{}',
+            api_calls INTEGER NOT NULL DEFAULT 0, message TEXT)""",
+        "CREATE INDEX runs_by_crm ON runs (crm, id)",
+        """CREATE TABLE watermarks (crm TEXT NOT NULL, object TEXT NOT NULL,
+            value TEXT NOT NULL, boundary_ids TEXT NOT NULL, PRIMARY KEY (crm, object))""",
+        """CREATE TABLE last_written (crm TEXT NOT NULL, record_id TEXT NOT NULL,
+            field TEXT NOT NULL, value TEXT NOT NULL, run_id INTEGER NOT NULL,
+            written_at TEXT NOT NULL, PRIMARY KEY (crm, record_id, field)) WITHOUT ROWID""",
+        """CREATE TABLE failures (crm TEXT NOT NULL, record_id TEXT NOT NULL,
+            run_id INTEGER NOT NULL, code TEXT, message TEXT, transient INTEGER NOT NULL,
+            field_values TEXT NOT NULL, attempts INTEGER NOT NULL, first_failed_at TEXT NOT NULL,
+            last_failed_at TEXT NOT NULL, PRIMARY KEY (crm, record_id))""",
+        """CREATE TABLE records (crm TEXT NOT NULL, object TEXT NOT NULL,
+            record_id TEXT NOT NULL, account_id TEXT, data TEXT NOT NULL,
+            PRIMARY KEY (crm, object, record_id))""",
+        "CREATE INDEX records_by_account ON records (crm, object, account_id)",
+    ),
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+_SCHEMA_KEY = "schema_version"
+_BUSY_TIMEOUT_S = 30.0
+_ACCOUNT = "account"
+_RUN_COLUMNS = "id, crm, kind, dry_run, started_at, finished_at, outcome, exit_code, counts, "
+_RUN_COLUMNS += "api_calls, message"
+
+
+class LockedError(Exception):
+    """Another run holds the lock on this state directory; str() says who, since when, where."""
+
+    def __init__(self, directory: Path, pid: int | None, command: str | None, since: str | None):
+        self.directory, self.pid, self.command, self.since = directory, pid, command, since
+        who = f"pid {pid} ({command or 'unknown command'})" if pid else "a process still starting"
+        super().__init__(f"state directory {directory} is locked by {who} since {since or '?'}")
+
+
+class StateVersionError(RuntimeError):
+    """The state file was written by a newer engine, with a schema this one does not know."""
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """Pull records modified at or after `value`, skipping `boundary_ids` (modified at `value`)."""
+
+    value: datetime
+    boundary_ids: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Written:
+    """The value last written to one field of one record, and when (tz-aware UTC)."""
+
+    value: Any
+    written_at: datetime
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A record whose write failed: the CRM's answer and the field values we tried to write."""
+
+    record_id: str
+    code: str | None
+    message: str | None
+    transient: bool
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FailureRecord(Failure):
+    """A stored `Failure`: how many runs failed it, first and last (tz-aware UTC)."""
+
+    attempts: int
+    first_failed_at: datetime
+    last_failed_at: datetime
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run; `finished_at` and `outcome` are None if it never finished (it was killed)."""
+
+    id: int
+    crm: str
+    kind: str
+    dry_run: bool
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str | None
+    exit_code: int | None
+    counts: dict[str, int]
+    api_calls: int
+    message: str | None
+
+
+class StateStore(RecordMirror):
+    """The state of one directory (see the module docstring); use it as a context manager.
+
+    Args:
+        directory: the state directory; it and the state file are created if missing.
+
+    Raises:
+        StateVersionError: the file comes from a newer engine.
+    """
+
+    FILE_NAME = "state.sqlite"
+    LOCK_NAME = "lock"
+
+    def __init__(self, directory: Path | str) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.path = self.directory / self.FILE_NAME
+        self._lock_fd: int | None = None
+        self._db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def close(self) -> None:
+        """Release the lock if held and close the file; closing twice is harmless."""
+        self.release_lock()
+        self._db.close()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            yield self._db
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+    def _schema_version(self) -> int:
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        if self._db.execute(sql).fetchone() is None:
+            return 0
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (_SCHEMA_KEY,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _migrate(self) -> None:
+        if self._schema_version() == SCHEMA_VERSION:  # the usual case: no write needed
+            return
+        with self._transaction() as db:  # re-read: another process may have migrated meanwhile
+            version = self._schema_version()
+            if version > SCHEMA_VERSION:
+                raise StateVersionError(
+                    f"{self.path} has schema version {version}; this engine knows up to "
+                    f"{SCHEMA_VERSION}. Upgrade the engine or use another state directory."
+                )
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+            for statements in _MIGRATIONS[version:]:
+                for statement in statements:
+                    db.execute(statement)
+            _put_meta(db, _SCHEMA_KEY, str(SCHEMA_VERSION))
+
+    # lock
+
+    def acquire_lock(self) -> None:
+        """Take the directory's lock (a no-op if this store holds it already).
+
+        Raises:
+            LockedError: another process (or another store in this one) holds it.
+        """
+        if self._lock_fd is not None:
+            return
+        fd = os.open(self.directory / self.LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            text = os.pread(fd, 65536, 0).decode(errors="replace")
+            os.close(fd)
+            if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            try:
+                info = json.loads(text)
+            except ValueError:
+                info = {}
+            raise LockedError(
+                self.directory, info.get("pid"), info.get("command"), info.get("since")
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        holder = {"pid": os.getpid(), "command": " ".join(sys.argv), "since": _text(_now())}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        self._lock_fd = fd
+
+    def release_lock(self) -> None:
+        """Release the lock if this store holds it."""
+        if self._lock_fd is not None:
+            fd, self._lock_fd = self._lock_fd, None
+            os.ftruncate(fd, 0)  # while still holding it, so no new holder's details are lost
+            os.close(fd)  # closing the only descriptor releases the flock
+
+    # runs
+
+    def start_run(
+        self, crm: str, kind: str, dry_run: bool = False, *, started_at: datetime | None = None
+    ) -> int:
+        """Record a run as started (now, unless `started_at` is given) and return its id."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO runs (crm, kind, dry_run, started_at) VALUES (?, ?, ?, ?)",
+                (crm, kind, int(dry_run), _text(started_at or _now())),
+            )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def finish_run(  # noqa: PLR0917 - the agreed signature
+        self,
+        run_id: int,
+        outcome: str,
+        exit_code: int,
+        counts: Mapping[str, int],
+        api_calls: int,
+        message: str | None = None,
+        *,
+        finished_at: datetime | None = None,
+    ) -> None:
+        """Record how run `run_id` ended. Raises `KeyError` for an unknown run."""
+        counts_text = json.dumps({str(key): int(value) for key, value in counts.items()})
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE runs SET finished_at = ?, outcome = ?, exit_code = ?, counts = ?,"
+                " api_calls = ?, message = ? WHERE id = ?",
+                (
+                    _text(finished_at or _now()),
+                    outcome,
+                    exit_code,
+                    counts_text,
+                    api_calls,
+                    message,
+                    run_id,
+                ),
+            )
+            if cursor.rowcount == 0:
+                raise KeyError(f"no run {run_id} in {self.path}")
+
+    def runs(self, crm: str | None = None, limit: int = 20) -> list[RunRecord]:
+        """The last `limit` runs (of `crm`, or of all CRMs), newest first."""
+        rows = self._db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE ? IS NULL OR crm = ? ORDER BY id DESC LIMIT ?",
+            (crm, crm, limit),
+        ).fetchall()
+        return [
+            RunRecord(
+                i, c, k, bool(d), _parse(s), _parse(f) if f else None, o, e, json.loads(n), a, m
+            )
+            for i, c, k, d, s, f, o, e, n, a, m in rows
+        ]
+
+    # watermarks
+
+    def watermark(self, crm: str, obj: str) -> Watermark | None:
+        """The watermark of `obj` ("account", "opportunity") in `crm`, or None before any."""
+        return self.watermarks(crm).get((crm, obj))
+
+    def set_watermark(
+        self,
+        crm: str,
+        obj: str,
+        value: datetime,
+        boundary_ids: Iterable[str],
+        run_started_at: datetime,
+    ) -> Watermark:
+        """Move the watermark to `value`, the newest modified time this run saw; return it.
+
+        `value` is capped at `run_started_at` (a record stamped in the future must not make
+        the next run skip what changes meanwhile; the boundary ids are then dropped). The
+        watermark never moves back: an earlier value keeps the stored one (with a warning).
+        At an equal value the boundary ids are added to the stored ones.
+        """
+        value, ids, start = _utc(value), frozenset(unique_ids(boundary_ids)), _utc(run_started_at)
+        if value > start:
+            logger.warning(
+                "%s %s: newest modified time %s is after the run's start %s (clock skew?);"
+                " watermark capped at the start",
+                crm,
+                obj,
+                value.isoformat(),
+                start.isoformat(),
+            )
+            value, ids = start, frozenset()
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT value, boundary_ids FROM watermarks WHERE crm = ? AND object = ?",
+                (crm, obj),
+            ).fetchone()
+            if row is not None:
+                stored = Watermark(_parse(row[0]), frozenset(json.loads(row[1])))
+                if stored.value > value:
+                    logger.warning(
+                        "%s %s: watermark would move back from %s to %s; kept",
+                        crm,
+                        obj,
+                        stored.value.isoformat(),
+                        value.isoformat(),
+                    )
+                    return stored
+                if stored.value == value:
+                    ids |= stored.boundary_ids
+            db.execute(
+                "INSERT INTO watermarks (crm, object, value, boundary_ids) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (crm, object) DO UPDATE SET value = excluded.value,"
+                " boundary_ids = excluded.boundary_ids",
+                (crm, obj, _text(value), json.dumps(sorted(ids))),
+            )
+        return Watermark(value, ids)
+
+    def watermarks(self, crm: str | None = None) -> dict[tuple[str, str], Watermark]:
+        """All watermarks (of `crm`, or of all CRMs) by (crm, object)."""
+        rows = self._db.execute(
+            "SELECT crm, object, value, boundary_ids FROM watermarks WHERE ? IS NULL OR crm = ?",
+            (crm, crm),
+        )
+        return {(c, o): Watermark(_parse(v), frozenset(json.loads(b))) for c, o, v, b in rows}
+
+    def reset_watermarks(self, crm: str) -> None:
+        """Forget the watermarks of `crm`: its next run pulls everything."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM watermarks WHERE crm = ?", (crm,))
+
+    # last written values
+
+    def last_written(
+        self, crm: str, record_ids: Iterable[str] | None = None
+    ) -> dict[tuple[str, str], Written]:
+        """What was last written, by (record id, CRM field), for `record_ids` (None: all).
+
+        Values come back in `sync.mirror.to_jsonable` form.
+        """
+        sql = "SELECT record_id, field, value, written_at FROM last_written WHERE crm = ?"
+        with self._transaction(write=False) as db:
+            rows = select_in(db, sql, (crm,), "record_id", record_ids)
+        stamps: dict[str, datetime] = {}
+        return {
+            (record_id, field): Written(
+                json.loads(value), stamps.get(at) or stamps.setdefault(at, _parse(at))
+            )
+            for record_id, field, value, at in rows
+        }
+
+    def record_written(
+        self, crm: str, run_id: int, items: Iterable[tuple[str, str, Any]], written_at: datetime
+    ) -> None:
+        """Remember `(record id, CRM field, value)` items as written by run `run_id`."""
+        at = _text(written_at)
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO last_written (crm, record_id, field, value, run_id, written_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (crm, record_id, field) DO UPDATE SET"
+                " value = excluded.value, run_id = excluded.run_id,"
+                " written_at = excluded.written_at",
+                (
+                    (crm, str(rid), str(field), dumps(value), run_id, at)
+                    for rid, field, value in items
+                ),
+            )
+
+    # failed records
+
+    def record_failures(
+        self, crm: str, run_id: int, failures: Iterable[Failure], at: datetime
+    ) -> None:
+        """Keep failed records for the next run: a new one starts at 1 attempt, a known one
+        gets one more (a record listed twice in one call counts once; its last entry wins),
+        keeping its `first_failed_at`."""
+        stamp = _text(at)
+        latest = {failure.record_id: failure for failure in failures}
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO failures (crm, record_id, run_id, code, message, transient,"
+                " field_values, attempts, first_failed_at, last_failed_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?) ON CONFLICT (crm, record_id) DO UPDATE SET"
+                " run_id = excluded.run_id, code = excluded.code, message = excluded.message,"
+                " transient = excluded.transient, field_values = excluded.field_values,"
+                " attempts = attempts + 1, last_failed_at = excluded.last_failed_at",
+                [
+                    (
+                        crm,
+                        str(f.record_id),
+                        run_id,
+                        f.code,
+                        f.message,
+                        int(f.transient),
+                        dumps(f.values),
+                        stamp,
+                        stamp,
+                    )
+                    for f in latest.values()
+                ],
+            )
+
+    def clear_failures(self, crm: str, record_ids: Iterable[str]) -> None:
+        """Forget the failures of `record_ids` (written since, or no longer to be written)."""
+        with self._transaction() as db:
+            db.executemany(
+                "DELETE FROM failures WHERE crm = ? AND record_id = ?",
+                [(crm, record_id) for record_id in unique_ids(record_ids)],
+            )
+
+    def failures(self, crm: str | None = None) -> list[FailureRecord]:
+        """Failed records (of `crm`, or of all CRMs), ordered by record id."""
+        rows = self._db.execute(
+            "SELECT record_id, code, message, transient, field_values, attempts, first_failed_at,"
+            " last_failed_at FROM failures WHERE ? IS NULL OR crm = ? ORDER BY record_id, crm",
+            (crm, crm),
+        )
+        return [
+            FailureRecord(r, c, m, bool(t), json.loads(v), a, _parse(first), _parse(last))
+            for r, c, m, t, v, a, first, last in rows
+        ]
+
+    def forget_accounts(self, crm: str, record_ids: Iterable[str]) -> None:
+        """Drop every trace of deleted accounts: last-written values, failures, mirror rows."""
+        keys = [(crm, record_id) for record_id in unique_ids(record_ids)]
+        with self._transaction() as db:
+            db.executemany("DELETE FROM last_written WHERE crm = ? AND record_id = ?", keys)
+            db.executemany("DELETE FROM failures WHERE crm = ? AND record_id = ?", keys)
+            db.executemany(
+                "DELETE FROM records WHERE crm = ? AND object = ? AND record_id = ?",
+                [(crm, _ACCOUNT, record_id) for _, record_id in keys],
+            )
+
+    # key/value
+
+    def get_meta(self, key: str) -> str | None:
+        """The value stored under `key`, or None."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store `value` under `key` (not "schema_version", which the store keeps itself)."""
+        if key == _SCHEMA_KEY:
+            raise ValueError(f"{key!r} is reserved for the state schema")
+        with self._transaction() as db:
+            _put_meta(db, key, value)
+
+
+def _put_meta(db: sqlite3.Connection, key: str, value: str) -> None:
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET"
+        " value = excluded.value",
+        (key, value),
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{moment!r} is naive: state timestamps must be timezone-aware")
+    if isinstance(moment, pd.Timestamp):
+        moment = moment.to_pydatetime(warn=False)  # nanoseconds are dropped
+    return moment.astimezone(UTC)
+
+
+def _text(moment: datetime) -> str:
+    return _utc(moment).isoformat(timespec="microseconds")
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
