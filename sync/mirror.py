@@ -6,7 +6,7 @@ precision (`2024-05-01T12:00:00.000000+00:00`; naive ones are taken as UTC); dat
 `2024-05-01`; numpy scalars become Python numbers and booleans. A value of any other type
 (timedelta, complex, an arbitrary object) raises `TypeError` instead of being stored as
 something it is not. Columns are converted a column at a time, vectorised where the dtype
-allows, so 100,000 rows of 15 columns encode in well under a second.
+allows: 100,000 rows of 15 columns encode in about a second.
 """
 
 from __future__ import annotations

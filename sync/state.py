@@ -230,7 +230,8 @@ class StateStore(RecordMirror):
             try:
                 info = json.loads(text)
             except ValueError:
-                info = {}
+                info = None
+            info = info if isinstance(info, dict) else {}  # empty: the holder is just starting
             raise LockedError(
                 self.directory, info.get("pid"), info.get("command"), info.get("since")
             ) from None
