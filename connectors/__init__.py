@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from connectors.base import Connector
 from connectors.errors import SourceError
 from connectors.mapping import CrmMapping
 
 AVAILABLE = ("csv",)
+
+
+def settings_model(crm: str) -> type[BaseModel] | None:
+    """The pydantic model for the `settings:` block of `<crm>.yaml`, if the CRM has one."""
+    if crm == "csv":
+        from connectors.csvfiles import CsvSettings
+
+        return CsvSettings
+    return None
 
 
 def create(crm: str, mapping: CrmMapping, source: Path | None = None, out: Path | None = None) -> Connector:

@@ -98,7 +98,7 @@ class Connector(ABC):
     """
 
     name: ClassVar[str]
-    max_batch_size: ClassVar[int]
+    max_batch_size: int
     """The most records one `write` call accepts."""
 
     def __init__(self, mapping: CrmMapping) -> None:

@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.base import (
     CallEstimate,
@@ -41,6 +42,14 @@ UPDATES_FILE = "icp_updates.csv"
 _ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
 
 
+class CsvSettings(BaseModel):
+    """`settings:` in csv.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+    batch_size: int = Field(default=10_000, gt=0, le=1_000_000)
+    """Rows written (and flushed to disk) per batch."""
+
+
 class CsvConnector(Connector):
     """A directory of CSV exports standing in for the CRM.
 
@@ -51,10 +60,10 @@ class CsvConnector(Connector):
     """
 
     name = "csv"
-    max_batch_size = 10_000
 
     def __init__(self, mapping: CrmMapping, source: Path, out: Path | None = None) -> None:
         super().__init__(mapping)
+        self.max_batch_size = CsvSettings.model_validate(mapping.settings).batch_size
         self.source = Path(source)
         self.out = Path(out) if out else self.source / UPDATES_FILE
         self._partial = self.out.with_name(self.out.name + ".partial")

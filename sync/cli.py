@@ -123,7 +123,7 @@ def _run(kind: str, dry_run: bool, show_all: bool, as_json: bool, crm: str,
     if as_json:
         click.echo(json.dumps(result.summary(), default=str))
     else:
-        console = Console()
+        console = render.console()
         if dry_run:
             console.print(render.plan_table(result.plan, result.names, None if show_all else 50))
         render.run_summary(console, result)
@@ -188,7 +188,7 @@ def status(state_dir: Path, crm: str | None, limit: int, log_format: str, verbos
             "failures": [vars(f) for f in failures],
         }, default=str))
         return
-    console = Console()
+    console = render.console()
     for table in render.status_tables(runs, marks, failures):
         console.print(table)
 

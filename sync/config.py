@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+import connectors
 import mappings
 from connectors.mapping import CrmMapping
 from scoring.features import available_fields
@@ -94,6 +95,9 @@ def load_config(crm: str, directory: Path | None) -> Config:
                 mapping_doc.problem(("crm",), f"must be {crm!r} in {crm}.yaml. Got {mapping.crm!r}")
             )
         problems += [mapping_doc.problem(p, m) for p, m in mapping.problems()]
+        settings = connectors.settings_model(crm)
+        if settings is not None:
+            _validate_part(mapping_doc, ("settings",), mapping.settings, settings, problems)
     if mapping is not None and icp is not None:
         fields = available_fields(mapping.field_types("account"))
         problems += [icp_doc.problem(p, m) for p, m in icp.problems(fields)]
@@ -142,6 +146,22 @@ def _validate(
             seen[path] = document.problem(path, _message(error, path, document, model))
         problems += seen.values()
         return None
+
+
+def _validate_part(
+    document: YamlDocument,
+    prefix: KeyPath,
+    data: Any,
+    model: type[BaseModel],
+    problems: list[ConfigProblem],
+) -> None:
+    """Validate one block of a file against its own model (connector settings)."""
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            path = (*prefix, *_data_path(tuple(error["loc"]), document))
+            problems.append(document.problem(path, _message(error, path[len(prefix):], document, model)))
 
 
 def _data_path(loc: KeyPath, document: YamlDocument) -> KeyPath:

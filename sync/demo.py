@@ -34,7 +34,7 @@ def run_demo(directory: Path, accounts: int, as_json: bool) -> None:
         payload["tiers"] = json.loads(summary.to_json(orient="records"))
         click.echo(json.dumps(payload, default=str))
         return
-    console = Console()
+    console = render.console()
     console.print(
         f"Sample CRM: {info.accounts:,} accounts, {info.opportunities:,} opportunities "
         f"in {source} (Salesforce Data Export layout)."

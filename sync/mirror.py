@@ -28,10 +28,12 @@ _CHUNK = 500  # ids per IN (...) list, well under SQLite's bound-parameter limit
 
 
 class RecordMirror:
-    """The records mirror half of `sync.state.StateStore`: canonical rows kept between runs,
-    so an incremental run can rescore an account whose opportunities changed without pulling
-    the account again. Rows are keyed by (crm, object, record id); opportunities also keep
-    their account id in an indexed column, to load them by account."""
+    """The records-mirror half of `sync.state.StateStore`.
+
+    Canonical rows kept between runs, so an incremental run can rescore an account whose
+    opportunities changed without pulling the account again. Rows are keyed by (crm, object,
+    record id); opportunities also keep their account id in an indexed column.
+    """
 
     _db: sqlite3.Connection
 
@@ -46,8 +48,10 @@ class RecordMirror:
         id_column: str,
         account_column: str | None = None,
     ) -> None:
-        """Store each row of `frame` as JSON (see the module docstring), replacing any stored
-        row with its id; `account_column`'s value is also kept apart, to filter on.
+        """Store each row of `frame` as JSON (see the module docstring), in one transaction.
+
+        A stored row with the same id is replaced, not merged. `account_column`'s value is
+        also kept in its own indexed column, for `load_records(account_ids=...)`.
 
         Raises:
             KeyError: `id_column` or `account_column` is not a column of `frame`.
@@ -78,10 +82,12 @@ class RecordMirror:
         ids: Iterable[str] | None = None,
         account_ids: Iterable[str] | None = None,
     ) -> pd.DataFrame:
-        """Stored rows ordered by record id, as a frame of JSON-decoded values (dtype object,
-        None for missing; the caller re-types columns). Filtered by record `ids` and/or by
-        `account_ids` (both given: rows matching both); None: no filter. No rows: an empty
-        frame without columns."""
+        """Stored rows ordered by record id, as a frame of JSON-decoded values.
+
+        Columns are dtype object with None for missing values; the caller re-types them.
+        Rows are filtered by record `ids` and/or `account_ids` (both given: rows matching
+        both); None is no filter. No rows: an empty frame without columns.
+        """
         sql = "SELECT record_id, account_id, data FROM records WHERE crm = ? AND object = ?"
         with self._transaction(write=False) as db:
             if ids is not None:
@@ -121,8 +127,10 @@ def select_in(
     column: str,
     values: Iterable[str] | None,
 ) -> list[Any]:
-    """Rows of `sql` (ending in a WHERE clause) `AND column IN values`, in chunks so that
-    100,000 values stay under SQLite's parameter limit; `values` None: all rows of `sql`."""
+    """Rows of `sql` (ending in a WHERE clause) `AND column IN values`; None: all its rows.
+
+    The values go in chunks, so 100,000 of them stay under SQLite's parameter limit.
+    """
     if values is None:
         return db.execute(sql, params).fetchall()
     keys = unique_ids(values)
@@ -231,9 +239,9 @@ def encode_frame(
 
 
 def decode_rows(texts: Sequence[str]) -> pd.DataFrame:
-    """A frame (dtype object, None for missing) of JSON object texts, columns in first-seen order.
+    """A frame of JSON object texts: dtype object, columns in first-seen order.
 
-    A key missing from some rows (they were stored before the column existed) reads as None.
+    A key missing from some rows (stored before the column existed) reads as None.
     """
     if not texts:
         return pd.DataFrame()

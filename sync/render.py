@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import pandas as pd
@@ -14,6 +15,12 @@ from sync.runner import RunResult
 from sync.state import FailureRecord, RunRecord, Watermark
 
 DIFF_ROWS = 50
+PIPE_WIDTH = 160
+
+
+def console() -> Console:
+    """stdout for results: the terminal's width, or wide lines when piped to a file."""
+    return Console(width=None if sys.stdout.isatty() else PIPE_WIDTH)
 
 
 def _value(value: Any) -> str:
@@ -29,7 +36,7 @@ def plan_table(plan: Plan, names: dict[str, str], limit: int | None = DIFF_ROWS)
     """The per-field diff a dry run would apply, and the fields it would leave alone."""
     table = Table(title="Would update", title_justify="left")
     for column in ("account", "name", "field", "now in CRM", "would write", "why"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column in ("account", "field", "why"))
     rows = [
         (
             c.record_id,

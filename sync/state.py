@@ -420,9 +420,11 @@ class StateStore(RecordMirror):
     def record_failures(
         self, crm: str, run_id: int, failures: Iterable[Failure], at: datetime
     ) -> None:
-        """Keep failed records for the next run: a new one starts at 1 attempt, a known one
-        gets one more (a record listed twice in one call counts once; its last entry wins),
-        keeping its `first_failed_at`."""
+        """Keep failed records, with the CRM's answer, to retry them next run.
+
+        A new one starts at 1 attempt; a known one gets one more and keeps its
+        `first_failed_at`. A record listed twice in one call counts once (its last entry wins).
+        """
         stamp = _text(at)
         latest = {failure.record_id: failure for failure in failures}
         with self._transaction() as db:
