@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import json
 import os
 import resource
@@ -95,11 +96,7 @@ def build_icp() -> IcpCriteria:
 
 
 def _has_pyarrow() -> bool:
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("pyarrow") is not None
 
 
 def prepare(n: int, directory: Path, with_opportunities: bool) -> tuple[Path, dict[str, float]]:
@@ -141,19 +138,44 @@ def _load(path: Path) -> pd.DataFrame:
     return frame
 
 
+def _status_mb(key: str) -> float | None:
+    """A size from /proc/self/status (Linux), in MB; None elsewhere."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{key}:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def _peak_mb() -> float:
-    """This process's peak resident size so far."""
+    """This process's peak resident size (since the last `_reset_peak`).
+
+    VmHWM, not `ru_maxrss`: a child started by fork/vfork + exec inherits the parent's
+    high-water mark in `ru_maxrss` (Linux keeps the larger of the old and new image), so
+    after a multi-GB prepare step `ru_maxrss` would report the parent's peak.
+    """
+    hwm = _status_mb("VmHWM")
+    if hwm is not None:
+        return hwm
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes vs KB
 
 
 def _current_mb() -> float:
     """This process's resident size now (Linux), else its peak so far."""
+    rss = _status_mb("VmRSS")
+    return _peak_mb() if rss is None else rss
+
+
+def _reset_peak() -> bool:
+    """Reset VmHWM to the current resident size (Linux >= 4.0); False if not possible."""
     try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, IndexError, ValueError):
-        return _peak_mb()
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return _status_mb("VmHWM") is not None
 
 
 def child(path: Path, repeat: int, cores: int, profile: bool) -> dict[str, Any]:
@@ -173,7 +195,8 @@ def child(path: Path, repeat: int, cores: int, profile: bool) -> dict[str, Any]:
         load_times.append(time.perf_counter() - start)
     gc.collect()
     after_load_mb = _current_mb()
-    after_load_peak_mb = _peak_mb()
+    load_peak_mb = _peak_mb()
+    reset = _reset_peak()
     score_times: list[float] = []
     result = pd.DataFrame()
     for _ in range(repeat):
@@ -182,7 +205,7 @@ def child(path: Path, repeat: int, cores: int, profile: bool) -> dict[str, Any]:
         start = time.perf_counter()
         result = score_accounts(features, icp, reasons_length=255)
         score_times.append(time.perf_counter() - start)
-    peak_mb = _peak_mb()
+    score_peak_mb = _peak_mb()
     if profile:
         import cProfile
         import pstats
@@ -199,8 +222,10 @@ def child(path: Path, repeat: int, cores: int, profile: bool) -> dict[str, Any]:
         "score": score_times,
         "imports_mb": imports_mb,
         "after_load_mb": after_load_mb,
-        "after_load_peak_mb": after_load_peak_mb,
-        "peak_mb": peak_mb,
+        "load_peak_mb": load_peak_mb,
+        "score_peak_mb": score_peak_mb,
+        "peak_mb": max(load_peak_mb, score_peak_mb),
+        "score_delta_mb": score_peak_mb - after_load_mb if reset else None,
         "frame_mb": features.memory_usage(deep=True).sum() / 2**20,
         "tiers": {str(k): int(v) for k, v in result["tier"].value_counts().sort_index().items()},
         "segments": int(result["segment"].nunique()),
@@ -215,11 +240,12 @@ def _verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def report(n: int, path: Path, steps: dict[str, float], m: dict[str, Any]) -> None:
+def report(path: Path, steps: dict[str, float], m: dict[str, Any]) -> None:
     load, score = min(m["load"]), min(m["score"])
     median = statistics.median(m["score"])
     ratio = score / load if load else float("inf")
     rows = m["rows"]
+    delta = "n/a" if m["score_delta_mb"] is None else f"{m['score_delta_mb']:.0f}"
     print()
     print(f"prepare (not timed): {', '.join(f'{k} {v:.1f} s' for k, v in steps.items())}")
     print(
@@ -255,9 +281,10 @@ def report(n: int, path: Path, steps: dict[str, float], m: dict[str, Any]) -> No
         (
             "RSS after load MB",
             f"{m['after_load_mb']:.0f}",
-            f"peak during load {m['after_load_peak_mb']:.0f}",
+            f"peak while loading {m['load_peak_mb']:.0f}",
         ),
-        ("score delta MB", f"{m['peak_mb'] - m['after_load_mb']:.0f}", "peak RSS - RSS after load"),
+        ("peak RSS scoring MB", f"{m['score_peak_mb']:.0f}", "peak from the end of loading on"),
+        ("score delta MB", delta, "peak RSS scoring - RSS after load"),
     ]
     width = max(len(name) for name, _, _ in table)
     for name, value, note in table:
@@ -332,7 +359,7 @@ def main() -> int:
         if done.returncode != 0 or not done.stdout.strip():
             print(f"FAIL child process exited {done.returncode}")
             return 0
-        report(args.accounts, path, steps, json.loads(done.stdout.strip().splitlines()[-1]))
+        report(path, steps, json.loads(done.stdout.strip().splitlines()[-1]))
     return 0
 
 

@@ -88,6 +88,8 @@ class PullStats:
     rows: int = 0
     issues: list[RowIssue] = field(default_factory=list)
     api_calls: int = 0
+    unreadable_ids: set[str] = field(default_factory=set)
+    """Ids of rows that could not be read: still there, so never taken for deleted."""
 
 
 class Connector(ABC):

@@ -82,29 +82,31 @@ def parse_boolean(series: pd.Series) -> pd.Series:
 def parse_datetime(series: pd.Series) -> pd.Series:
     """ISO dates and datetimes (any offset, `Z` or `+0000`) or epoch milliseconds, as UTC."""
     values = series.astype(object)
+    result = pd.Series(None, index=series.index, dtype=object)
     epoch = values.map(lambda v: isinstance(v, int | float) or (isinstance(v, str) and v.isdigit()))
-    out = pd.Series(pd.NaT, index=series.index, dtype="datetime64[ns, UTC]")
+    epoch &= values.notna()
     if epoch.any():
         millis = pd.to_numeric(values[epoch], errors="coerce")
-        out[epoch] = pd.to_datetime(millis, unit="ms", utc=True, errors="coerce")
+        result[epoch] = list(pd.to_datetime(millis, unit="ms", utc=True, errors="coerce"))
     text = ~epoch & values.notna()
     if text.any():
         parsed = pd.to_datetime(values[text], format="ISO8601", utc=True, errors="coerce")
         bad = parsed.isna()
+        parsed_objects = parsed.astype(object)
         if bad.any():  # mixed layouts in one column: parse the stragglers one by one
-            parsed[bad] = [_one_datetime(v) for v in values[text][bad]]
-        out[text] = parsed
-    return out
+            parsed_objects[bad] = [_one_datetime(v) for v in values[text][bad]]
+        result[text] = list(parsed_objects)
+    return pd.to_datetime(result, utc=True, errors="coerce").astype("datetime64[ns, UTC]")
 
 
-def _one_datetime(value: object) -> pd.Timestamp:
+def _one_datetime(value: object) -> object:
     try:
-        return pd.Timestamp(str(value)).tz_localize("UTC")
+        stamp = pd.Timestamp(str(value))
     except (ValueError, TypeError):
-        try:
-            return pd.Timestamp(str(value)).tz_convert("UTC")
-        except (ValueError, TypeError):
-            return pd.NaT
+        return None
+    if stamp is pd.NaT:
+        return None
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 def parse_domain(series: pd.Series) -> pd.Series:
@@ -128,7 +130,7 @@ def parse_text(series: pd.Series, lookup: dict[str, str], multi: bool = False) -
         parts = [one(p) for p in str(value).split(";") if str(p).strip()]
         return ";".join(dict.fromkeys(str(p) for p in parts)) or None
 
-    return series.astype(object).map(many if multi else one, na_action="ignore")
+    return series.astype(object).map(many if multi else one, na_action="ignore").astype(object)
 
 
 def parse_column(series: pd.Series, kind: FieldType, lookup: dict[str, str]) -> pd.Series:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
@@ -33,8 +34,9 @@ from connectors.base import (
 )
 from connectors.canonical import LINE_COLUMN, RowIssue, to_canonical
 from connectors.errors import SourceError
-from connectors.mapping import CrmMapping
+from connectors.mapping import ID_FIELDS, CrmMapping
 
+log = logging.getLogger(__name__)
 PAGE_ROWS = 50_000
 NULL_MARKER = "#N/A"
 """Data Loader's way of saying 'set this field to null' in an update file."""
@@ -69,7 +71,6 @@ class CsvConnector(Connector):
         self._partial = self.out.with_name(self.out.name + ".partial")
         self._handle: io.TextIOWrapper | None = None
         self._writer: csv.DictWriter[str] | None = None
-        self._carried: dict[str, dict[str, str]] = {}
 
     def path(self, kind: ObjectKind) -> Path:
         return self.source / f"{getattr(self.mapping.objects, kind).object}.csv"
@@ -87,11 +88,19 @@ class CsvConnector(Connector):
     def pull(self, kind: ObjectKind, since: datetime | None) -> Iterator[pd.DataFrame]:
         path = self.path(kind)
         stats = self.stats[kind]
-        mtime = pd.Timestamp(path.stat().st_mtime, unit="s", tz="UTC")
-        id_column = getattr(self.mapping.objects, kind).fields[
-            "account_id" if kind == "account" else "opportunity_id"
-        ].field
-        for page in _read_pages(path, id_column, stats.issues, kind):
+        try:
+            mtime = pd.Timestamp(path.stat().st_mtime, unit="s", tz="UTC")
+        except OSError as exc:
+            msg = f"{path}: {exc.strerror or exc}"
+            raise SourceError(msg) from exc
+        object_map = getattr(self.mapping.objects, kind)
+        id_column = object_map.fields[ID_FIELDS[kind]].field
+        header = set(_header(path))
+        for name, spec in object_map.fields.items():
+            if spec.field not in header:
+                log.warning("%s has no column %s (mapped to %s): read as empty", path.name,
+                            spec.field, name)
+        for page in _read_pages(path, id_column, stats.issues, kind, stats.unreadable_ids):
             frame, issues = to_canonical(page, self.mapping, kind)
             stats.issues.extend(issues)
             if "modified_at" in frame:
@@ -108,11 +117,9 @@ class CsvConnector(Connector):
     ) -> set[str]:
         if not known:
             return set()
-        id_column = getattr(self.mapping.objects, kind).fields[
-            "account_id" if kind == "account" else "opportunity_id"
-        ].field
+        id_column = getattr(self.mapping.objects, kind).fields[ID_FIELDS[kind]].field
         present: set[str] = set()
-        for page in _read_pages(self.path(kind), id_column, [], kind):
+        for page in _read_pages(self.path(kind), id_column, [], kind, present):
             present.update(str(v).strip() for v in page[id_column].dropna())
         return set(known) - present
 
@@ -123,15 +130,18 @@ class CsvConnector(Connector):
         return [id_field, *(o.field for o in self.mapping.outputs.values())]
 
     def begin_write(self) -> None:
+        """Start `icp_updates.csv.partial`, keeping the rows of a killed run's partial file."""
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        if self._partial.exists():  # left by a run that was killed: keep its rows
-            with self._partial.open(newline="", encoding="utf-8") as handle:
-                for row in csv.DictReader(handle):
-                    self._carried[row[self._columns()[0]]] = row
-        self._handle = self._partial.open("w", newline="", encoding="utf-8")
-        self._writer = csv.DictWriter(self._handle, fieldnames=self._columns())
-        self._writer.writeheader()
-        self._flush()
+        carried = _read_update_rows(self._partial) if self._partial.exists() else []
+        fresh = self._partial.with_name(self._partial.name + ".new")
+        handle = fresh.open("w", newline="", encoding="utf-8")
+        writer = csv.DictWriter(handle, fieldnames=self._columns(), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(carried)
+        handle.flush()
+        os.fsync(handle.fileno())
+        os.replace(fresh, self._partial)  # the old rows are never only in memory
+        self._handle, self._writer = handle, writer
 
     def write(self, batch: Sequence[RecordUpdate]) -> list[WriteResult]:
         if self._writer is None:
@@ -139,7 +149,7 @@ class CsvConnector(Connector):
         assert self._writer is not None
         id_field = self._columns()[0]
         for update in batch:
-            row = self._carried.pop(update.record_id, {id_field: update.record_id})
+            row = {id_field: update.record_id}
             for name, value in update.values.items():
                 row[name] = NULL_MARKER if value is None else _cell(value)
             self._writer.writerow(row)
@@ -148,16 +158,26 @@ class CsvConnector(Connector):
         return [WriteResult(u.record_id, ok=True) for u in batch]
 
     def end_write(self) -> None:
+        """Merge rows per record (later values win) into the update file, atomically."""
         if self._writer is None:
             self.begin_write()
-        assert self._writer is not None and self._handle is not None
-        for row in self._carried.values():
-            self._writer.writerow(row)
-        self._carried.clear()
-        self._flush()
+        assert self._handle is not None
         self._handle.close()
         self._handle = self._writer = None
-        os.replace(self._partial, self.out)
+        id_field = self._columns()[0]
+        merged: dict[str, dict[str, str]] = {}
+        for row in _read_update_rows(self._partial):
+            target = merged.setdefault(row[id_field], {})
+            target.update({k: v for k, v in row.items() if v})
+        final = self.out.with_name(self.out.name + ".new")
+        with final.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self._columns(), extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(merged.values())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(final, self.out)
+        self._partial.unlink()
 
     def _flush(self) -> None:
         assert self._handle is not None
@@ -166,6 +186,7 @@ class CsvConnector(Connector):
 
     def describe(self) -> dict[str, dict[str, FieldInfo]]:
         described: dict[str, dict[str, FieldInfo]] = {}
+        self.connect()
         for kind in ("account", "opportunity"):
             header = _header(self.path(kind))  # type: ignore[arg-type]
             described[kind] = {name: FieldInfo(name=name, type="string") for name in header}
@@ -176,6 +197,11 @@ class CsvConnector(Connector):
 
     def describe_target(self) -> str:
         return str(self.out)
+
+
+def _read_update_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return [row for row in csv.DictReader(handle) if any(row.values())]
 
 
 def _cell(value: object) -> str:
@@ -206,9 +232,13 @@ def _header(path: Path) -> list[str]:
 
 
 def _read_pages(
-    path: Path, id_column: str, issues: list[RowIssue], kind: str
+    path: Path, id_column: str, issues: list[RowIssue], kind: str, unreadable_ids: set[str]
 ) -> Iterator[pd.DataFrame]:
-    """Yield raw pages (all strings, `None` for empty) with their line numbers."""
+    """Yield raw pages (all strings, `None` for empty) with their line numbers.
+
+    Rows that cannot be read go to `issues`; their id, when it can be made out, goes to
+    `unreadable_ids`, so a damaged row is never mistaken for a deleted record.
+    """
     try:
         handle = _open_text(path)
     except OSError as exc:
@@ -230,6 +260,7 @@ def _read_pages(
             )
             raise SourceError(msg)
         width = len(header)
+        id_index = header.index(id_column)
         rows: list[list[str]] = []
         lines: list[int] = []
         previous = reader.line_num
@@ -246,6 +277,8 @@ def _read_pages(
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if len(row) != width:
+                if len(row) > id_index and row[id_index].strip():
+                    unreadable_ids.add(row[id_index].strip())
                 issues.append(
                     RowIssue(
                         kind,

@@ -82,6 +82,11 @@ class ConditionEvaluator:
         if pd.api.types.is_datetime64_any_dtype(series):
             return self._ordered(series, op, value, _timestamp)
         if pd.api.types.is_numeric_dtype(series):
+            if op == "contains" or _has_text(value):
+                if series.isna().all():  # an unmapped or empty column, not a number field
+                    return np.zeros(len(series), dtype=bool)
+                self.extra.setdefault(condition.field, series.astype(object))
+                return self._text(condition.field, op, value)
             return self._ordered(series, op, value, float)
         return self._text(condition.field, op, value)
 
@@ -139,6 +144,11 @@ class ConditionEvaluator:
         return result
 
 
+def _has_text(value: Any) -> bool:
+    values = value if isinstance(value, list) else [value]
+    return any(isinstance(v, str) for v in values)
+
+
 def _timestamp(value: Any) -> pd.Timestamp:
     stamp = pd.Timestamp(value if isinstance(value, date | datetime) else str(value))
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
@@ -166,7 +176,8 @@ def _reasons(matches: np.ndarray, items: list[_Item], length: int | None) -> np.
     n = matches.shape[0]
     if not items:
         return np.full(n, NO_MATCH_REASON, dtype=object)
-    order = sorted(range(len(items)), key=lambda i: (-abs(items[i].points), i))
+    # Points earned first (largest first), then penalties (largest first).
+    order = sorted(range(len(items)), key=lambda i: (items[i].points < 0, -abs(items[i].points), i))
     keys = np.packbits(matches, axis=1)
     keys = np.ascontiguousarray(keys).view(np.dtype((np.void, keys.shape[1]))).ravel()
     unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)

@@ -109,27 +109,23 @@ def load_config(crm: str, directory: Path | None) -> Config:
 
 def validate_all(directory: Path | None) -> tuple[list[ConfigProblem], list[ConfigProblem]]:
     """Check every mapping file (each CRM mapping with icp.yaml); return (errors, warnings)."""
-    errors: list[ConfigProblem] = []
-    warnings: list[ConfigProblem] = []
-    seen: set[str] = set()
+    errors: dict[tuple[object, ...], ConfigProblem] = {}
+    warnings: dict[tuple[object, ...], ConfigProblem] = {}
     for crm in CRMS:
         try:
-            config = load_config(crm, directory)
-            warnings += [w for w in config.warnings if str(w) not in seen]
-            seen.update(str(w) for w in config.warnings)
+            for warning in load_config(crm, directory).warnings:
+                warnings.setdefault((warning.file, warning.line, warning.path), warning)
         except ConfigError as exc:
             for problem in exc.problems:
-                if str(problem) not in seen:
-                    seen.add(str(problem))
-                    errors.append(problem)
-    return errors, warnings
+                errors.setdefault((problem.file, problem.line, problem.path, problem.message), problem)
+    return list(errors.values()), list(warnings.values())
 
 
 def _validate(
     document: YamlDocument, model: type[_M], problems: list[ConfigProblem]
 ) -> _M | None:
     problems += document.problems
-    if document.problems:
+    if document.data is None and document.problems:  # unparseable: nothing to validate
         return None
     if not isinstance(document.data, dict):
         found = type(document.data).__name__ if document.data is not None else "an empty file"

@@ -92,7 +92,7 @@ def to_crm_value(value: Any, spec: OutputField) -> Any:
     text = spec.values.get(str(value), str(value))
     if spec.length is not None:
         text = text[: spec.length]
-    return text or None
+    return text if text.strip() else None
 
 
 def normalise_current(value: Any, spec: OutputField) -> Any:
@@ -101,13 +101,14 @@ def normalise_current(value: Any, spec: OutputField) -> Any:
         return None
     if isinstance(value, float) and math.isnan(value):
         return None
+    if isinstance(value, str) and not value.strip():
+        return None
     if spec.type == "number":
         try:
             return float(value)
         except (TypeError, ValueError):
             return str(value)
-    text = str(value)
-    return text if text.strip() else None
+    return str(value)
 
 
 def same(a: Any, b: Any, spec: OutputField) -> bool:
@@ -115,7 +116,8 @@ def same(a: Any, b: Any, spec: OutputField) -> bool:
     if a is None or b is None:
         return a is None and b is None
     if spec.type == "number" and isinstance(a, float) and isinstance(b, float):
-        return abs(a - b) < 0.5 * 10.0 ** (-spec.scale) - 1e-9 * max(1.0, abs(a), abs(b))
+        a, b = round(a, spec.scale), round(b, spec.scale)
+        return math.isclose(a, b, rel_tol=1e-12, abs_tol=10.0 ** -(spec.scale + 6))
     return str(a) == str(b)
 
 

@@ -45,8 +45,9 @@ class WorkingSet:
     full: bool
 
 
-def _empty(columns: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+def _empty(connector: Connector, kind: ObjectKind) -> pd.DataFrame:
+    columns = [*connector.mapping.field_types(kind), "modified_at"]
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in dict.fromkeys(columns)})
 
 
 def pull_object(
@@ -69,12 +70,13 @@ def pull_object(
         pages.append(page)
         if on_page is not None:
             on_page(len(page))
-    frame = pd.concat(pages, ignore_index=True) if pages else _empty([id_column, "modified_at"])
+    frame = pd.concat(pages, ignore_index=True) if pages else _empty(connector, kind)
     frame = frame.drop_duplicates(id_column, keep="last").reset_index(drop=True)
     if watermark is None:
         deleted = known - set(frame[id_column])
     else:
         deleted = connector.deleted_ids(kind, since, known)
+    deleted -= connector.stats[kind].unreadable_ids
     pulled = Pulled(frame, deleted)
     stamps = frame["modified_at"].dropna() if "modified_at" in frame else pd.Series(dtype=object)
     if len(stamps):

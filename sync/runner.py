@@ -133,7 +133,7 @@ def execute(config: Config, options: RunOptions, progress: Progress | None = Non
         state.acquire_lock()
         connector = connectors.create(options.crm, config.mapping, options.source, options.out)
         connector.connect()
-        run_id = state.start_run(options.crm, options.kind, options.dry_run)
+        run_id = state.start_run(options.crm, options.kind, options.dry_run, started_at=started)
         try:
             return _run(config, options, state, connector, run_id, started, progress)
         except BaseException as exc:

@@ -75,6 +75,14 @@ def make_retrying(attempts: int = 5, max_wait: float = 60.0, sleep: Sleep | None
     )
 
 
+class _Stopped(Exception):
+    """A fatal limit hit mid-batch; carries what the batch had already settled."""
+
+    def __init__(self, cause: LimitReachedError, settled: BatchOutcome, pending: list[RecordUpdate]):
+        super().__init__(str(cause))
+        self.cause, self.settled, self.pending = cause, settled, pending
+
+
 def _write_batch(
     connector: Connector, batch: Sequence[RecordUpdate], retrying: Retrying, summary: WriteSummary
 ) -> BatchOutcome:
@@ -101,18 +109,20 @@ def _write_batch(
                     else:
                         retry_next.append(update)
                         last_error[update.record_id] = result
+                pending = retry_next
                 if retry_next:
-                    pending = retry_next
                     waits = [last_error[u.record_id].retry_after or 0.0 for u in retry_next]
                     message = f"{len(retry_next)} records failed transiently"
                     raise _RecordsToRetry(message, retry_after=max(waits) or None)
-                pending = []
     except TransientError as exc:
         for update in pending:
             result = last_error.get(update.record_id) or WriteResult(
                 update.record_id, ok=False, code="TRANSIENT", message=str(exc), transient=True
             )
             final[update.record_id] = (update, result)
+    except LimitReachedError as exc:
+        settled = [final[u.record_id] for u in batch if u.record_id in final]
+        raise _Stopped(exc, settled, pending) from exc
     return [final[u.record_id] for u in batch]
 
 
@@ -143,20 +153,30 @@ def write_all(
         batch = updates[start : start + size]
         try:
             outcome = _write_batch(connector, batch, retrying, summary)
-        except LimitReachedError as exc:
-            summary.stopped = str(exc)
-            summary.not_attempted = list(updates[start:])
-            log.warning("stopped writing: %s; %d records wait for the next run", exc,
-                        len(summary.not_attempted))
+        except _Stopped as stop:
+            summary.stopped = str(stop.cause)
+            summary.not_attempted = [*stop.pending, *updates[start + size :]]
+            if stop.settled:
+                on_batch(stop.settled)
+                _tally(summary, stop.settled)
+            log.warning(
+                "stopped writing: %s; %d records wait for the next run",
+                stop.cause,
+                len(summary.not_attempted),
+            )
             break
         on_batch(outcome)
-        for update, result in outcome:
-            if result.ok:
-                summary.written += 1
-            elif result.deleted:
-                summary.deleted.append(update.record_id)
-            else:
-                summary.failed.append((update, result))
+        _tally(summary, outcome)
         if progress is not None:
             progress(len(batch))
     return summary
+
+
+def _tally(summary: WriteSummary, outcome: BatchOutcome) -> None:
+    for update, result in outcome:
+        if result.ok:
+            summary.written += 1
+        elif result.deleted:
+            summary.deleted.append(update.record_id)
+        else:
+            summary.failed.append((update, result))
