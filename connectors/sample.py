@@ -118,7 +118,9 @@ _LOSS_BY_SEGMENT = np.array([  # rows: default, government, enterprise, small or
 ])
 # fmt: on
 _PAIRS = np.array([f"{i:02d}" for i in range(100)])
-_BASE62 = np.array([ord(c) for c in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"])
+_BASE62 = np.array(
+    [ord(c) for c in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"]
+)
 _BOOLEANS = np.array(["false", "true"], dtype=object)
 _CHECKSUM = np.array([ord(c) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"])
 
@@ -170,9 +172,10 @@ def generate_accounts(n: int, seed: int = 7, today: date = TODAY) -> pd.DataFram
     suffixes = np.array(_words(_SUFFIXES))
     suffix = np.where(ind == _GOVERNMENT, 0, _draw(rng, _SUFFIXES, n))
     tails = np.add.outer(nouns, suffixes).ravel().astype(object)
-    name = stems.astype(object)[company] + tails[
-        (ind * 8 + rng.integers(0, 8, n)) * len(suffixes) + suffix
-    ]
+    name = (
+        stems.astype(object)[company]
+        + tails[(ind * 8 + rng.integers(0, 8, n)) * len(suffixes) + suffix]
+    )
     sites = [s.split("|") if s else ["", ""] for s in _words(_SITES)]
     urls = np.add.outer(np.array([s[0] for s in sites]), np.strings.lower(stems))
     urls = (urls + np.array([s[1] for s in sites])[:, None]).ravel().astype(object)
@@ -184,7 +187,9 @@ def generate_accounts(n: int, seed: int = 7, today: date = TODAY) -> pd.DataFram
         "Website": website,
         "Industry": _spell(rng, ind, [i.spellings for i in _INDUSTRIES], 0.03),
         "Type": _sample(rng, _TYPES, n),
-        "Ownership": np.array(["Private", "Public", "Subsidiary", "Other"], dtype=object)[ownership],
+        "Ownership": np.array(["Private", "Public", "Subsidiary", "Other"], dtype=object)[
+            ownership
+        ],
         "Rating": _sample(rng, "Hot:12 Warm:28 Cold:25 :35", n),
         "AccountSource": _sample(rng, _SOURCES, n),
         "NumberOfEmployees": _ints(employees, rng.random(n) < 0.04),
@@ -200,7 +205,7 @@ def generate_accounts(n: int, seed: int = 7, today: date = TODAY) -> pd.DataFram
     }
     blank = np.full(n, "", dtype=object)
     columns.update({c: blank for c in ACCOUNT_COLUMNS if c.startswith("ICP_")})
-    return pd.DataFrame(columns, columns=list(ACCOUNT_COLUMNS))
+    return pd.DataFrame(columns, columns=list(ACCOUNT_COLUMNS), dtype="str")
 
 
 def generate_opportunities(
@@ -295,6 +300,7 @@ def generate_opportunities(
             "Loss_Reason__c": np.where(closed & ~won, loss, ""),
         },
         columns=list(OPPORTUNITY_COLUMNS),
+        dtype="str",
     )
 
 
@@ -377,7 +383,9 @@ def _pick(rng: np.random.Generator, probs: np.ndarray, group: np.ndarray) -> np.
     return np.minimum(index, width - 1)
 
 
-def _spell(rng: np.random.Generator, group: np.ndarray, specs: list[str], empty: float) -> np.ndarray:
+def _spell(
+    rng: np.random.Generator, group: np.ndarray, specs: list[str], empty: float
+) -> np.ndarray:
     """The CRM spelling of each row's underlying value; a share `empty` left blank."""
     tables = [_weights(s) for s in specs]
     width = max(len(t) for t in tables)
@@ -390,8 +398,12 @@ def _spell(rng: np.random.Generator, group: np.ndarray, specs: list[str], empty:
 
 def _ints(values: np.ndarray, empty: np.ndarray) -> np.ndarray:
     """Integers as text without separators; '' where `empty`."""
-    distinct, index = np.unique(values, return_inverse=True)  # one str per distinct value
-    out = distinct.astype(str).astype(object)[index]
+    top = int(values.max(initial=0))
+    if values.min(initial=0) >= 0 and top <= len(values):  # one str per value up to the top
+        out = np.arange(top + 1).astype(str).astype(object)[values]
+    else:  # one str per distinct value
+        distinct, index = np.unique(values, return_inverse=True)
+        out = distinct.astype(str).astype(object)[index]
     out[empty] = ""
     return out
 
@@ -442,8 +454,13 @@ def _format(seconds: np.ndarray, with_time: bool = True) -> np.ndarray:
 @cache
 def _clock() -> np.ndarray:
     """`T00:00:00.000Z` ... `T23:59:59.000Z`, one per second of the day."""
-    hours, minutes, seconds = np.divmod(np.arange(_DAY), 3600)[0], *np.divmod(np.arange(_DAY) % 3600, 60)
-    return ("T" + _PAIRS[hours] + ":" + _PAIRS[minutes] + ":" + _PAIRS[seconds] + ".000Z").astype(object)
+    hours, minutes, seconds = (
+        np.divmod(np.arange(_DAY), 3600)[0],
+        *np.divmod(np.arange(_DAY) % 3600, 60),
+    )
+    return ("T" + _PAIRS[hours] + ":" + _PAIRS[minutes] + ":" + _PAIRS[seconds] + ".000Z").astype(
+        object
+    )
 
 
 def _technologies(rng: np.random.Generator, n: int) -> np.ndarray:

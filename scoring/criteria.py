@@ -172,20 +172,31 @@ def _first_match(evaluator: ConditionEvaluator, rules: list[tuple[str, list[Cond
 
 
 def _reasons(matches: np.ndarray, items: list[_Item], length: int | None) -> np.ndarray:
-    """Reason text per row, built once per distinct pattern of matched items."""
+    """Reason text per row, built once per distinct text and broadcast back.
+
+    Items are put in reason order (points earned first, largest first, then penalties);
+    items that would fall past `length` are dropped before grouping, so rows differing
+    only in reasons that get cut share one text.
+    """
     n = matches.shape[0]
     if not items:
         return np.full(n, NO_MATCH_REASON, dtype=object)
-    # Points earned first (largest first), then penalties (largest first).
     order = sorted(range(len(items)), key=lambda i: (items[i].points < 0, -abs(items[i].points), i))
-    keys = np.packbits(matches, axis=1)
-    keys = np.ascontiguousarray(keys).view(np.dtype((np.void, keys.shape[1]))).ravel()
-    unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    texts = np.empty(len(unique), dtype=object)
-    for u, row in enumerate(first):
-        parts = [items[i].text() for i in order if matches[row, i]]
-        texts[u] = _join_within(parts, length) if parts else NO_MATCH_REASON
-    return texts[inverse.ravel()]
+    texts = [items[i].text() for i in order]
+    ordered = matches[:, order]
+    if length is not None:
+        cost = np.array([len(t) + 2 for t in texts], dtype=np.int32)
+        used = np.cumsum(ordered * cost, axis=1, dtype=np.int32) - 2
+        first = ordered & (np.cumsum(ordered, axis=1, dtype=np.int16) == 1)
+        ordered = ordered & ((used <= length) | first)
+    packed = np.packbits(ordered, axis=1, bitorder="little")
+    keys = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1]))).ravel()
+    _, first_row, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    out = np.empty(len(first_row), dtype=object)
+    for u, row in enumerate(ordered[first_row].tolist()):
+        parts = [texts[j] for j, hit in enumerate(row) if hit]
+        out[u] = _join_within(parts, length) if parts else NO_MATCH_REASON
+    return out[inverse.ravel()]
 
 
 def _join_within(parts: list[str], length: int | None) -> str:
