@@ -22,7 +22,9 @@ def settings_model(crm: str) -> type[BaseModel] | None:
     return None
 
 
-def create(crm: str, mapping: CrmMapping, source: Path | None = None, out: Path | None = None) -> Connector:
+def create(
+    crm: str, mapping: CrmMapping, source: Path | None = None, out: Path | None = None
+) -> Connector:
     """The connector for `crm`, configured from the mapping (and, for APIs, the environment).
 
     Raises:
@@ -32,10 +34,10 @@ def create(crm: str, mapping: CrmMapping, source: Path | None = None, out: Path 
         from connectors.csvfiles import CsvConnector
 
         if source is None:
-            msg = "--crm csv needs --source DIR (the folder holding Account.csv and Opportunity.csv)"
+            msg = (
+                "--crm csv needs --source DIR (the folder holding Account.csv and Opportunity.csv)"
+            )
             raise SourceError(msg)
         return CsvConnector(mapping, source, out)
-    msg = (
-        f"the {crm} connector is not part of this version yet; available: {', '.join(AVAILABLE)}"
-    )
+    msg = f"the {crm} connector is not part of this version yet; available: {', '.join(AVAILABLE)}"
     raise SourceError(msg)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -170,13 +171,15 @@ def to_canonical(
     id_field = ID_FIELDS[kind]
     for name, spec in object_map.fields.items():
         if spec.field not in raw:
-            out[name] = parse_column(pd.Series(None, index=raw.index, dtype=object), types[name], {})
+            out[name] = parse_column(
+                pd.Series(None, index=raw.index, dtype=object), types[name], {}
+            )
             continue
         source = _blank_to_null(raw[spec.field])
         parsed = parse_column(source, types[name], spec.lookup())
         lost = source.notna() & parsed.isna()
         for index in np.flatnonzero(lost.to_numpy()):
-            label = raw.index[index]
+            label = raw.index[int(index)]
             issues.append(
                 RowIssue(
                     kind,
@@ -205,11 +208,11 @@ def to_canonical(
     return out.reset_index(drop=True), issues
 
 
-def _int_or_none(value: object) -> int | None:
+def _int_or_none(value: Any) -> int | None:
     return None if value is None or pd.isna(value) else int(str(value))
 
 
-def _str_or_none(value: object) -> str | None:
+def _str_or_none(value: Any) -> str | None:
     return None if value is None or pd.isna(value) else str(value)
 
 

@@ -80,7 +80,7 @@ class CsvConnector(Connector):
             msg = f"--source {self.source}: no such directory"
             raise SourceError(msg)
         for kind in ("account", "opportunity"):
-            path = self.path(kind)  # type: ignore[arg-type]
+            path = self.path(kind)
             if not path.is_file():
                 msg = f"{path}: file not found (expected a Data Export CSV with API field names)"
                 raise SourceError(msg)
@@ -98,8 +98,9 @@ class CsvConnector(Connector):
         header = set(_header(path))
         for name, spec in object_map.fields.items():
             if spec.field not in header:
-                log.warning("%s has no column %s (mapped to %s): read as empty", path.name,
-                            spec.field, name)
+                log.warning(
+                    "%s has no column %s (mapped to %s): read as empty", path.name, spec.field, name
+                )
         for page in _read_pages(path, id_column, stats.issues, kind, stats.unreadable_ids):
             frame, issues = to_canonical(page, self.mapping, kind)
             stats.issues.extend(issues)
@@ -188,7 +189,7 @@ class CsvConnector(Connector):
         described: dict[str, dict[str, FieldInfo]] = {}
         self.connect()
         for kind in ("account", "opportunity"):
-            header = _header(self.path(kind))  # type: ignore[arg-type]
+            header = _header(self.path(kind))
             described[kind] = {name: FieldInfo(name=name, type="string") for name in header}
         return described
 

@@ -156,15 +156,13 @@ class CrmMapping(_Strict):
                     found.append((base, f"must map the canonical field {name!r}; it is missing"))
             for name, spec in object_map.fields.items():
                 if not _NAME.match(name):
-                    found.append(
-                        (base + (name,), "canonical names must be lowercase snake_case")
-                    )
+                    found.append(((*base, name), "canonical names must be lowercase snake_case"))
                 elif name.startswith(CURRENT_PREFIX):
-                    found.append((base + (name,), f"the prefix {CURRENT_PREFIX!r} is reserved"))
+                    found.append(((*base, name), f"the prefix {CURRENT_PREFIX!r} is reserved"))
                 if name in core and spec.type is not None and spec.type != core[name]:
                     found.append(
                         (
-                            base + (name, "type"),
+                            (*base, name, "type"),
                             f"must be {core[name]!r} for this core field. Got {spec.type!r}",
                         )
                     )

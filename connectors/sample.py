@@ -14,8 +14,8 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from datetime import date
+from functools import cache
 from pathlib import Path
 from typing import NamedTuple
 
@@ -98,13 +98,15 @@ _FUNDING_BY_BAND = np.array([  # rows: <50, 50-500, 501-5000, >5000 employees, p
 _STEMS = ("North Blue Silver Bright Iron Red Green Stone River Clear Summit Pine Oak Cedar Maple "
           "Falcon Eagle Hawk Wolf Fox Star Sun Moon Sky Cloud Rapid Swift Prime True Nova Apex "
           "Vertex Quantum Hyper Omni Terra Aqua Blaze Crystal Golden Harbor Lake Ocean Polar "
-          "Crest Ever High Wild Royal Copper").split()
+          "Crest Ever High Wild Royal Copper")
 _ENDINGS = ("wind peak stone field bridge gate light works line path point ridge wave spark forge "
-            "craft mark core scale loop shift hub nest view bay wood brook dale ford port").split()
+            "craft mark core scale loop shift hub nest view bay wood brook dale ford port")
 _SUFFIXES = ":40 _Inc.:15 ,_Inc.:10 _LLC:12 _Corp.:8 _Ltd:8 _Co.:7"
 _SITES = ("https://www.|.com:45 http://www.|.com:10 https://|.com:15 www.|.com:10 |.com:5 "
           "https://|.io:6 http://|.io:3 https://www.|.co:6 :5")
-_TYPES = "Prospect:72 Customer_-_Direct:15 Customer_-_Channel:5 Channel_Partner_/_Reseller:4 Other:4"
+_TYPES = ("Prospect:72 Customer_-_Direct:15 Customer_-_Channel:5 Channel_Partner_/_Reseller:4 "
+          "Other:4")
+_OWNERSHIP = np.array(["Private", "Public", "Subsidiary", "Other"], dtype=object)
 _SOURCES = "Web:35 Phone_Inquiry:10 Partner_Referral:15 Purchased_List:15 Other:10 Trade_Show:15"
 _LEAD_SOURCES = ("Web:25 Phone_Inquiry:8 Partner_Referral:14 Purchased_List:10 Other:6 "
                  "Advertisement:8 Employee_Referral:6 Trade_Show:12 :11")
@@ -118,11 +120,9 @@ _LOSS_BY_SEGMENT = np.array([  # rows: default, government, enterprise, small or
 ])
 # fmt: on
 _PAIRS = np.array([f"{i:02d}" for i in range(100)])
-_BASE62 = np.array(
-    [ord(c) for c in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"]
-)
+_BASE62 = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", "u1")
+_CHECKSUM = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345", "u1")
 _BOOLEANS = np.array(["false", "true"], dtype=object)
-_CHECKSUM = np.array([ord(c) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"])
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,7 @@ def generate_accounts(n: int, seed: int = 7, today: date = TODAY) -> pd.DataFram
     created = np.sort(now - 60 - (4 * 365 * _DAY * rng.random(n) ** 0.7).astype(np.int64))
     modified = created + ((now - created) * rng.random(n) ** 0.35).astype(np.int64)
     # Names and websites are looked up in small tables of every combination, not built per row.
-    stems = np.add.outer(np.array(_STEMS), np.array(_ENDINGS)).ravel()
+    stems = np.add.outer(np.array(_words(_STEMS)), np.array(_words(_ENDINGS))).ravel()
     company = rng.integers(0, len(stems), n)
     nouns = np.array([[" " + w for w in _words(i.nouns)] for i in _INDUSTRIES]).ravel()
     suffixes = np.array(_words(_SUFFIXES))
@@ -187,9 +187,7 @@ def generate_accounts(n: int, seed: int = 7, today: date = TODAY) -> pd.DataFram
         "Website": website,
         "Industry": _spell(rng, ind, [i.spellings for i in _INDUSTRIES], 0.03),
         "Type": _sample(rng, _TYPES, n),
-        "Ownership": np.array(["Private", "Public", "Subsidiary", "Other"], dtype=object)[
-            ownership
-        ],
+        "Ownership": _OWNERSHIP[ownership],
         "Rating": _sample(rng, "Hot:12 Warm:28 Cold:25 :35", n),
         "AccountSource": _sample(rng, _SOURCES, n),
         "NumberOfEmployees": _ints(employees, rng.random(n) < 0.04),
@@ -353,13 +351,13 @@ def _size_band(employees: np.ndarray) -> np.ndarray:
 
 
 def _weights(spec: str) -> dict[str, float]:
-    """`"Spelling:weight ..."` (`_` for a space) -> {spelling: weight}."""
-    pairs = (item.rsplit(":", 1) for item in spec.split(" ") if item)
+    """`"Spelling:weight Other_spelling ..."` -> {spelling: weight}; `_` is a space, weight 1."""
+    pairs = (item.rpartition(":")[::2] if ":" in item else (item, "1") for item in spec.split())
     return {key.replace("_", " "): float(weight) for key, weight in pairs}
 
 
 def _words(spec: str) -> list[str]:
-    return list(_weights(spec)) if ":" in spec else [w.replace("_", " ") for w in spec.split()]
+    return list(_weights(spec))
 
 
 def _draw(rng: np.random.Generator, spec: str, n: int) -> np.ndarray:
@@ -439,7 +437,7 @@ def _ids(prefix: str, counters: np.ndarray) -> np.ndarray:
 def _triples() -> tuple[np.ndarray, np.ndarray]:
     """Every 3-digit base-62 number's characters, and a bit per upper-case one."""
     digits = np.arange(62**3)[:, None] // np.array([62**2, 62, 1]) % 62
-    return _BASE62[digits].astype(np.uint32), ((digits >= 10) & (digits < 36)) @ np.array([1, 2, 4])
+    return _BASE62[digits].astype(np.uint32), ((digits >= 10) & (digits < 36)) @ [1, 2, 4]
 
 
 def _format(seconds: np.ndarray, with_time: bool = True) -> np.ndarray:
@@ -454,13 +452,11 @@ def _format(seconds: np.ndarray, with_time: bool = True) -> np.ndarray:
 @cache
 def _clock() -> np.ndarray:
     """`T00:00:00.000Z` ... `T23:59:59.000Z`, one per second of the day."""
-    hours, minutes, seconds = (
-        np.divmod(np.arange(_DAY), 3600)[0],
-        *np.divmod(np.arange(_DAY) % 3600, 60),
+    second = np.arange(_DAY)
+    clock = (
+        "T" + _PAIRS[second // 3600] + ":" + _PAIRS[second // 60 % 60] + ":" + _PAIRS[second % 60]
     )
-    return ("T" + _PAIRS[hours] + ":" + _PAIRS[minutes] + ":" + _PAIRS[seconds] + ".000Z").astype(
-        object
-    )
+    return (clock + ".000Z").astype(object)
 
 
 def _technologies(rng: np.random.Generator, n: int) -> np.ndarray:

@@ -58,8 +58,10 @@ class ConditionEvaluator:
     def _categories(self, column: str) -> tuple[np.ndarray, pd.Index]:
         if column not in self._categorical:
             series = self._series(column)
-            cat = series if isinstance(series.dtype, pd.CategoricalDtype) else series.astype(
-                "category"
+            cat = (
+                series
+                if isinstance(series.dtype, pd.CategoricalDtype)
+                else series.astype("category")
             )
             folded = pd.Index([str(v).strip().casefold() for v in cat.cat.categories])
             self._categorical[column] = (np.asarray(cat.cat.codes), folded)
@@ -101,7 +103,9 @@ class ConditionEvaluator:
             return known & ~np.isin(data, truthy)
         return np.zeros(len(series), dtype=bool)
 
-    def _ordered(self, series: pd.Series, op: str, value: Any, cast: Callable[[Any], Any]) -> np.ndarray:
+    def _ordered(
+        self, series: pd.Series, op: str, value: Any, cast: Callable[[Any], Any]
+    ) -> np.ndarray:
         if pd.api.types.is_datetime64_any_dtype(series):
             data = series
             known = np.asarray(series.notna())
@@ -128,13 +132,17 @@ class ConditionEvaluator:
         return known & np.asarray(result, dtype=bool)
 
     def _text(self, column: str, op: str, value: Any) -> np.ndarray:
-        wanted = {str(v).strip().casefold() for v in (value if isinstance(value, list) else [value])}
+        wanted = {
+            str(v).strip().casefold() for v in (value if isinstance(value, list) else [value])
+        }
         if op in ("eq", "in"):
             return self._text_mask(column, lambda v: v in wanted)
         if op == "not_in":
             return self._text_mask(column, lambda v: v not in wanted)
         if op == "contains":
-            return self._text_mask(column, lambda v: bool(wanted & {p.strip() for p in v.split(";")}))
+            return self._text_mask(
+                column, lambda v: bool(wanted & {p.strip() for p in v.split(";")})
+            )
         return np.zeros(len(self.frame), dtype=bool)
 
     def all_of(self, conditions: list[Condition]) -> np.ndarray:
@@ -160,7 +168,9 @@ def _truth(value: Any) -> bool:
     return bool(value)
 
 
-def _first_match(evaluator: ConditionEvaluator, rules: list[tuple[str, list[Condition]]]) -> np.ndarray:
+def _first_match(
+    evaluator: ConditionEvaluator, rules: list[tuple[str, list[Condition]]]
+) -> np.ndarray:
     """The label of the first rule that holds per row, or None."""
     result = np.full(len(evaluator.frame), None, dtype=object)
     undecided = np.ones(len(evaluator.frame), dtype=bool)

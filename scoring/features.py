@@ -10,26 +10,96 @@ gives the same result: what makes an incremental run equal a full one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
 REGIONS: dict[str, tuple[str, ...]] = {
     "NA": ("united states", "us", "usa", "canada", "ca", "mexico", "mx"),
     "EMEA": (
-        "united kingdom", "uk", "gb", "germany", "de", "france", "fr", "netherlands", "nl",
-        "spain", "es", "italy", "it", "ireland", "ie", "sweden", "se", "switzerland", "ch",
-        "belgium", "be", "denmark", "dk", "norway", "no", "finland", "fi", "poland", "pl",
-        "austria", "at", "portugal", "pt", "israel", "il", "united arab emirates", "ae",
-        "south africa", "za", "saudi arabia", "sa",
+        "united kingdom",
+        "uk",
+        "gb",
+        "germany",
+        "de",
+        "france",
+        "fr",
+        "netherlands",
+        "nl",
+        "spain",
+        "es",
+        "italy",
+        "it",
+        "ireland",
+        "ie",
+        "sweden",
+        "se",
+        "switzerland",
+        "ch",
+        "belgium",
+        "be",
+        "denmark",
+        "dk",
+        "norway",
+        "no",
+        "finland",
+        "fi",
+        "poland",
+        "pl",
+        "austria",
+        "at",
+        "portugal",
+        "pt",
+        "israel",
+        "il",
+        "united arab emirates",
+        "ae",
+        "south africa",
+        "za",
+        "saudi arabia",
+        "sa",
     ),
     "APAC": (
-        "australia", "au", "india", "in", "japan", "jp", "singapore", "sg", "china", "cn",
-        "new zealand", "nz", "south korea", "kr", "hong kong", "hk", "indonesia", "id",
-        "philippines", "ph", "philipines", "malaysia", "my", "vietnam", "vn", "thailand",
+        "australia",
+        "au",
+        "india",
+        "in",
+        "japan",
+        "jp",
+        "singapore",
+        "sg",
+        "china",
+        "cn",
+        "new zealand",
+        "nz",
+        "south korea",
+        "kr",
+        "hong kong",
+        "hk",
+        "indonesia",
+        "id",
+        "philippines",
+        "ph",
+        "philipines",
+        "malaysia",
+        "my",
+        "vietnam",
+        "vn",
+        "thailand",
     ),
     "LATAM": (
-        "brazil", "br", "brasil", "argentina", "ar", "chile", "cl", "colombia", "co",
-        "peru", "pe",
+        "brazil",
+        "br",
+        "brasil",
+        "argentina",
+        "ar",
+        "chile",
+        "cl",
+        "colombia",
+        "co",
+        "peru",
+        "pe",
     ),
 }
 _REGION_OF = {country: region for region, names in REGIONS.items() for country in names}
@@ -47,7 +117,7 @@ DERIVED_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
 """Derived feature -> (type, account fields it needs). No inputs: from opportunities."""
 
 
-def available_fields(account_fields: dict[str, str]) -> dict[str, str]:
+def available_fields(account_fields: Mapping[str, str]) -> dict[str, str]:
     """Every field criteria may use, given the account fields the mapping provides."""
     fields = dict(account_fields)
     for name, (kind, inputs) in DERIVED_FIELDS.items():
@@ -75,8 +145,9 @@ def deal_aggregates(opportunities: pd.DataFrame, account_ids: pd.Series) -> pd.D
         )
     else:
         opps = opportunities
-        closed = opps["is_closed"].fillna(False).astype(bool) if "is_closed" in opps else False
-        won = opps["is_won"].fillna(False).astype(bool) if "is_won" in opps else False
+        absent = pd.Series(False, index=opps.index)
+        closed = opps["is_closed"].fillna(False).astype(bool) if "is_closed" in opps else absent
+        won = opps["is_won"].fillna(False).astype(bool) if "is_won" in opps else absent
         amount = opps["amount"] if "amount" in opps else pd.Series(np.nan, index=opps.index)
         frame = pd.DataFrame(
             {
@@ -112,9 +183,11 @@ def build_features(accounts: pd.DataFrame, opportunities: pd.DataFrame) -> pd.Da
         features["employee_growth"] = growth.replace([np.inf, -np.inf], np.nan)
     if "technologies" in features:
         tech = features["technologies"].astype(object)
-        features["tech_count"] = tech.map(
-            lambda v: float(len(str(v).split(";"))), na_action="ignore"
-        ).astype(float).fillna(0.0)
+        features["tech_count"] = (
+            tech.map(lambda v: float(len(str(v).split(";"))), na_action="ignore")
+            .astype(float)
+            .fillna(0.0)
+        )
     deals = deal_aggregates(opportunities, features["account_id"])
     for column in deals.columns:
         if column not in accounts:

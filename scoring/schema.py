@@ -8,6 +8,7 @@ criteria share this schema, so every score stays explainable and every change di
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
@@ -32,7 +33,9 @@ class _Operators(_Strict):
     eq: Scalar | date | datetime | None = None
     in_: list[Scalar] | None = Field(default=None, alias="in", min_length=1)
     not_in: Annotated[list[Scalar], Field(min_length=1)] | None = None
-    between: Annotated[list[float | date | datetime], Field(min_length=2, max_length=2)] | None = None
+    between: Annotated[list[float | date | datetime], Field(min_length=2, max_length=2)] | None = (
+        None
+    )
     gt: float | date | datetime | None = None
     gte: float | date | datetime | None = None
     lt: float | date | datetime | None = None
@@ -106,7 +109,9 @@ class _Rule(_Operators):
         inline = []
         if self.field is not None:
             data = self.model_dump(include={"field", *self._op_attrs()}, exclude_none=True)
-            inline = [Condition.model_validate({("in" if k == "in_" else k): v for k, v in data.items()})]
+            inline = [
+                Condition.model_validate({("in" if k == "in_" else k): v for k, v in data.items()})
+            ]
         return inline + list(self.when)
 
     def _op_attrs(self) -> set[str]:
@@ -238,7 +243,7 @@ def _rule_problems(rule: _Rule, path: Path, fields: dict[str, str]) -> list[tupl
 
 
 def _first_match_problems(
-    rules: list[Segment] | list[Route], key: str, fields: dict[str, str]
+    rules: Sequence[Segment | Route], key: str, fields: dict[str, str]
 ) -> list[tuple[Path, str]]:
     found: list[tuple[Path, str]] = []
     for index, rule in enumerate(rules):
@@ -246,8 +251,11 @@ def _first_match_problems(
             found += _condition_problems(condition, (key, index, "when", c_index), fields)
         if not rule.when and index < len(rules) - 1:
             found.append(
-                ((key, index), "has no `when`, so it matches everything: the rules after it "
-                 "can never match. Move it last")
+                (
+                    (key, index),
+                    "has no `when`, so it matches everything: the rules after it "
+                    "can never match. Move it last",
+                )
             )
     return found
 

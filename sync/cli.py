@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
 
 import mappings as bundled
 from connectors.errors import ConnectorError
@@ -40,12 +39,21 @@ def _state_default() -> Path:
 def common(func: F) -> F:
     """Options every command shares (defined once, as pip-tools does)."""
     options = [
-        click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
-                     show_default=True, help="Log format on stderr (json for schedulers)."),
+        click.option(
+            "--log-format",
+            type=click.Choice(["text", "json"]),
+            default="text",
+            show_default=True,
+            help="Log format on stderr (json for schedulers).",
+        ),
         click.option("-v", "--verbose", count=True, help="More log detail (-v debug)."),
         click.option("-q", "--quiet", count=True, help="Only warnings and errors in the log."),
-        click.option("--json", "as_json", is_flag=True,
-                     help="Print one JSON summary object on stdout instead of tables."),
+        click.option(
+            "--json",
+            "as_json",
+            is_flag=True,
+            help="Print one JSON summary object on stdout instead of tables.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -54,18 +62,38 @@ def common(func: F) -> F:
 
 def crm_options(func: F) -> F:
     options = [
-        click.option("--crm", type=click.Choice(CRMS), default="csv", show_default=True,
-                     help="Which CRM to read and write."),
-        click.option("--mappings", "mappings_option", type=click.Path(path_type=Path),
-                     help="Directory of edited mapping files [default: ./mappings if present, "
-                     "else the bundled files]."),
-        click.option("--state", "state_dir", type=click.Path(path_type=Path),
-                     default=_state_default, show_default="./.icp or $ICP_STATE_DIR",
-                     help="State directory (watermarks, last-written values, failures)."),
-        click.option("--source", type=click.Path(path_type=Path),
-                     help="CSV only: folder with Account.csv and Opportunity.csv."),
-        click.option("--out", type=click.Path(path_type=Path),
-                     help="CSV only: update file [default: SOURCE/icp_updates.csv]."),
+        click.option(
+            "--crm",
+            type=click.Choice(CRMS),
+            default="csv",
+            show_default=True,
+            help="Which CRM to read and write.",
+        ),
+        click.option(
+            "--mappings",
+            "mappings_option",
+            type=click.Path(path_type=Path),
+            help="Directory of edited mapping files [default: ./mappings if present, "
+            "else the bundled files].",
+        ),
+        click.option(
+            "--state",
+            "state_dir",
+            type=click.Path(path_type=Path),
+            default=_state_default,
+            show_default="./.icp or $ICP_STATE_DIR",
+            help="State directory (watermarks, last-written values, failures).",
+        ),
+        click.option(
+            "--source",
+            type=click.Path(path_type=Path),
+            help="CSV only: folder with Account.csv and Opportunity.csv.",
+        ),
+        click.option(
+            "--out",
+            type=click.Path(path_type=Path),
+            help="CSV only: update file [default: SOURCE/icp_updates.csv].",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -110,14 +138,28 @@ def main() -> None:
     score, tier, segment, reasons and routing back to the CRM, only what changed."""
 
 
-def _run(kind: str, dry_run: bool, show_all: bool, as_json: bool, crm: str,
-         mappings_option: Path | None, state_dir: Path, source: Path | None,
-         out: Path | None) -> RunResult:
+def _run(
+    kind: str,
+    dry_run: bool,
+    show_all: bool,
+    as_json: bool,
+    crm: str,
+    mappings_option: Path | None,
+    state_dir: Path,
+    source: Path | None,
+    out: Path | None,
+) -> RunResult:
     config = load_config(crm, mappings_dir(mappings_option))
     for warning in config.warnings:
         log.warning("%s", warning)
-    options = RunOptions(crm=crm, kind=kind, state_dir=state_dir, dry_run=dry_run,  # type: ignore[arg-type]
-                         source=source, out=out)
+    options = RunOptions(
+        crm=crm,
+        kind="backfill" if kind == "backfill" else "sync",
+        state_dir=state_dir,
+        dry_run=dry_run,
+        source=source,
+        out=out,
+    )
     with progress_for(sys.stderr) as progress:
         result = execute(config, options, progress)
     if as_json:
@@ -144,8 +186,15 @@ Examples:
 @click.option("--all", "show_all", is_flag=True, help="With --dry-run: list every field.")
 @common
 @guarded
-def sync(dry_run: bool, show_all: bool, log_format: str, verbose: int, quiet: int,
-         as_json: bool, **crm: Any) -> None:
+def sync(
+    dry_run: bool,
+    show_all: bool,
+    log_format: str,
+    verbose: int,
+    quiet: int,
+    as_json: bool,
+    **crm: Any,
+) -> None:
     """Pull what changed since the last run, rescore, and write back only what changed."""
     _setup(log_format, verbose, quiet)
     result = _run("sync", dry_run, show_all, as_json, **crm)
@@ -158,8 +207,15 @@ def sync(dry_run: bool, show_all: bool, log_format: str, verbose: int, quiet: in
 @click.option("--all", "show_all", is_flag=True, help="With --dry-run: list every field.")
 @common
 @guarded
-def backfill(dry_run: bool, show_all: bool, log_format: str, verbose: int, quiet: int,
-             as_json: bool, **crm: Any) -> None:
+def backfill(
+    dry_run: bool,
+    show_all: bool,
+    log_format: str,
+    verbose: int,
+    quiet: int,
+    as_json: bool,
+    **crm: Any,
+) -> None:
     """Pull everything, score every account, write every difference (resumable)."""
     _setup(log_format, verbose, quiet)
     result = _run("backfill", dry_run, show_all, as_json, **crm)
@@ -167,14 +223,27 @@ def backfill(dry_run: bool, show_all: bool, log_format: str, verbose: int, quiet
 
 
 @main.command()
-@click.option("--state", "state_dir", type=click.Path(path_type=Path), default=_state_default,
-              show_default="./.icp or $ICP_STATE_DIR", help="State directory.")
+@click.option(
+    "--state",
+    "state_dir",
+    type=click.Path(path_type=Path),
+    default=_state_default,
+    show_default="./.icp or $ICP_STATE_DIR",
+    help="State directory.",
+)
 @click.option("--crm", type=click.Choice(CRMS), help="Only this CRM.")
 @click.option("--limit", default=20, show_default=True, help="How many recent runs to show.")
 @common
 @guarded
-def status(state_dir: Path, crm: str | None, limit: int, log_format: str, verbose: int,
-           quiet: int, as_json: bool) -> None:
+def status(
+    state_dir: Path,
+    crm: str | None,
+    limit: int,
+    log_format: str,
+    verbose: int,
+    quiet: int,
+    as_json: bool,
+) -> None:
     """Past runs, watermarks and the records still failing."""
     _setup(log_format, verbose, quiet)
     if not (state_dir / StateStore.FILE_NAME).exists():
@@ -182,11 +251,18 @@ def status(state_dir: Path, crm: str | None, limit: int, log_format: str, verbos
     with StateStore(state_dir) as state:
         runs, marks, failures = state.runs(crm, limit), state.watermarks(crm), state.failures(crm)
     if as_json:
-        click.echo(json.dumps({
-            "runs": [vars(r) for r in runs],
-            "watermarks": [{"crm": c, "object": o, "value": w.value} for (c, o), w in marks.items()],
-            "failures": [vars(f) for f in failures],
-        }, default=str))
+        click.echo(
+            json.dumps(
+                {
+                    "runs": [vars(r) for r in runs],
+                    "watermarks": [
+                        {"crm": c, "object": o, "value": w.value} for (c, o), w in marks.items()
+                    ],
+                    "failures": [vars(f) for f in failures],
+                },
+                default=str,
+            )
+        )
         return
     console = render.console()
     for table in render.status_tables(runs, marks, failures):
@@ -194,13 +270,20 @@ def status(state_dir: Path, crm: str | None, limit: int, log_format: str, verbos
 
 
 @main.command()
-@click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("icp-demo"),
-              show_default=True, help="Where to put the sample CRM, its state and the output.")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path),
+    default=Path("icp-demo"),
+    show_default=True,
+    help="Where to put the sample CRM, its state and the output.",
+)
 @click.option("--accounts", default=2000, show_default=True, help="Sample accounts to generate.")
 @common
 @guarded
-def demo(directory: Path, accounts: int, log_format: str, verbose: int, quiet: int,
-         as_json: bool) -> None:
+def demo(
+    directory: Path, accounts: int, log_format: str, verbose: int, quiet: int, as_json: bool
+) -> None:
     """Run the whole loop offline on a generated sample CRM (Salesforce Data Export layout)."""
     from sync.demo import run_demo
 
@@ -230,14 +313,25 @@ def mappings_init(directory: Path, force: bool) -> None:
 
 
 @mappings_group.command("validate")
-@click.option("--mappings", "mappings_option", type=click.Path(path_type=Path),
-              help="Directory of mapping files [default: ./mappings, else bundled].")
+@click.option(
+    "--mappings",
+    "mappings_option",
+    type=click.Path(path_type=Path),
+    help="Directory of mapping files [default: ./mappings, else bundled].",
+)
 @click.option("--crm", type=click.Choice(CRMS), help="Check only this CRM's mapping with icp.yaml.")
 @click.option("--live", is_flag=True, help="Also check the fields against the CRM itself.")
 @common
 @guarded
-def mappings_validate(mappings_option: Path | None, crm: str | None, live: bool,
-                      log_format: str, verbose: int, quiet: int, as_json: bool) -> None:
+def mappings_validate(
+    mappings_option: Path | None,
+    crm: str | None,
+    live: bool,
+    log_format: str,
+    verbose: int,
+    quiet: int,
+    as_json: bool,
+) -> None:
     """Check every mapping file; report all problems at once (exit 2 if any)."""
     _setup(log_format, verbose, quiet)
     directory = mappings_dir(mappings_option)
@@ -256,8 +350,15 @@ def mappings_validate(mappings_option: Path | None, crm: str | None, live: bool,
     names = [f"{c}.yaml" for c in ([crm] if crm else CRMS)] + ["icp.yaml"]
     checked = [locate(directory, name)[1] for name in names]
     if as_json:
-        click.echo(json.dumps({"checked": checked, "errors": [str(e) for e in errors],
-                               "warnings": [str(w) for w in warnings]}))
+        click.echo(
+            json.dumps(
+                {
+                    "checked": checked,
+                    "errors": [str(e) for e in errors],
+                    "warnings": [str(w) for w in warnings],
+                }
+            )
+        )
     else:
         for warning in warnings:
             click.echo(f"warning: {warning}", err=True)
@@ -268,8 +369,12 @@ def mappings_validate(mappings_option: Path | None, crm: str | None, live: bool,
 
 
 @mappings_group.command("diff")
-@click.option("--mappings", "mappings_option", type=click.Path(path_type=Path),
-              help="Directory of edited mapping files [default: ./mappings].")
+@click.option(
+    "--mappings",
+    "mappings_option",
+    type=click.Path(path_type=Path),
+    help="Directory of edited mapping files [default: ./mappings].",
+)
 def mappings_diff(mappings_option: Path | None) -> None:
     """Show how the edited mapping files differ from the bundled defaults."""
     import difflib
@@ -284,7 +389,9 @@ def mappings_diff(mappings_option: Path | None) -> None:
             continue
         ours = bundled.default(name).read_text(encoding="utf-8").splitlines(keepends=True)
         theirs = path.read_text(encoding="utf-8-sig").splitlines(keepends=True)
-        click.echo("".join(difflib.unified_diff(ours, theirs, f"bundled/{name}", str(path))), nl=False)
+        click.echo(
+            "".join(difflib.unified_diff(ours, theirs, f"bundled/{name}", str(path))), nl=False
+        )
 
 
 @mappings_group.command("apply")

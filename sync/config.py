@@ -117,13 +117,13 @@ def validate_all(directory: Path | None) -> tuple[list[ConfigProblem], list[Conf
                 warnings.setdefault((warning.file, warning.line, warning.path), warning)
         except ConfigError as exc:
             for problem in exc.problems:
-                errors.setdefault((problem.file, problem.line, problem.path, problem.message), problem)
+                errors.setdefault(
+                    (problem.file, problem.line, problem.path, problem.message), problem
+                )
     return list(errors.values()), list(warnings.values())
 
 
-def _validate(
-    document: YamlDocument, model: type[_M], problems: list[ConfigProblem]
-) -> _M | None:
+def _validate(document: YamlDocument, model: type[_M], problems: list[ConfigProblem]) -> _M | None:
     problems += document.problems
     if document.data is None and document.problems:  # unparseable: nothing to validate
         return None
@@ -157,7 +157,9 @@ def _validate_part(
     except ValidationError as exc:
         for error in exc.errors():
             path = (*prefix, *_data_path(tuple(error["loc"]), document))
-            problems.append(document.problem(path, _message(error, path[len(prefix):], document, model)))
+            problems.append(
+                document.problem(path, _message(error, path[len(prefix) :], document, model))
+            )
 
 
 def _data_path(loc: KeyPath, document: YamlDocument) -> KeyPath:
@@ -170,9 +172,7 @@ def _data_path(loc: KeyPath, document: YamlDocument) -> KeyPath:
     return tuple(path)
 
 
-def _message(
-    error: Any, path: KeyPath, document: YamlDocument, model: type[BaseModel]
-) -> str:
+def _message(error: Any, path: KeyPath, document: YamlDocument, model: type[BaseModel]) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         valid = _valid_keys(model, path[:-1])
@@ -213,8 +213,8 @@ def _step(annotation: Any, part: str | int) -> Any:
             if part in (name, info.alias):
                 return info.annotation
         return None
-    args = typing.get_args(_strip(annotation))
-    return args[-1] if typing.get_origin(_strip(annotation)) is dict and args else None
+    members = typing.get_args(_strip(annotation))
+    return members[-1] if typing.get_origin(_strip(annotation)) is dict and members else None
 
 
 def _strip(annotation: Any) -> Any:

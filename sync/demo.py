@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from connectors.sample import write_sample_crm
 from scoring.report import tier_summary
@@ -24,8 +23,9 @@ def run_demo(directory: Path, accounts: int, as_json: bool) -> None:
         shutil.rmtree(state_dir)  # the demo always starts from scratch
     info = write_sample_crm(source, accounts=accounts)
     config = load_config("csv", None)
-    result = execute(config, RunOptions(crm="csv", kind="backfill", state_dir=state_dir,
-                                        source=source))
+    result = execute(
+        config, RunOptions(crm="csv", kind="backfill", state_dir=state_dir, source=source)
+    )
     assert result.scored is not None and result.opportunities is not None
     order = [name for name, _ in config.icp.tier_order()]
     summary = tier_summary(result.scored, result.opportunities, order)

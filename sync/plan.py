@@ -153,10 +153,10 @@ def plan_changes(
             continue
         column = CURRENT_PREFIX + key
         now_values = current[column] if column in current else pd.Series(None, index=current.index)
-        for record_id, want, have, seen_at in zip(
+        for label, want, have, seen_at in zip(
             desired.index, desired[key], now_values, observed_at, strict=True
         ):
-            record_id = str(record_id)
+            record_id = str(label)
             last = last_written.get((record_id, spec.field))
             want_value = to_crm_value(want, spec)
             have_value = normalise_current(have, spec)

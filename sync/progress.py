@@ -7,7 +7,8 @@ from contextlib import contextmanager
 from typing import TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bars, TaskID, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TimeElapsedColumn
+from rich.progress import Progress as Bars
 
 from sync.runner import Progress
 
@@ -36,7 +37,11 @@ def progress_for(stream: TextIO) -> Iterator[Progress]:
         yield Progress()
         return
     console = Console(file=stream)
-    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Bars(*columns, console=console, transient=True) as bars:
         yield RichProgress(bars)

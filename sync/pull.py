@@ -66,8 +66,9 @@ def pull_object(
             seen = page["modified_at"].eq(pd.Timestamp(watermark.value)) & page[id_column].isin(
                 watermark.boundary_ids
             )
-            page = page.loc[~seen]
-        pages.append(page)
+            pages.append(page.loc[~seen])
+        else:
+            pages.append(page)
         if on_page is not None:
             on_page(len(page))
     frame = pd.concat(pages, ignore_index=True) if pages else _empty(connector, kind)
@@ -109,11 +110,13 @@ def working_set(
     for kind in ("account", "opportunity"):
         watermark = None if full else state.watermark(crm, kind)
         known = state.record_ids(crm, kind)
-        pulled[kind] = pull_object(connector, kind, watermark, known, on_page)  # type: ignore[arg-type]
+        pulled[kind] = pull_object(connector, kind, watermark, known, on_page)
     accounts_pulled = pulled["account"].frame
     opps_pulled = pulled["opportunity"].frame
     if full:
-        opportunities = opps_pulled.loc[~opps_pulled["opportunity_id"].isin(pulled["opportunity"].deleted)]
+        opportunities = opps_pulled.loc[
+            ~opps_pulled["opportunity_id"].isin(pulled["opportunity"].deleted)
+        ]
         return WorkingSet(accounts_pulled, opportunities.reset_index(drop=True), pulled, True)
 
     touched_opps = set(opps_pulled["opportunity_id"]) | pulled["opportunity"].deleted
@@ -128,8 +131,12 @@ def working_set(
 
     from_mirror = affected - set(accounts_pulled["account_id"])
     stored = state.load_records(crm, "account", ids=from_mirror) if from_mirror else None
-    frames = [restore_types(stored, mapping, "account")] if stored is not None and len(stored) else []
-    accounts = pd.concat([*frames, accounts_pulled], ignore_index=True) if frames else accounts_pulled
+    frames = (
+        [restore_types(stored, mapping, "account")] if stored is not None and len(stored) else []
+    )
+    accounts = (
+        pd.concat([*frames, accounts_pulled], ignore_index=True) if frames else accounts_pulled
+    )
 
     stored_opps = state.load_records(crm, "opportunity", account_ids=affected) if affected else None
     opp_frames = []

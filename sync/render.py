@@ -95,6 +95,14 @@ def run_summary(console: Console, result: RunResult) -> None:
         )
 
 
+def _figure(value: Any, layout: str) -> str:
+    return (
+        "-"
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else (layout.format(value))
+    )
+
+
 def tier_table(summary: pd.DataFrame) -> Table:
     table = Table(title="Accounts by ICP tier", title_justify="left")
     for column in (
@@ -107,15 +115,15 @@ def tier_table(summary: pd.DataFrame) -> Table:
         "median cycle",
     ):
         table.add_column(column, justify="right" if column != "tier" else "left")
-    for row in summary.itertuples():
+    for row in summary.to_dict("records"):
         table.add_row(
-            str(row.tier),
-            f"{row.accounts:,}",
-            f"{row.share:.0%}",
-            f"{row.closed_deals:,}",
-            "-" if math.isnan(row.win_rate) else f"{row.win_rate:.0%}",
-            "-" if math.isnan(row.avg_deal_size) else f"${row.avg_deal_size:,.0f}",
-            "-" if math.isnan(row.median_cycle_days) else f"{row.median_cycle_days:.0f} days",
+            str(row["tier"]),
+            f"{row['accounts']:,}",
+            f"{row['share']:.0%}",
+            f"{row['closed_deals']:,}",
+            _figure(row["win_rate"], "{:.0%}"),
+            _figure(row["avg_deal_size"], "${:,.0f}"),
+            _figure(row["median_cycle_days"], "{:.0f} days"),
         )
     return table
 

@@ -264,7 +264,7 @@ class StateStore(RecordMirror):
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
-    def finish_run(  # noqa: PLR0917 - the agreed signature
+    def finish_run(
         self,
         run_id: int,
         outcome: str,

@@ -60,7 +60,9 @@ class _wait_retry_after(wait_random_exponential):
         return float(super().__call__(retry_state))
 
 
-def make_retrying(attempts: int = 5, max_wait: float = 60.0, sleep: Sleep | None = None) -> Retrying:
+def make_retrying(
+    attempts: int = 5, max_wait: float = 60.0, sleep: Sleep | None = None
+) -> Retrying:
     """The retry policy for writes: transient errors only, `attempts` tries in all."""
     options: dict[str, object] = {}
     if sleep is not None:
@@ -78,7 +80,9 @@ def make_retrying(attempts: int = 5, max_wait: float = 60.0, sleep: Sleep | None
 class _Stopped(Exception):
     """A fatal limit hit mid-batch; carries what the batch had already settled."""
 
-    def __init__(self, cause: LimitReachedError, settled: BatchOutcome, pending: list[RecordUpdate]):
+    def __init__(
+        self, cause: LimitReachedError, settled: BatchOutcome, pending: list[RecordUpdate]
+    ):
         super().__init__(str(cause))
         self.cause, self.settled, self.pending = cause, settled, pending
 

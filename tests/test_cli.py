@@ -107,8 +107,13 @@ def test_edited_account_is_rescored_and_only_its_row_written(export: Path, tmp_p
     def upgrade(rows: list[dict[str, str]]) -> list[dict[str, str]]:
         for row in rows:
             if row["Id"] == target["Id"]:
-                row.update(Industry="Software", NumberOfEmployees="120", AnnualRevenue="9000000",
-                           Technologies__c="Salesforce;Outreach;Gong", BillingCountry="USA")
+                row.update(
+                    Industry="Software",
+                    NumberOfEmployees="120",
+                    AnnualRevenue="9000000",
+                    Technologies__c="Salesforce;Outreach;Gong",
+                    BillingCountry="USA",
+                )
         return rows
 
     edit_rows(export / "Account.csv", clock, upgrade)
@@ -127,8 +132,11 @@ def test_dry_run_prints_the_diff_and_writes_nothing(export: Path, tmp_path: Path
     load_updates(export, clock)
     summary(export, state)
     before = (export / "icp_updates.csv").read_bytes()
-    edit_rows(export / "Account.csv", clock,
-              lambda rows: [{**r, "AnnualRevenue": "0"} if i == 0 else r for i, r in enumerate(rows)])
+    edit_rows(
+        export / "Account.csv",
+        clock,
+        lambda rows: [{**r, "AnnualRevenue": "0"} if i == 0 else r for i, r in enumerate(rows)],
+    )
     first_id = read_rows(export / "Account.csv")[1][0]["Id"]
     code, out, _ = sync(export, state, "--dry-run")
     assert code == 0
@@ -150,12 +158,16 @@ def test_person_edit_is_left_alone_under_if_unchanged(export: Path, tmp_path: Pa
     def person(rows: list[dict[str, str]]) -> list[dict[str, str]]:
         for row in rows:
             if row["Id"] == victim:  # a rep routes it by hand, and the account also changes
-                row.update(ICP_Route__c="Jane Doe - key account", NumberOfEmployees="75",
-                           Industry="Banking", AnnualRevenue="20000000")
+                row.update(
+                    ICP_Route__c="Jane Doe - key account",
+                    NumberOfEmployees="75",
+                    Industry="Banking",
+                    AnnualRevenue="20000000",
+                )
         return rows
 
     edit_rows(export / "Account.csv", clock, person)
-    code, out, _ = sync(export, state, "--dry-run", "--all")
+    _code, out, _ = sync(export, state, "--dry-run", "--all")
     assert "left alone: edited in the CRM since the engine last wrote it" in out
     result = summary(export, state)
     assert result["counts"]["fields_skipped"] == 1
@@ -224,7 +236,9 @@ def test_json_logs_for_schedulers(export: Path, tmp_path: Path) -> None:
 def _cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "sync.cli", *map(str, args)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, **(env or {})},
     )
 
@@ -232,10 +246,15 @@ def _cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Pop
 def test_second_run_on_a_locked_state_exits_4(export: Path, tmp_path: Path) -> None:
     state = tmp_path / "state"
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from sync.state import StateStore; s = StateStore(sys.argv[1]); "
-         "s.acquire_lock(); print('locked', flush=True); time.sleep(30)", str(state)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from sync.state import StateStore; s = StateStore(sys.argv[1]); "
+            "s.acquire_lock(); print('locked', flush=True); time.sleep(30)",
+            str(state),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
@@ -258,8 +277,7 @@ def test_killed_mid_write_converges_on_rerun(tmp_path: Path) -> None:
     csv_yaml.write_text(csv_yaml.read_text() + "\nsettings:\n  batch_size: 20\n")
     state = tmp_path / "state"
     partial = export / "icp_updates.csv.partial"
-    process = _cli("sync", "--crm", "csv", "--source", export, "--state", state,
-                   "--mappings", maps)
+    process = _cli("sync", "--crm", "csv", "--source", export, "--state", state, "--mappings", maps)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
         if partial.exists() and partial.read_text().count("\n") > 100:

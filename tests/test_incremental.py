@@ -27,8 +27,11 @@ from tests.crmsim import Clock, edit_rows, load_updates
 INDUSTRIES = ["Software", "Banking", "Retail", "Government", "Healthcare", "Energy", ""]
 SIZES = ["", "10", "60", "250", "900", "7000"]
 COUNTRIES = ["USA", "Germany", "Japan", "", "Brazil"]
-STAGES = [("Closed Won", "true", "true"), ("Closed Lost", "true", "false"),
-          ("Negotiation/Review", "false", "false")]
+STAGES = [
+    ("Closed Won", "true", "true"),
+    ("Closed Lost", "true", "false"),
+    ("Negotiation/Review", "false", "false"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +43,13 @@ def base_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 edits = st.lists(
     st.one_of(
-        st.tuples(st.just("account"), st.integers(0, 200), st.sampled_from(INDUSTRIES),
-                  st.sampled_from(SIZES), st.sampled_from(COUNTRIES)),
+        st.tuples(
+            st.just("account"),
+            st.integers(0, 200),
+            st.sampled_from(INDUSTRIES),
+            st.sampled_from(SIZES),
+            st.sampled_from(COUNTRIES),
+        ),
         st.tuples(st.just("new_account"), st.sampled_from(INDUSTRIES), st.sampled_from(SIZES)),
         st.tuples(st.just("delete_account"), st.integers(0, 200)),
         st.tuples(st.just("new_opportunity"), st.integers(0, 200), st.integers(0, 2)),
@@ -58,10 +66,10 @@ def apply_edit(export: Path, clock: Clock, edit: tuple, serial: int) -> None:
     kind = edit[0]
     accounts_csv, opps_csv = export / "Account.csv", export / "Opportunity.csv"
 
-    def on_accounts(change):  # noqa: ANN001, ANN202
+    def on_accounts(change):
         edit_rows(accounts_csv, clock, change)
 
-    def on_opportunities(change):  # noqa: ANN001, ANN202
+    def on_opportunities(change):
         edit_rows(opps_csv, clock, change)
 
     def account_id(index: int) -> str:
@@ -71,31 +79,56 @@ def apply_edit(export: Path, clock: Clock, edit: tuple, serial: int) -> None:
     if kind == "account":
         _, index, industry, size, country = edit
 
-        def change(rows):  # noqa: ANN001, ANN202
+        def change(rows):
             if rows:
-                rows[index % len(rows)].update(Industry=industry, NumberOfEmployees=size,
-                                               BillingCountry=country)
+                rows[index % len(rows)].update(
+                    Industry=industry, NumberOfEmployees=size, BillingCountry=country
+                )
             return rows
 
         on_accounts(change)
     elif kind == "new_account":
         _, industry, size = edit
-        on_accounts(lambda rows: [*rows, {**(rows[0] if rows else {}), "Id": f"001NEW{serial:012d}",
-                                          "Industry": industry, "NumberOfEmployees": size,
-                                          "ICP_Score__c": "", "ICP_Tier__c": "", "ICP_Segment__c": "",
-                                          "ICP_Reasons__c": "", "ICP_Route__c": ""}])
+        on_accounts(
+            lambda rows: [
+                *rows,
+                {
+                    **(rows[0] if rows else {}),
+                    "Id": f"001NEW{serial:012d}",
+                    "Industry": industry,
+                    "NumberOfEmployees": size,
+                    "ICP_Score__c": "",
+                    "ICP_Tier__c": "",
+                    "ICP_Segment__c": "",
+                    "ICP_Reasons__c": "",
+                    "ICP_Route__c": "",
+                },
+            ]
+        )
     elif kind == "delete_account":
-        on_accounts(lambda rows: [r for i, r in enumerate(rows) if rows and i != edit[1] % len(rows)])
+        on_accounts(
+            lambda rows: [r for i, r in enumerate(rows) if rows and i != edit[1] % len(rows)]
+        )
     elif kind == "new_opportunity":
         stage, closed, won = STAGES[edit[2]]
         owner = account_id(edit[1])
-        on_opportunities(lambda rows: [*rows, {**rows[0], "Id": f"006NEW{serial:012d}",
-                                               "AccountId": owner, "StageName": stage,
-                                               "IsClosed": closed, "IsWon": won}])
+        on_opportunities(
+            lambda rows: [
+                *rows,
+                {
+                    **rows[0],
+                    "Id": f"006NEW{serial:012d}",
+                    "AccountId": owner,
+                    "StageName": stage,
+                    "IsClosed": closed,
+                    "IsWon": won,
+                },
+            ]
+        )
     elif kind == "stage":
         stage, closed, won = STAGES[edit[2]]
 
-        def restage(rows):  # noqa: ANN001, ANN202
+        def restage(rows):
             if rows:
                 rows[edit[1] % len(rows)].update(StageName=stage, IsClosed=closed, IsWon=won)
             return rows
@@ -104,24 +137,33 @@ def apply_edit(export: Path, clock: Clock, edit: tuple, serial: int) -> None:
     elif kind == "move_opportunity":
         owner = account_id(edit[2])
 
-        def move(rows):  # noqa: ANN001, ANN202
+        def move(rows):
             if rows:
                 rows[edit[1] % len(rows)]["AccountId"] = owner
             return rows
 
         on_opportunities(move)
     elif kind == "delete_opportunity":
-        on_opportunities(lambda rows: [r for i, r in enumerate(rows) if i != edit[1] % max(len(rows), 1)])
+        on_opportunities(
+            lambda rows: [r for i, r in enumerate(rows) if i != edit[1] % max(len(rows), 1)]
+        )
 
 
-def run(export: Path, state: Path, kind: str = "sync", dry_run: bool = False):  # noqa: ANN201
+def run(export: Path, state: Path, kind: str = "sync", dry_run: bool = False):
     config = load_config("csv", None)
-    options = RunOptions(crm="csv", kind=kind, state_dir=state, dry_run=dry_run,  # type: ignore[arg-type]
-                         source=export)
+    options = RunOptions(
+        crm="csv",
+        kind=kind,
+        state_dir=state,
+        dry_run=dry_run,  # type: ignore[arg-type]
+        source=export,
+    )
     return execute(config, options)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(edits=edits)
 def test_incremental_syncs_equal_a_full_backfill(base_export: Path, edits: list[tuple]) -> None:
     with tempfile.TemporaryDirectory() as scratch:
