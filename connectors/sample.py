@@ -146,7 +146,7 @@ def generate_accounts(n: int, seed: int = 7, today: date = TODAY) -> pd.DataFram
         One row per account, columns `ACCOUNT_COLUMNS`, ordered by CreatedDate (and Id).
     """
     rng = np.random.default_rng(seed)
-    now = _epoch_seconds(today)
+    now = (today - date(1970, 1, 1)).days * _DAY  # midnight UTC, as epoch seconds
     ind = rng.choice(len(_INDUSTRIES), n, p=[i.share for i in _INDUSTRIES])
     log_median = np.array([i.log_employees for i in _INDUSTRIES])[ind]
     employees = np.clip(np.rint(np.exp(rng.normal(log_median, 1.75))), 1, 50_000).astype(np.int64)
@@ -215,7 +215,7 @@ def generate_opportunities(
     headcount band, revenue, growth, tech stack, funding), plus per-account and per-deal noise.
 
     Args:
-        accounts: rows from `generate_accounts` (any frame with its columns works).
+        accounts: rows from `generate_accounts` (or any frame with its columns, no nulls).
         seed: random seed; the same seed and accounts give the same rows.
         today: the export date; closed deals close before it, open ones after.
 
@@ -223,7 +223,7 @@ def generate_opportunities(
         One row per opportunity, columns `OPPORTUNITY_COLUMNS`, ordered by CreatedDate (and Id).
     """
     rng = np.random.default_rng([seed, 1])
-    now, n = _epoch_seconds(today), len(accounts)
+    now, n = (today - date(1970, 1, 1)).days * _DAY, len(accounts)
     counts = rng.choice(6, n, p=[0.3, 0.25, 0.18, 0.12, 0.09, 0.06]) + 1
     acc = np.repeat(np.arange(n), np.where(rng.random(n) < 0.6, counts, 0))
     since = pd.to_datetime(accounts["CreatedDate"], utc=True, format="ISO8601", errors="coerce")
@@ -233,8 +233,8 @@ def generate_opportunities(
     order = np.argsort(created, kind="stable")  # ids follow creation, as in a real org
     acc, created, m = acc[order], created[order], len(acc)
     lookup = {s: k for k, i in enumerate(_INDUSTRIES) for s in _weights(i.spellings)}
-    ind = _per_value(accounts["Industry"], lambda s: s.map(lookup).fillna(_OTHER))[acc]
-    ind = ind.astype(np.int64)
+    industry = _per_value(accounts["Industry"], lambda s: s.map(lookup).fillna(_OTHER))
+    ind = industry.astype(np.int64)[acc]
     employees, revenue, last_year = (
         _per_value(accounts[c], lambda s: pd.to_numeric(s, errors="coerce")).astype(float)[acc]
         for c in ("NumberOfEmployees", "AnnualRevenue", "Employees_Last_Year__c")
@@ -246,7 +246,7 @@ def generate_opportunities(
     existing = rng.random(m) < 0.2
     win_rates = np.array([i.win_rate for i in _INDUSTRIES])
     logit = (
-        -1.5
+        -1.65
         + np.log(win_rates / (1 - win_rates))[ind]
         + np.array([-0.3, 0.8, 0.0, -0.9, 0.0])[band]
         - 3.0 * (revenue == 0)
@@ -339,10 +339,6 @@ def write_sample_crm(
             writer.writerow(frame.columns)
             writer.writerows(zip(*(frame[c].to_numpy(object) for c in frame.columns), strict=True))
     return SampleInfo(directory, len(account_rows), len(opportunities))
-
-
-def _epoch_seconds(day: date) -> int:
-    return (day - date(1970, 1, 1)).days * _DAY
 
 
 def _size_band(employees: np.ndarray) -> np.ndarray:

@@ -125,6 +125,9 @@ def guarded(func: F) -> F:
             _fail(4, f"{exc}. Skipped: another run is in progress; try again when it ends.")
         except ConnectorError as exc:
             _fail(exit_code_for(exc), str(exc))
+        except OSError as exc:  # a path the user gave that cannot be read or written
+            where = f"{exc.filename}: " if exc.filename else ""
+            _fail(2, f"{where}{exc.strerror or exc}")
 
     wrapper.__name__ = func.__name__
     wrapper.__doc__ = func.__doc__
@@ -180,46 +183,39 @@ Examples:
 """
 
 
-@main.command(epilog=EXAMPLES_SYNC)
-@crm_options
-@click.option("-n", "--dry-run", is_flag=True, help="Show what would change; write nothing.")
-@click.option("--all", "show_all", is_flag=True, help="With --dry-run: list every field.")
-@common
-@guarded
-def sync(
-    dry_run: bool,
-    show_all: bool,
-    log_format: str,
-    verbose: int,
-    quiet: int,
-    as_json: bool,
-    **crm: Any,
-) -> None:
-    """Pull what changed since the last run, rescore, and write back only what changed."""
-    _setup(log_format, verbose, quiet)
-    result = _run("sync", dry_run, show_all, as_json, **crm)
-    sys.exit(result.exit_code)
+def _run_command(kind: str, help_text: str, epilog: str) -> None:
+    """Register `icp sync` or `icp backfill`: the same options, a different pull."""
+
+    @main.command(kind, help=help_text, epilog=epilog)
+    @crm_options
+    @click.option("-n", "--dry-run", is_flag=True, help="Show what would change; write nothing.")
+    @click.option("--all", "show_all", is_flag=True, help="With --dry-run: list every field.")
+    @common
+    @guarded
+    def command(
+        dry_run: bool,
+        show_all: bool,
+        log_format: str,
+        verbose: int,
+        quiet: int,
+        as_json: bool,
+        **crm: Any,
+    ) -> None:
+        _setup(log_format, verbose, quiet)
+        result = _run(kind, dry_run, show_all, as_json, **crm)
+        sys.exit(result.exit_code)
 
 
-@main.command(epilog="\b\nExamples:\n  icp backfill --crm csv --source ./export")
-@crm_options
-@click.option("-n", "--dry-run", is_flag=True, help="Show what would change; write nothing.")
-@click.option("--all", "show_all", is_flag=True, help="With --dry-run: list every field.")
-@common
-@guarded
-def backfill(
-    dry_run: bool,
-    show_all: bool,
-    log_format: str,
-    verbose: int,
-    quiet: int,
-    as_json: bool,
-    **crm: Any,
-) -> None:
-    """Pull everything, score every account, write every difference (resumable)."""
-    _setup(log_format, verbose, quiet)
-    result = _run("backfill", dry_run, show_all, as_json, **crm)
-    sys.exit(result.exit_code)
+_run_command(
+    "sync",
+    "Pull what changed since the last run, rescore, and write back only what changed.",
+    EXAMPLES_SYNC,
+)
+_run_command(
+    "backfill",
+    "Pull everything, score every account, write every difference (resumable).",
+    "\b\nExamples:\n  icp backfill --crm csv --source ./export",
+)
 
 
 @main.command()
