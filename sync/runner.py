@@ -223,14 +223,18 @@ def _run(
         scored=desired.reset_index(),
         opportunities=work.opportunities,
     )
-    for skip in plan.skips:
-        log.debug(
+    for skip in plan.skips[:20]:
+        log.info(
             "left %s.%s alone (%s): CRM has %r, engine wants %r",
             skip.record_id,
             skip.field,
             skip.reason.value,
             skip.current,
             skip.desired,
+        )
+    if len(plan.skips) > 20:
+        log.info(
+            "... and %d more fields left alone (--dry-run --all lists them)", len(plan.skips) - 20
         )
     if options.dry_run:
         state.finish_run(run_id, "dry-run", 0, counts, connector.api_calls)
