@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scoring.schema import Condition, IcpCriteria
+from scoring.schema import ORDERED_OPERATORS, Condition, IcpCriteria
 
 NO_MATCH_REASON = "no criteria matched"
 
@@ -83,6 +83,8 @@ class ConditionEvaluator:
             return self._boolean(series, op, value)
         if pd.api.types.is_datetime64_any_dtype(series):
             return self._ordered(series, op, value, _timestamp)
+        if series.dtype == object and op in ORDERED_OPERATORS and not _has_text(value):
+            series = pd.to_numeric(series, errors="coerce")  # numbers that lost their dtype
         if pd.api.types.is_numeric_dtype(series):
             if op == "contains" or _has_text(value):
                 if series.isna().all():  # an unmapped or empty column, not a number field

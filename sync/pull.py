@@ -46,8 +46,8 @@ class WorkingSet:
 
 
 def _empty(connector: Connector, kind: ObjectKind) -> pd.DataFrame:
-    columns = [*connector.mapping.field_types(kind), "modified_at"]
-    return pd.DataFrame({c: pd.Series(dtype=object) for c in dict.fromkeys(columns)})
+    """No rows, but every canonical column with its type (so concatenation keeps types)."""
+    return restore_types(pd.DataFrame(), connector.mapping, kind)
 
 
 def pull_object(

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from connectors.sample import write_sample_crm
@@ -165,6 +165,9 @@ def run(export: Path, state: Path, kind: str = "sync", dry_run: bool = False):
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(edits=edits)
+@example(  # once lost the numeric types of accounts rescored from the mirror alone
+    edits=[("account", 0, "Software", "", "USA"), ("delete_account", 0), ("new_opportunity", 0, 0)]
+)
 def test_incremental_syncs_equal_a_full_backfill(base_export: Path, edits: list[tuple]) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         export = Path(scratch) / "export"
