@@ -125,13 +125,26 @@ def score(config: Config, work: WorkingSet) -> pd.DataFrame:
     return scored.set_index("account_id")
 
 
-def execute(config: Config, options: RunOptions, progress: Progress | None = None) -> RunResult:
-    """Run one sync or backfill. Raises `LockedError`, `ConnectorError` subclasses."""
+def execute(
+    config: Config,
+    options: RunOptions,
+    progress: Progress | None = None,
+    connector: Connector | None = None,
+) -> RunResult:
+    """Run one sync or backfill. Raises `LockedError`, `ConnectorError` subclasses.
+
+    Args:
+        config: the validated mapping and criteria.
+        options: what to run, where the state lives.
+        progress: progress hooks (no-op by default).
+        connector: the CRM to use instead of the one `options.crm` names (a test seam).
+    """
     progress = progress or Progress()
     started = options.now()
     with StateStore(options.state_dir) as state:
         state.acquire_lock()
-        connector = connectors.create(options.crm, config.mapping, options.source, options.out)
+        if connector is None:
+            connector = connectors.create(options.crm, config.mapping, options.source, options.out)
         connector.connect()
         run_id = state.start_run(options.crm, options.kind, options.dry_run, started_at=started)
         try:
