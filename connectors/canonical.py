@@ -11,6 +11,7 @@ null and is reported as a `RowIssue`; it never stops the run.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ LINE_COLUMN = "__line__"
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 _NUMBER_JUNK = re.compile(r"[\s,$€£¥%]")
+_UTC = pd.DatetimeTZDtype(unit="ns", tz="UTC")
 _DOMAIN = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?(?:www\d?\.)?([^/?#:\s]+)", re.IGNORECASE)
 
 
@@ -52,18 +54,45 @@ class RowIssue:
         return f"{where}{rec}:{what} {self.problem}"
 
 
+def _per_unique(series: pd.Series, convert: Callable[[Any], Any]) -> pd.Series:
+    """Apply `convert` once per distinct non-null value (CRM columns repeat a lot)."""
+    values = series.astype(object)
+    present = values.notna()
+    out = pd.Series(None, index=series.index, dtype=object)
+    if present.any():
+        distinct = pd.unique(values[present])
+        table = {value: convert(value) for value in distinct}
+        out[present] = values[present].map(table)
+    return out
+
+
+def _is_text(values: pd.Series) -> bool:
+    return pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty")
+
+
 def _blank_to_null(series: pd.Series) -> pd.Series:
-    as_object = series.astype(object)
-    stripped = as_object.map(lambda v: v.strip() if isinstance(v, str) else v)
-    return stripped.where(~stripped.isin(["", None]) & stripped.notna(), None)
+    """Strip strings; empty or blank strings become None."""
+    values = series.astype(object)
+    if _is_text(values):
+        stripped = values.str.strip()
+    else:
+        stripped = _per_unique(values, lambda v: v.strip() if isinstance(v, str) else v)
+    return stripped.where(stripped.notna() & (stripped != ""), None).astype(object)
 
 
 def parse_number(series: pd.Series) -> pd.Series:
     """Numbers, tolerating `$1,200.50`, ` 12 ` and `45%`; anything else becomes NaN."""
     if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
         return series.astype("float64")
-    text = series.astype(object).map(lambda v: _NUMBER_JUNK.sub("", v) if isinstance(v, str) else v)
-    return pd.to_numeric(text, errors="coerce").astype("float64")
+    values = series.astype(object)
+    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+    retry = numbers.isna() & values.notna()
+    if retry.any():  # currency symbols, thousands separators, percent signs
+        cleaned = _per_unique(
+            values[retry], lambda v: _NUMBER_JUNK.sub("", v) if isinstance(v, str) else v
+        )
+        numbers[retry] = pd.to_numeric(cleaned, errors="coerce").astype("float64")
+    return numbers
 
 
 def parse_boolean(series: pd.Series) -> pd.Series:
@@ -77,36 +106,50 @@ def parse_boolean(series: pd.Series) -> pd.Series:
         key = str(value).strip().casefold()
         return True if key in _TRUE else False if key in _FALSE else pd.NA
 
-    return series.astype(object).map(one, na_action="ignore").astype("boolean")
+    return _per_unique(series, one).astype("boolean")
 
 
 def parse_datetime(series: pd.Series) -> pd.Series:
     """ISO dates and datetimes (any offset, `Z` or `+0000`) or epoch milliseconds, as UTC."""
     values = series.astype(object)
-    result = pd.Series(None, index=series.index, dtype=object)
-    epoch = values.map(lambda v: isinstance(v, int | float) or (isinstance(v, str) and v.isdigit()))
-    epoch &= values.notna()
+    out = pd.Series(pd.NaT, index=series.index, dtype=_UTC)
+    present = values.notna()
+    if not present.any():
+        return out
+    if _is_text(values):
+        epoch = values.str.fullmatch(r"\d{10,13}").fillna(False).astype(bool)
+    else:
+        epoch = _per_unique(values, _looks_like_epoch).fillna(False).astype(bool)
     if epoch.any():
         millis = pd.to_numeric(values[epoch], errors="coerce")
-        result[epoch] = list(pd.to_datetime(millis, unit="ms", utc=True, errors="coerce"))
-    text = ~epoch & values.notna()
+        out[epoch] = pd.to_datetime(millis, unit="ms", utc=True, errors="coerce").astype(_UTC)
+    text = present & ~epoch
     if text.any():
         parsed = pd.to_datetime(values[text], format="ISO8601", utc=True, errors="coerce")
+        parsed = parsed.astype(_UTC)
         bad = parsed.isna()
-        parsed_objects = parsed.astype(object)
-        if bad.any():  # mixed layouts in one column: parse the stragglers one by one
-            parsed_objects[bad] = [_one_datetime(v) for v in values[text][bad]]
-        result[text] = list(parsed_objects)
-    return pd.to_datetime(result, utc=True, errors="coerce").astype("datetime64[ns, UTC]")
+        if bad.any():  # other layouts (`03/04/2025 10:00`): the stragglers one by one
+            stragglers = [_one_datetime(v) for v in values[text][bad]]
+            parsed[bad] = pd.Series(stragglers, index=parsed.index[bad], dtype=_UTC)
+        out[text] = parsed
+    return out
+
+
+def _looks_like_epoch(value: object) -> bool:
+    if isinstance(value, bool | np.bool_):
+        return False
+    return isinstance(value, int | float | np.number) or (
+        isinstance(value, str) and value.isdigit() and 10 <= len(value) <= 13
+    )
 
 
 def _one_datetime(value: object) -> object:
     try:
         stamp = pd.Timestamp(str(value))
     except (ValueError, TypeError):
-        return None
+        return pd.NaT
     if stamp is pd.NaT:
-        return None
+        return pd.NaT
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
@@ -117,26 +160,31 @@ def parse_domain(series: pd.Series) -> pd.Series:
         match = _DOMAIN.match(str(value).strip())
         return match.group(1).lower().rstrip(".") if match else None
 
-    return series.astype(object).map(one, na_action="ignore")
+    return _per_unique(series, one)
 
 
 def parse_text(series: pd.Series, lookup: dict[str, str], multi: bool = False) -> pd.Series:
     """Strings, mapped through a value map; multi-select values split on `;` and re-joined."""
 
-    def one(value: object) -> object:
+    def one(value: object) -> str:
         text = str(value).strip()
         return lookup.get(normalise_key(text), text) if lookup else text
 
     def many(value: object) -> object:
         parts = [one(p) for p in str(value).split(";") if str(p).strip()]
-        return ";".join(dict.fromkeys(str(p) for p in parts)) or None
+        return ";".join(dict.fromkeys(parts)) or None
 
-    return series.astype(object).map(many if multi else one, na_action="ignore").astype(object)
+    if not multi and not lookup and _is_text(series.astype(object)):
+        return series.astype(object)  # already stripped strings: nothing to do
+    return _per_unique(series, many if multi else one)
 
 
 def parse_column(series: pd.Series, kind: FieldType, lookup: dict[str, str]) -> pd.Series:
-    """Parse one raw column into the canonical type `kind`."""
-    series = _blank_to_null(series)
+    """Parse one raw column into the canonical type `kind` (blank strings read as null)."""
+    return _parse_present(_blank_to_null(series), kind, lookup)
+
+
+def _parse_present(series: pd.Series, kind: FieldType, lookup: dict[str, str]) -> pd.Series:
     if kind == "number":
         return parse_number(series)
     if kind == "boolean":
@@ -176,7 +224,7 @@ def to_canonical(
             )
             continue
         source = _blank_to_null(raw[spec.field])
-        parsed = parse_column(source, types[name], spec.lookup())
+        parsed = _parse_present(source, types[name], spec.lookup())
         lost = source.notna() & parsed.isna()
         for index in np.flatnonzero(lost.to_numpy()):
             label = raw.index[int(index)]
@@ -195,7 +243,11 @@ def to_canonical(
         out[name] = parsed
     if kind == "account":
         for key, output in mapping.outputs.items():
-            column = raw[output.field] if output.field in raw else pd.Series(None, index=raw.index)
+            column = (
+                raw[output.field]
+                if output.field in raw
+                else pd.Series(None, index=raw.index, dtype=object)
+            )
             values = _blank_to_null(column)
             out[CURRENT_PREFIX + key] = parse_number(values) if output.type == "number" else values
     missing_id = out[id_field].isna()

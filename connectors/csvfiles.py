@@ -32,7 +32,7 @@ from connectors.base import (
     RecordUpdate,
     WriteResult,
 )
-from connectors.canonical import LINE_COLUMN, RowIssue, to_canonical
+from connectors.canonical import LINE_COLUMN, RowIssue, parse_column, to_canonical
 from connectors.errors import SourceError
 from connectors.mapping import ID_FIELDS, CrmMapping
 
@@ -71,6 +71,15 @@ class CsvConnector(Connector):
         self._partial = self.out.with_name(self.out.name + ".partial")
         self._handle: io.TextIOWrapper | None = None
         self._writer: csv.DictWriter[str] | None = None
+        self._carried = False
+        self._encodings: dict[Path, str] = {}
+        self._present: dict[str, set[str]] = {}
+        """Every id a finished pull saw (read or not), so deletions need no second read."""
+
+    def _encoding(self, path: Path) -> str:
+        if path not in self._encodings:
+            self._encodings[path] = _detect_encoding(path)
+        return self._encodings[path]
 
     def path(self, kind: ObjectKind) -> Path:
         return self.source / f"{getattr(self.mapping.objects, kind).object}.csv"
@@ -86,6 +95,7 @@ class CsvConnector(Connector):
                 raise SourceError(msg)
 
     def pull(self, kind: ObjectKind, since: datetime | None) -> Iterator[pd.DataFrame]:
+        """Read the whole file; only rows stamped at or after `since` are parsed and yielded."""
         path = self.path(kind)
         stats = self.stats[kind]
         try:
@@ -95,34 +105,52 @@ class CsvConnector(Connector):
             raise SourceError(msg) from exc
         object_map = getattr(self.mapping.objects, kind)
         id_column = object_map.fields[ID_FIELDS[kind]].field
-        header = set(_header(path))
-        for name, spec in object_map.fields.items():
-            if spec.field not in header:
-                log.warning(
-                    "%s has no column %s (mapped to %s): read as empty", path.name, spec.field, name
-                )
-        for page in _read_pages(path, id_column, stats.issues, kind, stats.unreadable_ids):
+        stamp_column = (
+            object_map.fields["modified_at"].field if "modified_at" in object_map.fields else None
+        )
+        present: set[str] = set()
+        pages = _read_pages(
+            path, self._encoding(path), id_column, stats.issues, kind, stats.unreadable_ids
+        )
+        for number, raw in enumerate(pages):
+            if number == 0:
+                self._warn_missing_columns(path, kind, raw.columns)
+            present.update(raw[id_column].dropna().str.strip())
+            page = raw
+            if since is not None and stamp_column is not None and stamp_column in raw:
+                # Without SystemModstamp, the file's own time is the best we know.
+                stamps = parse_column(raw[stamp_column], "datetime", {}).fillna(mtime)
+                page = raw.loc[(stamps >= since).to_numpy()]
+            if not len(page):
+                continue
             frame, issues = to_canonical(page, self.mapping, kind)
             stats.issues.extend(issues)
             if "modified_at" in frame:
-                # An export without SystemModstamp: the file's own time is the best we know.
                 frame["modified_at"] = frame["modified_at"].fillna(mtime)
-                if since is not None:
-                    frame = frame.loc[frame["modified_at"] >= since]
             stats.rows += len(frame)
-            if len(frame):
-                yield frame.reset_index(drop=True)
+            yield frame
+        self._present[kind] = present | stats.unreadable_ids
+
+    def _warn_missing_columns(self, path: Path, kind: ObjectKind, columns: pd.Index) -> None:
+        for name, spec in getattr(self.mapping.objects, kind).fields.items():
+            if spec.field not in columns:
+                log.warning(
+                    "%s has no column %s (mapped to %s): read as empty", path.name, spec.field, name
+                )
 
     def deleted_ids(
         self, kind: ObjectKind, since: datetime | None, known: Collection[str]
     ) -> set[str]:
         if not known:
             return set()
-        id_column = getattr(self.mapping.objects, kind).fields[ID_FIELDS[kind]].field
-        present: set[str] = set()
-        for page in _read_pages(self.path(kind), id_column, [], kind, present):
-            present.update(str(v).strip() for v in page[id_column].dropna())
-        return set(known) - present
+        if kind not in self._present:  # no finished pull to go by: read the ids
+            path = self.path(kind)
+            id_column = getattr(self.mapping.objects, kind).fields[ID_FIELDS[kind]].field
+            present: set[str] = set()
+            for page in _read_pages(path, self._encoding(path), id_column, [], kind, present):
+                present.update(page[id_column].dropna().str.strip())
+            self._present[kind] = present
+        return set(known) - self._present[kind]
 
     # -- write-back ---------------------------------------------------------------------
 
@@ -134,6 +162,7 @@ class CsvConnector(Connector):
         """Start `icp_updates.csv.partial`, keeping the rows of a killed run's partial file."""
         self.out.parent.mkdir(parents=True, exist_ok=True)
         carried = _read_update_rows(self._partial) if self._partial.exists() else []
+        self._carried = bool(carried)
         fresh = self._partial.with_name(self._partial.name + ".new")
         handle = fresh.open("w", newline="", encoding="utf-8")
         writer = csv.DictWriter(handle, fieldnames=self._columns(), extrasaction="ignore")
@@ -165,6 +194,9 @@ class CsvConnector(Connector):
         assert self._handle is not None
         self._handle.close()
         self._handle = self._writer = None
+        if not self._carried:  # one row per record already: the partial file is the file
+            os.replace(self._partial, self.out)
+            return
         id_field = self._columns()[0]
         merged: dict[str, dict[str, str]] = {}
         for row in _read_update_rows(self._partial):
@@ -189,7 +221,8 @@ class CsvConnector(Connector):
         described: dict[str, dict[str, FieldInfo]] = {}
         self.connect()
         for kind in ("account", "opportunity"):
-            header = _header(self.path(kind))
+            path = self.path(kind)
+            header = _header(path, self._encoding(path))
             described[kind] = {name: FieldInfo(name=name, type="string") for name in header}
         return described
 
@@ -211,29 +244,35 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def _open_text(path: Path) -> io.TextIOWrapper:
-    """Open with the first encoding that decodes the whole file."""
+def _detect_encoding(path: Path) -> str:
+    """The first of UTF-8 (BOM or not), Windows-1252, Latin-1 that decodes the whole file."""
     for encoding in _ENCODINGS:
-        handle = path.open(encoding=encoding, newline="")
         try:
-            while handle.read(1 << 20):
-                pass
+            with path.open(encoding=encoding, newline="") as handle:
+                while handle.read(1 << 20):
+                    pass
         except UnicodeDecodeError:
-            handle.close()
             continue
-        handle.seek(0)
-        return handle
+        except OSError as exc:
+            msg = f"{path}: {exc.strerror or exc}"
+            raise SourceError(msg) from exc
+        return encoding
     msg = f"{path}: cannot be decoded"  # latin-1 decodes anything: unreachable in practice
     raise SourceError(msg)
 
 
-def _header(path: Path) -> list[str]:
-    with _open_text(path) as handle:
+def _header(path: Path, encoding: str) -> list[str]:
+    with path.open(encoding=encoding, newline="") as handle:
         return [h.strip() for h in next(csv.reader(handle), [])]
 
 
 def _read_pages(
-    path: Path, id_column: str, issues: list[RowIssue], kind: str, unreadable_ids: set[str]
+    path: Path,
+    encoding: str,
+    id_column: str,
+    issues: list[RowIssue],
+    kind: str,
+    unreadable_ids: set[str],
 ) -> Iterator[pd.DataFrame]:
     """Yield raw pages (all strings, `None` for empty) with their line numbers.
 
@@ -241,7 +280,7 @@ def _read_pages(
     `unreadable_ids`, so a damaged row is never mistaken for a deleted record.
     """
     try:
-        handle = _open_text(path)
+        handle = path.open(encoding=encoding, newline="")
     except OSError as exc:
         msg = f"{path}: {exc.strerror or exc}"
         raise SourceError(msg) from exc
