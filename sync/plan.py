@@ -19,10 +19,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from connectors.base import RecordUpdate
@@ -111,18 +111,52 @@ def normalise_current(value: Any, spec: OutputField) -> Any:
     return str(value)
 
 
-def same(a: Any, b: Any, spec: OutputField) -> bool:
-    """Equal as the CRM field would store them: numbers at the field's scale."""
-    if a is None or b is None:
-        return a is None and b is None
-    if spec.type == "number" and isinstance(a, float) and isinstance(b, float):
-        a, b = round(a, spec.scale), round(b, spec.scale)
-        return math.isclose(a, b, rel_tol=1e-12, abs_tol=10.0 ** -(spec.scale + 6))
-    return str(a) == str(b)
-
-
 def _round(value: float, scale: int) -> float:
     return float(round(value, scale))
+
+
+def _convert(values: pd.Series, convert: Any, spec: OutputField) -> np.ndarray:
+    """`convert(value, spec)` once per distinct value; nulls become None."""
+    objects = values.astype(object)
+    out = np.full(len(objects), None, dtype=object)
+    present = objects.notna().to_numpy()
+    if present.any():
+        table = {v: convert(v, spec) for v in pd.unique(objects[present])}
+        out[present] = objects[present].map(table).to_numpy()
+    return out
+
+
+def _null(values: np.ndarray) -> np.ndarray:
+    return np.asarray(pd.isna(values), dtype=bool)
+
+
+def _text(values: np.ndarray) -> np.ndarray:
+    return np.array([str(v) for v in values], dtype=object)
+
+
+def _same(a: np.ndarray, b: np.ndarray, spec: OutputField) -> np.ndarray:
+    """Equal as the CRM field would store them: numbers at the field's scale, else as text.
+
+    Both empty is equal; one empty is not.
+    """
+    a_null, b_null = _null(a), _null(b)
+    equal = a_null & b_null
+    both = ~a_null & ~b_null
+    text = both
+    if spec.type == "number":
+        a_num = pd.to_numeric(pd.Series(a, dtype=object), errors="coerce").to_numpy(float)
+        b_num = pd.to_numeric(pd.Series(b, dtype=object), errors="coerce").to_numpy(float)
+        numeric = both & ~np.isnan(a_num) & ~np.isnan(b_num)
+        equal[numeric] = np.isclose(
+            np.round(a_num[numeric], spec.scale),
+            np.round(b_num[numeric], spec.scale),
+            rtol=1e-12,
+            atol=10.0 ** -(spec.scale + 6),
+        )
+        text = both & ~numeric
+    if text.any():
+        equal[text] = _text(a[text]) == _text(b[text])
+    return equal
 
 
 def plan_changes(
@@ -132,6 +166,8 @@ def plan_changes(
     outputs: Mapping[str, OutputField],
 ) -> Plan:
     """Compare desired, current and last-written values for every account and output.
+
+    Comparisons run column at a time; Python only touches the fields that differ.
 
     Args:
         desired: indexed by account id; a column per output key (score, tier...).
@@ -145,64 +181,52 @@ def plan_changes(
     """
     plan = Plan()
     current = current.reindex(desired.index)
-    observed_at = (
-        current["modified_at"] if "modified_at" in current else pd.Series(None, index=current.index)
+    ids = [str(label) for label in desired.index]
+    seen_at = pd.to_datetime(
+        current["modified_at"]
+        if "modified_at" in current
+        else pd.Series(pd.NaT, index=current.index),
+        utc=True,
     )
     for key, spec in outputs.items():
         if key not in desired:
             continue
         column = CURRENT_PREFIX + key
-        now_values = current[column] if column in current else pd.Series(None, index=current.index)
-        for label, want, have, seen_at in zip(
-            desired.index, desired[key], now_values, observed_at, strict=True
-        ):
-            record_id = str(label)
-            last = last_written.get((record_id, spec.field))
-            want_value = to_crm_value(want, spec)
-            have_value = normalise_current(have, spec)
-            if last is not None and _before(seen_at, last.written_at):
-                have_value = last.value
-            _decide(plan, record_id, key, spec, want_value, have_value, last)
+        observed = current[column] if column in current else pd.Series(None, index=current.index)
+        want = _convert(desired[key], to_crm_value, spec)
+        have = _convert(observed, normalise_current, spec)
+        lasts = [last_written.get((record_id, spec.field)) for record_id in ids]
+        has_last = np.array([last is not None for last in lasts], dtype=bool)
+        last_value = np.empty(len(ids), dtype=object)
+        last_value[:] = [last.value if last else None for last in lasts]
+        written_at = pd.to_datetime(
+            pd.Series([last.written_at if last else None for last in lasts]), utc=True
+        ).to_numpy()
+        stale = has_last & np.asarray(seen_at < written_at, dtype=bool)  # NaT is never before
+        have = np.where(stale, last_value, have)
+
+        in_sync = _same(want, have, spec)
+        plan.in_sync += int(in_sync.sum())
+        have_set = ~_null(have)
+        edited = has_last & ~_same(have, last_value, spec)
+        skip = np.full(len(ids), None, dtype=object)
+        if spec.policy is WritePolicy.IF_EMPTY:
+            skip[have_set] = SkipReason.NOT_EMPTY
+        elif spec.policy is WritePolicy.IF_UNCHANGED:
+            skip[edited] = SkipReason.EDITED  # a person clearing it counts as an edit too
+            skip[~has_last & have_set] = SkipReason.PRESET
+        for i in np.flatnonzero(~in_sync):
+            if skip[i] is not None:
+                plan.skips.append(
+                    Skip(ids[i], key, spec.field, have[i], want[i], last_value[i], skip[i])
+                )
+                continue
+            reason = (
+                ChangeReason.NEW
+                if not have_set[i]
+                else ChangeReason.OVERWRITES_EDIT
+                if edited[i]
+                else ChangeReason.DIFFERS
+            )
+            plan.changes.append(FieldChange(ids[i], key, spec.field, have[i], want[i], reason))
     return plan
-
-
-def _before(seen_at: Any, written_at: datetime) -> bool:
-    if seen_at is None or seen_at is pd.NaT or (isinstance(seen_at, float) and math.isnan(seen_at)):
-        return False
-    return bool(pd.Timestamp(seen_at) < pd.Timestamp(written_at))
-
-
-def _decide(
-    plan: Plan,
-    record_id: str,
-    key: str,
-    spec: OutputField,
-    want: Any,
-    have: Any,
-    last: Written | None,
-) -> None:
-    if same(want, have, spec):
-        plan.in_sync += 1
-        return
-    edited = last is not None and not same(have, last.value, spec)
-    skip = None
-    if spec.policy is WritePolicy.IF_EMPTY and have is not None:
-        skip = SkipReason.NOT_EMPTY
-    elif spec.policy is WritePolicy.IF_UNCHANGED:
-        if last is None and have is not None:
-            skip = SkipReason.PRESET
-        elif edited:  # cleared by a person counts as an edit too
-            skip = SkipReason.EDITED
-    if skip is not None:
-        plan.skips.append(
-            Skip(record_id, key, spec.field, have, want, last.value if last else None, skip)
-        )
-        return
-    reason = (
-        ChangeReason.NEW
-        if have is None
-        else ChangeReason.OVERWRITES_EDIT
-        if edited
-        else ChangeReason.DIFFERS
-    )
-    plan.changes.append(FieldChange(record_id, key, spec.field, have, want, reason))
