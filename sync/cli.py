@@ -22,10 +22,11 @@ import mappings as bundled
 from connectors.errors import ConnectorError
 from sync import render
 from sync.config import CRMS, load_config, locate, mappings_dir, validate_all
+from sync.lock import LockedError
 from sync.logs import configure
 from sync.progress import progress_for
 from sync.runner import RunOptions, RunResult, execute, exit_code_for
-from sync.state import LockedError, StateStore
+from sync.state import StateStore
 from sync.yamlfile import ConfigError
 
 log = logging.getLogger("icp")

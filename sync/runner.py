@@ -27,9 +27,10 @@ from connectors.mapping import CURRENT_PREFIX
 from scoring.criteria import score_accounts
 from scoring.features import build_features
 from sync.config import Config
+from sync.lock import LockedError
 from sync.plan import Plan, plan_changes
 from sync.pull import WorkingSet, persist, working_set
-from sync.state import Failure, LockedError, StateStore
+from sync.state import Failure, StateStore
 from sync.writer import BatchOutcome, WriteSummary, write_all
 from sync.yamlfile import ConfigError
 
@@ -286,17 +287,14 @@ def _write(
     progress: Progress,
 ) -> WriteSummary:
     def on_batch(outcome: BatchOutcome) -> None:
-        now = options.now()
         written = [(u.record_id, f, v) for u, r in outcome if r.ok for f, v in u.values.items()]
-        state.record_written(crm, run_id, written, now)
         failed = [
             Failure(u.record_id, r.code, r.message, r.transient, dict(u.values))
             for u, r in outcome
             if not r.ok and not r.deleted
         ]
-        if failed:
-            state.record_failures(crm, run_id, failed, now)
-        state.clear_failures(crm, [u.record_id for u, r in outcome if r.ok])
+        succeeded = [u.record_id for u, r in outcome if r.ok]
+        state.record_batch(crm, run_id, written, failed, succeeded, options.now())
 
     progress.phase("write", len(updates))
     connector.begin_write()

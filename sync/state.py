@@ -3,8 +3,7 @@
 `directory/state.sqlite` holds the runs, a watermark per (crm, object), the value last
 written to each (crm, record, field), the records whose write failed (retried next run),
 a mirror of canonical records (`sync.mirror` encodes them) and a small key/value table.
-`directory/lock` serialises runs through `fcntl.flock`, which the OS releases when its
-holder dies, even by SIGKILL, so there are no stale locks to clean up.
+`directory/lock` (`sync.lock`) lets one run at a time work on the directory.
 
 Timestamps are stored as fixed-width ISO 8601 UTC strings (microsecond precision) and
 returned as tz-aware UTC datetimes; naive datetimes raise `ValueError`. Every mutating
@@ -13,13 +12,9 @@ method is one transaction: it commits at the end and rolls back on error.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import logging
-import os
 import sqlite3
-import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from sync.lock import DirectoryLock
 from sync.mirror import RecordMirror, dumps, select_in, unique_ids
 
 logger = logging.getLogger(__name__)
@@ -62,15 +58,6 @@ _BUSY_TIMEOUT_S = 30.0
 _ACCOUNT = "account"
 _RUN_COLUMNS = "id, crm, kind, dry_run, started_at, finished_at, outcome, exit_code, counts, "
 _RUN_COLUMNS += "api_calls, message"
-
-
-class LockedError(Exception):
-    """Another run holds the lock on this state directory; str() says who, since when, where."""
-
-    def __init__(self, directory: Path, pid: int | None, command: str | None, since: str | None):
-        self.directory, self.pid, self.command, self.since = directory, pid, command, since
-        who = f"pid {pid} ({command or 'unknown command'})" if pid else "a process still starting"
-        super().__init__(f"state directory {directory} is locked by {who} since {since or '?'}")
 
 
 class StateVersionError(RuntimeError):
@@ -147,7 +134,7 @@ class StateStore(RecordMirror):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / self.FILE_NAME
-        self._lock_fd: int | None = None
+        self._lock = DirectoryLock(self.directory, self.LOCK_NAME)
         self._db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
         try:
             self._db.execute("PRAGMA journal_mode = WAL")
@@ -217,38 +204,11 @@ class StateStore(RecordMirror):
         Raises:
             LockedError: another process (or another store in this one) holds it.
         """
-        if self._lock_fd is not None:
-            return
-        fd = os.open(self.directory / self.LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            text = os.pread(fd, 65536, 0).decode(errors="replace")
-            os.close(fd)
-            if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise
-            try:
-                info = json.loads(text)
-            except ValueError:
-                info = None
-            info = info if isinstance(info, dict) else {}  # empty: the holder is just starting
-            raise LockedError(
-                self.directory, info.get("pid"), info.get("command"), info.get("since")
-            ) from None
-        except BaseException:
-            os.close(fd)
-            raise
-        holder = {"pid": os.getpid(), "command": " ".join(sys.argv), "since": _text(_now())}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
-        self._lock_fd = fd
+        self._lock.acquire()
 
     def release_lock(self) -> None:
         """Release the lock if this store holds it."""
-        if self._lock_fd is not None:
-            fd, self._lock_fd = self._lock_fd, None
-            os.ftruncate(fd, 0)  # while still holding it, so no new holder's details are lost
-            os.close(fd)  # closing the only descriptor releases the flock
+        self._lock.release()
 
     # runs
 
@@ -402,18 +362,24 @@ class StateStore(RecordMirror):
         self, crm: str, run_id: int, items: Iterable[tuple[str, str, Any]], written_at: datetime
     ) -> None:
         """Remember `(record id, CRM field, value)` items as written by run `run_id`."""
-        at = _text(written_at)
         with self._transaction() as db:
-            db.executemany(
-                "INSERT INTO last_written (crm, record_id, field, value, run_id, written_at)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (crm, record_id, field) DO UPDATE SET"
-                " value = excluded.value, run_id = excluded.run_id,"
-                " written_at = excluded.written_at",
-                (
-                    (crm, str(rid), str(field), dumps(value), run_id, at)
-                    for rid, field, value in items
-                ),
-            )
+            _put_written(db, crm, run_id, items, written_at)
+
+    def record_batch(
+        self,
+        crm: str,
+        run_id: int,
+        written: Iterable[tuple[str, str, Any]],
+        failures: Iterable[Failure],
+        succeeded: Iterable[str],
+        at: datetime,
+    ) -> None:
+        """One written batch, in one transaction: values written, failures, and the records
+        that succeeded (their earlier failures cleared)."""
+        with self._transaction() as db:
+            _put_written(db, crm, run_id, written, at)
+            _put_failures(db, crm, run_id, failures, at)
+            _delete_failures(db, crm, succeeded)
 
     # failed records
 
@@ -425,39 +391,13 @@ class StateStore(RecordMirror):
         A new one starts at 1 attempt; a known one gets one more and keeps its
         `first_failed_at`. A record listed twice in one call counts once (its last entry wins).
         """
-        stamp = _text(at)
-        latest = {failure.record_id: failure for failure in failures}
         with self._transaction() as db:
-            db.executemany(
-                "INSERT INTO failures (crm, record_id, run_id, code, message, transient,"
-                " field_values, attempts, first_failed_at, last_failed_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?) ON CONFLICT (crm, record_id) DO UPDATE SET"
-                " run_id = excluded.run_id, code = excluded.code, message = excluded.message,"
-                " transient = excluded.transient, field_values = excluded.field_values,"
-                " attempts = attempts + 1, last_failed_at = excluded.last_failed_at",
-                [
-                    (
-                        crm,
-                        str(f.record_id),
-                        run_id,
-                        f.code,
-                        f.message,
-                        int(f.transient),
-                        dumps(f.values),
-                        stamp,
-                        stamp,
-                    )
-                    for f in latest.values()
-                ],
-            )
+            _put_failures(db, crm, run_id, failures, at)
 
     def clear_failures(self, crm: str, record_ids: Iterable[str]) -> None:
         """Forget the failures of `record_ids` (written since, or no longer to be written)."""
         with self._transaction() as db:
-            db.executemany(
-                "DELETE FROM failures WHERE crm = ? AND record_id = ?",
-                [(crm, record_id) for record_id in unique_ids(record_ids)],
-            )
+            _delete_failures(db, crm, record_ids)
 
     def failures(self, crm: str | None = None) -> list[FailureRecord]:
         """Failed records (of `crm`, or of all CRMs), ordered by record id."""
@@ -495,6 +435,59 @@ class StateStore(RecordMirror):
             raise ValueError(f"{key!r} is reserved for the state schema")
         with self._transaction() as db:
             _put_meta(db, key, value)
+
+
+def _put_written(
+    db: sqlite3.Connection,
+    crm: str,
+    run_id: int,
+    items: Iterable[tuple[str, str, Any]],
+    written_at: datetime,
+) -> None:
+    at = _text(written_at)
+    db.executemany(
+        "INSERT INTO last_written (crm, record_id, field, value, run_id, written_at)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (crm, record_id, field) DO UPDATE SET"
+        " value = excluded.value, run_id = excluded.run_id,"
+        " written_at = excluded.written_at",
+        ((crm, str(rid), str(field), dumps(value), run_id, at) for rid, field, value in items),
+    )
+
+
+def _put_failures(
+    db: sqlite3.Connection, crm: str, run_id: int, failures: Iterable[Failure], at: datetime
+) -> None:
+    stamp = _text(at)
+    latest = {failure.record_id: failure for failure in failures}
+    db.executemany(
+        "INSERT INTO failures (crm, record_id, run_id, code, message, transient,"
+        " field_values, attempts, first_failed_at, last_failed_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?) ON CONFLICT (crm, record_id) DO UPDATE SET"
+        " run_id = excluded.run_id, code = excluded.code, message = excluded.message,"
+        " transient = excluded.transient, field_values = excluded.field_values,"
+        " attempts = attempts + 1, last_failed_at = excluded.last_failed_at",
+        [
+            (
+                crm,
+                str(f.record_id),
+                run_id,
+                f.code,
+                f.message,
+                int(f.transient),
+                dumps(f.values),
+                stamp,
+                stamp,
+            )
+            for f in latest.values()
+        ],
+    )
+
+
+def _delete_failures(db: sqlite3.Connection, crm: str, record_ids: Iterable[str]) -> None:
+    db.executemany(
+        "DELETE FROM failures WHERE crm = ? AND record_id = ?",
+        [(crm, record_id) for record_id in unique_ids(record_ids)],
+    )
 
 
 def _put_meta(db: sqlite3.Connection, key: str, value: str) -> None:

@@ -20,10 +20,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sync.lock import LockedError
 from sync.mirror import to_jsonable
 from sync.state import (
     Failure,
-    LockedError,
     StateStore,
     StateVersionError,
     Watermark,
@@ -35,7 +35,8 @@ T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 TRY_LOCK = """
 import sys
-from sync.state import LockedError, StateStore
+from sync.lock import LockedError
+from sync.state import StateStore
 with StateStore(sys.argv[1]) as store:
     try:
         store.acquire_lock()
