@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scoring.schema import ORDERED_OPERATORS, Condition, IcpCriteria
+from scoring.schema import Condition, IcpCriteria
 
 NO_MATCH_REASON = "no criteria matched"
 
@@ -73,7 +73,12 @@ class ConditionEvaluator:
         return np.append(per_category, False)[codes]  # code -1 (null) picks the final False
 
     def mask(self, condition: Condition) -> np.ndarray:
-        """Boolean array: rows where the condition holds (null values never match)."""
+        """Boolean array: rows where the condition holds (null values never match).
+
+        Booleans and timestamps compare as such; otherwise the operand decides: `contains`
+        or a text operand compares text (case-insensitively, through the column's
+        categories), a number operand compares numbers.
+        """
         series = self._series(condition.field)
         op = condition.operators()[0]
         value = condition.operand()
@@ -83,16 +88,9 @@ class ConditionEvaluator:
             return self._boolean(series, op, value)
         if pd.api.types.is_datetime64_any_dtype(series):
             return self._ordered(series, op, value, _timestamp)
-        if series.dtype == object and op in ORDERED_OPERATORS and not _has_text(value):
-            series = pd.to_numeric(series, errors="coerce")  # numbers that lost their dtype
-        if pd.api.types.is_numeric_dtype(series):
-            if op == "contains" or _has_text(value):
-                if series.isna().all():  # an unmapped or empty column, not a number field
-                    return np.zeros(len(series), dtype=bool)
-                self.extra.setdefault(condition.field, series.astype(object))
-                return self._text(condition.field, op, value)
-            return self._ordered(series, op, value, float)
-        return self._text(condition.field, op, value)
+        if op == "contains" or _has_text(value):
+            return self._text(condition.field, op, value)
+        return self._ordered(series, op, value, float)
 
     def _boolean(self, series: pd.Series, op: str, value: Any) -> np.ndarray:
         known = np.asarray(series.notna())
@@ -112,7 +110,7 @@ class ConditionEvaluator:
             data = series
             known = np.asarray(series.notna())
         else:
-            data = series.astype("float64")
+            data = pd.to_numeric(series, errors="coerce").astype("float64")
             known = np.asarray(data.notna())
         with np.errstate(invalid="ignore"):
             if op == "between":
