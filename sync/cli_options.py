@@ -1,0 +1,135 @@
+"""What every `icp` command shares: options defined once, and the error boundary."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from connectors.errors import ConnectorError
+from sync.config import CRMS
+from sync.lock import LockedError
+from sync.logs import configure
+from sync.runner import exit_code_for
+from sync.yamlfile import ConfigError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def state_default() -> Path:
+    return Path(os.environ.get("ICP_STATE_DIR", ".icp"))
+
+
+def common(func: F) -> F:
+    """Options every command shares (defined once, as pip-tools does).
+
+    The logging options are consumed here (logs are configured before the command runs);
+    the command receives `as_json`.
+    """
+
+    @functools.wraps(func)
+    def configured(*args: Any, log_format: str, verbose: int, quiet: int, **kwargs: Any) -> Any:
+        configure(log_format, verbose - quiet)
+        return func(*args, **kwargs)
+
+    command: Any = configured
+    options = [
+        click.option(
+            "--log-format",
+            type=click.Choice(["text", "json"]),
+            default="text",
+            show_default=True,
+            help="Log format on stderr (json for schedulers).",
+        ),
+        click.option("-v", "--verbose", count=True, help="More log detail (-v debug)."),
+        click.option("-q", "--quiet", count=True, help="Only warnings and errors in the log."),
+        click.option(
+            "--json",
+            "as_json",
+            is_flag=True,
+            help="Print one JSON summary object on stdout instead of tables.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+state_option = click.option(
+    "--state",
+    "state_dir",
+    type=click.Path(path_type=Path),
+    default=state_default,
+    show_default="./.icp or $ICP_STATE_DIR",
+    help="State directory (watermarks, last-written values, failures).",
+)
+mappings_option = click.option(
+    "--mappings",
+    "mappings_option",
+    type=click.Path(path_type=Path),
+    help="Directory of edited mapping files [default: ./mappings if present, else the "
+    "bundled files].",
+)
+
+
+def crm_options(func: F) -> F:
+    """Options of the commands that run against a CRM (`sync`, `backfill`)."""
+    options = [
+        click.option(
+            "--crm",
+            type=click.Choice(CRMS),
+            default="csv",
+            show_default=True,
+            help="Which CRM to read and write.",
+        ),
+        mappings_option,
+        state_option,
+        click.option(
+            "--source",
+            type=click.Path(path_type=Path),
+            help="CSV only: folder with Account.csv and Opportunity.csv.",
+        ),
+        click.option(
+            "--out",
+            type=click.Path(path_type=Path),
+            help="CSV only: update file [default: SOURCE/icp_updates.csv].",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def fail(code: int, message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def guarded(func: F) -> F:
+    """Turn the engine's errors into messages and exit codes: no traceback for a mistake."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            click.echo(f"error: {len(exc.problems)} problem(s) in the mapping files:", err=True)
+            for problem in exc.problems:
+                click.echo(f"  {problem}", err=True)
+            click.echo("Nothing was written.", err=True)
+            sys.exit(2)
+        except LockedError as exc:
+            fail(4, f"{exc}. Skipped: another run is in progress; try again when it ends.")
+        except ConnectorError as exc:
+            fail(exit_code_for(exc), str(exc))
+        except OSError as exc:  # a path the user gave that cannot be read or written
+            where = f"{exc.filename}: " if exc.filename else ""
+            fail(2, f"{where}{exc.strerror or exc}")
+
+    wrapper.__name__ = func.__name__
+    wrapper.__doc__ = func.__doc__
+    return wrapper  # type: ignore[return-value]
