@@ -202,6 +202,29 @@ class IcpCriteria(_Strict):
         """Tiers from the best (highest threshold) to the worst."""
         return sorted(self.tiers.items(), key=lambda item: -item[1])
 
+    def located_conditions(
+        self, fields: dict[str, str]
+    ) -> list[tuple[Path, Condition, dict[str, str]]]:
+        """Every condition in the file with its key path and the fields it may test.
+
+        An inline condition's path is its rule's (`criteria.must_have.0`); one under `when`
+        is `...when.N`. Routing may also test what scoring produced (score, tier, segment).
+        """
+        rules: list[tuple[Path, _Rule | Segment | Route, dict[str, str]]] = [
+            (("criteria", group, index), criterion, fields)
+            for group, index, criterion in self.all_criteria()
+        ]
+        rules += [(("anti_patterns", i), anti, fields) for i, anti in enumerate(self.anti_patterns)]
+        rules += [(("segments", i), segment, fields) for i, segment in enumerate(self.segments)]
+        routing_fields = {**fields, **COMPUTED_FIELDS}
+        rules += [(("routing", i), route, routing_fields) for i, route in enumerate(self.routing)]
+        located: list[tuple[Path, Condition, dict[str, str]]] = []
+        for path, rule, allowed in rules:
+            if isinstance(rule, _Rule) and rule.field is not None:
+                located.append((path, rule.conditions()[0], allowed))
+            located += [((*path, "when", i), c, allowed) for i, c in enumerate(rule.when)]
+        return located
+
     def problems(self, fields: dict[str, str]) -> list[tuple[Path, str]]:
         """Mistakes only visible with the mapping at hand: unknown fields, wrong types...
 
@@ -217,10 +240,9 @@ class IcpCriteria(_Strict):
             found.append((("tiers",), "the lowest tier must start at 0 so every score has a tier"))
         if len(set(self.tiers.values())) != len(self.tiers):
             found.append((("tiers",), "two tiers share a threshold"))
-        for group, index, criterion in self.all_criteria():
-            found += _rule_problems(criterion, ("criteria", group, index), fields)
+        for path, condition, fields_here in self.located_conditions(fields):
+            found += _condition_problems(condition, path, fields_here)
         for index, anti in enumerate(self.anti_patterns):
-            found += _rule_problems(anti, ("anti_patterns", index), fields)
             if anti.cap_tier is not None and anti.cap_tier not in self.tiers:
                 found.append(
                     (
@@ -228,36 +250,21 @@ class IcpCriteria(_Strict):
                         f"must be a tier. Got {anti.cap_tier!r}; valid: {', '.join(self.tiers)}",
                     )
                 )
-        found += _first_match_problems(self.segments, "segments", fields)
-        found += _first_match_problems(self.routing, "routing", {**fields, **COMPUTED_FIELDS})
+        first_match: list[tuple[str, Sequence[Segment | Route]]] = [
+            ("segments", self.segments),
+            ("routing", self.routing),
+        ]
+        for key, rules in first_match:
+            for index, rule in enumerate(rules[:-1]):
+                if not rule.when:
+                    found.append(
+                        (
+                            (key, index),
+                            "has no `when`, so it matches everything: the rules after it "
+                            "can never match. Move it last",
+                        )
+                    )
         return found
-
-
-def _rule_problems(rule: _Rule, path: Path, fields: dict[str, str]) -> list[tuple[Path, str]]:
-    found: list[tuple[Path, str]] = []
-    if rule.field is not None:
-        found += _condition_problems(rule.conditions()[0], path, fields)
-    for index, condition in enumerate(rule.when):
-        found += _condition_problems(condition, (*path, "when", index), fields)
-    return found
-
-
-def _first_match_problems(
-    rules: Sequence[Segment | Route], key: str, fields: dict[str, str]
-) -> list[tuple[Path, str]]:
-    found: list[tuple[Path, str]] = []
-    for index, rule in enumerate(rules):
-        for c_index, condition in enumerate(rule.when):
-            found += _condition_problems(condition, (key, index, "when", c_index), fields)
-        if not rule.when and index < len(rules) - 1:
-            found.append(
-                (
-                    (key, index),
-                    "has no `when`, so it matches everything: the rules after it "
-                    "can never match. Move it last",
-                )
-            )
-    return found
 
 
 def _condition_problems(

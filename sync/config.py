@@ -101,7 +101,7 @@ def load_config(crm: str, directory: Path | None) -> Config:
     if mapping is not None and icp is not None:
         fields = available_fields(mapping.field_types("account"))
         problems += [icp_doc.problem(p, m) for p, m in icp.problems(fields)]
-        warnings += _value_warnings(icp, mapping, icp_doc)
+        warnings += _value_warnings(icp, mapping, icp_doc, fields)
     if problems or mapping is None or icp is None:
         raise ConfigError(problems)
     return Config(crm, mapping, icp, {"mapping": mapping_doc.file, "icp": icp_doc.file}, warnings)
@@ -234,25 +234,23 @@ def _unwrap_model(annotation: Any) -> type[BaseModel] | None:
 
 
 def _value_warnings(
-    icp: IcpCriteria, mapping: CrmMapping, document: YamlDocument
+    icp: IcpCriteria, mapping: CrmMapping, document: YamlDocument, fields: dict[str, str]
 ) -> list[ConfigProblem]:
-    """Criteria values that no value map produces: often a spelling slip."""
+    """Condition values that no value map produces: often a spelling slip."""
     found = []
-    for group, index, criterion in icp.all_criteria():
-        for condition in criterion.conditions()[:1] if criterion.field else []:
-            domain = mapping.value_domain("account", condition.field)
-            op = condition.operators()[0]
-            if not domain or op not in ("eq", "in", "not_in"):
-                continue
-            values = condition.operand()
-            folded = {d.casefold() for d in domain}
-            for value in values if isinstance(values, list) else [values]:
-                if str(value).casefold() not in folded:
-                    path: KeyPath = ("criteria", group, index, op)
-                    message = (
-                        f"{value!r} is not a value the {mapping.crm} mapping produces for "
-                        f"{condition.field!r} ({', '.join(sorted(domain))}); it only matches "
-                        "CRM values spelled exactly so"
-                    )
-                    found.append(document.problem(path, message))
+    for path, condition, _ in icp.located_conditions(fields):
+        domain = mapping.value_domain("account", condition.field)
+        op = condition.operators()[0]
+        if not domain or op not in ("eq", "in", "not_in"):
+            continue
+        values = condition.operand()
+        folded = {d.casefold() for d in domain}
+        for value in values if isinstance(values, list) else [values]:
+            if str(value).casefold() not in folded:
+                message = (
+                    f"{value!r} is not a value the {mapping.crm} mapping produces for "
+                    f"{condition.field!r} ({', '.join(sorted(domain))}); it only matches "
+                    "CRM values spelled exactly so"
+                )
+                found.append(document.problem((*path, op), message))
     return found

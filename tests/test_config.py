@@ -358,6 +358,17 @@ def test_value_no_value_map_produces_is_a_warning(mdir: Path) -> None:
     assert "Technology/SaaS" in warning.message.split("'Technologgy/SaaS'")[1]
 
 
+def test_value_slips_in_segments_anti_patterns_and_routing_are_warned(mdir: Path) -> None:
+    icp = mdir / "icp.yaml"
+    edit(
+        icp, "{field: industry, eq: Financial Services}", "{field: industry, eq: Financial Servics}"
+    )
+    edit(icp, "    field: industry\n    eq: Government", "    field: industry\n    eq: Govrnment")
+    paths = {w.path for w in load_config("csv", mdir).warnings}
+    assert ("segments", 2, "when", 0, "eq") in paths
+    assert ("anti_patterns", 2, "eq") in paths
+
+
 def test_value_map_check_ignores_case(mdir: Path) -> None:
     edit(mdir / "icp.yaml", "in: [Technology/SaaS,", "in: [technology/saas,")
     assert load_config("csv", mdir).warnings == []
