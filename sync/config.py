@@ -134,11 +134,17 @@ def _validate(document: YamlDocument, model: type[_M], problems: list[ConfigProb
     try:
         return model.model_validate(document.data)
     except ValidationError as exc:
+        errors = [(_data_path(tuple(e["loc"]), document), e) for e in exc.errors()]
+        misspelt = {
+            (*path[:-1], guess)
+            for path, error in errors
+            if error["type"] == "extra_forbidden"
+            for guess in difflib.get_close_matches(str(path[-1]), _valid_keys(model, path[:-1]), 1)
+        }
         seen: dict[KeyPath, ConfigProblem] = {}
-        for error in exc.errors():
-            path = _data_path(tuple(error["loc"]), document)
-            if path in seen:
-                continue
+        for path, error in errors:
+            if path in seen or (error["type"] == "missing" and path in misspelt):
+                continue  # "weight is missing" says nothing more than "did you mean weight"
             seen[path] = document.problem(path, _message(error, path, document, model))
         problems += seen.values()
         return None

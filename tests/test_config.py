@@ -103,11 +103,16 @@ def test_typo_in_key_suggests_the_right_one_and_lists_valid_keys(mdir: Path) -> 
     for key in ("field", "weight", "name", "in", "between", "when"):
         assert key in [k.strip() for k in valid.split(",")]
     assert "in_" not in valid
-    # The now-missing weight is reported too, located at its criterion.
-    missing = only(problems, path=("criteria", "must_have", 0, "weight"))
-    assert "required" in missing.message
-    assert missing.line == line_of(icp, "- name:")
+    # The now-missing weight is what the suggestion already says: not reported twice.
+    assert not [p for p in problems if p.path == ("criteria", "must_have", 0, "weight")]
     assert str(typo).startswith(f"{icp}:{typo.line}: criteria.must_have.0.wieght: unknown key")
+
+
+def test_a_missing_key_without_a_typo_is_reported(mdir: Path) -> None:
+    icp = mdir / "icp.yaml"
+    edit(icp, "      weight: 0.25\n", "")
+    missing = only(problems_of("csv", mdir), path=("criteria", "must_have", 0, "weight"))
+    assert "required" in missing.message
 
 
 def test_typo_in_csv_field_block_lists_field_map_keys(mdir: Path) -> None:
@@ -301,17 +306,17 @@ def test_wrong_type_says_what_was_found(mdir: Path) -> None:
 
 def test_mistakes_in_both_files_are_reported_together(mdir: Path) -> None:
     icp, csv_yaml = mdir / "icp.yaml", mdir / "csv.yaml"
-    edit(icp, "      weight:", "      wieght:")  # 2: unknown key + weight missing
+    edit(icp, "      weight:", "      wieght:")  # 1: unknown key (suggests weight)
     edit(icp, "between: [100, 300]", "between: [300, 100]")  # 1, in a segment
     edit(icp, "      gte: 3\n", "      gte: 3\n      lt: 10\n")  # 1
     edit(csv_yaml, "policy: if_unchanged", "policy: sometimes")  # 1
     edit(csv_yaml, "{field: YearStarted, type: number}", "{field: YearStarted, tpye: 1}")  # 1
     problems = problems_of("csv", mdir)
-    assert len(problems) == 6
-    assert sum(p.file == str(icp) for p in problems) == 4
+    assert len(problems) == 5
+    assert sum(p.file == str(icp) for p in problems) == 3
     assert sum(p.file == str(csv_yaml) for p in problems) == 2
     assert all(p.line is not None for p in problems)
-    assert len({str(p) for p in problems}) == 6
+    assert len({str(p) for p in problems}) == 5
 
 
 def test_document_that_is_a_list(mdir: Path) -> None:
