@@ -26,7 +26,6 @@ def run_demo(directory: Path, accounts: int, as_json: bool) -> None:
     result = execute(
         config, RunOptions(crm="csv", kind="backfill", state_dir=state_dir, source=source)
     )
-    assert result.scored is not None and result.opportunities is not None
     order = [name for name, _ in config.icp.tier_order()]
     summary = tier_summary(result.scored, result.opportunities, order)
     if as_json:

@@ -79,8 +79,10 @@ class RunResult:
     names: dict[str, str] = field(default_factory=dict)
     issues: list[RowIssue] = field(default_factory=list)
     failures: BatchOutcome = field(default_factory=list)
-    scored: pd.DataFrame | None = None
-    opportunities: pd.DataFrame | None = None
+    scored: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """Desired outputs of every account this run scored (account_id, score, tier...)."""
+    opportunities: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """The canonical opportunities of those accounts."""
     message: str | None = None
 
     def summary(self) -> dict[str, Any]:

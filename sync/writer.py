@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from tenacity import (
     RetryCallState,
     Retrying,
-    before_sleep_log,
     retry_if_exception_type,
     stop_after_attempt,
     wait_random_exponential,
@@ -60,6 +59,14 @@ class _wait_retry_after(wait_random_exponential):
         return float(super().__call__(retry_state))
 
 
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome is not None else None
+    wait = state.next_action.sleep if state.next_action is not None else 0.0
+    log.warning(
+        "write attempt %d failed (%s); retrying in %.1f s", state.attempt_number, error, wait
+    )
+
+
 def make_retrying(
     attempts: int = 5, max_wait: float = 60.0, sleep: Sleep | None = None
 ) -> Retrying:
@@ -71,7 +78,7 @@ def make_retrying(
         retry=retry_if_exception_type(TransientError),
         stop=stop_after_attempt(attempts),
         wait=_wait_retry_after(multiplier=0.5, max=max_wait),
-        before_sleep=before_sleep_log(log, logging.WARNING),
+        before_sleep=_log_retry,
         reraise=True,
         **options,  # type: ignore[arg-type]
     )
