@@ -107,17 +107,15 @@ def working_set(
     """
     crm, mapping = connector.name, connector.mapping
     pulled: dict[str, Pulled] = {}
+    known: dict[str, set[str]] = {}
     for kind in ("account", "opportunity"):
         watermark = None if full else state.watermark(crm, kind)
-        known = state.record_ids(crm, kind)
-        pulled[kind] = pull_object(connector, kind, watermark, known, on_page)
+        known[kind] = state.record_ids(crm, kind)
+        pulled[kind] = pull_object(connector, kind, watermark, known[kind], on_page)
     accounts_pulled = pulled["account"].frame
     opps_pulled = pulled["opportunity"].frame
-    if full:
-        opportunities = opps_pulled.loc[
-            ~opps_pulled["opportunity_id"].isin(pulled["opportunity"].deleted)
-        ]
-        return WorkingSet(accounts_pulled, opportunities.reset_index(drop=True), pulled, True)
+    if full:  # everything was pulled; what was not is already counted as deleted
+        return WorkingSet(accounts_pulled, opps_pulled, pulled, True)
 
     touched_opps = set(opps_pulled["opportunity_id"]) | pulled["opportunity"].deleted
     before = state.load_records(crm, "opportunity", ids=touched_opps) if touched_opps else None
@@ -127,7 +125,7 @@ def working_set(
     affected |= extra_accounts
     affected -= pulled["account"].deleted
     if rescore_all:
-        affected |= state.record_ids(crm, "account") - pulled["account"].deleted
+        affected |= known["account"] - pulled["account"].deleted
 
     from_mirror = affected - set(accounts_pulled["account_id"])
     stored = state.load_records(crm, "account", ids=from_mirror) if from_mirror else None
