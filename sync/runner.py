@@ -20,7 +20,7 @@ import pandas as pd
 from tenacity import Retrying
 
 import connectors
-from connectors.base import CallEstimate, Connector
+from connectors.base import CallEstimate, Connector, RecordUpdate
 from connectors.canonical import RowIssue
 from connectors.errors import ConnectError, SourceError
 from connectors.mapping import CURRENT_PREFIX
@@ -37,6 +37,8 @@ from sync.yamlfile import ConfigError
 log = logging.getLogger(__name__)
 Kind = Literal["sync", "backfill"]
 LIMIT_REACHED = "LIMIT_REACHED"
+_SHOWN = 20
+"""Log lines per kind of problem (unreadable rows, skips, failures); the rest is counted."""
 
 
 class Progress:
@@ -239,7 +241,7 @@ def _run(
         scored=desired.reset_index(),
         opportunities=work.opportunities,
     )
-    for skip in plan.skips[:20]:
+    for skip in plan.skips[:_SHOWN]:
         log.info(
             "left %s.%s alone (%s): CRM has %r, engine wants %r",
             skip.record_id,
@@ -248,9 +250,10 @@ def _run(
             skip.current,
             skip.desired,
         )
-    if len(plan.skips) > 20:
+    if len(plan.skips) > _SHOWN:
         log.info(
-            "... and %d more fields left alone (--dry-run --all lists them)", len(plan.skips) - 20
+            "... and %d more fields left alone (--dry-run --all lists them)",
+            len(plan.skips) - _SHOWN,
         )
     if options.dry_run:
         state.finish_run(run_id, "dry-run", 0, counts, connector.api_calls)
@@ -284,7 +287,7 @@ def _write(
     state: StateStore,
     crm: str,
     run_id: int,
-    updates: list[Any],
+    updates: list[RecordUpdate],
     options: RunOptions,
     progress: Progress,
 ) -> WriteSummary:
@@ -308,16 +311,21 @@ def _write(
         ]
         state.record_failures(crm, run_id, failures, options.now())
     connector.end_write()
-    for update, write_result in summary.failed:
+    for update, write_result in summary.failed[:_SHOWN]:
         log.warning(
             "could not write %s: %s %s", update.record_id, write_result.code, write_result.message
+        )
+    if len(summary.failed) > _SHOWN:
+        log.warning(
+            "... and %d more records not written (icp status lists them)",
+            len(summary.failed) - _SHOWN,
         )
     return summary
 
 
-def _log_issues(connector: Connector, issues: list[RowIssue], shown: int = 20) -> None:
-    for issue in issues[:shown]:
+def _log_issues(connector: Connector, issues: list[RowIssue]) -> None:
+    for issue in issues[:_SHOWN]:
         source = getattr(connector.mapping.objects, issue.object).object
         log.warning("%s", issue.describe(source))
-    if len(issues) > shown:
-        log.warning("... and %d more rows or values that could not be read", len(issues) - shown)
+    if len(issues) > _SHOWN:
+        log.warning("... and %d more rows or values that could not be read", len(issues) - _SHOWN)
