@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import compress
 from datetime import date, datetime
 from typing import Any
 
@@ -58,13 +59,12 @@ class ConditionEvaluator:
     def _categories(self, column: str) -> tuple[np.ndarray, pd.Index]:
         if column not in self._categorical:
             series = self._series(column)
-            cat = (
-                series
-                if isinstance(series.dtype, pd.CategoricalDtype)
-                else series.astype("category")
-            )
-            folded = pd.Index([str(v).strip().casefold() for v in cat.cat.categories])
-            self._categorical[column] = (np.asarray(cat.cat.codes), folded)
+            if isinstance(series.dtype, pd.CategoricalDtype):
+                codes, distinct = np.asarray(series.cat.codes), series.cat.categories
+            else:
+                codes, distinct = pd.factorize(series.to_numpy(dtype=object), sort=False)
+            folded = pd.Index([str(v).strip().casefold() for v in distinct])
+            self._categorical[column] = (np.asarray(codes), folded)
         return self._categorical[column]
 
     def _text_mask(self, column: str, test: Callable[[str], bool]) -> np.ndarray:
@@ -194,18 +194,21 @@ def _reasons(matches: np.ndarray, items: list[_Item], length: int | None) -> np.
     order = sorted(range(len(items)), key=lambda i: (items[i].points < 0, -abs(items[i].points), i))
     texts = [items[i].text() for i in order]
     ordered = matches[:, order]
-    if length is not None:
+    if length is not None and sum(len(t) + 2 for t in texts) - 2 > length:
         cost = np.array([len(t) + 2 for t in texts], dtype=np.int32)
-        used = np.cumsum(ordered * cost, axis=1, dtype=np.int32) - 2
-        first = ordered & (np.cumsum(ordered, axis=1, dtype=np.int16) == 1)
-        ordered = ordered & ((used <= length) | first)
+        fits = np.cumsum(ordered * cost, axis=1, dtype=np.int32) - 2 <= length
+        fits[np.arange(n), np.argmax(ordered, axis=1)] = True  # the first reason always shows
+        ordered &= fits
     packed = np.packbits(ordered, axis=1, bitorder="little")
     keys = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1]))).ravel()
     _, first_row, inverse = np.unique(keys, return_index=True, return_inverse=True)
     out = np.empty(len(first_row), dtype=object)
     for u, row in enumerate(ordered[first_row].tolist()):
-        parts = [texts[j] for j, hit in enumerate(row) if hit]
-        out[u] = _join_within(parts, length) if parts else NO_MATCH_REASON
+        parts = list(compress(texts, row))
+        text = "; ".join(parts)  # already cut to fit, unless the first reason alone is too long
+        if length is not None and len(text) > length:
+            text = _join_within(parts, length)
+        out[u] = text or NO_MATCH_REASON
     return out[inverse.ravel()]
 
 
@@ -246,9 +249,10 @@ def score_accounts(
     columns += [evaluator.all_of(a.conditions()) for a in icp.anti_patterns]
     n = len(features)
     matches = np.column_stack(columns) if columns else np.zeros((n, 0), dtype=bool)
-    points = np.array([item.points for item in items], dtype=float)
-    score = np.clip(matches.astype(float) @ points if items else np.zeros(n), 0.0, 100.0)
-    score = np.round(score, score_scale)
+    raw = np.zeros(n)
+    for column, item in zip(columns, items, strict=True):
+        raw += column * item.points
+    score = np.round(np.clip(raw, 0.0, 100.0), score_scale)
 
     tiers = icp.tier_order()
     names = np.array([name for name, _ in tiers], dtype=object)
@@ -262,16 +266,20 @@ def score_accounts(
 
     result = pd.DataFrame(
         {
-            "account_id": features["account_id"].astype(str).to_numpy(),
+            "account_id": features["account_id"].astype(str).to_numpy(dtype=object),
             "score": score,
-            "tier": names[tier_index],
+            "tier": pd.Series(names[tier_index], dtype=object),
         }
     )
-    result["segment"] = _first_match(evaluator, [(s.name, s.when) for s in icp.segments])
+    result["segment"] = pd.Series(
+        _first_match(evaluator, [(s.name, s.when) for s in icp.segments]), dtype=object
+    )
     evaluator.extra = {
         name: pd.Series(result[name].to_numpy(), index=features.index)
         for name in ("score", "tier", "segment")
     }
-    result["route"] = _first_match(evaluator, [(r.route, r.when) for r in icp.routing])
-    result["reasons"] = _reasons(matches, items, reasons_length)
+    result["route"] = pd.Series(
+        _first_match(evaluator, [(r.route, r.when) for r in icp.routing]), dtype=object
+    )
+    result["reasons"] = pd.Series(_reasons(matches, items, reasons_length), dtype=object)
     return result
