@@ -8,10 +8,10 @@ matches and broadcast back. No Python loop runs per account per criterion.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import compress
 from datetime import date, datetime
+from itertools import compress
 from typing import Any
 
 import numpy as np
@@ -59,10 +59,12 @@ class ConditionEvaluator:
     def _categories(self, column: str) -> tuple[np.ndarray, pd.Index]:
         if column not in self._categorical:
             series = self._series(column)
+            distinct: Sequence[Any]
             if isinstance(series.dtype, pd.CategoricalDtype):
-                codes, distinct = np.asarray(series.cat.codes), series.cat.categories
+                codes, distinct = np.asarray(series.cat.codes), list(series.cat.categories)
             else:
-                codes, distinct = pd.factorize(series.to_numpy(dtype=object), sort=False)
+                codes, uniques = pd.factorize(series.to_numpy(dtype=object), sort=False)
+                distinct = list(uniques)
             folded = pd.Index([str(v).strip().casefold() for v in distinct])
             self._categorical[column] = (np.asarray(codes), folded)
         return self._categorical[column]
