@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 Scalar = str | int | float | bool
 Path = tuple[str | int, ...]
@@ -210,20 +210,7 @@ class IcpCriteria(_Strict):
         An inline condition's path is its rule's (`criteria.must_have.0`); one under `when`
         is `...when.N`. Routing may also test what scoring produced (score, tier, segment).
         """
-        rules: list[tuple[Path, _Rule | Segment | Route, dict[str, str]]] = [
-            (("criteria", group, index), criterion, fields)
-            for group, index, criterion in self.all_criteria()
-        ]
-        rules += [(("anti_patterns", i), anti, fields) for i, anti in enumerate(self.anti_patterns)]
-        rules += [(("segments", i), segment, fields) for i, segment in enumerate(self.segments)]
-        routing_fields = {**fields, **COMPUTED_FIELDS}
-        rules += [(("routing", i), route, routing_fields) for i, route in enumerate(self.routing)]
-        located: list[tuple[Path, Condition, dict[str, str]]] = []
-        for path, rule, allowed in rules:
-            if isinstance(rule, _Rule) and rule.field is not None:
-                located.append((path, rule.conditions()[0], allowed))
-            located += [((*path, "when", i), c, allowed) for i, c in enumerate(rule.when)]
-        return located
+        return locate_conditions(self.model_dump(by_alias=True, exclude_none=True), fields)
 
     def problems(self, fields: dict[str, str]) -> list[tuple[Path, str]]:
         """Mistakes only visible with the mapping at hand: unknown fields, wrong types...
@@ -240,8 +227,7 @@ class IcpCriteria(_Strict):
             found.append((("tiers",), "the lowest tier must start at 0 so every score has a tier"))
         if len(set(self.tiers.values())) != len(self.tiers):
             found.append((("tiers",), "two tiers share a threshold"))
-        for path, condition, fields_here in self.located_conditions(fields):
-            found += _condition_problems(condition, path, fields_here)
+        found += condition_problems(self.model_dump(by_alias=True, exclude_none=True), fields)
         for index, anti in enumerate(self.anti_patterns):
             if anti.cap_tier is not None and anti.cap_tier not in self.tiers:
                 found.append(
@@ -265,6 +251,55 @@ class IcpCriteria(_Strict):
                         )
                     )
         return found
+
+
+def locate_conditions(
+    data: Any, fields: dict[str, str]
+) -> list[tuple[Path, Condition, dict[str, str]]]:
+    """The well-formed conditions of a criteria document, valid as a whole or not.
+
+    Works on the parsed YAML, so that a file with a mistake in one rule still has the
+    conditions of every other rule checked in the same pass.
+    """
+    data = data if isinstance(data, dict) else {}
+    criteria = data.get("criteria") if isinstance(data.get("criteria"), dict) else {}
+    routing_fields = {**fields, **COMPUTED_FIELDS}
+    rules: list[tuple[Path, Any, dict[str, str]]] = []
+    for group in GROUPS:
+        rules += [(("criteria", group, i), rule, fields) for i, rule in _items(criteria, group)]
+    for key in ("anti_patterns", "segments", "routing"):
+        allowed = routing_fields if key == "routing" else fields
+        rules += [((key, i), rule, allowed) for i, rule in _items(data, key)]
+    located: list[tuple[Path, Condition, dict[str, str]]] = []
+    for path, rule, allowed in rules:
+        if not isinstance(rule, dict):
+            continue
+        if "field" in rule:
+            inline = {k: v for k, v in rule.items() if k == "field" or k in OPERATORS}
+            located += [(path, c, allowed) for c in _condition(inline)]
+        for i, when in _items(rule, "when"):
+            located += [((*path, "when", i), c, allowed) for c in _condition(when)]
+    return located
+
+
+def condition_problems(data: Any, fields: dict[str, str]) -> list[tuple[Path, str]]:
+    """Conditions on unknown fields, or with an operator the field's type cannot take."""
+    found: list[tuple[Path, str]] = []
+    for path, condition, allowed in locate_conditions(data, fields):
+        found += _condition_problems(condition, path, allowed)
+    return found
+
+
+def _items(container: Any, key: str) -> list[tuple[int, Any]]:
+    value = container.get(key) if isinstance(container, dict) else None
+    return list(enumerate(value)) if isinstance(value, list) else []
+
+
+def _condition(data: Any) -> list[Condition]:
+    try:
+        return [Condition.model_validate(data)]
+    except ValidationError:  # reported by the schema check of the whole file
+        return []
 
 
 def _condition_problems(

@@ -22,7 +22,7 @@ import connectors
 import mappings
 from connectors.mapping import CrmMapping
 from scoring.features import available_fields
-from scoring.schema import IcpCriteria
+from scoring.schema import IcpCriteria, condition_problems
 from sync.yamlfile import (
     ConfigError,
     ConfigProblem,
@@ -98,10 +98,13 @@ def load_config(crm: str, directory: Path | None) -> Config:
         settings = connectors.settings_model(crm)
         if settings is not None:
             _validate_part(mapping_doc, ("settings",), mapping.settings, settings, problems)
-    if mapping is not None and icp is not None:
+    if mapping is not None:
         fields = available_fields(mapping.field_types("account"))
-        problems += [icp_doc.problem(p, m) for p, m in icp.problems(fields)]
-        warnings += _value_warnings(icp, mapping, icp_doc, fields)
+        if icp is not None:
+            problems += [icp_doc.problem(p, m) for p, m in icp.problems(fields)]
+            warnings += _value_warnings(icp, mapping, icp_doc, fields)
+        elif isinstance(icp_doc.data, dict):  # the rules that are well-formed, checked anyway
+            problems += [icp_doc.problem(p, m) for p, m in condition_problems(icp_doc.data, fields)]
     if problems or mapping is None or icp is None:
         raise ConfigError(problems)
     return Config(crm, mapping, icp, {"mapping": mapping_doc.file, "icp": icp_doc.file}, warnings)

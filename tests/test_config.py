@@ -108,6 +108,15 @@ def test_typo_in_key_suggests_the_right_one_and_lists_valid_keys(mdir: Path) -> 
     assert str(typo).startswith(f"{icp}:{typo.line}: criteria.must_have.0.wieght: unknown key")
 
 
+def test_unknown_field_is_reported_beside_a_schema_mistake(mdir: Path) -> None:
+    icp = mdir / "icp.yaml"
+    edit(icp, "      weight: 0.25", "      wieght: 0.25")
+    edit(icp, "field: tech_count", "field: tech_cnt")
+    paths = {p.path for p in problems_of("csv", mdir)}
+    assert ("criteria", "must_have", 0, "wieght") in paths
+    assert ("criteria", "strong_signal", 2, "field") in paths
+
+
 def test_a_missing_key_without_a_typo_is_reported(mdir: Path) -> None:
     icp = mdir / "icp.yaml"
     edit(icp, "      weight: 0.25\n", "")
