@@ -11,6 +11,7 @@ computes.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -162,7 +163,9 @@ def run(export: Path, state: Path, kind: str = "sync", dry_run: bool = False):
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=int(os.environ.get("ICP_PROPERTY_EXAMPLES", "25")),  # more for a soak run
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(edits=edits)
 @example(  # once lost the numeric types of accounts rescored from the mirror alone
