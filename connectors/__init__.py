@@ -10,7 +10,7 @@ from connectors.base import Connector
 from connectors.errors import SourceError
 from connectors.mapping import CrmMapping
 
-AVAILABLE = ("csv",)
+AVAILABLE = ("salesforce", "hubspot", "csv")
 
 
 def settings_model(crm: str) -> type[BaseModel] | None:
@@ -19,6 +19,14 @@ def settings_model(crm: str) -> type[BaseModel] | None:
         from connectors.csvfiles import CsvSettings
 
         return CsvSettings
+    if crm == "salesforce":
+        from connectors.salesforce import SalesforceSettings
+
+        return SalesforceSettings
+    if crm == "hubspot":
+        from connectors.hubspot import HubSpotSettings
+
+        return HubSpotSettings
     return None
 
 
@@ -27,8 +35,10 @@ def create(
 ) -> Connector:
     """The connector for `crm`, configured from the mapping (and, for APIs, the environment).
 
+    API connectors read their credentials from the environment when `connect()` runs.
+
     Raises:
-        SourceError: a CSV run without `--source`, or a CRM this version cannot reach yet.
+        SourceError: a CSV run without `--source`, or an unknown CRM.
     """
     if crm == "csv":
         from connectors.csvfiles import CsvConnector
@@ -39,5 +49,13 @@ def create(
             )
             raise SourceError(msg)
         return CsvConnector(mapping, source, out)
-    msg = f"the {crm} connector is not part of this version yet; available: {', '.join(AVAILABLE)}"
+    if crm == "salesforce":
+        from connectors.salesforce import SalesforceConnector
+
+        return SalesforceConnector(mapping)
+    if crm == "hubspot":
+        from connectors.hubspot import HubSpotConnector
+
+        return HubSpotConnector(mapping)
+    msg = f"unknown CRM {crm!r}; available: {', '.join(AVAILABLE)}"
     raise SourceError(msg)

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal
 import pandas as pd
 
 from connectors.canonical import RowIssue
-from connectors.mapping import CrmMapping
+from connectors.mapping import CrmMapping, OutputField
 
 ObjectKind = Literal["account", "opportunity"]
 
@@ -79,6 +79,15 @@ class CallEstimate:
     @property
     def total(self) -> int:
         return self.pull_calls + self.write_calls
+
+
+@dataclass(frozen=True)
+class FieldCreation:
+    """What `create_output_fields` did for one field."""
+
+    field: str
+    created: bool
+    message: str = ""
 
 
 @dataclass
@@ -147,11 +156,26 @@ class Connector(ABC):
     def estimate_calls(self, records_to_write: int, full_pull: bool) -> CallEstimate:
         """API calls a run pulling (fully or not) and writing this many records will use."""
 
-    def begin_write(self) -> None:  # noqa: B027 - optional hook
-        """Called once before the first `write` of a run, even when nothing will be written."""
+    def begin_write(self, records: int = 0) -> None:  # noqa: B027 - optional hook
+        """Called once before the first `write` of a run with the number of records to write.
+
+        Called even when nothing will be written. A connector with more than one way of
+        writing (REST batches or a bulk job) chooses it here, and may set
+        `max_batch_size` for the run.
+        """
 
     def end_write(self) -> None:  # noqa: B027 - optional hook
         """Called once after the last `write` of a run that finished writing."""
+
+    def create_output_fields(self, missing: Sequence[OutputField]) -> list[FieldCreation]:
+        """Create the output fields the CRM lacks, where its API and the user's rights allow.
+
+        Answers per field; a field that could not be created says what to create by hand.
+        """
+        return [
+            FieldCreation(spec.field, False, f"create {spec.field} by hand ({spec.type})")
+            for spec in missing
+        ]
 
     def describe_target(self) -> str:
         """Where the writes of this run go, for people: a file, an org, a portal."""

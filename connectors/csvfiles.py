@@ -158,7 +158,7 @@ class CsvConnector(Connector):
         id_field = self.mapping.objects.account.fields["account_id"].field
         return [id_field, *(o.field for o in self.mapping.outputs.values())]
 
-    def begin_write(self) -> None:
+    def begin_write(self, records: int = 0) -> None:
         """Start `icp_updates.csv.partial`, keeping the rows of a killed run's partial file."""
         self.out.parent.mkdir(parents=True, exist_ok=True)
         carried = _read_update_rows(self._partial) if self._partial.exists() else []

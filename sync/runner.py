@@ -302,7 +302,7 @@ def _write(
         state.record_batch(crm, run_id, written, failed, succeeded, options.now())
 
     progress.phase("write", len(updates))
-    connector.begin_write()
+    connector.begin_write(len(updates))
     summary = write_all(connector, updates, on_batch, options.retrying, progress.advance)
     if summary.not_attempted:
         failures = [
