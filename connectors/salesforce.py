@@ -1,10 +1,68 @@
-"""Salesforce: Accounts and Opportunities through simple-salesforce (work in progress)."""
+"""Salesforce: Accounts and Opportunities through simple-salesforce.
+
+Reading: one SOQL query per object, generated from the mapping, with every value
+passed through simple-salesforce's `format_soql`. An incremental pull asks for records
+with `SystemModstamp` at or after the watermark through `queryAll`, so the same query
+also returns the records deleted since (`IsDeleted = true`) and deletions cost no extra
+call. The current output values are selected in the same query. Pages follow
+`nextRecordsUrl`; when the first page says the result is larger than
+`bulk_pull_threshold`, the query runs again as a Bulk API 2.0 query job instead.
+
+A mapped field the org does not have makes Salesforce reject the whole query
+(`INVALID_FIELD`); the connector then describes the object once, drops the missing
+fields with a warning (they read as empty, as a missing CSV column does) and queries again.
+
+Writing (`connectors.salesforce_write`): sObject Collections, 200 records a call, or a
+Bulk API 2.0 ingest job when the run has more than `bulk_write_threshold` records.
+
+API calls are counted on the HTTP session itself, and `Sforce-Limit-Info` is read from
+every answer: once the org has used `api_share` of its daily allowance, the connector
+stops (`LimitReachedError`), so the engine never starves the org's other integrations.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import io
+import logging
+import math
+import re
+from collections.abc import Collection, Iterator, Sequence
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import urlparse
 
+import pandas as pd
+import requests
 from pydantic import BaseModel, ConfigDict, Field
+from simple_salesforce import Salesforce
+from simple_salesforce.format import format_soql
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from connectors.base import (
+    CallEstimate,
+    Connector,
+    FieldCreation,
+    FieldInfo,
+    ObjectKind,
+    RecordUpdate,
+    WriteResult,
+)
+from connectors.canonical import to_canonical
+from connectors.errors import ConnectError, LimitReachedError, TransientError
+from connectors.mapping import CrmMapping, OutputField
+from connectors.salesforce_session import CountingSession, attach_counting, login, translate
+from connectors.salesforce_write import BulkWriter, CollectionsWriter, create_custom_fields
+
+log = logging.getLogger(__name__)
+PAGE_ROWS = 2000
+"""Rows per REST query page (Salesforce's default and maximum)."""
+COLLECTION_SIZE = 200
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 class SalesforceSettings(BaseModel):
@@ -16,9 +74,329 @@ class SalesforceSettings(BaseModel):
     """REST API version (`SF_API_VERSION` overrides; default simple-salesforce's)."""
     bulk_write_threshold: Annotated[int, Field(ge=1)] = 10_000
     """Records to write above which a Bulk API 2.0 ingest job replaces sObject Collections."""
+    bulk_job_size: Annotated[int, Field(ge=1, le=150_000_000)] = 10_000
+    """Records per Bulk API 2.0 ingest job (each job's results are saved as it ends)."""
     bulk_pull_threshold: Annotated[int, Field(ge=1)] = 200_000
     """Rows a query returns above which it runs as a Bulk API 2.0 query job."""
     api_share: Annotated[float, Field(gt=0, le=1)] = 0.5
     """Stop before this share of the org's daily API allowance is used."""
     timeout: Annotated[float, Field(gt=0)] = 120.0
     """Seconds to wait for one HTTP response."""
+    bulk_poll_seconds: Annotated[float, Field(gt=0)] = 2.0
+    """First wait before polling a Bulk API 2.0 job (simple-salesforce then backs off)."""
+
+
+class SalesforceConnector(Connector):
+    """Accounts and Opportunities of one org.
+
+    Args:
+        mapping: the `salesforce` mapping.
+        session: the HTTP session to use (proxies, a test CA); a new one by default.
+        retry_wait: the longest wait between retries of a failed read, in seconds.
+    """
+
+    name = "salesforce"
+
+    def __init__(
+        self,
+        mapping: CrmMapping,
+        session: requests.Session | None = None,
+        retry_wait: float = 30.0,
+    ) -> None:
+        super().__init__(mapping)
+        self.settings = SalesforceSettings.model_validate(mapping.settings)
+        self.session = attach_counting(
+            session or CountingSession(self.settings.timeout), self.settings.timeout
+        )
+        self.max_batch_size = COLLECTION_SIZE
+        self.method = "sObject Collections"
+        self._sf: Salesforce | None = None
+        self._retry_wait = retry_wait
+        self._missing: dict[str, set[str]] = {"account": set(), "opportunity": set()}
+        self._deleted: dict[str, set[str]] = {"account": set(), "opportunity": set()}
+        self._pull_calls = 0
+        self._writer: CollectionsWriter | BulkWriter | None = None
+        for kind in ("account", "opportunity"):
+            for name in self._fields(kind):
+                if not _NAME.match(name):
+                    msg = f"salesforce.yaml: {name!r} is not a Salesforce field name"
+                    raise ConnectError(msg)
+
+    # -- connection and call accounting ---------------------------------------------------
+
+    @property
+    def sf(self) -> Salesforce:
+        if self._sf is None:
+            self.connect()
+        assert self._sf is not None
+        return self._sf
+
+    @property
+    def api_calls(self) -> int:
+        return self.session.calls
+
+    def connect(self) -> None:
+        """Log in from the environment and read the org's API usage (one call)."""
+        if self._sf is not None:
+            return
+        self._sf = login(self.session, self.settings.api_version)
+        try:
+            self._call("reading the org's limits", self._sf.limits)
+        except TransientError as exc:
+            msg = f"cannot reach Salesforce at {self.describe_target()}: {exc}"
+            raise ConnectError(msg) from exc
+        self._pull_calls = self.session.calls
+        log.info(
+            "connected to %s (API v%s); daily API usage %d of %d",
+            self.describe_target(),
+            self._sf.sf_version,
+            self.session.usage.used,
+            self.session.usage.limit,
+        )
+
+    def check_allowance(self) -> None:
+        """Raise `LimitReachedError` once `api_share` of the daily allowance is used."""
+        usage = self.session.usage
+        if usage.limit and usage.used >= self.settings.api_share * usage.limit:
+            msg = (
+                f"the org has used {usage.used} of its {usage.limit} daily API requests; "
+                f"the engine stops at {self.settings.api_share:.0%} (settings.api_share) to "
+                "leave the rest to other integrations"
+            )
+            raise LimitReachedError(msg)
+
+    def _retrying(self) -> Retrying:
+        return Retrying(
+            retry=retry_if_exception_type(TransientError),
+            stop=stop_after_attempt(5),
+            wait=wait_random_exponential(multiplier=0.5, max=self._retry_wait),
+            before_sleep=lambda state: log.warning(
+                "Salesforce read failed (%s); retry %d",
+                state.outcome.exception() if state.outcome else "?",
+                state.attempt_number,
+            ),
+            reraise=True,
+        )
+
+    def _call(self, doing: str, function: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run one API call, translating errors; transient ones are retried here."""
+
+        def attempt() -> Any:
+            self.check_allowance()
+            try:
+                return function(*args, **kwargs)
+            except Exception as exc:
+                raise translate(exc, doing) from exc
+
+        return self._retrying()(attempt)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def _object(self, kind: ObjectKind) -> str:
+        return str(getattr(self.mapping.objects, kind).object)
+
+    def _fields(self, kind: str) -> list[str]:
+        object_map = getattr(self.mapping.objects, kind)
+        names = [spec.field for spec in object_map.fields.values()]
+        if kind == "account":
+            names += [output.field for output in self.mapping.outputs.values()]
+        return list(dict.fromkeys(names))
+
+    def _stamp_field(self, kind: ObjectKind) -> str | None:
+        spec = getattr(self.mapping.objects, kind).fields.get("modified_at")
+        return spec.field if spec else None
+
+    def soql(self, kind: ObjectKind, since: datetime | None) -> str:
+        """The query for one pull: mapped fields (minus those the org lacks) and outputs."""
+        fields = [f for f in self._fields(kind) if f not in self._missing[kind]]
+        stamp = self._stamp_field(kind)
+        if since is not None and stamp:
+            fields.append("IsDeleted")
+        select = ", ".join(dict.fromkeys(fields))
+        if since is None or not stamp:
+            return format_soql(
+                "SELECT {:literal} FROM {:literal} ORDER BY Id", select, self._object(kind)
+            )
+        return format_soql(
+            "SELECT {:literal} FROM {:literal} WHERE {:literal} >= {} ORDER BY {:literal}, Id",
+            select,
+            self._object(kind),
+            stamp,
+            since,
+            stamp,
+        )
+
+    def pull(self, kind: ObjectKind, since: datetime | None) -> Iterator[pd.DataFrame]:
+        stats = self.stats[kind]
+        self._deleted[kind] = set()
+        include_deleted = since is not None and self._stamp_field(kind) is not None
+        before = self.session.calls
+        first = self._first_page(kind, since, include_deleted)
+        stats.api_calls += self.session.calls - before
+        if not first["done"] and first["totalSize"] > self.settings.bulk_pull_threshold:
+            log.info(
+                "%s: %d rows to read: using a Bulk API 2.0 query job",
+                self._object(kind),
+                first["totalSize"],
+            )
+            yield from self._bulk_pull(kind, since, include_deleted)
+            return
+        page = first
+        while True:
+            frame = self._frame(kind, page["records"])
+            if frame is not None:
+                yield frame
+            if page["done"]:
+                break
+            before = self.session.calls
+            page = self._call(
+                f"reading {self._object(kind)}",
+                self.sf.query_more,
+                page["nextRecordsUrl"],
+                identifier_is_url=True,
+                include_deleted=include_deleted,
+            )
+            stats.api_calls += self.session.calls - before
+
+    def _first_page(self, kind: ObjectKind, since: datetime | None, deleted: bool) -> Any:
+        """The first page of the query, dropping fields the org lacks if it must."""
+        try:
+            return self._call(
+                f"querying {self._object(kind)}", self.sf.query, self.soql(kind, since), deleted
+            )
+        except Exception as exc:
+            if "INVALID_FIELD" not in str(exc) or self._missing[kind]:
+                raise
+        described = self.describe_object(kind)
+        self._missing[kind] = {f for f in self._fields(kind) if f not in described}
+        for name in sorted(self._missing[kind]):
+            log.warning(
+                "%s has no field %s (or this user cannot read it): read as empty",
+                self._object(kind),
+                name,
+            )
+        return self._call(
+            f"querying {self._object(kind)}", self.sf.query, self.soql(kind, since), deleted
+        )
+
+    def _frame(self, kind: ObjectKind, records: list[dict[str, Any]]) -> pd.DataFrame | None:
+        if not records:
+            return None
+        raw = pd.DataFrame.from_records(records).drop(columns="attributes", errors="ignore")
+        return self._canonical(kind, raw)
+
+    def _canonical(self, kind: ObjectKind, raw: pd.DataFrame) -> pd.DataFrame | None:
+        stats = self.stats[kind]
+        if "IsDeleted" in raw:
+            gone = raw["IsDeleted"].astype(str).str.lower().eq("true")
+            self._deleted[kind].update(raw.loc[gone, "Id"].astype(str))
+            raw = raw.loc[~gone]
+        if not len(raw):
+            return None
+        frame, issues = to_canonical(raw.reset_index(drop=True), self.mapping, kind)
+        stats.issues.extend(issues)
+        stats.unreadable_ids.update(i.record_id for i in issues if i.column is None and i.record_id)
+        stats.rows += len(frame)
+        return frame
+
+    def _bulk_pull(
+        self, kind: ObjectKind, since: datetime | None, include_deleted: bool
+    ) -> Iterator[pd.DataFrame]:
+        handler = getattr(self.sf.bulk2, self._object(kind))
+        run = handler.query_all if include_deleted else handler.query
+        before = self.session.calls
+        try:
+            pages = run(self.soql(kind, since), max_records=50_000, wait=1)
+            for text in pages:
+                raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+                self.stats[kind].api_calls += self.session.calls - before
+                before = self.session.calls
+                frame = self._canonical(kind, raw)
+                if frame is not None:
+                    yield frame
+        except Exception as exc:
+            raise translate(exc, f"bulk query of {self._object(kind)}") from exc
+
+    def deleted_ids(
+        self, kind: ObjectKind, since: datetime | None, known: Collection[str]
+    ) -> set[str]:
+        """Records the incremental `queryAll` returned with `IsDeleted = true` (no extra call)."""
+        return self._deleted[kind] & set(known)
+
+    # -- describe and fields --------------------------------------------------------------
+
+    def describe_object(self, kind: ObjectKind) -> dict[str, FieldInfo]:
+        handler = getattr(self.sf, self._object(kind))
+        answer = self._call(f"describing {self._object(kind)}", handler.describe)
+        return {
+            field["name"]: FieldInfo(
+                name=field["name"],
+                type=field["type"],
+                label=field.get("label", ""),
+                updateable=bool(field.get("updateable")),
+                length=field.get("length") or None,
+                scale=field.get("scale"),
+                picklist_values=tuple(
+                    p["value"] for p in field.get("picklistValues") or () if p.get("active", True)
+                ),
+            )
+            for field in answer["fields"]
+        }
+
+    def describe(self) -> dict[str, dict[str, FieldInfo]]:
+        return {kind: self.describe_object(kind) for kind in ("account", "opportunity")}
+
+    def create_output_fields(self, missing: Sequence[OutputField]) -> list[FieldCreation]:
+        return create_custom_fields(self, missing)
+
+    # -- writing --------------------------------------------------------------------------
+
+    def begin_write(self, records: int = 0) -> None:
+        """Choose sObject Collections or a Bulk API 2.0 ingest job for this run."""
+        if records > self.settings.bulk_write_threshold:
+            self.method = "Bulk API 2.0"
+            self._writer = BulkWriter(self)
+            self.max_batch_size = self.settings.bulk_job_size
+        else:
+            self.method = "sObject Collections"
+            self._writer = CollectionsWriter(self)
+            self.max_batch_size = COLLECTION_SIZE
+
+    def write(self, batch: Sequence[RecordUpdate]) -> list[WriteResult]:
+        if self._writer is None:
+            self.begin_write(len(batch))
+        assert self._writer is not None
+        before = self.session.calls
+        try:
+            return self._writer.write(batch)
+        finally:
+            self.write_calls += self.session.calls - before
+
+    def estimate_calls(self, records_to_write: int, full_pull: bool) -> CallEstimate:
+        """Pull calls made so far, and the writes `records_to_write` will take."""
+        pulled = self.api_calls
+        if records_to_write > self.settings.bulk_write_threshold:
+            jobs = math.ceil(records_to_write / self.settings.bulk_job_size)
+            return CallEstimate(
+                pulled,
+                jobs * BulkWriter.CALLS_PER_JOB,
+                "Bulk API 2.0",
+                f"{records_to_write} records > bulk_write_threshold "
+                f"{self.settings.bulk_write_threshold}: {jobs} ingest job(s) of up to "
+                f"{self.settings.bulk_job_size} records, about {BulkWriter.CALLS_PER_JOB} "
+                "calls each",
+            )
+        calls = math.ceil(records_to_write / COLLECTION_SIZE)
+        return CallEstimate(
+            pulled,
+            calls,
+            "sObject Collections",
+            f"{records_to_write} records <= bulk_write_threshold "
+            f"{self.settings.bulk_write_threshold}: PATCH composite/sobjects, "
+            f"{COLLECTION_SIZE} a call",
+        )
+
+    def describe_target(self) -> str:
+        if self._sf is None:
+            return "Salesforce"
+        return urlparse(f"https://{self._sf.sf_instance}").netloc or "Salesforce"

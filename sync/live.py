@@ -1,0 +1,167 @@
+"""Check a mapping against the CRM's own fields, and create the output fields it lacks.
+
+`icp mappings validate --live` describes the mapped objects once and reports, all at
+once and located in the mapping file: mapped fields that do not exist or that the
+integration user cannot read; output fields that do not exist, are read-only, have a
+type the value cannot be written to, are shorter than the text the engine writes, or
+are picklists lacking a value the engine writes (a tier, a segment, a route).
+`icp mappings apply` creates the missing output fields through the connector.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from connectors.base import Connector, FieldCreation, FieldInfo
+from connectors.mapping import OutputField
+from sync.config import Config, locate
+from sync.yamlfile import ConfigProblem, YamlDocument, load_yaml, read_yaml
+
+NUMBER_TYPES = frozenset({"double", "int", "long", "currency", "percent", "number"})
+PICKLIST_TYPES = frozenset({"picklist", "enumeration", "combobox", "multipicklist"})
+TEXT_TYPES = frozenset({"string", "textarea", "text", "url", "phone", "email"}) | PICKLIST_TYPES
+_ACCEPTS = {"number": NUMBER_TYPES, "text": TEXT_TYPES, "picklist": TEXT_TYPES}
+
+
+@dataclass
+class LiveCheck:
+    """What `--live` found: errors, warnings, and the outputs `apply` would create."""
+
+    errors: list[ConfigProblem] = field(default_factory=list)
+    warnings: list[ConfigProblem] = field(default_factory=list)
+    missing_outputs: dict[str, OutputField] = field(default_factory=dict)
+
+
+def mapping_document(config: Config, directory: object) -> YamlDocument:
+    """The mapping file as YAML with line numbers, to locate live problems."""
+    from pathlib import Path
+
+    import mappings
+
+    path, label = locate(directory if isinstance(directory, Path) else None, f"{config.crm}.yaml")
+    if path is not None:
+        return read_yaml(path, label)
+    return load_yaml(mappings.default(f"{config.crm}.yaml").read_text(encoding="utf-8"), label)
+
+
+def written_values(config: Config, key: str, spec: OutputField) -> list[str]:
+    """Every value the engine can write to a text or picklist output (CRM spelling)."""
+    icp = config.icp
+    if key == "tier":
+        values = list(icp.tiers)
+    elif key == "segment":
+        values = [s.name for s in icp.segments]
+    elif key == "route":
+        values = [r.route for r in icp.routing]
+    else:
+        return []
+    return [spec.values.get(v, v) for v in values]
+
+
+def check_live(
+    config: Config, described: Mapping[str, Mapping[str, FieldInfo]], document: YamlDocument
+) -> LiveCheck:
+    """Compare the mapping with `described` (the connector's `describe()`)."""
+    check = LiveCheck()
+    for kind in ("account", "opportunity"):
+        object_map = getattr(config.mapping.objects, kind)
+        fields = described.get(kind, {})
+        for canonical, spec in object_map.fields.items():
+            if "." in spec.field or spec.field in fields:  # a.b: an association, not a field
+                continue
+            hint = difflib.get_close_matches(spec.field, list(fields), n=1)
+            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+            check.errors.append(
+                document.problem(
+                    ("objects", kind, "fields", canonical),
+                    f"{object_map.object} has no field {spec.field!r}, or the integration user "
+                    f"cannot read it{suggestion}",
+                )
+            )
+    accounts = described.get("account", {})
+    obj = config.mapping.objects.account.object
+    for key, spec in config.mapping.outputs.items():
+        path = ("outputs", key)
+        info = accounts.get(spec.field)
+        if info is None:
+            check.missing_outputs[key] = spec
+            check.errors.append(
+                document.problem(
+                    path,
+                    f"{obj} has no field {spec.field!r} (or the integration user cannot see "
+                    f"it): `icp mappings apply --crm {config.crm}` creates it",
+                )
+            )
+            continue
+        check.errors += [
+            document.problem(path, m) for m in _output_problems(config, key, spec, info)
+        ]
+        if spec.type == "number" and info.scale is not None and info.scale < spec.scale:
+            check.warnings.append(
+                document.problem(
+                    (*path, "scale"),
+                    f"{spec.field} stores {info.scale} decimal places; set scale: {info.scale} "
+                    "so values are compared as the CRM stores them",
+                )
+            )
+    return check
+
+
+def _output_problems(config: Config, key: str, spec: OutputField, info: FieldInfo) -> list[str]:
+    problems = []
+    kind = info.type.lower()
+    if not info.updateable:
+        problems.append(f"{spec.field} is read-only for the integration user (not updateable)")
+    if kind not in _ACCEPTS[spec.type]:
+        wanted = ", ".join(sorted(_ACCEPTS[spec.type]))
+        problems.append(
+            f"{spec.field} is a {info.type} field; a {spec.type} output needs one of: {wanted}"
+        )
+        return problems
+    if spec.type == "number":
+        return problems
+    values = written_values(config, key, spec)
+    if info.length and kind not in PICKLIST_TYPES:
+        longest = max((len(v) for v in values), default=0)
+        if key == "reasons" or spec.length:
+            wanted_length = spec.length or longest
+            if spec.length is None and key == "reasons":
+                problems.append(
+                    f"{spec.field} holds {info.length} characters: set length: {info.length} "
+                    "so reasons are cut at a whole reason instead of being rejected"
+                )
+            elif wanted_length > info.length:
+                problems.append(
+                    f"{spec.field} holds {info.length} characters, shorter than length: "
+                    f"{wanted_length}; set length: {info.length} or lengthen the field"
+                )
+        if longest > info.length:
+            too_long = [v for v in values if len(v) > info.length]
+            problems.append(
+                f"{spec.field} holds {info.length} characters; {len(too_long)} value(s) the "
+                f"engine writes are longer, e.g. {too_long[0]!r}"
+            )
+    if kind in PICKLIST_TYPES and info.picklist_values:
+        lacking = [v for v in values if v not in info.picklist_values]
+        if lacking:
+            problems.append(
+                f"{spec.field} is a picklist lacking {', '.join(map(repr, lacking))}; it has "
+                f"{', '.join(map(repr, info.picklist_values))}"
+            )
+    return problems
+
+
+def create_missing(
+    config: Config, connector: Connector, missing: Mapping[str, OutputField]
+) -> list[FieldCreation]:
+    """Create the missing outputs; a picklist gets the values the engine writes."""
+    specs = []
+    for key, spec in missing.items():
+        if spec.type == "picklist" and not spec.values:
+            values = written_values(config, key, spec)
+            specs.append(spec.model_copy(update={"values": {v: v for v in values}}))
+        else:
+            specs.append(spec)
+    return connector.create_output_fields(specs)
