@@ -4,7 +4,8 @@ Reading: one SOQL query per object, generated from the mapping, with every value
 passed through simple-salesforce's `format_soql`. An incremental pull asks for records
 with `SystemModstamp` at or after the watermark through `queryAll`, so the same query
 also returns the records deleted since (`IsDeleted = true`) and deletions cost no extra
-call. The current output values are selected in the same query. Pages follow
+call. The current output values are selected in the same query. SOQL datetime literals carry
+whole seconds, so rows stamped earlier in the watermark's second are dropped on arrival. Pages follow
 `nextRecordsUrl`; when the first page says the result is larger than
 `bulk_pull_threshold`, the query runs again as a Bulk API 2.0 query job instead.
 
@@ -244,7 +245,10 @@ class SalesforceConnector(Connector):
         page = first
         while True:
             frame = self._frame(kind, page["records"])
-            if frame is not None:
+            if frame is not None and since is not None and "modified_at" in frame:
+                # SOQL datetime literals carry whole seconds: drop what precedes `since`
+                frame = frame.loc[~(frame["modified_at"] < pd.Timestamp(since))]
+            if frame is not None and len(frame):
                 yield frame
             if page["done"]:
                 break

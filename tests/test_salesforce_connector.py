@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -54,12 +55,15 @@ def test_full_pull_pages_through_every_record_with_current_outputs(org: FakeSale
     pages = -(-450 // 200) + -(-len(opportunity_ids) // 200)
     assert sf.api_calls == 1 + pages  # limits + one call per page
     queries = [r for r in org.requests if "/query" in r.path]
-    assert all("ICP_Score__c" in str(r.query) for r in queries if "Account" in str(r.query))
+    assert all("ICP_Score__c" in str(r.query) for r in queries if "FROM Account " in str(r.query))
 
 
 def test_incremental_pull_reads_changes_and_deletions_in_one_query(org: FakeSalesforce) -> None:
     account_ids, _ = seed_org(org, 50)
-    since = org.now() + timedelta(milliseconds=1)
+    # SOQL datetime literals carry whole seconds: start the edits in a later second
+    since = (org.now() + timedelta(seconds=1)).replace(microsecond=0)
+    while datetime.now(UTC) < since:
+        time.sleep(0.05)
     org.edit("Account", account_ids[1], {"Industry": "Retail"})
     org.delete("Account", account_ids[2])
     sf = connector()
@@ -104,6 +108,7 @@ def test_collections_write_reports_each_record(org: FakeSalesforce) -> None:
         "Account", lambda r: "Segment is locked" if r.get("ICP_Segment__c") == "Locked" else None
     )
     sf = connector()
+    sf.connect()
     sf.begin_write(6)
     updates = [
         RecordUpdate(ids[0], {"ICP_Score__c": 87.4, "ICP_Tier__c": "A"}),
