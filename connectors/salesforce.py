@@ -4,9 +4,9 @@ Reading: one SOQL query per object, generated from the mapping, with every value
 passed through simple-salesforce's `format_soql`. An incremental pull asks for records
 with `SystemModstamp` at or after the watermark through `queryAll`, so the same query
 also returns the records deleted since (`IsDeleted = true`) and deletions cost no extra
-call. The current output values are selected in the same query. SOQL datetime literals carry
-whole seconds, so rows stamped earlier in the watermark's second are dropped on arrival. Pages follow
-`nextRecordsUrl`; when the first page says the result is larger than
+call. The current output values are selected in the same query. SOQL datetime literals
+carry whole seconds, so rows stamped earlier in the watermark's second are dropped on
+arrival. Pages follow `nextRecordsUrl`; when the first page says the result is larger than
 `bulk_pull_threshold`, the query runs again as a Bulk API 2.0 query job instead.
 
 A mapped field the org does not have makes Salesforce reject the whole query

@@ -139,7 +139,9 @@ def test_large_change_sets_go_through_a_bulk_ingest_job(org: FakeSalesforce) -> 
     sf = connector(bulk_write_threshold=10, bulk_job_size=100)
     sf.begin_write(30)
     assert sf.method == "Bulk API 2.0" and sf.max_batch_size == 100
-    updates = [RecordUpdate(i, {"ICP_Score__c": n, "ICP_Route__c": None}) for n, i in enumerate(ids)]
+    updates = [
+        RecordUpdate(i, {"ICP_Score__c": n, "ICP_Route__c": None}) for n, i in enumerate(ids)
+    ]
     results = {r.record_id: r for r in sf.write(updates)}
 
     assert results[ids[0]].deleted
