@@ -2,15 +2,16 @@
 
     with FakeSalesforce() as org:
         ids = org.add_accounts([{"Name": "Acme", "Industry": "Technology"}])
-        session = requests.Session()
-        session.verify = org.ca_path
         sf = Salesforce(instance_url=org.instance_url, session_id=org.access_token,
-                        session=session)
+                        session=org.session())
+        org.fail(503, path_contains="composite/sobjects")  # the next write gets a 503
 
 Wire formats follow what simple-salesforce 1.12.10 sends and what real orgs answer (query
 pages with path-style `nextRecordsUrl`, SaveResult arrays, JSON error arrays,
 `Sforce-Limit-Info`, SOAP and OAuth logins). The certificate comes from a `trustme` CA whose
-PEM is at `org.ca_path` (use it as `REQUESTS_CA_BUNDLE` for subprocesses). Faults (`fail`,
+PEM is at `org.ca_path`: set `REQUESTS_CA_BUNDLE` to it for subprocesses; in-process, use
+`org.session()` (a plain `session.verify = org.ca_path` loses to REQUESTS_CA_BUNDLE or
+CURL_CA_BUNDLE in the environment, a requests quirk). Faults (`fail`,
 `drop`, `slow`, `lock_rows`, validation rules, `revoke_session`) make the org misbehave the
 way real ones do. SOQL and the data model live in `salesforce_soql.py`, Bulk API 2.0 in
 `salesforce_bulk.py`.
@@ -29,9 +30,11 @@ import secrets
 import shutil
 import socket
 import ssl
+import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -447,8 +450,10 @@ class FakeSalesforce:
             return self._soap_login(req)
         if req.path.rstrip("/") == "/services/oauth2/token":
             return self._oauth_token(req)
+        if req.path.rstrip("/") == "/services/data":
+            return json_response(200, _versions(self.api_version))
         match = _DATA_PATH.fullmatch(req.path)
-        if match is None:
+        if match is None or float(match.group(1)) > float(self.api_version):
             return ApiError(404, "NOT_FOUND", _NOT_FOUND).response()
         version, rest = match.group(1), (match.group(2) or "").strip("/")
         auth = req.headers.get("authorization", "")
@@ -855,12 +860,28 @@ class FakeSalesforce:
             "token_type": "Bearer", "issued_at": issued, "signature": signature})
 
 
+def _phrase(status: int) -> str:
+    return HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+
+
+def _versions(newest: str) -> list[dict[str, str]]:
+    """`GET /services/data/`: every version up to the org's newest (57.0 was Spring '23)."""
+    out = []
+    for n in range(31, int(float(newest)) + 1):
+        season = ("Spring", "Summer", "Winter")[(n - 57) % 3]
+        year = 23 + (n - 57) // 3 + (season == "Winter")
+        out.append({"label": f"{season} '{year:02d}", "url": f"/services/data/v{n}.0",
+                    "version": f"{n}.0"})
+    return out
+
+
 def _fault_response(fault: _Fault) -> Response:
     if fault.body is None:
         if fault.status == 502:
             return Response(502, _EDGE_502, "text/html")
-        code, message = _FAULT_BODIES.get(
-            fault.status, (HTTPStatus(fault.status).name, HTTPStatus(fault.status).phrase))
+        known = fault.status in HTTPStatus._value2member_map_
+        code, message = _FAULT_BODIES.get(fault.status, (
+            HTTPStatus(fault.status).name if known else "UNKNOWN_EXCEPTION", _phrase(fault.status)))
         return json_response(fault.status, [{"message": message, "errorCode": code}])
     if isinstance(fault.body, str | bytes):
         data = fault.body.encode() if isinstance(fault.body, str) else fault.body
@@ -927,6 +948,8 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Clients that go away (SIGKILLed engines included) are not errors."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -955,12 +978,16 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         headers = {k.lower(): v for k, v in self.headers.items()}
         server = cast(_Server, self.server)
-        response = server.org.serve(Request(self.command, split.path, query, headers, body),
-                                    self.path)
+        try:
+            response = server.org.serve(Request(self.command, split.path, query, headers, body),
+                                        self.path)
+        except Exception as exc:  # a bug in the fake: say so loudly, answer like Salesforce
+            traceback.print_exc()
+            response = ApiError(500, "UNKNOWN_EXCEPTION", f"fake org error: {exc!r}").response()
         if response is None:
             self.close_connection = True
             return
-        lines = [f"HTTP/1.1 {response.status} {HTTPStatus(response.status).phrase}",
+        lines = [f"HTTP/1.1 {response.status} {_phrase(response.status)}",
                  f"Date: {self.date_time_string()}", "Server: sfdcedge"]
         if response.status != 204:
             lines += [f"Content-Type: {response.content_type}",

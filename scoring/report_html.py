@@ -1,0 +1,481 @@
+"""HTML building blocks for the ICP report: the page, its CSS, tiles, tables and cards.
+
+Everything that takes text escapes it here (`esc`); functions whose argument names end
+in `_html` take markup that is already safe. The CSS is inline, uses the system font
+stack, and has a print layout, so the file opens and prints the same with no network.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable, Sequence
+from html import escape
+from typing import Any
+
+import numpy as np
+
+from scoring.report_charts import grouped_bars, range_bar
+
+MINUS, TIMES, EN_DASH = "\u2212", "\u00d7", "\u2013"
+
+CSS = """
+:root{--ink:#1f2933;--muted:#616e7c;--line:#e4e7eb;--bg:#f7f8fa;--good:#15803d;
+--bad:#b91c1c;--warn:#b45309;--accent:#2563eb}
+*{box-sizing:border-box}
+body{margin:0;background:var(--bg);color:var(--ink);line-height:1.45;
+font:14px/1.45 -apple-system,BlinkMacSystemFont,"Segoe UI",Roboto,Helvetica,Arial,sans-serif}
+main{max-width:1100px;margin:0 auto;padding:24px}
+header h1{margin:0 0 4px;font-size:26px}
+.meta{color:var(--muted);font-size:12px}
+nav{margin:12px 0 0;font-size:12px}nav a{color:var(--accent);margin-right:12px}
+section{background:#fff;border:1px solid var(--line);border-radius:10px;padding:18px 22px;
+margin:18px 0}
+h2{font-size:18px;margin:0 0 10px}h3{font-size:15px;margin:14px 0 6px}
+p.lead{color:var(--muted);margin:0 0 12px}
+.verdict{border-left:8px solid var(--good)}.verdict.none{border-left-color:var(--warn)}
+.verdict h2{font-size:22px}
+.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(130px,1fr));gap:10px;
+margin-top:12px}
+.tile{border:1px solid var(--line);border-radius:8px;padding:10px 12px}
+.tile .v{font-size:24px;font-weight:700}.tile .k{color:var(--muted);font-size:12px}
+.tile .s{color:var(--muted);font-size:11px}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(240px,1fr));gap:14px}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:12px}
+.cards.narrow{grid-template-columns:repeat(auto-fill,minmax(220px,1fr))}
+.weights td:nth-child(3){width:34%}
+.card{border:1px solid var(--line);border-radius:8px;padding:12px 14px;break-inside:avoid}
+.card h3{margin:0 0 4px}.card.bad{border-left:5px solid var(--bad)}
+.card.good{border-left:5px solid var(--good)}.card.new{border-left:5px solid var(--accent)}
+.rule{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;color:var(--muted)}
+.figs{display:grid;grid-template-columns:repeat(2,auto 1fr);gap:2px 10px;font-size:13px;
+margin:6px 0}.big{font-size:22px;font-weight:700}
+.chip{display:inline-block;background:#f1f5f9;border-radius:10px;padding:1px 8px;
+margin:2px 4px 2px 0;font-size:12px}
+.figs dt{color:var(--muted)}.figs dd{margin:0}
+.ai{background:#eef4ff;border-radius:6px;padding:6px 8px;font-size:12px;margin-top:6px}
+table{border-collapse:collapse;width:100%;font-size:13px}
+th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);vertical-align:top}
+th{color:var(--muted);font-weight:600}td.n,th.n{text-align:right}
+svg.chart{width:100%;height:auto;max-height:320px}svg.square{max-width:340px}
+svg.range{width:220px;height:30px;vertical-align:middle;display:block}
+.bar{display:flex;align-items:center;gap:8px}
+.bar span.b{display:inline-block;height:12px;border-radius:3px;background:var(--good)}
+.bar span.b.neg{background:var(--bad)}
+.group{color:var(--muted);font-size:12px;text-transform:uppercase;letter-spacing:.04em}
+.callout{border-radius:8px;padding:10px 12px;margin:8px 0;background:#fff7ed;
+border:1px solid #fed7aa}
+.callout.info{background:#eef4ff;border-color:#c7d7fe}
+ul.check{list-style:none;padding-left:0;margin:4px 0}
+ul.check li:before{content:"\\2610\\00a0";color:var(--muted)}
+ul.flags li{color:var(--bad)}
+.up{color:var(--good)}.down{color:var(--bad)}.muted{color:var(--muted)}
+@media print{body{background:#fff}main{padding:0;max-width:none}nav{display:none}
+section{border:0;padding:8px 0;break-inside:avoid-page}
+*{-webkit-print-color-adjust:exact;print-color-adjust:exact}}
+"""
+
+
+_DICTS = ("holdout", "challenger", "tracking", "expansion")
+_LISTS = (
+    "calibration",
+    "score_distribution",
+    "segments",
+    "emerging",
+    "anti_patterns",
+    "loss_patterns",
+    "warnings",
+    "features_used",
+    "features_dropped",
+)
+
+
+def listed(value: Any) -> list[Any]:
+    """A list as given, one text as a list of one, anything else as nothing."""
+    if isinstance(value, str):
+        return [value]
+    return list(value) if isinstance(value, list | tuple) else []
+
+
+def normalised(model: Any) -> dict[str, Any]:
+    """A copy of a saved model whose known keys have the types the page expects.
+
+    Missing or mistyped parts become empty (a dict, a list); `signal` is true only when
+    it is a boolean true. The page then never fails on an odd or older model file.
+    """
+    out = dict(model) if isinstance(model, dict) else {}
+    for key in _DICTS:
+        out[key] = out[key] if isinstance(out.get(key), dict) else {}
+    for key in _LISTS:
+        out[key] = listed(out.get(key))
+    signal = out.get("signal")
+    out["signal"] = bool(signal) if isinstance(signal, bool | np.bool_) else False
+    holdout = out["holdout"] = dict(out["holdout"])
+    holdout["window"] = holdout["window"] if isinstance(holdout.get("window"), dict) else {}
+    versions = [v for v in listed(out["tracking"].get("versions")) if isinstance(v, dict)]
+    for i, version in enumerate(versions):
+        rates = version.get("win_rate_by_tier")
+        rates = rates if isinstance(rates, dict) else {}
+        by_tier = {str(t): r for t, r in rates.items() if isinstance(r, dict)}
+        versions[i] = {**version, "win_rate_by_tier": by_tier}
+    out["tracking"] = {**out["tracking"], "versions": versions}
+    return out
+
+
+def esc(value: object) -> str:
+    """Text as HTML: every value passes here before it reaches the page."""
+    return escape(str(value), quote=True)
+
+
+def number(value: Any) -> float | None:
+    """A figure as a float; None when absent, NaN, or not a number at all."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    result = float(value)
+    return None if math.isnan(result) else result
+
+
+def missing(value: Any) -> bool:
+    return number(value) is None
+
+
+def pct(value: Any, digits: int = 0) -> str:
+    v = number(value)
+    return "—" if v is None else f"{v:.{digits}%}"
+
+
+def money(value: Any) -> str:
+    """Deal sizes compactly: 950, 12.3k, 1.4M."""
+    v = number(value)
+    if v is None:
+        return "—"
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= size:
+            return f"{v / size:.1f}{suffix}"
+    return f"{v:.0f}"
+
+
+def days(value: Any) -> str:
+    v = number(value)
+    return "—" if v is None else f"{v:.0f} d"
+
+
+def num(value: Any, digits: int = 2) -> str:
+    v = number(value)
+    if v is None:
+        return "—"
+    if isinstance(value, numbers.Integral) or (digits == 0 and v.is_integer()):
+        return f"{int(v):,}"
+    return f"{v:.{digits}f}"
+
+
+def interval(ci: Any, fmt: Any = pct) -> str:
+    if isinstance(ci, Sequence) and len(ci) == 2 and not any(missing(v) for v in ci):
+        return f"{fmt(ci[0])}{EN_DASH}{fmt(ci[1])}"
+    return "—"
+
+
+def page(title: str, meta: str, sections: Sequence[tuple[str, str, str]]) -> str:
+    """The whole document: a header with a table of contents, then the sections.
+
+    Args:
+        title: the page title and heading.
+        meta: the line under the heading.
+        sections: (anchor, label in the contents, section markup) in page order.
+    """
+    links = "".join(f'<a href="#{esc(anchor)}">{esc(label)}</a>' for anchor, label, _ in sections)
+    return (
+        "<!DOCTYPE html>\n"
+        f'<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<style>{CSS}</style></head><body><main><header><h1>{esc(title)}</h1>"
+        f'<div class="meta">{esc(meta)}</div><nav>{links}</nav></header>'
+        f"{''.join(markup for _, _, markup in sections)}</main></body></html>\n"
+    )
+
+
+def section(anchor: str, title: str, body_html: str, lead: str = "", css: str = "") -> str:
+    intro = f'<p class="lead">{esc(lead)}</p>' if lead else ""
+    klass = f' class="{esc(css)}"' if css else ""
+    return f'<section id="{esc(anchor)}"{klass}><h2>{esc(title)}</h2>{intro}{body_html}</section>'
+
+
+def tile(label: str, value: str, sub: str = "") -> str:
+    small = f'<div class="s">{esc(sub)}</div>' if sub else ""
+    return (
+        f'<div class="tile"><div class="k">{esc(label)}</div>'
+        f'<div class="v">{esc(value)}</div>{small}</div>'
+    )
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: set[int]) -> str:
+    """A table of already-escaped cells; columns in `numeric` align right."""
+    head = "".join(
+        f'<th class="n">{esc(h)}</th>' if i in numeric else f"<th>{esc(h)}</th>"
+        for i, h in enumerate(headers)
+    )
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="n">{c}</td>' if i in numeric else f"<td>{c}</td>"
+            for i, c in enumerate(row)
+        )
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def grid(items_html: Sequence[str]) -> str:
+    return '<div class="grid">' + "".join(f"<div>{i}</div>" for i in items_html) + "</div>"
+
+
+def cards(items_html: Sequence[str], css: str = "") -> str:
+    return f'<div class="cards {esc(css)}">' + "".join(items_html) + "</div>"
+
+
+def bullets(items: Iterable[str], css: str = "") -> str:
+    klass = f' class="{esc(css)}"' if css else ""
+    return f"<ul{klass}>" + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ul>"
+
+
+def points_text(value: Any) -> str:
+    """Points to one decimal, without a trailing `.0`: 25, 7.5."""
+    rounded = round(number(value) or 0.0, 1)
+    return f"{rounded:.0f}" if rounded.is_integer() else f"{rounded:.1f}"
+
+
+def weight_bar(points: float, most: float, negative: bool = False) -> str:
+    """A horizontal bar as wide as `points` relative to `most`, with its figure."""
+    width = 0.0 if most <= 0 else 100.0 * min(points / most, 1.0)
+    sign = MINUS if negative else "+"
+    klass = "b neg" if negative else "b"
+    return (
+        f'<div class="bar"><span class="{klass}" style="width:{width * 0.75:.1f}%"></span>'
+        f"<span>{sign}{points_text(points)}</span></div>"
+    )
+
+
+PATTERNS = (
+    ("segments", "Winning segments", "No segments met the support threshold."),
+    ("emerging", "Emerging segments", "No segment's share of recent wins rose significantly."),
+    ("anti_patterns", "Anti-patterns", "No group of accounts wins far below the overall rate."),
+    ("loss_patterns", "Loss patterns", "No loss reason is over-represented in a segment."),
+)
+_EXTRAS: dict[str, list[tuple[str, str, Any]]] = {
+    "segments": [
+        ("lift", "lift", lambda v: f"{float(v):.2f}{TIMES}"),
+        ("acv_vs_avg", "deal size vs avg", lambda v: f"{float(v):.2f}{TIMES}"),
+    ],
+    "emerging": [
+        ("recent_wins", "recent wins", num),
+        ("before_wins", "wins before", num),
+        ("recent_share", "share of recent wins", pct),
+        ("before_share", "share before", pct),
+        ("share_of_revenue", "share of revenue", pct),
+        ("p_value", "p-value", lambda v: f"{float(v):.3f}"),
+    ],
+    "anti_patterns": [("penalty", "penalty", lambda v: f"{MINUS}{float(v):.0f} points")],
+    "loss_patterns": [
+        ("share_in_segment", "share of its losses", pct),
+        ("share_overall", "share of all losses", pct),
+    ],
+}
+_CARD_CSS = {"segments": "good", "emerging": "new", "anti_patterns": "bad", "loss_patterns": "bad"}
+
+
+def pattern_card(
+    kind: str, item: dict[str, Any], overall: float | None, axis: tuple[float, float]
+) -> str:
+    """One segment, emerging segment, anti-pattern or loss pattern as a card.
+
+    Its win rate and interval are drawn as a range bar against the overall win rate (on
+    an axis shared by every card); an LLM's name, description and hypotheses, where
+    present, are shown apart, as suggestions.
+    """
+    ci = item.get("win_rate_ci")
+    lo, hi = (ci[0], ci[1]) if isinstance(ci, Sequence) and len(ci) == 2 else (None, None)
+    figures: list[tuple[str, str]] = [
+        ("accounts", num(item.get("support"), 0)),
+        ("avg deal", money(item.get("acv"))),
+        ("median cycle", days(item.get("cycle_days"))),
+    ]
+    for key, label, fmt in _EXTRAS.get(kind, []):
+        if not missing(item.get(key)):
+            figures.append((label, fmt(item[key])))
+    figs = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in figures)
+    bar = range_bar(number(lo), number(hi), number(item.get("win_rate")), overall, axis, pct)
+    said = "Loss reason: " if kind == "loss_patterns" else ""
+    reason = f"<p>{esc(said + str(item['reason']))}</p>" if item.get("reason") else ""
+    traits = "".join(f'<span class="chip">{esc(t)}</span>' for t in listed(item.get("traits")))
+    ai = ""
+    if item.get("llm_name") or item.get("llm_description") or item.get("hypotheses"):
+        hypotheses = [str(h) for h in listed(item.get("hypotheses"))]
+        description = item.get("llm_description")
+        ai = (
+            f'<div class="ai"><strong>Suggested (LLM): </strong>{esc(item.get("llm_name") or "")}'
+            f"{' — ' + esc(description) if description else ''}"
+            f"{bullets(hypotheses) if hypotheses else ''}</div>"
+        )
+    name = item.get("name") or "(unnamed)"
+    return (
+        f'<div class="card {_CARD_CSS.get(kind, "")}"><h3>{esc(name)}</h3>'
+        f'<div class="rule">{esc(item.get("rule") or "")}</div>'
+        f'<div><span class="big">{esc(pct(item.get("win_rate")))}</span> win rate '
+        f'<span class="muted">({esc(interval(ci))})</span></div>{bar}'
+        f'<dl class="figs">{figs}</dl>{reason}<div>{traits}</div>{ai}</div>'
+    )
+
+
+def patterns_section(model: dict[str, Any], overall: float | None) -> str:
+    groups = [
+        (key, title, empty, [i for i in model.get(key) or [] if isinstance(i, dict)])
+        for key, title, empty in PATTERNS
+    ]
+    ends = [overall] + [
+        number(v)
+        for *_, items in groups
+        for item in items
+        for v in [item.get("win_rate"), *(item.get("win_rate_ci") or [])]
+    ]
+    top = max([v for v in ends if v is not None] + [0.1])
+    axis = (0.0, min(1.0, math.ceil(top * 10 - 1e-9) / 10))
+    body = ""
+    for key, title, empty, items in groups:
+        found = [pattern_card(key, item, overall, axis) for item in items]
+        inner = cards(found) if found else f'<p class="muted">{esc(empty)}</p>'
+        body += f"<h3>{esc(title)}</h3>{inner}"
+    lead = "Bars: the 95% interval of each group's win rate (dot: estimate) against the "
+    lead += f"overall rate (tick, {pct(overall)}); green above it, red below, grey: not clear."
+    return section("patterns", "Segments and patterns", body, lead)
+
+
+def _one_decimal(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def challenger_block(model: dict[str, Any], holdout: dict[str, Any]) -> str:
+    challenger = model.get("challenger") or {}
+    if not challenger:
+        return ""
+    rows = []
+    for name, auc, ci in (
+        ("Scorecard (deployed criteria)", holdout.get("auc"), holdout.get("auc_ci")),
+        (
+            str(challenger.get("model") or "challenger"),
+            challenger.get("auc"),
+            challenger.get("auc_ci"),
+        ),
+    ):
+        lo, hi = (ci[0], ci[1]) if isinstance(ci, list | tuple) and len(ci) == 2 else (None, None)
+        bar = range_bar(number(lo), number(hi), number(auc), 0.5, (0.4, 1.0), _one_decimal)
+        rows.append([esc(name), esc(num(auc)), esc(interval(ci, num)), bar])
+    verdict = (
+        "The challenger is clearly better. It is not deployed: scores stay explainable YAML. "
+        "Look at which traits it relies on and consider adding them to the criteria."
+        if challenger.get("clearly_better")
+        else "The challenger is not clearly better: the explainable scorecard loses little."
+    )
+    note = f" {challenger['note']}" if challenger.get("note") else ""
+    grid_html = table(["Model", "AUC", "95% CI", "vs coin flip (tick at 0.5)"], rows, {1})
+    return f'<h3>Challenger</h3>{grid_html}<div class="callout info">{esc(verdict + note)}</div>'
+
+
+def tracking_section(model: dict[str, Any], order: list[str], colors: dict[str, str]) -> str:
+    versions = [
+        v for v in ((model.get("tracking") or {}).get("versions") or []) if isinstance(v, dict)
+    ]
+    title = "How earlier predictions fared"
+    if not versions:
+        text = "No deals scored by an earlier version have closed yet."
+        return section("tracking", title, f'<p class="muted">{esc(text)}</p>')
+    tiers = sorted(
+        {t for v in versions for t in v.get("win_rate_by_tier") or {}},
+        key=lambda t: (order.index(t) if t in order else len(order), t),
+    )
+    rows, values = [], []
+    for v in versions:
+        by_tier = v.get("win_rate_by_tier") or {}
+        rates = [(by_tier.get(t) or {}).get("win_rate") for t in tiers]
+        values.append([number(r) for r in rates])
+        rows.append(
+            [
+                esc(version_label(v.get("version"))),
+                esc(num(v.get("scored"), 0)),
+                esc(num(v.get("closed_won"), 0)),
+                esc(num(v.get("closed_lost"), 0)),
+                esc(num(v.get("auc"))),
+            ]
+            + [esc(pct(r)) for r in rates]
+        )
+    series = [(f"Tier {t}", colors.get(t, "#9aa5b1")) for t in tiers]
+    chart = grouped_bars(
+        "Win rate by tier, per model version",
+        [version_label(v.get("version")) for v in versions],
+        series,
+        values,
+        pct,
+    )
+    headers = ["Version", "Scored", "Won since", "Lost since", "AUC"] + [f"Tier {t}" for t in tiers]
+    grid_html = table(headers, rows, set(range(1, len(headers))))
+    lead = "Scores each version wrote, against the deals that have closed since."
+    return section("tracking", title, grid_html + chart, lead)
+
+
+def version_label(value: Any) -> str:
+    """`v3` for 3, `v0003` as it is."""
+    text = str(value)
+    return text if text.startswith("v") else f"v{text}"
+
+
+def expansion_section(expansion: dict[str, Any]) -> str:
+    """The expansion scorecard: how well it ranks customers, and what it weighs."""
+    tiles = [
+        tile(
+            "Expansion AUC",
+            num(expansion.get("auc")),
+            f"95% CI {interval(expansion.get('auc_ci'), num)}",
+        ),
+        tile("Customers", num(expansion.get("n_customers"), 0)),
+        tile("Expanded", num(expansion.get("n_expanded"), 0)),
+    ]
+    body = f'<div class="tiles">{"".join(tiles)}</div>'
+    if expansion.get("note"):
+        body += f'<p class="muted">{esc(expansion["note"])}</p>'
+    terms = [c for c in listed(expansion.get("criteria")) if isinstance(c, dict)]
+    weights = [max(number(c.get("weight")) or 0.0, 0.0) for c in terms]
+    shares = [100.0 * w / (sum(weights) or 1.0) for w in weights]
+    rows = [
+        [esc(c.get("name") or ""), weight_bar(share, max(shares))]
+        for c, share in zip(terms, shares, strict=True)
+    ]
+    if rows:
+        body += table(["What predicts expansion", "Points of 100"], rows, set())
+    known = {"auc", "auc_ci", "n_customers", "n_expanded", "note", "criteria"}
+    extra = [
+        [esc(key.replace("_", " ")), esc(num(v) if isinstance(v, float) else v)]
+        for key, v in sorted(expansion.items())
+        if key not in known and isinstance(v, int | float | str | bool)
+    ]
+    if extra:
+        body += table(["Figure", "Value"], extra, {1})
+    lead = "A second scorecard: how likely an existing customer is to buy more."
+    return section("expansion", "Expansion: existing customers", body, lead)
+
+
+def details_section(model: dict[str, Any]) -> str:
+    def names(items: Any) -> list[str]:
+        out = []
+        for item in items or []:
+            if isinstance(item, dict):
+                reason = f": {item['reason']}" if item.get("reason") else ""
+                out.append(f"{item.get('name', item.get('feature', ''))}{reason}")
+            else:
+                out.append(str(item))
+        return out
+
+    used, dropped = names(model.get("features_used")), names(model.get("features_dropped"))
+    body = f"<h3>Features used ({len(used)})</h3><p>{esc(', '.join(used) or 'none recorded')}</p>"
+    body += f"<h3>Features left out ({len(dropped)})</h3>"
+    body += bullets(dropped) if dropped else "<p>none</p>"
+    return section("details", "Details", body)
