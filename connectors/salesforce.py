@@ -4,10 +4,11 @@ Reading: one SOQL query per object, generated from the mapping, with every value
 passed through simple-salesforce's `format_soql`. An incremental pull asks for records
 with `SystemModstamp` at or after the watermark through `queryAll`, so the same query
 also returns the records deleted since (`IsDeleted = true`) and deletions cost no extra
-call. The current output values are selected in the same query. SOQL datetime literals
-carry whole seconds, so rows stamped earlier in the watermark's second are dropped on
-arrival. Pages follow `nextRecordsUrl`; when the first page says the result is larger than
-`bulk_pull_threshold`, the query runs again as a Bulk API 2.0 query job instead.
+call. The current output values are selected in the same query; the watermark goes into
+the query to the millisecond (rows stamped before it, should the org compare at a
+coarser grain, are dropped on arrival). Pages follow `nextRecordsUrl`; when the first
+page says the result is larger than `bulk_pull_threshold`, the query runs again as a
+Bulk API 2.0 query job instead.
 
 A mapped field the org does not have makes Salesforce reject the whole query
 (`INVALID_FIELD`); the connector then describes the object once, drops the missing
@@ -64,6 +65,21 @@ PAGE_ROWS = 2000
 """Rows per REST query page (Salesforce's default and maximum)."""
 COLLECTION_SIZE = 200
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def soql_datetime(moment: datetime) -> str:
+    """A SOQL dateTime literal to the millisecond (`format_soql` drops fractions of a second).
+
+    SystemModstamp is kept to the millisecond; a whole-second literal would read again
+    every record stamped earlier in the watermark's second (a data load puts thousands
+    there). The value is the engine's own timestamp, never user input.
+    """
+    utc = (
+        pd.Timestamp(moment).tz_convert("UTC")
+        if pd.Timestamp(moment).tzinfo
+        else pd.Timestamp(moment).tz_localize("UTC")
+    )
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 class SalesforceSettings(BaseModel):
@@ -219,11 +235,12 @@ class SalesforceConnector(Connector):
                 "SELECT {:literal} FROM {:literal} ORDER BY Id", select, self._object(kind)
             )
         return format_soql(
-            "SELECT {:literal} FROM {:literal} WHERE {:literal} >= {} ORDER BY {:literal}, Id",
+            "SELECT {:literal} FROM {:literal} WHERE {:literal} >= {:literal} "
+            "ORDER BY {:literal}, Id",
             select,
             self._object(kind),
             stamp,
-            since,
+            soql_datetime(since),
             stamp,
         )
 
@@ -246,7 +263,7 @@ class SalesforceConnector(Connector):
         while True:
             frame = self._frame(kind, page["records"])
             if frame is not None and since is not None and "modified_at" in frame:
-                # SOQL datetime literals carry whole seconds: drop what precedes `since`
+                # the watermark's own second may come back whole: drop what precedes it
                 frame = frame.loc[~(frame["modified_at"] < pd.Timestamp(since))]
             if frame is not None and len(frame):
                 yield frame

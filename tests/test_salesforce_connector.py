@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -60,10 +59,7 @@ def test_full_pull_pages_through_every_record_with_current_outputs(org: FakeSale
 
 def test_incremental_pull_reads_changes_and_deletions_in_one_query(org: FakeSalesforce) -> None:
     account_ids, _ = seed_org(org, 50)
-    # SOQL datetime literals carry whole seconds: start the edits in a later second
-    since = (org.now() + timedelta(seconds=1)).replace(microsecond=0)
-    while datetime.now(UTC) < since:
-        time.sleep(0.05)
+    since = org.now() + timedelta(milliseconds=1)
     org.edit("Account", account_ids[1], {"Industry": "Retail"})
     org.delete("Account", account_ids[2])
     sf = connector()
@@ -256,5 +252,16 @@ def test_soql_values_only_through_format_soql() -> None:
     soql = sf.soql("account", since)
     assert soql.startswith("SELECT Id, Name, Website")
     assert "ICP_Score__c" in soql and "IsDeleted" in soql
-    assert "WHERE SystemModstamp >= 2026-01-31T08:30:00+00:00" in soql
+    assert "WHERE SystemModstamp >= 2026-01-31T08:30:00.000Z" in soql
+    later = sf.soql("account", datetime(2026, 1, 31, 8, 30, 0, 123456, tzinfo=UTC))
+    assert ">= 2026-01-31T08:30:00.123Z" in later
     assert soql.endswith("ORDER BY SystemModstamp, Id")
+
+
+def test_slow_replies_past_the_timeout_are_retried(org: FakeSalesforce) -> None:
+    seed_org(org, 30)
+    sf = connector(timeout=0.3)
+    sf.connect()
+    org.slow(1.0, times=1, path_contains="/query")
+    assert len(pull_all(sf, "account")) == 30
+    assert sum(1 for r in org.requests if "/query" in r.path) == 2
