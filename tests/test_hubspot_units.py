@@ -1,0 +1,242 @@
+"""HubSpot connector pieces that need no server: limiter, value formats, error parsing."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from connectors.base import RecordUpdate
+from connectors.hubspot import HubSpotConnector, HubSpotSettings
+from connectors.hubspot_limits import SlidingWindow
+from connectors.hubspot_properties import definition, field_info
+from connectors.hubspot_pull import Reader, read_spec, to_millis
+from connectors.hubspot_write import BatchWriter, format_value, property_errors, readable
+from connectors.mapping import OutputField
+from sync.config import load_config
+
+MAPPING = load_config("hubspot", None).mapping
+
+
+# -- limiter ------------------------------------------------------------------------------
+
+
+def test_window_holds_calls_to_the_budget():
+    window = SlidingWindow(5, 0.3, adaptive=False)
+    started = time.monotonic()
+    stamps = []
+    for _ in range(12):
+        slot = window.acquire()
+        stamps.append(time.monotonic() - started)
+        window.release(slot)
+    # 5 at once, 5 more a window later, 2 more a window after that
+    assert stamps[4] < 0.1
+    assert 0.28 <= stamps[5] < 0.5
+    assert 0.58 <= stamps[10] < 0.9
+    for i, stamp in enumerate(stamps):  # never more than 5 in any 0.3 s
+        assert sum(1 for s in stamps[i:] if s < stamp + 0.29) <= 5
+
+
+def test_window_counts_a_slot_until_its_answer_arrives():
+    window = SlidingWindow(1, 0.1, adaptive=False)
+    slot = window.acquire()
+    got: list[float] = []
+
+    def second() -> None:
+        start = time.monotonic()
+        window.release(window.acquire())
+        got.append(time.monotonic() - start)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    time.sleep(0.3)  # still in flight: the second call waits however long it takes
+    assert not got
+    window.release(slot)
+    thread.join(2)
+    assert got and got[0] >= 0.3 + 0.09
+
+
+def test_window_follows_headers_and_counts_other_clients():
+    window = SlidingWindow(100, 10.0)
+    slot = window.acquire()
+    headers = {
+        "X-HubSpot-RateLimit-Max": "20",
+        "X-HubSpot-RateLimit-Interval-Milliseconds": "1000",
+        "X-HubSpot-RateLimit-Remaining": "9",
+        "X-HubSpot-RateLimit-Daily": "250000",
+        "X-HubSpot-RateLimit-Daily-Remaining": "1000",
+    }
+    window.release(slot, headers)
+    assert (window.max_calls, window.interval) == (20, 1.0)
+    assert window.in_window() == 11  # ours plus 10 someone else made
+    assert (window.daily_max, window.daily_remaining) == (250000.0, 1000.0)
+
+
+def test_pause_holds_every_call():
+    window = SlidingWindow(100, 10.0)
+    window.pause(0.2)
+    start = time.monotonic()
+    window.release(window.acquire())
+    assert time.monotonic() - start >= 0.19
+
+
+# -- values out and errors in -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "spec", "expected"),
+    [
+        (87.0, OutputField(field="s", type="number", scale=0), "87"),
+        (87.456, OutputField(field="s", type="number", scale=2), "87.46"),
+        (1e20, OutputField(field="s", type="number", scale=0), "100000000000000000000"),
+        (-0.0, OutputField(field="s", type="number", scale=0), "0"),
+        (None, OutputField(field="s", type="number"), ""),
+        (float("nan"), OutputField(field="s", type="number"), ""),
+        ("A", OutputField(field="t", type="picklist"), "A"),
+        ("+25 employees", OutputField(field="r"), "+25 employees"),
+        (True, None, "true"),
+    ],
+)
+def test_values_go_out_as_hubspot_strings(value, spec, expected):
+    assert format_value(value, spec) == expected
+
+
+def test_validation_errors_are_spelled_out():
+    detail = (
+        'Property values were not valid: [{"isValid":false,"message":"E was not one of the '
+        'allowed options: [A, B, C, D]","error":"INVALID_OPTION","name":"icp_tier"}]'
+    )
+    assert property_errors(detail, {}) == [
+        ("icp_tier", "INVALID_OPTION", "E was not one of the allowed options: [A, B, C, D]")
+    ]
+    text = readable(400, "VALIDATION_ERROR", detail, {})
+    assert text.startswith("icp_tier: INVALID_OPTION (E was not one")
+    assert readable(409, "CONFLICT", "busy", {}) == "409 CONFLICT: busy"
+
+
+def test_missing_property_fails_its_records_without_bisecting():
+    from connectors.hubspot_client import HubSpotRequestError
+
+    class Refusing:
+        calls = 0
+
+        def call(self, tally, path, method, object_type, body):
+            Refusing.calls += 1
+            names = {n for i in body["inputs"] for n in i["properties"]}
+            if "icp_nope" in names:
+                detail = (
+                    'Property values were not valid: [{"isValid":false,"message":"Property '
+                    '\\"icp_nope\\" does not exist","error":"PROPERTY_DOESNT_EXIST",'
+                    '"name":"icp_nope"}]'
+                )
+                raise HubSpotRequestError(400, "VALIDATION_ERROR", detail, {})
+            from connectors.hubspot_client import Answer
+
+            return Answer(200, {"results": [{"id": i["id"]} for i in body["inputs"]]}, {})
+
+    writer = BatchWriter(Refusing(), "companies", {})  # type: ignore[arg-type]
+    batch = [
+        RecordUpdate(str(i), {"icp_nope" if i % 10 == 0 else "icp_score": 1}) for i in range(100)
+    ]
+    results = writer.update(batch)
+    assert Refusing.calls == 2
+    failed = {r.record_id for r in results if not r.ok}
+    assert failed == {str(i) for i in range(0, 100, 10)}
+    assert all("icp mappings apply" in (r.message or "") for r in results if not r.ok)
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def test_read_spec_asks_for_mapped_and_output_properties():
+    account = read_spec(MAPPING, "account")
+    assert account.object == "companies"
+    assert {"name", "industry", "icp_score", "icp_route", "hs_lastmodifieddate"} <= set(
+        account.properties
+    )
+    deal = read_spec(MAPPING, "opportunity")
+    assert deal.associations == {"associations.companies": "companies"}
+    assert "associations.companies" not in deal.properties
+
+
+def test_associations_deduplicated_primary_first():
+    spec = read_spec(MAPPING, "opportunity")
+    reader = Reader(None, MAPPING)  # type: ignore[arg-type]
+    record = {
+        "id": "7",
+        "properties": {"amount": "10"},
+        "associations": {
+            "companies": {
+                "results": [
+                    {"id": "1", "type": "deal_to_company_unlabeled"},
+                    {"id": "2", "type": "deal_to_company_unlabeled"},
+                    {"id": "2", "type": "deal_to_company"},
+                ]
+            }
+        },
+    }
+    (row,) = reader.rows(spec, [record])
+    assert row["associations.companies"] == "2"
+    assert row["hs_object_id"] == "7"
+    record["associations"]["companies"]["results"] = [
+        {"id": "3", "type": "deal_to_company_unlabeled"}
+    ]
+    assert reader.rows(spec, [record])[0]["associations.companies"] == "3"
+
+
+def test_to_millis():
+    assert to_millis("2026-03-09T20:29:45.981Z") == 1773088185981
+    assert to_millis("1773088185981") == 1773088185981
+
+
+# -- schema -------------------------------------------------------------------------------
+
+
+def test_field_info_maps_hubspot_types():
+    prop = {
+        "name": "icp_tier",
+        "label": "ICP Tier",
+        "type": "enumeration",
+        "fieldType": "select",
+        "options": [{"value": "A"}, {"value": "B"}, {"value": "Z", "hidden": True}],
+        "modificationMetadata": {"readOnlyValue": False},
+    }
+    info = field_info(prop)
+    assert (info.type, info.updateable, info.picklist_values) == ("picklist", True, ("A", "B"))
+    calculated = field_info({"name": "hs_is_closed", "type": "bool", "calculated": True})
+    assert (calculated.type, calculated.updateable) == ("boolean", False)
+    read_only = {"name": "x", "type": "string", "modificationMetadata": {"readOnlyValue": True}}
+    assert field_info(read_only).updateable is False
+
+
+def test_output_property_definitions():
+    tier = definition("tier", OutputField(field="icp_tier", type="picklist"))
+    assert isinstance(tier, dict)
+    assert [o["value"] for o in tier["options"]] == ["A", "B", "C", "D"]
+    mapped = definition(
+        "tier", OutputField(field="icp_tier", type="picklist", values={"A": "Tier A"})
+    )
+    assert isinstance(mapped, dict)
+    assert [o["value"] for o in mapped["options"]] == ["Tier A"]
+    reasons = definition("reasons", OutputField(field="icp_reasons", length=255))
+    assert isinstance(reasons, dict)
+    assert (reasons["type"], reasons["fieldType"]) == ("string", "textarea")
+    score = definition("score", OutputField(field="icp_score", type="number"))
+    assert isinstance(score, dict)
+    assert (score["type"], score["fieldType"], score["groupName"]) == ("number", "number", "icp")
+    assert isinstance(definition("segment", OutputField(field="x", type="picklist")), str)
+
+
+def test_settings_reject_unknown_keys():
+    assert HubSpotSettings().workers == 4
+    with pytest.raises(ValueError, match="extra"):
+        HubSpotSettings.model_validate({"wokers": 2})
+
+
+def test_estimate_says_what_the_rate_limit_implies():
+    connector = HubSpotConnector(MAPPING)
+    connector.stats["account"].api_calls = 10
+    estimate = connector.estimate_calls(1000, full_pull=True)
+    assert (estimate.pull_calls, estimate.write_calls) == (10, 10)
+    assert "~2 s at 100 calls/10 s" in estimate.note
