@@ -4,7 +4,9 @@ Default (`ICP_RECORD` unset): cassettes in `cassettes/<crm>/` are replayed with
 `record_mode="none"`; a request that is not in the cassette fails the test, so a change
 in what the connector sends is caught.
 
-`ICP_RECORD=1` re-records every cassette against the fake servers in `tests/fakes/`.
+`ICP_RECORD=1` re-records every cassette against the fake servers in `tests/fakes/`
+(each cassette is replaced whole; record calls made from one thread at a time, since
+vcrpy may drop interactions recorded concurrently).
 `ICP_RECORD=live` records against a real sandbox org or portal instead (credentials from
 the environment, see the README); the tests then check shapes rather than exact values.
 
@@ -128,7 +130,10 @@ def cassette(crm: str, name: str, real_host: str, placeholder: str) -> Iterator[
         filter_headers=list(_SECRET_HEADERS),
     )
     recorder.register_matcher("json_body", _json_body_matcher)
-    if not RECORDING and not (CASSETTES / crm / f"{name}.yaml").exists():
+    path = CASSETTES / crm / f"{name}.yaml"
+    if RECORDING:
+        path.unlink(missing_ok=True)  # a re-recording replaces the cassette, never appends
+    elif not path.exists():
         msg = f"cassette {crm}/{name}.yaml is missing: record it with ICP_RECORD=1 pytest"
         raise FileNotFoundError(msg)
     with recorder.use_cassette(f"{name}.yaml", allow_playback_repeats=False) as tape:

@@ -69,8 +69,6 @@ def _seed(portal: FakeHubSpot) -> dict[str, list[str]]:
 @contextmanager
 def hubspot(monkeypatch: pytest.MonkeyPatch, name: str) -> Iterator[dict[str, list[str]]]:
     """The origin to talk to (fake or placeholder) inside the cassette `name`."""
-    if RECORDING:  # vcrpy's record mode "all" keeps stale interactions: start afresh
-        (CASSETTES / "hubspot" / f"{name}.yaml").unlink(missing_ok=True)
     if LIVE:  # a real portal: its token and host come from the environment
         host = os.environ.get("HUBSPOT_BASE_URL", "https://api.hubapi.com")
         with cassette("hubspot", name, host, PLACEHOLDER):
