@@ -8,7 +8,8 @@ call. The current output values are selected in the same query; the watermark go
 the query to the millisecond (rows stamped before it, should the org compare at a
 coarser grain, are dropped on arrival). Pages follow `nextRecordsUrl`; when the first
 page says the result is larger than `bulk_pull_threshold`, the query runs again as a
-Bulk API 2.0 query job instead.
+Bulk API 2.0 query job instead. (Pages are read with `query` and `query_more`, the calls
+`query_all_iter` makes, so the first page's `totalSize` can choose REST or Bulk first.)
 
 A mapped field the org does not have makes Salesforce reject the whole query
 (`INVALID_FIELD`); the connector then describes the object once, drops the missing
@@ -131,7 +132,6 @@ class SalesforceConnector(Connector):
         self._retry_wait = retry_wait
         self._missing: dict[str, set[str]] = {"account": set(), "opportunity": set()}
         self._deleted: dict[str, set[str]] = {"account": set(), "opportunity": set()}
-        self._pull_calls = 0
         self._writer: CollectionsWriter | BulkWriter | None = None
         for kind in ("account", "opportunity"):
             for name in self._fields(kind):
@@ -162,7 +162,6 @@ class SalesforceConnector(Connector):
         except TransientError as exc:
             msg = f"cannot reach Salesforce at {self.describe_target()}: {exc}"
             raise ConnectError(msg) from exc
-        self._pull_calls = self.session.calls
         log.info(
             "connected to %s (API v%s); daily API usage %d of %d",
             self.describe_target(),

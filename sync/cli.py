@@ -17,11 +17,19 @@ import click
 
 from sync import render
 from sync.cli_mappings import mappings_group
-from sync.cli_options import common, crm_options, fail, guarded, state_option
+from sync.cli_options import (
+    common,
+    crm_options,
+    fail,
+    guarded,
+    mappings_option,
+    state_option,
+)
 from sync.config import CRMS, load_config, mappings_dir
 from sync.progress import progress_for
 from sync.runner import RunOptions, RunResult, execute
 from sync.state import StateStore
+from sync.versions import VersionError, VersionStore
 
 log = logging.getLogger("icp")
 
@@ -44,7 +52,7 @@ def _run(
     source: Path | None,
     out: Path | None,
 ) -> RunResult:
-    config = load_config(crm, mappings_dir(mappings_option))
+    config = load_config(crm, mappings_dir(mappings_option), state_dir)
     for warning in config.warnings:
         log.warning("%s", warning)
     options = RunOptions(
@@ -64,6 +72,7 @@ def _run(
         if dry_run:
             console.print(render.plan_table(result.plan, result.names, None if show_all else 50))
         render.run_summary(console, result)
+        console.print(f"Criteria: {result.criteria}", highlight=False)
     return result
 
 
@@ -106,6 +115,126 @@ _run_command(
 )
 
 
+def _read_options(func: Any) -> Any:
+    """Options of the commands that only read the CRM (`train`, `report`)."""
+    options = [
+        click.option(
+            "--crm", type=click.Choice(CRMS), default="csv", show_default=True, help="Which CRM."
+        ),
+        mappings_option,
+        state_option,
+        click.option(
+            "--source",
+            type=click.Path(path_type=Path),
+            help="CSV only: folder with Account.csv and Opportunity.csv.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+EXAMPLES_TRAIN = """\b
+Examples:
+  icp train --crm csv --source ./export            # learn, save v000N, make it active
+  icp train --crm csv --source ./export --dry-run  # propose only: the YAML diff
+  icp train --crm salesforce --json --min-won 30 --min-lost 30
+"""
+
+
+@main.command(epilog=EXAMPLES_TRAIN)
+@_read_options
+@click.option(
+    "-n", "--dry-run", is_flag=True, help="Propose only: print the YAML diff; save nothing."
+)
+@click.option(
+    "--lookback-days", type=click.IntRange(min=1), help="Closed deals this far back [730]."
+)
+@click.option("--min-won", type=click.IntRange(min=1), help="Won accounts needed [50].")
+@click.option("--min-lost", type=click.IntRange(min=1), help="Lost accounts needed [50].")
+@click.option("--min-support", type=click.IntRange(min=1), help="Accounts per segment [30].")
+@common
+@guarded
+def train(
+    crm: str,
+    mappings_option: Path | None,
+    state_dir: Path,
+    source: Path | None,
+    dry_run: bool,
+    lookback_days: int | None,
+    min_won: int | None,
+    min_lost: int | None,
+    min_support: int | None,
+    as_json: bool,
+) -> None:
+    """Learn the ICP from won and lost deals; save it as the active criteria version."""
+    from scoring.learn import NotEnoughOutcomes, TrainSettings
+    from sync.train import print_train, run_train
+
+    chosen = {
+        "lookback_days": lookback_days,
+        "min_won": min_won,
+        "min_lost": min_lost,
+        "min_support": min_support,
+    }
+    settings = TrainSettings()
+    for name, value in chosen.items():
+        if value is not None:
+            setattr(settings, name, value)
+    try:
+        outcome = run_train(
+            crm, mappings_dir(mappings_option), state_dir, source, dry_run, settings
+        )
+    except NotEnoughOutcomes as exc:
+        fail(2, f"{exc}. Nothing was saved.")
+    except VersionError as exc:
+        fail(2, str(exc))
+    for warning in [*outcome.config.warnings, *outcome.result.warnings]:
+        click.echo(f"warning: {warning}", err=True)
+    if as_json:
+        click.echo(json.dumps(outcome.payload, default=str))
+    else:
+        print_train(render.console(), outcome)
+
+
+@main.command()
+@_read_options
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("icp_report.html"),
+    show_default=True,
+    help="The HTML file to write.",
+)
+@common
+@guarded
+def report(
+    crm: str,
+    mappings_option: Path | None,
+    state_dir: Path,
+    source: Path | None,
+    out: Path,
+    as_json: bool,
+) -> None:
+    """Write one self-contained HTML report of the active model and the current accounts."""
+    from sync.train import NoModelError, run_report
+
+    try:
+        path, version, config = run_report(
+            crm, mappings_dir(mappings_option), state_dir, source, out
+        )
+    except (NoModelError, VersionError) as exc:
+        fail(2, str(exc))
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"report": str(path), "model": version.name, "criteria": config.criteria_label}
+            )
+        )
+    else:
+        click.echo(f"wrote {path} (model {version.name}; scored with {config.criteria_label})")
+
+
 @main.command()
 @state_option
 @click.option("--crm", type=click.Choice(CRMS), help="Only this CRM.")
@@ -123,10 +252,16 @@ def status(
         fail(2, f"no state in {state_dir}: nothing has run there yet (see --state)")
     with StateStore(state_dir) as state:
         runs, marks, failures = state.runs(crm, limit), state.watermarks(crm), state.failures(crm)
+        criteria = {
+            name: label
+            for name in ([crm] if crm else CRMS)
+            if (label := state.get_meta(f"{name}.criteria_label"))
+        }
     if as_json:
         click.echo(
             json.dumps(
                 {
+                    "criteria": criteria,
                     "runs": [vars(r) for r in runs],
                     "watermarks": [
                         {"crm": c, "object": o, "value": w.value} for (c, o), w in marks.items()
@@ -140,6 +275,12 @@ def status(
     console = render.console()
     for table in render.status_tables(runs, marks, failures):
         console.print(table)
+    for name, label in criteria.items():
+        console.print(f"Criteria used by the last {name} run: {label}", highlight=False)
+    store = VersionStore(state_dir)
+    if store.versions():
+        listed = ", ".join(v.name for v in store.versions())
+        console.print(f"Learned versions: {listed}; active: {store.pointer()}", highlight=False)
 
 
 @main.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import shutil
 import sys
@@ -10,15 +11,28 @@ from typing import Any
 
 import click
 
+import connectors
 import mappings as bundled
-from sync.cli_options import common, fail, guarded, mappings_option
-from sync.config import CRMS, load_config, locate, mappings_dir, validate_all
-from sync.yamlfile import ConfigError
+from sync.cli_options import common, fail, guarded, mappings_option, state_option
+from sync.config import (
+    CRMS,
+    Config,
+    check_criteria,
+    criteria_source,
+    load_config,
+    locate,
+    mappings_dir,
+    validate_all,
+)
+from sync.live import LiveCheck, check_live, create_missing, mapping_document
+from sync.state import StateStore
+from sync.versions import Version, VersionError, VersionStore
+from sync.yamlfile import ConfigError, ConfigProblem, read_yaml
 
 
 @click.group("mappings")
 def mappings_group() -> None:
-    """Create, check and compare the mapping files."""
+    """Create, check, compare and apply the mapping files; roll back learned criteria."""
 
 
 @mappings_group.command("init")
@@ -53,14 +67,17 @@ def mappings_validate(
     directory = mappings_dir(mappings_option)
     if live and crm in (None, "csv"):
         fail(2, "--live checks a CRM's own fields: add --crm salesforce or --crm hubspot")
-    if live:
-        fail(2, f"--live needs the {crm} connector, which this version does not include yet")
     if crm:
         try:
-            warnings = load_config(crm, directory).warnings
+            config = load_config(crm, directory)
+            warnings: list[Any] = list(config.warnings)
             errors: list[Any] = []
         except ConfigError as exc:
             errors, warnings = exc.problems, []
+        if live and not errors:
+            check = _live_check(config, directory)
+            errors += check.errors
+            warnings += check.warnings
     else:
         errors, warnings = validate_all(directory)
     names = [f"{c}.yaml" for c in ([crm] if crm else CRMS)] + ["icp.yaml"]
@@ -86,36 +103,157 @@ def mappings_validate(
 
 @mappings_group.command("diff")
 @mappings_option
-def mappings_diff(mappings_option: Path | None) -> None:
-    """Show how the edited mapping files differ from the bundled defaults."""
-    import difflib
-
+@state_option
+@guarded
+def mappings_diff(mappings_option: Path | None, state_dir: Path) -> None:
+    """Show how the edited mapping files differ from the bundled defaults, and how the
+    active learned criteria differ from the previous version and from icp.yaml."""
     directory = mappings_dir(mappings_option)
     if directory is None:
         click.echo("no ./mappings directory: the bundled files are in use (icp mappings init)")
+    else:
+        for name in bundled.FILES:
+            path = directory / name
+            if not path.is_file():
+                continue
+            ours = bundled.default(name).read_text(encoding="utf-8")
+            theirs = path.read_text(encoding="utf-8-sig")
+            click.echo(_diff(ours, theirs, f"bundled/{name}", str(path)), nl=False)
+    _criteria_diffs(directory, state_dir)
+
+
+def _diff(before: str, after: str, before_label: str, after_label: str) -> str:
+    lines = difflib.unified_diff(
+        before.splitlines(keepends=True), after.splitlines(keepends=True), before_label, after_label
+    )
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def _criteria_diffs(directory: Path | None, state_dir: Path) -> None:
+    store = VersionStore(state_dir)
+    saved = store.versions()
+    if not saved:
         return
-    for name in bundled.FILES:
-        path = directory / name
-        if not path.is_file():
-            continue
-        ours = bundled.default(name).read_text(encoding="utf-8").splitlines(keepends=True)
-        theirs = path.read_text(encoding="utf-8-sig").splitlines(keepends=True)
-        click.echo(
-            "".join(difflib.unified_diff(ours, theirs, f"bundled/{name}", str(path))), nl=False
+    try:
+        active = store.active()
+    except VersionError as exc:
+        fail(2, str(exc))
+    path, label = locate(directory, "icp.yaml")
+    manual = (path.read_text(encoding="utf-8-sig") if path else _bundled_icp(), f"manual {label}")
+    click.echo(f"learned criteria in {store.directory}: {', '.join(v.name for v in saved)}")
+    if active is None:
+        click.echo(f"active: the hand-written {label} (icp mappings rollback VERSION to change)")
+        return
+    pinned = criteria_source(directory) == "manual"
+    click.echo(
+        f"active: {active.name}"
+        + (f" (but {label} pins scoring: {{source: manual}}, so sync uses it)" if pinned else "")
+    )
+    current = (active.yaml_path.read_text(encoding="utf-8"), f"learned {active.name} (active)")
+    previous = store.previous(active)
+    if previous is not None:
+        before = (previous.yaml_path.read_text(encoding="utf-8"), f"learned {previous.name}")
+        click.echo(f"--- {previous.name} (previous) vs {active.name} (active) ---")
+        click.echo(_diff(*before[:1], *current[:1], before[1], current[1]), nl=False)
+    click.echo(f"--- manual {label} vs {active.name} (active) ---")
+    click.echo(_diff(manual[0], current[0], manual[1], current[1]), nl=False)
+
+
+def _bundled_icp() -> str:
+    return bundled.default("icp.yaml").read_text(encoding="utf-8")
+
+
+@mappings_group.command("rollback")
+@click.argument("version", required=False)
+@click.option("--manual", is_flag=True, help="Go back to the hand-written icp.yaml.")
+@state_option
+@mappings_option
+@guarded
+def mappings_rollback(
+    version: str | None, manual: bool, state_dir: Path, mappings_option: Path | None
+) -> None:
+    """Make an earlier learned VERSION the active criteria (default: the one before the
+    active one), or --manual to go back to the hand-written icp.yaml."""
+    if version and manual:
+        fail(2, "give a VERSION or --manual, not both")
+    store = VersionStore(state_dir)
+    saved = store.versions()
+    if not saved and not manual:
+        fail(2, f"no learned criteria versions in {store.directory}: run icp train first")
+    with StateStore(state_dir) as state:
+        state.acquire_lock()  # not while a sync or a train runs on this state
+        try:
+            target = _rollback_target(store, version, manual)
+        except VersionError as exc:
+            fail(2, str(exc))
+        if target is not None:
+            problems: list[ConfigProblem] = []
+            check_criteria(read_yaml(target.yaml_path), None, problems)
+            if problems:
+                raise ConfigError(problems)
+        store.activate(target)
+    directory = mappings_dir(mappings_option)
+    label = locate(directory, "icp.yaml")[1]
+    if target is None:
+        click.echo(f"active criteria: the hand-written {label}")
+    else:
+        click.echo(f"active criteria: learned {target.name} ({target.yaml_path})")
+        if criteria_source(directory) == "manual":
+            click.echo(f"note: {label} pins scoring: {{source: manual}}, so sync keeps using it")
+    click.echo("The next sync rescores every account with them.")
+
+
+def _rollback_target(store: VersionStore, version: str | None, manual: bool) -> Version | None:
+    if manual:
+        return None
+    if version:
+        return store.get(version)
+    active = store.active()
+    if active is None:
+        listed = ", ".join(v.name for v in store.versions())
+        raise VersionError(
+            f"the hand-written criteria are active: name the version to activate ({listed})"
         )
+    previous = store.previous(active)
+    if previous is None:
+        raise VersionError(
+            f"{active.name} is the oldest version: nothing earlier to roll back to "
+            "(--manual goes back to the hand-written icp.yaml)"
+        )
+    return previous
 
 
 @mappings_group.command("apply")
 @click.option("--crm", type=click.Choice(CRMS), default="csv", show_default=True)
 @mappings_option
+@common
 @guarded
-def mappings_apply(crm: str, mappings_option: Path | None) -> None:
+def mappings_apply(crm: str, mappings_option: Path | None, as_json: bool) -> None:
     """Create the output fields in the CRM where its API allows; else say what to create."""
-    config = load_config(crm, mappings_dir(mappings_option))
-    if crm != "csv":
-        fail(2, f"the {crm} connector is not part of this version yet")
-    click.echo("CSV exports need no fields created here. In Salesforce, create on Account:")
-    for key, spec in config.mapping.outputs.items():
-        size = f", length {spec.length}" if spec.length else ""
-        scale = f"(18, {spec.scale})" if spec.type == "number" else ""
-        click.echo(f"  {spec.field:<20} {spec.type}{scale}{size}   <- {key}")
+    directory = mappings_dir(mappings_option)
+    config = load_config(crm, directory)
+    if crm == "csv":
+        click.echo("CSV exports need no fields created here. In Salesforce, create on Account:")
+        for key, spec in config.mapping.outputs.items():
+            size = f", length {spec.length}" if spec.length else ""
+            scale = f"(18, {spec.scale})" if spec.type == "number" else ""
+            click.echo(f"  {spec.field:<20} {spec.type}{scale}{size}   <- {key}")
+        return
+    connector = connectors.create(crm, config.mapping)
+    connector.connect()
+    check = check_live(config, connector.describe(), mapping_document(config, directory))
+    created = create_missing(config, connector, check.missing_outputs)
+    if as_json:
+        click.echo(json.dumps({"fields": [vars(c) for c in created]}))
+    elif not created:
+        click.echo(f"all {len(config.mapping.outputs)} output fields exist in {crm}")
+    for result in created if not as_json else []:
+        mark = "created" if result.created else "NOT created"
+        click.echo(f"{mark:<12} {result.field}: {result.message}")
+    sys.exit(0 if all(c.created for c in created) else 2)
+
+
+def _live_check(config: Config, directory: Path | None) -> LiveCheck:
+    connector = connectors.create(config.crm, config.mapping)
+    connector.connect()
+    return check_live(config, connector.describe(), mapping_document(config, directory))

@@ -14,15 +14,16 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 import connectors
 import mappings
 from connectors.mapping import CrmMapping
 from scoring.features import available_fields
 from scoring.schema import IcpCriteria, condition_problems
+from sync.versions import MANUAL, Version, VersionError, VersionStore
 from sync.yamlfile import (
     ConfigError,
     ConfigProblem,
@@ -51,6 +52,27 @@ class Config:
     files: dict[str, str] = field(default_factory=dict)
     """Which file each part came from (`mapping`, `icp`), for logs and fingerprints."""
     warnings: list[ConfigProblem] = field(default_factory=list)
+    manual_icp: IcpCriteria | None = None
+    """The hand-written `icp.yaml` (also when a learned version is in use as `icp`)."""
+    criteria_version: str = MANUAL
+    """`v0003` when a learned version scores, `manual` for the hand-written file."""
+    criteria_label: str = ""
+    """Which criteria are in use, for people: `learned v0003` or `manual mappings/icp.yaml`."""
+    criteria_pinned: bool = False
+    """icp.yaml says `scoring: {source: manual}`: learned versions are never used."""
+
+    def __post_init__(self) -> None:
+        if self.manual_icp is None:
+            self.manual_icp = self.icp
+        if not self.criteria_label:
+            self.criteria_label = f"manual {self.files.get('icp', 'icp.yaml')}"
+
+
+class _ScoringSetting(BaseModel):
+    """`scoring:` in icp.yaml: which criteria `sync` uses (read here, not by the schema)."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: Literal["manual", "learned"] = "learned"
 
 
 def locate(directory: Path | None, name: str) -> tuple[Path | None, str]:
@@ -81,11 +103,16 @@ def mappings_dir(option: Path | None) -> Path | None:
     return default if default.is_dir() else None
 
 
-def load_config(crm: str, directory: Path | None) -> Config:
-    """Load and cross-check `<crm>.yaml` and `icp.yaml`; raise `ConfigError` listing all."""
+def load_config(crm: str, directory: Path | None, state_dir: Path | None = None) -> Config:
+    """Load and cross-check `<crm>.yaml` and `icp.yaml`; raise `ConfigError` listing all.
+
+    With `state_dir`, the criteria in use are its active learned version (`icp train`),
+    unless `icp.yaml` pins itself with `scoring: {source: manual}` or none is active.
+    """
     mapping_doc = _read(directory, f"{crm}.yaml")
     icp_doc = _read(directory, "icp.yaml")
     problems: list[ConfigProblem] = []
+    source = _scoring_source(icp_doc, problems)
     mapping = _validate(mapping_doc, CrmMapping, problems)
     icp = _validate(icp_doc, IcpCriteria, problems)
     warnings: list[ConfigProblem] = []
@@ -105,9 +132,69 @@ def load_config(crm: str, directory: Path | None) -> Config:
             warnings += _value_warnings(icp, mapping, icp_doc, fields)
         elif isinstance(icp_doc.data, dict):  # the rules that are well-formed, checked anyway
             problems += [icp_doc.problem(p, m) for p, m in condition_problems(icp_doc.data, fields)]
+    files = {"mapping": mapping_doc.file, "icp": icp_doc.file}
+    active = _active_version(state_dir, problems) if source == "learned" else None
+    learned = None
+    if active is not None:
+        learned_doc = read_yaml(active.yaml_path)
+        learned = check_criteria(learned_doc, mapping, problems)
     if problems or mapping is None or icp is None:
         raise ConfigError(problems)
-    return Config(crm, mapping, icp, {"mapping": mapping_doc.file, "icp": icp_doc.file}, warnings)
+    config = Config(crm, mapping, icp, files, warnings)
+    if learned is not None and active is not None:
+        config.icp, config.criteria_version = learned, active.name
+        config.files["icp"] = str(active.yaml_path)
+        config.criteria_label = f"learned {active.name} ({active.yaml_path})"
+    elif source == "manual":
+        config.criteria_pinned = True
+        config.criteria_label += " (pinned: scoring: {source: manual})"
+    return config
+
+
+def criteria_source(directory: Path | None) -> str:
+    """What icp.yaml's `scoring: {source: ...}` says: `manual` pins it, else `learned`."""
+    problems: list[ConfigProblem] = []
+    return _scoring_source(_read(directory, "icp.yaml"), problems)
+
+
+def check_criteria(
+    document: YamlDocument, mapping: CrmMapping | None, problems: list[ConfigProblem]
+) -> IcpCriteria | None:
+    """Validate a criteria document as `icp.yaml` is validated (against `mapping` if given)."""
+    criteria = _validate(document, IcpCriteria, problems)
+    if criteria is not None and mapping is not None:
+        fields = available_fields(mapping.field_types("account"))
+        problems += [document.problem(p, m) for p, m in criteria.problems(fields)]
+    return criteria
+
+
+def _scoring_source(document: YamlDocument, problems: list[ConfigProblem]) -> str:
+    """Read and remove `scoring:` from icp.yaml's data (the criteria schema does not know it)."""
+    if not isinstance(document.data, dict) or "scoring" not in document.data:
+        return "learned"
+    data = dict(document.data)
+    value = data.pop("scoring")
+    document.data = data
+    before = len(problems)
+    if not isinstance(value, dict):
+        problems.append(
+            document.problem(("scoring",), f"must be {{source: manual|learned}}. Got {value!r}")
+        )
+        return "manual"
+    _validate_part(document, ("scoring",), value, _ScoringSetting, problems)
+    if len(problems) > before:
+        return "manual"
+    return _ScoringSetting.model_validate(value).source
+
+
+def _active_version(state_dir: Path | None, problems: list[ConfigProblem]) -> Version | None:
+    if state_dir is None:
+        return None
+    try:
+        return VersionStore(state_dir).active()
+    except VersionError as exc:
+        problems.append(ConfigProblem(str(state_dir), None, (), str(exc)))
+        return None
 
 
 def validate_all(directory: Path | None) -> tuple[list[ConfigProblem], list[ConfigProblem]]:

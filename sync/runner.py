@@ -30,7 +30,7 @@ from sync.config import Config
 from sync.lock import LockedError
 from sync.plan import Plan, plan_changes
 from sync.pull import WorkingSet, persist, working_set
-from sync.state import Failure, StateStore
+from sync.state import Failure, ScoreRecord, StateStore
 from sync.writer import BatchOutcome, WriteSummary, write_all
 from sync.yamlfile import ConfigError
 
@@ -86,6 +86,8 @@ class RunResult:
     opportunities: pd.DataFrame = field(default_factory=pd.DataFrame)
     """The canonical opportunities of those accounts."""
     message: str | None = None
+    criteria: str = ""
+    """Which criteria scored: `learned v0003 (path)` or `manual mappings/icp.yaml`."""
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -93,6 +95,7 @@ class RunResult:
             "crm": self.crm,
             "kind": self.kind,
             "dry_run": self.dry_run,
+            "criteria": self.criteria,
             "outcome": self.outcome,
             "exit_code": self.exit_code,
             "counts": self.counts,
@@ -240,6 +243,7 @@ def _run(
         ),
         scored=desired.reset_index(),
         opportunities=work.opportunities,
+        criteria=config.criteria_label,
     )
     for skip in plan.skips[:_SHOWN]:
         log.info(
@@ -259,13 +263,19 @@ def _run(
         state.finish_run(run_id, "dry-run", 0, counts, connector.api_calls)
         return result
 
-    summary = _write(connector, state, crm, run_id, updates, options, progress)
-    persist(state, crm, work, started)
-    state.set_meta(mapping_key, mapping_fp)
-    state.set_meta(criteria_key, criteria_fp)
+    def track(ids: list[str]) -> list[ScoreRecord]:
+        return _score_records(desired, ids, config.criteria_version, criteria_fp)
+
+    summary = _write(connector, state, crm, run_id, updates, options, progress, track)
     still_failing = {u.record_id for u, _ in summary.failed} | {
         u.record_id for u in summary.not_attempted
     }
+    in_sync = set(desired.index) - {u.record_id for u in updates} - still_failing
+    state.record_scores(crm, run_id, track(sorted(in_sync)), options.now())
+    persist(state, crm, work, started)
+    state.set_meta(mapping_key, mapping_fp)
+    state.set_meta(criteria_key, criteria_fp)
+    state.set_meta(f"{crm}.criteria_label", config.criteria_label)
     state.clear_failures(crm, (failing | set(desired.index)) - still_failing)
     if summary.deleted:
         state.forget_accounts(crm, summary.deleted)
@@ -290,6 +300,7 @@ def _write(
     updates: list[RecordUpdate],
     options: RunOptions,
     progress: Progress,
+    track: Callable[[list[str]], list[ScoreRecord]],
 ) -> WriteSummary:
     def on_batch(outcome: BatchOutcome) -> None:
         written = [(u.record_id, f, v) for u, r in outcome if r.ok for f, v in u.values.items()]
@@ -299,7 +310,9 @@ def _write(
             if not r.ok and not r.deleted
         ]
         succeeded = [u.record_id for u, r in outcome if r.ok]
-        state.record_batch(crm, run_id, written, failed, succeeded, options.now())
+        state.record_batch(
+            crm, run_id, written, failed, succeeded, options.now(), scores=track(succeeded)
+        )
 
     progress.phase("write", len(updates))
     connector.begin_write(len(updates))
@@ -321,6 +334,20 @@ def _write(
             len(summary.failed) - _SHOWN,
         )
     return summary
+
+
+def _score_records(
+    desired: pd.DataFrame, ids: list[str], version: str, criteria_fp: str
+) -> list[ScoreRecord]:
+    """The scores and tiers of `ids` (accounts whose CRM values now match `desired`)."""
+    known = desired.index.intersection(pd.Index(ids, dtype=object))
+    rows = desired.loc[known, ["score", "tier"]]
+    return [
+        ScoreRecord(
+            str(account), None if pd.isna(value) else float(value), tier, version, criteria_fp
+        )
+        for account, value, tier in zip(rows.index, rows["score"], rows["tier"], strict=True)
+    ]
 
 
 def _log_issues(connector: Connector, issues: list[RowIssue]) -> None:

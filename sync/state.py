@@ -2,7 +2,9 @@
 
 `directory/state.sqlite` holds the runs, a watermark per (crm, object), the value last
 written to each (crm, record, field), the records whose write failed (retried next run),
-a mirror of canonical records (`sync.mirror` encodes them) and a small key/value table.
+a mirror of canonical records (`sync.mirror` encodes them), the scores written under each
+criteria version (so `icp train` can judge them against later outcomes) and a small
+key/value table.
 `directory/lock` (`sync.lock`) lets one run at a time work on the directory.
 
 Timestamps are stored as fixed-width ISO 8601 UTC strings (microsecond precision) and
@@ -53,6 +55,12 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
+_ADDITIVE = (  # tables an older engine can ignore: created at open, no schema version bump
+    """CREATE TABLE IF NOT EXISTS scores (crm TEXT NOT NULL, account_id TEXT NOT NULL,
+        fingerprint TEXT NOT NULL, version TEXT NOT NULL, score REAL, tier TEXT,
+        run_id INTEGER NOT NULL, written_at TEXT NOT NULL,
+        PRIMARY KEY (crm, account_id, fingerprint)) WITHOUT ROWID""",
+)
 _SCHEMA_KEY = "schema_version"
 _BUSY_TIMEOUT_S = 30.0
 _ACCOUNT = "account"
@@ -89,6 +97,19 @@ class Failure:
     message: str | None
     transient: bool
     values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ScoreRecord:
+    """A score the CRM now holds for an account, and the criteria version that gave it."""
+
+    account_id: str
+    score: float | None
+    tier: str | None
+    version: str
+    """`v0003` for a learned version, `manual` for the hand-written criteria."""
+    fingerprint: str
+    """The criteria's fingerprint (tells apart edits of the hand-written file)."""
 
 
 @dataclass(frozen=True)
@@ -180,6 +201,7 @@ class StateStore(RecordMirror):
 
     def _migrate(self) -> None:
         if self._schema_version() == SCHEMA_VERSION:  # the usual case: no write needed
+            self._add_tables()
             return
         with self._transaction() as db:  # re-read: another process may have migrated meanwhile
             version = self._schema_version()
@@ -195,6 +217,15 @@ class StateStore(RecordMirror):
                 for statement in statements:
                     db.execute(statement)
             _put_meta(db, _SCHEMA_KEY, str(SCHEMA_VERSION))
+        self._add_tables()
+
+    def _add_tables(self) -> None:
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'scores'"
+        if self._db.execute(sql).fetchone() is not None:
+            return
+        with self._transaction() as db:
+            for statement in _ADDITIVE:
+                db.execute(statement)
 
     # lock
 
@@ -373,13 +404,42 @@ class StateStore(RecordMirror):
         failures: Iterable[Failure],
         succeeded: Iterable[str],
         at: datetime,
+        scores: Iterable[ScoreRecord] = (),
     ) -> None:
-        """One written batch, in one transaction: values written, failures, and the records
-        that succeeded (their earlier failures cleared)."""
+        """One written batch, in one transaction: values written, failures, the records
+        that succeeded (their earlier failures cleared) and the scores now in the CRM."""
         with self._transaction() as db:
             _put_written(db, crm, run_id, written, at)
             _put_failures(db, crm, run_id, failures, at)
             _delete_failures(db, crm, succeeded)
+            _put_scores(db, crm, run_id, scores, at)
+
+    # score tracking
+
+    def record_scores(
+        self, crm: str, run_id: int, scores: Iterable[ScoreRecord], at: datetime
+    ) -> None:
+        """Remember scores now in the CRM under their criteria version.
+
+        One row per account per criteria fingerprint: the first score given under a
+        version is kept (later rescores under the same version do not replace it), so a
+        prediction is judged by what was known when it was made, and the table stays
+        bounded by accounts x versions.
+        """
+        with self._transaction() as db:
+            _put_scores(db, crm, run_id, scores, at)
+
+    def scores(self, crm: str) -> pd.DataFrame:
+        """Every remembered score of `crm`: account_id, fingerprint, version, score, tier,
+        run_id and written_at (tz-aware UTC)."""
+        columns = ["account_id", "fingerprint", "version", "score", "tier", "run_id", "written_at"]
+        rows = self._db.execute(
+            f"SELECT {', '.join(columns)} FROM scores WHERE crm = ?", (crm,)
+        ).fetchall()
+        frame = pd.DataFrame(rows, columns=columns)
+        frame["score"] = frame["score"].astype(float)
+        frame["written_at"] = pd.to_datetime(frame["written_at"], utc=True, format="ISO8601")
+        return frame
 
     # failed records
 
@@ -412,10 +472,12 @@ class StateStore(RecordMirror):
         ]
 
     def forget_accounts(self, crm: str, record_ids: Iterable[str]) -> None:
-        """Drop every trace of deleted accounts: last-written values, failures, mirror rows."""
+        """Drop every trace of deleted accounts: last-written values, failures, mirror rows,
+        remembered scores."""
         keys = [(crm, record_id) for record_id in unique_ids(record_ids)]
         with self._transaction() as db:
             db.executemany("DELETE FROM last_written WHERE crm = ? AND record_id = ?", keys)
+            db.executemany("DELETE FROM scores WHERE crm = ? AND account_id = ?", keys)
             db.executemany("DELETE FROM failures WHERE crm = ? AND record_id = ?", keys)
             db.executemany(
                 "DELETE FROM records WHERE crm = ? AND object = ? AND record_id = ?",
@@ -451,6 +513,21 @@ def _put_written(
         " value = excluded.value, run_id = excluded.run_id,"
         " written_at = excluded.written_at",
         ((crm, str(rid), str(field), dumps(value), run_id, at) for rid, field, value in items),
+    )
+
+
+def _put_scores(
+    db: sqlite3.Connection, crm: str, run_id: int, scores: Iterable[ScoreRecord], at: datetime
+) -> None:
+    stamp = _text(at)
+    db.executemany(
+        "INSERT INTO scores (crm, account_id, fingerprint, version, score, tier, run_id,"
+        " written_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (crm, account_id, fingerprint) DO NOTHING",
+        [
+            (crm, str(s.account_id), s.fingerprint, s.version, s.score, s.tier, run_id, stamp)
+            for s in scores
+        ],
     )
 
 

@@ -1,17 +1,28 @@
-"""`icp --crm hubspot` against the fake portal end to end: sync, faults, token, dry run."""
+"""`icp --crm hubspot` against the fake portal end to end: sync, faults, token, dry run,
+more than 10,000 changed companies, the daily limit, a deleted company, a killed process."""
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import random
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
+import mappings as bundled
+from connectors.hubspot import HubSpotConnector
 from sync.cli import main
+from sync.state import StateStore
 from tests.fakes.hubspot import FakeHubSpot
 
 COMPANIES = 200
@@ -131,3 +142,210 @@ def test_live_validation_and_apply(portal: FakeHubSpot, tmp_path: Path) -> None:
     assert "icp_route" in out + err
     assert "icp_route" in portal.properties("companies")
     assert portal.properties("companies")["icp_route"]["groupName"] == "icp"
+
+
+# -- at scale, faults, limits, deletions, a killed process ------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = {"backoff": 0.01, "search_per_second": 50}
+"""Read retries and the search budget shortened (the fakes here enforce no search rate)."""
+
+
+def fast_mappings(folder: Path, **settings: Any) -> Path:
+    """A mappings directory whose hubspot.yaml is the bundled one with `settings`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = yaml.safe_load(bundled.default("hubspot.yaml").read_text(encoding="utf-8"))
+    data["settings"] = {**FAST, **settings}
+    (folder / "hubspot.yaml").write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return folder
+
+
+def tiers(portal: FakeHubSpot) -> dict[str, str | None]:
+    return {i: c["icp_tier"] for i, c in portal.objects("companies").items()}
+
+
+def written_ids(portal: FakeHubSpot, start: int = 0) -> list[str]:
+    """Company ids in the batch updates the portal took since request `start`."""
+    return [
+        str(item["id"])
+        for r in portal.requests[start:]
+        if r.path.endswith("/batch/update") and r.status == 200
+        for item in json.loads(r.body)["inputs"]
+    ]
+
+
+def fresh_full_run_agrees(tmp_path: Path, *extra: str) -> bool:
+    """A backfill from empty state, as a dry run, finds nothing left to write."""
+    summary = run(tmp_path / "fresh", "--dry-run", *extra, command="backfill")
+    return summary["exit_code"] == 0 and summary["counts"]["records_to_write"] == 0
+
+
+def test_more_than_10000_changed_companies_are_all_picked_up_incrementally(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    n, edited = 10_150, 10_100
+    with FakeHubSpot(rate_limit=None, interval=1.0, search_rate=None) as portal:
+        monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", portal.token)
+        monkeypatch.setenv("HUBSPOT_BASE_URL", portal.base_url)
+        small = {"industry": "COMPUTER_SOFTWARE", "numberofemployees": "5", "country": "US"}
+        ids = portal.add_companies(
+            [{"name": f"Company {i}", "annualrevenue": "1000000", **small} for i in range(n)]
+        )
+        portal.add_deals(
+            [
+                {"dealname": f"Deal {i}", "dealstage": "closedwon", "_company": ids[i]}
+                for i in range(50)
+            ]
+        )
+        folder = fast_mappings(tmp_path / "mappings")
+        state = tmp_path / "state"
+        first = run(state, "--mappings", str(folder))
+        assert first["exit_code"] == 0 and first["counts"]["written"] == n
+        before = tiers(portal)
+
+        changed = ids[:edited]  # 5 -> 120 employees: +25 points, tier C -> B, a new segment
+        for company in changed:
+            portal.edit("companies", company, {"numberofemployees": "120"})
+        mark = len(portal.requests)
+        second = run(state, "--mappings", str(folder))
+
+        assert second["exit_code"] == 0 and second["kind"] == "sync"
+        # the search also reads again the companies our first run wrote (within the
+        # search overlap): all of them, each once; only the edited ones are written
+        assert second["counts"]["accounts_pulled"] == n
+        assert second["counts"]["records_to_write"] == edited
+        assert second["counts"]["written"] == edited and second["counts"]["failed"] == 0
+        written = written_ids(portal, mark)
+        assert sorted(written) == sorted(changed)  # every edited company, exactly once
+        searches = [
+            json.loads(r.body)
+            for r in portal.requests[mark:]
+            if r.path == "/crm/v3/objects/companies/search"
+        ]
+        assert all(int(s["after"]) + s["limit"] <= 10_000 for s in searches)
+        assert sum(s["after"] == "0" for s in searches) >= 2  # restarted past the cap
+        assert len(searches) <= math.ceil(n / 200) + 2  # nothing read twice but a tie page
+        listed = [r for r in portal.requests[mark:] if r.path == "/crm/v3/objects/companies"]
+        pages = [r for r in listed if r.query["archived"][0].lower() == "false"]
+        assert [r.query["limit"] for r in pages] == [["1"]]  # the connection check, no list
+        assert updates(portal) == math.ceil(n / 100) + math.ceil(edited / 100)
+        after = tiers(portal)
+        assert all(after[i] == "B" != before[i] for i in changed)
+        assert all(after[i] == before[i] for i in ids[edited:])
+        assert fresh_full_run_agrees(tmp_path, "--mappings", str(folder))
+        assert portal.server_errors == []
+
+
+def test_killed_mid_write_converges_on_rerun(portal: FakeHubSpot, tmp_path: Path) -> None:
+    seed(portal, 800)  # 1,000 companies: writes of 4 concurrent batches of 100, three times
+    total = len(portal.objects("companies"))
+    state, folder = tmp_path / "state", fast_mappings(tmp_path / "mappings")
+    portal.slow(0.5, times=12, method="POST", path_contains="/batch/update")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-c", "from sync.cli import main; main()", "sync", "--crm",
+               "hubspot", "--state", str(state), "--mappings", str(folder)]  # fmt: skip
+    process = subprocess.Popen(
+        command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while updates(portal) < 4 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.25)  # the first 400 are recorded; the next 4 batches are applied, unanswered
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    landed = [i for i, tier in tiers(portal).items() if tier]
+    assert 0 < len(landed) < total
+
+    rerun = run(state, "--mappings", str(folder))
+    assert rerun["exit_code"] == 0
+    assert rerun["counts"]["written"] == total - len(landed)  # what landed is not written again
+    assert all(tiers(portal).values())
+    assert fresh_full_run_agrees(tmp_path, "--mappings", str(folder))
+
+
+def test_transient_faults_converge_with_nothing_lost(portal: FakeHubSpot, tmp_path: Path) -> None:
+    seed(portal, 200)  # 400 companies: one round of 4 concurrent batch updates
+    state, folder = tmp_path / "state", fast_mappings(tmp_path / "mappings")
+    portal.fail(503, times=1, method="GET", path_contains="/crm/v3/objects/companies")
+    portal.drop(times=1, method="GET", path_contains="/crm/v3/objects/deals")
+    portal.fail(502, times=1, method="POST", path_contains="/batch/update")  # a proxy's page
+    portal.fail(503, times=1, method="POST", path_contains="/batch/update")
+    first = run(state, "--mappings", str(folder))
+    assert first["exit_code"] == 0 and first["counts"]["written"] == 400
+    assert first["counts"]["retries"] >= 1
+
+    # a request matches one fault of each kind: drops and 429s go to the next run
+    edited = sorted(portal.objects("companies"))[:150]
+    for company in edited:
+        portal.edit("companies", company, {"numberofemployees": "4000", "annualrevenue": "0"})
+    portal.drop(times=1, method="POST", path_contains="/batch/update")
+    portal.drop(times=1, method="POST", path_contains="/batch/update", after_apply=True)
+    portal.fail(429, times=2, method="POST", path_contains="/batch/update")
+    portal.burst(2)  # TEN_SECONDLY_ROLLING on the run's first calls (the reads)
+    second = run(state, "--mappings", str(folder))
+    assert second["exit_code"] == 0 and second["counts"]["failed"] == 0
+    assert second["counts"]["written"] == second["counts"]["records_to_write"] > 100
+
+    statuses = [r.status for r in portal.requests]
+    assert {0, 429, 502, 503} <= set(statuses) and statuses.count(429) == 4
+    assert portal.rate_limited == 2
+    assert all(tiers(portal).values())
+    assert run(state, "--mappings", str(folder))["counts"]["records_to_write"] == 0
+    assert fresh_full_run_agrees(tmp_path, "--mappings", str(folder))
+    assert portal.server_errors == []
+
+
+def test_daily_limit_stops_writing_exit_1_and_the_rest_waits(
+    portal: FakeHubSpot, tmp_path: Path
+) -> None:
+    seed(portal, 300)  # 500 companies: a round of 4 concurrent batch updates, then 1
+    folder = fast_mappings(tmp_path / "mappings", daily_reserve=0)  # meet the 429 itself
+    calls = portal.api_calls
+    run(tmp_path / "probe", "--mappings", str(folder), "--dry-run")  # what the pull costs
+    pull = portal.api_calls - calls
+    state = tmp_path / "state"
+    portal.daily_remaining = pull + 1  # the pull and one batch update; then 429 DAILY
+    stopped = run(state, "--mappings", str(folder))
+
+    assert stopped["exit_code"] == 1 and "daily" in (stopped["message"] or "")
+    assert stopped["counts"]["written"] == 100 and stopped["counts"]["failed"] == 400
+    assert portal.rate_limited == 3  # the other three of the round; nothing after
+    assert [r.status for r in portal.requests].count(429) == 3
+    assert sum(1 for t in tiers(portal).values() if t) == 100
+    with StateStore(state) as store:
+        assert len(store.failures("hubspot")) == 400
+
+    portal.daily_remaining = 250_000  # the next day
+    done = run(state, "--mappings", str(folder))
+    assert done["exit_code"] == 0 and done["counts"]["written"] == 400
+    assert all(tiers(portal).values())
+    with StateStore(state) as store:
+        assert store.failures("hubspot") == []
+
+
+def test_company_deleted_before_its_write_drops_from_state(
+    portal: FakeHubSpot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "state"
+    gone = sorted(portal.objects("companies"))[42]
+    begin_write = HubSpotConnector.begin_write
+
+    def delete_then_write(self: HubSpotConnector, records: int = 0) -> None:
+        portal.delete("companies", gone)  # deleted between the pull and the write
+        begin_write(self, records)
+
+    monkeypatch.setattr(HubSpotConnector, "begin_write", delete_then_write)
+    first = run(state)
+    monkeypatch.setattr(HubSpotConnector, "begin_write", begin_write)
+
+    answered = [r for r in portal.requests if r.path.endswith("/batch/update")]
+    assert sorted(r.status for r in answered) == [200, 207]  # 207: OBJECT_NOT_FOUND
+    assert first["exit_code"] == 0 and first["counts"]["failed"] == 0
+    assert first["counts"]["written"] == COMPANIES - 1
+    with StateStore(state) as store:
+        assert not any(record == gone for record, _ in store.last_written("hubspot"))
+        assert store.failures("hubspot") == []
+    second = run(state)
+    assert second["exit_code"] == 0 and second["counts"]["records_to_write"] == 0
+    assert fresh_full_run_agrees(tmp_path)
