@@ -270,7 +270,9 @@ def _run(
     still_failing = {u.record_id for u, _ in summary.failed} | {
         u.record_id for u in summary.not_attempted
     }
-    in_sync = set(desired.index) - {u.record_id for u in updates} - still_failing
+    scored_fields = {o.field for k, o in config.mapping.outputs.items() if k in ("score", "tier")}
+    kept = {s.record_id for s in plan.skips if s.field in scored_fields}  # a person's value
+    in_sync = set(desired.index) - {u.record_id for u in updates} - still_failing - kept
     state.record_scores(crm, run_id, track(sorted(in_sync)), options.now())
     persist(state, crm, work, started)
     state.set_meta(mapping_key, mapping_fp)

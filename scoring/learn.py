@@ -1,0 +1,307 @@
+"""`icp train`: closed outcomes -> a learned criteria document, with honest figures.
+
+1. Outcomes: closed new-business deals in the look-back window, per account (won if
+   any won, else lost; rule in `scoring.learn_outcomes`). Expansion is separate.
+2. Split in time: the most recent `holdout_share` of outcomes is held out, never a
+   random split. Binning, screening, `C`, merging and interactions are all fit on the
+   older part only; the holdout judges the resulting YAML criteria, evaluated exactly
+   as `sync` will evaluate them.
+3. Signal: a bootstrap interval (resampling accounts) on the holdout AUC; only when
+   its lower end is above 0.5 is a new criteria document proposed. Otherwise the
+   manual criteria are returned unchanged, with `learned.signal: false`.
+4. The final scorecard is refit on every outcome with the same `C` and written as
+   criteria, anti-patterns, tiers (the top tier a ~15% minority) and segments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scoring import learn_patterns as lp
+from scoring.features import build_features
+from scoring.learn_binning import candidate_fields
+from scoring.learn_holdout import criteria_document, judge, pipeline, yaml_scores
+from scoring.learn_model import fit_scorecard
+from scoring.learn_outcomes import collect_outcomes
+from scoring.learn_stats import auc
+from scoring.learn_summary import (
+    cap_rule,
+    platt,
+    score_distribution,
+    spearman,
+    summary_text,
+    temporal,
+    tier_table,
+)
+from scoring.learn_yaml import criteria_groups, place_tiers, scorecard_terms, with_segments
+from scoring.schema import IcpCriteria
+
+MODEL_KIND = "scorecard: L2 logistic regression over binned traits"
+MAX_CAPS = 3
+"""Long-cycle anti-patterns written to the criteria (as tier caps); all are reported."""
+PLATT = "P(win) = 1 / (1 + exp(-(intercept + slope * score)))"
+OUTCOME_RULE = {
+    "account": "an account is won when a new-business deal of it closed won in the window, "
+    "lost when its new-business deals closed in the window were all lost; expansion deals "
+    "(by type, or opened once the account was a customer) are a separate outcome",
+    "deal": "every new-business deal closed in the window is one outcome (won or lost), "
+    "carrying its account's traits; expansion deals (by type) are a separate outcome",
+}
+_DAY_NS = 86_400 * 10**9
+
+
+@dataclass
+class TrainSettings:
+    lookback_days: int = 730
+    min_won: int = 50
+    min_lost: int = 50
+    wide_below: int = 200
+    holdout_share: float = 0.25
+    min_support: int = 30
+    emerging_days: int = 90
+    bootstrap: int = 500
+    seed: int = 7
+    unit: str = "account"
+    """`account` (default) or `deal` (repeat-purchase data: every closed deal counts)."""
+    exclude_fields: tuple[str, ...] = ("type",)
+    """Account fields that record the outcome itself (Customer / Prospect status)."""
+    alpha: float = 0.01
+    """Family-wise level for keeping a feature, a bin split or an interaction."""
+    leak_auc: float = 0.9
+    """A single feature separating won from lost at least this well is taken as a leak."""
+    challenger: bool = True
+
+
+class NotEnoughOutcomes(Exception):
+    """Too few won or lost outcomes in the window to learn anything honest."""
+
+    def __init__(self, won: int, lost: int, min_won: int, min_lost: int, unit: str = "account"):
+        self.won, self.lost, self.min_won, self.min_lost = won, lost, min_won, min_lost
+        super().__init__(
+            f"not enough closed outcomes to learn from: {won} won and {lost} lost "
+            f"{unit}s in the window; at least {min_won} won and {min_lost} lost are needed"
+        )
+
+
+@dataclass
+class TrainResult:
+    criteria: dict[str, Any]
+    holdout: dict[str, Any]
+    train_window: dict[str, Any]
+    signal: bool
+    challenger: dict[str, Any]
+    calibration: list[dict[str, Any]]
+    score_distribution: list[dict[str, Any]]
+    segments: list[dict[str, Any]]
+    emerging: list[dict[str, Any]]
+    anti_patterns: list[dict[str, Any]]
+    loss_patterns: list[dict[str, Any]]
+    expansion: dict[str, Any] | None
+    tracking: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
+    features_used: list[str] = field(default_factory=list)
+    features_dropped: list[str] = field(default_factory=list)
+
+    def to_json(self, criteria_file: str | None) -> dict[str, Any]:
+        """The `icp train --json` object (DESIGN.md contract), JSON-safe."""
+        return plain(
+            {
+                "holdout": self.holdout,
+                "signal": self.signal,
+                "segments": self.segments,
+                "emerging": self.emerging,
+                "anti_patterns": self.anti_patterns,
+                "loss_patterns": self.loss_patterns,
+                "criteria_file": criteria_file,
+                "challenger": self.challenger,
+                "warnings": self.warnings,
+                "calibration": self.calibration,
+                "score_distribution": self.score_distribution,
+                "train_window": self.train_window,
+                "expansion": self.expansion,
+                "tracking": self.tracking,
+                "features_used": self.features_used,
+                "features_dropped": self.features_dropped,
+            }
+        )
+
+
+def plain(value: Any) -> Any:
+    """Numpy scalars -> Python, NaN -> None, recursively (safe for JSON and YAML)."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _joined(accounts: pd.DataFrame, field_types: dict[str, str]) -> pd.DataFrame:
+    """Multi-select values held as lists become the canonical `;`-joined text."""
+    out = accounts
+    for name, kind in field_types.items():
+        if kind == "multi" and name in accounts and accounts[name].dtype == object:
+            values = accounts[name]
+            if values.map(lambda v: isinstance(v, list | tuple | set)).any():
+                out = out.assign(**{name: values.map(_join, na_action="ignore")})
+    return out
+
+
+def _join(value: Any) -> Any:
+    if isinstance(value, list | tuple | set):
+        items = sorted(map(str, value)) if isinstance(value, set) else map(str, value)
+        return ";".join(items) or None
+    return value
+
+
+def train(
+    accounts: pd.DataFrame,
+    opportunities: pd.DataFrame,
+    manual: IcpCriteria,
+    field_types: dict[str, str],
+    now: datetime,
+    settings: TrainSettings | None = None,
+) -> TrainResult:
+    """Learn criteria from closed outcomes (see the module docstring).
+
+    Args:
+        accounts: canonical accounts (`account_id` unique).
+        opportunities: canonical opportunities of those accounts.
+        manual: the hand-written criteria: kept unchanged without signal; its tiers,
+            segments and routing carry over into the learned document.
+        field_types: canonical field -> type of every mapped account attribute.
+        now: the reference time (end of the look-back window).
+        settings: thresholds; defaults as in `TrainSettings`.
+
+    Raises:
+        NotEnoughOutcomes: fewer than `min_won` won or `min_lost` lost outcomes.
+    """
+    s = settings or TrainSettings()
+    frame = build_features(_joined(accounts.reset_index(drop=True), field_types), opportunities)
+    out = collect_outcomes(accounts, opportunities, now, s.lookback_days, s.unit, s.emerging_days)
+    acc = out.rows["account"].to_numpy(np.int64)
+    y = out.rows["won"].to_numpy(bool)
+    closed = out.rows["closed"].to_numpy(np.int64)
+    n_won, n_lost = int(y.sum()), int((~y).sum())
+    if n_won < s.min_won or n_lost < s.min_lost:
+        raise NotEnoughOutcomes(n_won, n_lost, s.min_won, s.min_lost, s.unit)
+    warnings: list[str] = []
+    if n_won < s.wide_below or n_lost < s.wide_below:
+        warnings.append(
+            f"only {n_won} won and {n_lost} lost outcomes: estimates are wide "
+            f"(below {s.wide_below} of each)"
+        )
+    kinds, never = candidate_fields(frame, field_types, s.exclude_fields)
+    tier_names = [name for name, _ in manual.tier_order()]
+    placeholder = {name: float(len(tier_names) - 1 - i) for i, name in enumerate(tier_names)}
+    judged = judge(frame, kinds, placeholder, acc, y, closed, s)
+    signal = judged.signal
+    if not signal:
+        lo, hi = judged.holdout["auc_ci"]
+        warnings.append(
+            f"no signal: the holdout AUC interval [{lo:.2f}, {hi:.2f}] does not exclude 0.5; "
+            "the manual criteria are kept unchanged"
+        )
+
+    # The final scorecard and patterns, on every outcome, with the C the split chose.
+    kept, cands, dropped = pipeline(frame, kinds, acc, y, s)
+    final = fit_scorecard(kept, cands, acc, y, s.min_support, C=judged.C)
+    groups, anti = criteria_groups(scorecard_terms(final), acc, y)
+    amount = out.rows["amount"].to_numpy(float)
+    cycle = out.rows["cycle_days"].to_numpy(float)
+    patterns = lp.Patterns(frame, cands, acc, y, amount, cycle, s.min_support)
+    good, bad = patterns.segments()
+    slow = patterns.long_cycles()
+    rising = patterns.emerging(closed > pd.Timestamp(now).value - s.emerging_days * _DAY_NS)
+    used = sorted({f.field for f in kept})
+    unused = {name: why for name, why in {**never, **dropped}.items() if name not in used}
+    learned: dict[str, Any] = {
+        "model": MODEL_KIND,
+        "unit": s.unit,
+        "outcome_rule": OUTCOME_RULE[s.unit],
+        "trained_at": pd.Timestamp(now).isoformat(),
+        "lookback_days": s.lookback_days,
+        "train_window": judged.train_window,
+        "holdout": judged.holdout,
+        "signal": signal,
+        "n_won": n_won,
+        "n_lost": n_lost,
+        "C": judged.C,
+        "features_used": used,
+        "features_dropped": sorted(unused),
+        "dropped_reasons": dict(sorted(unused.items())),
+        "interactions": [" + ".join(t.label for t in r.traits) for r in final.rules],
+        "challenger": judged.challenger,
+    }
+    second = tier_names[1] if len(tier_names) > 2 else tier_names[-1]
+    if signal and any(groups.values()):
+        document = criteria_document(groups, anti, placeholder)
+        scores = yaml_scores(frame, document)
+        tiers = place_tiers(scores, tier_names)
+        document |= {
+            "name": f"Learned ICP ({pd.Timestamp(now).date().isoformat()})",
+            "description": summary_text(n_won, n_lost, judged.train_window, judged.holdout),
+            "tiers": tiers,
+            "anti_patterns": anti + [cap_rule(e, second) for e in slow[:MAX_CAPS]],
+            "segments": with_segments(manual, good),
+            "routing": [
+                r.model_dump(by_alias=True, exclude_none=True, mode="json") for r in manual.routing
+            ],
+        }
+        fitted = final.logit(acc)
+        learned["fit"] = {  # the written criteria vs the scorecard they come from, in-sample
+            "auc": auc(scores[acc], y),
+            "model_auc": auc(fitted, y),
+            "rank_agreement": spearman(scores[acc], fitted),
+        }
+    else:
+        if signal:
+            warnings.append("the final scorecard kept no criterion; the manual criteria are kept")
+            signal = learned["signal"] = False
+        document = manual.model_dump(by_alias=True, exclude_none=True, mode="json")
+        scores = yaml_scores(frame, document)
+        tiers = dict(manual.tiers)
+        learned["note"] = "no signal: the manual criteria are proposed unchanged"
+    a, b = platt(scores[acc], y)
+    learned["calibration"] = {"method": "platt", "intercept": a, "slope": b, "formula": PLATT}
+    learned["tiers"] = tier_table(scores, acc, y, tiers)
+    learned["temporal"] = temporal(out.rows)
+    document = plain(document | {"learned": learned})
+    IcpCriteria.model_validate(document)
+    top = learned["tiers"][0]
+    if signal and (top["win_rate"] or 0) <= y.mean():
+        warnings.append(f"tier {top['tier']} does not win more than average on past outcomes")
+    return TrainResult(
+        criteria=document,
+        holdout=judged.holdout,
+        train_window=judged.train_window,
+        signal=signal,
+        challenger=judged.challenger,
+        calibration=judged.calibration,
+        score_distribution=score_distribution(scores, acc, y),
+        segments=good,
+        emerging=rising,
+        anti_patterns=lp.anti_entries(
+            bad, slow, anti, scores, acc, patterns.account_mask, float(y.mean()), second
+        ),
+        loss_patterns=patterns.loss_patterns(out.losses, good + bad),
+        expansion=lp.expansion(
+            frame,
+            out.customers,
+            kinds,
+            lambda f, k, r, t: pipeline(f, k, r, t, s),
+            s.min_support,
+            s.seed,
+        ),
+        warnings=warnings,
+        features_used=used,
+        features_dropped=sorted(unused),
+    )

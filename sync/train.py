@@ -1,0 +1,342 @@
+"""`icp train` and `icp report`: learn the ICP from outcomes, save it, judge earlier scores.
+
+Training reads every account and opportunity through the connector (read-only, holding
+the state lock so it does not race a sync), fits the learner (`scoring.learn.train`),
+reports how the scores written under earlier criteria versions fared against outcomes
+that have closed since (`track_predictions`), and, when the holdout shows real lift,
+saves the learned criteria as a new version that becomes active for later syncs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+import connectors
+from connectors.base import Connector
+from sync.config import Config, check_criteria, load_config
+from sync.pull import WorkingSet, pull_object
+from sync.runner import score
+from sync.state import StateStore
+from sync.versions import Version, VersionStore, criteria_yaml, track_predictions
+from sync.yamlfile import ConfigError, ConfigProblem, load_yaml
+
+if TYPE_CHECKING:  # the learner (scikit-learn) loads only when `icp train` runs
+    from scoring.learn import TrainResult, TrainSettings
+
+log = logging.getLogger(__name__)
+
+
+class NoModelError(Exception):
+    """`icp report` before any `icp train` saved a version (exit 2)."""
+
+
+@dataclass
+class TrainOutcome:
+    """What one `icp train` did, for the CLI to print."""
+
+    result: TrainResult
+    payload: dict[str, Any]
+    """`icp train --json`: `TrainResult.to_json` plus version, activated and tracking."""
+    proposed: str
+    """The learned criteria as YAML (without the header)."""
+    config: Config
+    version: Version | None = None
+    activated: bool = False
+    diff: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def read_all(connector: Connector) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every account and opportunity, as canonical frames (a full, read-only pull)."""
+    connector.connect()
+    frames = [
+        pull_object(connector, kind, None, set()).frame for kind in ("account", "opportunity")
+    ]
+    issues = sum(len(stats.issues) for stats in connector.stats.values())
+    if issues:
+        log.warning("%d rows or values could not be read (icp sync logs each one)", issues)
+    return frames[0], frames[1]
+
+
+def run_train(
+    crm: str,
+    mappings: Path | None,
+    state_dir: Path,
+    source: Path | None,
+    dry_run: bool,
+    settings: TrainSettings,
+    connector: Connector | None = None,
+) -> TrainOutcome:
+    """Train, track, and (unless `dry_run` or without signal) save and activate a version.
+
+    Raises `NotEnoughOutcomes`, `ConfigError`, `LockedError` and connector errors.
+    """
+    from scoring.learn import train
+
+    config = load_config(crm, mappings, state_dir)
+    store = VersionStore(state_dir)
+    with StateStore(state_dir) as state:
+        state.acquire_lock()
+        connector = connector or connectors.create(crm, config.mapping, source, None)
+        accounts, opportunities = read_all(connector)
+        assert config.manual_icp is not None
+        now = datetime.now(UTC)
+        types: dict[str, str] = dict(config.mapping.field_types("account"))
+        result = train(accounts, opportunities, config.manual_icp, types, now, settings)
+        result.tracking = track_predictions(state.scores(crm), opportunities)
+        proposed = criteria_yaml(result.criteria)
+        outcome = TrainOutcome(result, {}, proposed, config)
+        if not result.signal:
+            outcome.notes.append(_no_signal(result))
+        elif dry_run:
+            outcome.diff = _diff(config, proposed, "proposed (icp train --dry-run)")
+            outcome.notes.append("dry run: nothing saved; the criteria in use are unchanged")
+        else:
+            number = store.next_number()
+            version = Version(number, store.directory)
+            _check(proposed, version, config)
+            outcome.version, outcome.activated = version, True
+            outcome.payload = _payload(outcome)
+            saved = {"criteria": result.criteria, **outcome.payload}
+            store.save(number, result.criteria, saved, header(result, version, now))
+            store.activate(version)
+            if config.criteria_pinned:
+                outcome.notes.append(
+                    f"saved and activated {version.name}, but icp.yaml pins "
+                    "scoring: {source: manual}: sync keeps using the hand-written file"
+                )
+        outcome.payload = outcome.payload or _payload(outcome)
+    return outcome
+
+
+def _payload(outcome: TrainOutcome) -> dict[str, Any]:
+    version = outcome.version
+    payload = outcome.result.to_json(str(version.yaml_path) if version else None)
+    payload.update(
+        version=version.name if version else None,
+        activated=outcome.activated,
+        tracking=outcome.result.tracking,
+    )
+    return payload
+
+
+def _check(text: str, version: Version, config: Config) -> None:
+    """The learned YAML must load as `icp.yaml` does; else nothing is saved."""
+    problems: list[ConfigProblem] = []
+    document = load_yaml(text, f"{version.yaml_path} (not saved)")
+    check_criteria(document, config.mapping, problems)
+    if problems:
+        raise ConfigError(problems)
+
+
+def _no_signal(result: TrainResult) -> str:
+    holdout = result.holdout
+    return (
+        f"no real lift in the holdout (AUC {_f(holdout.get('auc'))}, 95% CI "
+        f"{_ci(holdout.get('auc_ci'))}): criteria unchanged"
+    )
+
+
+def _diff(config: Config, proposed: str, label: str) -> str:
+    active_file = config.files["icp"]
+    path = Path(active_file)
+    if path.is_file():
+        current = path.read_text(encoding="utf-8-sig")
+    else:  # the bundled icp.yaml
+        import mappings
+
+        current = mappings.default("icp.yaml").read_text(encoding="utf-8")
+    lines = difflib.unified_diff(
+        current.splitlines(keepends=True),
+        proposed.splitlines(keepends=True),
+        f"{active_file} (in use: {config.criteria_label})",
+        label,
+    )
+    return "".join(lines)
+
+
+def header(result: TrainResult, version: Version, now: datetime) -> str:
+    """The comment block above a saved version's criteria."""
+    holdout = result.holdout
+    learned = result.criteria.get("learned") or {}
+    challenger = result.challenger or {}
+    better = "clearly better" if challenger.get("clearly_better") else "not clearly better"
+    return "\n".join(
+        [
+            f"Learned ICP {version.name}, generated by icp train at {now:%Y-%m-%d %H:%M} UTC;",
+            "edit freely, or pin mappings/icp.yaml with scoring: {source: manual}.",
+            f"Training window: {_window(result.train_window)}",
+            f"Outcomes: {learned.get('n_won', '-')} won, {learned.get('n_lost', '-')} lost "
+            f"(look-back {learned.get('lookback_days', '-')} days)",
+            f"Holdout window: {_window(holdout.get('window'))}: {holdout.get('n_won')} won, "
+            f"{holdout.get('n_lost')} lost",
+            f"Holdout: AUC {_f(holdout.get('auc'))} (95% CI {_ci(holdout.get('auc_ci'))}), "
+            f"Brier {_f(holdout.get('brier'), 3)}, ECE {_f(holdout.get('ece'), 3)}; "
+            f"signal: {'yes' if result.signal else 'no'}",
+            f"Challenger {challenger.get('model', '-')}: AUC {_f(challenger.get('auc'))} "
+            f"(95% CI {_ci(challenger.get('auc_ci'))}), {better}",
+            "(the challenger is reported, never deployed)",
+        ]
+    )
+
+
+def run_report(
+    crm: str,
+    mappings: Path | None,
+    state_dir: Path,
+    source: Path | None,
+    out: Path,
+    connector: Connector | None = None,
+) -> tuple[Path, Version, Config]:
+    """Score the current accounts with the criteria in use and write the HTML report."""
+    from scoring.report import render_report
+
+    config = load_config(crm, mappings, state_dir)
+    store = VersionStore(state_dir)
+    version = store.active() or store.previous(None)
+    if version is None:
+        raise NoModelError(f"no trained model in {state_dir}: run icp train first")
+    previous = store.previous(version)
+    connector = connector or connectors.create(crm, config.mapping, source, None)
+    accounts, opportunities = read_all(connector)
+    scored = score(config, WorkingSet(accounts, opportunities, {}, True)).reset_index()
+    html = render_report(
+        version.load_model(),
+        scored[["account_id", "score", "tier", "segment"]],
+        opportunities,
+        config.icp,
+        previous.load_model() if previous else None,
+        datetime.now(UTC),
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(html, encoding="utf-8")
+    return out, version, config
+
+
+def _f(value: Any, digits: int = 2) -> str:
+    return "-" if value is None else f"{float(value):.{digits}f}"
+
+
+def _ci(value: Any) -> str:
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        return "-"
+    return f"{_f(value[0])}-{_f(value[1])}"
+
+
+def _window(value: Any) -> str:
+    if isinstance(value, dict):
+        value = [value.get("start", value.get("from")), value.get("end", value.get("to"))]
+    if isinstance(value, list | tuple) and len(value) == 2:
+        return f"{str(value[0])[:10]} to {str(value[1])[:10]}"
+    return "-" if value is None else str(value)
+
+
+def print_train(console: Console, outcome: TrainOutcome) -> None:
+    """The compact human summary of `icp train`."""
+    result, holdout = outcome.result, outcome.result.holdout
+    say = functools.partial(console.print, highlight=False)
+    say(
+        f"Holdout ({_window(holdout.get('window'))}, {holdout.get('n_won')} won / "
+        f"{holdout.get('n_lost')} lost): AUC {_f(holdout.get('auc'))} (95% CI "
+        f"{_ci(holdout.get('auc_ci'))}), Brier {_f(holdout.get('brier'), 3)}, "
+        f"ECE {_f(holdout.get('ece'), 3)} ({_calibration(holdout.get('ece'))})"
+    )
+    if result.signal:
+        say("[bold green]Signal: real lift[/] - the learned criteria separate wins from losses.")
+    else:
+        say(f"[bold yellow]No signal[/]: {_no_signal(result)}.")
+    challenger = result.challenger or {}
+    if challenger.get("auc") is not None:
+        better = challenger.get("clearly_better")
+        note = challenger.get("note") or ("clearly better" if better else "not clearly better")
+        say(
+            f"Challenger {challenger.get('model', '')}: AUC {_f(challenger.get('auc'))} "
+            f"(95% CI {_ci(challenger.get('auc_ci'))}): " + (f"[bold]{note}[/]" if better else note)
+        )
+    if result.signal:
+        console.print(_criteria_table(result.criteria))
+    for label, items in (
+        ("Segments", result.segments),
+        ("Emerging segments", result.emerging),
+        ("Anti-patterns", result.anti_patterns),
+        ("Loss patterns", result.loss_patterns),
+    ):
+        top = "; ".join(_pattern(p) for p in items[:3])
+        say(f"{label}: {len(items)}" + (f" - {top}" if top else ""))
+    if result.tracking:
+        console.print(_tracking_table(result.tracking))
+    if outcome.diff:
+        console.print(outcome.diff, markup=False, highlight=False, end="")
+    if outcome.version is not None:
+        say(
+            f"Saved [bold]{outcome.version.name}[/]: {outcome.version.yaml_path} - now the "
+            "active criteria; the next sync rescores every account "
+            "(icp mappings rollback to undo)."
+        )
+    for note in outcome.notes:
+        say(note[0].upper() + note[1:] + ".")
+
+
+def _calibration(ece: Any) -> str:
+    if ece is None:
+        return "calibration unknown"
+    if ece <= 0.05:
+        return "well calibrated: a score maps to a win probability"
+    return f"calibration off by about {float(ece):.0%} on average"
+
+
+def _criteria_table(criteria: dict[str, Any], limit: int = 10) -> Table:
+    table = Table(title="Top learned criteria", title_justify="left")
+    for column in ("group", "criterion", "weight"):
+        table.add_column(column, justify="right" if column == "weight" else "left")
+    groups = criteria.get("criteria") or {}
+    rows = [(g, str(c.get("name")), float(c.get("weight", 0))) for g in groups for c in groups[g]]
+    for group, name, weight in sorted(rows, key=lambda r: -r[2])[:limit]:
+        table.add_row(group, name, f"{weight:.2f}")
+    antis = criteria.get("anti_patterns") or []
+    for anti in antis[:5]:
+        effects = [f"-{anti['penalty']:g} pts"] if anti.get("penalty") else []
+        effects += [f"at most tier {anti['cap_tier']}"] if anti.get("cap_tier") else []
+        table.add_row("anti-pattern", str(anti.get("name")), ", ".join(effects))
+    more = max(len(rows) - limit, 0) + max(len(antis) - 5, 0)
+    if more:
+        table.caption = f"... and {more} more in the YAML"
+    return table
+
+
+def _pattern(pattern: dict[str, Any]) -> str:
+    rate = pattern.get("win_rate")
+    figures = [f"{pattern.get('support')} accounts"]
+    if rate is not None:
+        figures.append(f"win rate {float(rate):.0%}")
+    return f"{pattern.get('name')} ({', '.join(figures)})"
+
+
+def _tracking_table(tracking: dict[str, Any]) -> Table:
+    table = Table(title="Earlier scores vs outcomes closed since", title_justify="left")
+    for column in ("version", "tier", "scored", "won since", "lost since", "win rate", "AUC"):
+        table.add_column(column, justify="left" if column in ("version", "tier") else "right")
+    for entry in tracking["versions"]:
+        rows = [("all", entry), *entry["win_rate_by_tier"].items()]
+        for tier, figures in rows:
+            rate = figures["win_rate"]
+            table.add_row(
+                entry["version"] if tier == "all" else "",
+                tier,
+                f"{figures['scored']:,}",
+                str(figures["closed_won"]),
+                str(figures["closed_lost"]),
+                "-" if rate is None else f"{rate:.0%}",
+                _f(entry["auc"]) if tier == "all" else "",
+            )
+    return table
