@@ -55,12 +55,14 @@ def mappings_init(directory: Path, force: bool) -> None:
 @mappings_option
 @click.option("--crm", type=click.Choice(CRMS), help="Check only this CRM's mapping with icp.yaml.")
 @click.option("--live", is_flag=True, help="Also check the fields against the CRM itself.")
+@state_option
 @common
 @guarded
 def mappings_validate(
     mappings_option: Path | None,
     crm: str | None,
     live: bool,
+    state_dir: Path,
     as_json: bool,
 ) -> None:
     """Check every mapping file; report all problems at once (exit 2 if any)."""
@@ -69,7 +71,7 @@ def mappings_validate(
         fail(2, "--live checks a CRM's own fields: add --crm salesforce or --crm hubspot")
     if crm:
         try:
-            config = load_config(crm, directory)
+            config = load_config(crm, directory, state_dir)
             warnings: list[Any] = list(config.warnings)
             errors: list[Any] = []
         except ConfigError as exc:
@@ -79,9 +81,15 @@ def mappings_validate(
             errors += check.errors
             warnings += check.warnings
     else:
-        errors, warnings = validate_all(directory)
+        errors, warnings = validate_all(directory, state_dir)
     names = [f"{c}.yaml" for c in ([crm] if crm else CRMS)] + ["icp.yaml"]
     checked = [locate(directory, name)[1] for name in names]
+    try:
+        active = VersionStore(state_dir).active()
+    except VersionError:  # already reported among the errors
+        active = None
+    if active is not None:
+        checked.append(str(active.yaml_path))
     if as_json:
         click.echo(
             json.dumps(

@@ -197,13 +197,16 @@ def _active_version(state_dir: Path | None, problems: list[ConfigProblem]) -> Ve
         return None
 
 
-def validate_all(directory: Path | None) -> tuple[list[ConfigProblem], list[ConfigProblem]]:
-    """Check every mapping file (each CRM mapping with icp.yaml); return (errors, warnings)."""
+def validate_all(
+    directory: Path | None, state_dir: Path | None = None
+) -> tuple[list[ConfigProblem], list[ConfigProblem]]:
+    """Check every mapping file (each CRM mapping with icp.yaml, and the active learned
+    criteria of `state_dir` if any); return (errors, warnings)."""
     errors: dict[tuple[object, ...], ConfigProblem] = {}
     warnings: dict[tuple[object, ...], ConfigProblem] = {}
     for crm in CRMS:
         try:
-            for warning in load_config(crm, directory).warnings:
+            for warning in load_config(crm, directory, state_dir).warnings:
                 warnings.setdefault((warning.file, warning.line, warning.path), warning)
         except ConfigError as exc:
             for problem in exc.problems:

@@ -82,6 +82,7 @@ def run_train(
     Raises `NotEnoughOutcomes`, `ConfigError`, `LockedError` and connector errors.
     """
     from scoring.learn import train
+    from scoring.naming import describe_segments
 
     config = load_config(crm, mappings, state_dir)
     store = VersionStore(state_dir)
@@ -94,6 +95,9 @@ def run_train(
         types: dict[str, str] = dict(config.mapping.field_types("account"))
         result = train(accounts, opportunities, config.manual_icp, types, now, settings)
         result.tracking = track_predictions(state.scores(crm), opportunities)
+        # optional: an OpenAI-compatible endpoint (ICP_LLM_BASE_URL) names and describes
+        # the segments; without it, or when it fails, the deterministic names stand
+        result.segments = describe_segments(result.segments)
         proposed = criteria_yaml(result.criteria)
         outcome = TrainOutcome(result, {}, proposed, config)
         if not result.signal:

@@ -263,3 +263,20 @@ def test_saved_yaml_reloads_through_icp_yaml_validation(trained: tuple[Path, dic
     data = yaml.safe_load(Path(payload["criteria_file"]).read_text())
     assert data["learned"] and data["criteria"]
     assert load_config("csv", None, state).icp.learned == data["learned"]
+
+
+def test_validate_checks_the_active_learned_file_naming_its_line(
+    work: tuple[Path, Path],
+) -> None:
+    _, state = work
+    code, out, err = icp("mappings", "validate", "--crm", "csv", "--state", state)
+    assert code == 0, err
+    assert "v0001.yaml" in out
+    path = state / "criteria" / "v0001.yaml"
+    lines = path.read_text().splitlines()
+    number = next(i for i, line in enumerate(lines) if line.strip().startswith("weight:"))
+    lines[number] = lines[number].replace("weight:", "wieght:")
+    path.write_text("\n".join(lines) + "\n")
+    code, _, err = icp("mappings", "validate", "--crm", "csv", "--state", state)
+    assert code == 2
+    assert f"v0001.yaml:{number + 1}" in err and "'weight'" in err
