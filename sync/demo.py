@@ -43,5 +43,8 @@ def run_demo(directory: Path, accounts: int, as_json: bool) -> None:
     console.print(
         f"Update file for Data Loader: [bold]{result.target}[/]\n"
         f"Next: edit {source / 'Account.csv'} and run\n"
-        f"  icp sync --crm csv --source {source} --state {state_dir} --dry-run"
+        f"  icp sync --crm csv --source {source} --state {state_dir} --dry-run\n"
+        f"Learn the ICP from its won and lost deals, then read the report:\n"
+        f"  icp train --crm csv --source {source} --state {state_dir}\n"
+        f"  icp report --crm csv --source {source} --state {state_dir}"
     )
