@@ -116,6 +116,11 @@ class Connector(ABC):
         self.mapping = mapping
         self.stats: dict[str, PullStats] = {"account": PullStats(), "opportunity": PullStats()}
         self.write_calls = 0
+        self.previous_run_started: datetime | None = None
+        """When the last finished run against this CRM started (set by sync before pulling).
+
+        A CRM whose change feed lags (HubSpot's search index) need only look back for
+        records stamped shortly before that moment, not before every watermark."""
 
     @property
     def api_calls(self) -> int:

@@ -78,10 +78,10 @@ class HubSpotSettings(BaseModel):
     daily_reserve: Annotated[float, Field(ge=0, lt=1)] = 0.5
     """Stop writing when the portal's daily calls left fall below this share of its daily
     allowance, so the portal's other integrations never starve."""
-    search_overlap: Annotated[float, Field(ge=0, le=86_400)] = 300.0
-    """Seconds before the watermark an incremental search starts. HubSpot's search index
-    lags behind writes, so a record changed just before the last run may only show up
-    now; records read twice cost nothing (the plan writes only what changed)."""
+    search_overlap: Annotated[float, Field(ge=0, le=86_400)] = 60.0
+    """How far HubSpot's search index may lag behind writes, in seconds: records stamped
+    this long before the previous run started are searched for again, in case that run
+    could not see them yet (records read twice cost no write)."""
     attempts: Annotated[int, Field(ge=1, le=20)] = 5
     """Tries per read call before a transient failure (429, 5xx, reset) is given up."""
     backoff: Annotated[float, Field(gt=0, le=60)] = 0.5
@@ -181,12 +181,24 @@ class HubSpotConnector(Connector):
 
     # -- pull ---------------------------------------------------------------------------
 
+    def search_start(self, since: datetime) -> datetime:
+        """Where an incremental search starts: HubSpot's search index lags behind writes.
+
+        A record stamped up to `search_overlap` seconds before the previous run started
+        may not have been searchable when that run searched; anything older was. So the
+        search starts at the earlier of `since` and that moment, and a quiet portal is not
+        read again run after run. Without a previous run: `search_overlap` before `since`.
+        """
+        overlap = timedelta(seconds=self.settings.search_overlap)
+        if self.previous_run_started is None:
+            return since - overlap
+        return min(since, self.previous_run_started - overlap)
+
     def pull(self, kind: ObjectKind, since: datetime | None) -> Iterator[pd.DataFrame]:
         """Canonical frames: list pages when `since` is None, else search pages.
 
-        An incremental pull starts `search_overlap` seconds before `since` (HubSpot's
-        search index lags behind writes); the runner takes the few records read again
-        as unchanged.
+        An incremental pull may start before `since`: see `search_start`. The runner takes
+        the few records read again as unchanged.
         """
         reader = Reader(self.transport, self.mapping)
         spec = read_spec(self.mapping, kind)
@@ -195,7 +207,7 @@ class HubSpotConnector(Connector):
         if since is None:
             pages = reader.everything(spec)
         else:
-            pages = reader.changed(spec, since - timedelta(seconds=self.settings.search_overlap))
+            pages = reader.changed(spec, self.search_start(since))
         for rows in gathered(reader.rows(spec, records) for records in pages):
             raw = pd.DataFrame(rows, columns=columns, dtype=object)
             frame, issues = to_canonical(raw, self.mapping, kind)

@@ -106,6 +106,14 @@ def working_set(
         extra_accounts: accounts to rescore whatever changed (failures of earlier runs).
     """
     crm, mapping = connector.name, connector.mapping
+    connector.previous_run_started = next(
+        (
+            run.started_at
+            for run in state.runs(crm, limit=50)
+            if run.finished_at is not None and not run.dry_run and run.outcome in ("ok", "partial")
+        ),
+        None,
+    )
     pulled: dict[str, Pulled] = {}
     known: dict[str, set[str]] = {}
     for kind in ("account", "opportunity"):
@@ -159,5 +167,7 @@ def persist(state: StateStore, crm: str, work: WorkingSet, run_started: datetime
         if len(pulled.frame):
             account_column = "account_id" if kind == "opportunity" else None
             state.upsert_records(crm, kind, pulled.frame, id_column, account_column)
-        if pulled.high_water is not None:
+        stored = state.watermark(crm, kind)
+        if pulled.high_water is not None and (stored is None or pulled.high_water >= stored.value):
+            # a connector that looks back (a lagging search index) may see only older records
             state.set_watermark(crm, kind, pulled.high_water, pulled.boundary_ids, run_started)

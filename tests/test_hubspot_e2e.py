@@ -237,7 +237,7 @@ def test_more_than_10000_changed_companies_are_all_picked_up_incrementally(
 
 
 def test_killed_mid_write_converges_on_rerun(portal: FakeHubSpot, tmp_path: Path) -> None:
-    seed(portal, 800)  # 1,000 companies: writes of 4 concurrent batches of 100, three times
+    seed(portal, 800)  # 1,000 companies: rounds of up to 4 concurrent batches of 100
     total = len(portal.objects("companies"))
     state, folder = tmp_path / "state", fast_mappings(tmp_path / "mappings")
     portal.slow(0.5, times=12, method="POST", path_contains="/batch/update")
@@ -257,6 +257,7 @@ def test_killed_mid_write_converges_on_rerun(portal: FakeHubSpot, tmp_path: Path
     landed = [i for i, tier in tiers(portal).items() if tier]
     assert 0 < len(landed) < total
 
+    portal.clear_faults()
     rerun = run(state, "--mappings", str(folder))
     assert rerun["exit_code"] == 0
     assert rerun["counts"]["written"] == total - len(landed)  # what landed is not written again
@@ -267,31 +268,38 @@ def test_killed_mid_write_converges_on_rerun(portal: FakeHubSpot, tmp_path: Path
 def test_transient_faults_converge_with_nothing_lost(portal: FakeHubSpot, tmp_path: Path) -> None:
     seed(portal, 200)  # 400 companies: one round of 4 concurrent batch updates
     state, folder = tmp_path / "state", fast_mappings(tmp_path / "mappings")
+    ids = sorted(portal.objects("companies"))
+
+    def sync_after(edited: list[str]) -> dict[str, Any]:
+        for company in edited:  # -20 (no target industry) -10 (government): a new score
+            portal.edit("companies", company, {"industry": "GOVERNMENT_ADMINISTRATION"})
+        summary = run(state, "--mappings", str(folder))
+        assert summary["exit_code"] == 0 and summary["counts"]["failed"] == 0, summary
+        assert summary["counts"]["written"] == summary["counts"]["records_to_write"]
+        return summary
+
+    # one request takes at most one fault of each kind, so each run gets its own
     portal.fail(503, times=1, method="GET", path_contains="/crm/v3/objects/companies")
     portal.drop(times=1, method="GET", path_contains="/crm/v3/objects/deals")
+    portal.burst(2)  # 429 TEN_SECONDLY_ROLLING on reads
     portal.fail(502, times=1, method="POST", path_contains="/batch/update")  # a proxy's page
     portal.fail(503, times=1, method="POST", path_contains="/batch/update")
-    first = run(state, "--mappings", str(folder))
-    assert first["exit_code"] == 0 and first["counts"]["written"] == 400
-    assert first["counts"]["retries"] >= 1
+    first = sync_after([])
+    assert first["counts"]["written"] == 400 and first["counts"]["retries"] >= 1
 
-    # a request matches one fault of each kind: drops and 429s go to the next run
-    edited = sorted(portal.objects("companies"))[:150]
-    for company in edited:
-        portal.edit("companies", company, {"numberofemployees": "4000", "annualrevenue": "0"})
     portal.drop(times=1, method="POST", path_contains="/batch/update")
     portal.drop(times=1, method="POST", path_contains="/batch/update", after_apply=True)
+    second = sync_after(ids[:150])  # two concurrent batches
+    assert second["counts"]["written"] == 150 and second["counts"]["retries"] >= 1
+
     portal.fail(429, times=2, method="POST", path_contains="/batch/update")
-    portal.burst(2)  # TEN_SECONDLY_ROLLING on the run's first calls (the reads)
-    second = run(state, "--mappings", str(folder))
-    assert second["exit_code"] == 0 and second["counts"]["failed"] == 0
-    assert second["counts"]["written"] == second["counts"]["records_to_write"] > 100
+    third = sync_after(ids[150:300])
+    assert third["counts"]["written"] == 150 and third["counts"]["retries"] >= 1
 
     statuses = [r.status for r in portal.requests]
     assert {0, 429, 502, 503} <= set(statuses) and statuses.count(429) == 4
     assert portal.rate_limited == 2
     assert all(tiers(portal).values())
-    assert run(state, "--mappings", str(folder))["counts"]["records_to_write"] == 0
     assert fresh_full_run_agrees(tmp_path, "--mappings", str(folder))
     assert portal.server_errors == []
 

@@ -240,3 +240,17 @@ def test_estimate_says_what_the_rate_limit_implies():
     estimate = connector.estimate_calls(1000, full_pull=True)
     assert (estimate.pull_calls, estimate.write_calls) == (10, 10)
     assert "~2 s at 100 calls/10 s" in estimate.note
+
+
+def test_search_looks_back_only_around_the_previous_run() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    connector = HubSpotConnector(MAPPING)  # search_overlap 60 s
+    watermark = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+    assert connector.search_start(watermark) == watermark - timedelta(seconds=60)
+    # quiet portal: the newest change is an hour older than the last run; nothing re-read
+    connector.previous_run_started = watermark + timedelta(hours=1)
+    assert connector.search_start(watermark) == watermark
+    # a change 10 s before the last run started: it may not have been searchable then
+    connector.previous_run_started = watermark + timedelta(seconds=10)
+    assert connector.search_start(watermark) == watermark - timedelta(seconds=50)
