@@ -53,6 +53,9 @@ OUTCOME_RULE = {
     "carrying its account's traits; expansion deals (by type) are a separate outcome",
 }
 _DAY_NS = 86_400 * 10**9
+FAMILY_ALPHA = 0.05
+"""Segments are reported at a 5% false-discovery rate; only those significant after
+Bonferroni over every candidate are written into the criteria, where they tag accounts."""
 
 
 @dataclass
@@ -80,11 +83,25 @@ class TrainSettings:
 class NotEnoughOutcomes(Exception):
     """Too few won or lost outcomes in the window to learn anything honest."""
 
-    def __init__(self, won: int, lost: int, min_won: int, min_lost: int, unit: str = "account"):
+    def __init__(
+        self,
+        won: int,
+        lost: int,
+        min_won: int,
+        min_lost: int,
+        unit: str = "account",
+        deals: int = 0,
+    ) -> None:
         self.won, self.lost, self.min_won, self.min_lost = won, lost, min_won, min_lost
+        hint = (
+            f" ({deals} closed new-business deals: where accounts buy again and again, "
+            "train per deal)"
+            if unit == "account" and deals > 2 * (won + lost)
+            else ""
+        )
         super().__init__(
             f"not enough closed outcomes to learn from: {won} won and {lost} lost "
-            f"{unit}s in the window; at least {min_won} won and {min_lost} lost are needed"
+            f"{unit}s in the window; at least {min_won} won and {min_lost} lost are needed{hint}"
         )
 
 
@@ -192,7 +209,7 @@ def train(
     closed = out.rows["closed"].to_numpy(np.int64)
     n_won, n_lost = int(y.sum()), int((~y).sum())
     if n_won < s.min_won or n_lost < s.min_lost:
-        raise NotEnoughOutcomes(n_won, n_lost, s.min_won, s.min_lost, s.unit)
+        raise NotEnoughOutcomes(n_won, n_lost, s.min_won, s.min_lost, s.unit, out.deals)
     warnings: list[str] = []
     if n_won < s.wide_below or n_lost < s.wide_below:
         warnings.append(
@@ -222,6 +239,8 @@ def train(
     slow = patterns.long_cycles()
     rising = patterns.emerging(closed > pd.Timestamp(now).value - s.emerging_days * _DAY_NS)
     used = sorted({f.field for f in kept})
+    if not kept:
+        warnings.append("no account trait is significantly linked to winning")
     unused = {name: why for name, why in {**never, **dropped}.items() if name not in used}
     learned: dict[str, Any] = {
         "model": MODEL_KIND,
@@ -251,7 +270,7 @@ def train(
             "description": summary_text(n_won, n_lost, judged.train_window, judged.holdout),
             "tiers": tiers,
             "anti_patterns": anti + [cap_rule(e, second) for e in slow[:MAX_CAPS]],
-            "segments": with_segments(manual, good),
+            "segments": with_segments(manual, [g for g in good if g["family_p"] < FAMILY_ALPHA]),
             "routing": [
                 r.model_dump(by_alias=True, exclude_none=True, mode="json") for r in manual.routing
             ],

@@ -32,13 +32,13 @@ MAX_BINS = 6
 
 
 def nice_thresholds(values: np.ndarray, integer: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Round cut points inside the bulk of the data, and how round each is."""
-    low, high = np.quantile(values, [0.01, 0.99])
+    """Round cut points within the range of the data, and how round each is."""
+    low, high = float(values.min()), float(values.max())  # min_bin keeps tails honest
     biggest = max(abs(low), abs(high), 1e-9)
     smallest = np.abs(values[values != 0]).min(initial=biggest)
     top = math.ceil(math.log10(biggest)) + 1
     bottom = max(math.floor(math.log10(max(smallest, biggest * 1e-6))) - 1, top - 9)
-    grid = [m * 10.0**e for e in range(bottom, top + 1) for m in MANTISSAS]
+    grid = [float(f"{m}e{e}") for e in range(bottom, top + 1) for m in MANTISSAS]  # exact decimals
     cuts = {0.0: 0.0} | {v: roundness(v) for v in grid} | {-v: roundness(v) for v in grid}
     if integer:
         cuts = {t: r for t, r in cuts.items() if float(t).is_integer()}
@@ -64,7 +64,7 @@ def split_points(x: np.ndarray, y: np.ndarray, min_bin: int, alpha: float) -> tu
     zeros = int(np.searchsorted(xs, 0.0, side="right"))
     if xs.size and xs[0] == 0 and min_bin <= zeros <= xs.size - min_bin:
         above = xs[zeros]
-        cut = 1.0 if integer else 10.0 ** math.floor(math.log10(above))
+        cut = 1.0 if integer else float(f"1e{math.floor(math.log10(above))}")
         bins = [(0, zeros), (zeros, xs.size)]
         chosen.append(cut)
         keep = cands > cut
@@ -283,6 +283,8 @@ def screen(
                 f"separates won from lost almost perfectly on its own (AUC {alone:.2f}): "
                 "probably recorded after the outcome"
             )
+        elif df == 0 and feature.kind == NUMBER:
+            dropped[feature.name] = "no threshold separates won from lost significantly"
         elif df == 0:
             dropped[feature.name] = "a single value for every account with an outcome"
         elif p >= level:

@@ -120,7 +120,7 @@ def describe(conditions: list[dict[str, Any]]) -> str:
         (op, value), *_ = ops.items()
         parts.append(
             {
-                "is_null": lambda v, f=f: f"{f} unknown" if v else f"{f} known",
+                "is_null": lambda v, f=f: f"{f} is empty" if v else f"{f} is known",
                 "eq": lambda v, f=f: f"{f} {_show(v)}",
                 "in": lambda v, f=f: f"{f} {_listing(v, ' or ')}",
                 "not_in": lambda v, f=f: f"{f} other than {_listing(v, ', ')}",

@@ -15,6 +15,7 @@ from scoring.criteria import score_accounts
 from scoring.learn_binning import encode, screen
 from scoring.learn_features import Feature
 from scoring.learn_model import challenger, fit_scorecard
+from scoring.learn_screen import backward_screen
 from scoring.learn_stats import auc, bootstrap_aucs, brier, calibration_bins, interval
 from scoring.learn_stats import expected_calibration_error as ece
 from scoring.learn_summary import challenger_summary, platt, probability, spearman
@@ -44,8 +45,9 @@ def pipeline(
     """Encode every candidate on `rows`; (kept features, rule candidates, dropped reasons)."""
     encoded, dropped = encode(frame, kinds, rows, y.astype(float), s.min_support, s.alpha)
     kept, screened = screen(encoded, rows, y.astype(float), s.alpha, s.leak_auc)
+    kept, redundant = backward_screen(kept, rows, y, s.alpha)
     leaks = {name for name, why in screened.items() if why.startswith("separates")}
-    return kept, [f for f in encoded if f.name not in leaks], dropped | screened
+    return kept, [f for f in encoded if f.name not in leaks], dropped | screened | redundant
 
 
 def criteria_document(

@@ -188,7 +188,7 @@ def find_rules(
     unpenalised model (residual sum over the pair against its binomial variance), adds
     the strongest if it passes Bonferroni over all pairs tried, refits and repeats, so a
     rule that only echoes one already added (a country inside an added region) falls
-    away. The scorecard is then refit with the rules at its own C.
+    away. The caller refits the scorecard with the rules at its own C.
     """
     traits, matrix = build_traits(features, rows, min_support)
     if len(traits) < 2:
@@ -222,10 +222,7 @@ def find_rules(
         mask = features[a.feature].mask(a.levels) & features[b.feature].mask(b.levels)
         probe.rules = [*probe.rules, Rule((a, b), mask)]
         probe.fit(rows, y)
-    card.rules = probe.rules
-    if card.rules:
-        card.fit(rows, y)
-    return card.rules
+    return probe.rules
 
 
 def fit_scorecard(
@@ -237,15 +234,20 @@ def fit_scorecard(
     C: float | None = None,
     interactions: bool = True,
 ) -> Scorecard:
-    """Choose C (unless given), fit, merge indistinguishable levels, add interactions, refit."""
+    """Choose C (unless given), add interactions, fit, merge indistinguishable levels, refit.
+
+    Interactions are searched before levels merge: a merged main effect (Healthcare lumped
+    with Retail while its EMEA accounts lift it) would leave misfits that look like more
+    interactions.
+    """
     card = Scorecard(features, [], C or 1.0)
     if C is None:
         card.C = choose_c(card, rows, y)
+    if interactions:
+        card.rules = find_rules(card, rows, y, candidates, min_support)
     card.fit(rows, y)
     if merge_levels(card, float(y.mean())):
         card.fit(rows, y)
-    if interactions:
-        find_rules(card, rows, y, candidates, min_support)
     return card
 
 

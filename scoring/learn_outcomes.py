@@ -90,6 +90,10 @@ def collect_outcomes(
     keep = position >= 0
     opps = opps.loc[keep]
     account = position[keep].astype(np.int64)
+    if "closed_at" not in opps:  # nothing closed can be dated: no outcome at all
+        opps = opps.assign(
+            closed_at=pd.Series(pd.NaT, index=opps.index, dtype="datetime64[ns, UTC]")
+        )
     closed_ns = _ns(opps["closed_at"])
     created_ns = _ns(opps["created_at"]) if "created_at" in opps else closed_ns.copy()
     created_ns = np.where(created_ns == NEVER, closed_ns, created_ns)

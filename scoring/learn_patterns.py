@@ -1,5 +1,5 @@
-"""The learned patterns `icp train` reports: segments, anti-patterns, emerging segments,
-loss patterns, the expansion scorecard, calibration and the score distribution."""
+"""The learned patterns `icp train` reports: segments, anti-patterns (with the penalty the
+criteria apply to them), emerging segments, loss patterns and the expansion scorecard."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pandas as pd
 from scoring import learn_trends as trends
 from scoring import segments as seg
 from scoring.criteria import ConditionEvaluator
-from scoring.learn_features import Feature
+from scoring.learn_binning import encode_number
+from scoring.learn_features import NUMBER, Feature
 from scoring.learn_model import fit_scorecard
 from scoring.learn_stats import auc, bootstrap_aucs, interval
 from scoring.learn_yaml import criteria_groups, scorecard_terms
@@ -34,6 +35,7 @@ class Patterns:
         cycle: np.ndarray,
         min_support: int,
     ) -> None:
+        self.frame = frame
         self.evaluator = ConditionEvaluator(frame)
         self.features, self.rows, self.y = features, rows, y
         self.amount, self.cycle, self.min_support = amount, cycle, min_support
@@ -60,9 +62,20 @@ class Patterns:
         )
 
     def long_cycles(self) -> list[dict[str, Any]]:
-        return trends.long_cycles(
-            self.traits, self.matrix, self.y, self.amount, self.cycle, self.min_support
-        )
+        """Slow segments, over numbers cut where won deals' cycles differ (not win rates):
+        a size band can be slow without winning less."""
+        won = self.y & np.isfinite(self.cycle) & (self.cycle > 0)
+        if won.sum() < 2 * self.min_support:
+            return []
+        slow = (self.cycle > np.median(self.cycle[won])).astype(float)[won]
+        features = [
+            encode_number(f.field, self.frame[f.field], self.rows[won], slow, 10, 0.01)
+            if f.kind == NUMBER
+            else f
+            for f in self.features
+        ]
+        traits, matrix = seg.build_traits(features, self.rows, self.min_support)
+        return trends.long_cycles(traits, matrix, self.y, self.amount, self.cycle, self.min_support)
 
     def emerging(self, recent: np.ndarray) -> list[dict[str, Any]]:
         return trends.emerging(
@@ -155,7 +168,7 @@ def expansion(
         )
         oof[test] = fold.logit(rows[test]) if f_kept else 0.0
     aucs = bootstrap_aucs([oof], y, rows, 200, np.random.default_rng(seed))
-    groups, _ = criteria_groups(scorecard_terms(card), rows, y)
+    groups, _ = criteria_groups(scorecard_terms(card), rows, y, verb="expanded")
     out |= {
         "auc": auc(oof, y),
         "auc_ci": interval(aucs[0]),

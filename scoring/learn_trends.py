@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scoring.learn_stats import benjamini_hochberg, binomial_tail, normal_sf, two_proportion_z
+from scoring.learn_stats import (
+    benjamini_hochberg,
+    binomial_tail,
+    normal_isf,
+    normal_sf,
+    two_proportion_z,
+)
 from scoring.segments import (
     FDR,
     MAX_REPORTED,
@@ -34,19 +40,31 @@ def long_cycles(
     cycle: np.ndarray,
     min_support: int,
 ) -> list[dict[str, Any]]:
-    """Segments whose won deals take far longer (median 1.5x or more, BH-significant)."""
+    """Segments whose won deals take far longer (median 1.5x or more, BH-significant).
+
+    Compared on log cycle days; a two-trait rule must also be slower than each of its
+    halves without it (Bonferroni), so "big companies using Jira" is not claimed only
+    because big companies are slow.
+    """
     won = y & np.isfinite(cycle) & (cycle > 0)
     if won.sum() < 2 * min_support or not traits:
         return []
     log_cycle = np.where(won, np.log(np.where(won, cycle, 1.0)), 0.0)
     cands, _ = candidates(traits, matrix, y, min_support)
     m = matrix.astype(np.float32)
-    sums = m.T @ (m * log_cycle[:, None].astype(np.float32))
-    wins = cands.wins
-    mean = cands.pair_values(sums, np.diag(sums)) / np.maximum(wins, 1)
+    counts, sums = _per_candidate(cands, m, won), _per_candidate(cands, m, log_cycle)
+    mean = sums / np.maximum(counts, 1)
     mu, sd = log_cycle[won].mean(), log_cycle[won].std() or 1.0
-    z = (mean - mu) / (sd / np.sqrt(np.maximum(wins, 1)))
-    eligible = wins >= 10
+    z = (mean - mu) / (sd / np.sqrt(np.maximum(counts, 1)))
+    eligible = counts >= 10
+    pairs = np.flatnonzero(cands.j >= 0)
+    crit = normal_isf(0.05 / max(pairs.size, 1))
+    k = len(traits)
+    for parent in (cands.i[pairs], cands.j[pairs]):
+        rest_n = counts[:k][parent] - counts[pairs]
+        rest_mean = (sums[:k][parent] - sums[pairs]) / np.maximum(rest_n, 1)
+        spread = sd * np.sqrt(1 / np.maximum(counts[pairs], 1) + 1 / np.maximum(rest_n, 1))
+        eligible[pairs] &= (rest_n > 0) & ((mean[pairs] - rest_mean) / spread > crit)
     q = np.ones_like(z)
     q[eligible] = benjamini_hochberg(normal_sf(z[eligible]))
     claim = np.flatnonzero(eligible & (q < FDR) & (mean - mu > np.log(1.5)))
@@ -125,9 +143,10 @@ def emerging(
     return out
 
 
-def _per_candidate(cands: Candidates, m: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """How many of `rows` each candidate holds."""
-    pairs = m.T @ (m * rows[:, None].astype(np.float32))
+def _per_candidate(cands: Candidates, matrix: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Sum of `values` (or count of True) over each candidate's rows."""
+    m = matrix if matrix.dtype == np.float32 else matrix.astype(np.float32)
+    pairs = m.T @ (m * values[:, None].astype(np.float32))
     return cands.pair_values(pairs, np.diag(pairs))
 
 

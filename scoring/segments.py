@@ -1,4 +1,4 @@
-"""Rule-shaped groups of accounts that win more, win less, are rising, or lose for a reason.
+"""Rule-shaped groups of accounts that win significantly more, or less, than overall.
 
 Subgroup discovery over the binned traits: every trait (a bin, a range of adjacent bins,
 a value, "has X") and every conjunction of two traits on different fields is a
@@ -10,7 +10,8 @@ excludes the overall win rate, and a Benjamini-Hochberg q-value below 5% over ev
 candidate tested. A two-trait rule must also beat each of its halves on its own
 (Bonferroni over the rules checked), so "SaaS and Slack users" is not claimed only
 because SaaS wins. Overlapping rules are deduplicated, keeping the strongest. Names are
-built from the traits, deterministically.
+built from the traits, deterministically. Rising segments, slow segments and loss
+reasons use the same candidates: `scoring.learn_trends`.
 """
 
 from __future__ import annotations
@@ -193,10 +194,17 @@ def distinguishing(
 
 
 def _select(
-    order: np.ndarray, cands: Candidates, matrix: np.ndarray, limit: int, containment: float = 1.01
+    order: np.ndarray,
+    cands: Candidates,
+    matrix: np.ndarray,
+    limit: int,
+    containment: float = 1.01,
+    y: np.ndarray | None = None,
 ) -> list[int]:
     """Greedy: keep candidates in order unless they overlap one already kept (Jaccard
-    over 0.5, or mostly inside it) or reuse a trait already used twice."""
+    over 0.5, or mostly inside it), reuse a trait already used twice, or, with `y`, lie
+    inside a kept group without a win rate of their own (|z| < 3 against the rest of it:
+    "UK Healthcare" inside "EMEA Healthcare")."""
     kept: list[int] = []
     masks: list[np.ndarray] = []
     uses: dict[int, int] = {}
@@ -210,11 +218,14 @@ def _select(
         for other in masks:
             common = (mask & other).sum()
             union = size + other.sum() - common
-            if (
-                common / max(union, 1) > 0.5
-                or common / max(min(size, other.sum()), 1) > containment
-            ):
+            inside = common / max(min(size, other.sum()), 1)
+            if common / max(union, 1) > 0.5 or inside > containment:
                 duplicate = True
+            elif y is not None and common >= 0.9 * size:
+                rest = other & ~mask
+                z = two_proportion_z(y[mask].sum(), size, y[rest].sum(), rest.sum())
+                duplicate = abs(float(z)) < 3
+            if duplicate:
                 break
         if not duplicate:
             kept.append(int(k))
@@ -255,14 +266,20 @@ def find_segments(
     cycle: np.ndarray,
     min_support: int,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Segments winning significantly more, and significantly less, than overall."""
+    """Segments winning significantly more, and significantly less, than overall.
+
+    Each carries `p_value` (the BH q-value that decided the claim) and `family_p`
+    (Bonferroni over every candidate), the stricter bar for writing it into the criteria.
+    """
     if not traits or y.size == 0:
         return [], []
     cands, both = candidates(traits, matrix, y, min_support)
     p0 = float(y.mean())
     acv0 = float(np.nanmean(amount[y])) if y.any() and np.isfinite(amount[y]).any() else 0.0
     z = binomial_z(cands.wins, cands.support, p0)
-    q = benjamini_hochberg(2 * normal_sf(np.abs(z)))
+    raw = 2 * normal_sf(np.abs(z))
+    q = benjamini_hochberg(raw)
+    family = np.minimum(raw * raw.size, 1.0)  # Bonferroni: what may tag accounts in the CRM
     low, high = wilson(cands.wins, cands.support)
     single = np.diag(both)
     wins_single = cands.wins[: len(traits)]
@@ -273,8 +290,9 @@ def find_segments(
         claimed = np.flatnonzero(claim)
         order = claimed[np.lexsort((claimed, -np.abs(z[claimed])))]
         out = []
-        for k in _select(order, cands, matrix, MAX_REPORTED):
-            out.append(_entry(k, cands, traits, matrix, y, amount, cycle, p0, acv0, float(q[k])))
+        for k in _select(order, cands, matrix, MAX_REPORTED, y=y):
+            entry = _entry(k, cands, traits, matrix, y, amount, cycle, p0, acv0, float(q[k]))
+            out.append(entry | {"family_p": float(family[k])})
         found.append(out)
     return found[0], found[1]
 

@@ -3,12 +3,14 @@
 What wins (log-odds, added up per account):
 
 - a non-monotonic **sweet spot**: 50-500 employees +1.1; under 50 -0.3; 501-5,000 0;
-  over 5,000 -0.5 (and their deals take 2.5 times longer);
-- industry: Technology/SaaS +0.6, Fintech +0.3, Healthcare -0.3, Manufacturing -0.4;
+  over 5,000 -0.5 (and their deals take 2.5 times longer: a **slow** segment; 5% of
+  accounts come from a tail of large companies so that it has support);
+- industry: Technology/SaaS +0.6, Fintech +0.3, Healthcare -0.3, Manufacturing -0.4,
+  Logistics -0.2; Manufacturing losses are mostly on Price (65%, 15% elsewhere);
 - an **interaction**: Healthcare accounts in EMEA (UK, Germany, France) +2.3 on top;
 - uses Salesforce +0.5; pre-revenue (annual_revenue 0) -2.0;
 - an **emerging** segment: AI/ML accounts (new in the CRM) close mostly in the last 90
-  days and win there (+1.5 in total) after losing before (-1.0);
+  days and win there (+1.5 in total) after losing more often before (-0.5);
 - **noise**: `noise_number`, `noise_category`, the Jira and Slack technologies, `source`.
 
 Each account with an outcome has exactly one closed new-business deal in the window, so
@@ -99,7 +101,11 @@ def planted_crm(
     ids = np.array([f"A{i:06d}" for i in range(n)], dtype=object)
     industry = _pick(rng, INDUSTRIES, n)
     ai = industry == "AI/ML"
-    employees = np.clip(np.exp(rng.normal(np.log(180), 1.5, n)), 1, 200_000).round()
+    enterprise = rng.random(n) < 0.05  # a tail of large companies, so ">5,000" has support
+    log_size = np.where(
+        enterprise, rng.normal(np.log(15_000), 0.6, n), rng.normal(np.log(180), 1.5, n)
+    )
+    employees = np.clip(np.exp(log_size), 1, 200_000).round()
     growth = rng.normal(0.1, 0.2, n)
     last_year = np.where(
         rng.random(n) < 0.3, np.nan, np.maximum(1, (employees / (1 + growth)).round())
@@ -136,7 +142,7 @@ def planted_crm(
     recent_ai = ai & (rng.random(n) < 0.85)
     days_ago = np.where(recent_ai, rng.uniform(1, 89, n), days_ago)
     days_ago = np.where(ai & ~recent_ai, rng.uniform(91, 110, n), days_ago)
-    logit = np.where(ai, np.where(days_ago < 90, 1.5, -1.0), logit)
+    logit = np.where(ai, np.where(days_ago < 90, 1.5, -0.5), logit)
     p_win = 1 / (1 + np.exp(-logit)) if signal else np.full(n, 0.45)
     won = rng.random(n) < p_win
     closed = now_ts - pd.to_timedelta(days_ago, unit="D")
