@@ -74,24 +74,42 @@ __all__ = ["FakeSalesforce", "RecordedRequest"]
 
 _DATA_PATH = re.compile(r"/services/data/v(\d+\.\d+)(?:/(.*))?")
 _NOT_FOUND = "The requested resource does not exist"
-_EDGE_502 = (b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center>"
-             b"<h1>502 Bad Gateway</h1></center>\r\n<hr><center>sfdcedge</center>\r\n</body>\r\n"
-             b"</html>\r\n")
+_EDGE_502 = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center>"
+    b"<h1>502 Bad Gateway</h1></center>\r\n<hr><center>sfdcedge</center>\r\n</body>\r\n"
+    b"</html>\r\n"
+)
 _FAULT_BODIES = {
-    500: ("UNKNOWN_EXCEPTION", "An unexpected error occurred. Please include this ErrorId if "
-                               "you contact support: 1427712345-99999 (-1163212345)"),
+    500: (
+        "UNKNOWN_EXCEPTION",
+        "An unexpected error occurred. Please include this ErrorId if "
+        "you contact support: 1427712345-99999 (-1163212345)",
+    ),
     503: ("SERVER_UNAVAILABLE", "Server Unavailable"),
     401: ("INVALID_SESSION_ID", "Session expired or invalid"),
     403: ("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."),
     404: ("NOT_FOUND", _NOT_FOUND),
 }
-_READONLY_HINT = ("Please check the security settings of this field and verify that it is "
-                  "read/write for your profile or permission set.")
-_TOOLING_TYPES = {"Number": "double", "Currency": "currency", "Percent": "percent",
-                  "Text": "string", "TextArea": "textarea", "LongTextArea": "textarea",
-                  "Picklist": "picklist", "MultiselectPicklist": "multipicklist",
-                  "Checkbox": "boolean", "Date": "date", "DateTime": "datetime", "Url": "url",
-                  "Email": "email", "Phone": "phone"}
+_READONLY_HINT = (
+    "Please check the security settings of this field and verify that it is "
+    "read/write for your profile or permission set."
+)
+_TOOLING_TYPES = {
+    "Number": "double",
+    "Currency": "currency",
+    "Percent": "percent",
+    "Text": "string",
+    "TextArea": "textarea",
+    "LongTextArea": "textarea",
+    "Picklist": "picklist",
+    "MultiselectPicklist": "multipicklist",
+    "Checkbox": "boolean",
+    "Date": "date",
+    "DateTime": "datetime",
+    "Url": "url",
+    "Email": "email",
+    "Phone": "phone",
+}
 
 
 @dataclass
@@ -121,14 +139,20 @@ class _Fault:
         if self.method is not None and self.method.upper() != method:
             return False
         return self.path_contains is None or (
-            self.path_contains in raw_path or self.path_contains in unquote_plus(raw_path))
+            self.path_contains in raw_path or self.path_contains in unquote_plus(raw_path)
+        )
 
 
 class FakeSalesforce:
     """A Salesforce org with Accounts and Opportunities, served over HTTPS on 127.0.0.1."""
 
-    def __init__(self, api_version: str = "59.0", page_size: int = 2000,
-                 daily_limit: int = 15_000, latency: float = 0.0):
+    def __init__(
+        self,
+        api_version: str = "59.0",
+        page_size: int = 2000,
+        daily_limit: int = 15_000,
+        latency: float = 0.0,
+    ):
         self.api_version, self.page_size = api_version, page_size
         self.daily_limit, self.latency = daily_limit, latency
         self.api_usage = 0  # the "used" count reported in Sforce-Limit-Info
@@ -166,8 +190,12 @@ class FakeSalesforce:
     def __enter__(self) -> FakeSalesforce:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     def start(self) -> FakeSalesforce:
@@ -178,8 +206,12 @@ class FakeSalesforce:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
         self._server = _Server(self, context)
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                         name="fake-salesforce", daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-salesforce",
+            daemon=True,
+        ).start()
         return self
 
     def stop(self) -> None:
@@ -238,8 +270,9 @@ class FakeSalesforce:
             for row in rows:
                 stamp = self.now()
                 rec: dict[str, Any] = dict.fromkeys(sobject.fields)
-                rec.update(IsDeleted=False, CreatedDate=stamp, LastModifiedDate=stamp,
-                           SystemModstamp=stamp)
+                rec.update(
+                    IsDeleted=False, CreatedDate=stamp, LastModifiedDate=stamp, SystemModstamp=stamp
+                )
                 for key, raw in row.items():
                     f = sobject.field(key)
                     if f is None:
@@ -345,8 +378,14 @@ class FakeSalesforce:
         with self._lock:
             self._faults.append(fault)
 
-    def fail(self, status: int = 503, times: int = 1, method: str | None = None,
-             path_contains: str | None = None, body: Any = None) -> None:
+    def fail(
+        self,
+        status: int = 503,
+        times: int = 1,
+        method: str | None = None,
+        path_contains: str | None = None,
+        body: Any = None,
+    ) -> None:
         """Answer the next matching requests with `status` (not applied).
 
         body None: the documented JSON error array (502: an edge proxy's HTML page); str or
@@ -354,13 +393,23 @@ class FakeSalesforce:
         """
         self._add_fault(_Fault("fail", times, method, path_contains, status, body))
 
-    def drop(self, times: int = 1, method: str | None = None, path_contains: str | None = None,
-             after_apply: bool = False) -> None:
+    def drop(
+        self,
+        times: int = 1,
+        method: str | None = None,
+        path_contains: str | None = None,
+        after_apply: bool = False,
+    ) -> None:
         """Close the connection without answering (after applying, with after_apply=True)."""
         self._add_fault(_Fault("drop", times, method, path_contains, after_apply=after_apply))
 
-    def slow(self, seconds: float, times: int = 1, method: str | None = None,
-             path_contains: str | None = None) -> None:
+    def slow(
+        self,
+        seconds: float,
+        times: int = 1,
+        method: str | None = None,
+        path_contains: str | None = None,
+    ) -> None:
         self._add_fault(_Fault("slow", times, method, path_contains, seconds=seconds))
 
     def lock_rows(self, ids: Iterable[str], times: int = 1) -> None:
@@ -369,8 +418,7 @@ class FakeSalesforce:
             for rid in ids:
                 self._row_locks[normalize_id(rid) or rid] = times
 
-    def add_validation_rule(self, obj: str,
-                            rule: Callable[[dict[str, Any]], str | None]) -> None:
+    def add_validation_rule(self, obj: str, rule: Callable[[dict[str, Any]], str | None]) -> None:
         """rule(record as it would be after the API update) -> error message or None."""
         with self._lock:
             self._rules.setdefault(self._sobject(obj).name, []).append(rule)
@@ -462,8 +510,9 @@ class FakeSalesforce:
             if token not in self._tokens:
                 return ApiError(401, "INVALID_SESSION_ID", "Session expired or invalid").response()
             if self.api_usage >= self.daily_limit:
-                response = ApiError(403, "REQUEST_LIMIT_EXCEEDED",
-                                    "TotalRequests Limit exceeded.").response()
+                response = ApiError(
+                    403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."
+                ).response()
             else:
                 self.api_usage += 1
                 self.api_calls += 1
@@ -479,8 +528,11 @@ class FakeSalesforce:
 
         def only(*allowed: str) -> None:
             if method not in allowed:
-                raise ApiError(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed. "
-                                                          f"Allowed are {','.join(allowed)}")
+                raise ApiError(
+                    405,
+                    "METHOD_NOT_ALLOWED",
+                    f"HTTP Method '{method}' not allowed. Allowed are {','.join(allowed)}",
+                )
 
         head = parts[0] if parts else ""
         if head == "jobs":
@@ -502,8 +554,9 @@ class FakeSalesforce:
                 raise ApiError(404, "NOT_FOUND", _NOT_FOUND)
             if parts[2] == "describe":
                 only("GET")
-                return json_response(200, sobject.describe(version, self.instance_url,
-                                                           self._children(sobject)))
+                return json_response(
+                    200, sobject.describe(version, self.instance_url, self._children(sobject))
+                )
             only("GET", "PATCH")
             if method == "GET":
                 return self._get_record(req, version, sobject, parts[2])
@@ -535,8 +588,15 @@ class FakeSalesforce:
             raise ApiError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
         return self._page(req, version, cursor[0], cursor[1], match.group(1), int(match.group(2)))
 
-    def _page(self, req: Request, version: str, soql: Soql, ids: list[str],
-              cursor: str | None, offset: int) -> Response:
+    def _page(
+        self,
+        req: Request,
+        version: str,
+        soql: Soql,
+        ids: list[str],
+        cursor: str | None,
+        offset: int,
+    ) -> Response:
         size = self.page_size
         options = re.search(r"batchSize\s*=\s*(\d+)", req.headers.get("sforce-query-options", ""))
         if options:
@@ -551,7 +611,8 @@ class FakeSalesforce:
                 while len(self._cursors) > 50:  # like a real org, old cursors expire
                     del self._cursors[next(iter(self._cursors))]
             body["nextRecordsUrl"] = (
-                f"/services/data/v{version}/query/{cursor}-{offset + len(page)}")
+                f"/services/data/v{version}/query/{cursor}-{offset + len(page)}"
+            )
         records = soql.sobject.records
         body["records"] = [soql.render(records[i], version) for i in page]
         return json_response(200, body)
@@ -559,38 +620,79 @@ class FakeSalesforce:
     # ------------------------------------------------------------ describe, limits, records
 
     def _children(self, sobject: SObject) -> list[dict[str, Any]]:
-        return [{"cascadeDelete": True, "childSObject": other.name, "deprecatedAndHidden": False,
-                 "field": f["name"], "junctionIdListNames": [], "junctionReferenceTo": [],
-                 "relationshipName": other.plural, "restrictedDelete": False}
-                for other in self.sobjects.values() for f in other.fields.values()
-                if f["type"] == "reference" and sobject.name in f["referenceTo"]]
+        return [
+            {
+                "cascadeDelete": True,
+                "childSObject": other.name,
+                "deprecatedAndHidden": False,
+                "field": f["name"],
+                "junctionIdListNames": [],
+                "junctionReferenceTo": [],
+                "relationshipName": other.plural,
+                "restrictedDelete": False,
+            }
+            for other in self.sobjects.values()
+            for f in other.fields.values()
+            if f["type"] == "reference" and sobject.name in f["referenceTo"]
+        ]
 
     def _global_describe(self, version: str) -> Response:
         base = f"/services/data/v{version}/sobjects"
-        return json_response(200, {"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": [
-            {"activateable": False, "createable": True, "custom": o.custom,
-             "customSetting": False, "deletable": True, "deprecatedAndHidden": False,
-             "feedEnabled": True, "keyPrefix": o.key_prefix, "label": o.label,
-             "labelPlural": o.plural, "layoutable": True, "name": o.name, "queryable": True,
-             "replicateable": True, "retrieveable": True, "searchable": True,
-             "triggerable": True, "undeletable": True, "updateable": True,
-             "urls": {"sobject": f"{base}/{o.name}", "describe": f"{base}/{o.name}/describe",
-                      "rowTemplate": f"{base}/{o.name}/{{ID}}"}}
-            for o in self.sobjects.values()]})
+        return json_response(
+            200,
+            {
+                "encoding": "UTF-8",
+                "maxBatchSize": 200,
+                "sobjects": [
+                    {
+                        "activateable": False,
+                        "createable": True,
+                        "custom": o.custom,
+                        "customSetting": False,
+                        "deletable": True,
+                        "deprecatedAndHidden": False,
+                        "feedEnabled": True,
+                        "keyPrefix": o.key_prefix,
+                        "label": o.label,
+                        "labelPlural": o.plural,
+                        "layoutable": True,
+                        "name": o.name,
+                        "queryable": True,
+                        "replicateable": True,
+                        "retrieveable": True,
+                        "searchable": True,
+                        "triggerable": True,
+                        "undeletable": True,
+                        "updateable": True,
+                        "urls": {
+                            "sobject": f"{base}/{o.name}",
+                            "describe": f"{base}/{o.name}/describe",
+                            "rowTemplate": f"{base}/{o.name}/{{ID}}",
+                        },
+                    }
+                    for o in self.sobjects.values()
+                ],
+            },
+        )
 
     def _limits(self) -> Response:
         def limit(most: int, used: int = 0) -> dict[str, int]:
             return {"Max": most, "Remaining": max(0, most - used)}
 
         jobs = self._bulk.jobs.values()
-        return json_response(200, {
-            "DailyApiRequests": limit(self.daily_limit, self.api_usage),
-            "DailyAsyncApexExecutions": limit(250_000),
-            "DailyBulkApiBatches": limit(15_000, sum(j.kind == "ingest" for j in jobs)),
-            "DailyBulkV2QueryFileStorageMB": limit(976_562),
-            "DailyBulkV2QueryJobs": limit(10_000, sum(j.kind == "query" for j in jobs)),
-            "DataStorageMB": limit(5), "FileStorageMB": limit(20),
-            "SingleEmail": limit(15)})
+        return json_response(
+            200,
+            {
+                "DailyApiRequests": limit(self.daily_limit, self.api_usage),
+                "DailyAsyncApexExecutions": limit(250_000),
+                "DailyBulkApiBatches": limit(15_000, sum(j.kind == "ingest" for j in jobs)),
+                "DailyBulkV2QueryFileStorageMB": limit(976_562),
+                "DailyBulkV2QueryJobs": limit(10_000, sum(j.kind == "query" for j in jobs)),
+                "DataStorageMB": limit(5),
+                "FileStorageMB": limit(20),
+                "SingleEmail": limit(15),
+            },
+        )
 
     def _get_record(self, req: Request, version: str, sobject: SObject, raw: str) -> Response:
         rec = sobject.records.get(normalize_id(raw) or "")
@@ -602,16 +704,25 @@ class FakeSalesforce:
         if req.query.get("fields"):
             wanted = [sobject.field(n.strip()) for n in req.query["fields"].split(",")]
             names = [f["name"] for f in wanted if f is not None]
-        out: dict[str, Any] = {"attributes": {
-            "type": sobject.name,
-            "url": f"/services/data/v{version}/sobjects/{sobject.name}/{rec['Id']}"}}
+        out: dict[str, Any] = {
+            "attributes": {
+                "type": sobject.name,
+                "url": f"/services/data/v{version}/sobjects/{sobject.name}/{rec['Id']}",
+            }
+        }
         out.update({name: json_value(rec.get(name)) for name in names})
         return json_response(200, out)
 
     # ------------------------------------------------------------ writes
 
-    def prepare_update(self, sobject: SObject, raw_id: Any, values: Mapping[str, Any],
-                       source: str, bulk: bool = False) -> tuple[str, dict[str, Any]]:
+    def prepare_update(
+        self,
+        sobject: SObject,
+        raw_id: Any,
+        values: Mapping[str, Any],
+        source: str,
+        bulk: bool = False,
+    ) -> tuple[str, dict[str, Any]]:
         """Check one record's update the way Salesforce does; raises RecordError.
 
         The caller holds the lock, has rejected unknown fields, and applies the result with
@@ -621,20 +732,27 @@ class FakeSalesforce:
             raise RecordError("MISSING_ARGUMENT", "Id not specified in an update call")
         rid = normalize_id(raw_id)
         if rid is None or not rid.startswith(sobject.key_prefix):
-            raise RecordError("MALFORMED_ID",
-                              f"{sobject.label} ID: id value of incorrect type: {raw_id}", ["Id"])
+            raise RecordError(
+                "MALFORMED_ID", f"{sobject.label} ID: id value of incorrect type: {raw_id}", ["Id"]
+            )
         rec = sobject.records.get(rid)
         if rec is None:
             raise RecordError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")
         if rec.get("IsDeleted"):
             raise RecordError("ENTITY_IS_DELETED", "entity is deleted", [], rid)
-        described = [(f, raw) for f, raw in ((sobject.field(k), v) for k, v in values.items())
-                     if f is not None and f["name"] != "Id"]
+        described = [
+            (f, raw)
+            for f, raw in ((sobject.field(k), v) for k, v in values.items())
+            if f is not None and f["name"] != "Id"
+        ]
         readonly = [f["name"] for f, _ in described if not f["updateable"]]
         if readonly:
-            raise RecordError("INVALID_FIELD_FOR_INSERT_UPDATE",
-                              f"Unable to create/update fields: {', '.join(readonly)}. "
-                              + _READONLY_HINT, readonly, rid)
+            raise RecordError(
+                "INVALID_FIELD_FOR_INSERT_UPDATE",
+                f"Unable to create/update fields: {', '.join(readonly)}. " + _READONLY_HINT,
+                readonly,
+                rid,
+            )
         changes = {}
         for f, raw in described:
             try:
@@ -645,8 +763,9 @@ class FakeSalesforce:
         if self._row_locks.get(rid, 0) > 0:
             self._row_locks[rid] -= 1
             message = "unable to obtain exclusive access to this record"
-            raise RecordError("UNABLE_TO_LOCK_ROW",
-                              message if bulk else f"{message} or 1 records: {rid}", [], rid)
+            raise RecordError(
+                "UNABLE_TO_LOCK_ROW", message if bulk else f"{message} or 1 records: {rid}", [], rid
+            )
         after = {**rec, **changes}
         for rule in self._rules.get(sobject.name, []):
             problem = rule(dict(after))
@@ -654,8 +773,9 @@ class FakeSalesforce:
                 raise RecordError("FIELD_CUSTOM_VALIDATION_EXCEPTION", problem, [], rid)
         return rid, changes
 
-    def apply_update(self, sobject: SObject, prepared: Iterable[tuple[str, dict[str, Any]]],
-                     stamp: datetime) -> None:
+    def apply_update(
+        self, sobject: SObject, prepared: Iterable[tuple[str, dict[str, Any]]], stamp: datetime
+    ) -> None:
         """Apply checked updates; every saved record gets the stamp, changed or not."""
         for rid, changes in prepared:
             rec = sobject.records[rid]
@@ -673,8 +793,11 @@ class FakeSalesforce:
     def _check_fields(sobject: SObject, keys: Iterable[str]) -> None:
         for key in keys:
             if key not in ("attributes", "id") and sobject.field(key) is None:
-                raise ApiError(400, "INVALID_FIELD",
-                               f"No such column '{key}' on sobject of type {sobject.name}")
+                raise ApiError(
+                    400,
+                    "INVALID_FIELD",
+                    f"No such column '{key}' on sobject of type {sobject.name}",
+                )
 
     def _update_record(self, req: Request, sobject: SObject, raw_id: str) -> Response:
         body = self._json_body(req)
@@ -696,10 +819,13 @@ class FakeSalesforce:
         body = self._json_body(req)
         records = body.get("records") if isinstance(body, dict) else None
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-            raise ApiError(400, "JSON_PARSER_ERROR", "Expected {\"records\": [...]}")
+            raise ApiError(400, "JSON_PARSER_ERROR", 'Expected {"records": [...]}')
         if len(records) > 200:
-            raise ApiError(400, "EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more "
-                                                     "than 200 records into this call")
+            raise ApiError(
+                400,
+                "EXCEEDED_ID_LIMIT",
+                "record limit reached. cannot submit more than 200 records into this call",
+            )
         typed = []
         for rec in records:
             type_name = (rec.get("attributes") or {}).get("type")
@@ -729,9 +855,11 @@ class FakeSalesforce:
         for _, result_id, _, failure in outcomes:
             error = failure
             if error is None and rollback:
-                error = RecordError("ALL_OR_NONE_OPERATION_ROLLED_BACK",
-                                  "Record rolled back because not all records were valid and the "
-                                  "request was using AllOrNone header")
+                error = RecordError(
+                    "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+                    "Record rolled back because not all records were valid and the "
+                    "request was using AllOrNone header",
+                )
             result: dict[str, Any] = {} if result_id is None else {"id": result_id}
             result["success"] = error is None
             result["errors"] = [] if error is None else [error.as_error()]
@@ -741,23 +869,37 @@ class FakeSalesforce:
     def _create_custom_field(self, req: Request) -> Response:
         body = self._json_body(req)
         if not self.can_customize:
-            raise ApiError(400, "INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY",
-                           "insufficient access rights on cross-reference id")
+            raise ApiError(
+                400,
+                "INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY",
+                "insufficient access rights on cross-reference id",
+            )
         full_name = body.get("FullName") if isinstance(body, dict) else None
         meta = body.get("Metadata") if isinstance(body, dict) else None
         if not isinstance(full_name, str) or "." not in full_name or not isinstance(meta, dict):
-            raise ApiError(400, "REQUIRED_FIELD_MISSING",
-                           "Required fields are missing: [FullName, Metadata]", [])
+            raise ApiError(
+                400,
+                "REQUIRED_FIELD_MISSING",
+                "Required fields are missing: [FullName, Metadata]",
+                [],
+            )
         obj_name, name = full_name.split(".", 1)
         sobject = self.sobject(obj_name)
         type_ = _TOOLING_TYPES.get(str(meta.get("type")))
         if sobject is None or not name.endswith("__c") or type_ is None:
-            raise ApiError(400, "FIELD_INTEGRITY_EXCEPTION",
-                           f"Cannot create field {full_name} of type {meta.get('type')}", [])
+            raise ApiError(
+                400,
+                "FIELD_INTEGRITY_EXCEPTION",
+                f"Cannot create field {full_name} of type {meta.get('type')}",
+                [],
+            )
         if sobject.field(name) is not None:
-            raise ApiError(400, "DUPLICATE_DEVELOPER_NAME",
-                           f"There is already a field named {name.removesuffix('__c')} on "
-                           f"{sobject.name}.", [])
+            raise ApiError(
+                400,
+                "DUPLICATE_DEVELOPER_NAME",
+                f"There is already a field named {name.removesuffix('__c')} on {sobject.name}.",
+                [],
+            )
         attrs: dict[str, Any] = {"label": meta.get("label") or name}
         if type_ in ("double", "currency", "percent"):
             attrs.update(precision=int(meta.get("precision", 18)), scale=int(meta.get("scale", 0)))
@@ -772,8 +914,16 @@ class FakeSalesforce:
             attrs["restrictedPicklist"] = bool(value_set.get("restricted", False))
         self.set_field(sobject.name, name, type=type_, **attrs)
         self._field_count += 1
-        return json_response(201, {"id": make_id("00N", self._field_count), "success": True,
-                                   "errors": [], "warnings": [], "infos": []})
+        return json_response(
+            201,
+            {
+                "id": make_id("00N", self._field_count),
+                "success": True,
+                "errors": [],
+                "warnings": [],
+                "infos": [],
+            },
+        )
 
     # ------------------------------------------------------------ logins
 
@@ -788,18 +938,23 @@ class FakeSalesforce:
         password = element("password")
         valid = element("username") == self.username and (
             password == self.password + self.security_token
-            or (not self.security_token and password == self.password))
-        envelope = ('<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv='
-                    '"http://schemas.xmlsoap.org/soap/envelope/" {ns} xmlns:xsi='
-                    '"http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>{body}'
-                    '</soapenv:Body></soapenv:Envelope>')
+            or (not self.security_token and password == self.password)
+        )
+        envelope = (
+            '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv='
+            '"http://schemas.xmlsoap.org/soap/envelope/" {ns} xmlns:xsi='
+            '"http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>{body}'
+            "</soapenv:Body></soapenv:Envelope>"
+        )
         if not valid:
             message = "Invalid username, password, security token; or user locked out."
-            fault = ("<soapenv:Fault><faultcode>sf:INVALID_LOGIN</faultcode><faultstring>"
-                     f"INVALID_LOGIN: {message}</faultstring><detail><sf:LoginFault "
-                     'xsi:type="sf:LoginFault"><sf:exceptionCode>INVALID_LOGIN</sf:exceptionCode>'
-                     f"<sf:exceptionMessage>{message}</sf:exceptionMessage></sf:LoginFault>"
-                     "</detail></soapenv:Fault>")
+            fault = (
+                "<soapenv:Fault><faultcode>sf:INVALID_LOGIN</faultcode><faultstring>"
+                f"INVALID_LOGIN: {message}</faultstring><detail><sf:LoginFault "
+                'xsi:type="sf:LoginFault"><sf:exceptionCode>INVALID_LOGIN</sf:exceptionCode>'
+                f"<sf:exceptionMessage>{message}</sf:exceptionMessage></sf:LoginFault>"
+                "</detail></soapenv:Fault>"
+            )
             xml = envelope.format(ns='xmlns:sf="urn:fault.partner.soap.sforce.com"', body=fault)
             return Response(500, xml.encode(), "text/xml;charset=UTF-8")
         token = self.issue_token()
@@ -813,7 +968,8 @@ class FakeSalesforce:
             f"<organizationId>{self.org_id}</organizationId><organizationName>ICP Fake Org"
             f"</organizationName><sessionSecondsValid>7200</sessionSecondsValid><userEmail>"
             f"{html.escape(self.username)}</userEmail><userId>{self.user_id}</userId><userName>"
-            f"{html.escape(self.username)}</userName></userInfo></result></loginResponse>")
+            f"{html.escape(self.username)}</userName></userInfo></result></loginResponse>"
+        )
         xml = envelope.format(ns='xmlns="urn:partner.soap.sforce.com"', body=result)
         return Response(200, xml.encode(), "text/xml;charset=UTF-8")
 
@@ -840,7 +996,9 @@ class FakeSalesforce:
             if form.get("client_secret") != self.consumer_secret:
                 return refuse("invalid_client", "invalid client credentials")
             if form.get("username") != self.username or form.get("password") not in (
-                    self.password, self.password + self.security_token):
+                self.password,
+                self.password + self.security_token,
+            ):
                 return refuse("invalid_grant", "authentication failure")
         elif grant == "client_credentials":
             basic = req.headers.get("authorization", "").removeprefix("Basic ")
@@ -851,13 +1009,23 @@ class FakeSalesforce:
             return refuse("unsupported_grant_type", "grant type not supported")
         token = self.issue_token()
         issued = str(int(time.time() * 1000))
-        signature = base64.b64encode(hmac.new(self.consumer_secret.encode(),
-                                              (self.user_id + issued).encode(),
-                                              hashlib.sha256).digest()).decode()
-        return json_response(200, {
-            "access_token": token, "scope": "api", "instance_url": self.instance_url,
-            "id": f"https://login.salesforce.com/id/{self.org_id}/{self.user_id}",
-            "token_type": "Bearer", "issued_at": issued, "signature": signature})
+        signature = base64.b64encode(
+            hmac.new(
+                self.consumer_secret.encode(), (self.user_id + issued).encode(), hashlib.sha256
+            ).digest()
+        ).decode()
+        return json_response(
+            200,
+            {
+                "access_token": token,
+                "scope": "api",
+                "instance_url": self.instance_url,
+                "id": f"https://login.salesforce.com/id/{self.org_id}/{self.user_id}",
+                "token_type": "Bearer",
+                "issued_at": issued,
+                "signature": signature,
+            },
+        )
 
 
 def _phrase(status: int) -> str:
@@ -870,8 +1038,9 @@ def _versions(newest: str) -> list[dict[str, str]]:
     for n in range(31, int(float(newest)) + 1):
         season = ("Spring", "Summer", "Winter")[(n - 57) % 3]
         year = 23 + (n - 57) // 3 + (season == "Winter")
-        out.append({"label": f"{season} '{year:02d}", "url": f"/services/data/v{n}.0",
-                    "version": f"{n}.0"})
+        out.append(
+            {"label": f"{season} '{year:02d}", "url": f"/services/data/v{n}.0", "version": f"{n}.0"}
+        )
     return out
 
 
@@ -880,8 +1049,13 @@ def _fault_response(fault: _Fault) -> Response:
         if fault.status == 502:
             return Response(502, _EDGE_502, "text/html")
         known = fault.status in HTTPStatus._value2member_map_
-        code, message = _FAULT_BODIES.get(fault.status, (
-            HTTPStatus(fault.status).name if known else "UNKNOWN_EXCEPTION", _phrase(fault.status)))
+        code, message = _FAULT_BODIES.get(
+            fault.status,
+            (
+                HTTPStatus(fault.status).name if known else "UNKNOWN_EXCEPTION",
+                _phrase(fault.status),
+            ),
+        )
         return json_response(fault.status, [{"message": message, "errorCode": code}])
     if isinstance(fault.body, str | bytes):
         data = fault.body.encode() if isinstance(fault.body, str) else fault.body
@@ -898,15 +1072,20 @@ class _FakeAdapter(HTTPAdapter):
         super().__init__()
         self.ca_path, self.target = ca_path, urlsplit(target) if target else None
 
-    def send(self, request: PreparedRequest, stream: bool = False,
-             timeout: float | tuple[float, float] | tuple[float, None] | None = None,
-             verify: bool | str = True,
-             cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,
-             proxies: Mapping[str, str] | None = None) -> HttpResponse:
+    def send(
+        self,
+        request: PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float, float] | tuple[float, None] | None = None,
+        verify: bool | str = True,
+        cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> HttpResponse:
         if self.target is not None:
             parts = urlsplit(request.url or "")
-            request.url = urlunsplit((self.target.scheme, self.target.netloc, parts.path,
-                                      parts.query, parts.fragment))
+            request.url = urlunsplit(
+                (self.target.scheme, self.target.netloc, parts.path, parts.query, parts.fragment)
+            )
         return super().send(request, stream, timeout, self.ca_path, cert, proxies)
 
 
@@ -979,19 +1158,25 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         server = cast(_Server, self.server)
         try:
-            response = server.org.serve(Request(self.command, split.path, query, headers, body),
-                                        self.path)
+            response = server.org.serve(
+                Request(self.command, split.path, query, headers, body), self.path
+            )
         except Exception as exc:  # a bug in the fake: say so loudly, answer like Salesforce
             traceback.print_exc()
             response = ApiError(500, "UNKNOWN_EXCEPTION", f"fake org error: {exc!r}").response()
         if response is None:
             self.close_connection = True
             return
-        lines = [f"HTTP/1.1 {response.status} {_phrase(response.status)}",
-                 f"Date: {self.date_time_string()}", "Server: sfdcedge"]
+        lines = [
+            f"HTTP/1.1 {response.status} {_phrase(response.status)}",
+            f"Date: {self.date_time_string()}",
+            "Server: sfdcedge",
+        ]
         if response.status != 204:
-            lines += [f"Content-Type: {response.content_type}",
-                      f"Content-Length: {len(response.body)}"]
+            lines += [
+                f"Content-Type: {response.content_type}",
+                f"Content-Length: {len(response.body)}",
+            ]
         lines += [f"{k}: {v}" for k, v in response.headers.items()]
         if self.close_connection:
             lines.append("Connection: close")

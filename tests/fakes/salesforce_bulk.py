@@ -35,12 +35,21 @@ from tests.fakes.salesforce_soql import (
 if TYPE_CHECKING:
     from tests.fakes.salesforce import FakeSalesforce
 
-DELIMITERS = {"COMMA": ",", "TAB": "\t", "PIPE": "|", "SEMICOLON": ";", "CARET": "^",
-              "BACKQUOTE": "`"}
+DELIMITERS = {
+    "COMMA": ",",
+    "TAB": "\t",
+    "PIPE": "|",
+    "SEMICOLON": ";",
+    "CARET": "^",
+    "BACKQUOTE": "`",
+}
 LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
 CHUNK = 200  # records per transaction (one SystemModstamp per chunk)
-_RESULTS = {"successfulresults": "success", "failedresults": "failed",
-            "unprocessedrecords": "unprocessed"}
+_RESULTS = {
+    "successfulresults": "success",
+    "failedresults": "failed",
+    "unprocessedrecords": "unprocessed",
+}
 
 
 @dataclass
@@ -70,11 +79,17 @@ class BulkJob:
     def info(self, full: bool = True, created: bool = False) -> dict[str, Any]:
         """Job info in the key order of the documented and recorded responses."""
         out: dict[str, Any] = {
-            "id": self.id, "operation": self.operation, "object": self.object,
-            "createdById": self.created_by, "createdDate": format_datetime(self.created),
+            "id": self.id,
+            "operation": self.operation,
+            "object": self.object,
+            "createdById": self.created_by,
+            "createdDate": format_datetime(self.created),
             "systemModstamp": format_datetime(self.modstamp or self.created),
-            "state": self.state, "concurrencyMode": "Parallel", "contentType": "CSV",
-            "apiVersion": float(self.version)}
+            "state": self.state,
+            "concurrencyMode": "Parallel",
+            "contentType": "CSV",
+            "apiVersion": float(self.version),
+        }
         if created and self.kind == "ingest":
             out["contentUrl"] = f"services/data/v{self.version}/jobs/ingest/{self.id}/batches"
         if full:
@@ -82,8 +97,11 @@ class BulkJob:
         out["lineEnding"], out["columnDelimiter"] = self.line_ending, self.delimiter
         if full:
             done = self.state in ("JobComplete", "Failed", "Aborted")
-            processed = len(self.success) + len(self.failed) if self.kind == "ingest" else (
-                len(self.ids) if self.state == "JobComplete" else 0)
+            processed = (
+                len(self.success) + len(self.failed)
+                if self.kind == "ingest"
+                else (len(self.ids) if self.state == "JobComplete" else 0)
+            )
             out["numberRecordsProcessed"] = processed if done else 0
             if self.kind == "ingest":
                 out["numberRecordsFailed"] = len(self.failed) if done else 0
@@ -98,9 +116,12 @@ class BulkJob:
 
     def csv(self, header: list[str], rows: list[list[str]]) -> bytes:
         buffer = io.StringIO()
-        writer = csv.writer(buffer, delimiter=DELIMITERS[self.delimiter],
-                            lineterminator=LINE_ENDINGS[self.line_ending],
-                            quoting=csv.QUOTE_ALL)
+        writer = csv.writer(
+            buffer,
+            delimiter=DELIMITERS[self.delimiter],
+            lineterminator=LINE_ENDINGS[self.line_ending],
+            quoting=csv.QUOTE_ALL,
+        )
         writer.writerow(header)
         writer.writerows(rows)
         return buffer.getvalue().encode()
@@ -163,8 +184,9 @@ class BulkApi:
 
     @staticmethod
     def not_allowed(method: str, allowed: str) -> ApiError:
-        return ApiError(405, "METHOD_NOT_ALLOWED",
-                        f"HTTP Method '{method}' not allowed. Allowed are {allowed}")
+        return ApiError(
+            405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed. Allowed are {allowed}"
+        )
 
     def create(self, req: Request, version: str, kind: str) -> Response:
         try:
@@ -186,23 +208,39 @@ class BulkApi:
                 raise ApiError(400, "INVALIDJOB", f"Invalid operation: {operation}")
             soql = parse_soql(str(body.get("query") or ""), self.org.sobjects)
             if soql.count_only:
-                raise ApiError(400, "INVALIDJOB",
-                                 "Aggregate queries are not supported by Bulk API 2.0 query jobs")
-            job = BulkJob(job_id, kind, operation, soql.sobject.name, version, now, line_ending,
-                          delimiter, "UploadComplete", soql=soql,
-                          ids=soql.run(include_deleted=operation == "queryAll"))
+                raise ApiError(
+                    400,
+                    "INVALIDJOB",
+                    "Aggregate queries are not supported by Bulk API 2.0 query jobs",
+                )
+            job = BulkJob(
+                job_id,
+                kind,
+                operation,
+                soql.sobject.name,
+                version,
+                now,
+                line_ending,
+                delimiter,
+                "UploadComplete",
+                soql=soql,
+                ids=soql.run(include_deleted=operation == "queryAll"),
+            )
         else:
             sobject = self.org.sobject(str(body.get("object") or ""))
             if sobject is None:
                 raise ApiError(400, "INVALIDJOB", f"Unable to find object: {body.get('object')}")
             if operation != "update":
-                raise ApiError(400, "INVALIDJOB",
-                                 f"The fake org implements only update ingest jobs, not "
-                                 f"{operation}")
+                raise ApiError(
+                    400,
+                    "INVALIDJOB",
+                    f"The fake org implements only update ingest jobs, not {operation}",
+                )
             if body.get("contentType", "CSV") != "CSV":
                 raise ApiError(400, "INVALIDJOB", "contentType must be CSV")
-            job = BulkJob(job_id, kind, operation, sobject.name, version, now, line_ending,
-                          delimiter)
+            job = BulkJob(
+                job_id, kind, operation, sobject.name, version, now, line_ending, delimiter
+            )
         job.created_by = self.org.user_id
         self.jobs[job_id] = job
         return json_response(200, job.info(full=False, created=True))
@@ -221,10 +259,13 @@ class BulkApi:
         if job.state != "Open":
             raise ApiError(400, "INVALIDJOBSTATE", f"Job {job.id} is not Open")
         if job.data is not None:
-            raise ApiError(400, "INVALIDJOB",
-                             f"Found multiple contents for job: <{job.id}>, please 'Close' / "
-                             "'Abort' / 'Delete' the current Job then create a new Job and make "
-                             "sure you only do 'PUT' once on a given Job.")
+            raise ApiError(
+                400,
+                "INVALIDJOB",
+                f"Found multiple contents for job: <{job.id}>, please 'Close' / "
+                "'Abort' / 'Delete' the current Job then create a new Job and make "
+                "sure you only do 'PUT' once on a given Job.",
+            )
         job.data = req.body
         return Response(201)
 
@@ -232,7 +273,7 @@ class BulkApi:
         try:
             state = json.loads(req.body or b"{}").get("state")
         except (ValueError, AttributeError):
-            raise ApiError(400, "JSON_PARSER_ERROR", "Expected {\"state\": ...}") from None
+            raise ApiError(400, "JSON_PARSER_ERROR", 'Expected {"state": ...}') from None
         if state == "UploadComplete" and job.kind == "ingest" and job.state == "Open":
             self.process(job)
             job.state = "UploadComplete"
@@ -242,16 +283,21 @@ class BulkApi:
                 job.unprocessed = rows
             job.state = "Aborted"
         else:
-            raise ApiError(400, "INVALIDJOBSTATE",
-                             f"Cannot change the state of job {job.id} from {job.state} "
-                             f"to {state}")
+            raise ApiError(
+                400,
+                "INVALIDJOBSTATE",
+                f"Cannot change the state of job {job.id} from {job.state} to {state}",
+            )
         job.modstamp = self.org.now()
         return json_response(200, job.info(full=False))
 
     def delete(self, job: BulkJob) -> Response:
         if job.state in ("Open", "InProgress"):
-            raise ApiError(400, "INVALIDJOBSTATE",
-                             f"Job {job.id} must be closed or aborted before it is deleted")
+            raise ApiError(
+                400,
+                "INVALIDJOBSTATE",
+                f"Job {job.id} must be closed or aborted before it is deleted",
+            )
         del self.jobs[job.id]
         return Response(204)
 
@@ -281,9 +327,11 @@ class BulkApi:
             for row in rows[start : start + CHUNK]:
                 cells = row + [""] * (len(names) - len(row))
                 raw_id = cells[id_col] if id_col is not None else None
-                values = {name: (None if cell == "#N/A" else cell)
-                          for i, (name, cell) in enumerate(zip(names, cells, strict=False))
-                          if i != id_col and cell != ""}
+                values = {
+                    name: (None if cell == "#N/A" else cell)
+                    for i, (name, cell) in enumerate(zip(names, cells, strict=False))
+                    if i != id_col and cell != ""
+                }
                 try:
                     rid, changes = org.prepare_update(sobject, raw_id, values, "csv", bulk=True)
                 except RecordError as err:
@@ -297,8 +345,9 @@ class BulkApi:
         rng.shuffle(job.failed)
         if job.unprocessed:
             job.final_state = "Failed"
-            job.error_message = ("InternalServerError : the job was not fully processed; "
-                                 "see unprocessedrecords")
+            job.error_message = (
+                "InternalServerError : the job was not fully processed; see unprocessedrecords"
+            )
 
     def ingest_results(self, job: BulkJob, which: str) -> Response:
         if which == "success":
@@ -322,6 +371,8 @@ class BulkApi:
         columns = job.soql.columns
         rows = [[csv_value(c.get(records[i])) for c in columns] for i in page]
         end = offset + len(page)
-        headers = {"Sforce-NumberOfRecords": str(len(page)),
-                   "Sforce-Locator": encode_locator(end) if end < len(job.ids) else "null"}
+        headers = {
+            "Sforce-NumberOfRecords": str(len(page)),
+            "Sforce-Locator": encode_locator(end) if end < len(job.ids) else "null",
+        }
         return Response(200, job.csv([c.header for c in columns], rows), CSV_TYPE, headers)

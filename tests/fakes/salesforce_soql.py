@@ -158,50 +158,101 @@ def csv_value(value: Any) -> str:
 
 _STRINGS = {"string", "textarea", "url", "phone", "email", "picklist", "multipicklist", "combobox"}
 _NUMBERS = {"int", "double", "currency", "percent"}
-_SOAP = {"id": "tns:ID", "reference": "tns:ID", "boolean": "xsd:boolean", "int": "xsd:int",
-         "double": "xsd:double", "currency": "xsd:double", "percent": "xsd:double",
-         "date": "xsd:date", "datetime": "xsd:dateTime"}
+_SOAP = {
+    "id": "tns:ID",
+    "reference": "tns:ID",
+    "boolean": "xsd:boolean",
+    "int": "xsd:int",
+    "double": "xsd:double",
+    "currency": "xsd:double",
+    "percent": "xsd:double",
+    "date": "xsd:date",
+    "datetime": "xsd:dateTime",
+}
 
 
 def _picklist(values: Iterable[Any]) -> list[dict[str, Any]]:
-    return [v if isinstance(v, dict) else
-            {"active": True, "defaultValue": False, "label": v, "validFor": None, "value": v}
-            for v in values]
+    return [
+        v
+        if isinstance(v, dict)
+        else {"active": True, "defaultValue": False, "label": v, "validFor": None, "value": v}
+        for v in values
+    ]
 
 
 def make_field(name: str, type_: str = "string", **attrs: Any) -> dict[str, Any]:
     """A describe field dict with the keys (alphabetical) of a real describe."""
     fixed = type_ in ("id",) or attrs.get("updateable") is False
     nillable = attrs.get("nillable", not fixed and type_ != "boolean")
-    length = attrs.get("length", 18 if type_ in ("id", "reference")
-                       else 4099 if type_ == "multipicklist"
-                       else 255 if type_ in _STRINGS else 0)
+    length = attrs.get(
+        "length",
+        18
+        if type_ in ("id", "reference")
+        else 4099
+        if type_ == "multipicklist"
+        else 255
+        if type_ in _STRINGS
+        else 0,
+    )
     label = attrs.pop("label", None) or name.removesuffix("__c").replace("_", " ")
     f: dict[str, Any] = {
-        "aggregatable": type_ not in ("textarea", "boolean"), "aiPredictionField": False,
-        "autoNumber": False, "byteLength": length if type_ in ("id", "reference") else length * 3,
-        "calculated": False, "calculatedFormula": None, "cascadeDelete": False,
-        "caseSensitive": False, "compoundFieldName": None, "controllerName": None,
-        "createable": not fixed, "custom": name.endswith("__c"),
-        "defaultValue": False if type_ == "boolean" else None, "defaultValueFormula": None,
-        "defaultedOnCreate": fixed or type_ == "boolean", "dependentPicklist": False,
-        "deprecatedAndHidden": False, "digits": 9 if type_ == "int" else 0,
-        "displayLocationInDecimal": False, "encrypted": False, "externalId": False,
-        "extraTypeInfo": "plaintextarea" if type_ == "textarea" else None, "filterable": True,
-        "filteredLookupInfo": None, "formulaTreatNullNumberAsZero": False,
+        "aggregatable": type_ not in ("textarea", "boolean"),
+        "aiPredictionField": False,
+        "autoNumber": False,
+        "byteLength": length if type_ in ("id", "reference") else length * 3,
+        "calculated": False,
+        "calculatedFormula": None,
+        "cascadeDelete": False,
+        "caseSensitive": False,
+        "compoundFieldName": None,
+        "controllerName": None,
+        "createable": not fixed,
+        "custom": name.endswith("__c"),
+        "defaultValue": False if type_ == "boolean" else None,
+        "defaultValueFormula": None,
+        "defaultedOnCreate": fixed or type_ == "boolean",
+        "dependentPicklist": False,
+        "deprecatedAndHidden": False,
+        "digits": 9 if type_ == "int" else 0,
+        "displayLocationInDecimal": False,
+        "encrypted": False,
+        "externalId": False,
+        "extraTypeInfo": "plaintextarea" if type_ == "textarea" else None,
+        "filterable": True,
+        "filteredLookupInfo": None,
+        "formulaTreatNullNumberAsZero": False,
         "groupable": type_ not in ("double", "currency", "percent", "textarea", "datetime"),
-        "highScaleNumber": False, "htmlFormatted": False,
+        "highScaleNumber": False,
+        "htmlFormatted": False,
         "idLookup": type_ == "id" or bool(attrs.get("nameField")),
-        "inlineHelpText": None, "label": label, "length": length, "mask": None,
-        "maskType": None, "name": name, "nameField": False, "namePointing": False,
-        "nillable": nillable, "permissionable": nillable and not fixed,
-        "picklistValues": [], "polymorphicForeignKey": False,
-        "precision": 18 if type_ in ("double", "currency") else 0, "queryByDistance": False,
-        "referenceTargetField": None, "referenceTo": [], "relationshipName": None,
-        "relationshipOrder": None, "restrictedDelete": False, "restrictedPicklist": False,
-        "scale": 0, "searchPrefilterable": type_ == "reference",
-        "soapType": _SOAP.get(type_, "xsd:string"), "sortable": type_ != "textarea",
-        "type": type_, "unique": False, "updateable": not fixed, "writeRequiresMasterRead": False,
+        "inlineHelpText": None,
+        "label": label,
+        "length": length,
+        "mask": None,
+        "maskType": None,
+        "name": name,
+        "nameField": False,
+        "namePointing": False,
+        "nillable": nillable,
+        "permissionable": nillable and not fixed,
+        "picklistValues": [],
+        "polymorphicForeignKey": False,
+        "precision": 18 if type_ in ("double", "currency") else 0,
+        "queryByDistance": False,
+        "referenceTargetField": None,
+        "referenceTo": [],
+        "relationshipName": None,
+        "relationshipOrder": None,
+        "restrictedDelete": False,
+        "restrictedPicklist": False,
+        "scale": 0,
+        "searchPrefilterable": type_ == "reference",
+        "soapType": _SOAP.get(type_, "xsd:string"),
+        "sortable": type_ != "textarea",
+        "type": type_,
+        "unique": False,
+        "updateable": not fixed,
+        "writeRequiresMasterRead": False,
     }
     update_field(f, **attrs)
     return f
@@ -242,62 +293,145 @@ class SObject:
         self.counter += 1
         return make_id(self.key_prefix, self.counter)
 
-    def describe(self, version: str, instance_url: str,
-                 children: list[dict[str, Any]]) -> dict[str, Any]:
+    def describe(
+        self, version: str, instance_url: str, children: list[dict[str, Any]]
+    ) -> dict[str, Any]:
         base = f"/services/data/v{version}/sobjects/{self.name}"
         return {
-            "actionOverrides": [], "activateable": False, "associateEntityType": None,
-            "associateParentEntity": None, "childRelationships": children,
-            "compactLayoutable": True, "createable": True, "custom": self.custom,
-            "customSetting": False, "deepCloneable": True, "defaultImplementation": None,
-            "deletable": True, "deprecatedAndHidden": False, "extendedBy": None,
-            "extendsInterfaces": None, "feedEnabled": True,
-            "fields": list(self.fields.values()), "hasSubtypes": False, "implementedBy": None,
-            "implementsInterfaces": None, "isInterface": False, "isSubtype": False,
-            "keyPrefix": self.key_prefix, "label": self.label, "labelPlural": self.plural,
-            "layoutable": True, "listviewable": None, "lookupLayoutable": None,
-            "mergeable": self.name == "Account", "mruEnabled": True, "name": self.name,
-            "namedLayoutInfos": [], "networkScopeFieldName": None, "queryable": True,
-            "recordTypeInfos": [{
-                "active": True, "available": True, "defaultRecordTypeMapping": True,
-                "developerName": "Master", "master": True, "name": "Master",
-                "recordTypeId": "012000000000000AAA",
-                "urls": {"layout": f"{base}/describe/layouts/012000000000000AAA"}}],
-            "replicateable": True, "retrieveable": True, "searchLayoutable": True,
-            "searchable": True, "sobjectDescribeOption": "FULL",
-            "supportedScopes": [{"label": f"All {self.plural.lower()}", "name": "everything"},
-                                {"label": f"My {self.plural.lower()}", "name": "mine"}],
-            "triggerable": True, "undeletable": True, "updateable": True,
-            "urls": {"compactLayouts": f"{base}/describe/compactLayouts",
-                     "rowTemplate": f"{base}/{{ID}}",
-                     "approvalLayouts": f"{base}/describe/approvalLayouts",
-                     "uiDetailTemplate": f"{instance_url}/{{ID}}",
-                     "uiEditTemplate": f"{instance_url}/{{ID}}/e",
-                     "listviews": f"{base}/listviews", "describe": f"{base}/describe",
-                     "uiNewRecord": f"{instance_url}/{self.key_prefix}/e",
-                     "quickActions": f"{base}/quickActions",
-                     "layouts": f"{base}/describe/layouts", "sobject": base},
+            "actionOverrides": [],
+            "activateable": False,
+            "associateEntityType": None,
+            "associateParentEntity": None,
+            "childRelationships": children,
+            "compactLayoutable": True,
+            "createable": True,
+            "custom": self.custom,
+            "customSetting": False,
+            "deepCloneable": True,
+            "defaultImplementation": None,
+            "deletable": True,
+            "deprecatedAndHidden": False,
+            "extendedBy": None,
+            "extendsInterfaces": None,
+            "feedEnabled": True,
+            "fields": list(self.fields.values()),
+            "hasSubtypes": False,
+            "implementedBy": None,
+            "implementsInterfaces": None,
+            "isInterface": False,
+            "isSubtype": False,
+            "keyPrefix": self.key_prefix,
+            "label": self.label,
+            "labelPlural": self.plural,
+            "layoutable": True,
+            "listviewable": None,
+            "lookupLayoutable": None,
+            "mergeable": self.name == "Account",
+            "mruEnabled": True,
+            "name": self.name,
+            "namedLayoutInfos": [],
+            "networkScopeFieldName": None,
+            "queryable": True,
+            "recordTypeInfos": [
+                {
+                    "active": True,
+                    "available": True,
+                    "defaultRecordTypeMapping": True,
+                    "developerName": "Master",
+                    "master": True,
+                    "name": "Master",
+                    "recordTypeId": "012000000000000AAA",
+                    "urls": {"layout": f"{base}/describe/layouts/012000000000000AAA"},
+                }
+            ],
+            "replicateable": True,
+            "retrieveable": True,
+            "searchLayoutable": True,
+            "searchable": True,
+            "sobjectDescribeOption": "FULL",
+            "supportedScopes": [
+                {"label": f"All {self.plural.lower()}", "name": "everything"},
+                {"label": f"My {self.plural.lower()}", "name": "mine"},
+            ],
+            "triggerable": True,
+            "undeletable": True,
+            "updateable": True,
+            "urls": {
+                "compactLayouts": f"{base}/describe/compactLayouts",
+                "rowTemplate": f"{base}/{{ID}}",
+                "approvalLayouts": f"{base}/describe/approvalLayouts",
+                "uiDetailTemplate": f"{instance_url}/{{ID}}",
+                "uiEditTemplate": f"{instance_url}/{{ID}}/e",
+                "listviews": f"{base}/listviews",
+                "describe": f"{base}/describe",
+                "uiNewRecord": f"{instance_url}/{self.key_prefix}/e",
+                "quickActions": f"{base}/quickActions",
+                "layouts": f"{base}/describe/layouts",
+                "sobject": base,
+            },
         }
 
 
 _SYSTEM = [
     ("CreatedDate", "datetime", {"label": "Created Date", "updateable": False, "nillable": False}),
-    ("LastModifiedDate", "datetime",
-     {"label": "Last Modified Date", "updateable": False, "nillable": False}),
-    ("SystemModstamp", "datetime",
-     {"label": "System Modstamp", "updateable": False, "nillable": False}),
+    (
+        "LastModifiedDate",
+        "datetime",
+        {"label": "Last Modified Date", "updateable": False, "nillable": False},
+    ),
+    (
+        "SystemModstamp",
+        "datetime",
+        {"label": "System Modstamp", "updateable": False, "nillable": False},
+    ),
 ]
 _SOURCES = ["Web", "Phone Inquiry", "Partner Referral", "Purchased List", "Other"]
 _INDUSTRIES = [
-    "Agriculture", "Apparel", "Banking", "Biotechnology", "Chemicals", "Communications",
-    "Construction", "Consulting", "Education", "Electronics", "Energy", "Engineering",
-    "Entertainment", "Environmental", "Finance", "Food & Beverage", "Government", "Healthcare",
-    "Hospitality", "Insurance", "Machinery", "Manufacturing", "Media", "Not For Profit", "Other",
-    "Recreation", "Retail", "Shipping", "Technology", "Telecommunications", "Transportation",
-    "Utilities"]
-_STAGES = ["Prospecting", "Qualification", "Needs Analysis", "Value Proposition",
-           "Id. Decision Makers", "Perception Analysis", "Proposal/Price Quote",
-           "Negotiation/Review", "Closed Won", "Closed Lost"]
+    "Agriculture",
+    "Apparel",
+    "Banking",
+    "Biotechnology",
+    "Chemicals",
+    "Communications",
+    "Construction",
+    "Consulting",
+    "Education",
+    "Electronics",
+    "Energy",
+    "Engineering",
+    "Entertainment",
+    "Environmental",
+    "Finance",
+    "Food & Beverage",
+    "Government",
+    "Healthcare",
+    "Hospitality",
+    "Insurance",
+    "Machinery",
+    "Manufacturing",
+    "Media",
+    "Not For Profit",
+    "Other",
+    "Recreation",
+    "Retail",
+    "Shipping",
+    "Technology",
+    "Telecommunications",
+    "Transportation",
+    "Utilities",
+]
+_STAGES = [
+    "Prospecting",
+    "Qualification",
+    "Needs Analysis",
+    "Value Proposition",
+    "Id. Decision Makers",
+    "Perception Analysis",
+    "Proposal/Price Quote",
+    "Negotiation/Review",
+    "Closed Won",
+    "Closed Lost",
+]
 
 
 def _fields(spec: list[tuple[str, str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
@@ -306,59 +440,145 @@ def _fields(spec: list[tuple[str, str, dict[str, Any]]]) -> dict[str, dict[str, 
 
 def default_objects() -> dict[str, SObject]:
     """Account and Opportunity as the engine sees them in a typical org."""
-    account = _fields([
-        ("Id", "id", {"label": "Account ID"}),
-        ("IsDeleted", "boolean", {"label": "Deleted", "updateable": False}),
-        ("Name", "string", {"label": "Account Name", "nillable": False, "nameField": True}),
-        ("Type", "picklist", {"label": "Account Type", "picklistValues": [
-            "Prospect", "Customer - Direct", "Customer - Channel", "Channel Partner / Reseller",
-            "Installation Partner", "Technology Partner", "Other"]}),
-        ("BillingState", "string", {"label": "Billing State/Province", "length": 80}),
-        ("BillingCountry", "string", {"label": "Billing Country", "length": 80}),
-        ("Website", "url", {"label": "Website"}),
-        ("Industry", "picklist", {"label": "Industry", "picklistValues": _INDUSTRIES}),
-        ("AnnualRevenue", "currency", {"label": "Annual Revenue"}),
-        ("NumberOfEmployees", "int", {"label": "Employees", "digits": 8}),
-        ("Ownership", "picklist", {"label": "Ownership",
-                                   "picklistValues": ["Public", "Private", "Subsidiary", "Other"]}),
-        ("Rating", "picklist", {"label": "Account Rating",
-                                "picklistValues": ["Hot", "Warm", "Cold"]}),
-        ("AccountSource", "picklist", {"label": "Account Source", "picklistValues": _SOURCES}),
-        ("YearStarted", "string", {"label": "Year Started", "length": 4}),
-        *_SYSTEM,
-        ("Funding_Stage__c", "picklist", {"label": "Funding Stage", "picklistValues": [
-            "Pre-Seed", "Seed", "Series A", "Series B", "Series C", "Series D+", "Public",
-            "Bootstrapped"]}),
-        ("Employees_Last_Year__c", "double", {"label": "Employees Last Year"}),
-        ("Technologies__c", "multipicklist", {"label": "Technologies", "picklistValues": [
-            "Salesforce", "HubSpot", "AWS", "Azure", "GCP", "Snowflake", "Stripe", "Shopify"]}),
-        ("ICP_Score__c", "double", {"label": "ICP Score", "precision": 3}),
-        ("ICP_Tier__c", "picklist", {"label": "ICP Tier", "picklistValues": list("ABCD")}),
-        ("ICP_Segment__c", "string", {"label": "ICP Segment", "length": 80}),
-        ("ICP_Reasons__c", "string", {"label": "ICP Reasons"}),
-        ("ICP_Route__c", "string", {"label": "ICP Route", "length": 80}),
-    ])
-    opportunity = _fields([
-        ("Id", "id", {"label": "Opportunity ID"}),
-        ("IsDeleted", "boolean", {"label": "Deleted", "updateable": False}),
-        ("AccountId", "reference", {"label": "Account ID", "referenceTo": ["Account"],
-                                    "relationshipName": "Account"}),
-        ("Name", "string", {"label": "Name", "length": 120, "nillable": False,
-                            "nameField": True}),
-        ("StageName", "picklist", {"label": "Stage", "nillable": False,
-                                   "picklistValues": _STAGES}),
-        ("Amount", "currency", {"label": "Amount", "scale": 2}),
-        ("CloseDate", "date", {"label": "Close Date", "nillable": False}),
-        ("Type", "picklist", {"label": "Opportunity Type", "picklistValues": [
-            "Existing Customer - Upgrade", "Existing Customer - Replacement",
-            "Existing Customer - Downgrade", "New Customer"]}),
-        ("LeadSource", "picklist", {"label": "Lead Source", "picklistValues": _SOURCES}),
-        ("IsClosed", "boolean", {"label": "Closed", "updateable": False}),
-        ("IsWon", "boolean", {"label": "Won", "updateable": False}),
-        *_SYSTEM,
-        ("Loss_Reason__c", "picklist", {"label": "Loss Reason", "picklistValues": [
-            "Price", "Product Fit", "Competitor", "Timing", "No Decision"]}),
-    ])
+    account = _fields(
+        [
+            ("Id", "id", {"label": "Account ID"}),
+            ("IsDeleted", "boolean", {"label": "Deleted", "updateable": False}),
+            ("Name", "string", {"label": "Account Name", "nillable": False, "nameField": True}),
+            (
+                "Type",
+                "picklist",
+                {
+                    "label": "Account Type",
+                    "picklistValues": [
+                        "Prospect",
+                        "Customer - Direct",
+                        "Customer - Channel",
+                        "Channel Partner / Reseller",
+                        "Installation Partner",
+                        "Technology Partner",
+                        "Other",
+                    ],
+                },
+            ),
+            ("BillingState", "string", {"label": "Billing State/Province", "length": 80}),
+            ("BillingCountry", "string", {"label": "Billing Country", "length": 80}),
+            ("Website", "url", {"label": "Website"}),
+            ("Industry", "picklist", {"label": "Industry", "picklistValues": _INDUSTRIES}),
+            ("AnnualRevenue", "currency", {"label": "Annual Revenue"}),
+            ("NumberOfEmployees", "int", {"label": "Employees", "digits": 8}),
+            (
+                "Ownership",
+                "picklist",
+                {
+                    "label": "Ownership",
+                    "picklistValues": ["Public", "Private", "Subsidiary", "Other"],
+                },
+            ),
+            (
+                "Rating",
+                "picklist",
+                {"label": "Account Rating", "picklistValues": ["Hot", "Warm", "Cold"]},
+            ),
+            ("AccountSource", "picklist", {"label": "Account Source", "picklistValues": _SOURCES}),
+            ("YearStarted", "string", {"label": "Year Started", "length": 4}),
+            *_SYSTEM,
+            (
+                "Funding_Stage__c",
+                "picklist",
+                {
+                    "label": "Funding Stage",
+                    "picklistValues": [
+                        "Pre-Seed",
+                        "Seed",
+                        "Series A",
+                        "Series B",
+                        "Series C",
+                        "Series D+",
+                        "Public",
+                        "Bootstrapped",
+                    ],
+                },
+            ),
+            ("Employees_Last_Year__c", "double", {"label": "Employees Last Year"}),
+            (
+                "Technologies__c",
+                "multipicklist",
+                {
+                    "label": "Technologies",
+                    "picklistValues": [
+                        "Salesforce",
+                        "HubSpot",
+                        "AWS",
+                        "Azure",
+                        "GCP",
+                        "Snowflake",
+                        "Stripe",
+                        "Shopify",
+                    ],
+                },
+            ),
+            ("ICP_Score__c", "double", {"label": "ICP Score", "precision": 3}),
+            ("ICP_Tier__c", "picklist", {"label": "ICP Tier", "picklistValues": list("ABCD")}),
+            ("ICP_Segment__c", "string", {"label": "ICP Segment", "length": 80}),
+            ("ICP_Reasons__c", "string", {"label": "ICP Reasons"}),
+            ("ICP_Route__c", "string", {"label": "ICP Route", "length": 80}),
+        ]
+    )
+    opportunity = _fields(
+        [
+            ("Id", "id", {"label": "Opportunity ID"}),
+            ("IsDeleted", "boolean", {"label": "Deleted", "updateable": False}),
+            (
+                "AccountId",
+                "reference",
+                {"label": "Account ID", "referenceTo": ["Account"], "relationshipName": "Account"},
+            ),
+            (
+                "Name",
+                "string",
+                {"label": "Name", "length": 120, "nillable": False, "nameField": True},
+            ),
+            (
+                "StageName",
+                "picklist",
+                {"label": "Stage", "nillable": False, "picklistValues": _STAGES},
+            ),
+            ("Amount", "currency", {"label": "Amount", "scale": 2}),
+            ("CloseDate", "date", {"label": "Close Date", "nillable": False}),
+            (
+                "Type",
+                "picklist",
+                {
+                    "label": "Opportunity Type",
+                    "picklistValues": [
+                        "Existing Customer - Upgrade",
+                        "Existing Customer - Replacement",
+                        "Existing Customer - Downgrade",
+                        "New Customer",
+                    ],
+                },
+            ),
+            ("LeadSource", "picklist", {"label": "Lead Source", "picklistValues": _SOURCES}),
+            ("IsClosed", "boolean", {"label": "Closed", "updateable": False}),
+            ("IsWon", "boolean", {"label": "Won", "updateable": False}),
+            *_SYSTEM,
+            (
+                "Loss_Reason__c",
+                "picklist",
+                {
+                    "label": "Loss Reason",
+                    "picklistValues": [
+                        "Price",
+                        "Product Fit",
+                        "Competitor",
+                        "Timing",
+                        "No Decision",
+                    ],
+                },
+            ),
+        ]
+    )
     return {
         "Account": SObject("Account", "Account", "Accounts", "001", account),
         "Opportunity": SObject("Opportunity", "Opportunity", "Opportunities", "006", opportunity),
@@ -367,8 +587,15 @@ def default_objects() -> dict[str, SObject]:
 
 # ---------------------------------------------------------------- writing values
 
-_JSON_TYPE_NAMES = {"int": "int", "double": "double", "currency": "double", "percent": "double",
-                    "boolean": "boolean", "date": "date", "datetime": "datetime"}
+_JSON_TYPE_NAMES = {
+    "int": "int",
+    "double": "double",
+    "currency": "double",
+    "percent": "double",
+    "boolean": "boolean",
+    "date": "date",
+    "datetime": "datetime",
+}
 
 
 def coerce_value(f: dict[str, Any], raw: Any, source: str) -> Any:
@@ -383,11 +610,15 @@ def coerce_value(f: dict[str, Any], raw: Any, source: str) -> Any:
     def bad() -> Exception:
         if source == "json":
             kind = _JSON_TYPE_NAMES.get(type_, "string")
-            return ApiError(400, "JSON_PARSER_ERROR",
-                            f"Cannot deserialize instance of {kind} from VALUE_STRING value "
-                            f"{raw} or request may be missing a required field")
-        return RecordError("INVALID_TYPE_ON_FIELD_IN_RECORD",
-                           f"{label}: value not of required type: {raw}", [name])
+            return ApiError(
+                400,
+                "JSON_PARSER_ERROR",
+                f"Cannot deserialize instance of {kind} from VALUE_STRING value "
+                f"{raw} or request may be missing a required field",
+            )
+        return RecordError(
+            "INVALID_TYPE_ON_FIELD_IN_RECORD", f"{label}: value not of required type: {raw}", [name]
+        )
 
     if raw is None or raw == "":
         value: Any = None
@@ -404,9 +635,11 @@ def coerce_value(f: dict[str, Any], raw: Any, source: str) -> Any:
         number = number.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
         digits = int(f["digits"]) if type_ == "int" else int(f["precision"] or 18) - scale
         if digits and abs(number) >= Decimal(10) ** digits:
-            raise RecordError("NUMBER_OUTSIDE_VALID_RANGE",
-                              f"{label}: value outside of valid range on numeric field: {raw}",
-                              [name])
+            raise RecordError(
+                "NUMBER_OUTSIDE_VALID_RANGE",
+                f"{label}: value outside of valid range on numeric field: {raw}",
+                [name],
+            )
         value = int(number) if type_ == "int" else float(number)
     elif type_ == "boolean":
         text = str(raw).strip().lower()
@@ -426,7 +659,7 @@ def coerce_value(f: dict[str, Any], raw: Any, source: str) -> Any:
                 raise bad() from None
     elif type_ == "date":
         try:
-            value = (raw if isinstance(raw, date) else date.fromisoformat(str(raw)[:10]))
+            value = raw if isinstance(raw, date) else date.fromisoformat(str(raw)[:10])
         except ValueError:
             raise bad() from None
         value = value.date().isoformat() if isinstance(value, datetime) else value.isoformat()
@@ -435,29 +668,40 @@ def coerce_value(f: dict[str, Any], raw: Any, source: str) -> Any:
         if type_ in ("id", "reference"):
             norm = normalize_id(value)
             if norm is None:
-                raise RecordError("MALFORMED_ID", f"{label}: id value of incorrect type: {value}",
-                                  [name])
+                raise RecordError(
+                    "MALFORMED_ID", f"{label}: id value of incorrect type: {value}", [name]
+                )
             value = norm
         elif len(value) > int(f["length"] or 0) > 0:
-            raise RecordError("STRING_TOO_LONG", f"{label}: data value too large: {value} "
-                              f"(max length={f['length']})", [name])
-        if f["restrictedPicklist"] and type_ in ("picklist", "multipicklist") and (
-                source != "python"):  # a test may seed values from before the restriction
+            raise RecordError(
+                "STRING_TOO_LONG",
+                f"{label}: data value too large: {value} (max length={f['length']})",
+                [name],
+            )
+        if (
+            f["restrictedPicklist"]
+            and type_ in ("picklist", "multipicklist")
+            and (source != "python")
+        ):  # a test may seed values from before the restriction
             allowed = {p["value"] for p in f["picklistValues"] if p["active"]}
             for item in value.split(";") if type_ == "multipicklist" else [value]:
                 if item not in allowed:
-                    raise RecordError("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
-                                      f"{label}: bad value for restricted picklist field: {item}",
-                                      [name])
+                    raise RecordError(
+                        "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                        f"{label}: bad value for restricted picklist field: {item}",
+                        [name],
+                    )
     if value is None and not f["nillable"] and source != "python":
-        raise RecordError("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{name}]",
-                          [name])
+        raise RecordError(
+            "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{name}]", [name]
+        )
     return value
 
 
 # ---------------------------------------------------------------- SOQL
 
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
   (?P<ws>\s+)
 | (?P<str>'(?:[^'\\]|\\.)*')
 | (?P<dt>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2}))
@@ -466,13 +710,19 @@ _TOKEN = re.compile(r"""
 | (?P<op>!=|<>|<=|>=|=|<|>)
 | (?P<punct>[(),])
 | (?P<name>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)
-""", re.VERBOSE)
-_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f", '"': '"', "'": "'",
-            "\\": "\\"}
-_KINDS = {"datetime": ("datetime", "dateTime"), "date": ("date", "date"),
-          "int": ("number", "integer"), "double": ("number", "double"),
-          "currency": ("number", "currency"), "percent": ("number", "percent"),
-          "boolean": ("boolean", "boolean")}
+""",
+    re.VERBOSE,
+)
+_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f", '"': '"', "'": "'", "\\": "\\"}
+_KINDS = {
+    "datetime": ("datetime", "dateTime"),
+    "date": ("date", "date"),
+    "int": ("number", "integer"),
+    "double": ("number", "double"),
+    "currency": ("number", "currency"),
+    "percent": ("number", "percent"),
+    "boolean": ("boolean", "boolean"),
+}
 
 
 @dataclass
@@ -489,8 +739,9 @@ def _error(code: str, text: str, pos: int, message: str) -> ApiError:
     end = text.find("\n", pos)
     line = text[start:] if end < 0 else text[start:end]
     col = pos - start + 1
-    return ApiError(400, code, f"\n{line}\n{' ' * (col - 1)}^\nERROR at Row:{row}:Column:{col}"
-                               f"\n{message}")
+    return ApiError(
+        400, code, f"\n{line}\n{' ' * (col - 1)}^\nERROR at Row:{row}:Column:{col}\n{message}"
+    )
 
 
 def _tokenize(text: str) -> list[_Tok]:
@@ -563,15 +814,19 @@ class Soql:
     def run(self, include_deleted: bool) -> list[str]:
         """Ids of the matching records, sorted; the caller holds the org's lock."""
         pred = self.where
-        rows = [r for r in self.sobject.records.values()
-                if (include_deleted or not r.get("IsDeleted")) and (pred is None or pred(r))]
+        rows = [
+            r
+            for r in self.sobject.records.values()
+            if (include_deleted or not r.get("IsDeleted")) and (pred is None or pred(r))
+        ]
         for key, desc in reversed(self.order):
             rows.sort(key=key, reverse=desc)
-        ids = [r["Id"] for r in rows][self.offset:]
+        ids = [r["Id"] for r in rows][self.offset :]
         return ids if self.limit is None else ids[: self.limit]
 
     def render(self, rec: dict[str, Any], version: str) -> dict[str, Any]:
         """One record of a REST query page: attributes first, then the SELECT order."""
+
         def attributes(obj: str, rid: str) -> dict[str, str]:
             return {"type": obj, "url": f"/services/data/v{version}/sobjects/{obj}/{rid}"}
 
@@ -582,8 +837,11 @@ class Soql:
                 continue
             parent = col.parent(rec)
             if col.relationship not in out:
-                out[col.relationship] = None if parent is None else {
-                    "attributes": attributes(col.parent_type, parent["Id"])}
+                out[col.relationship] = (
+                    None
+                    if parent is None
+                    else {"attributes": attributes(col.parent_type, parent["Id"])}
+                )
             if parent is not None:
                 out[col.relationship][col.name] = json_value(parent.get(col.name))
         return out
@@ -640,14 +898,19 @@ class _Parser:
                 items.append(self.name())
         self.expect("FROM")
         obj_tok = self.name()
-        sobject = next((o for k, o in self.objects.items() if k.lower() == obj_tok.text.lower()),
-                       None)
+        sobject = next(
+            (o for k, o in self.objects.items() if k.lower() == obj_tok.text.lower()), None
+        )
         if sobject is None:
-            raise _error("INVALID_TYPE", self.text, obj_tok.pos,
-                         f"sObject type '{obj_tok.text}' is not supported. If you are attempting"
-                         " to use a custom object, be sure to append the '__c' after the entity"
-                         " name. Please reference your WSDL or the describe call for the "
-                         "appropriate names.")
+            raise _error(
+                "INVALID_TYPE",
+                self.text,
+                obj_tok.pos,
+                f"sObject type '{obj_tok.text}' is not supported. If you are attempting"
+                " to use a custom object, be sure to append the '__c' after the entity"
+                " name. Please reference your WSDL or the describe call for the "
+                "appropriate names.",
+            )
         self.sobject = sobject
         soql = Soql(self.text, sobject, [self.column(t) for t in items], count_only)
         if self.at("WHERE"):
@@ -678,15 +941,26 @@ class _Parser:
             return Column(f["name"], f["name"], f)
         if len(parts) > 2:
             raise self.malformed(tok)
-        ref = next((f for f in self.sobject.fields.values() if f["type"] == "reference"
-                    and (f["relationshipName"] or "").lower() == parts[0].lower()), None)
+        ref = next(
+            (
+                f
+                for f in self.sobject.fields.values()
+                if f["type"] == "reference"
+                and (f["relationshipName"] or "").lower() == parts[0].lower()
+            ),
+            None,
+        )
         target = self.objects.get(ref["referenceTo"][0]) if ref and ref["referenceTo"] else None
         if ref is None or target is None:
-            raise _error("INVALID_FIELD", self.text, tok.pos,
-                         f"Didn't understand relationship '{parts[0]}' in field path. If you are "
-                         "attempting to use a custom relationship, be sure to append the '__r' "
-                         "after the custom relationship name. Please reference your WSDL or the "
-                         "describe call for the appropriate names.")
+            raise _error(
+                "INVALID_FIELD",
+                self.text,
+                tok.pos,
+                f"Didn't understand relationship '{parts[0]}' in field path. If you are "
+                "attempting to use a custom relationship, be sure to append the '__r' "
+                "after the custom relationship name. Please reference your WSDL or the "
+                "describe call for the appropriate names.",
+            )
         f = self.field(target, parts[1], tok.pos)
         ref_name, records = ref["name"], target.records
 
@@ -694,17 +968,27 @@ class _Parser:
             found = records.get(rec.get(ref_name) or "")
             return None if found is None or found.get("IsDeleted") else found
 
-        return Column(f"{ref['relationshipName']}.{f['name']}", f["name"], f,
-                      ref["relationshipName"], target.name, parent)
+        return Column(
+            f"{ref['relationshipName']}.{f['name']}",
+            f["name"],
+            f,
+            ref["relationshipName"],
+            target.name,
+            parent,
+        )
 
     def field(self, sobject: SObject, name: str, pos: int) -> dict[str, Any]:
         f = sobject.field(name)
         if f is None:
-            raise _error("INVALID_FIELD", self.text, pos,
-                         f"No such column '{name}' on entity '{sobject.name}'. If you are "
-                         "attempting to use a custom field, be sure to append the '__c' after "
-                         "the custom field name. Please reference your WSDL or the describe call"
-                         " for the appropriate names.")
+            raise _error(
+                "INVALID_FIELD",
+                self.text,
+                pos,
+                f"No such column '{name}' on entity '{sobject.name}'. If you are "
+                "attempting to use a custom field, be sure to append the '__c' after "
+                "the custom field name. Please reference your WSDL or the describe call"
+                " for the appropriate names.",
+            )
         return f
 
     def order_item(self) -> tuple[Callable[[dict[str, Any]], Any], bool]:
@@ -777,9 +1061,13 @@ class _Parser:
         want, word = _KINDS.get(f["type"], ("string", "string"))
         if kind != want:
             quotes = "be" if want == "string" else "not be"
-            raise _error("INVALID_FIELD", self.text, tok.pos,
-                         f"value of filter criterion for field '{f['name']}' must be of type "
-                         f"{word} and should {quotes} enclosed in quotes")
+            raise _error(
+                "INVALID_FIELD",
+                self.text,
+                tok.pos,
+                f"value of filter criterion for field '{f['name']}' must be of type "
+                f"{word} and should {quotes} enclosed in quotes",
+            )
         if f["type"] in ("id", "reference"):
             value = normalize_id(value) or value
         return value
@@ -827,13 +1115,16 @@ def _normalizer(type_: str) -> Callable[[Any], Any]:
 
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
-    "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
 }
 
 
-def _compare(get: Callable[[dict[str, Any]], Any], norm: Callable[[Any], Any], op: str,
-             value: Any) -> Callable[[dict[str, Any]], bool]:
+def _compare(
+    get: Callable[[dict[str, Any]], Any], norm: Callable[[Any], Any], op: str, value: Any
+) -> Callable[[dict[str, Any]], bool]:
     if value is None:
         if op == "=":
             return lambda r: get(r) is None
