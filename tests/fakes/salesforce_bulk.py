@@ -18,18 +18,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from tests.fakes.salesforce_soql import (
+from tests.fakes.salesforce_soql import parse_soql
+from tests.fakes.salesforce_soql_query import Soql
+from tests.fakes.salesforce_values import csv_value, format_datetime, make_id
+from tests.fakes.salesforce_wire import (
     CSV_TYPE,
     ApiError,
     RecordError,
     Request,
     Response,
-    Soql,
-    csv_value,
-    format_datetime,
     json_response,
-    make_id,
-    parse_soql,
 )
 
 if TYPE_CHECKING:
