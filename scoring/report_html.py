@@ -3,6 +3,7 @@
 Everything that takes text escapes it here (`esc`); functions whose argument names end
 in `_html` take markup that is already safe. The CSS is inline, uses the system font
 stack, and has a print layout, so the file opens and prints the same with no network.
+The figure formats (`pct`, `money`, `num`, `points_text`, ...) serve every section.
 """
 
 from __future__ import annotations
@@ -10,14 +11,14 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable, Sequence
+from datetime import date
 from html import escape
 from typing import Any
 
 import numpy as np
 
-from scoring.report_charts import grouped_bars, range_bar
-
 MINUS, TIMES, EN_DASH = "\u2212", "\u00d7", "\u2013"
+GROUP_LABELS = {"must_have": "Must have", "strong_signal": "Strong signal", "bonus": "Bonus"}
 
 CSS = """
 :root{--ink:#1f2933;--muted:#616e7c;--line:#e4e7eb;--bg:#f7f8fa;--good:#15803d;
@@ -256,226 +257,26 @@ def weight_bar(points: float, most: float, negative: bool = False) -> str:
     )
 
 
-PATTERNS = (
-    ("segments", "Winning segments", "No segments met the support threshold."),
-    ("emerging", "Emerging segments", "No segment's share of recent wins rose significantly."),
-    ("anti_patterns", "Anti-patterns", "No group of accounts wins far below the overall rate."),
-    ("loss_patterns", "Loss patterns", "No loss reason is over-represented in a segment."),
-)
-_EXTRAS: dict[str, list[tuple[str, str, Any]]] = {
-    "segments": [
-        ("lift", "lift", lambda v: f"{float(v):.2f}{TIMES}"),
-        ("acv_vs_avg", "deal size vs avg", lambda v: f"{float(v):.2f}{TIMES}"),
-    ],
-    "emerging": [
-        ("recent_wins", "recent wins", num),
-        ("before_wins", "wins before", num),
-        ("recent_share", "share of recent wins", pct),
-        ("before_share", "share before", pct),
-        ("share_of_revenue", "share of revenue", pct),
-        ("p_value", "p-value", lambda v: f"{float(v):.3f}"),
-    ],
-    "anti_patterns": [("penalty", "penalty", lambda v: f"{MINUS}{float(v):.0f} points")],
-    "loss_patterns": [
-        ("share_in_segment", "share of its losses", pct),
-        ("share_overall", "share of all losses", pct),
-    ],
-}
-_CARD_CSS = {"segments": "good", "emerging": "new", "anti_patterns": "bad", "loss_patterns": "bad"}
+def points_of(probability: Any) -> float | None:
+    """A probability as points out of 100; None when it is not a figure."""
+    value = number(probability)
+    return None if value is None else value * 100
 
 
-def pattern_card(
-    kind: str, item: dict[str, Any], overall: float | None, axis: tuple[float, float]
-) -> str:
-    """One segment, emerging segment, anti-pattern or loss pattern as a card.
-
-    Its win rate and interval are drawn as a range bar against the overall win rate (on
-    an axis shared by every card); an LLM's name, description and hypotheses, where
-    present, are shown apart, as suggestions.
-    """
-    ci = item.get("win_rate_ci")
-    lo, hi = (ci[0], ci[1]) if isinstance(ci, Sequence) and len(ci) == 2 else (None, None)
-    figures: list[tuple[str, str]] = [
-        ("accounts", num(item.get("support"), 0)),
-        ("avg deal", money(item.get("acv"))),
-        ("median cycle", days(item.get("cycle_days"))),
-    ]
-    for key, label, fmt in _EXTRAS.get(kind, []):
-        if not missing(item.get(key)):
-            figures.append((label, fmt(item[key])))
-    figs = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in figures)
-    bar = range_bar(number(lo), number(hi), number(item.get("win_rate")), overall, axis, pct)
-    said = "Loss reason: " if kind == "loss_patterns" else ""
-    reason = f"<p>{esc(said + str(item['reason']))}</p>" if item.get("reason") else ""
-    traits = "".join(f'<span class="chip">{esc(t)}</span>' for t in listed(item.get("traits")))
-    ai = ""
-    if item.get("llm_name") or item.get("llm_description") or item.get("hypotheses"):
-        hypotheses = [str(h) for h in listed(item.get("hypotheses"))]
-        description = item.get("llm_description")
-        ai = (
-            f'<div class="ai"><strong>Suggested (LLM): </strong>{esc(item.get("llm_name") or "")}'
-            f"{' — ' + esc(description) if description else ''}"
-            f"{bullets(hypotheses) if hypotheses else ''}</div>"
-        )
-    name = item.get("name") or "(unnamed)"
-    return (
-        f'<div class="card {_CARD_CSS.get(kind, "")}"><h3>{esc(name)}</h3>'
-        f'<div class="rule">{esc(item.get("rule") or "")}</div>'
-        f'<div><span class="big">{esc(pct(item.get("win_rate")))}</span> win rate '
-        f'<span class="muted">({esc(interval(ci))})</span></div>{bar}'
-        f'<dl class="figs">{figs}</dl>{reason}<div>{traits}</div>{ai}</div>'
-    )
+def ece_text(ece: Any) -> str:
+    """A calibration error as points either way: ±1.5 pts."""
+    points = points_of(ece)
+    return "—" if points is None else f"±{points:.1f} pts"
 
 
-def patterns_section(model: dict[str, Any], overall: float | None) -> str:
-    groups = [
-        (key, title, empty, [i for i in model.get(key) or [] if isinstance(i, dict)])
-        for key, title, empty in PATTERNS
-    ]
-    ends = [overall] + [
-        number(v)
-        for *_, items in groups
-        for item in items
-        for v in [item.get("win_rate"), *(item.get("win_rate_ci") or [])]
-    ]
-    top = max([v for v in ends if v is not None] + [0.1])
-    axis = (0.0, min(1.0, math.ceil(top * 10 - 1e-9) / 10))
-    body = ""
-    for key, title, empty, items in groups:
-        found = [pattern_card(key, item, overall, axis) for item in items]
-        inner = cards(found) if found else f'<p class="muted">{esc(empty)}</p>'
-        body += f"<h3>{esc(title)}</h3>{inner}"
-    lead = "Bars: the 95% interval of each group's win rate (dot: estimate) against the "
-    lead += f"overall rate (tick, {pct(overall)}); green above it, red below, grey: not clear."
-    return section("patterns", "Segments and patterns", body, lead)
-
-
-def _one_decimal(value: float) -> str:
-    return f"{value:.1f}"
-
-
-def challenger_block(model: dict[str, Any], holdout: dict[str, Any]) -> str:
-    challenger = model.get("challenger") or {}
-    if not challenger:
-        return ""
-    rows = []
-    for name, auc, ci in (
-        ("Scorecard (deployed criteria)", holdout.get("auc"), holdout.get("auc_ci")),
-        (
-            str(challenger.get("model") or "challenger"),
-            challenger.get("auc"),
-            challenger.get("auc_ci"),
-        ),
-    ):
-        lo, hi = (ci[0], ci[1]) if isinstance(ci, list | tuple) and len(ci) == 2 else (None, None)
-        bar = range_bar(number(lo), number(hi), number(auc), 0.5, (0.4, 1.0), _one_decimal)
-        rows.append([esc(name), esc(num(auc)), esc(interval(ci, num)), bar])
-    verdict = (
-        "The challenger is clearly better. It is not deployed: scores stay explainable YAML. "
-        "Look at which traits it relies on and consider adding them to the criteria."
-        if challenger.get("clearly_better")
-        else "The challenger is not clearly better: the explainable scorecard loses little."
-    )
-    note = f" {challenger['note']}" if challenger.get("note") else ""
-    grid_html = table(["Model", "AUC", "95% CI", "vs coin flip (tick at 0.5)"], rows, {1})
-    return f'<h3>Challenger</h3>{grid_html}<div class="callout info">{esc(verdict + note)}</div>'
-
-
-def tracking_section(model: dict[str, Any], order: list[str], colors: dict[str, str]) -> str:
-    versions = [
-        v for v in ((model.get("tracking") or {}).get("versions") or []) if isinstance(v, dict)
-    ]
-    title = "How earlier predictions fared"
-    if not versions:
-        text = "No deals scored by an earlier version have closed yet."
-        return section("tracking", title, f'<p class="muted">{esc(text)}</p>')
-    tiers = sorted(
-        {t for v in versions for t in v.get("win_rate_by_tier") or {}},
-        key=lambda t: (order.index(t) if t in order else len(order), t),
-    )
-    rows, values = [], []
-    for v in versions:
-        by_tier = v.get("win_rate_by_tier") or {}
-        rates = [(by_tier.get(t) or {}).get("win_rate") for t in tiers]
-        values.append([number(r) for r in rates])
-        rows.append(
-            [
-                esc(version_label(v.get("version"))),
-                esc(num(v.get("scored"), 0)),
-                esc(num(v.get("closed_won"), 0)),
-                esc(num(v.get("closed_lost"), 0)),
-                esc(num(v.get("auc"))),
-            ]
-            + [esc(pct(r)) for r in rates]
-        )
-    series = [(f"Tier {t}", colors.get(t, "#9aa5b1")) for t in tiers]
-    chart = grouped_bars(
-        "Win rate by tier, per model version",
-        [version_label(v.get("version")) for v in versions],
-        series,
-        values,
-        pct,
-    )
-    headers = ["Version", "Scored", "Won since", "Lost since", "AUC"] + [f"Tier {t}" for t in tiers]
-    grid_html = table(headers, rows, set(range(1, len(headers))))
-    lead = "Scores each version wrote, against the deals that have closed since."
-    return section("tracking", title, grid_html + chart, lead)
-
-
-def version_label(value: Any) -> str:
-    """`v3` for 3, `v0003` as it is."""
-    text = str(value)
-    return text if text.startswith("v") else f"v{text}"
-
-
-def expansion_section(expansion: dict[str, Any]) -> str:
-    """The expansion scorecard: how well it ranks customers, and what it weighs."""
-    tiles = [
-        tile(
-            "Expansion AUC",
-            num(expansion.get("auc")),
-            f"95% CI {interval(expansion.get('auc_ci'), num)}",
-        ),
-        tile("Customers", num(expansion.get("n_customers"), 0)),
-        tile("Expanded", num(expansion.get("n_expanded"), 0)),
-    ]
-    body = f'<div class="tiles">{"".join(tiles)}</div>'
-    if expansion.get("note"):
-        body += f'<p class="muted">{esc(expansion["note"])}</p>'
-    terms = [c for c in listed(expansion.get("criteria")) if isinstance(c, dict)]
-    weights = [max(number(c.get("weight")) or 0.0, 0.0) for c in terms]
-    shares = [100.0 * w / (sum(weights) or 1.0) for w in weights]
-    rows = [
-        [esc(c.get("name") or ""), weight_bar(share, max(shares))]
-        for c, share in zip(terms, shares, strict=True)
-    ]
-    if rows:
-        body += table(["What predicts expansion", "Points of 100"], rows, set())
-    known = {"auc", "auc_ci", "n_customers", "n_expanded", "note", "criteria"}
-    extra = [
-        [esc(key.replace("_", " ")), esc(num(v) if isinstance(v, float) else v)]
-        for key, v in sorted(expansion.items())
-        if key not in known and isinstance(v, int | float | str | bool)
-    ]
-    if extra:
-        body += table(["Figure", "Value"], extra, {1})
-    lead = "A second scorecard: how likely an existing customer is to buy more."
-    return section("expansion", "Expansion: existing customers", body, lead)
-
-
-def details_section(model: dict[str, Any]) -> str:
-    def names(items: Any) -> list[str]:
-        out = []
-        for item in items or []:
-            if isinstance(item, dict):
-                reason = f": {item['reason']}" if item.get("reason") else ""
-                out.append(f"{item.get('name', item.get('feature', ''))}{reason}")
-            else:
-                out.append(str(item))
-        return out
-
-    used, dropped = names(model.get("features_used")), names(model.get("features_dropped"))
-    body = f"<h3>Features used ({len(used)})</h3><p>{esc(', '.join(used) or 'none recorded')}</p>"
-    body += f"<h3>Features left out ({len(dropped)})</h3>"
-    body += bullets(dropped) if dropped else "<p>none</p>"
-    return section("details", "Details", body)
+def value_text(value: Any) -> str:
+    """A criterion's value as said aloud: yes/no, 12,000, 2024-05-01."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)

@@ -1,0 +1,199 @@
+"""The report's sections on the model itself, rather than on today's accounts.
+
+Model quality (calibration, score distribution, the black-box challenger), tracking (how
+earlier versions' predictions fared), the expansion scorecard, and the details (features
+used and left out).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scoring.report_charts import calibration_chart, grouped_bars, histogram, range_bar
+from scoring.report_html import (
+    bullets,
+    esc,
+    interval,
+    listed,
+    num,
+    number,
+    pct,
+    points_of,
+    section,
+    table,
+    tile,
+    weight_bar,
+)
+from scoring.schema import IcpCriteria
+
+
+def quality_section(
+    model: dict[str, Any],
+    holdout: dict[str, Any],
+    scored: pd.DataFrame,
+    criteria: IcpCriteria,
+    colors: dict[str, str],
+) -> str:
+    calibration = calibration_chart(model.get("calibration") or [])
+    ece = points_of(holdout.get("ece"))
+    note = (
+        ""
+        if ece is None
+        else f"Predicted win probabilities are off by {ece:.1f} points on average (ECE)."
+    )
+    calib = calibration or '<p class="muted">No calibration figures.</p>'
+    bins = model.get("score_distribution") or _score_bins(scored)
+    thresholds = [(t, v, colors[t]) for t, v in criteria.tier_order()]
+    dist = histogram(bins, thresholds) or '<p class="muted">No scores to show.</p>'
+    body = (
+        f'<div class="grid"><div><h3>Calibration</h3>{calib}<p class="muted">{esc(note)}</p>'
+        f"</div><div><h3>Score distribution</h3>{dist}</div></div>"
+        f"{challenger_block(model, holdout)}"
+    )
+    return section("quality", "Model quality", body)
+
+
+def _score_bins(scored: pd.DataFrame) -> list[dict[str, float]]:
+    if "score" not in scored or not len(scored):
+        return []
+    counts, edges = np.histogram(
+        scored["score"].astype(float).clip(0, 100), bins=10, range=(0, 100)
+    )
+    return [
+        {"low": float(edges[i]), "high": float(edges[i + 1]), "n": int(c)}
+        for i, c in enumerate(counts)
+    ]
+
+
+def _one_decimal(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def challenger_block(model: dict[str, Any], holdout: dict[str, Any]) -> str:
+    challenger = model.get("challenger") or {}
+    if not challenger:
+        return ""
+    rows = []
+    for name, auc, ci in (
+        ("Scorecard (deployed criteria)", holdout.get("auc"), holdout.get("auc_ci")),
+        (
+            str(challenger.get("model") or "challenger"),
+            challenger.get("auc"),
+            challenger.get("auc_ci"),
+        ),
+    ):
+        lo, hi = (ci[0], ci[1]) if isinstance(ci, list | tuple) and len(ci) == 2 else (None, None)
+        bar = range_bar(number(lo), number(hi), number(auc), 0.5, (0.4, 1.0), _one_decimal)
+        rows.append([esc(name), esc(num(auc)), esc(interval(ci, num)), bar])
+    verdict = (
+        "The challenger is clearly better. It is not deployed: scores stay explainable YAML. "
+        "Look at which traits it relies on and consider adding them to the criteria."
+        if challenger.get("clearly_better")
+        else "The challenger is not clearly better: the explainable scorecard loses little."
+    )
+    note = f" {challenger['note']}" if challenger.get("note") else ""
+    grid_html = table(["Model", "AUC", "95% CI", "vs coin flip (tick at 0.5)"], rows, {1})
+    return f'<h3>Challenger</h3>{grid_html}<div class="callout info">{esc(verdict + note)}</div>'
+
+
+def tracking_section(model: dict[str, Any], order: list[str], colors: dict[str, str]) -> str:
+    versions = [
+        v for v in ((model.get("tracking") or {}).get("versions") or []) if isinstance(v, dict)
+    ]
+    title = "How earlier predictions fared"
+    if not versions:
+        text = "No deals scored by an earlier version have closed yet."
+        return section("tracking", title, f'<p class="muted">{esc(text)}</p>')
+    tiers = sorted(
+        {t for v in versions for t in v.get("win_rate_by_tier") or {}},
+        key=lambda t: (order.index(t) if t in order else len(order), t),
+    )
+    rows, values = [], []
+    for v in versions:
+        by_tier = v.get("win_rate_by_tier") or {}
+        rates = [(by_tier.get(t) or {}).get("win_rate") for t in tiers]
+        values.append([number(r) for r in rates])
+        rows.append(
+            [
+                esc(version_label(v.get("version"))),
+                esc(num(v.get("scored"), 0)),
+                esc(num(v.get("closed_won"), 0)),
+                esc(num(v.get("closed_lost"), 0)),
+                esc(num(v.get("auc"))),
+            ]
+            + [esc(pct(r)) for r in rates]
+        )
+    series = [(f"Tier {t}", colors.get(t, "#9aa5b1")) for t in tiers]
+    chart = grouped_bars(
+        "Win rate by tier, per model version",
+        [version_label(v.get("version")) for v in versions],
+        series,
+        values,
+        pct,
+    )
+    headers = ["Version", "Scored", "Won since", "Lost since", "AUC"] + [f"Tier {t}" for t in tiers]
+    grid_html = table(headers, rows, set(range(1, len(headers))))
+    lead = "Scores each version wrote, against the deals that have closed since."
+    return section("tracking", title, grid_html + chart, lead)
+
+
+def version_label(value: Any) -> str:
+    """`v3` for 3, `v0003` as it is."""
+    text = str(value)
+    return text if text.startswith("v") else f"v{text}"
+
+
+def expansion_section(expansion: dict[str, Any]) -> str:
+    """The expansion scorecard: how well it ranks customers, and what it weighs."""
+    tiles = [
+        tile(
+            "Expansion AUC",
+            num(expansion.get("auc")),
+            f"95% CI {interval(expansion.get('auc_ci'), num)}",
+        ),
+        tile("Customers", num(expansion.get("n_customers"), 0)),
+        tile("Expanded", num(expansion.get("n_expanded"), 0)),
+    ]
+    body = f'<div class="tiles">{"".join(tiles)}</div>'
+    if expansion.get("note"):
+        body += f'<p class="muted">{esc(expansion["note"])}</p>'
+    terms = [c for c in listed(expansion.get("criteria")) if isinstance(c, dict)]
+    weights = [max(number(c.get("weight")) or 0.0, 0.0) for c in terms]
+    shares = [100.0 * w / (sum(weights) or 1.0) for w in weights]
+    rows = [
+        [esc(c.get("name") or ""), weight_bar(share, max(shares))]
+        for c, share in zip(terms, shares, strict=True)
+    ]
+    if rows:
+        body += table(["What predicts expansion", "Points of 100"], rows, set())
+    known = {"auc", "auc_ci", "n_customers", "n_expanded", "note", "criteria"}
+    extra = [
+        [esc(key.replace("_", " ")), esc(num(v) if isinstance(v, float) else v)]
+        for key, v in sorted(expansion.items())
+        if key not in known and isinstance(v, int | float | str | bool)
+    ]
+    if extra:
+        body += table(["Figure", "Value"], extra, {1})
+    lead = "A second scorecard: how likely an existing customer is to buy more."
+    return section("expansion", "Expansion: existing customers", body, lead)
+
+
+def details_section(model: dict[str, Any]) -> str:
+    def names(items: Any) -> list[str]:
+        out = []
+        for item in items or []:
+            if isinstance(item, dict):
+                reason = f": {item['reason']}" if item.get("reason") else ""
+                out.append(f"{item.get('name', item.get('feature', ''))}{reason}")
+            else:
+                out.append(str(item))
+        return out
+
+    used, dropped = names(model.get("features_used")), names(model.get("features_dropped"))
+    body = f"<h3>Features used ({len(used)})</h3><p>{esc(', '.join(used) or 'none recorded')}</p>"
+    body += f"<h3>Features left out ({len(dropped)})</h3>"
+    body += bullets(dropped) if dropped else "<p>none</p>"
+    return section("details", "Details", body)

@@ -1,0 +1,158 @@
+"""The top of the ICP report: the verdict, results by tier, and the criteria with weights."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from scoring import report_html as h
+from scoring.report_charts import bar_chart
+from scoring.schema import GROUPS, IcpCriteria
+
+
+def verdict_section(
+    model: dict[str, Any],
+    holdout: dict[str, Any],
+    summary: pd.DataFrame,
+    everyone: pd.Series,
+    accounts: int,
+) -> str:
+    auc, ci = holdout.get("auc"), holdout.get("auc_ci")
+    deals = f"{h.num(holdout.get('n_won'), 0)} won and {h.num(holdout.get('n_lost'), 0)} lost"
+    rated = summary.dropna(subset=["win_rate"])
+    if model.get("signal"):
+        headline = "The learned ICP has real lift"
+        text = (
+            f"On the most recent closed deals ({deals}), accounts it ranks higher win more: "
+            f"AUC {h.num(auc)} (95% CI {h.interval(ci, h.num)}; 0.5 is a coin flip)."
+        )
+        css = "verdict"
+    elif h.number(auc) is None:
+        headline = "No real lift — criteria unchanged"
+        text = "This model recorded no holdout figures, so it shows no measured lift and "
+        text += "proposes no change to the criteria."
+        css = "verdict none"
+    else:
+        headline = "No real lift — criteria unchanged"
+        text = (
+            f"On the most recent closed deals ({deals}) the model's AUC of {h.num(auc)} "
+            f"(95% CI {h.interval(ci, h.num)}) cannot be told apart from a coin flip (0.5), "
+            "so no change to the criteria is proposed."
+        )
+        css = "verdict none"
+    if len(rated) >= 2:
+        best, worst = rated.iloc[0], rated.iloc[-1]
+        text += (
+            f" Today Tier {best['tier']} wins {h.pct(best['win_rate'])} of its closed deals, "
+            f"Tier {worst['tier']} {h.pct(worst['win_rate'])}."
+        )
+    challenger = model.get("challenger") or {}
+    if challenger.get("clearly_better"):
+        text += " A black-box challenger scores clearly better (see Model quality); it is "
+        text += "reported, never deployed."
+    warnings = model["warnings"]
+    notes = "".join(f'<div class="callout">{h.esc(w)}</div>' for w in warnings)
+    ratio = "—"
+    if len(rated) >= 2 and rated.iloc[-1]["win_rate"] > 0:
+        ratio = f"{rated.iloc[0]['win_rate'] / rated.iloc[-1]['win_rate']:.1f}{h.TIMES}"
+    top = summary.iloc[0] if len(summary) else None
+    tiles = [
+        h.tile("Holdout AUC", h.num(auc), f"95% CI {h.interval(ci, h.num)}"),
+        h.tile("Win rate", h.pct(everyone["win_rate"]), f"{everyone['closed_deals']:,} closed"),
+        h.tile(
+            "Best vs worst tier",
+            ratio,
+            f"{rated.iloc[0]['tier']} vs {rated.iloc[-1]['tier']}" if len(rated) >= 2 else "",
+        ),
+        h.tile("Avg won deal", h.money(everyone["avg_deal_size"])),
+        h.tile("Median cycle", h.days(everyone["median_cycle_days"]), "won deals"),
+        h.tile(
+            "Accounts scored",
+            f"{accounts:,}",
+            f"Tier {top['tier']}: {h.pct(top['share'])}" if top is not None else "",
+        ),
+        h.tile(
+            "Calibration error",
+            h.ece_text(holdout.get("ece")),
+            f"Brier {h.num(holdout.get('brier'), 3)}",
+        ),
+    ]
+    body = f'<p>{h.esc(text)}</p>{notes}<div class="tiles">{"".join(tiles)}</div>'
+    return h.section("verdict", headline, body, css=css)
+
+
+def tiers_section(
+    summary: pd.DataFrame, criteria: IcpCriteria, colors: dict[str, str], overall: float | None
+) -> str:
+    rows = [
+        [
+            f"<strong>{h.esc(r.tier)}</strong>",
+            h.esc(h.num(criteria.tiers.get(str(r.tier)), 0)),
+            h.esc(f"{r.accounts:,}"),
+            h.esc(h.pct(r.share, 1)),
+            h.esc(f"{r.closed_deals:,}"),
+            h.esc(f"{r.won_deals:,}"),
+            h.esc(h.pct(r.win_rate, 1)),
+            h.esc(h.money(r.avg_deal_size)),
+            h.esc(h.days(r.median_cycle_days)),
+        ]
+        for r in summary.itertuples()
+    ]
+    headers = ["Tier", "Score from", "Accounts", "Share", "Closed deals", "Won"]
+    headers += ["Win rate", "Avg won deal", "Median cycle"]
+    table = h.table(headers, rows, numeric={1, 2, 3, 4, 5, 6, 7, 8})
+    labels = [str(t) for t in summary["tier"]]
+    fills = [colors[t] for t in labels]
+
+    def values(column: str) -> list[float | None]:
+        return [h.number(v) for v in summary[column]]
+
+    charts = [
+        bar_chart("Win rate", labels, values("win_rate"), h.pct, fills, overall, "overall"),
+        bar_chart("Average won deal", labels, values("avg_deal_size"), h.money, fills),
+        bar_chart("Median cycle (days)", labels, values("median_cycle_days"), h.days, fills),
+        bar_chart("Share of accounts", labels, values("share"), h.pct, fills),
+    ]
+    lead = "Closed deals of the accounts scored today, by the tier they are in now."
+    return h.section("tiers", "Results by tier", table + h.grid(charts), lead)
+
+
+def criteria_section(criteria: IcpCriteria) -> str:
+    items = criteria.all_criteria()
+    total = sum(c.weight for _, _, c in items) or 1.0
+    penalties = [a.penalty or 0.0 for a in criteria.anti_patterns]
+    most = max([100.0 * c.weight / total for _, _, c in items] + penalties + [1.0])
+    rows: list[list[str]] = []
+    for group in GROUPS:
+        members = [c for g, _, c in items if g == group]
+        if members:
+            rows.append([f'<span class="group">{h.esc(h.GROUP_LABELS[group])}</span>', "", ""])
+        for c in members:
+            rule = " and ".join(x.describe() for x in c.conditions())
+            rows.append(
+                [
+                    h.esc(c.name),
+                    f'<span class="rule">{h.esc(rule)}</span>',
+                    h.weight_bar(100.0 * c.weight / total, most),
+                ]
+            )
+    if criteria.anti_patterns:
+        rows.append(['<span class="group">Anti-patterns</span>', "", ""])
+    for a in criteria.anti_patterns:
+        rule = " and ".join(x.describe() for x in a.conditions())
+        cap = f" · caps at Tier {a.cap_tier}" if a.cap_tier else ""
+        bar = h.weight_bar(a.penalty or 0.0, most, negative=True) if a.penalty else ""
+        rows.append(
+            [
+                f'<span class="down">{h.esc(a.name)}</span>',
+                f'<span class="rule">{h.esc(rule + cap)}</span>',
+                bar,
+            ]
+        )
+    lead = "Points out of 100: an account's score is the sum of the criteria it matches, "
+    lead += "minus the penalties of anti-patterns."
+    table = h.table(["Criterion", "Condition", "Points"], rows, set())
+    return h.section(
+        "criteria", "Criteria and weights", f'<div class="weights">{table}</div>', lead
+    )
