@@ -37,7 +37,6 @@ import itertools
 import logging
 import math
 import os
-import random
 import sys
 import tempfile
 import threading
@@ -54,8 +53,8 @@ from connectors.hubspot import HubSpotSettings  # noqa: E402
 from sync.config import load_config  # noqa: E402
 from sync.runner import Progress, RunOptions, RunResult, execute  # noqa: E402
 from tests.fakes.hubspot import FakeHubSpot, StrictClock  # noqa: E402
+from tests.hsdata import seed_portal  # noqa: E402
 
-INDUSTRIES = ["COMPUTER_SOFTWARE", "BANKING", "RETAIL", "HOSPITAL_HEALTH_CARE", "MACHINERY"]
 BATCH = 100
 WRITE_PATH = "/batch/update"
 
@@ -114,37 +113,11 @@ def earliest(prior: list[float], calls: int, start: float, rate: int, interval: 
 def seed(portal: FakeHubSpot, companies: int, deals_per_company: float) -> list[str]:
     """Companies and deals last modified over the past minutes, a millisecond apart (the
     fake stamps each record 1 ms after the one before); then the portal keeps real time."""
-    rng = random.Random(7)
     ticks = itertools.count()
     records = companies * (1 + deals_per_company)
     start = datetime.now(UTC) - timedelta(milliseconds=records + 60_000)
     portal.clock = lambda: start + timedelta(milliseconds=next(ticks))
-    ids = portal.add_companies(
-        [
-            {
-                "name": f"Company {i}",
-                "domain": f"company{i}.example",
-                "industry": rng.choice(INDUSTRIES),
-                "numberofemployees": str(rng.randint(5, 2000)),
-                "annualrevenue": str(rng.randint(0, 50) * 100_000),
-                "country": rng.choice(["US", "Germany", "UK", "France"]),
-            }
-            for i in range(companies)
-        ]
-    )
-    stages = ["closedwon", "closedlost", "qualifiedtobuy"]
-    portal.add_deals(
-        [
-            {
-                "dealname": f"Deal {i}",
-                "amount": str(rng.randint(1, 100) * 1000),
-                "dealstage": rng.choice(stages),
-                "closedate": "2025-06-30",
-                "_company": ids[i % companies],
-            }
-            for i in range(round(companies * deals_per_company))
-        ]
-    )
+    ids = seed_portal(portal, companies, deals_per_company)
     portal.clock = StrictClock()
     return ids
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -24,40 +23,13 @@ from connectors.hubspot import HubSpotConnector
 from sync.cli import main
 from sync.state import StateStore
 from tests.fakes.hubspot import FakeHubSpot
+from tests.hsdata import seed_portal
 
 COMPANIES = 200
-INDUSTRIES = ["COMPUTER_SOFTWARE", "BANKING", "RETAIL", "HOSPITAL_HEALTH_CARE", "MACHINERY"]
 
 
 def seed(portal: FakeHubSpot, n: int = COMPANIES) -> list[str]:
-    rng = random.Random(7)
-    ids = portal.add_companies(
-        [
-            {
-                "name": f"Company {i}",
-                "domain": f"company{i}.example",
-                "industry": rng.choice(INDUSTRIES),
-                "numberofemployees": str(rng.randint(5, 2000)),
-                "annualrevenue": str(rng.randint(0, 50) * 100_000),
-                "country": rng.choice(["US", "Germany", "UK", "France"]),
-            }
-            for i in range(n)
-        ]
-    )
-    stages = ["closedwon", "closedlost", "qualifiedtobuy"]
-    portal.add_deals(
-        [
-            {
-                "dealname": f"Deal {i}",
-                "amount": str(rng.randint(1, 100) * 1000),
-                "dealstage": rng.choice(stages),
-                "closedate": "2025-06-30",
-                "_company": ids[i % n],
-            }
-            for i in range(n * 2)
-        ]
-    )
-    return ids
+    return seed_portal(portal, n, deals_per_company=2.0)
 
 
 @pytest.fixture
