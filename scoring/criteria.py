@@ -240,7 +240,8 @@ def score_accounts(
         score_scale: decimal places the score field stores; tiers use the rounded score.
 
     Returns:
-        A frame aligned with `features`: account_id, score, tier, segment, route, reasons.
+        A frame aligned with `features`: account_id, score, tier, segment, route, reasons,
+        expansion (customers only; NaN without expansion criteria).
     """
     evaluator = ConditionEvaluator(features)
     criteria = icp.all_criteria()
@@ -284,4 +285,24 @@ def score_accounts(
         _first_match(evaluator, [(r.route, r.when) for r in icp.routing]), dtype=object
     )
     result["reasons"] = pd.Series(_reasons(matches, items, reasons_length), dtype=object)
+    result["expansion"] = expansion_scores(features, icp, evaluator, score_scale)
     return result
+
+
+def expansion_scores(
+    features: pd.DataFrame, icp: IcpCriteria, evaluator: ConditionEvaluator, scale: int
+) -> np.ndarray:
+    """Customers' likelihood to expand, 0-100: the share of expansion weight they match.
+
+    Only existing customers (`is_customer`) get a value; everyone else, and every account
+    when the criteria have no expansion part, gets none (NaN).
+    """
+    n = len(features)
+    if not icp.expansion or "is_customer" not in features:
+        return np.full(n, np.nan)
+    total = sum(c.weight for c in icp.expansion) or 1.0
+    raw = np.zeros(n)
+    for criterion in icp.expansion:
+        raw += evaluator.all_of(criterion.conditions()) * (100.0 * criterion.weight / total)
+    customers = features["is_customer"].fillna(False).astype(bool).to_numpy()
+    return np.where(customers, np.round(np.clip(raw, 0.0, 100.0), scale), np.nan)

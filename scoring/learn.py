@@ -289,6 +289,16 @@ def train(
         scores = yaml_scores(frame, document)
         tiers = dict(manual.tiers)
         learned["note"] = "no signal: the manual criteria are proposed unchanged"
+    expanded = lp.expansion(
+        frame,
+        out.customers,
+        kinds,
+        lambda f, k, r, t: pipeline(f, k, r, t, s),
+        s.min_support,
+        s.seed,
+    )
+    if signal and expanded and expanded["criteria"] and (expanded["auc_ci"] or [0.0])[0] > 0.5:
+        document["expansion"] = expanded["criteria"]  # scored for customers: `expansion` output
     a, b = platt(scores[acc], y)
     learned["calibration"] = {"method": "platt", "intercept": a, "slope": b, "formula": PLATT}
     learned["tiers"] = tier_table(scores, acc, y, tiers)
@@ -312,14 +322,7 @@ def train(
             bad, slow, anti, scores, acc, patterns.account_mask, float(y.mean()), second
         ),
         loss_patterns=patterns.loss_patterns(out.losses, good + bad),
-        expansion=lp.expansion(
-            frame,
-            out.customers,
-            kinds,
-            lambda f, k, r, t: pipeline(f, k, r, t, s),
-            s.min_support,
-            s.seed,
-        ),
+        expansion=expanded,
         warnings=warnings,
         features_used=used,
         features_dropped=sorted(unused),

@@ -191,6 +191,9 @@ class IcpCriteria(_Strict):
     anti_patterns: list[AntiPattern] = Field(default_factory=list)
     segments: list[Segment] = Field(default_factory=list)
     routing: list[Route] = Field(default_factory=list)
+    expansion: list[Criterion] = Field(default_factory=list)
+    """Traits of customers likely to expand (learned by `icp train` from expansion deals):
+    scored 0-100 for existing customers into the optional `expansion` output."""
     learned: dict[str, Any] | None = None
     """Metadata written by `icp train` (window, counts, holdout metrics)."""
 
@@ -267,7 +270,7 @@ def locate_conditions(
     rules: list[tuple[Path, Any, dict[str, str]]] = []
     for group in GROUPS:
         rules += [(("criteria", group, i), rule, fields) for i, rule in _items(criteria, group)]
-    for key in ("anti_patterns", "segments", "routing"):
+    for key in ("anti_patterns", "segments", "routing", "expansion"):
         allowed = routing_fields if key == "routing" else fields
         rules += [((key, i), rule, allowed) for i, rule in _items(data, key)]
     located: list[tuple[Path, Condition, dict[str, str]]] = []

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 import mappings as bundled
@@ -297,3 +298,25 @@ def test_killed_mid_write_converges_on_rerun(tmp_path: Path) -> None:
     summary(fresh, tmp_path / "fresh-state")
     expected = {r["Id"]: r for r in update_rows(fresh)}
     assert {r["Id"]: r for r in rows} == expected
+
+
+def test_expansion_output_is_written_for_customers_only(export: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "mappings"
+    assert icp("mappings", "init", folder)[0] == 0
+    crm = yaml.safe_load((folder / "csv.yaml").read_text())
+    crm["outputs"]["expansion"] = {"field": "ICP_Expansion__c", "type": "number"}
+    (folder / "csv.yaml").write_text(yaml.safe_dump(crm, sort_keys=False))
+    criteria = yaml.safe_load((folder / "icp.yaml").read_text())
+    criteria["expansion"] = [
+        {"name": "Salesforce", "field": "technologies", "contains": ["Salesforce"], "weight": 1}
+    ]
+    (folder / "icp.yaml").write_text(yaml.safe_dump(criteria, sort_keys=False))
+    code, _, err = sync(export, tmp_path / "state", "--mappings", str(folder))
+    assert code == 0, err
+
+    _, opportunities = read_rows(export / "Opportunity.csv")
+    customers = {o["AccountId"] for o in opportunities if o["IsWon"].lower() == "true"}
+    written = {r["Id"]: r["ICP_Expansion__c"] for r in update_rows(export)}
+    scored = {i for i, v in written.items() if v}
+    assert scored and scored == customers & set(written)
+    assert {written[i] for i in scored} <= {"0", "100"}

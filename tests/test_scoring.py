@@ -137,7 +137,9 @@ def test_score_is_the_share_of_matched_weight() -> None:
     scaled = score_accounts(frame, icp_from(SCORE_ICP), score_scale=2)
     assert scaled["score"].tolist() == [100.0, 83.33, 16.67, 0.0, 0.0]
     assert scored["account_id"].tolist() == ["a1", "a2", "a3", "a4", "a5"]
-    assert list(scored.columns) == ["account_id", "score", "tier", "segment", "route", "reasons"]
+    assert list(scored.columns) == [
+        "account_id", "score", "tier", "segment", "route", "reasons", "expansion"
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -455,7 +457,9 @@ def test_empty_frame() -> None:
     empty = accounts(x=pd.Series([], dtype=float))
     scored = score_accounts(empty, one_criterion("field: x, eq: 1"))
     assert len(scored) == 0
-    assert list(scored.columns) == ["account_id", "score", "tier", "segment", "route", "reasons"]
+    assert list(scored.columns) == [
+        "account_id", "score", "tier", "segment", "route", "reasons", "expansion"
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -537,3 +541,20 @@ def test_available_fields_follow_inputs() -> None:
     assert fields["is_customer"] == "boolean"
     assert "employee_growth" not in fields
     assert "tech_count" not in fields
+
+
+def test_expansion_is_scored_for_customers_only() -> None:
+    icp = icp_from(
+        "criteria:\n  must_have:\n    - {name: c, weight: 1, field: employees, gte: 0}\n"
+        "expansion:\n"
+        "  - {name: Salesforce users, field: technologies, contains: Salesforce, weight: 3}\n"
+        "  - {name: big, field: employees, gte: 100, weight: 1}\n"
+    )
+    frame = accounts(
+        technologies=["Salesforce", "Salesforce", "Marketo", None],
+        employees=[500.0, 50.0, 500.0, 10.0],
+        is_customer=[T, T, T, F],
+    )
+    assert nulls_as_none(score_accounts(frame, icp)["expansion"]) == [100.0, 75.0, 25.0, None]
+    without = one_criterion("field: employees, gte: 0")
+    assert score_accounts(frame, without)["expansion"].isna().all()
