@@ -241,6 +241,9 @@ def test_expansion_is_a_separate_outcome(planted):
     assert 0 < expansion["n_expanded"] < expansion["n_customers"]
     assert expansion["auc"] > 0.55
     assert any(c.get("contains") == "Snowflake" for c in expansion["criteria"])
+    # with a real interval, the scorecard goes into the YAML to score customers
+    assert expansion["auc_ci"][0] > 0.5
+    assert result.criteria["expansion"] == expansion["criteria"]
     new_business = opportunities[opportunities["type"] == "New Business"]
     won_accounts = new_business.loc[
         new_business["is_won"].astype(bool)
