@@ -227,8 +227,10 @@ class Transport:
             if policy == "DAILY":
                 return LimitReachedError(f"HubSpot's daily API limit is used up ({message})")
             retry_after = _retry_after(getattr(exc, "headers", None))
-            # the window is full: hold every call a moment (a tenth of the window)
-            limiter.pause(retry_after if retry_after is not None else limiter.interval / 10)
+            # the window is full: hold every call a moment (a tenth of a 10 s window; the
+            # whole second of search's own limit, which the engine cannot see filling)
+            wait = limiter.interval if policy == "SECONDLY" else limiter.interval / 10
+            limiter.pause(retry_after if retry_after is not None else wait)
             return TransientError(
                 f"{where}: 429 {policy or category} ({message})", retry_after=retry_after
             )
