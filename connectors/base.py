@@ -116,6 +116,9 @@ class Connector(ABC):
         self.mapping = mapping
         self.stats: dict[str, PullStats] = {"account": PullStats(), "opportunity": PullStats()}
         self.write_calls = 0
+        self.memo: dict[str, Any] = {}
+        """Facts about the CRM worth keeping between runs (fields an org lacks, say): sync
+        loads it from the state before pulling and saves it after the run. JSON only."""
         self.previous_run_started: datetime | None = None
         """When the last finished run against this CRM started (set by sync before pulling).
 

@@ -14,6 +14,8 @@ Bulk API 2.0 query job instead. (Pages are read with `query` and `query_more`, t
 A mapped field the org does not have makes Salesforce reject the whole query
 (`INVALID_FIELD`); the connector then describes the object once, drops the missing
 fields with a warning (they read as empty, as a missing CSV column does) and queries again.
+The missing fields are remembered (`memo`, kept in the state) for a day, so later runs
+query without them straight away.
 
 Writing (`connectors.salesforce_write`): sObject Collections, 200 records a call, or a
 Bulk API 2.0 ingest job when the run has more than `bulk_write_threshold` records.
@@ -30,7 +32,7 @@ import logging
 import math
 import re
 from collections.abc import Collection, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlparse
 
@@ -65,6 +67,8 @@ log = logging.getLogger(__name__)
 PAGE_ROWS = 2000
 """Rows per REST query page (Salesforce's default and maximum)."""
 COLLECTION_SIZE = 200
+MISSING_FIELDS_DAYS = 1
+"""How long the fields an org lacks are remembered before they are described again."""
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
@@ -246,6 +250,7 @@ class SalesforceConnector(Connector):
     def pull(self, kind: ObjectKind, since: datetime | None) -> Iterator[pd.DataFrame]:
         stats = self.stats[kind]
         self._deleted[kind] = set()
+        self._missing[kind] |= self._remembered_missing(kind)
         include_deleted = since is not None and self._stamp_field(kind) is not None
         before = self.session.calls
         first = self._first_page(kind, since, include_deleted)
@@ -285,19 +290,41 @@ class SalesforceConnector(Connector):
                 f"querying {self._object(kind)}", self.sf.query, self.soql(kind, since), deleted
             )
         except Exception as exc:
-            if "INVALID_FIELD" not in str(exc) or self._missing[kind]:
+            if "INVALID_FIELD" not in str(exc):
                 raise
+        self._find_missing(kind)
+        return self._call(
+            f"querying {self._object(kind)}", self.sf.query, self.soql(kind, since), deleted
+        )
+
+    def _find_missing(self, kind: ObjectKind) -> None:
+        """Describe the object to learn which mapped fields the org lacks, and remember it.
+
+        The answer is kept in `memo` for `MISSING_FIELDS_DAYS`, so a run does not pay a
+        rejected query and a describe call for every absent enrichment field; a field
+        created meanwhile is found when the entry expires (or at once by a new mapping).
+        """
         described = self.describe_object(kind)
         self._missing[kind] = {f for f in self._fields(kind) if f not in described}
+        remembered = self.memo.setdefault("missing_fields", {})
+        remembered[kind] = {
+            "fields": sorted(self._missing[kind]),
+            "at": datetime.now(UTC).isoformat(),
+        }
         for name in sorted(self._missing[kind]):
             log.warning(
                 "%s has no field %s (or this user cannot read it): read as empty",
                 self._object(kind),
                 name,
             )
-        return self._call(
-            f"querying {self._object(kind)}", self.sf.query, self.soql(kind, since), deleted
-        )
+
+    def _remembered_missing(self, kind: ObjectKind) -> set[str]:
+        entry = self.memo.get("missing_fields", {}).get(kind)
+        if not entry:
+            return set()
+        age = datetime.now(UTC) - datetime.fromisoformat(entry["at"])
+        fresh = age < timedelta(days=MISSING_FIELDS_DAYS)
+        return set(entry["fields"]) & set(self._fields(kind)) if fresh else set()
 
     def _frame(self, kind: ObjectKind, records: list[dict[str, Any]]) -> pd.DataFrame | None:
         if not records:

@@ -22,7 +22,7 @@ from sync.cli_options import (
     crm_options,
     fail,
     guarded,
-    mappings_option,
+    read_options,
     state_option,
 )
 from sync.config import CRMS, load_config, mappings_dir
@@ -115,25 +115,6 @@ _run_command(
 )
 
 
-def _read_options(func: Any) -> Any:
-    """Options of the commands that only read the CRM (`train`, `report`)."""
-    options = [
-        click.option(
-            "--crm", type=click.Choice(CRMS), default="csv", show_default=True, help="Which CRM."
-        ),
-        mappings_option,
-        state_option,
-        click.option(
-            "--source",
-            type=click.Path(path_type=Path),
-            help="CSV only: folder with Account.csv and Opportunity.csv.",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
 EXAMPLES_TRAIN = """\b
 Examples:
   icp train --crm csv --source ./export            # learn, save v000N, make it active
@@ -143,7 +124,7 @@ Examples:
 
 
 @main.command(epilog=EXAMPLES_TRAIN)
-@_read_options
+@read_options
 @click.option(
     "-n", "--dry-run", is_flag=True, help="Propose only: print the YAML diff; save nothing."
 )
@@ -198,7 +179,7 @@ def train(
 
 
 @main.command()
-@_read_options
+@read_options
 @click.option(
     "--out",
     type=click.Path(path_type=Path),

@@ -77,15 +77,15 @@ mappings_option = click.option(
 )
 
 
-def crm_options(func: F) -> F:
-    """Options of the commands that run against a CRM (`sync`, `backfill`)."""
+def read_options(func: F) -> F:
+    """Options of the commands that read a CRM (`train`, `report`; and `sync`, `backfill`)."""
     options = [
         click.option(
             "--crm",
             type=click.Choice(CRMS),
             default="csv",
             show_default=True,
-            help="Which CRM to read and write.",
+            help="Which CRM to read (and write, for sync and backfill).",
         ),
         mappings_option,
         state_option,
@@ -94,15 +94,20 @@ def crm_options(func: F) -> F:
             type=click.Path(path_type=Path),
             help="CSV only: folder with Account.csv and Opportunity.csv.",
         ),
-        click.option(
-            "--out",
-            type=click.Path(path_type=Path),
-            help="CSV only: update file [default: SOURCE/icp_updates.csv].",
-        ),
     ]
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def crm_options(func: F) -> F:
+    """Options of the commands that run against a CRM (`sync`, `backfill`)."""
+    out = click.option(
+        "--out",
+        type=click.Path(path_type=Path),
+        help="CSV only: update file [default: SOURCE/icp_updates.csv].",
+    )
+    return read_options(out(func))
 
 
 def fail(code: int, message: str) -> None:

@@ -85,7 +85,7 @@ def locate(directory: Path | None, name: str) -> tuple[Path | None, str]:
     return None, f"(bundled) mappings/{name}"
 
 
-def _read(directory: Path | None, name: str) -> YamlDocument:
+def read_document(directory: Path | None, name: str) -> YamlDocument:
     path, label = locate(directory, name)
     if path is not None:
         return read_yaml(path, label)
@@ -109,8 +109,8 @@ def load_config(crm: str, directory: Path | None, state_dir: Path | None = None)
     With `state_dir`, the criteria in use are its active learned version (`icp train`),
     unless `icp.yaml` pins itself with `scoring: {source: manual}` or none is active.
     """
-    mapping_doc = _read(directory, f"{crm}.yaml")
-    icp_doc = _read(directory, "icp.yaml")
+    mapping_doc = read_document(directory, f"{crm}.yaml")
+    icp_doc = read_document(directory, "icp.yaml")
     problems: list[ConfigProblem] = []
     source = _scoring_source(icp_doc, problems)
     mapping = _validate(mapping_doc, CrmMapping, problems)
@@ -154,7 +154,7 @@ def load_config(crm: str, directory: Path | None, state_dir: Path | None = None)
 def criteria_source(directory: Path | None) -> str:
     """What icp.yaml's `scoring: {source: ...}` says: `manual` pins it, else `learned`."""
     problems: list[ConfigProblem] = []
-    return _scoring_source(_read(directory, "icp.yaml"), problems)
+    return _scoring_source(read_document(directory, "icp.yaml"), problems)
 
 
 def check_criteria(

@@ -13,11 +13,12 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from connectors.base import Connector, FieldCreation, FieldInfo
 from connectors.mapping import OutputField
-from sync.config import Config, locate
-from sync.yamlfile import ConfigProblem, YamlDocument, load_yaml, read_yaml
+from sync.config import Config, read_document
+from sync.yamlfile import ConfigProblem, YamlDocument
 
 NUMBER_TYPES = frozenset({"double", "int", "long", "currency", "percent", "number"})
 PICKLIST_TYPES = frozenset({"picklist", "enumeration", "combobox", "multipicklist"})
@@ -34,16 +35,9 @@ class LiveCheck:
     missing_outputs: dict[str, OutputField] = field(default_factory=dict)
 
 
-def mapping_document(config: Config, directory: object) -> YamlDocument:
+def mapping_document(config: Config, directory: Path | None) -> YamlDocument:
     """The mapping file as YAML with line numbers, to locate live problems."""
-    from pathlib import Path
-
-    import mappings
-
-    path, label = locate(directory if isinstance(directory, Path) else None, f"{config.crm}.yaml")
-    if path is not None:
-        return read_yaml(path, label)
-    return load_yaml(mappings.default(f"{config.crm}.yaml").read_text(encoding="utf-8"), label)
+    return read_document(directory, f"{config.crm}.yaml")
 
 
 def written_values(config: Config, key: str, spec: OutputField) -> list[str]:

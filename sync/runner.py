@@ -9,6 +9,7 @@ sync, and writes the rest.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -196,7 +197,10 @@ def _run(
     rescore_all = full or state.get_meta(criteria_key) != criteria_fp
     failing = {f.record_id for f in state.failures(crm)}
     progress.phase("pull")
+    memo_key = f"{crm}.connector_memo"
+    connector.memo = json.loads(state.get_meta(memo_key) or "{}")
     work = working_set(connector, state, full, rescore_all, failing, progress.advance)
+    state.set_meta(memo_key, json.dumps(connector.memo))  # what the pull learned, even dry
     issues = [i for stats in connector.stats.values() for i in stats.issues]
     _log_issues(connector, issues)
 

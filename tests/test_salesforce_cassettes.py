@@ -100,7 +100,9 @@ def test_replayed_bulk_ingest_job(org_origin: str) -> None:
 
 
 def test_cassettes_hold_no_secret_and_no_real_host() -> None:
-    for path in (CASSETTES / "salesforce").glob("*.yaml"):
+    files = sorted((CASSETTES / "salesforce").glob("*.yaml"))
+    assert {f.stem for f in files} >= {"pull_and_write", "bulk_ingest"}
+    for path in files:
         text = path.read_text(encoding="utf-8")
         assert "Authorization" not in text and "Bearer" not in text, path
         assert "127.0.0.1" not in text, path

@@ -226,3 +226,22 @@ def test_apply_creates_missing_output_fields_or_says_how(org: FakeSalesforce) ->
     org.can_customize = False
     code, out, _ = icp("mappings", "apply", "--crm", "salesforce")
     assert code == 2 and "NOT created" in out and "Object Manager > Account" in out
+
+
+def test_fields_the_org_lacks_are_described_once_not_every_run(
+    org: FakeSalesforce, tmp_path: Path
+) -> None:
+    org.remove_field("Account", "Funding_Stage__c")
+    org.remove_field("Opportunity", "Loss_Reason__c")
+    state = tmp_path / "state"
+    assert run(state)["exit_code"] == 0
+    describes = sum("describe" in r.path for r in org.requests)
+    rejected = sum(r.status == 400 for r in org.requests)
+    assert (describes, rejected) == (2, 2)
+    settle(org)
+    run(state)
+    settle(org)
+    third = run(state)
+    assert sum("describe" in r.path for r in org.requests) == describes
+    assert sum(r.status == 400 for r in org.requests) == rejected
+    assert third["api_calls"] <= 3
