@@ -20,6 +20,7 @@ import pandas as pd
 from connectors.base import Connector, ObjectKind
 from connectors.canonical import restore_types
 from connectors.mapping import ID_FIELDS
+from sync import progress
 from sync.state import StateStore, Watermark
 
 log = logging.getLogger(__name__)
@@ -61,16 +62,28 @@ def pull_object(
     id_column = ID_FIELDS[kind]
     since = watermark.value if watermark else None
     pages = []
-    for page in connector.pull(kind, since):
-        if watermark and watermark.boundary_ids:
-            seen = page["modified_at"].eq(pd.Timestamp(watermark.value)) & page[id_column].isin(
-                watermark.boundary_ids
+    calls = connector.api_calls
+    what = "changes to " if since else ""
+    with progress.stage(f"Reading {what}{kind}s", unit="rows") as stage:
+        for number, page in enumerate(connector.pull(kind, since), start=1):
+            if watermark and watermark.boundary_ids:
+                seen = page["modified_at"].eq(pd.Timestamp(watermark.value)) & page[id_column].isin(
+                    watermark.boundary_ids
+                )
+                pages.append(page.loc[~seen])
+            else:
+                pages.append(page)
+            stage.advance(len(page))
+            log.debug(
+                "%s page %d: %s rows (%s so far; %s API calls so far)",
+                kind,
+                number,
+                f"{len(page):,}",
+                f"{stage.done:,}",
+                f"{connector.api_calls - calls:,}",
             )
-            pages.append(page.loc[~seen])
-        else:
-            pages.append(page)
-        if on_page is not None:
-            on_page(len(page))
+            if on_page is not None:
+                on_page(len(page))
     frame = pd.concat(pages, ignore_index=True) if pages else _empty(connector, kind)
     frame = frame.drop_duplicates(id_column, keep="last").reset_index(drop=True)
     if watermark is None:
@@ -78,6 +91,14 @@ def pull_object(
     else:
         deleted = connector.deleted_ids(kind, since, known)
     deleted -= connector.stats[kind].unreadable_ids
+    log.debug(
+        "%ss: %s read%s, %s deleted since the last run; %s API calls",
+        kind,
+        f"{len(frame):,}",
+        f" (changed since {since:%Y-%m-%d %H:%M:%S})" if since else "",
+        f"{len(deleted):,}",
+        f"{connector.api_calls - calls:,}",
+    )
     pulled = Pulled(frame, deleted)
     stamps = frame["modified_at"].dropna() if "modified_at" in frame else pd.Series(dtype=object)
     if len(stamps):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -204,13 +205,18 @@ def _run(
     issues = [i for stats in connector.stats.values() for i in stats.issues]
     _log_issues(connector, issues)
 
+    progress.phase("score", len(work.accounts))
     desired = score(config, work)
+    progress.advance(len(desired))
+    progress.phase("plan", len(desired))
     current = work.accounts.set_index("account_id")
     current = current[
         [c for c in current.columns if c.startswith(CURRENT_PREFIX) or c == "modified_at"]
     ]
     last = state.last_written(crm, list(desired.index))
     plan = plan_changes(desired, current, last, config.mapping.outputs)
+    progress.advance(len(desired))
+    progress.phase("done")
     updates = plan.record_updates()
     estimate = connector.estimate_calls(len(updates), full)
     counts = {
@@ -308,7 +314,24 @@ def _write(
     progress: Progress,
     track: Callable[[list[str]], list[ScoreRecord]],
 ) -> WriteSummary:
+    batches = [0, connector.api_calls, time.monotonic()]
+
     def on_batch(outcome: BatchOutcome) -> None:
+        batches[0] += 1
+        ok = sum(1 for _, r in outcome if r.ok)
+        gone = sum(1 for _, r in outcome if r.deleted)
+        log.debug(
+            "batch %d: %d records, %d written, %d failed, %d deleted in the CRM; "
+            "%d API calls, %.2f s",
+            batches[0],
+            len(outcome),
+            ok,
+            len(outcome) - ok - gone,
+            gone,
+            connector.api_calls - batches[1],
+            time.monotonic() - batches[2],
+        )
+        batches[1:] = [connector.api_calls, time.monotonic()]
         written = [(u.record_id, f, v) for u, r in outcome if r.ok for f, v in u.values.items()]
         failed = [
             Failure(u.record_id, r.code, r.message, r.transient, dict(u.values))
@@ -330,6 +353,7 @@ def _write(
         ]
         state.record_failures(crm, run_id, failures, options.now())
     connector.end_write()
+    progress.phase("done")
     for update, write_result in summary.failed[:_SHOWN]:
         log.warning(
             "could not write %s: %s %s", update.record_id, write_result.code, write_result.message

@@ -23,7 +23,9 @@ from rich.table import Table
 
 import connectors
 from connectors.base import Connector
+from sync import numbers
 from sync.config import Config, check_criteria, load_config
+from sync.progress import stage
 from sync.pull import WorkingSet, pull_object
 from sync.runner import score
 from sync.state import StateStore
@@ -93,11 +95,14 @@ def run_train(
         assert config.manual_icp is not None
         now = datetime.now(UTC)
         types: dict[str, str] = dict(config.mapping.field_types("account"))
-        result = train(accounts, opportunities, config.manual_icp, types, now, settings)
-        result.tracking = track_predictions(state.scores(crm), opportunities)
+        with stage("Learning from won and lost deals"):
+            result = train(accounts, opportunities, config.manual_icp, types, now, settings)
+        with stage("Checking earlier scores against outcomes"):
+            result.tracking = track_predictions(state.scores(crm), opportunities)
         # optional: an OpenAI-compatible endpoint (ICP_LLM_BASE_URL) names and describes
         # the segments; without it, or when it fails, the deterministic names stand
-        result.segments = describe_segments(result.segments)
+        with stage("Naming segments"):
+            result.segments = describe_segments(result.segments)
         proposed = criteria_yaml(result.criteria)
         outcome = TrainOutcome(result, {}, proposed, config)
         if not result.signal:
@@ -213,15 +218,18 @@ def run_report(
     previous = store.previous(version)
     connector = connector or connectors.create(crm, config.mapping, source, None)
     accounts, opportunities = read_all(connector)
-    scored = score(config, WorkingSet(accounts, opportunities, {}, True)).reset_index()
-    html = render_report(
-        version.load_model(),
-        scored[["account_id", "score", "tier", "segment"]],
-        opportunities,
-        config.icp,
-        previous.load_model() if previous else None,
-        datetime.now(UTC),
-    )
+    with stage("Scoring accounts", len(accounts), "accounts") as scoring:
+        scored = score(config, WorkingSet(accounts, opportunities, {}, True)).reset_index()
+        scoring.advance(len(scored))
+    with stage("Writing the report"):
+        html = render_report(
+            version.load_model(),
+            scored[["account_id", "score", "tier", "segment"]],
+            opportunities,
+            config.icp,
+            previous.load_model() if previous else None,
+            datetime.now(UTC),
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")
     return out, version, config
@@ -233,8 +241,8 @@ def _f(value: Any, digits: int = 2) -> str:
 
 def _ci(value: Any) -> str:
     if not isinstance(value, list | tuple) or len(value) != 2:
-        return "-"
-    return f"{_f(value[0])}-{_f(value[1])}"
+        return numbers.NO_DATA
+    return numbers.interval(value[0], value[1])
 
 
 def _window(value: Any) -> str:
@@ -275,8 +283,8 @@ def print_train(console: Console, outcome: TrainOutcome) -> None:
         ("Anti-patterns", result.anti_patterns),
         ("Loss patterns", result.loss_patterns),
     ):
-        top = "; ".join(_pattern(p) for p in items[:3])
-        say(f"{label}: {len(items)}" + (f" - {top}" if top else ""))
+        top = numbers.listing([_pattern(p) for p in items])
+        say(f"{label} ({numbers.count(len(items))})" + (f": {top}" if top else ": none"))
     if result.tracking:
         console.print(_tracking_table(result.tracking))
     if outcome.diff:
@@ -301,15 +309,16 @@ def _calibration(ece: Any) -> str:
 
 def _criteria_table(criteria: dict[str, Any], limit: int = 10) -> Table:
     table = Table(title="Top learned criteria", title_justify="left")
-    for column in ("group", "criterion", "weight"):
-        table.add_column(column, justify="right" if column == "weight" else "left")
+    for column in ("group", "criterion", "points"):
+        table.add_column(column, justify="right" if column == "points" else "left")
     groups = criteria.get("criteria") or {}
     rows = [(g, str(c.get("name")), float(c.get("weight", 0))) for g in groups for c in groups[g]]
+    total = sum(r[2] for r in rows) or 1.0
     for group, name, weight in sorted(rows, key=lambda r: -r[2])[:limit]:
-        table.add_row(group, name, f"{weight:.2f}")
+        table.add_row(group.replace("_", " "), name, numbers.points(100 * weight / total, True))
     antis = criteria.get("anti_patterns") or []
     for anti in antis[:5]:
-        effects = [f"-{anti['penalty']:g} pts"] if anti.get("penalty") else []
+        effects = [numbers.points(-anti["penalty"], True)] if anti.get("penalty") else []
         effects += [f"at most tier {anti['cap_tier']}"] if anti.get("cap_tier") else []
         table.add_row("anti-pattern", str(anti.get("name")), ", ".join(effects))
     more = max(len(rows) - limit, 0) + max(len(antis) - 5, 0)
@@ -320,7 +329,7 @@ def _criteria_table(criteria: dict[str, Any], limit: int = 10) -> Table:
 
 def _pattern(pattern: dict[str, Any]) -> str:
     rate = pattern.get("win_rate")
-    figures = [f"{pattern.get('support')} accounts"]
+    figures = [numbers.count(pattern.get("support"), "account")]
     if rate is not None:
         figures.append(f"win rate {float(rate):.0%}")
     return f"{pattern.get('name')} ({', '.join(figures)})"

@@ -1,0 +1,219 @@
+"""What changed between two criteria documents, as rows a person reads in one screen.
+
+`compare(before, after)` takes two criteria (a `scoring.schema.IcpCriteria` or the parsed
+YAML dict of an `icp.yaml` or a learned version) and lists: criteria added, removed,
+re-weighted (their share of the score moved), moved to another group or given another
+rule; anti-patterns added, removed or changed; tier cut-offs moved; segments and routes
+added or removed. Weights read as points of a 100-point score (a weight's share of all
+weights), so a hand-written file and a learned one compare on one scale. Where a document
+records the win rate a criterion stood for (a learned file does: "won 65% of 339 ..."),
+it is shown beside it.
+
+`table` renders the rows; `render` prints them, or says there is nothing to compare.
+The full YAML diff stays available on request (`--yaml-diff`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from scoring.schema import GROUPS, IcpCriteria
+from sync import numbers
+
+IGNORED = {"name", "weight", "description", "penalty", "cap_tier", "group"}
+"""Keys that are not part of a rule's condition."""
+_WON = re.compile(r"won (\d+(?:\.\d+)?)% of ([\d,]+)")
+POINTS_MOVE = 0.5
+"""A criterion whose points moved less than this is not called re-weighted."""
+CHANGE_ORDER = ("added", "removed", "re-weighted", "rule changed", "moved")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One row: what changed about which item, before and after."""
+
+    change: str
+    kind: str
+    name: str
+    before: str
+    after: str
+    win_rate: str = numbers.NO_DATA
+    accounts: str = numbers.NO_DATA
+
+
+def _document(criteria: IcpCriteria | dict[str, Any] | None) -> dict[str, Any]:
+    if criteria is None:
+        return {}
+    if isinstance(criteria, IcpCriteria):
+        return criteria.model_dump(by_alias=True, exclude_none=True)
+    return criteria
+
+
+def _criteria(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """name -> criterion (with its group and its points of 100)."""
+    groups = doc.get("criteria") or {}
+    found: list[dict[str, Any]] = []
+    if isinstance(groups, dict):
+        for group in [*GROUPS, *(g for g in groups if g not in GROUPS)]:
+            for item in groups.get(group) or []:
+                if isinstance(item, dict) and item.get("name"):
+                    found.append({**item, "group": group})
+    total = sum(float(c.get("weight") or 0) for c in found) or 1.0
+    return {
+        str(c["name"]): {**c, "points": 100.0 * float(c.get("weight") or 0) / total} for c in found
+    }
+
+
+def _rule(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if k not in IGNORED and k != "points"}
+
+
+def _evidence(item: dict[str, Any] | None) -> tuple[str, str]:
+    """(win rate, accounts) the document records for a criterion, else "no data"."""
+    if not item:
+        return numbers.NO_DATA, numbers.NO_DATA
+    rate, support = item.get("win_rate"), item.get("support")
+    if rate is not None:
+        return numbers.share(rate), numbers.count(support)
+    found = _WON.search(str(item.get("description") or ""))
+    if not found:
+        return numbers.NO_DATA, numbers.NO_DATA
+    return f"{found.group(1)}%", found.group(2)
+
+
+def _weight(item: dict[str, Any]) -> str:
+    return f"{numbers.points(item['points'])} ({str(item['group']).replace('_', ' ')})"
+
+
+def _anti(item: dict[str, Any]) -> str:
+    parts = [numbers.points(-float(item["penalty"]), signed=True)] if item.get("penalty") else []
+    parts += [f"at most tier {item['cap_tier']}"] if item.get("cap_tier") else []
+    return ", ".join(parts) or "no effect"
+
+
+def compare(
+    before: IcpCriteria | dict[str, Any] | None, after: IcpCriteria | dict[str, Any] | None
+) -> list[Change]:
+    """Every difference a person cares about between two criteria documents."""
+    old, new = _document(before), _document(after)
+    rows: list[Change] = []
+    was, now = _criteria(old), _criteria(new)
+    for name in now.keys() - was.keys():
+        rows.append(
+            Change("added", "criterion", name, "-", _weight(now[name]), *_evidence(now[name]))
+        )
+    for name in was.keys() - now.keys():
+        rows.append(
+            Change("removed", "criterion", name, _weight(was[name]), "-", *_evidence(was[name]))
+        )
+    for name in was.keys() & now.keys():
+        a, b = was[name], now[name]
+        evidence = _evidence(b) if _evidence(b)[0] != numbers.NO_DATA else _evidence(a)
+        if _rule(a) != _rule(b):
+            rows.append(
+                Change("rule changed", "criterion", name, _weight(a), _weight(b), *evidence)
+            )
+        elif abs(a["points"] - b["points"]) >= POINTS_MOVE:
+            rows.append(Change("re-weighted", "criterion", name, _weight(a), _weight(b), *evidence))
+        elif a["group"] != b["group"]:
+            rows.append(Change("moved", "criterion", name, _weight(a), _weight(b), *evidence))
+
+    olds = {str(a.get("name")): a for a in old.get("anti_patterns") or [] if isinstance(a, dict)}
+    news = {str(a.get("name")): a for a in new.get("anti_patterns") or [] if isinstance(a, dict)}
+    for name in news.keys() - olds.keys():
+        rows.append(
+            Change("added", "anti-pattern", name, "-", _anti(news[name]), *_evidence(news[name]))
+        )
+    for name in olds.keys() - news.keys():
+        rows.append(
+            Change("removed", "anti-pattern", name, _anti(olds[name]), "-", *_evidence(olds[name]))
+        )
+    for name in olds.keys() & news.keys():
+        a, b = olds[name], news[name]
+        if _anti(a) != _anti(b):
+            rows.append(
+                Change("re-weighted", "anti-pattern", name, _anti(a), _anti(b), *_evidence(b))
+            )
+        elif _rule(a) != _rule(b):
+            rows.append(
+                Change("rule changed", "anti-pattern", name, _anti(a), _anti(b), *_evidence(b))
+            )
+
+    tiers_a, tiers_b = old.get("tiers") or {}, new.get("tiers") or {}
+    for tier in sorted(
+        tiers_a.keys() | tiers_b.keys(), key=lambda t: -float(tiers_b.get(t, tiers_a.get(t, 0)))
+    ):
+        a_cut, b_cut = tiers_a.get(tier), tiers_b.get(tier)
+        if a_cut == b_cut:
+            continue
+        change = "added" if a_cut is None else "removed" if b_cut is None else "moved"
+        text = lambda v: "-" if v is None else f"from {numbers.points(v)}"  # noqa: E731
+        rows.append(Change(change, "tier cut-off", str(tier), text(a_cut), text(b_cut)))
+
+    for key, kind, label in (("segments", "segment", "name"), ("routing", "route", "route")):
+        a_names = [str(s.get(label)) for s in old.get(key) or [] if isinstance(s, dict)]
+        b_names = [str(s.get(label)) for s in new.get(key) or [] if isinstance(s, dict)]
+        rows += [Change("added", kind, n, "-", "new") for n in b_names if n not in a_names]
+        rows += [Change("removed", kind, n, "was there", "-") for n in a_names if n not in b_names]
+
+    order = {c: i for i, c in enumerate(CHANGE_ORDER)}
+    kinds = ("criterion", "anti-pattern", "tier cut-off", "segment", "route")
+    return sorted(rows, key=lambda r: (kinds.index(r.kind), order.get(r.change, 9), r.name))
+
+
+def counts(rows: list[Change]) -> str:
+    """`3 added, 2 removed, 5 re-weighted` over the criteria and anti-patterns."""
+    tally: dict[str, int] = {}
+    for row in rows:
+        tally[row.change] = tally.get(row.change, 0) + 1
+    return ", ".join(f"{numbers.count(tally[c])} {c}" for c in CHANGE_ORDER if c in tally)
+
+
+def table(rows: list[Change], title: str) -> Table:
+    grid = Table(title=f"{title}: {counts(rows)}", title_justify="left")
+    for column in ("change", "what", "name", "before", "after", "win rate", "accounts"):
+        grid.add_column(
+            column,
+            justify="right" if column in ("win rate", "accounts") else "left",
+            overflow="fold",
+        )
+    styles = {"added": "green", "removed": "red"}
+    for row in rows:
+        grid.add_row(
+            Text(row.change, style=styles.get(row.change, "yellow")),
+            row.kind,
+            row.name,
+            row.before,
+            row.after,
+            row.win_rate,
+            row.accounts,
+        )
+    grid.caption = (
+        "points: a criterion's share of a 100-point score; "
+        "win rate and accounts: as the file records them"
+    )
+    return grid
+
+
+def render(
+    console: Console,
+    before: IcpCriteria | dict[str, Any] | None,
+    after: IcpCriteria | dict[str, Any] | None,
+    title: str,
+) -> list[Change]:
+    """Print the changes from `before` to `after` (or that there are none); return them."""
+    rows = compare(before, after)
+    if rows:
+        console.print(table(rows, title))
+    else:
+        console.print(
+            f"{title}: no differences in criteria, weights, tiers, segments or routes.",
+            highlight=False,
+        )
+    return rows
