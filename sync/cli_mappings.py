@@ -189,8 +189,9 @@ def _comparisons(directory: Path | None, state_dir: Path) -> list[_Comparison]:
         fail(2, str(exc))
     if active is None:
         return found
-    path, label = locate(directory, "icp.yaml")
-    manual = (path.read_text(encoding="utf-8-sig") if path else _bundled_icp(), f"manual {label}")
+    icp_path, label = locate(directory, "icp.yaml")
+    text = icp_path.read_text(encoding="utf-8-sig") if icp_path else _bundled_icp()
+    manual = (text, f"manual {label}")
     current = (active.yaml_path.read_text(encoding="utf-8"), f"learned {active.name} (active)")
     previous = store.previous(active)
     if previous is not None:
