@@ -48,7 +48,6 @@ def _show(result: RunResult, summary: pd.DataFrame, info: SampleInfo) -> None:
     console.print(render.tier_table(summary))
     render.run_summary(console, result)
     console.print(
-        f"Update file for Data Loader: [bold]{result.target}[/]\n"
         f"Next: edit {source / 'Account.csv'} and run\n"
         f"  icp sync --crm csv --source {source} --state {state_dir} --dry-run\n"
         f"Learn the ICP from its won and lost deals, then read the report:\n"

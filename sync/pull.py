@@ -64,7 +64,8 @@ def pull_object(
     pages = []
     calls = connector.api_calls
     what = "changes to " if since else ""
-    with progress.stage(f"Reading {what}{kind}s", unit="rows") as stage:
+    plural = "opportunities" if kind == "opportunity" else f"{kind}s"
+    with progress.stage(f"Reading {what}{plural}", unit="rows") as stage:
         for number, page in enumerate(connector.pull(kind, since), start=1):
             if watermark and watermark.boundary_ids:
                 seen = page["modified_at"].eq(pd.Timestamp(watermark.value)) & page[id_column].isin(

@@ -277,6 +277,7 @@ def _run(
         return _score_records(desired, ids, config.criteria_version, criteria_fp)
 
     summary = _write(connector, state, crm, run_id, updates, options, progress, track)
+    progress.phase("save")
     still_failing = {u.record_id for u, _ in summary.failed} | {
         u.record_id for u in summary.not_attempted
     }
@@ -292,6 +293,7 @@ def _run(
     if summary.deleted:
         state.forget_accounts(crm, summary.deleted)
 
+    progress.phase("done")
     counts.update(written=summary.written, failed=len(still_failing), retries=summary.retries)
     result.exit_code = 1 if still_failing else 0
     result.outcome = "partial" if still_failing else "ok"
