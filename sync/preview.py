@@ -269,17 +269,12 @@ def field_table(preview: Preview) -> Table:
     return table
 
 
-def tier_matrix(preview: Preview) -> Table | None:
+def tier_matrix(preview: Preview) -> RenderableType | None:
     if not preview.matrix:
         return None
-    values = {a for a, _ in preview.matrix} | {b for _, b in preview.matrix}
     rows = _order({a for a, _ in preview.matrix}, preview.tiers)
     columns = _order({b for _, b in preview.matrix}, preview.tiers)
-    del values
-    table = Table(
-        title=f"Tier movement ({preview.tier_field}): rows now in the CRM, columns after this run",
-        title_justify="left",
-    )
+    table = Table()
     table.add_column("from \\ to")
     for column in columns:
         table.add_column(column, justify="right")
@@ -294,7 +289,13 @@ def tier_matrix(preview: Preview) -> Table | None:
         total = sum(preview.matrix.get((row, c), 0) for c in columns)
         moving = total - preview.matrix.get((row, row), 0)
         table.add_row(row, *cells, numbers.count(total), numbers.count(moving))
-    return table
+    moving = sum(n for (a, b), n in preview.matrix.items() if a != b)
+    heading = Text(
+        f"Tier movement ({preview.tier_field}): {numbers.count(moving, 'account')} change tier; "
+        "rows: now in the CRM, columns: after this run",
+        style="italic",
+    )
+    return Group(heading, table)
 
 
 def moves_table(preview: Preview) -> RenderableType | None:

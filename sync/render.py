@@ -41,7 +41,7 @@ def plan_table(plan: Plan, names: dict[str, str], page: Page | None = None) -> T
     """The per-record detail of a dry run (a page of it): what it writes and leaves alone."""
     table = Table(title="Detail: every field it would write or leave alone", title_justify="left")
     for column in ("account", "name", "field", "now in CRM", "would write", "why"):
-        table.add_column(column, overflow="fold", no_wrap=column in ("account", "field"))
+        table.add_column(column, overflow="fold", no_wrap=column in ("account", "field", "why"))
     rows = [
         (
             c.record_id,

@@ -284,7 +284,7 @@ def print_train(console: Console, outcome: TrainOutcome) -> None:
         ("Loss patterns", result.loss_patterns),
     ):
         top = numbers.listing([_pattern(p) for p in items])
-        say(f"{label} ({numbers.count(len(items))})" + (f": {top}" if top else ": none"))
+        say(f"{label}: {top or 'none'}")
     if result.tracking:
         console.print(_tracking_table(result.tracking))
     if outcome.diff:

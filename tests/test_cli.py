@@ -141,8 +141,9 @@ def test_dry_run_prints_the_diff_and_writes_nothing(export: Path, tmp_path: Path
     first_id = read_rows(export / "Account.csv")[1][0]["Id"]
     code, out, _ = sync(export, state, "--dry-run")
     assert code == 0
-    assert "Would update" in out and first_id in out
-    assert "ICP_Score__c" in out and "Estimated API calls" in out
+    # Changed by issue 18: the preview opens with a summary, the detail follows.
+    assert "Per field" in out and "Detail" in out and first_id in out
+    assert "ICP_Score__c" in out and "Cost:" in out
     assert (export / "icp_updates.csv").read_bytes() == before
     # Nothing moved: the real run still sees the change.
     assert summary(export, state)["counts"]["written"] == 1
