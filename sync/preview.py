@@ -29,6 +29,11 @@ from sync.state import RunRecord
 
 EMPTY = "(empty)"
 SHOWN = 10
+SHORT_WHY = {
+    "EDITED": "edited since the engine wrote it",
+    "PRESET": "set before the engine first wrote",
+    "NOT_EMPTY": "not empty (if_empty)",
+}
 """Rows of the segment/route moves and of the edits left alone shown in the summary."""
 TYPICAL_SECONDS_PER_CALL = {"salesforce": 0.5, "hubspot": 0.3}
 """Seconds an API call takes before this state has a run to measure (a cautious guess:
@@ -216,7 +221,7 @@ def summarise(
             "in_crm": _text(s.current),
             "engine_wrote": _text(s.last_written),
             "would_write": _text(s.desired),
-            "why": s.reason.value,
+            "why": SHORT_WHY.get(s.reason.name, s.reason.value),
         }
         for s in plan.skips
     ]
@@ -303,12 +308,13 @@ def moves_table(preview: Preview) -> RenderableType | None:
         return None
     parts: list[RenderableType] = []
     if preview.moves:
+        accounts = numbers.count(len({m.record_id for m in preview.moves}), "account")
         table = Table(
-            title=f"Accounts that change segment or route ({numbers.count(len(preview.moves))})",
+            title=f"Segment or route changes: {numbers.count(len(preview.moves))} on {accounts}",
             title_justify="left",
         )
         for column in ("account", "name", "field", "now in CRM", "after this run"):
-            table.add_column(column, overflow="fold")
+            table.add_column(column, overflow="fold", no_wrap=column in ("account", "field"))
         for move in preview.moves[:SHOWN]:
             table.add_row(move.record_id, move.name, move.field, move.before, move.after)
         if len(preview.moves) > SHOWN:
@@ -330,23 +336,14 @@ def left_alone_table(preview: Preview) -> RenderableType:
         "policy if_unchanged / if_empty",
         title_justify="left",
     )
-    for column in (
-        "account",
-        "name",
-        "field",
-        "in CRM (kept)",
-        "engine wrote",
-        "would write",
-        "why",
-    ):
-        table.add_column(column, overflow="fold")
+    for column in ("account", "name", "field", "in CRM (kept)", "would write", "why"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("account", "field"))
     for skip in preview.left_alone[:SHOWN]:
         table.add_row(
             skip["record_id"],
             skip["name"],
             skip["field"],
             skip["in_crm"],
-            skip["engine_wrote"],
             skip["would_write"],
             skip["why"],
         )

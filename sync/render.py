@@ -13,7 +13,7 @@ from rich.table import Table
 
 from sync import numbers
 from sync.plan import Plan
-from sync.preview import Page
+from sync.preview import SHORT_WHY, Page
 from sync.runner import RunResult
 from sync.state import FailureRecord, RunRecord, Watermark
 
@@ -39,9 +39,11 @@ def _value(value: Any) -> str:
 
 def plan_table(plan: Plan, names: dict[str, str], page: Page | None = None) -> Table:
     """The per-record detail of a dry run (a page of it): what it writes and leaves alone."""
-    table = Table(title="Detail: every field it would write or leave alone", title_justify="left")
+    table = Table(
+        title="Detail, per account: every field it would write or leave alone", title_justify="left"
+    )
     for column in ("account", "name", "field", "now in CRM", "would write", "why"):
-        table.add_column(column, overflow="fold", no_wrap=column in ("account", "field", "why"))
+        table.add_column(column, overflow="fold", no_wrap=column in ("account", "field"))
     rows = [
         (
             c.record_id,
@@ -59,10 +61,12 @@ def plan_table(plan: Plan, names: dict[str, str], page: Page | None = None) -> T
             s.field,
             _value(s.current),
             _value(s.desired),
-            f"left alone: {s.reason.value}",
+            f"left alone: {SHORT_WHY.get(s.reason.name, s.reason.value)}",
         )
         for s in plan.skips
     ]
+    order = {f: i for i, f in enumerate(dict.fromkeys(row[2] for row in rows))}
+    rows.sort(key=lambda row: (row[0], order[row[2]]))  # per record, fields in output order
     page = page or Page(1, None, len(rows))
     for row in rows[page.first : page.last]:
         table.add_row(*(str(v) for v in row))

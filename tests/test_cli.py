@@ -170,7 +170,7 @@ def test_person_edit_is_left_alone_under_if_unchanged(export: Path, tmp_path: Pa
 
     edit_rows(export / "Account.csv", clock, person)
     _code, out, _ = sync(export, state, "--dry-run", "--all")
-    assert "left alone: edited in the CRM since the engine last wrote it" in out
+    assert "left alone: edited since the engine wrote it" in out  # issue 18: shorter
     result = summary(export, state)
     assert result["counts"]["fields_skipped"] == 1
     rows = {r["Id"]: r for r in update_rows(export)}
