@@ -87,8 +87,9 @@ def _evidence(item: dict[str, Any] | None) -> tuple[str, str]:
     return f"{found.group(1)}%", found.group(2)
 
 
-def _weight(item: dict[str, Any]) -> str:
-    return f"{numbers.points(item['points'])} ({str(item['group']).replace('_', ' ')})"
+def _weight(item: dict[str, Any], group: bool = False) -> str:
+    text = numbers.points(item["points"])
+    return f"{text} ({str(item['group']).replace('_', ' ')})" if group else text
 
 
 def _anti(item: dict[str, Any]) -> str:
@@ -97,71 +98,96 @@ def _anti(item: dict[str, Any]) -> str:
     return ", ".join(parts) or "no effect"
 
 
+def _tier_evidence(doc: dict[str, Any], tier: str) -> tuple[str, str]:
+    """The win rate and closed deals a learned file records for `tier`."""
+    learned = doc.get("learned")
+    entries = learned.get("tiers") if isinstance(learned, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict) and str(entry.get("tier")) == tier:
+            return numbers.share(entry.get("win_rate")), numbers.count(entry.get("closed"))
+    return numbers.NO_DATA, numbers.NO_DATA
+
+
+def _either(first: tuple[str, str], second: tuple[str, str]) -> tuple[str, str]:
+    return first if first[0] != numbers.NO_DATA else second
+
+
+def _criteria_rows(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
+    rows: list[Change] = []
+    was, now = _criteria(old), _criteria(new)
+    for name in now.keys() - was.keys():
+        item = now[name]
+        rows.append(Change("added", "criterion", name, "-", _weight(item), *_evidence(item)))
+    for name in was.keys() - now.keys():
+        item = was[name]
+        rows.append(Change("removed", "criterion", name, _weight(item), "-", *_evidence(item)))
+    for name in was.keys() & now.keys():
+        a, b = was[name], now[name]
+        moved = a["group"] != b["group"]
+        change = (
+            "rule changed"
+            if _rule(a) != _rule(b)
+            else "re-weighted"
+            if abs(a["points"] - b["points"]) >= POINTS_MOVE
+            else "moved"
+            if moved
+            else None
+        )
+        if change:
+            evidence = _either(_evidence(b), _evidence(a))
+            texts = _weight(a, moved), _weight(b, moved)
+            rows.append(Change(change, "criterion", name, *texts, *evidence))
+    return rows
+
+
+def _anti_rows(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
+    rows: list[Change] = []
+    olds = {str(a.get("name")): a for a in old.get("anti_patterns") or [] if isinstance(a, dict)}
+    news = {str(a.get("name")): a for a in new.get("anti_patterns") or [] if isinstance(a, dict)}
+    for name in news.keys() - olds.keys():
+        item = news[name]
+        rows.append(Change("added", "anti-pattern", name, "-", _anti(item), *_evidence(item)))
+    for name in olds.keys() - news.keys():
+        item = olds[name]
+        rows.append(Change("removed", "anti-pattern", name, _anti(item), "-", *_evidence(item)))
+    for name in olds.keys() & news.keys():
+        a, b = olds[name], news[name]
+        change = "re-weighted" if _anti(a) != _anti(b) else None
+        change = change or ("rule changed" if _rule(a) != _rule(b) else None)
+        if change:
+            evidence = _either(_evidence(b), _evidence(a))
+            rows.append(Change(change, "anti-pattern", name, _anti(a), _anti(b), *evidence))
+    return rows
+
+
+def _tier_rows(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
+    rows: list[Change] = []
+    tiers_a, tiers_b = old.get("tiers") or {}, new.get("tiers") or {}
+
+    def cut(value: Any) -> str:
+        return "-" if value is None else f"from {numbers.points(value)}"
+
+    for tier in sorted(tiers_a.keys() | tiers_b.keys()):
+        a_cut, b_cut = tiers_a.get(tier), tiers_b.get(tier)
+        if a_cut != b_cut:
+            change = "added" if a_cut is None else "removed" if b_cut is None else "moved"
+            evidence = _either(_tier_evidence(new, str(tier)), _tier_evidence(old, str(tier)))
+            texts = cut(a_cut), cut(b_cut)
+            rows.append(Change(change, "tier cut-off", str(tier), *texts, *evidence))
+    return rows
+
+
 def compare(
     before: IcpCriteria | dict[str, Any] | None, after: IcpCriteria | dict[str, Any] | None
 ) -> list[Change]:
     """Every difference a person cares about between two criteria documents."""
     old, new = _document(before), _document(after)
-    rows: list[Change] = []
-    was, now = _criteria(old), _criteria(new)
-    for name in now.keys() - was.keys():
-        rows.append(
-            Change("added", "criterion", name, "-", _weight(now[name]), *_evidence(now[name]))
-        )
-    for name in was.keys() - now.keys():
-        rows.append(
-            Change("removed", "criterion", name, _weight(was[name]), "-", *_evidence(was[name]))
-        )
-    for name in was.keys() & now.keys():
-        a, b = was[name], now[name]
-        evidence = _evidence(b) if _evidence(b)[0] != numbers.NO_DATA else _evidence(a)
-        if _rule(a) != _rule(b):
-            rows.append(
-                Change("rule changed", "criterion", name, _weight(a), _weight(b), *evidence)
-            )
-        elif abs(a["points"] - b["points"]) >= POINTS_MOVE:
-            rows.append(Change("re-weighted", "criterion", name, _weight(a), _weight(b), *evidence))
-        elif a["group"] != b["group"]:
-            rows.append(Change("moved", "criterion", name, _weight(a), _weight(b), *evidence))
-
-    olds = {str(a.get("name")): a for a in old.get("anti_patterns") or [] if isinstance(a, dict)}
-    news = {str(a.get("name")): a for a in new.get("anti_patterns") or [] if isinstance(a, dict)}
-    for name in news.keys() - olds.keys():
-        rows.append(
-            Change("added", "anti-pattern", name, "-", _anti(news[name]), *_evidence(news[name]))
-        )
-    for name in olds.keys() - news.keys():
-        rows.append(
-            Change("removed", "anti-pattern", name, _anti(olds[name]), "-", *_evidence(olds[name]))
-        )
-    for name in olds.keys() & news.keys():
-        a, b = olds[name], news[name]
-        if _anti(a) != _anti(b):
-            rows.append(
-                Change("re-weighted", "anti-pattern", name, _anti(a), _anti(b), *_evidence(b))
-            )
-        elif _rule(a) != _rule(b):
-            rows.append(
-                Change("rule changed", "anti-pattern", name, _anti(a), _anti(b), *_evidence(b))
-            )
-
-    tiers_a, tiers_b = old.get("tiers") or {}, new.get("tiers") or {}
-    for tier in sorted(
-        tiers_a.keys() | tiers_b.keys(), key=lambda t: -float(tiers_b.get(t, tiers_a.get(t, 0)))
-    ):
-        a_cut, b_cut = tiers_a.get(tier), tiers_b.get(tier)
-        if a_cut == b_cut:
-            continue
-        change = "added" if a_cut is None else "removed" if b_cut is None else "moved"
-        text = lambda v: "-" if v is None else f"from {numbers.points(v)}"  # noqa: E731
-        rows.append(Change(change, "tier cut-off", str(tier), text(a_cut), text(b_cut)))
-
+    rows = _criteria_rows(old, new) + _anti_rows(old, new) + _tier_rows(old, new)
     for key, kind, label in (("segments", "segment", "name"), ("routing", "route", "route")):
         a_names = [str(s.get(label)) for s in old.get(key) or [] if isinstance(s, dict)]
         b_names = [str(s.get(label)) for s in new.get(key) or [] if isinstance(s, dict)]
         rows += [Change("added", kind, n, "-", "new") for n in b_names if n not in a_names]
         rows += [Change("removed", kind, n, "was there", "-") for n in a_names if n not in b_names]
-
     order = {c: i for i, c in enumerate(CHANGE_ORDER)}
     kinds = ("criterion", "anti-pattern", "tier cut-off", "segment", "route")
     return sorted(rows, key=lambda r: (kinds.index(r.kind), order.get(r.change, 9), r.name))
@@ -177,26 +203,22 @@ def counts(rows: list[Change]) -> str:
 
 def table(rows: list[Change], title: str) -> Table:
     grid = Table(title=f"{title}: {counts(rows)}", title_justify="left")
-    for column in ("change", "what", "name", "before", "after", "win rate", "accounts"):
-        grid.add_column(
-            column,
-            justify="right" if column in ("win rate", "accounts") else "left",
-            overflow="fold",
-        )
+    for column in ("change", "name", "before", "after", "win rate", "accounts"):
+        right = column in ("win rate", "accounts")
+        grid.add_column(column, justify="right" if right else "left", overflow="fold")
     styles = {"added": "green", "removed": "red"}
     for row in rows:
         grid.add_row(
-            Text(row.change, style=styles.get(row.change, "yellow")),
-            row.kind,
+            Text(f"{row.change} {row.kind}", style=styles.get(row.change, "yellow")),
             row.name,
             row.before,
             row.after,
-            row.win_rate,
-            row.accounts,
+            "-" if row.win_rate == numbers.NO_DATA else row.win_rate,
+            "-" if row.accounts == numbers.NO_DATA else row.accounts,
         )
     grid.caption = (
-        "points: a criterion's share of a 100-point score; "
-        "win rate and accounts: as the file records them"
+        "pts: a criterion's share of a 100-point score; win rate and accounts (closed deals, "
+        "for a tier) as the file records them; -: it records none"
     )
     return grid
 

@@ -51,7 +51,7 @@ def points(value: Any, signed: bool = False) -> str:
     number = float(value)
     text = f"{abs(number):,.1f}".removesuffix(".0")
     sign = (MINUS if number < 0 else "+") if signed else (MINUS if number < 0 else "")
-    return f"{sign}{text} pts"
+    return f"{sign}{text} {'pt' if text == '1' else 'pts'}"
 
 
 def interval(low: Any, high: Any, digits: int = 2) -> str:

@@ -255,8 +255,9 @@ def _run(
         opportunities=work.opportunities,
         criteria=config.criteria_label,
     )
+    tell = log.debug if options.dry_run else log.info  # a dry run shows them in its preview
     for skip in plan.skips[:_SHOWN]:
-        log.info(
+        tell(
             "left %s.%s alone (%s): CRM has %r, engine wants %r",
             skip.record_id,
             skip.field,
@@ -265,7 +266,7 @@ def _run(
             skip.desired,
         )
     if len(plan.skips) > _SHOWN:
-        log.info(
+        tell(
             "... and %d more fields left alone (--dry-run --all lists them)",
             len(plan.skips) - _SHOWN,
         )

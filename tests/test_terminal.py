@@ -237,7 +237,7 @@ def test_criteria_changes_read_win_rates_and_weights_as_points() -> None:
         ("moved", "A"),
     }
     reweighted = rows[("re-weighted", "employees 50-499")]
-    assert reweighted.before.startswith("50 pts") and reweighted.after.startswith("75 pts")
+    assert (reweighted.before, reweighted.after) == ("50 pts", "75 pts")
     assert (reweighted.win_rate, reweighted.accounts) == ("66%", "1,204")
     assert rows[("removed", "industry SaaS")].win_rate == numbers.NO_DATA
     assert compare(after, after) == []
