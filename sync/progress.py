@@ -79,6 +79,11 @@ class _Left(ProgressColumn):
         return Text(f"about {numbers.duration(remaining)} left", style="progress.remaining")
 
 
+def _amount(value: int | None, unit: str) -> str:
+    """`1 row`, `2,000 rows`."""
+    return numbers.count(value, unit.removesuffix("s"), unit)
+
+
 class Stage:
     """One step under way: call `advance(n)` as work is done."""
 
@@ -156,7 +161,7 @@ class Reporter(Progress):
         if stage not in self.open:
             return
         self.open.remove(stage)
-        amount = f"{numbers.count(stage.done)} {stage.unit}, " if stage.unit else ""
+        amount = f"{_amount(stage.done, stage.unit)}, " if stage.unit else ""
         log.debug("%s: %sdone in %s", stage.name, amount, numbers.duration(stage.seconds))
         if self.mode == "events":
             self._event(stage, "done")
@@ -179,16 +184,15 @@ class Reporter(Progress):
     def _event(self, stage: Stage, status: str) -> None:
         stage.last_event = time.monotonic()
         figures = stage.figures()
-        amount = f" {numbers.count(stage.done)}" if stage.unit and status != "started" else ""
-        of = f" of {numbers.count(stage.total)}" if amount and stage.total is not None else ""
-        unit = f" {stage.unit}" if amount else ""
+        amount = ""
+        if stage.unit and status != "started":
+            of = f"{numbers.count(stage.done)} of " if stage.total is not None else ""
+            amount = " " + of + _amount(stage.total if of else stage.done, stage.unit)
         log.info(
-            "%s: %s%s%s%s",
+            "%s: %s%s",
             stage.name,
             status,
             amount,
-            of,
-            unit,
             extra={"event": "progress", "data": {"status": status, **figures}},
         )
 

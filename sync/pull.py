@@ -20,7 +20,7 @@ import pandas as pd
 from connectors.base import Connector, ObjectKind
 from connectors.canonical import restore_types
 from connectors.mapping import ID_FIELDS
-from sync import progress
+from sync import numbers, progress
 from sync.state import StateStore, Watermark
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,13 @@ def _empty(connector: Connector, kind: ObjectKind) -> pd.DataFrame:
     return restore_types(pd.DataFrame(), connector.mapping, kind)
 
 
+def _calls(connector: Connector, before: int, layout: str) -> str:
+    """`; 3 API calls` since `before` (nothing for a CSV export, which makes none)."""
+    if connector.name == "csv":
+        return ""
+    return layout.format(numbers.count(connector.api_calls - before, "API call"))
+
+
 def pull_object(
     connector: Connector,
     kind: ObjectKind,
@@ -76,12 +83,12 @@ def pull_object(
                 pages.append(page)
             stage.advance(len(page))
             log.debug(
-                "%s page %d: %s rows (%s so far; %s API calls so far)",
-                kind,
+                "%s page %d: %s (%s so far%s)",
+                plural,
                 number,
-                f"{len(page):,}",
-                f"{stage.done:,}",
-                f"{connector.api_calls - calls:,}",
+                numbers.count(len(page), "row"),
+                numbers.count(stage.done),
+                _calls(connector, calls, "; {} so far"),
             )
             if on_page is not None:
                 on_page(len(page))
@@ -93,12 +100,12 @@ def pull_object(
         deleted = connector.deleted_ids(kind, since, known)
     deleted -= connector.stats[kind].unreadable_ids
     log.debug(
-        "%ss: %s read%s, %s deleted since the last run; %s API calls",
-        kind,
-        f"{len(frame):,}",
+        "%s: %s read%s, %s deleted since the last run%s",
+        plural,
+        numbers.count(len(frame)),
         f" (changed since {since:%Y-%m-%d %H:%M:%S})" if since else "",
-        f"{len(deleted):,}",
-        f"{connector.api_calls - calls:,}",
+        numbers.count(len(deleted)),
+        _calls(connector, calls, "; {}"),
     )
     pulled = Pulled(frame, deleted)
     stamps = frame["modified_at"].dropna() if "modified_at" in frame else pd.Series(dtype=object)

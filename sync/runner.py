@@ -28,6 +28,7 @@ from connectors.errors import ConnectError, SourceError
 from connectors.mapping import CURRENT_PREFIX
 from scoring.criteria import score_accounts
 from scoring.features import build_features
+from sync import numbers
 from sync.config import Config
 from sync.lock import LockedError
 from sync.plan import Plan, plan_changes
@@ -323,16 +324,16 @@ def _write(
         batches[0] += 1
         ok = sum(1 for _, r in outcome if r.ok)
         gone = sum(1 for _, r in outcome if r.deleted)
+        calls = connector.api_calls - batches[1]
         log.debug(
-            "batch %d: %d records, %d written, %d failed, %d deleted in the CRM; "
-            "%d API calls, %.2f s",
+            "batch %d: %s, %s written, %s failed, %s deleted in the CRM%s; %s",
             batches[0],
-            len(outcome),
-            ok,
-            len(outcome) - ok - gone,
-            gone,
-            connector.api_calls - batches[1],
-            time.monotonic() - batches[2],
+            numbers.count(len(outcome), "record"),
+            numbers.count(ok),
+            numbers.count(len(outcome) - ok - gone),
+            numbers.count(gone),
+            "" if crm == "csv" else f"; {numbers.count(calls, 'API call')}",
+            numbers.duration(time.monotonic() - batches[2]),
         )
         batches[1:] = [connector.api_calls, time.monotonic()]
         written = [(u.record_id, f, v) for u, r in outcome if r.ok for f, v in u.values.items()]
