@@ -59,13 +59,19 @@ def json_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in lines]  # every line must parse
 
 
+def readme_cron_command(export: Path, state: Path, log: Path) -> str:
+    """The cron line of the README's Scheduling section, pointed at this test's files."""
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    (line,) = [x for x in readme.read_text().splitlines() if x.startswith("*/15 * * * *")]
+    command = line.split(".venv/bin/", 1)[1]
+    assert "--log-format json >> /var/log/icp.log 2>&1" in command
+    command = command.replace("/data/export", str(export)).replace("/var/log/icp.log", str(log))
+    return command.replace("icp sync", f"icp sync --state {state}", 1)
+
+
 def test_readme_cron_line_gives_a_file_of_json_lines(export: Path, tmp_path: Path) -> None:
-    # The README's cron form: `icp sync ... --log-format json >> /var/log/icp.log 2>&1`.
     log = tmp_path / "icp.log"
-    command = (
-        f"icp sync --crm csv --source {export} --state {tmp_path / 'state'} "
-        f"--log-format json >> {log} 2>&1"
-    )
+    command = readme_cron_command(export, tmp_path / "state", log)
     assert shell(command, tmp_path) == 0
     assert shell(command, tmp_path) == 0  # the second run: nothing to write
     (export / "Account.csv").write_text(
