@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Literal, TextIO
+from typing import Literal, Protocol, TextIO
 
 from rich.console import Console
 from rich.progress import (
@@ -73,6 +73,13 @@ class _Left(ProgressColumn):
     def render(self, task: Task) -> Text:
         if task.finished:
             return Text("done", style="green")
+        expected = task.fields.get("expected")
+        if not task.total and expected is not None:
+            left = expected - (task.elapsed or 0.0)
+            if left <= 0:
+                return Text("taking longer than last time", style="progress.remaining")
+            text = f"~{numbers.duration(left)} left (last time {numbers.duration(expected)})"
+            return Text(text, style="progress.remaining")
         remaining = task.time_remaining
         if not task.total or remaining is None:
             return Text("")
@@ -87,8 +94,18 @@ def _amount(value: int | None, unit: str) -> str:
 class Stage:
     """One step under way: call `advance(n)` as work is done."""
 
-    def __init__(self, reporter: Reporter, name: str, total: int | None, unit: str) -> None:
+    def __init__(
+        self,
+        reporter: Reporter,
+        name: str,
+        total: int | None,
+        unit: str,
+        expected: float | None = None,
+    ) -> None:
         self.reporter, self.name, self.total, self.unit = reporter, name, total, unit
+        self.expected = expected
+        """Seconds the same step took last time, scaled to this one (a step with no
+        countable units still says how long is left)."""
         self.done = 0
         self.started = time.monotonic()
         self.last_event = self.started
@@ -118,6 +135,8 @@ class Stage:
         if self.total and self.done and seconds > 0:
             rate = self.done / seconds
             figures["seconds_left"] = round(max(self.total - self.done, 0) / rate, 1)
+        elif self.expected is not None:
+            figures["seconds_left"] = round(max(self.expected - seconds, 0.0), 1)
         return figures
 
 
@@ -137,22 +156,26 @@ class Reporter(Progress):
 
     # -- stages --------------------------------------------------------------------------
     @contextmanager
-    def stage(self, name: str, total: int | None = None, unit: str = "") -> Iterator[Stage]:
+    def stage(
+        self, name: str, total: int | None = None, unit: str = "", expected: float | None = None
+    ) -> Iterator[Stage]:
         """Open a stage for the duration of the `with` block."""
-        stage = self.start(name, total, unit)
+        stage = self.start(name, total, unit, expected)
         try:
             yield stage
         finally:
             self.finish(stage)
 
-    def start(self, name: str, total: int | None = None, unit: str = "") -> Stage:
-        stage = Stage(self, name, total, unit)
+    def start(
+        self, name: str, total: int | None = None, unit: str = "", expected: float | None = None
+    ) -> Stage:
+        stage = Stage(self, name, total, unit, expected)
         self.open.append(stage)
         if self.mode == "bars":
             if self.bars is None:
                 self.bars = _bars(self.stream)
                 self.bars.start()
-            stage.task = self.bars.add_task(name, total=total, unit=unit)
+            stage.task = self.bars.add_task(name, total=total, unit=unit, expected=expected)
         elif self.mode == "events":
             self._event(stage, "started")
         return stage
@@ -236,10 +259,36 @@ def current() -> Reporter:
 
 
 @contextmanager
-def stage(name: str, total: int | None = None, unit: str = "") -> Iterator[Stage]:
+def stage(
+    name: str, total: int | None = None, unit: str = "", expected: float | None = None
+) -> Iterator[Stage]:
     """A stage on the current command's reporter."""
-    with current().stage(name, total, unit) as opened:
+    with current().stage(name, total, unit, expected) as opened:
         yield opened
+
+
+class Memory(Protocol):
+    """Where a step's pace is kept between runs (`sync.state.StateStore`)."""
+
+    def get_meta(self, key: str) -> str | None: ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
+
+
+@contextmanager
+def timed_stage(memory: Memory, key: str, size: int, name: str) -> Iterator[Stage]:
+    """A stage with no countable progress (a model fit) that still says how long is left:
+    the seconds per unit of `size` it took last time (kept under `key` in `memory`),
+    times `size`. The pace of this run is kept for the next."""
+    pace_key = f"pace.{key}"
+    try:
+        pace: float | None = float(memory.get_meta(pace_key) or "")
+    except ValueError:
+        pace = None
+    expected = None if pace is None else pace * max(size, 1)
+    with stage(name, expected=expected) as opened:
+        yield opened
+    memory.set_meta(pace_key, repr(opened.seconds / max(size, 1)))
 
 
 def mode_for(stream: TextIO) -> Mode:

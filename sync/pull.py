@@ -72,7 +72,8 @@ def pull_object(
     calls = connector.api_calls
     what = "changes to " if since else ""
     plural = "opportunities" if kind == "opportunity" else f"{kind}s"
-    with progress.stage(f"Reading {what}{plural}", unit="rows") as stage:
+    expected = len(known) if watermark is None and known else None  # as many as last time
+    with progress.stage(f"Reading {what}{plural}", expected, "rows") as stage:
         for number, page in enumerate(connector.pull(kind, since), start=1):
             if watermark and watermark.boundary_ids:
                 seen = page["modified_at"].eq(pd.Timestamp(watermark.value)) & page[id_column].isin(

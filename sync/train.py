@@ -25,7 +25,7 @@ import connectors
 from connectors.base import Connector
 from sync import numbers
 from sync.config import Config, check_criteria, load_config
-from sync.progress import stage
+from sync.progress import stage, timed_stage
 from sync.pull import WorkingSet, pull_object
 from sync.runner import score
 from sync.state import StateStore
@@ -95,7 +95,7 @@ def run_train(
         assert config.manual_icp is not None
         now = datetime.now(UTC)
         types: dict[str, str] = dict(config.mapping.field_types("account"))
-        with stage("Learning from won and lost deals"):
+        with timed_stage(state, f"{crm}.learn", len(opportunities), "Learning from outcomes"):
             result = train(accounts, opportunities, config.manual_icp, types, now, settings)
         with stage("Checking earlier scores against outcomes"):
             result.tracking = track_predictions(state.scores(crm), opportunities)

@@ -256,3 +256,28 @@ def test_intervals_without_width_or_data_say_no_data() -> None:
     assert numbers.count(100000) == "100,000"
     assert numbers.count(1, "account") == "1 account"
     assert numbers.points(-29.6, signed=True) == "\u221229.6 pts"
+
+
+def test_a_step_without_units_says_how_long_is_left_from_last_time(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from sync.logs import configure
+    from sync.progress import progress_for, timed_stage
+
+    class Memory(dict):
+        def get_meta(self, key: str) -> str | None:
+            return self.get(key)
+
+        def set_meta(self, key: str, value: str) -> None:
+            self[key] = value
+
+    memory = Memory()
+    configure("json")
+    with progress_for(sys.stderr), timed_stage(memory, "csv.learn", 100, "Learning") as first:
+        assert first.expected is None  # nothing to go by the first time
+    pace = float(memory["pace.csv.learn"])
+    with progress_for(sys.stderr), timed_stage(memory, "csv.learn", 300, "Learning") as second:
+        assert second.expected == pytest.approx(pace * 300)
+        assert "seconds_left" in second.figures()
+    events = [json.loads(x) for x in capsys.readouterr().err.splitlines()]
+    assert [e["status"] for e in events] == ["started", "done", "started", "done"]
