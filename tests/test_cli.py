@@ -170,7 +170,9 @@ def test_person_edit_is_left_alone_under_if_unchanged(export: Path, tmp_path: Pa
 
     edit_rows(export / "Account.csv", clock, person)
     _code, out, _ = sync(export, state, "--dry-run", "--all")
-    assert "left alone: edited since the engine wrote it" in out  # issue 18: shorter
+    # Changed by issue 18: the preview lists edits left alone in a table of their own.
+    assert "Edits made in the CRM left alone (1)" in out
+    assert "Jane Doe - key account" in out and "edited since the engine wrote it" in out
     result = summary(export, state)
     assert result["counts"]["fields_skipped"] == 1
     rows = {r["Id"]: r for r in update_rows(export)}
