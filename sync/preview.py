@@ -128,11 +128,12 @@ def seconds_per_call(crm: str, runs: list[RunRecord]) -> tuple[float | None, str
         seconds = sum((r.finished_at - r.started_at).total_seconds() for r in done if r.finished_at)
         calls = sum(r.api_calls for r in done)
         pace = seconds / calls
-        return pace, f"at {pace:.2f} s a call, the pace of the last {len(done)} runs here"
+        runs_text = numbers.count(len(done), "run")
+        return pace, f"{pace:.2f} s a call (the pace of the last {runs_text} here)"
     typical = TYPICAL_SECONDS_PER_CALL.get(crm)
     if typical is None:
         return None, ""
-    return typical, f"at a typical {typical:.1f} s a call (no earlier run here to measure)"
+    return typical, f"a typical {typical:.1f} s a call (no earlier run here to measure)"
 
 
 def summarise(
@@ -359,7 +360,7 @@ def cost_line(preview: Preview) -> str:
     if preview.crm == "csv":
         return "Cost: no API calls (CSV: the changes go to an update file for Data Loader)."
     time = (
-        f"; about {numbers.duration(preview.seconds)} ({preview.pace})"
+        f"; about {numbers.duration(preview.seconds)} at {preview.pace}"
         if preview.seconds is not None
         else ""
     )

@@ -281,3 +281,36 @@ def test_a_step_without_units_says_how_long_is_left_from_last_time(
         assert "seconds_left" in second.figures()
     events = [json.loads(x) for x in capsys.readouterr().err.splitlines()]
     assert [e["status"] for e in events] == ["started", "done", "started", "done"]
+
+
+def test_salesforce_preview_costs_calls_and_time_and_v_shows_pages_and_batches(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tests.fakes.salesforce import FakeSalesforce
+    from tests.sfdata import seed_org, use_org
+
+    with FakeSalesforce() as org:
+        seed_org(org, 300)
+        use_org(monkeypatch, org)
+        state = tmp_path / "state"
+        code, out, err = icp("sync", "--crm", "salesforce", "--state", state, "--dry-run", "-v")
+        assert code == 0
+        assert "Cost: about 5 API calls (3 to read, 2 to write via sObject Collections)" in out
+        assert "at a typical 0.5 s a call" in out
+        assert "Filled for the first time" in out  # an empty org: segments are first fills
+        assert "accounts page 1: 300 rows" in err and "1 API call" in err
+        code, _, err = icp("sync", "--crm", "salesforce", "--state", state, "-v",
+                           "--log-format", "json")  # fmt: skip
+        assert code == 0
+        entries = [json.loads(line) for line in err.splitlines()]
+        batches = [e["message"] for e in entries if e["message"].startswith("batch ")]
+        assert batches == [
+            "batch 1: 200 records, 200 written, 0 failed, 0 deleted in the CRM; 1 API call; "
+            + batches[0].rsplit("; ", 1)[1],
+            "batch 2: 100 records, 100 written, 0 failed, 0 deleted in the CRM; 1 API call; "
+            + batches[1].rsplit("; ", 1)[1],
+        ]
+        [summary] = [e for e in entries if e.get("event") == "summary"]
+        assert summary["summary"]["api_calls"] == summary["summary"]["estimated_calls"]["pull"] + 2
+        code, out, _ = icp("sync", "--crm", "salesforce", "--state", state, "--dry-run")
+        assert "the pace of the last 1 run here" in out  # measured now
