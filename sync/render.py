@@ -5,11 +5,13 @@ from __future__ import annotations
 import functools
 import math
 import sys
+from datetime import UTC
 from typing import Any
 
 import pandas as pd
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 from sync import numbers
 from sync.plan import Plan
@@ -153,8 +155,8 @@ def status_tables(
     watermarks: dict[tuple[str, str], Watermark],
     failures: list[FailureRecord],
     limit: int = 50,
-) -> list[Table]:
-    run_table = Table(title="Recent runs", title_justify="left")
+) -> list[RenderableType]:
+    run_table = Table(title="Recent runs (times in UTC)", title_justify="left")
     for column in (
         "#",
         "crm",
@@ -167,7 +169,9 @@ def status_tables(
         "failed",
         "API calls",
     ):
-        run_table.add_column(column, justify="right" if column in RIGHT else "left")
+        run_table.add_column(
+            column, justify="right" if column in RIGHT else "left", no_wrap=column == "started"
+        )
     for run in runs:
         took = (
             numbers.duration((run.finished_at - run.started_at).total_seconds())
@@ -180,7 +184,7 @@ def status_tables(
             str(run.id),
             run.crm,
             run.kind + (" (dry run)" if run.dry_run else ""),
-            run.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            f"{run.started_at.astimezone(UTC):%Y-%m-%d %H:%M}",
             took,
             outcome,
             "-" if run.exit_code is None else str(run.exit_code),
@@ -192,7 +196,7 @@ def status_tables(
     for column in ("crm", "object", "changes pulled up to"):
         mark_table.add_column(column)
     for (crm, obj), mark in sorted(watermarks.items()):
-        mark_table.add_row(crm, obj, mark.value.isoformat())
+        mark_table.add_row(crm, obj, f"{mark.value.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC")
     fail_table = Table(
         title=f"Records still failing ({numbers.count(len(failures))})", title_justify="left"
     )
@@ -210,6 +214,8 @@ def status_tables(
         fail_table.caption = (
             f"... and {numbers.count(len(failures) - limit)} more (--json lists all)"
         )
+    if not failures:
+        return [run_table, mark_table, Text("Records still failing: none.")]
     return [run_table, mark_table, fail_table]
 
 

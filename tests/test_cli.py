@@ -210,7 +210,7 @@ def test_status_shows_runs_watermarks_and_failures(export: Path, tmp_path: Path)
     code, out, _ = icp("status", state=state)
     assert code == 0
     assert "Recent runs" in out and "dry run" in out and "Watermarks" in out
-    assert "Records still failing (0)" in out
+    assert "Records still failing: none." in out  # issue 18: says so, no empty table
     status = json.loads(icp("status", "--json", state=state)[1])
     assert [r["kind"] for r in status["runs"]] == ["sync", "sync"]
     assert {w["object"] for w in status["watermarks"]} == {"account", "opportunity"}
