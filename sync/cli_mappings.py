@@ -15,7 +15,7 @@ import click
 import connectors
 import mappings as bundled
 from sync import criteria_changes, numbers, render
-from sync.cli_options import common, emit, fail, guarded, mappings_option, state_option
+from sync.cli_options import common, emit, fail, guarded, mappings_option, say, state_option
 from sync.config import (
     CRMS,
     Config,
@@ -92,22 +92,21 @@ def mappings_validate(
         active = None
     if active is not None:
         checked.append(str(active.yaml_path))
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "checked": checked,
-                    "errors": [str(e) for e in errors],
-                    "warnings": [str(w) for w in warnings],
-                }
-            )
-        )
-    else:
+    payload = {
+        "checked": checked,
+        "errors": [str(e) for e in errors],
+        "warnings": [str(w) for w in warnings],
+    }
+    if not as_json:
         for warning in warnings:
-            click.echo(f"warning: {warning}", err=True)
+            say("warning", str(warning))
         for error in errors:
-            click.echo(f"error: {error}", err=True)
-        click.echo(f"checked {', '.join(checked)}: {len(errors)} errors, {len(warnings)} warnings")
+            say("error", str(error))
+    summary = (
+        f"checked {', '.join(checked)}: {numbers.count(len(errors), 'error')}, "
+        f"{numbers.count(len(warnings), 'warning')}"
+    )
+    emit(payload, as_json, summary, lambda: click.echo(summary))
     sys.exit(2 if errors else 0)
 
 
