@@ -268,8 +268,8 @@ def _run(
         )
     if len(plan.skips) > _SHOWN:
         tell(
-            "... and %d more fields left alone (--dry-run --all lists them)",
-            len(plan.skips) - _SHOWN,
+            "... and %s more fields left alone (--dry-run --all lists them)",
+            f"{len(plan.skips) - _SHOWN:,}",
         )
     if options.dry_run:
         state.finish_run(run_id, "dry-run", 0, counts, connector.api_calls)
@@ -364,8 +364,8 @@ def _write(
         )
     if len(summary.failed) > _SHOWN:
         log.warning(
-            "... and %d more records not written (icp status lists them)",
-            len(summary.failed) - _SHOWN,
+            "... and %s more records not written (icp status lists them)",
+            f"{len(summary.failed) - _SHOWN:,}",
         )
     return summary
 
@@ -389,4 +389,4 @@ def _log_issues(connector: Connector, issues: list[RowIssue]) -> None:
         source = getattr(connector.mapping.objects, issue.object).object
         log.warning("%s", issue.describe(source))
     if len(issues) > _SHOWN:
-        log.warning("... and %d more rows or values that could not be read", len(issues) - _SHOWN)
+        log.warning("... and %s more rows or values that could not be read", f"{len(issues) - _SHOWN:,}")

@@ -66,7 +66,7 @@ def read_all(connector: Connector) -> tuple[pd.DataFrame, pd.DataFrame]:
     ]
     issues = sum(len(stats.issues) for stats in connector.stats.values())
     if issues:
-        log.warning("%d rows or values could not be read (icp sync logs each one)", issues)
+        log.warning("%s rows or values could not be read (icp sync logs each one)", f"{issues:,}")
     return frames[0], frames[1]
 
 
@@ -258,8 +258,8 @@ def print_train(console: Console, outcome: TrainOutcome) -> None:
     result, holdout = outcome.result, outcome.result.holdout
     say = functools.partial(console.print, highlight=False)
     say(
-        f"Holdout ({_window(holdout.get('window'))}, {holdout.get('n_won')} won / "
-        f"{holdout.get('n_lost')} lost): AUC {_f(holdout.get('auc'))} (95% CI "
+        f"Holdout ({_window(holdout.get('window'))}, {numbers.count(holdout.get('n_won'))} won / "
+        f"{numbers.count(holdout.get('n_lost'))} lost): AUC {_f(holdout.get('auc'))} (95% CI "
         f"{_ci(holdout.get('auc_ci'))}), Brier {_f(holdout.get('brier'), 3)}, "
         f"ECE {_f(holdout.get('ece'), 3)} ({_calibration(holdout.get('ece'))})"
     )
@@ -347,8 +347,8 @@ def _tracking_table(tracking: dict[str, Any]) -> Table:
                 entry["version"] if tier == "all" else "",
                 tier,
                 f"{figures['scored']:,}",
-                str(figures["closed_won"]),
-                str(figures["closed_lost"]),
+                numbers.count(figures["closed_won"]),
+                numbers.count(figures["closed_lost"]),
                 "-" if rate is None else f"{rate:.0%}",
                 _f(entry["auc"]) if tier == "all" else "",
             )
