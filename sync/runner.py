@@ -389,4 +389,5 @@ def _log_issues(connector: Connector, issues: list[RowIssue]) -> None:
         source = getattr(connector.mapping.objects, issue.object).object
         log.warning("%s", issue.describe(source))
     if len(issues) > _SHOWN:
-        log.warning("... and %s more rows or values that could not be read", f"{len(issues) - _SHOWN:,}")
+        more = f"{len(issues) - _SHOWN:,}"
+        log.warning("... and %s more rows or values that could not be read", more)
