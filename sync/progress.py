@@ -49,7 +49,7 @@ PHASES = {
     "score": "Scoring accounts",
     "plan": "Comparing with the CRM",
     "write": "Writing changes",
-    "save": "Saving state (what was written, the mirror, watermarks)",
+    "save": "Saving state",
     "done": None,  # the last phase ended
 }
 """How the runner's phases read on screen (None: shown by finer stages)."""
