@@ -28,7 +28,7 @@ from sync.cli_options import (
     state_option,
 )
 from sync.config import CRMS, load_config, mappings_dir
-from sync.logs import log_format
+from sync.logs import configure, log_format
 from sync.runner import RunOptions, RunResult, execute
 from sync.state import StateStore
 from sync.versions import VersionError, VersionStore
@@ -41,6 +41,7 @@ log = logging.getLogger("icp")
 def main() -> None:
     """ICP Engine: score every account against your Ideal Customer Profile and write
     score, tier, segment, reasons and routing back to the CRM, only what changed."""
+    configure()  # text logs until a command's own --log-format says otherwise
 
 
 def _run(
