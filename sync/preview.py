@@ -375,6 +375,23 @@ def cost_line(preview: Preview) -> str:
 def render(console: Console, preview: Preview) -> None:
     """The summary, in the order an admin reads it."""
     say = console.print
+    if preview.records == 0:
+        in_sync = sum(f.in_sync for f in preview.fields)
+        left = numbers.count(len(preview.left_alone))
+        say(
+            "[bold]Dry run[/]: nothing would change: "
+            + (
+                f"{numbers.count(in_sync, 'field')} of "
+                f"{numbers.count(preview.accounts, 'account')} already in sync"
+                + (f", {left} left alone." if preview.left_alone else ".")
+                if preview.accounts
+                else "no account changed in the CRM since the last run."
+            ),
+            highlight=False,
+        )
+        if preview.left_alone:
+            say(left_alone_table(preview))
+        return
     say(
         f"[bold]Dry run[/]: {numbers.count(preview.records)} of "
         f"{numbers.count(preview.accounts, 'account')} would change "
