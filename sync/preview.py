@@ -391,6 +391,8 @@ def render(console: Console, preview: Preview) -> None:
         )
         if preview.left_alone:
             say(left_alone_table(preview))
+        if preview.crm != "csv":
+            say(cost_line(preview), highlight=False)
         return
     say(
         f"[bold]Dry run[/]: {numbers.count(preview.records)} of "
