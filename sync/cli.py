@@ -47,7 +47,7 @@ def main() -> None:
 def _run(
     kind: str,
     dry_run: bool,
-    detail: preview.Page | None,
+    detail: tuple[int, int | None],
     as_json: bool,
     crm: str,
     mappings_option: Path | None,
@@ -90,12 +90,8 @@ def _run(
             preview.render(console, summary)
             rows = len(result.plan.changes) + len(result.plan.skips)
             if rows:
-                page = detail or preview.Page(1, None, rows)
-                console.print(
-                    render.plan_table(
-                        result.plan, result.names, preview.Page(page.number, page.size, rows)
-                    )
-                )
+                page = preview.Page(*detail, rows)
+                console.print(render.plan_table(result.plan, result.names, page))
         render.run_summary(console, result)
         console.print(f"Criteria: {result.criteria}", highlight=False)
 
@@ -145,8 +141,7 @@ def _run_command(kind: str, help_text: str, epilog: str) -> None:
         as_json: bool,
         **crm: Any,
     ) -> None:
-        detail = preview.Page(page, None if show_all else limit, 0)
-        detail.number = page
+        detail = (page, None if show_all else limit)
         result = _run(kind, dry_run, detail, as_json, **crm)
         sys.exit(result.exit_code)
 
