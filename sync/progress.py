@@ -37,7 +37,6 @@ from rich.text import Text
 
 from sync import numbers
 from sync.logs import log_format
-from sync.runner import Progress
 
 log = logging.getLogger("icp.progress")
 Mode = Literal["bars", "events", "silent"]
@@ -53,6 +52,16 @@ PHASES = {
     "done": None,  # the last phase ended
 }
 """How the runner's phases read on screen (None: shown by finer stages)."""
+
+
+class Progress:
+    """The hooks a run reports its phases through (`sync.runner.execute` takes one)."""
+
+    def phase(self, name: str, total: int | None = None) -> None:
+        """A new phase starts (`total` units, if known)."""
+
+    def advance(self, amount: int) -> None:
+        """`amount` more units of the current phase are done."""
 
 
 class _Amount(ProgressColumn):

@@ -32,6 +32,7 @@ from sync import numbers
 from sync.config import Config
 from sync.lock import LockedError
 from sync.plan import Plan, plan_changes
+from sync.progress import Progress
 from sync.pull import WorkingSet, persist, working_set
 from sync.state import Failure, ScoreRecord, StateStore
 from sync.writer import BatchOutcome, WriteSummary, write_all
@@ -42,16 +43,6 @@ Kind = Literal["sync", "backfill"]
 LIMIT_REACHED = "LIMIT_REACHED"
 _SHOWN = 20
 """Log lines per kind of problem (unreadable rows, skips, failures); the rest is counted."""
-
-
-class Progress:
-    """Progress hooks; the CLI draws bars from them when stderr is a terminal."""
-
-    def phase(self, name: str, total: int | None = None) -> None:
-        """A new phase starts (`total` units, if known)."""
-
-    def advance(self, amount: int) -> None:
-        """`amount` more units of the current phase are done."""
 
 
 @dataclass

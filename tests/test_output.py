@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from sync.logs import REDACTED, configure
-from sync.progress import Reporter, progress_for
+from sync.progress import Progress, Reporter, progress_for
 
 
 class Terminal(io.StringIO):
@@ -87,3 +87,16 @@ def test_progress_events_in_json_logs(capsys: pytest.CaptureFixture[str]) -> Non
         ("progress", "done"),
     ]
     assert entries[-1]["done"] == 5 and entries[-1]["total"] == 5
+
+
+@pytest.mark.parametrize(
+    "module", ["sync.runner", "sync.pull", "sync.progress", "sync.render", "sync.preview"]
+)
+def test_each_module_imports_on_its_own(module: str) -> None:
+    # No import cycles (DESIGN.md): each module loads first, in a fresh interpreter.
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
+    assert issubclass(Reporter, Progress)
