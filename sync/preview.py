@@ -24,7 +24,7 @@ from rich.text import Text
 from connectors.base import CallEstimate
 from connectors.mapping import OutputField
 from sync import numbers
-from sync.plan import Plan, to_crm_value
+from sync.plan import Plan, Skip, SkipReason, to_crm_value
 from sync.state import RunRecord
 
 EMPTY = "(empty)"
@@ -38,6 +38,13 @@ SHORT_WHY = {
 TYPICAL_SECONDS_PER_CALL = {"salesforce": 0.5, "hubspot": 0.3}
 """Seconds an API call takes before this state has a run to measure (a cautious guess:
 a round trip plus the CRM's processing of a 100-200 record batch)."""
+
+
+def why(skip: Skip) -> str:
+    """Why a field is left alone, in a few words (a cleared value says cleared)."""
+    if skip.reason is SkipReason.EDITED and skip.current is None:
+        return "cleared since the engine wrote it"
+    return SHORT_WHY.get(skip.reason.name, skip.reason.value)
 
 
 @dataclass(frozen=True)
@@ -222,7 +229,7 @@ def summarise(
             "in_crm": _text(s.current),
             "engine_wrote": _text(s.last_written),
             "would_write": _text(s.desired),
-            "why": SHORT_WHY.get(s.reason.name, s.reason.value),
+            "why": why(s),
         }
         for s in plan.skips
     ]

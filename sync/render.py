@@ -15,7 +15,7 @@ from rich.text import Text
 
 from sync import numbers
 from sync.plan import Plan
-from sync.preview import SHORT_WHY, Page
+from sync.preview import Page, why
 from sync.runner import RunResult
 from sync.state import FailureRecord, RunRecord, Watermark
 
@@ -63,7 +63,7 @@ def plan_table(plan: Plan, names: dict[str, str], page: Page | None = None) -> T
             s.field,
             _value(s.current),
             _value(s.desired),
-            f"left alone: {SHORT_WHY.get(s.reason.name, s.reason.value)}",
+            f"left alone: {why(s)}",
         )
         for s in plan.skips
     ]
