@@ -5,13 +5,19 @@ fields; a mapping's `label:` for extra attributes). Criteria names, reasons, seg
 names, the SDR checklist, the terminal and the report all go through `describe_level`,
 so no code identifier (`annual_revenue`, `is empty`) reaches a person. Numbers are
 rounded to what someone would say (74,999,999 -> $75M), dates read `7 Dec 2024`.
+
+The mapping's labels reach code that names things deep inside learning (trait labels,
+segment names) through `using_labels(...)`, a context the CLI sets around `train` and
+`report`; an explicit `labels` argument always wins over it.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -116,6 +122,23 @@ _MONEY_WORDS = re.compile(r"(revenue|amount|arr|mrr|acv|tcv|budget|spend|funding
 _CUSTOM_SUFFIX = re.compile(r"(__c|__pc|_c)$", re.IGNORECASE)
 
 
+_ACTIVE: ContextVar[Mapping[str, str] | None] = ContextVar("icp_field_labels", default=None)
+
+
+@contextmanager
+def using_labels(labels: Mapping[str, str] | None) -> Iterator[None]:
+    """Within the block, phrases without an explicit `labels` use these (a mapping's)."""
+    token = _ACTIVE.set(dict(labels) if labels else None)
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+
+
+def _labels(labels: Mapping[str, str] | None) -> Mapping[str, str] | None:
+    return labels if labels is not None else _ACTIVE.get()
+
+
 def field_label(field: str, labels: Mapping[str, str] | None = None) -> str:
     """The label people read for a canonical field.
 
@@ -123,6 +146,7 @@ def field_label(field: str, labels: Mapping[str, str] | None = None) -> str:
     its name in words (`deal_stage_score__c` -> `Deal stage score`), never with
     underscores.
     """
+    labels = _labels(labels)
     if labels and labels.get(field):
         return str(labels[field])
     if field in DEFAULT_LABELS:
@@ -253,8 +277,15 @@ def _value(value: Any, style: _Style) -> str:
     return str(value)
 
 
+MAX_LISTED = 4
+"""Values listed in one phrase; more read `A, B, C and 2 others` (the YAML has them all)."""
+
+
 def _listed(values: Iterable[str], conjunction: str = "or") -> str:
     items = list(values)
+    if len(items) > MAX_LISTED:
+        rest = len(items) - (MAX_LISTED - 1)
+        return f"{', '.join(items[: MAX_LISTED - 1])} and {rest} others"
     if len(items) <= 1:
         return "".join(items)
     return f"{', '.join(items[:-1])} {conjunction} {items[-1]}"
@@ -284,6 +315,7 @@ def describe_level(field: str, op: str, value: Any, labels: Mapping[str, str] | 
         `Revenue $10M-$50M`, `Fewer than 10 employees`, `Revenue under $1M`,
         `500+ employees`, `3-10 years old`, `Headcount unknown`, `Existing customer`.
     """
+    labels = _labels(labels)
     label = field_label(field, labels)
     style = _style(field, labels)
     many = list(value) if isinstance(value, list | tuple) else [value]
@@ -399,4 +431,29 @@ def describe_conditions(
 ) -> str:
     """Several conditions (objects with `field`, `operators()` and `operand()`) as one phrase."""
     parts = [describe_level(c.field, c.operators()[0], c.operand(), labels) for c in conditions]
+    return joiner.join(parts)
+
+
+def describe_rule(
+    conditions: Iterable[Mapping[str, Any]],
+    labels: Mapping[str, str] | None = None,
+    joiner: str = " and ",
+) -> str:
+    """Conditions as written in YAML (`{field: employees, between: [50, 499]}`) as a phrase.
+
+    A `gte` and an `lt` on the same field read as one range (`Employees 50-499`, the
+    upper bound shown as the last value inside it when the field holds whole numbers).
+    """
+    by_field: dict[str, dict[str, Any]] = {}
+    for condition in conditions:
+        ops = {k: v for k, v in condition.items() if k != "field"}
+        by_field.setdefault(str(condition["field"]), {}).update(ops)
+    parts: list[str] = []
+    for field, ops in by_field.items():
+        low = ops.get("gte", ops.get("gt"))
+        high = ops.get("lt", ops.get("lte"))
+        if low is not None and high is not None and len(ops) == 2:
+            parts.append(describe_level(field, "between", [low, high], labels))
+            continue
+        parts += [describe_level(field, op, value, labels) for op, value in ops.items()]
     return joiner.join(parts)
