@@ -17,6 +17,7 @@ def verdict_section(
     summary: pd.DataFrame,
     everyone: pd.Series,
     accounts: int,
+    overall: float | None = None,
 ) -> str:
     auc, ci = holdout.get("auc"), holdout.get("auc_ci")
     deals = f"{h.num(holdout.get('n_won'), 0)} won and {h.num(holdout.get('n_lost'), 0)} lost"
@@ -44,8 +45,8 @@ def verdict_section(
     if len(rated) >= 2:
         best, worst = rated.iloc[0], rated.iloc[-1]
         text += (
-            f" Today Tier {best['tier']} wins {h.pct(best['win_rate'])} of its closed deals, "
-            f"Tier {worst['tier']} {h.pct(worst['win_rate'])}."
+            f" Accounts in Tier {best['tier']} today won {h.pct(best['win_rate'])} of their "
+            f"closed outcomes, Tier {worst['tier']} {h.pct(worst['win_rate'])}."
         )
     challenger = model.get("challenger") or {}
     if challenger.get("clearly_better"):
@@ -59,7 +60,11 @@ def verdict_section(
     top = summary.iloc[0] if len(summary) else None
     tiles = [
         h.tile("Holdout AUC", h.num(auc), f"95% CI {h.interval(ci, h.num)}"),
-        h.tile("Win rate", h.pct(everyone["win_rate"]), f"{everyone['closed_deals']:,} closed"),
+        h.tile(
+            "Overall win rate",
+            h.pct(overall if overall is not None else everyone["win_rate"]),
+            str(model.get("overall_note") or ""),
+        ),
         h.tile(
             "Best vs worst tier",
             ratio,
@@ -99,7 +104,7 @@ def tiers_section(
         ]
         for r in summary.itertuples()
     ]
-    headers = ["Tier", "Score from", "Accounts", "Share", "Closed deals", "Won"]
+    headers = ["Tier", "Score from", "Accounts", "Share", "Closed", "Won"]
     headers += ["Win rate", "Avg won deal", "Median cycle"]
     table = h.table(headers, rows, numeric={1, 2, 3, 4, 5, 6, 7, 8})
     labels = [str(t) for t in summary["tier"]]
@@ -114,7 +119,8 @@ def tiers_section(
         bar_chart("Median cycle (days)", labels, values("median_cycle_days"), h.days, fills),
         bar_chart("Share of accounts", labels, values("share"), h.pct, fills),
     ]
-    lead = "Closed deals of the accounts scored today, by the tier they are in now."
+    lead = "The accounts scored today, by the tier they are in now, and the new-business "
+    lead += "outcomes the model learned from: the share won (like every win rate on this page)."
     return h.section("tiers", "Results by tier", table + h.grid(charts), lead)
 
 
@@ -130,6 +136,7 @@ def criteria_section(criteria: IcpCriteria) -> str:
             rows.append([f'<span class="group">{h.esc(h.GROUP_LABELS[group])}</span>', "", ""])
         for c in members:
             rule = " and ".join(x.describe() for x in c.conditions())
+            rule = "" if rule.casefold() == c.name.casefold() else rule  # said once
             rows.append(
                 [
                     h.esc(c.name),
@@ -141,7 +148,8 @@ def criteria_section(criteria: IcpCriteria) -> str:
         rows.append(['<span class="group">Anti-patterns</span>', "", ""])
     for a in criteria.anti_patterns:
         rule = " and ".join(x.describe() for x in a.conditions())
-        cap = f" · caps at Tier {a.cap_tier}" if a.cap_tier else ""
+        rule = "" if rule.casefold() == a.name.casefold() else rule
+        cap = f"{' · ' if rule else ''}never above Tier {a.cap_tier}" if a.cap_tier else ""
         bar = h.weight_bar(a.penalty or 0.0, most, negative=True) if a.penalty else ""
         rows.append(
             [

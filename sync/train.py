@@ -23,6 +23,7 @@ from rich.table import Table
 
 import connectors
 from connectors.base import Connector
+from scoring.labels import using_labels
 from sync.config import Config, check_criteria, load_config
 from sync.pull import WorkingSet, pull_object
 from sync.runner import score
@@ -93,7 +94,8 @@ def run_train(
         assert config.manual_icp is not None
         now = datetime.now(UTC)
         types: dict[str, str] = dict(config.mapping.field_types("account"))
-        result = train(accounts, opportunities, config.manual_icp, types, now, settings)
+        with using_labels(config.mapping.labels()):  # names learned in the mapping's labels
+            result = train(accounts, opportunities, config.manual_icp, types, now, settings)
         result.tracking = track_predictions(state.scores(crm), opportunities)
         # optional: an OpenAI-compatible endpoint (ICP_LLM_BASE_URL) names and describes
         # the segments; without it, or when it fails, the deterministic names stand
@@ -214,14 +216,15 @@ def run_report(
     connector = connector or connectors.create(crm, config.mapping, source, None)
     accounts, opportunities = read_all(connector)
     scored = score(config, WorkingSet(accounts, opportunities, {}, True)).reset_index()
-    html = render_report(
-        version.load_model(),
-        scored[["account_id", "score", "tier", "segment"]],
-        opportunities,
-        config.icp,
-        previous.load_model() if previous else None,
-        datetime.now(UTC),
-    )
+    with using_labels(config.mapping.labels()):
+        html = render_report(
+            version.load_model(),
+            scored[["account_id", "score", "tier", "segment"]],
+            opportunities,
+            config.icp,
+            previous.load_model() if previous else None,
+            datetime.now(UTC),
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")
     return out, version, config
