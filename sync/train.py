@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -104,6 +105,8 @@ def run_train(
         outcome = TrainOutcome(result, {}, proposed, config)
         if not result.signal:
             outcome.notes.append(_no_signal(result))
+            if not dry_run:  # what `icp report` shows until a version is trained after it
+                save_last_train(state_dir, _payload(outcome) | {"criteria": result.criteria})
         elif dry_run:
             outcome.diff = _diff(config, proposed, "proposed (icp train --dry-run)")
             outcome.notes.append("dry run: nothing saved; the criteria in use are unchanged")
@@ -203,22 +206,27 @@ def run_report(
     source: Path | None,
     out: Path,
     connector: Connector | None = None,
-) -> tuple[Path, Version, Config]:
-    """Score the current accounts with the criteria in use and write the HTML report."""
+) -> tuple[Path, Version | None, Config]:
+    """Score the current accounts with the criteria in use and write the HTML report.
+
+    The report describes the active version, or the latest training when that found no
+    signal (and saved no version): it then says so. `Version` is None in that case.
+    """
     from scoring.report import render_report
 
     config = load_config(crm, mappings, state_dir)
     store = VersionStore(state_dir)
     version = store.active() or store.previous(None)
-    if version is None:
+    latest = last_train(state_dir, version)
+    if version is None and latest is None:
         raise NoModelError(f"no trained model in {state_dir}: run icp train first")
-    previous = store.previous(version)
+    previous = store.previous(version) if version is not None else None
     connector = connector or connectors.create(crm, config.mapping, source, None)
     accounts, opportunities = read_all(connector)
     scored = score(config, WorkingSet(accounts, opportunities, {}, True)).reset_index()
     with using_labels(config.mapping.labels()):
         html = render_report(
-            version.load_model(),
+            latest if latest is not None else version.load_model(),  # type: ignore[union-attr]
             scored[["account_id", "score", "tier", "segment"]],
             opportunities,
             config.icp,
@@ -228,6 +236,36 @@ def run_report(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")
     return out, version, config
+
+
+LAST_TRAIN = "last_train.json"
+"""In the state directory: the result of the latest `icp train` that saved no version
+(no signal), so that `icp report` can say what it found instead of refusing."""
+
+
+def save_last_train(state_dir: Path, payload: dict[str, Any]) -> None:
+    from scoring.learn import plain
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / LAST_TRAIN
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(plain(payload), default=str), encoding="utf-8")
+    temporary.replace(path)
+
+
+def last_train(state_dir: Path, version: Version | None) -> dict[str, Any] | None:
+    """The no-signal training result, when it is newer than `version` (or there is none)."""
+    path = state_dir / LAST_TRAIN
+    if not path.is_file():
+        return None
+    newer = version is not None and version.json_path.is_file()
+    if newer and version.json_path.stat().st_mtime >= path.stat().st_mtime:  # type: ignore[union-attr]
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _f(value: Any, digits: int = 2) -> str:
