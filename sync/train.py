@@ -24,7 +24,7 @@ from rich.table import Table
 
 import connectors
 from connectors.base import Connector
-from scoring.labels import using_labels
+from scoring.labels import human_date, using_labels
 from sync.config import Config, check_criteria, load_config
 from sync.pull import WorkingSet, pull_object
 from sync.runner import score
@@ -282,8 +282,15 @@ def _window(value: Any) -> str:
     if isinstance(value, dict):
         value = [value.get("start", value.get("from")), value.get("end", value.get("to"))]
     if isinstance(value, list | tuple) and len(value) == 2:
-        return f"{str(value[0])[:10]} to {str(value[1])[:10]}"
+        return f"{human_date(value[0])} to {human_date(value[1])}"
     return "-" if value is None else str(value)
+
+
+def leaked_features(criteria: dict[str, Any]) -> list[tuple[str, str]]:
+    """(field label, reason) for every field training left out as a leak."""
+    from scoring.report_model_sections import dropped_features, is_leak
+
+    return [(name, why) for name, why in dropped_features({"criteria": criteria}) if is_leak(why)]
 
 
 def print_train(console: Console, outcome: TrainOutcome) -> None:
@@ -318,6 +325,9 @@ def print_train(console: Console, outcome: TrainOutcome) -> None:
     ):
         top = "; ".join(_pattern(p) for p in items[:3])
         say(f"{label}: {len(items)}" + (f" - {top}" if top else ""))
+    leaks = [f"{name} ({why})" for name, why in leaked_features(result.criteria)]
+    if leaks:
+        say("[bold]Left out as leaks[/] (they give the outcome away): " + "; ".join(leaks))
     if result.tracking:
         console.print(_tracking_table(result.tracking))
     if outcome.diff:
