@@ -194,6 +194,12 @@ def render_report(
             *model["warnings"],
             "Left out because they give the outcome away (leaks): " + "; ".join(leaks) + ".",
         ]
+    if model.get("activated") is False and model.get("version") and model.get("signal"):
+        model["warnings"] = [
+            *model["warnings"],
+            f"{version_label(model['version'])} is a candidate, not in use: the accounts below "
+            "are scored with the criteria in use (icp mappings activate makes it live).",
+        ]
     holdout = model.get("holdout") or {}
     sections = [
         (
@@ -201,7 +207,7 @@ def render_report(
             "Verdict",
             verdict_section(model, holdout, summary, everyone, len(scored), overall),
         ),
-        ("tiers", "By tier", tiers_section(summary, criteria, colors, overall)),
+        ("tiers", "By tier", tiers_section(summary, criteria, colors, overall, model["tiers"])),
         ("changes", "What changed", changes_section(model, previous, criteria)),
         ("criteria", "Criteria", criteria_section(criteria)),
         ("checklist", "SDR checklist", checklist_section(criteria)),

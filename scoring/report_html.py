@@ -79,9 +79,11 @@ section{border:0;padding:8px 0;break-inside:avoid-page}
 """
 
 
-_DICTS = ("holdout", "challenger", "tracking", "expansion")
+_DICTS = ("holdout", "challenger", "tracking", "expansion", "holdout_model")
 _LISTS = (
     "calibration",
+    "tiers",
+    "dropped_features",
     "score_distribution",
     "segments",
     "emerging",
@@ -107,6 +109,10 @@ def normalised(model: Any) -> dict[str, Any]:
     it is a boolean true. The page then never fails on an odd or older model file.
     """
     out = dict(model) if isinstance(model, dict) else {}
+    calibration = out.get("calibration")
+    if isinstance(calibration, dict):  # {method, ece, bins}: the learned calibration
+        out["calibration_fit"] = calibration
+        out["calibration"] = calibration.get("bins")
     for key in _DICTS:
         out[key] = out[key] if isinstance(out.get(key), dict) else {}
     for key in _LISTS:

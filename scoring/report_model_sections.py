@@ -38,11 +38,17 @@ def quality_section(
     colors: dict[str, str],
 ) -> str:
     calibration = calibration_chart(model.get("calibration") or [])
-    ece = points_of(holdout.get("ece"))
+    found = model.get("calibration_fit")
+    fit: dict[str, Any] = found if isinstance(found, dict) else {}
+    ece = points_of(fit.get("ece") if fit.get("ece") is not None else holdout.get("ece"))
+    method = {"platt": "Platt scaling", "isotonic": "isotonic regression"}.get(
+        str(fit.get("method")), str(fit.get("method") or "")
+    )
     note = (
         ""
         if ece is None
-        else f"Predicted win probabilities are off by {ece:.1f} points on average (ECE)."
+        else f"Predicted win probabilities are off by {ece:.1f} points on average (ECE)"
+        + (f", calibrated on the holdout by {method}." if method else ".")
     )
     calib = calibration or '<p class="muted">No calibration figures.</p>'
     bins = model.get("score_distribution") or _score_bins(scored)

@@ -58,8 +58,10 @@ def verdict_section(
     if len(rated) >= 2 and rated.iloc[-1]["win_rate"] > 0:
         ratio = f"{rated.iloc[0]['win_rate'] / rated.iloc[-1]['win_rate']:.1f}{h.TIMES}"
     top = summary.iloc[0] if len(summary) else None
+    behind = model.get("holdout_model") or {}
+    beside = f"; model behind it {h.num(behind.get('auc'))}" if behind.get("auc") else ""
     tiles = [
-        h.tile("Holdout AUC", h.num(auc), f"95% CI {h.interval(ci, h.num)}"),
+        h.tile("Holdout AUC", h.num(auc), f"95% CI {h.interval(ci, h.num)}{beside}"),
         h.tile(
             "Overall win rate",
             h.pct(overall if overall is not None else everyone["win_rate"]),
@@ -88,7 +90,11 @@ def verdict_section(
 
 
 def tiers_section(
-    summary: pd.DataFrame, criteria: IcpCriteria, colors: dict[str, str], overall: float | None
+    summary: pd.DataFrame,
+    criteria: IcpCriteria,
+    colors: dict[str, str],
+    overall: float | None,
+    holdout_rows: list[Any] | None = None,
 ) -> str:
     rows = [
         [
@@ -121,7 +127,36 @@ def tiers_section(
     ]
     lead = "The accounts scored today, by the tier they are in now, and the new-business "
     lead += "outcomes the model learned from: the share won (like every win rate on this page)."
-    return h.section("tiers", "Results by tier", table + h.grid(charts), lead)
+    body = table + h.grid(charts) + holdout_tiers(holdout_rows or [])
+    return h.section("tiers", "Results by tier", body, lead)
+
+
+def holdout_tiers(rows: list[Any]) -> str:
+    """The tiers as `icp train` judged them: the score as written, on the holdout only."""
+    rows = [r for r in rows if isinstance(r, dict) and r.get("tier") is not None]
+    if not rows:
+        return ""
+    cells = [
+        [
+            f"<strong>{h.esc(r['tier'])}</strong>",
+            h.esc(h.num(r.get("threshold"), 0)),
+            h.esc(h.pct(r.get("share"), 1)),
+            h.esc(h.num(r.get("closed"), 0)),
+            h.esc(h.pct(r.get("win_rate"), 1)),
+            h.esc(h.interval(r.get("win_rate_ci"))),
+            h.esc(h.money(r.get("acv"))),
+            h.esc(h.days(r.get("cycle_days"))),
+        ]
+        for r in rows
+    ]
+    headers = ["Tier", "Score from", "Share", "Closed", "Win rate", "95% interval"]
+    headers += ["Avg won deal", "Median cycle"]
+    note = (
+        '<p class="muted">On the holdout only (the most recent outcomes, never used to '
+        "learn), with the score exactly as sync writes it: what the figures above promise."
+        "</p>"
+    )
+    return "<h3>Tiers on the holdout</h3>" + note + h.table(headers, cells, {1, 2, 3, 4, 6, 7})
 
 
 def criteria_section(criteria: IcpCriteria) -> str:
