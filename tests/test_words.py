@@ -253,3 +253,22 @@ def test_report_after_a_no_signal_train_says_so(learned) -> None:
     model["holdout"] = dict(model["holdout"], auc=0.51, auc_ci=[0.45, 0.57])
     html = _report(model, scored, opportunities)
     assert "No real lift" in html
+
+
+def test_report_uses_the_learners_contract_when_present(learned) -> None:
+    scored, result, opportunities = learned
+    model = result.to_json(None) | {"criteria": result.criteria}
+    model["calibration"] = {
+        "method": "platt",
+        "ece": 0.042,
+        "bins": [{"predicted": 0.2, "observed": 0.25, "n": 40}],
+    }
+    model["tiers"] = [
+        {"tier": "A", "threshold": 70, "share": 0.15, "closed": 40, "win_rate": 0.7,
+         "win_rate_ci": [0.55, 0.82], "acv": 30_000.0, "cycle_days": 60.0},
+    ]  # fmt: skip
+    model["holdout_model"] = {"auc": 0.731}
+    html = _report(model, scored, opportunities)
+    assert "Tiers on the holdout" in html and "55%\u201382%" in html
+    assert "off by 4.2 points on average (ECE), calibrated on the holdout by Platt" in html
+    assert "model behind it 0.73" in html
