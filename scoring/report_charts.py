@@ -139,7 +139,19 @@ def bar_chart(
     if reference is not None and _ok(reference):
         y = height - bottom - plot_h * reference / scale
         body.append(_line(left, y, width - left, y, INK, dash=True))
-        body.append(_text(width - left, y - 3, reference_label, anchor="end", size=9, fill=MUTED))
+        # the caption sits in the title row, never on a bar's figure: "- - overall 47%"
+        caption = f"{reference_label} {fmt(float(reference))}".strip()
+        body.append(
+            _line(
+                width - left - 8 * len(caption) * 0.62 - 22,
+                12,
+                width - left - 8 * len(caption) * 0.62 - 6,
+                12,
+                INK,
+                dash=True,
+            )
+        )
+        body.append(_text(width - left, 16, caption, anchor="end", size=9, fill=MUTED))
     return _svg(width, height, title, body)
 
 

@@ -100,7 +100,8 @@ def challenger_block(model: dict[str, Any], holdout: dict[str, Any]) -> str:
         if challenger.get("clearly_better")
         else "The challenger is not clearly better: the explainable scorecard loses little."
     )
-    note = f" {challenger['note']}" if challenger.get("note") else ""
+    said = str(challenger.get("note") or "")
+    note = f" {said[:1].upper()}{said[1:]}" if said else ""
     grid_html = table(["Model", "AUC", "95% CI", "vs coin flip (tick at 0.5)"], rows, {1})
     return f'<h3>Challenger</h3>{grid_html}<div class="callout info">{esc(verdict + note)}</div>'
 

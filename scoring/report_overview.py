@@ -53,7 +53,9 @@ def verdict_section(
         text += " A black-box challenger scores clearly better (see Model quality); it is "
         text += "reported, never deployed."
     warnings = model["warnings"]
-    notes = "".join(f'<div class="callout">{h.esc(w)}</div>' for w in warnings)
+    notes = "".join(
+        f'<div class="callout">{h.esc(str(w)[:1].upper() + str(w)[1:])}</div>' for w in warnings
+    )
     ratio = "—"
     if len(rated) >= 2 and rated.iloc[-1]["win_rate"] > 0:
         ratio = f"{rated.iloc[0]['win_rate'] / rated.iloc[-1]['win_rate']:.1f}{h.TIMES}"
