@@ -441,4 +441,4 @@ def test_odd_values_do_not_break_the_page(criteria, scored, opportunities):
     html = render(model, criteria, scored, opportunities, previous={"criteria": "bad"})
     parse(html)
     assert "one trait" in html
-    assert "just one warning" in html
+    assert "Just one warning" in html  # callouts start with a capital (issue 9)
