@@ -16,7 +16,6 @@ import difflib
 from collections.abc import Mapping
 from pathlib import Path
 
-from connectors.base import FieldInfo
 from connectors.csvfiles import CsvConnector
 from connectors.mapping import ID_FIELDS, CrmMapping
 from scoring.features import DERIVED_FIELDS, available_fields
@@ -48,7 +47,7 @@ def used_fields(mapping: CrmMapping, icp: IcpCriteria) -> dict[str, set[str]]:
 def check_fields(
     mapping: CrmMapping,
     icp: IcpCriteria,
-    described: Mapping[str, Mapping[str, FieldInfo]],
+    described: Mapping[str, Mapping[str, object]],
     document: YamlDocument,
     absent: str,
 ) -> tuple[list[ConfigProblem], list[ConfigProblem]]:

@@ -1,0 +1,139 @@
+"""What the CRM really holds, for the mapping editor and `icp mappings suggest`.
+
+For each object (account, opportunity) the fields the CRM offers with their type, label
+and fill rate, and for text fields the distinct values with their counts: read from an
+export's CSV files (`--source DIR`, every row), or from a connector's `describe()` (field
+types and picklist values, no counts). The raw rows of an export are kept too, so the
+editor can score them with an edited mapping and show what the change does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from connectors.base import FieldInfo
+from connectors.csvfiles import _detect_encoding
+from connectors.errors import SourceError
+
+KINDS = ("account", "opportunity")
+MAX_VALUES = 200
+"""Distinct values listed per field (the most frequent); more is an id or free text."""
+_TRUTHS = {"true", "false", "0", "1", "yes", "no"}
+
+
+@dataclass
+class Column:
+    """One CRM field (or export column) as the admin picks it."""
+
+    name: str
+    type: str
+    label: str = ""
+    fill: float | None = None
+    """Share of records with a value (None when only metadata was read)."""
+    values: dict[str, int] = field(default_factory=dict)
+    """Distinct values -> records holding each, most frequent first (text fields only)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "label": self.label,
+            "fill": self.fill,
+            "values": [[v, n] for v, n in self.values.items()],
+        }
+
+
+@dataclass
+class SourceData:
+    """Fields (and, from an export, rows) of the CRM the mapping targets."""
+
+    origin: str
+    columns: dict[str, dict[str, Column]]
+    raw: dict[str, pd.DataFrame] = field(default_factory=dict)
+    """kind -> every row of the export as text (CRM field names as columns); empty
+    when the fields came from metadata only."""
+
+    @property
+    def has_rows(self) -> bool:
+        return all(kind in self.raw for kind in KINDS)
+
+
+def from_export(objects: Mapping[str, str], source: Path) -> SourceData:
+    """Read `<Object>.csv` for each kind (`objects`: kind -> CRM object name).
+
+    Raises:
+        SourceError: the directory or a file is missing or unreadable.
+    """
+    if not source.is_dir():
+        msg = f"--source {source}: no such directory"
+        raise SourceError(msg)
+    columns: dict[str, dict[str, Column]] = {}
+    raw: dict[str, pd.DataFrame] = {}
+    for kind in KINDS:
+        path = source / f"{objects[kind]}.csv"
+        if not path.is_file():
+            msg = f"{path}: file not found (expected a Data Export CSV with API field names)"
+            raise SourceError(msg)
+        try:
+            frame = pd.read_csv(
+                path,
+                dtype=str,
+                keep_default_na=False,
+                encoding=_detect_encoding(path),
+            )
+        except (OSError, ValueError, pd.errors.ParserError) as exc:
+            msg = f"{path}: cannot be read as CSV ({exc})"
+            raise SourceError(msg) from exc
+        raw[kind] = frame
+        columns[kind] = {str(name): profile(str(name), frame[name]) for name in frame.columns}
+    return SourceData(f"the export in {source}", columns, raw)
+
+
+def from_describe(described: Mapping[str, Mapping[str, FieldInfo]], origin: str) -> SourceData:
+    """Fields from a connector's `describe()`: types, labels, picklist values (no counts)."""
+    columns = {
+        kind: {
+            name: Column(name, info.type, info.label, None, dict.fromkeys(info.picklist_values, 0))
+            for name, info in described.get(kind, {}).items()
+        }
+        for kind in KINDS
+    }
+    return SourceData(origin, columns)
+
+
+def profile(name: str, series: pd.Series) -> Column:
+    """Type guess, fill rate and value counts of one export column."""
+    text = series.fillna("").astype(str).str.strip()
+    present = text[text != ""]
+    fill = len(present) / len(text) if len(text) else 0.0
+    kind = _guess_type(present)
+    values: dict[str, int] = {}
+    if kind in ("text", "boolean") and len(present):
+        counts = present.value_counts()
+        if len(counts) <= MAX_VALUES or counts.iloc[0] > 1:
+            values = {str(v): int(n) for v, n in counts.head(MAX_VALUES).items()}
+        if counts.iloc[0] == 1 and len(counts) > 20:  # every value unique: names, ids
+            values = {}
+    return Column(name, kind, "", round(fill, 4), values)
+
+
+def _guess_type(present: pd.Series) -> str:
+    if not len(present):
+        return "text"
+    sample = present.head(2000)
+    if (
+        sample.str.lower().isin(_TRUTHS).all()
+        and sample.str.lower().isin(_TRUTHS - {"0", "1"}).any()
+    ):
+        return "boolean"
+    numbers = pd.to_numeric(sample.str.replace(",", "", regex=False), errors="coerce")
+    if numbers.notna().mean() >= 0.95:
+        return "number"
+    if sample.str.match(r"^\d{4}-\d{2}-\d{2}").mean() >= 0.95:
+        return "datetime" if sample.str.contains("T").any() else "date"
+    return "text"
