@@ -279,3 +279,14 @@ def _live_check(config: Config, directory: Path | None) -> LiveCheck:
     connector = connectors.create(config.crm, config.mapping)
     connector.connect()
     return check_live(config, connector.describe(), mapping_document(config, directory))
+
+
+def _register_editor() -> None:
+    """`icp mappings edit` and `suggest` live in sync.cli_editor (issue 16)."""
+    from sync.cli_editor import mappings_edit, mappings_suggest
+
+    mappings_group.add_command(mappings_edit)
+    mappings_group.add_command(mappings_suggest)
+
+
+_register_editor()

@@ -1,0 +1,156 @@
+"""`icp mappings edit` (the local editor page) and `icp mappings suggest` (a proposed
+mapping as a YAML diff)."""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import sys
+import webbrowser
+from pathlib import Path
+from typing import Any
+
+import click
+
+import connectors
+import mappings
+from sync.cli_options import fail, guarded, mappings_option
+from sync.config import CRMS, load_config, locate, mappings_dir, read_document
+from sync.editor.session import EditorSession
+from sync.mapedit import apply_edits
+from sync.sourcedata import SourceData, from_describe, from_export
+from sync.suggest import suggest
+
+log = logging.getLogger(__name__)
+
+
+def _objects(data: Any) -> dict[str, str]:
+    """kind -> CRM object name, as the (possibly invalid) mapping says."""
+    defaults = {"account": "Account", "opportunity": "Opportunity"}
+    objects = data.get("objects") if isinstance(data, dict) else None
+    for kind in defaults:
+        block = objects.get(kind) if isinstance(objects, dict) else None
+        if isinstance(block, dict) and isinstance(block.get("object"), str):
+            defaults[kind] = block["object"]
+    return defaults
+
+
+def load_source(crm: str, directory: Path | None, source: Path | None) -> SourceData:
+    """The CRM's fields (and an export's rows): from `source`, else the CRM's describe."""
+    document = read_document(directory, f"{crm}.yaml")
+    if source is not None:
+        return from_export(_objects(document.data), source)
+    if crm == "csv":
+        fail(2, "--crm csv needs --source DIR (the folder holding Account.csv and Opportunity.csv)")
+    config = load_config(crm, directory)
+    connector = connectors.create(crm, config.mapping)
+    connector.connect()
+    return from_describe(connector.describe(), f"the {crm} org's fields")
+
+
+def _crm(crm: str | None, source: Path | None) -> str:
+    if crm is None and source is None:
+        fail(2, "say which CRM: --crm salesforce|hubspot, or --source DIR for an export")
+    return crm or "csv"
+
+
+crm_option = click.option(
+    "--crm", type=click.Choice(CRMS), help="The CRM the mapping targets [default: csv]."
+)
+source_option = click.option(
+    "--source",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="An export (Account.csv, Opportunity.csv) to read fields and values from.",
+)
+
+
+@click.command("suggest")
+@crm_option
+@source_option
+@mappings_option
+@click.option("--write", is_flag=True, help="Apply the proposal to the mapping file.")
+@guarded
+def mappings_suggest(
+    crm: str | None, source: Path | None, mappings_option: Path | None, write: bool
+) -> None:
+    """Propose a mapping from an export's header or the CRM's metadata: fields matched by
+    name and type, value-map spellings from the data. Prints a YAML diff; --write applies it."""
+    crm = _crm(crm, source)
+    directory = mappings_dir(mappings_option)
+    path, label = locate(directory, f"{crm}.yaml")
+    document = read_document(directory, f"{crm}.yaml")
+    data = load_source(crm, directory, source)
+    proposals = suggest(document.data, data)
+    if not proposals:
+        click.echo(f"nothing to propose: {label} already matches {data.origin}")
+        return
+    text = (
+        path.read_text(encoding="utf-8-sig")
+        if path
+        else read_bundled(f"{crm}.yaml")  # the bundled copy, to show what would change
+    )
+    after = apply_edits({"mapping": text}, [p.edit for p in proposals])["mapping"]
+    for proposal in proposals:
+        click.echo(f"# {proposal.why}")
+    click.echo(
+        "".join(
+            difflib.unified_diff(
+                text.splitlines(keepends=True),
+                after.splitlines(keepends=True),
+                f"a/{label}",
+                f"b/{label}",
+            )
+        ),
+        nl=False,
+    )
+    if not write:
+        click.echo(f"{len(proposals)} proposal(s); --write applies them to {label}")
+        return
+    if path is None:
+        fail(2, "no ./mappings directory to write to: run `icp mappings init` first")
+    assert path is not None
+    path.write_text(after, encoding="utf-8")
+    click.echo(f"wrote {path} ({len(proposals)} change(s)); check it: icp mappings validate")
+
+
+def read_bundled(name: str) -> str:
+    return mappings.default(name).read_text(encoding="utf-8")
+
+
+@click.command("edit")
+@crm_option
+@source_option
+@mappings_option
+@click.option("--port", type=int, default=0, help="Port on 127.0.0.1 [default: any free one].")
+@click.option("--no-browser", is_flag=True, help="Print the URL only; do not open a browser.")
+@guarded
+def mappings_edit(
+    crm: str | None, source: Path | None, mappings_option: Path | None, port: int, no_browser: bool
+) -> None:
+    """Edit the mapping files in a local page: field pickers from the CRM, value maps with
+    the values in the data, validation as you type, a preview of the tiers, save to YAML."""
+    crm = _crm(crm, source)
+    directory = mappings_dir(mappings_option)
+    if directory is None or not (directory / f"{crm}.yaml").is_file():
+        where = directory or Path("mappings")
+        fail(2, f"no {where / f'{crm}.yaml'} to edit: run `icp mappings init {where}` first")
+    assert directory is not None
+    if not (directory / "icp.yaml").is_file():
+        fail(2, f"no {directory / 'icp.yaml'} to edit: run `icp mappings init {directory}` first")
+    data = load_source(crm, directory, source)
+    from sync.editor.server import EditorServer
+
+    session = EditorSession(crm, directory, data)
+    server = EditorServer(session, port)
+    click.echo(f"Editing {directory}/{crm}.yaml and icp.yaml against {data.origin}")
+    click.echo(f"Open {server.url}")
+    click.echo("(only this URL opens the page; Ctrl-C stops the editor)")
+    sys.stdout.flush()
+    if not no_browser:
+        webbrowser.open(server.url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("editor stopped")
+    finally:
+        server.server_close()
