@@ -18,7 +18,7 @@ from sync.cli_options import fail, guarded, mappings_option
 from sync.config import CRMS, load_config, locate, mappings_dir, read_document
 from sync.editor.session import EditorSession
 from sync.mapedit import apply_edits
-from sync.sourcedata import SourceData, from_describe, from_export
+from sync.sourcedata import SourceData, from_crm, from_describe, from_export
 from sync.suggest import suggest
 
 log = logging.getLogger(__name__)
@@ -35,14 +35,19 @@ def _objects(data: Any) -> dict[str, str]:
     return defaults
 
 
-def load_source(crm: str, directory: Path | None, source: Path | None) -> SourceData:
-    """The CRM's fields (and an export's rows): from `source`, else the CRM's describe."""
+def load_source(
+    crm: str, directory: Path | None, source: Path | None, sample: int = 0
+) -> SourceData:
+    """The CRM's fields and records: from the export in `source`, else from the org
+    (describe, and up to `sample` records per object; none when 0)."""
     document = read_document(directory, f"{crm}.yaml")
     if source is not None:
         return from_export(_objects(document.data), source)
     if crm == "csv":
         fail(2, "--crm csv needs --source DIR (the folder holding Account.csv and Opportunity.csv)")
     config = load_config(crm, directory)
+    if sample:
+        return from_crm(crm, config.mapping, sample)
     connector = connectors.create(crm, config.mapping)
     connector.connect()
     return from_describe(connector.describe(), f"the {crm} org's fields")
@@ -57,6 +62,14 @@ def _crm(crm: str | None, source: Path | None) -> str:
 crm_option = click.option(
     "--crm", type=click.Choice(CRMS), help="The CRM the mapping targets [default: csv]."
 )
+sample_option = click.option(
+    "--sample",
+    type=click.IntRange(min=0),
+    default=20_000,
+    show_default=True,
+    help="API CRMs: records per object read for values, fill rates and the preview "
+    "(0: field metadata only).",
+)
 source_option = click.option(
     "--source",
     type=click.Path(path_type=Path, file_okay=False),
@@ -67,11 +80,12 @@ source_option = click.option(
 @click.command("suggest")
 @crm_option
 @source_option
+@sample_option
 @mappings_option
 @click.option("--write", is_flag=True, help="Apply the proposal to the mapping file.")
 @guarded
 def mappings_suggest(
-    crm: str | None, source: Path | None, mappings_option: Path | None, write: bool
+    crm: str | None, source: Path | None, sample: int, mappings_option: Path | None, write: bool
 ) -> None:
     """Propose a mapping from an export's header or the CRM's metadata: fields matched by
     name and type, value-map spellings from the data. Prints a YAML diff; --write applies it."""
@@ -79,7 +93,7 @@ def mappings_suggest(
     directory = mappings_dir(mappings_option)
     path, label = locate(directory, f"{crm}.yaml")
     document = read_document(directory, f"{crm}.yaml")
-    data = load_source(crm, directory, source)
+    data = load_source(crm, directory, source, sample)
     proposals = suggest(document.data, data)
     if not proposals:
         click.echo(f"nothing to propose: {label} already matches {data.origin}")
@@ -120,12 +134,18 @@ def read_bundled(name: str) -> str:
 @click.command("edit")
 @crm_option
 @source_option
+@sample_option
 @mappings_option
 @click.option("--port", type=int, default=0, help="Port on 127.0.0.1 [default: any free one].")
 @click.option("--no-browser", is_flag=True, help="Print the URL only; do not open a browser.")
 @guarded
 def mappings_edit(
-    crm: str | None, source: Path | None, mappings_option: Path | None, port: int, no_browser: bool
+    crm: str | None,
+    source: Path | None,
+    sample: int,
+    mappings_option: Path | None,
+    port: int,
+    no_browser: bool,
 ) -> None:
     """Edit the mapping files in a local page: field pickers from the CRM, value maps with
     the values in the data, validation as you type, a preview of the tiers, save to YAML."""
@@ -137,7 +157,7 @@ def mappings_edit(
     assert directory is not None
     if not (directory / "icp.yaml").is_file():
         fail(2, f"no {directory / 'icp.yaml'} to edit: run `icp mappings init {directory}` first")
-    data = load_source(crm, directory, source)
+    data = load_source(crm, directory, source, sample)
     from sync.editor.server import EditorServer
 
     session = EditorSession(crm, directory, data)

@@ -3,12 +3,14 @@
 For each object (account, opportunity) the fields the CRM offers with their type, label
 and fill rate, and for text fields the distinct values with their counts: read from an
 export's CSV files (`--source DIR`, every row), or from a connector's `describe()` (field
-types and picklist values, no counts). The raw rows of an export are kept too, so the
+types and picklist values, no counts), or from the org itself (`from_crm`: describe plus
+a sample of records read through the connector). The raw rows of an export are kept too, so the
 editor can score them with an edited mapping and show what the change does.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +18,11 @@ from typing import Any
 
 import pandas as pd
 
-from connectors.base import FieldInfo
+import connectors
+from connectors.base import Connector, FieldInfo
 from connectors.csvfiles import _detect_encoding
 from connectors.errors import SourceError
+from connectors.mapping import ID_FIELDS, CrmMapping
 
 KINDS = ("account", "opportunity")
 MAX_VALUES = 200
@@ -137,3 +141,99 @@ def _guess_type(present: pd.Series) -> str:
     if sample.str.match(r"^\d{4}-\d{2}-\d{2}").mean() >= 0.95:
         return "datetime" if sample.str.contains("T").any() else "date"
     return "text"
+
+
+SKIPPED_TYPES = frozenset(
+    {"address", "location", "base64", "anytype", "complexvalue", "encryptedstring", "textarea"}
+)
+"""Salesforce compound and long fields: never a canonical field, and some cannot be queried
+alongside others (compound fields in Bulk API queries)."""
+MAX_FIELDS = 150
+"""Fields read per object for the sample (mapped ones first, then custom, then standard)."""
+
+
+def from_crm(
+    crm: str, mapping: CrmMapping, limit: int, connector: Connector | None = None
+) -> SourceData:
+    """The org's fields (describe) and a sample of its records (up to `limit` per object).
+
+    The records are read through the connector itself (real client, its paging and
+    retries), with a throw-away mapping that maps every readable field as text, so the
+    values come back as the CRM spells them: what the value maps must catch.
+    """
+    connector = connector or connectors.create(crm, mapping)
+    connector.connect()
+    described = connector.describe()
+    wide, names = _wide_mapping(mapping, described)
+    reader = connectors.create(crm, wide)
+    reader.memo = connector.memo
+    reader.connect()
+    raw: dict[str, pd.DataFrame] = {}
+    for kind in KINDS:
+        pages: list[pd.DataFrame] = []
+        rows = 0
+        for page in reader.pull(kind, None):  # type: ignore[arg-type]
+            pages.append(page)
+            rows += len(page)
+            if rows >= limit:
+                break
+        frame = pd.concat(pages, ignore_index=True).head(limit) if pages else pd.DataFrame()
+        frame = frame.rename(columns=names[kind])
+        kept = [c for c in dict.fromkeys(names[kind].values()) if c in frame]
+        raw[kind] = frame[kept].map(_text) if len(frame) else pd.DataFrame(columns=kept)
+    columns: dict[str, dict[str, Column]] = {}
+    for kind in KINDS:
+        columns[kind] = {}
+        for name, info in described.get(kind, {}).items():
+            column = Column(
+                name, info.type, info.label, None, dict.fromkeys(info.picklist_values, 0)
+            )
+            if name in raw[kind] and len(raw[kind]):
+                seen = profile(name, raw[kind][name])
+                column.fill = seen.fill
+                column.values = seen.values or column.values
+            columns[kind][name] = column
+    count = len(raw["account"])
+    place = "HubSpot portal" if crm == "hubspot" else f"{crm.capitalize()} org"
+    origin = f"the {place} ({count} accounts read{', a sample' if count >= limit else ''})"
+    return SourceData(origin, columns, raw)
+
+
+def _text(value: object) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
+def _wide_mapping(
+    mapping: CrmMapping, described: Mapping[str, Mapping[str, FieldInfo]]
+) -> tuple[CrmMapping, dict[str, dict[str, str]]]:
+    """A mapping reading every useful field as text (`f1`, `f2`...), and the way back."""
+    objects: dict[str, Any] = {}
+    names: dict[str, dict[str, str]] = {}
+    for kind in KINDS:
+        object_map = getattr(mapping.objects, kind)
+        ids = [ID_FIELDS[kind]] + (["account_id"] if kind == "opportunity" else [])
+        fields: dict[str, Any] = {}
+        back: dict[str, str] = {}
+        for canonical in ids:
+            spec = object_map.fields.get(canonical)
+            if spec is not None:
+                fields[canonical] = {"field": spec.field}
+                back[canonical] = spec.field
+        mapped = {spec.field for spec in object_map.fields.values()}
+        candidates = [
+            info
+            for info in described.get(kind, {}).values()
+            if info.type.lower() not in SKIPPED_TYPES and info.name not in back.values()
+        ]
+        candidates.sort(key=lambda i: (i.name not in mapped, not i.name.endswith("__c")))
+        for number, info in enumerate(candidates[:MAX_FIELDS], 1):
+            fields[f"f{number}"] = {"field": info.name, "type": "text"}
+            back[f"f{number}"] = info.name
+        objects[kind] = {"object": object_map.object, "fields": fields}
+        names[kind] = back
+    wide = CrmMapping.model_validate(
+        {"crm": mapping.crm, "objects": objects, "outputs": {}, "settings": mapping.settings}
+    )
+    return wide, names
