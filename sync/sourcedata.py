@@ -118,11 +118,12 @@ def profile(name: str, series: pd.Series) -> Column:
     kind = _guess_type(present)
     values: dict[str, int] = {}
     if kind in ("text", "boolean") and len(present):
+        if present.str.contains(";", regex=False).mean() > 0.3:  # multi-select: each value
+            present = present.str.split(";").explode().str.strip()
+            present = present[present != ""]
         counts = present.value_counts()
-        if len(counts) <= MAX_VALUES or counts.iloc[0] > 1:
+        if counts.iloc[0] > 1 or len(counts) <= 20:  # not a column of unique names or ids
             values = {str(v): int(n) for v, n in counts.head(MAX_VALUES).items()}
-        if counts.iloc[0] == 1 and len(counts) > 20:  # every value unique: names, ids
-            values = {}
     return Column(name, kind, "", round(fill, 4), values)
 
 

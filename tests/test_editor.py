@@ -217,9 +217,17 @@ def test_admin_edits_the_mapping_in_the_page(browser: object, editor: str, workd
     row = '[data-value="account.industry::Softwares"]'
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, row)))
     assert "unmapped" in find(By.CSS_SELECTOR, row).get_attribute("class")
-    Select(find(By.CSS_SELECTOR, f"{row} select")).select_by_value("Technology/SaaS")
+    means = find(By.CSS_SELECTOR, f"{row} input.map-target")
+    assert means.get_attribute("value") == "Technology/SaaS"  # suggested, one click to map
     find(By.CSS_SELECTOR, f"{row} .map-btn").click()
     wait.until(lambda d: "→ Technology/SaaS" in find(By.CSS_SELECTOR, row).text)
+    # one with no suggestion: type what it means
+    row = '[data-value="account.industry::Hospitality"]'
+    means = find(By.CSS_SELECTOR, f"{row} input.map-target")
+    assert means.get_attribute("value") == ""
+    means.send_keys("Media")
+    find(By.CSS_SELECTOR, f"{row} .map-btn").click()
+    wait.until(lambda d: "→ Media" in find(By.CSS_SELECTOR, row).text)
 
     # a bad weight: the validator's own message appears, and Save is refused
     weight = find(By.CSS_SELECTOR, '[data-weight="must_have.0"]')
@@ -243,13 +251,20 @@ def test_admin_edits_the_mapping_in_the_page(browser: object, editor: str, workd
     saved = yaml.safe_load(csv_text)
     fields = saved["objects"]
     assert fields["opportunity"]["fields"]["lead_source"] == "Type"
-    assert "Softwares" in fields["account"]["fields"]["industry"]["values"]["Technology/SaaS"]
+    industry = fields["account"]["fields"]["industry"]["values"]
+    assert "Softwares" in industry["Technology/SaaS"] and "Hospitality" in industry["Media"]
     assert yaml.safe_load(icp_text)["criteria"]["must_have"][0]["weight"] == 0.3
-    # comments and layout kept: only the three edited lines differ from the bundled files
+    # comments and layout kept: only the edited lines differ from the bundled files
+    changed = {}
     for name, text in (("csv.yaml", csv_text), ("icp.yaml", icp_text)):
         original = bundled.default(name).read_text(encoding="utf-8").splitlines()
         assert len(text.splitlines()) == len(original)
-        assert sum(a != b for a, b in zip(original, text.splitlines(), strict=True)) <= 2
+        pairs = zip(original, text.splitlines(), strict=True)
+        changed[name] = [new.split(":")[0].strip() for old, new in pairs if old != new]
+    assert changed == {
+        "csv.yaml": ["Technology/SaaS", "Media", "lead_source"],
+        "icp.yaml": ["weight"],
+    }
     code, _, err = icp(workdir, "mappings", "validate", "--source", "export")
     assert code == 0, err
     assert json.loads(icp(workdir, "mappings", "validate", "--json")[1])["errors"] == []

@@ -93,8 +93,9 @@ function renderFields() {
     for (const f of model.canonical[kind]) {
       const col = f.field ? cols[f.field] : null;
       const missing = f.field && !col && !f.field.includes(".") && names.length > 0;
+      const hurts = missing && errors.some((m) => m.includes(`objects.${kind}.fields.${f.name}:`));
       const select = el("select", { "data-field": `${kind}.${f.name}`, "aria-label": `CRM field for ${f.name}`,
-        class: missing ? "invalid" : null,
+        class: hurts ? "invalid" : missing ? "doubtful" : null,
         onchange: (e) => addEdit({ op: "field", kind, name: f.name, value: e.target.value }) },
         el("option", { value: "", text: f.core ? "— not mapped —" : "— remove —" }));
       if (missing) select.append(el("option", { value: f.field, text: `${f.field} (not in the CRM)` }));
@@ -104,7 +105,7 @@ function renderFields() {
         select.append(el("option", { value: n, text: `${label} · ${c.type}${c.fill !== null ? " · " + pct(c.fill) : ""}` }));
       }
       select.value = f.field || "";
-      table.append(el("tr", { class: missing ? "missing" : null },
+      table.append(el("tr", { class: hurts ? "missing" : missing ? "absent" : null },
         el("td", {}, el("code", { text: f.name }), f.core ? null : " ", f.core ? null : el("span", { class: "tag", text: "extra" })),
         el("td", {}, el("span", { class: "tag", text: f.type })),
         el("td", {}, select),
@@ -138,6 +139,7 @@ function renderValues() {
       const find = lookupOf(f.values);
       const canonicals = Object.keys(f.values);
       const unmapped = col.values.filter(([v]) => !find(v)).length;
+      const options = el("datalist", { id: `means-${kind}-${f.name}` }, canonicals.map((c) => el("option", { value: c })));
       const table = el("table", {}, el("tr", {}, el("th", { text: `Value in ${f.field}` }), el("th", { class: "num", text: "Records" }), el("th", { text: "Means" })));
       for (const [value, count] of col.values) {
         const target = find(value);
@@ -145,16 +147,13 @@ function renderValues() {
         if (target) {
           cell = el("span", { class: "maps-to", text: target === value ? "✓ as is" : `→ ${target}` });
         } else {
-          const pick = el("select", { class: "map-target", "aria-label": `meaning of ${value}` },
-            el("option", { value: "", text: "choose…" }),
-            canonicals.map((c) => el("option", { value: c, text: c })),
-            el("option", { value: "\u0000own", text: "itself (new value)" }));
+          const listId = `means-${kind}-${f.name}`;
+          const pick = el("input", { class: "map-target", list: listId, placeholder: "canonical value…", "aria-label": `meaning of ${value}` });
           const hint = (model.suggestions || []).find((s) => s.edit.op === "value" && s.edit.kind === kind && s.edit.name === f.name && s.edit.value === value);
           if (hint) pick.value = hint.edit.canonical;
           const button = el("button", { type: "button", class: "small map-btn", onclick: () => {
-            if (!pick.value) { pick.focus(); return; }
-            const canonical = pick.value === "\u0000own" ? value : pick.value;
-            addEdit({ op: "value", kind, name: f.name, canonical, value });
+            if (!pick.value.trim()) { pick.focus(); return; }
+            addEdit({ op: "value", kind, name: f.name, canonical: pick.value.trim(), value });
           } }, "Map");
           cell = el("span", {}, pick, " ", button);
         }
@@ -163,7 +162,7 @@ function renderValues() {
       }
       const summary = el("summary", {}, el("code", { text: f.name }), ` ← ${f.field}: ${col.values.length} values`,
         unmapped ? el("span", { class: "unmapped-chip", text: ` ${unmapped} not mapped` }) : " all mapped");
-      root.append(el("details", { class: "valuefield", open: unmapped ? true : null, "data-values": `${kind}.${f.name}` }, summary, table));
+      root.append(el("details", { class: "valuefield", open: unmapped ? true : null, "data-values": `${kind}.${f.name}` }, summary, options, table));
       shown++;
     }
   }

@@ -138,13 +138,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
             return
         route = urlsplit(self.path).path
+        handlers = {"/api/check": self._check, "/api/save": self._save}
+        if route not in handlers:
+            self._refuse(HTTPStatus.NOT_FOUND, "no such endpoint")
+            return
         with self.server.lock:
-            if route == "/api/check":
-                self._json(HTTPStatus.OK, self._check(edits))
-            elif route == "/api/save":
-                self._json(HTTPStatus.OK, self._save(edits))
-            else:
-                self._refuse(HTTPStatus.NOT_FOUND, "no such endpoint")
+            try:
+                answer = handlers[route](edits)
+            except OSError as exc:  # a file that cannot be written: say which, keep serving
+                where = f"{exc.filename}: " if exc.filename else ""
+                answer = {"saved": False, "errors": [f"{where}{exc.strerror or exc}"]}
+        self._json(HTTPStatus.OK, answer)
 
     def _check(self, edits: list[Edit]) -> dict[str, Any]:
         session = self.server.session
