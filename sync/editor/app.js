@@ -173,14 +173,21 @@ function renderCriteria() {
   const root = document.getElementById("criteria");
   root.replaceChildren();
   const bad = (key) => errors.some((m) => m.includes(`: ${key}:`));
-  const table = el("table", {}, el("tr", {}, el("th", { text: "Group" }), el("th", { text: "Criterion" }), el("th", { text: "Condition" }), el("th", { class: "num", text: "Weight" })));
+  const table = el("table", {}, el("tr", {}, el("th", { text: "Group" }), el("th", { text: "Criterion" }), el("th", { text: "Condition" }), el("th", { class: "num", text: "Weight" }), el("th", { class: "num", text: "Points" })));
+  const weightOf = (c) => {
+    const pending = edits.find((e) => e.op === "weight" && e.group === c.group && e.index === c.index);
+    return Number(pending ? pending.value : c.weight);
+  };
+  const total = model.criteria.reduce((sum, c) => sum + (weightOf(c) > 0 ? weightOf(c) : 0), 0);
   for (const c of model.criteria) {
     const key = `criteria.${c.group}.${c.index}.weight`;
     const pending = edits.find((e) => e.op === "weight" && e.group === c.group && e.index === c.index);
     const input = el("input", { class: "weight" + (bad(key) ? " invalid" : ""), "data-weight": `${c.group}.${c.index}`, "aria-label": `weight of ${c.name}`,
       value: pending ? pending.value : (c.weight ?? ""),
       oninput: (e) => { edits = edits.filter((x) => !(x.op === "weight" && x.group === c.group && x.index === c.index)); edits.push({ op: "weight", kind: "account", name: "", canonical: "", group: c.group, index: c.index, value: e.target.value }); schedule(300); } });
-    table.append(el("tr", {}, el("td", {}, el("span", { class: "tag", text: c.group.replace("_", " ") })), el("td", { text: c.name }), el("td", {}, el("code", { text: c.condition })), el("td", { class: "num" }, input)));
+    const w = weightOf(c);
+    const points = total > 0 && w > 0 ? `${Math.round((1000 * w) / total) / 10}` : "";
+    table.append(el("tr", {}, el("td", {}, el("span", { class: "tag", text: c.group.replace("_", " ") })), el("td", { text: c.name }), el("td", {}, el("code", { text: c.condition })), el("td", { class: "num" }, input), el("td", { class: "num points", text: points })));
   }
   const tiers = el("table", {}, el("tr", {}, el("th", { text: "Tier" }), el("th", { class: "num", text: "Lowest score" })));
   for (const t of model.tiers) {
