@@ -34,6 +34,8 @@ from sync.yamlfile import ConfigError, ConfigProblem
 
 SAMPLES = 6
 """Accounts shown as examples of what an edit changes."""
+FEATURE_CACHE = 4
+"""Mappings whose account features are kept (the saved one and the last edits)."""
 
 
 @dataclass
@@ -56,6 +58,8 @@ class EditorSession:
         self.names: dict[FileKey, str] = {"mapping": f"{crm}.yaml", "icp": "icp.yaml"}
         self.texts: dict[FileKey, str] = {}
         self._before: pd.DataFrame | None = None
+        self._feature_cache: dict[str, pd.DataFrame] = {}
+        self._canonical_cache: dict[str, pd.DataFrame] = {}
         self.reload()
 
     def label(self, key: FileKey) -> str:
@@ -118,10 +122,7 @@ class EditorSession:
     def _score(self, config: Config) -> pd.DataFrame | None:
         if not self.data.has_rows:
             return None
-        accounts, _ = to_canonical(self.data.raw["account"], config.mapping, "account")
-        opportunities, _ = to_canonical(self.data.raw["opportunity"], config.mapping, "opportunity")
-        accounts = accounts.drop_duplicates("account_id", keep="last").reset_index(drop=True)
-        features = build_features(accounts, opportunities)
+        features = self._features(config)
         outputs = config.mapping.outputs
         reasons, score = outputs.get("reasons"), outputs.get("score")
         scored = score_accounts(
@@ -130,9 +131,32 @@ class EditorSession:
             reasons_length=reasons.length if reasons else None,
             score_scale=score.scale if score else 0,
         )
-        names = accounts["name"] if "name" in accounts else accounts["account_id"]
+        names = features["name"] if "name" in features else features["account_id"]
         scored["name"] = names.fillna("").astype(str).to_numpy()
         return scored.set_index("account_id")
+
+    def _features(self, config: Config) -> pd.DataFrame:
+        """The accounts' features under this mapping; kept for the last few mappings, so
+        typing a weight costs a scoring pass, not a re-read of every record."""
+        key = config.mapping.model_dump_json()
+        if key not in self._feature_cache:
+            accounts = self._canonical(config, "account")
+            accounts = accounts.drop_duplicates("account_id", keep="last").reset_index(drop=True)
+            features = build_features(accounts, self._canonical(config, "opportunity"))
+            _remember(self._feature_cache, key, features)
+        return self._feature_cache[key]
+
+    def _canonical(self, config: Config, kind: str) -> pd.DataFrame:
+        """One object's canonical frame, kept per object map: a value-map edit on accounts
+        does not re-read the opportunities."""
+        object_map = getattr(config.mapping.objects, kind)
+        key = f"{kind}:{object_map.model_dump_json()}"
+        if kind == "account":  # account frames carry the outputs' current values too
+            key += "".join(o.model_dump_json() for o in config.mapping.outputs.values())
+        if key not in self._canonical_cache:
+            frame, _ = to_canonical(self.data.raw[kind], config.mapping, kind)
+            _remember(self._canonical_cache, key, frame)
+        return self._canonical_cache[key]
 
     def preview(self, config: Config | None) -> dict[str, Any] | None:
         """Accounts per tier before and after, how many change tier, and examples."""
@@ -243,6 +267,12 @@ class EditorSession:
             "tiers": [{"name": str(k), "threshold": v} for k, v in _dict(icp.get("tiers")).items()],
             "suggestions": [s.to_json() for s in suggest(mapping, self.data)],
         }
+
+
+def _remember(cache: dict[str, pd.DataFrame], key: str, frame: pd.DataFrame) -> None:
+    while len(cache) >= FEATURE_CACHE:
+        cache.pop(next(iter(cache)))
+    cache[key] = frame
 
 
 def _safe(text: str) -> dict[str, Any]:
