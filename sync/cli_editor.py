@@ -17,9 +17,10 @@ import mappings
 from sync.cli_options import fail, guarded, mappings_option
 from sync.config import CRMS, load_config, locate, mappings_dir, read_document
 from sync.editor.session import EditorSession
-from sync.mapedit import apply_edits
+from sync.mapedit import EditError, apply_edits
 from sync.sourcedata import SourceData, from_crm, from_describe, from_export
-from sync.suggest import suggest
+from sync.suggest import suggest, uncaught
+from sync.yamlfile import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -94,16 +95,25 @@ def mappings_suggest(
     path, label = locate(directory, f"{crm}.yaml")
     document = read_document(directory, f"{crm}.yaml")
     data = load_source(crm, directory, source, sample)
+    if document.problems:
+        raise ConfigError(document.problems)
     proposals = suggest(document.data, data)
+    for name, values in uncaught(document.data, data).items():
+        listed = ", ".join(f"{v!r} ({n})" if n else repr(v) for v, n in values[:12])
+        more = f" and {len(values) - 12} more" if len(values) > 12 else ""
+        click.echo(f"# {name}: no value map catches {listed}{more}: they score as spelled")
     if not proposals:
         click.echo(f"nothing to propose: {label} already matches {data.origin}")
         return
     text = (
         path.read_text(encoding="utf-8-sig")
         if path
-        else read_bundled(f"{crm}.yaml")  # the bundled copy, to show what would change
+        else mappings.default(f"{crm}.yaml").read_text(encoding="utf-8")
     )
-    after = apply_edits({"mapping": text}, [p.edit for p in proposals])["mapping"]
+    try:
+        after = apply_edits({"mapping": text}, [p.edit for p in proposals])["mapping"]
+    except EditError as exc:
+        fail(2, f"{label}: {exc}")
     for proposal in proposals:
         click.echo(f"# {proposal.why}")
     click.echo(
@@ -125,10 +135,6 @@ def mappings_suggest(
     assert path is not None
     path.write_text(after, encoding="utf-8")
     click.echo(f"wrote {path} ({len(proposals)} change(s)); check it: icp mappings validate")
-
-
-def read_bundled(name: str) -> str:
-    return mappings.default(name).read_text(encoding="utf-8")
 
 
 @click.command("edit")

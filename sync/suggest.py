@@ -163,6 +163,41 @@ def _fits(column: Column, canonical_type: str | None) -> bool:
 
 
 def _value_suggestions(mapping_data: Any, data: SourceData) -> Iterator[Suggestion]:
+    for kind, name, spec, column in _value_fields(mapping_data, data):
+        lookup = value_lookup(spec["values"])
+        for value, count in column.values.items():
+            if normalise_key(value) in lookup:
+                continue
+            target = closest_value(value, lookup)
+            if target is None:
+                continue
+            canonical, like = target
+            records = f"{count} records say" if count else "the CRM offers"
+            why = f"{records} {value!r}, close to {like!r} ({canonical})"
+            yield Suggestion(Edit("value", value, kind=kind, name=name, canonical=canonical), why)
+
+
+def uncaught(mapping_data: Any, data: SourceData) -> dict[str, list[tuple[str, int]]]:
+    """`kind.field` -> values in the data that no spelling catches and nothing resembles
+    (most frequent first): what the admin must decide on."""
+    found: dict[str, list[tuple[str, int]]] = {}
+    for kind, name, spec, column in _value_fields(mapping_data, data):
+        lookup = value_lookup(spec["values"])
+        left = [
+            (value, count)
+            for value, count in column.values.items()
+            if normalise_key(value) not in lookup and closest_value(value, lookup) is None
+        ]
+        if left:
+            found[f"{kind}.{name}"] = left
+    return found
+
+
+def _value_fields(
+    mapping_data: Any, data: SourceData
+) -> Iterator[tuple[str, str, Mapping[str, Any], Column]]:
+    """(kind, canonical, its block, the CRM field's column) for every field with a value
+    map whose CRM field has values in the data."""
     for kind in KINDS:
         try:
             fields = mapping_data["objects"][kind]["fields"] or {}
@@ -172,21 +207,8 @@ def _value_suggestions(mapping_data: Any, data: SourceData) -> Iterator[Suggesti
             if not isinstance(spec, Mapping) or not isinstance(spec.get("values"), Mapping):
                 continue
             column = data.columns.get(kind, {}).get(str(spec.get("field")))
-            if column is None or not column.values:
-                continue
-            lookup = value_lookup(spec["values"])
-            for value, count in column.values.items():
-                if normalise_key(value) in lookup:
-                    continue
-                target = closest_value(value, lookup)
-                if target is None:
-                    continue
-                canonical, like = target
-                records = f"{count} records say" if count else "the CRM offers"
-                why = f"{records} {value!r}, close to {like!r} ({canonical})"
-                yield Suggestion(
-                    Edit("value", value, kind=kind, name=str(name), canonical=canonical), why
-                )
+            if column is not None and column.values:
+                yield kind, str(name), spec, column
 
 
 def value_lookup(values: Mapping[Any, Any]) -> dict[str, tuple[str, str]]:

@@ -10,7 +10,7 @@ import yaml
 import mappings as bundled
 from sync.mapedit import Edit, EditError, apply_edits, dump, load
 from sync.sourcedata import Column, SourceData, profile
-from sync.suggest import suggest
+from sync.suggest import suggest, uncaught
 
 
 def text(name: str) -> str:
@@ -131,13 +131,15 @@ def test_value_suggestions_come_from_the_data_with_counts() -> None:
     data = yaml.safe_load(text("csv.yaml"))
     values = {"Technology": 40, "Softwares": 7, "Fintech Services": 3, "Agriculture": 2}
     columns = {"Industry": Column("Industry", "text", "", 0.9, values)}
-    proposals = suggest(data, SourceData("export", {"account": columns, "opportunity": {}}))
+    source = SourceData("export", {"account": columns, "opportunity": {}})
+    proposals = suggest(data, source)
     by_value = {s.edit.value: s for s in proposals if s.edit.op == "value"}
     assert by_value["Softwares"].edit.canonical == "Technology/SaaS"
     assert "7 records say 'Softwares'" in by_value["Softwares"].why
     assert by_value["Fintech Services"].edit.canonical == "Financial Services"
     assert "Technology" not in by_value  # already mapped
-    assert "Agriculture" not in by_value  # nothing close: left for the admin
+    assert "Agriculture" not in by_value  # nothing close: left for the admin, and said so
+    assert uncaught(data, source) == {"account.industry": [("Agriculture", 2)]}
 
 
 def test_profile_counts_values_and_fill_and_splits_multi_select() -> None:
