@@ -21,6 +21,7 @@ from connectors.mapping import ID_FIELDS, CrmMapping
 from scoring.features import DERIVED_FIELDS, available_fields
 from scoring.schema import IcpCriteria
 from sync.config import load_config, read_document
+from sync.sourcedata import EXPORT_ABSENT
 from sync.yamlfile import ConfigError, ConfigProblem, YamlDocument
 
 DEAL_INPUTS = ("account_id", "is_won", "is_closed", "amount")
@@ -59,7 +60,7 @@ def check_fields(
         described: object kind -> CRM field name -> info (a connector's `describe()`).
         document: the mapping file, to locate each problem.
         absent: how a missing name is announced, with `{object}` for the CRM object:
-            "{object}.csv has no column", "{object} has no field the integration user
+            EXPORT_ABSENT, "{object} has no field the integration user
             can read".
     """
     used = used_fields(mapping, icp)
@@ -127,7 +128,7 @@ def check_export(
             config.icp,
             connector.describe(),
             document,
-            "{object}.csv has no column",
+            EXPORT_ABSENT,
         )
         errors += found[0]
         warnings += found[1]

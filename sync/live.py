@@ -19,6 +19,7 @@ from connectors.base import Connector, FieldCreation, FieldInfo
 from connectors.mapping import OutputField
 from sync.config import Config, read_document
 from sync.fieldcheck import check_fields
+from sync.sourcedata import ORG_ABSENT
 from sync.yamlfile import ConfigProblem, YamlDocument
 
 NUMBER_TYPES = frozenset({"double", "int", "long", "currency", "percent", "number"})
@@ -65,7 +66,7 @@ def check_live(
         config.icp,
         described,
         document,
-        "{object} has no field (or none the integration user can read) named",
+        ORG_ABSENT,
     )
     check.errors += errors
     check.warnings += warnings

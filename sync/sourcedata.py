@@ -25,6 +25,8 @@ from connectors.errors import SourceError
 from connectors.mapping import ID_FIELDS, CrmMapping
 
 KINDS = ("account", "opportunity")
+EXPORT_ABSENT = "{object}.csv has no column"
+ORG_ABSENT = "{object} has no field (or none the integration user can read) named"
 MAX_VALUES = 200
 """Distinct values listed per field (the most frequent); more is an id or free text."""
 _TRUTHS = {"true", "false", "0", "1", "yes", "no"}
@@ -61,6 +63,8 @@ class SourceData:
     raw: dict[str, pd.DataFrame] = field(default_factory=dict)
     """kind -> every row of the export as text (CRM field names as columns); empty
     when the fields came from metadata only."""
+    absent: str = ORG_ABSENT
+    """How a mapped name missing here is announced (see `sync.fieldcheck.check_fields`)."""
 
     @property
     def has_rows(self) -> bool:
@@ -95,7 +99,7 @@ def from_export(objects: Mapping[str, str], source: Path) -> SourceData:
             raise SourceError(msg) from exc
         raw[kind] = frame
         columns[kind] = {str(name): profile(str(name), frame[name]) for name in frame.columns}
-    return SourceData(f"the export in {source}", columns, raw)
+    return SourceData(f"the export in {source}", columns, raw, EXPORT_ABSENT)
 
 
 def from_describe(described: Mapping[str, Mapping[str, FieldInfo]], origin: str) -> SourceData:

@@ -80,6 +80,7 @@ def test_a_field_the_org_lacks_is_an_error_when_criteria_use_it(
     (error,) = [e for e in checked.errors if "NumberOfEmployees" in e]
     assert error.startswith(f"{maps / 'salesforce.yaml'}:")
     assert "objects.account.fields.employees" in error
+    assert "Account has no field (or none the integration user can read) named" in error
     assert any("'Rating'" in w and "reads as empty" in w for w in checked.warnings)
     # the admin picks the field the org has instead: the error goes
     org_fields = data.columns["account"]

@@ -96,13 +96,8 @@ class EditorSession:
             checked.warnings = [self._relabel(p, where) for p in config.warnings]
             if any(self.data.columns.values()):
                 document = read_document(where, self.names["mapping"])
-                absent = (
-                    "{object}.csv has no column"
-                    if self.data.has_rows
-                    else "{object} has no field (or none the integration user can read) named"
-                )
                 errors, warnings = check_fields(
-                    config.mapping, config.icp, self.data.columns, document, absent
+                    config.mapping, config.icp, self.data.columns, document, self.data.absent
                 )
                 checked.errors += [self._relabel(p, where) for p in errors]
                 checked.warnings += [self._relabel(p, where) for p in warnings]
