@@ -98,6 +98,10 @@ def test_no_token_no_page_and_no_cross_site_post(editor: str) -> None:
     page = requests.get(editor, timeout=10)
     assert page.status_code == 200 and "Mapping editor" in page.text
     assert "Access-Control-Allow-Origin" not in page.headers
+    policy = page.headers["Content-Security-Policy"]
+    nonce = re.search(r"script-src 'nonce-([^']+)'", policy)
+    assert nonce and f'<script nonce="{nonce.group(1)}">' in page.text
+    assert "unsafe-inline" not in policy and "frame-ancestors 'none'" in policy
     ok = {"Content-Type": "application/json", "X-ICP-Token": token}
     assert requests.post(base + "/api/check", json={}, headers=ok, timeout=30).status_code == 200
     refused = [
@@ -138,6 +142,22 @@ def test_check_reports_the_validators_messages_and_a_preview(editor: str, workdi
         == 120
     )
     assert preview["changed_tier"] > 0 and preview["samples"][0]["reasons"]
+
+
+def test_a_file_edited_elsewhere_meanwhile_is_not_overwritten(editor: str, workdir: Path) -> None:
+    base, token = editor.split("/?", maxsplit=1)[0], editor.split("token=")[1]
+    headers = {"X-ICP-Token": token}
+    icp_yaml = workdir / "mappings/icp.yaml"
+    icp_yaml.write_text(icp_yaml.read_text().replace("  A: 70", "  A: 75"))  # vim, git pull...
+    edits = [{"op": "weight", "group": "bonus", "index": 0, "value": "0.1"}]
+    body = requests.post(base + "/api/save", json={"edits": edits}, headers=headers, timeout=30)
+    assert body.json()["saved"] is False
+    assert "changed on disk since the editor read it" in body.json()["errors"][0]
+    assert "A: 75" in icp_yaml.read_text() and "weight: 0.07" in icp_yaml.read_text()
+    requests.get(editor, timeout=10)  # reloading the page starts from the file as it is now
+    body = requests.post(base + "/api/save", json={"edits": edits}, headers=headers, timeout=30)
+    assert body.json()["saved"] is True
+    assert "A: 75" in icp_yaml.read_text() and "weight: 0.1\n" in icp_yaml.read_text()
 
 
 def test_suggest_proposes_the_real_column_for_a_typo_as_a_diff(workdir: Path) -> None:

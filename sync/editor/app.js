@@ -13,6 +13,7 @@ function el(tag, attrs, ...children) {
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === null || v === undefined || v === false) continue;
     if (k === "text") node.textContent = v;
+    else if (k === "style") node.style.cssText = v; // CSSOM: allowed by the page's CSP
     else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
     else node.setAttribute(k, v === true ? "" : v);
   }
@@ -148,7 +149,8 @@ function renderValues() {
           cell = el("span", { class: "maps-to", text: target === value ? "✓ as is" : `→ ${target}` });
         } else {
           const listId = `means-${kind}-${f.name}`;
-          const pick = el("input", { class: "map-target", list: listId, placeholder: "canonical value…", "aria-label": `meaning of ${value}` });
+          const pick = el("input", { class: "map-target", list: listId, placeholder: "canonical value…", "aria-label": `meaning of ${value}`,
+            onkeydown: (e) => { if (e.key === "Enter") button.click(); } });
           const hint = (model.suggestions || []).find((s) => s.edit.op === "value" && s.edit.kind === kind && s.edit.name === f.name && s.edit.value === value);
           if (hint) pick.value = hint.edit.canonical;
           const button = el("button", { type: "button", class: "small map-btn", onclick: () => {

@@ -53,13 +53,14 @@ class EditorServer(ThreadingHTTPServer):
         return f"{self.origin}/?token={self.token}"
 
 
-def page(token: str) -> bytes:
-    """The page with its script and style inlined and the session token in a meta tag."""
+def page(token: str, nonce: str) -> bytes:
+    """The page with its script and style inlined (allowed by `nonce` alone) and the
+    session token in a meta tag."""
     here = files(__package__ or "sync.editor")
     html = here.joinpath("page.html").read_text(encoding="utf-8")
     html = html.replace("/*STYLE*/", here.joinpath("app.css").read_text(encoding="utf-8"))
     html = html.replace("/*SCRIPT*/", here.joinpath("app.js").read_text(encoding="utf-8"))
-    return html.replace("{{TOKEN}}", token).encode("utf-8")
+    return html.replace("{{TOKEN}}", token).replace("{{NONCE}}", nonce).encode("utf-8")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -84,7 +85,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _refuse(self, status: HTTPStatus, message: str) -> None:
         self._send(status, "text/plain; charset=utf-8", f"{message}\n".encode())
 
-    def _send(self, status: HTTPStatus, kind: str, body: bytes) -> None:
+    def _send(self, status: HTTPStatus, kind: str, body: bytes, nonce: str = "") -> None:
         self.send_response(status)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
@@ -92,10 +93,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("X-Frame-Options", "DENY")
         self.send_header("Referrer-Policy", "no-referrer")
+        inline = f"'nonce-{nonce}'" if nonce else "'none'"
         self.send_header(
             "Content-Security-Policy",
-            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-            "connect-src 'self'; img-src data:; frame-ancestors 'none'",
+            f"default-src 'none'; script-src {inline}; style-src {inline}; "
+            "connect-src 'self'; img-src data:; frame-ancestors 'none'; form-action 'none'",
         )
         self.end_headers()
         self.wfile.write(body)
@@ -114,7 +116,11 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path != "/" or not self._token_ok(token):
             self._refuse(HTTPStatus.FORBIDDEN, "forbidden: open the URL icp mappings edit printed")
             return
-        self._send(HTTPStatus.OK, "text/html; charset=utf-8", page(self.server.token))
+        with self.server.lock:
+            self.server.session.reload()  # a reload starts from the files as they are now
+        nonce = secrets.token_urlsafe(16)
+        body = page(self.server.token, nonce)
+        self._send(HTTPStatus.OK, "text/html; charset=utf-8", body, nonce)
 
     def do_POST(self) -> None:
         origin = self.headers.get("Origin")

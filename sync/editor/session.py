@@ -69,7 +69,8 @@ class EditorSession:
         return self.directory / self.names[key]
 
     def reload(self) -> None:
-        """Read the files again (after a save); the 'before' of the preview is what is saved."""
+        """Read the files again (page load, after a save); the preview's 'before' is what
+        is on disk."""
         self.texts = {key: self.path(key).read_text(encoding="utf-8-sig") for key in self.names}
         base = self.check([])
         self._before = self._score(base.config) if base.config is not None else None
@@ -227,6 +228,15 @@ class EditorSession:
     def save(self, edits: list[Edit]) -> tuple[Checked, list[str]]:
         """Write the edited files if they are valid; returns the check and the files written."""
         checked = self.check(edits)
+        if checked.errors:
+            return checked, []
+        for key in self.names:
+            on_disk = self.path(key).read_text(encoding="utf-8-sig")
+            if on_disk != self.texts[key]:  # edited elsewhere meanwhile (an editor, a pull)
+                checked.errors.append(
+                    f"{self.label(key)} changed on disk since the editor read it: nothing was "
+                    "saved. Reload the page to start again from the file as it is now."
+                )
         if checked.errors:
             return checked, []
         written = []
