@@ -144,20 +144,28 @@ function renderValues() {
       const table = el("table", {}, el("tr", {}, el("th", { text: `Value in ${f.field}` }), el("th", { class: "num", text: "Records" }), el("th", { text: "Means" })));
       for (const [value, count] of col.values) {
         const target = find(value);
-        let cell;
-        if (target) {
-          cell = el("span", { class: "maps-to", text: target === value ? "✓ as is" : `→ ${target}` });
-        } else {
-          const listId = `means-${kind}-${f.name}`;
+        const listId = `means-${kind}-${f.name}`;
+        const mapper = (initial) => {
           const pick = el("input", { class: "map-target", list: listId, placeholder: "canonical value…", "aria-label": `meaning of ${value}`,
             onkeydown: (e) => { if (e.key === "Enter") button.click(); } });
-          const hint = (model.suggestions || []).find((s) => s.edit.op === "value" && s.edit.kind === kind && s.edit.name === f.name && s.edit.value === value);
-          if (hint) pick.value = hint.edit.canonical;
+          pick.value = initial;
           const button = el("button", { type: "button", class: "small map-btn", onclick: () => {
             if (!pick.value.trim()) { pick.focus(); return; }
             addEdit({ op: "value", kind, name: f.name, canonical: pick.value.trim(), value });
           } }, "Map");
-          cell = el("span", {}, pick, " ", button);
+          return el("span", {}, pick, " ", button);
+        };
+        let cell;
+        if (target) {
+          const shown = el("span", { class: "maps-to", text: target === value ? "✓ as is" : `→ ${target}` });
+          const change = el("button", { type: "button", class: "link change-btn", title: "map this value to something else", onclick: () => {
+            cell.replaceChildren(mapper(""));
+            cell.querySelector("input").focus();
+          } }, "change");
+          cell = el("span", {}, shown, " ", change);
+        } else {
+          const hint = (model.suggestions || []).find((s) => s.edit.op === "value" && s.edit.kind === kind && s.edit.name === f.name && s.edit.value === value);
+          cell = mapper(hint ? hint.edit.canonical : "");
         }
         table.append(el("tr", { class: target ? null : "unmapped", "data-value": `${kind}.${f.name}::${value}` },
           el("td", {}, el("code", { text: value })), el("td", { class: "num", text: count || "" }), el("td", {}, cell)));
