@@ -151,8 +151,11 @@ def _guess_type(present: pd.Series) -> str:
 SKIPPED_TYPES = frozenset(
     {"address", "location", "base64", "anytype", "complexvalue", "encryptedstring", "textarea"}
 )
-"""Salesforce compound and long fields: never a canonical field, and some cannot be queried
-alongside others (compound fields in Bulk API queries)."""
+"""Salesforce compound and long fields: never a canonical field, and a Bulk API query
+(used for large pulls) "can't access or query compound address or compound geolocation
+fields" (Salesforce, Bulk API "Using Bulk Query": developer.salesforce.com/docs/
+atlas.en-us.api_asynch.meta/api_asynch/asynch_api_using_bulk_query.htm); their
+components (BillingCountry...) are ordinary fields and stay."""
 MAX_FIELDS = 150
 """Fields read per object for the sample (mapped ones first, then custom, then standard)."""
 
