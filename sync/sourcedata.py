@@ -158,6 +158,12 @@ atlas.en-us.api_asynch.meta/api_asynch/asynch_api_using_bulk_query.htm); their
 components (BillingCountry...) are ordinary fields and stay."""
 MAX_FIELDS = 150
 """Fields read per object for the sample (mapped ones first, then custom, then standard)."""
+NAME_BUDGET = 6_000
+"""Characters of field names (each counted with 12 more for `&properties=`) one sample
+query may carry. Both APIs take the field list in the URL of a GET, and HubSpot answers
+414 URI Too Long somewhere between 8,000 and 16,000 characters (dlt-hub/verified-sources
+#305, PostHog/posthog#31617; hubspot-api-client repeats `properties=` per name,
+HubSpot/hubspot-api-python#334)."""
 
 
 def from_crm(
@@ -236,7 +242,11 @@ def _wide_mapping(
             if info.type.lower() not in SKIPPED_TYPES and info.name not in back.values()
         ]
         candidates.sort(key=lambda i: (i.name not in mapped, not i.name.endswith("__c")))
+        budget = NAME_BUDGET - sum(len(name) + 12 for name in back.values())
         for number, info in enumerate(candidates[:MAX_FIELDS], 1):
+            budget -= len(info.name) + 12
+            if budget < 0:
+                break
             fields[f"f{number}"] = {"field": info.name, "type": "text"}
             back[f"f{number}"] = info.name
         objects[kind] = {"object": object_map.object, "fields": fields}

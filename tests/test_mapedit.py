@@ -148,3 +148,25 @@ def test_profile_counts_values_and_fill_and_splits_multi_select() -> None:
     assert column.values == {"Slack": 3, "Salesforce": 1, "Gong": 1}
     numbers = profile("N", pd.Series(["1", "2,000", "", "3.5"]))
     assert numbers.type == "number" and numbers.values == {}
+
+
+def test_the_sample_query_stays_within_a_url_hubspot_accepts() -> None:
+    # HubSpot answers 414 URI Too Long past ~8,000 characters of properties in a GET.
+    from connectors.base import FieldInfo
+    from sync.config import load_config
+    from sync.sourcedata import NAME_BUDGET, _wide_mapping
+
+    mapping = load_config("hubspot", None).mapping
+    described = {
+        kind: {
+            f"custom_property_number_{n:04d}": FieldInfo(f"custom_property_number_{n:04d}", "text")
+            for n in range(1000)
+        }
+        for kind in ("account", "opportunity")
+    }
+    described["account"]["industry"] = FieldInfo("industry", "picklist")
+    _, names = _wide_mapping(mapping, described)
+    for kind in ("account", "opportunity"):
+        assert sum(len(name) + 12 for name in names[kind].values()) <= NAME_BUDGET
+        assert len(names[kind]) > 50
+    assert "industry" in names["account"].values()  # a mapped field is read first
