@@ -14,12 +14,20 @@ import click
 
 import connectors
 import mappings
-from sync.cli_options import fail, guarded, mappings_option
-from sync.config import CRMS, load_config, locate, mappings_dir, read_document
+from sync.cli_options import fail, guarded, mappings_option, state_option
+from sync.config import (
+    CRMS,
+    criteria_source,
+    load_config,
+    locate,
+    mappings_dir,
+    read_document,
+)
 from sync.editor.session import EditorSession
 from sync.mapedit import EditError, apply_edits
 from sync.sourcedata import SourceData, from_crm, from_describe, from_export
 from sync.suggest import suggest, uncaught
+from sync.versions import VersionError, VersionStore
 from sync.yamlfile import ConfigError
 
 log = logging.getLogger(__name__)
@@ -142,6 +150,7 @@ def mappings_suggest(
 @source_option
 @sample_option
 @mappings_option
+@state_option
 @click.option("--port", type=int, default=0, help="Port on 127.0.0.1 [default: any free one].")
 @click.option("--no-browser", is_flag=True, help="Print the URL only; do not open a browser.")
 @guarded
@@ -150,6 +159,7 @@ def mappings_edit(
     source: Path | None,
     sample: int,
     mappings_option: Path | None,
+    state_dir: Path,
     port: int,
     no_browser: bool,
 ) -> None:
@@ -167,8 +177,11 @@ def mappings_edit(
     from sync.editor.server import EditorServer
 
     session = EditorSession(crm, directory, data)
+    session.notice = _criteria_notice(directory, state_dir)
     server = EditorServer(session, port)
     click.echo(f"Editing {directory}/{crm}.yaml and icp.yaml against {data.origin}")
+    if session.notice:
+        click.echo(f"note: {session.notice}")
     click.echo(f"Open {server.url}")
     click.echo("(only this URL opens the page; Ctrl-C stops the editor)")
     sys.stdout.flush()
@@ -180,3 +193,18 @@ def mappings_edit(
         click.echo("editor stopped")
     finally:
         server.server_close()
+
+
+def _criteria_notice(directory: Path, state_dir: Path) -> str:
+    """Why edits to icp.yaml may not be what sync scores with (a learned version is active)."""
+    try:
+        active = VersionStore(state_dir).active()
+    except VersionError as exc:
+        return str(exc)
+    if active is None or criteria_source(directory) == "manual":
+        return ""
+    return (
+        f"sync scores with the learned criteria {active.name} ({state_dir}), not icp.yaml: "
+        "your criteria edits take effect after `icp mappings rollback --manual` or with "
+        "`scoring: {source: manual}` in icp.yaml. Field and value-map edits apply at once."
+    )

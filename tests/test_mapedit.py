@@ -170,3 +170,21 @@ def test_the_sample_query_stays_within_a_url_hubspot_accepts() -> None:
         assert sum(len(name) + 12 for name in names[kind].values()) <= NAME_BUDGET
         assert len(names[kind]) > 50
     assert "industry" in names["account"].values()  # a mapped field is read first
+
+
+def test_the_editor_says_when_sync_scores_with_learned_criteria_instead(tmp_path) -> None:
+    from sync.cli_editor import _criteria_notice
+    from sync.versions import VersionStore
+
+    maps = tmp_path / "mappings"
+    maps.mkdir()
+    (maps / "icp.yaml").write_text(text("icp.yaml"))
+    state = tmp_path / "state"
+    assert _criteria_notice(maps, state) == ""  # nothing learned: icp.yaml scores
+    store = VersionStore(state)
+    store.activate(store.save(1, yaml.safe_load(text("icp.yaml")), {}, "learned"))
+    notice = _criteria_notice(maps, state)
+    assert "learned criteria v0001" in notice and "rollback --manual" in notice
+    pinned = text("icp.yaml") + "\nscoring: {source: manual}\n"
+    (maps / "icp.yaml").write_text(pinned)
+    assert _criteria_notice(maps, state) == ""  # pinned: icp.yaml scores

@@ -273,6 +273,9 @@ function render(result) {
   const key = active && ["data-weight", "data-tier"].map((a) => active.getAttribute(a) && `[${a}="${active.getAttribute(a)}"]`).find(Boolean);
   const caret = key ? active.selectionStart : null;
   document.getElementById("files").replaceChildren(el("code", { text: model.files.mapping }), " + ", el("code", { text: model.files.icp }), ` · ${model.crm} · fields from ${model.origin}`);
+  const notice = document.getElementById("notice");
+  notice.textContent = model.notice || "";
+  notice.hidden = !model.notice;
   renderSuggestions();
   renderFields();
   renderValues();

@@ -57,6 +57,8 @@ class EditorSession:
         self.data = data
         self.names: dict[FileKey, str] = {"mapping": f"{crm}.yaml", "icp": "icp.yaml"}
         self.texts: dict[FileKey, str] = {}
+        self.notice = ""
+        """A fact the admin must know while editing (a learned version scores instead)."""
         self._before: pd.DataFrame | None = None
         self._feature_cache: dict[str, pd.DataFrame] = {}
         self._canonical_cache: dict[str, pd.DataFrame] = {}
@@ -262,6 +264,7 @@ class EditorSession:
             "origin": self.data.origin,
             "has_rows": self.data.has_rows,
             "files": {key: self.label(key) for key in self.names},
+            "notice": self.notice,
             "canonical": {kind: _canonical(mapping, kind) for kind in KINDS},
             "columns": {
                 kind: [c.to_json() for c in self.data.columns.get(kind, {}).values()]
