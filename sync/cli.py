@@ -285,9 +285,14 @@ def report(
         )
     except (NoModelError, VersionError) as exc:
         fail(2, str(exc))
-    message = f"wrote {path} (model {version.name}; scored with {config.criteria_label})"
+    model = version.name if version is not None else "latest training (no signal)"
+    message = f"wrote {path} (model {model}; scored with {config.criteria_label})"
     emit(
-        {"report": str(path), "model": version.name, "criteria": config.criteria_label},
+        {
+            "report": str(path),
+            "model": version.name if version is not None else None,
+            "criteria": config.criteria_label,
+        },
         as_json,
         message,
         lambda: click.echo(message),

@@ -19,6 +19,7 @@ from sync.cli_options import common, emit, fail, guarded, mappings_option, say, 
 from sync.config import (
     CRMS,
     Config,
+    admin_crms,
     check_criteria,
     criteria_source,
     load_config,
@@ -26,6 +27,7 @@ from sync.config import (
     mappings_dir,
     validate_all,
 )
+from sync.fieldcheck import check_export
 from sync.live import LiveCheck, check_live, create_missing, mapping_document
 from sync.state import StateStore
 from sync.versions import Version, VersionError, VersionStore
@@ -57,6 +59,11 @@ def mappings_init(directory: Path, force: bool) -> None:
 @mappings_option
 @click.option("--crm", type=click.Choice(CRMS), help="Check only this CRM's mapping with icp.yaml.")
 @click.option("--live", is_flag=True, help="Also check the fields against the CRM itself.")
+@click.option(
+    "--source",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Also check the mapped columns against this export's headers (offline, for CI).",
+)
 @state_option
 @common
 @guarded
@@ -64,10 +71,12 @@ def mappings_validate(
     mappings_option: Path | None,
     crm: str | None,
     live: bool,
+    source: Path | None,
     state_dir: Path,
     as_json: bool,
 ) -> None:
-    """Check every mapping file; report all problems at once (exit 2 if any)."""
+    """Check the mapping files you have (./mappings or --mappings) for the CRMs they
+    target; report all problems at once (exit 2 if any)."""
     directory = mappings_dir(mappings_option)
     if live and crm in (None, "csv"):
         fail(2, "--live checks a CRM's own fields: add --crm salesforce or --crm hubspot")
@@ -83,8 +92,11 @@ def mappings_validate(
             errors += check.errors
             warnings += check.warnings
     else:
-        errors, warnings = validate_all(directory, state_dir)
-    names = [f"{c}.yaml" for c in ([crm] if crm else CRMS)] + ["icp.yaml"]
+        errors, warnings = validate_all(directory, state_dir, admin_crms(directory))
+    if source is not None:
+        found = check_export((crm,) if crm else admin_crms(directory), directory, state_dir, source)
+        errors, warnings = errors + found[0], warnings + found[1]
+    names = [f"{c}.yaml" for c in ([crm] if crm else admin_crms(directory))] + ["icp.yaml"]
     checked = [locate(directory, name)[1] for name in names]
     try:
         active = VersionStore(state_dir).active()
@@ -106,7 +118,13 @@ def mappings_validate(
         f"checked {', '.join(checked)}: {numbers.count(len(errors), 'error')}, "
         f"{numbers.count(len(warnings), 'warning')}"
     )
-    emit(payload, as_json, summary, lambda: click.echo(summary))
+
+    def human() -> None:
+        click.echo(summary)
+        if source is None and not live:
+            click.echo("(field names not checked: add --source DIR, an export, or --live)")
+
+    emit(payload, as_json, summary, human)
     sys.exit(2 if errors else 0)
 
 
@@ -363,3 +381,14 @@ def _live_check(config: Config, directory: Path | None) -> LiveCheck:
     connector = connectors.create(config.crm, config.mapping)
     connector.connect()
     return check_live(config, connector.describe(), mapping_document(config, directory))
+
+
+def _register_editor() -> None:
+    """`icp mappings edit` and `suggest` live in sync.cli_editor (issue 16)."""
+    from sync.cli_editor import mappings_edit, mappings_suggest
+
+    mappings_group.add_command(mappings_edit)
+    mappings_group.add_command(mappings_suggest)
+
+
+_register_editor()
