@@ -2,12 +2,12 @@
 
 `compare(before, after)` takes two criteria (a `scoring.schema.IcpCriteria` or the parsed
 YAML dict of an `icp.yaml` or a learned version) and lists: criteria added, removed,
-re-weighted (their share of the score moved), moved to another group or given another
-rule; anti-patterns added, removed or changed; tier cut-offs moved; segments and routes
-added or removed. Weights read as points of a 100-point score (a weight's share of all
-weights), so a hand-written file and a learned one compare on one scale. Where a document
-records the win rate a criterion stood for (a learned file does: "won 65% of 339 ..."),
-it is shown beside it.
+re-weighted (their share of the score moved), moved to another group, given another
+rule or renamed (the same rule under a new name); anti-patterns added, removed or
+changed; tier cut-offs moved; segments and routes added or removed. Weights read as
+points of a 100-point score (a weight's share of all weights), so a hand-written file
+and a learned one compare on one scale. Where a document records the win rate a
+criterion stood for (a learned file does: "won 65% of 339 ..."), it is shown beside it.
 
 `table` renders the rows; `render` prints them, or says there is nothing to compare.
 The full YAML diff stays available on request (`--yaml-diff`).
@@ -15,6 +15,7 @@ The full YAML diff stays available on request (`--yaml-diff`).
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +32,7 @@ IGNORED = {"name", "weight", "description", "penalty", "cap_tier", "group"}
 _WON = re.compile(r"won (\d+(?:\.\d+)?)% of ([\d,]+)")
 POINTS_MOVE = 0.5
 """A criterion whose points moved less than this is not called re-weighted."""
-CHANGE_ORDER = ("added", "removed", "re-weighted", "rule changed", "moved")
+CHANGE_ORDER = ("added", "removed", "re-weighted", "rule changed", "moved", "renamed")
 
 
 @dataclass(frozen=True)
@@ -115,14 +116,19 @@ def _either(first: tuple[str, str], second: tuple[str, str]) -> tuple[str, str]:
 def _criteria_rows(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
     rows: list[Change] = []
     was, now = _criteria(old), _criteria(new)
-    for name in now.keys() - was.keys():
+    pairs = [(name, name) for name in was.keys() & now.keys()]
+    renamed = _same_rules(
+        {n: was[n] for n in was.keys() - now.keys()}, {n: now[n] for n in now.keys() - was.keys()}
+    )
+    pairs += renamed
+    for name in now.keys() - was.keys() - {b for _, b in renamed}:
         item = now[name]
         rows.append(Change("added", "criterion", name, "-", _weight(item), *_evidence(item)))
-    for name in was.keys() - now.keys():
+    for name in was.keys() - now.keys() - {a for a, _ in renamed}:
         item = was[name]
         rows.append(Change("removed", "criterion", name, _weight(item), "-", *_evidence(item)))
-    for name in was.keys() & now.keys():
-        a, b = was[name], now[name]
+    for before, after in pairs:
+        a, b = was[before], now[after]
         moved = a["group"] != b["group"]
         change = (
             "rule changed"
@@ -131,13 +137,33 @@ def _criteria_rows(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
             if abs(a["points"] - b["points"]) >= POINTS_MOVE
             else "moved"
             if moved
+            else "renamed"
+            if before != after
             else None
         )
         if change:
             evidence = _either(_evidence(b), _evidence(a))
             texts = _weight(a, moved), _weight(b, moved)
+            name = after if before == after else f"{after} (was {before})"
             rows.append(Change(change, "criterion", name, *texts, *evidence))
     return rows
+
+
+def _same_rules(
+    removed: dict[str, dict[str, Any]], added: dict[str, dict[str, Any]]
+) -> list[tuple[str, str]]:
+    """(old name, new name) of criteria that kept their rule under another name."""
+    by_rule = {_rule_key(item): name for name, item in added.items()}
+    pairs = []
+    for name, item in removed.items():
+        match = by_rule.pop(_rule_key(item), None)
+        if match is not None:
+            pairs.append((name, match))
+    return pairs
+
+
+def _rule_key(item: dict[str, Any]) -> str:
+    return json.dumps(_rule(item), sort_keys=True, default=str)
 
 
 def _anti_rows(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:

@@ -314,3 +314,11 @@ def test_salesforce_preview_costs_calls_and_time_and_v_shows_pages_and_batches(
         assert summary["summary"]["api_calls"] == summary["summary"]["estimated_calls"]["pull"] + 2
         code, out, _ = icp("sync", "--crm", "salesforce", "--state", state, "--dry-run")
         assert "the pace of the last 1 run here" in out  # measured now
+
+
+def test_a_criterion_renamed_with_the_same_rule_is_one_row() -> None:
+    rule = {"field": "employees", "between": [50, 499]}
+    before = {"criteria": {"must_have": [{"name": "employees 50-499", **rule, "weight": 1}]}}
+    after = {"criteria": {"must_have": [{"name": "Employees 50-499", **rule, "weight": 1}]}}
+    [row] = compare(before, after)
+    assert (row.change, row.name) == ("renamed", "Employees 50-499 (was employees 50-499)")
