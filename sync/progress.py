@@ -17,6 +17,7 @@ has to pass it down; outside a command `current()` is a reporter that shows noth
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,7 +42,8 @@ from sync.logs import log_format
 log = logging.getLogger("icp.progress")
 Mode = Literal["bars", "events", "silent"]
 EVENT_EVERY = 5.0
-"""Seconds between two progress events of one stage in a JSON log."""
+"""Seconds between two progress events of one stage in a JSON log (a heartbeat when the
+stage counts nothing, such as the model fit)."""
 
 PHASES = {
     "pull": None,  # pull_object opens one stage per object: "Reading accounts"
@@ -162,6 +164,9 @@ class Reporter(Progress):
         self.bars: Bars | None = None
         self.open: list[Stage] = []
         self._phase: Stage | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
 
     # -- stages --------------------------------------------------------------------------
     @contextmanager
@@ -187,6 +192,9 @@ class Reporter(Progress):
             stage.task = self.bars.add_task(name, total=total, unit=unit, expected=expected)
         elif self.mode == "events":
             self._event(stage, "started")
+            if self._beat is None:  # a step that counts nothing still shows it is alive
+                self._beat = threading.Thread(target=self._heartbeat, daemon=True)
+                self._beat.start()
         return stage
 
     def finish(self, stage: Stage) -> None:
@@ -206,6 +214,16 @@ class Reporter(Progress):
     def close(self) -> None:
         for stage in list(reversed(self.open)):
             self.finish(stage)
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join()
+
+    def _heartbeat(self) -> None:
+        """In JSON logs: a `running` event for every stage silent for `EVENT_EVERY` s."""
+        while not self._stop.wait(EVENT_EVERY / 5):
+            for stage in list(self.open):
+                if time.monotonic() - stage.last_event >= EVENT_EVERY:
+                    self._event(stage, "running")
 
     def _advanced(self, stage: Stage, amount: int) -> None:
         if self.bars is not None and stage.task is not None:
@@ -214,7 +232,13 @@ class Reporter(Progress):
             self._event(stage, "running")
 
     def _event(self, stage: Stage, status: str) -> None:
-        stage.last_event = time.monotonic()
+        with self._lock:  # the heartbeat thread and the work may both report a stage
+            if status == "running" and stage not in self.open:
+                return
+            stage.last_event = time.monotonic()
+            self._log_event(stage, status)
+
+    def _log_event(self, stage: Stage, status: str) -> None:
         figures = stage.figures()
         amount = ""
         if stage.unit and status != "started":
