@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from connectors.hubspot_client import Transport
+from connectors.hubspot_client import Transport, Unreadable
 from connectors.mapping import CrmMapping
 
 LIST_PAGE = 100
@@ -85,6 +85,18 @@ def to_millis(value: Any) -> int:
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize("UTC")
     return int(stamp.value // 1_000_000)
+
+
+def page_records(body: dict[str, Any], what: str) -> list[Record]:
+    """The `results` of a list or search page; `Unreadable` when the page has none.
+
+    A page without a `results` list is not an empty page: taking it for one would end
+    the pull early and read the records behind it as deleted (issue 10)."""
+    records = body.get("results")
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        keys = ", ".join(sorted(map(str, body))) or "nothing"
+        raise Unreadable(f"{what}: HubSpot's page has no list of results (it holds {keys})")
+    return records
 
 
 def pick_association(entries: list[tuple[str, bool]]) -> str | None:
@@ -160,12 +172,18 @@ class Reader:
             answer = self.transport.retried(
                 spec.kind, "objects.basic_api", "get_page", spec.object, **options
             )
-            records = answer.body.get("results") or []
+            records = page_records(answer.body, f"{spec.object} list")
             if records:
                 yield records
-            after = ((answer.body.get("paging") or {}).get("next") or {}).get("after")
-            if not after:
+            following = ((answer.body.get("paging") or {}).get("next") or {}).get("after")
+            if not following:  # only a missing cursor ends the list, never an empty page
                 return
+            if following == after:
+                raise Unreadable(
+                    f"{spec.object} list: HubSpot answered the same paging cursor "
+                    f"{after!r} twice; stopping rather than reading the same page forever"
+                )
+            after = str(following)
 
     def archived_ids(self, spec: ReadSpec, known: Collection[str]) -> set[str]:
         """Ids among `known` now in HubSpot's recycle bin."""
@@ -218,7 +236,7 @@ class Reader:
             answer = self.transport.retried(
                 spec.kind, "objects.search_api", "do_search", spec.object, body, search=True
             )
-            records = answer.body.get("results") or []
+            records = page_records(answer.body, f"{spec.object} search")
             for record in records:
                 value = (record.get("properties") or {}).get(MODIFIED)
                 if value and value == search.last_text:
@@ -235,9 +253,23 @@ class Reader:
                     self._associate(spec, fresh)
                 yield fresh
             following = ((answer.body.get("paging") or {}).get("next") or {}).get("after")
-            if not following or not records:
+            # Only a missing cursor ends a search: HubSpot can answer `results: []` with a
+            # `paging.next.after` and more records behind it (seen by Airbyte: "continue
+            # CRM search pagination on short pages", airbytehq/airbyte#80745).
+            if not following:
                 return
-            after = int(following)
+            try:
+                following_at = int(following)
+            except (TypeError, ValueError):
+                raise Unreadable(
+                    f"{spec.object} search: HubSpot's paging cursor {following!r} is not an offset"
+                ) from None
+            if following_at <= after:
+                raise Unreadable(
+                    f"{spec.object} search: HubSpot's paging cursor went from {after} to "
+                    f"{following_at}; stopping rather than reading the same page forever"
+                )
+            after = following_at
             if after + self.search_page > self.search_cap:
                 search.capped = True
                 return
