@@ -100,8 +100,15 @@ class OrgStore:
             raise ValueError(f"{sobject.name} {rid} is deleted")
         return sobject, rec
 
-    def edit(self, obj: str, rid: str, changes: Mapping[str, Any]) -> None:
-        """A person's edit in the UI: applied as given, bumps SystemModstamp/LastModifiedDate."""
+    def edit(
+        self, obj: str, rid: str, changes: Mapping[str, Any], stamped: datetime | None = None
+    ) -> None:
+        """A person's edit in the UI: applied as given, bumps SystemModstamp/LastModifiedDate.
+
+        `stamped`: a late commit. The edit's transaction ran (and stamped the row) at that
+        earlier moment but committed only now, so the row becomes visible now carrying an
+        older `SystemModstamp` (salesforce.stackexchange.com q/234824).
+        """
         with self._lock:
             sobject, rec = self._record(obj, rid)
             values = {}
@@ -111,7 +118,8 @@ class OrgStore:
                     raise KeyError(f"{sobject.name} has no field {key!r}")
                 values[f["name"]] = self._coerce(f, raw)
             rec.update(values)
-            rec["SystemModstamp"] = rec["LastModifiedDate"] = self.now()
+            stamp = self.now() if stamped is None else to_ms(stamped)
+            rec["SystemModstamp"] = rec["LastModifiedDate"] = stamp
 
     def delete(self, obj: str, rid: str) -> None:
         """Soft delete: gone from query/, still in queryAll/ with IsDeleted true."""
