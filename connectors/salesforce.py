@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from simple_salesforce import Salesforce
 from simple_salesforce.format import format_soql
 from tenacity import (
+    RetryCallState,
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
@@ -85,6 +86,17 @@ def soql_datetime(moment: datetime) -> str:
         else pd.Timestamp(moment).tz_localize("UTC")
     )
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+class _wait_retry_after(wait_random_exponential):
+    """Full-jitter exponential backoff, or the wait an error asks for (up to `max`)."""
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        if isinstance(error, TransientError) and error.retry_after is not None:
+            return min(float(error.retry_after), float(self.max))
+        return float(super().__call__(retry_state))
 
 
 class SalesforceSettings(BaseModel):
@@ -194,7 +206,7 @@ class SalesforceConnector(Connector):
         return Retrying(
             retry=retry_if_exception_type(TransientError),
             stop=stop_after_attempt(5),
-            wait=wait_random_exponential(multiplier=0.5, max=self._retry_wait),
+            wait=_wait_retry_after(multiplier=0.5, max=self._retry_wait),
             before_sleep=lambda state: log.warning(
                 "Salesforce read failed (%s); retry %d",
                 state.outcome.exception() if state.outcome else "?",

@@ -42,6 +42,9 @@ from connectors.errors import (
 )
 
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
+_CONCURRENT = re.compile(r"\bConcurrent", re.IGNORECASE)
+CONCURRENCY_WAIT = 5.0
+"""Seconds to wait after a concurrency REQUEST_LIMIT_EXCEEDED before trying again."""
 _NOT_COUNTED = ("/services/Soap/u/", "/services/oauth2/")
 """Login and token calls: not charged against the org's daily API allowance."""
 TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
@@ -182,6 +185,16 @@ def translate(exc: BaseException, doing: str) -> ConnectorError:
         code, message = error_code(exc)
         status = getattr(exc, "status", 0) or 0
         where = f"{doing}: HTTP {status} {code} {message}".rstrip()
+        if code == "REQUEST_LIMIT_EXCEEDED" and _CONCURRENT.search(message):
+            # "ConcurrentPerOrgLongTxn Limit exceeded." (too many requests running longer
+            # than 20 s in the org at once) and "ConcurrentRequests ... Limit exceeded." are
+            # momentary, unlike "TotalRequests Limit exceeded." (the daily allowance): seen
+            # in mautic/mautic#5006 and SalesforceLabs/OrgCheck#432; Salesforce's "API
+            # Request Limits and Allocations" counts them separately. Retried after a wait.
+            return TransientError(
+                f"{where} (too many long-running requests in the org at once; retrying)",
+                retry_after=CONCURRENCY_WAIT,
+            )
         if code == "REQUEST_LIMIT_EXCEEDED":
             return LimitReachedError(f"the org's API limit is reached ({where})")
         if isinstance(exc, SalesforceExpiredSession):
@@ -194,6 +207,10 @@ def translate(exc: BaseException, doing: str) -> ConnectorError:
         if isinstance(exc, SalesforceRefusedRequest):
             return ConnectError(f"{where} (check the integration user's permissions)")
         return SourceError(where)
+    if isinstance(exc, requests.exceptions.JSONDecodeError):
+        # a 2xx whose body is not JSON (a proxy's page, an empty or cut-off body): it
+        # confirms nothing and reads as nothing (issue 10: only a confirmation counts)
+        return TransientError(f"{doing}: Salesforce's answer is not JSON ({_clean(exc)[:120]})")
     if isinstance(exc, requests.Timeout):
         return TransientError(f"{doing}: no answer in time ({type(exc).__name__})")
     if isinstance(exc, requests.ConnectionError | requests.exceptions.ChunkedEncodingError):

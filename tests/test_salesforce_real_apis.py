@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
+import mappings as bundled
 from tests.fakes.salesforce import FakeSalesforce
 from tests.sfdata import outputs, seed_org, use_org
 from tests.test_salesforce_e2e import fresh_full_run_agrees, run, settle
@@ -56,3 +58,62 @@ def test_a_late_commit_stamped_before_the_watermark_is_still_read(
     third = run(state)  # read again within the overlap, but nothing is written twice
     assert third["counts"]["records_to_write"] == 0 and third["counts"]["written"] == 0
     assert fresh_full_run_agrees(tmp_path)
+
+
+def sf_mappings(folder: Path, **settings: object) -> Path:
+    """A mappings directory whose salesforce.yaml is the bundled one with `settings`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = yaml.safe_load(bundled.default("salesforce.yaml").read_text(encoding="utf-8"))
+    data["settings"] = {**(data.get("settings") or {}), "bulk_poll_seconds": 0.05, **settings}
+    target = folder / "salesforce.yaml"
+    target.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return folder
+
+
+# -- item 3: REQUEST_LIMIT_EXCEEDED that is a concurrency limit --------------------------
+
+
+def test_a_concurrency_limit_is_waited_out_not_taken_for_the_daily_limit(
+    org: FakeSalesforce, tmp_path: Path
+) -> None:
+    """ "ConcurrentPerOrgLongTxn Limit exceeded." (mautic/mautic#5006) is momentary; only
+    "TotalRequests Limit exceeded." is the daily allowance."""
+    org.concurrency_limit(times=1, path_contains="/query")
+    org.concurrency_limit(times=1, method="PATCH")
+    first = run(tmp_path / "state")
+    assert first["exit_code"] == 0, first["stderr"]
+    assert first["counts"]["written"] == ACCOUNTS and first["counts"]["retries"] >= 1
+    assert [r.status for r in org.requests].count(403) == 2
+    assert all(v["ICP_Tier__c"] for v in outputs(org).values())
+
+
+def test_the_daily_limit_still_stops_the_run(org: FakeSalesforce, tmp_path: Path) -> None:
+    org.fail(403, times=1, method="PATCH")  # "TotalRequests Limit exceeded."
+    stopped = run(tmp_path / "state")
+    assert stopped["exit_code"] == 1 and "API limit is reached" in (stopped["message"] or "")
+    assert stopped["counts"]["written"] == 0
+
+
+# -- item 4: a Bulk ingest job that ends Failed may have saved rows ----------------------
+
+
+def test_a_failed_bulk_ingest_job_keeps_what_it_saved_and_retries_the_rest(
+    org: FakeSalesforce, tmp_path: Path
+) -> None:
+    """A job that ends `Failed` has processed part of its rows; its successful, failed
+    and unprocessed results say which (Salesforce, "Understanding Bulk API 2.0 Ingest")."""
+    folder = sf_mappings(tmp_path / "m", bulk_write_threshold=10, bulk_job_size=1000)
+    state = tmp_path / "state"
+    org.bulk_leave_unprocessed = 100  # every job ends Failed with its last 100 rows left
+    first = run(state, "--mappings", str(folder))
+    assert first["exit_code"] == 1
+    assert first["counts"]["written"] == ACCOUNTS - 100
+    assert first["counts"]["failed"] == 100
+    assert {f["code"] for f in first["failed"]} == {"UNPROCESSED"}
+    assert sum(1 for v in outputs(org).values() if v["ICP_Tier__c"]) == ACCOUNTS - 100
+
+    org.bulk_leave_unprocessed = 0
+    settle(org)
+    second = run(state, "--mappings", str(folder))
+    assert second["exit_code"] == 0 and second["counts"]["written"] == 100
+    assert all(v["ICP_Tier__c"] for v in outputs(org).values())
