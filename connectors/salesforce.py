@@ -40,6 +40,7 @@ import pandas as pd
 import requests
 from pydantic import BaseModel, ConfigDict, Field
 from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceOperationError
 from simple_salesforce.format import format_soql
 from tenacity import (
     RetryCallState,
@@ -86,6 +87,10 @@ def soql_datetime(moment: datetime) -> str:
         else pd.Timestamp(moment).tz_localize("UTC")
     )
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+class _BulkQueryFailed(Exception):
+    """A Bulk API 2.0 query job ended without results (Failed, Aborted, timed out)."""
 
 
 class _wait_retry_after(wait_random_exponential):
@@ -243,25 +248,35 @@ class SalesforceConnector(Connector):
         spec = getattr(self.mapping.objects, kind).fields.get("modified_at")
         return spec.field if spec else None
 
-    def soql(self, kind: ObjectKind, since: datetime | None) -> str:
-        """The query for one pull: mapped fields (minus those the org lacks) and outputs."""
+    def soql(self, kind: ObjectKind, since: datetime | None, ordered: bool = True) -> str:
+        """The query for one pull: mapped fields (minus those the org lacks) and outputs.
+
+        `ordered=False` for Bulk API 2.0 query jobs: "Use of ORDER BY in a Bulk 2.0 query
+        disables PKChunking for the query ... and potentially results in query timeouts"
+        (Salesforce, "Troubleshooting Query Timeouts",
+        https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_bulk_v2/bulk_api_2_0_troubleshoot_query_timeouts.htm).
+        Nothing depends on the order: the watermark is the largest stamp read.
+        """
         fields = [f for f in self._fields(kind) if f not in self._missing[kind]]
         stamp = self._stamp_field(kind)
         if since is not None and stamp:
             fields.append("IsDeleted")
         select = ", ".join(dict.fromkeys(fields))
         if since is None or not stamp:
+            order = " ORDER BY Id" if ordered else ""
             return format_soql(
-                "SELECT {:literal} FROM {:literal} ORDER BY Id", select, self._object(kind)
+                "SELECT {:literal} FROM {:literal}" + order, select, self._object(kind)
             )
-        return format_soql(
-            "SELECT {:literal} FROM {:literal} WHERE {:literal} >= {:literal} "
-            "ORDER BY {:literal}, Id",
-            select,
-            self._object(kind),
-            stamp,
-            soql_datetime(since),
-            stamp,
+        order = format_soql(" ORDER BY {:literal}, Id", stamp) if ordered else ""
+        return (
+            format_soql(
+                "SELECT {:literal} FROM {:literal} WHERE {:literal} >= {:literal}",
+                select,
+                self._object(kind),
+                stamp,
+                soql_datetime(since),
+            )
+            + order
         )
 
     def read_start(self, since: datetime) -> datetime:
@@ -297,8 +312,20 @@ class SalesforceConnector(Connector):
                 self._object(kind),
                 first["totalSize"],
             )
-            yield from self._bulk_pull(kind, since, include_deleted)
-            return
+            try:
+                yield from self._bulk_pull(kind, since, include_deleted)
+                return
+            except _BulkQueryFailed as exc:
+                # as Airbyte's source-salesforce does (airbytehq/airbyte#45595, #10141): a
+                # failed query job is read page by page instead; rows read twice are
+                # deduplicated by the sync
+                log.warning(
+                    "%s: the Bulk API 2.0 query job failed (%s); reading %d rows through "
+                    "REST pages instead",
+                    self._object(kind),
+                    exc,
+                    first["totalSize"],
+                )
         page = first
         while True:
             frame = self._frame(kind, page["records"])
@@ -389,7 +416,7 @@ class SalesforceConnector(Connector):
         run = handler.query_all if include_deleted else handler.query
         before = self.session.calls
         try:
-            pages = run(self.soql(kind, since), max_records=50_000, wait=1)
+            pages = run(self.soql(kind, since, ordered=False), max_records=50_000, wait=1)
             for text in pages:
                 raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
                 self.stats[kind].api_calls += self.session.calls - before
@@ -397,8 +424,12 @@ class SalesforceConnector(Connector):
                 frame = self._canonical(kind, raw)
                 if frame is not None:
                     yield frame
+        except SalesforceOperationError as exc:  # the job ended Failed or Aborted, or timed out
+            raise _BulkQueryFailed(re.sub(r"\s+", " ", str(exc))[:300]) from exc
         except Exception as exc:
             raise translate(exc, f"bulk query of {self._object(kind)}") from exc
+        finally:  # the calls of a failed job count too
+            self.stats[kind].api_calls += self.session.calls - before
 
     def deleted_ids(
         self, kind: ObjectKind, since: datetime | None, known: Collection[str]

@@ -3,6 +3,7 @@ to end through `icp --crm salesforce` against the fake org."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -116,4 +117,42 @@ def test_a_failed_bulk_ingest_job_keeps_what_it_saved_and_retries_the_rest(
     settle(org)
     second = run(state, "--mappings", str(folder))
     assert second["exit_code"] == 0 and second["counts"]["written"] == 100
+    assert all(v["ICP_Tier__c"] for v in outputs(org).values())
+
+
+# -- item 2: Bulk query jobs without ORDER BY, and a REST fallback -----------------------
+
+
+def bulk_queries(org: FakeSalesforce) -> list[str]:
+    return [
+        json.loads(r.body)["query"]
+        for r in org.requests
+        if r.method == "POST" and r.path.endswith("/jobs/query")
+    ]
+
+
+def test_bulk_query_jobs_carry_no_order_by(org: FakeSalesforce, tmp_path: Path) -> None:
+    """ORDER BY disables PK chunking on a Bulk 2.0 query ("Troubleshooting Query
+    Timeouts", Salesforce's Bulk API 2.0 guide)."""
+    org.page_size = 100  # a REST first page that is not the whole result
+    folder = sf_mappings(tmp_path / "m", bulk_pull_threshold=100)
+    first = run(tmp_path / "state", "--mappings", str(folder), command="backfill")
+    assert first["exit_code"] == 0 and first["counts"]["accounts_pulled"] == ACCOUNTS
+    queries = bulk_queries(org)
+    assert queries and not any("ORDER BY" in q.upper() for q in queries)
+
+
+def test_a_failed_bulk_query_job_falls_back_to_rest_pages(
+    org: FakeSalesforce, tmp_path: Path
+) -> None:
+    """Airbyte's source-salesforce switches to REST when a bulk job fails
+    (airbytehq/airbyte#45595); so do we, instead of ending the run."""
+    org.page_size = 100
+    folder = sf_mappings(tmp_path / "m", bulk_pull_threshold=100)
+    org.bulk_query_failures = 1  # the account job fails; the opportunity job works
+    first = run(tmp_path / "state", "--mappings", str(folder), command="backfill")
+    assert first["exit_code"] == 0, first["stderr"]
+    assert "through REST pages instead" in first["stderr"]
+    assert first["counts"]["accounts_pulled"] == ACCOUNTS
+    assert first["counts"]["written"] == ACCOUNTS
     assert all(v["ICP_Tier__c"] for v in outputs(org).values())

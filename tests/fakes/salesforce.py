@@ -89,6 +89,7 @@ class FakeSalesforce(LoginEndpoints, RestEndpoints, FaultControls):
         self.can_customize = True
         self.bulk_polls_to_complete = 1
         self.bulk_leave_unprocessed = 0  # rows at the end of each ingest job left unprocessed
+        self.bulk_query_failures = 0  # the next N query jobs end Failed
         self.org_id = make_id("00D", 48_879)
         self.user_id = make_id("005", 48_879)
         self.clock: Callable[[], datetime] = self._strict_clock
