@@ -136,6 +136,10 @@ class Reader:
         self.mapping = mapping
         self.search_page = SEARCH_PAGE
         self.search_cap = SEARCH_CAP
+        self.known: tuple[int, frozenset[str]] = (0, frozenset())
+        """(watermark in epoch ms, ids read at exactly that instant by the previous run):
+        such a record found again unchanged is dropped by the sync, so its associations
+        are not read (a quiet sync then costs no associations call)."""
 
     def rows(self, spec: ReadSpec, records: list[Record]) -> list[Record]:
         """Records as flat rows keyed by property name (and `associations.<object>`)."""
@@ -156,8 +160,11 @@ class Reader:
 
     # -- full pull ------------------------------------------------------------------------
 
-    def everything(self, spec: ReadSpec, archived: bool = False) -> Iterator[list[Record]]:
-        """Every record of the object, a list page (100) at a time."""
+    def everything(
+        self, spec: ReadSpec, archived: bool = False, first: dict[str, Any] | None = None
+    ) -> Iterator[list[Record]]:
+        """Every record of the object, a list page (100) at a time (`first`: the first
+        page's answer, already read)."""
         after: str | None = None
         options: dict[str, Any] = {"limit": LIST_PAGE, "archived": archived}
         if archived:
@@ -169,13 +176,16 @@ class Reader:
         while True:
             if after is not None:
                 options["after"] = after
-            answer = self.transport.retried(
-                spec.kind, "objects.basic_api", "get_page", spec.object, **options
-            )
-            records = page_records(answer.body, f"{spec.object} list")
+            if first is not None:
+                body, first = first, None
+            else:
+                body = self.transport.retried(
+                    spec.kind, "objects.basic_api", "get_page", spec.object, **options
+                ).body
+            records = page_records(body, f"{spec.object} list")
             if records:
                 yield records
-            following = ((answer.body.get("paging") or {}).get("next") or {}).get("after")
+            following = ((body.get("paging") or {}).get("next") or {}).get("after")
             if not following:  # only a missing cursor ends the list, never an empty page
                 return
             if following == after:
@@ -185,11 +195,13 @@ class Reader:
                 )
             after = str(following)
 
-    def archived_ids(self, spec: ReadSpec, known: Collection[str]) -> set[str]:
+    def archived_ids(
+        self, spec: ReadSpec, known: Collection[str], first: dict[str, Any] | None = None
+    ) -> set[str]:
         """Ids among `known` now in HubSpot's recycle bin."""
         wanted = set(known)
         found: set[str] = set()
-        for records in self.everything(spec, archived=True):
+        for records in self.everything(spec, archived=True, first=first):
             found.update(str(r.get("id")) for r in records if str(r.get("id")) in wanted)
         return found
 
@@ -249,8 +261,9 @@ class Reader:
             fresh = [r for r in records if str(r.get("id")) not in seen]
             seen.update(str(r.get("id")) for r in fresh)
             if fresh:
-                if spec.associations:
-                    self._associate(spec, fresh)
+                to_link = [r for r in fresh if not self._already_read(r)]
+                if spec.associations and to_link:
+                    self._associate(spec, to_link)
                 yield fresh
             following = ((answer.body.get("paging") or {}).get("next") or {}).get("after")
             # Only a missing cursor ends a search: HubSpot can answer `results: []` with a
@@ -273,6 +286,13 @@ class Reader:
             if after + self.search_page > self.search_cap:
                 search.capped = True
                 return
+
+    def _already_read(self, record: Record) -> bool:
+        millis, ids = self.known
+        if str(record.get("id")) not in ids:
+            return False
+        value = (record.get("properties") or {}).get(MODIFIED)
+        return bool(value) and to_millis(value) == millis
 
     def _associate(self, spec: ReadSpec, records: list[Record]) -> None:
         """Fill `associations` of search results from the v4 batch read (as a list would)."""

@@ -11,7 +11,9 @@ each driven end to end through `icp --crm hubspot` against the fake portal.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,14 @@ def run(state: Path, folder: Path, command: str = "sync") -> tuple[dict[str, Any
     summary = json.loads(result.stdout)
     assert summary["exit_code"] == result.exit_code, result.stderr
     return summary, result.stderr
+
+
+def settle(portal: FakeHubSpot) -> None:
+    """Wait until the real clock passes the portal's, which runs 1 ms a stamp ahead while
+    busy (a stamp ahead of a run's start is read again by the next run, as it should)."""
+    latest = portal.now()
+    while datetime.now(UTC) <= latest:
+        time.sleep(0.02)
 
 
 def scored(state: Path) -> int:
@@ -215,3 +225,27 @@ def test_a_secondly_429_outside_search_holds_calls_for_a_second(
     connector.connect()  # retried after the 429
     assert paused == [SECOND]
     assert [r.status for r in portal.requests] == [429, 200]
+
+
+# -- item 10: what a sync with nothing changed costs -------------------------------------
+
+
+def test_a_sync_with_nothing_changed_costs_four_calls(portal: FakeHubSpot, tmp_path: Path) -> None:
+    """As the README says: the token check (which reads the companies' recycle bin), one
+    search per object, the deals' recycle bin. Counted by the portal, not by us."""
+    folder, state = fast_mappings(tmp_path / "m", search_overlap=0), tmp_path / "state"
+    run(state, folder)  # writes every company
+    settle(portal)
+    run(state, folder)  # reads our own writes back: nothing to write
+    settle(portal)
+    calls = portal.api_calls
+    quiet, err = run(state, folder)
+    assert quiet["exit_code"] == 0 and quiet["counts"]["records_to_write"] == 0, err
+    assert portal.api_calls - calls == quiet["api_calls"] == 4
+    paths = sorted(r.path for r in portal.requests[-4:])
+    assert paths == [
+        "/crm/v3/objects/companies",
+        "/crm/v3/objects/companies/search",
+        "/crm/v3/objects/deals",
+        "/crm/v3/objects/deals/search",
+    ]
