@@ -184,7 +184,7 @@ class SalesforceConnector(Connector):
             return
         self._sf = login(self.session, self.settings.api_version)
         try:
-            self._call("reading the org's limits", self._sf.limits)
+            self.session.read_limits(self._call("reading the org's limits", self._sf.limits))
         except TransientError as exc:
             msg = f"cannot reach Salesforce at {self.describe_target()}: {exc}"
             raise ConnectError(msg) from exc

@@ -87,11 +87,30 @@ class CountingSession(requests.Session):
         return super().request(method, url, **kwargs)
 
     def _observe(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        if not any(part in response.url for part in _NOT_COUNTED):
+        counted = not any(part in response.url for part in _NOT_COUNTED)
+        if counted:
             self.calls += 1
         match = _LIMIT_INFO.search(response.headers.get("Sforce-Limit-Info", ""))
         if match:
             self.usage = ApiUsage(int(match.group(1)), int(match.group(2)))
+        elif counted and self.usage.limit:
+            self.usage.used += 1  # no header on this answer: count our own call at least
+
+    def read_limits(self, body: Any) -> None:
+        """Take the daily allowance from a `GET /limits/` answer when no answer so far
+        carried `Sforce-Limit-Info` (the header is documented for REST answers, but not
+        every answer, nor every proxy, carries it: without it the `api_share` check would
+        stay off). `{"DailyApiRequests": {"Max": 15000, "Remaining": 14998}}`:
+        https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_limits.htm
+        """
+        daily = body.get("DailyApiRequests") if isinstance(body, dict) else None
+        if self.usage.limit or not isinstance(daily, dict):
+            return
+        try:
+            most, left = int(daily["Max"]), int(daily["Remaining"])
+        except (KeyError, TypeError, ValueError):
+            return
+        self.usage = ApiUsage(max(0, most - left), most)
 
 
 def attach_counting(session: requests.Session, timeout: float) -> CountingSession:

@@ -156,3 +156,21 @@ def test_a_failed_bulk_query_job_falls_back_to_rest_pages(
     assert first["counts"]["accounts_pulled"] == ACCOUNTS
     assert first["counts"]["written"] == ACCOUNTS
     assert all(v["ICP_Tier__c"] for v in outputs(org).values())
+
+
+# -- item 5: no Sforce-Limit-Info on the answers -----------------------------------------
+
+
+def test_without_limit_headers_the_allowance_comes_from_limits(
+    org: FakeSalesforce, tmp_path: Path
+) -> None:
+    """`GET /limits/` says `DailyApiRequests` Max and Remaining: the api_share check works
+    even when no answer carries `Sforce-Limit-Info`."""
+    org.limit_info_header = False
+    org.daily_limit = 8  # limits + 2 pages + 1 write reach half of it: the 2nd write waits
+    stopped = run(tmp_path / "state")
+    assert stopped["exit_code"] == 1 and "stops at 50%" in (stopped["message"] or "")
+    assert stopped["counts"]["written"] == 200
+    org.daily_limit = 15_000
+    assert run(tmp_path / "state")["exit_code"] == 0
+    assert all(v["ICP_Tier__c"] for v in outputs(org).values())

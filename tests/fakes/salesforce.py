@@ -90,6 +90,7 @@ class FakeSalesforce(LoginEndpoints, RestEndpoints, FaultControls):
         self.bulk_polls_to_complete = 1
         self.bulk_leave_unprocessed = 0  # rows at the end of each ingest job left unprocessed
         self.bulk_query_failures = 0  # the next N query jobs end Failed
+        self.limit_info_header = True  # False: answers carry no Sforce-Limit-Info
         self.org_id = make_id("00D", 48_879)
         self.user_id = make_id("005", 48_879)
         self.clock: Callable[[], datetime] = self._strict_clock
@@ -215,7 +216,10 @@ class FakeSalesforce(LoginEndpoints, RestEndpoints, FaultControls):
                     response = self._route(req, version, rest.split("/") if rest else [])
                 except ApiError as exc:
                     response = exc.response()
-            response.headers["Sforce-Limit-Info"] = f"api-usage={self.api_usage}/{self.daily_limit}"
+            if self.limit_info_header:  # some answers (and some proxies) carry none
+                response.headers["Sforce-Limit-Info"] = (
+                    f"api-usage={self.api_usage}/{self.daily_limit}"
+                )
             return response
 
 
