@@ -17,6 +17,7 @@ from pathlib import Path
 
 from connectors.base import Connector, FieldCreation, FieldInfo
 from connectors.mapping import OutputField
+from scoring.features import DERIVED_FIELDS
 from sync.config import Config, read_document
 from sync.yamlfile import ConfigProblem, YamlDocument
 
@@ -54,11 +55,42 @@ def written_values(config: Config, key: str, spec: OutputField) -> list[str]:
     return [spec.values.get(v, v) for v in values]
 
 
+_ALWAYS_NEEDED = frozenset({"account_id", "modified_at"})
+"""Account fields the sync itself needs, whatever the criteria say."""
+
+
+def criteria_uses(config: Config) -> dict[str, list[str]]:
+    """Mapped account field -> names of the criteria, tiers, segments or routes using it
+    (directly, or through a derived field such as `employee_growth`)."""
+    found: dict[str, list[str]] = {}
+
+    def walk(node: object, name: str) -> None:
+        if isinstance(node, dict):
+            name = str(node.get("name") or name)
+            field_name = node.get("field")
+            if isinstance(field_name, str):
+                derived = DERIVED_FIELDS.get(field_name)
+                inputs = derived[1] if derived is not None else (field_name,)
+                for source in inputs:
+                    found.setdefault(source, [])
+                    if name not in found[source]:
+                        found[source].append(name)
+            for value in node.values():
+                walk(value, name)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, name)
+
+    walk(config.icp.model_dump(mode="json"), "a criterion")
+    return found
+
+
 def check_live(
     config: Config, described: Mapping[str, Mapping[str, FieldInfo]], document: YamlDocument
 ) -> LiveCheck:
     """Compare the mapping with `described` (the connector's `describe()`)."""
     check = LiveCheck()
+    used = criteria_uses(config)
     for kind in ("account", "opportunity"):
         object_map = getattr(config.mapping.objects, kind)
         fields = described.get(kind, {})
@@ -67,13 +99,26 @@ def check_live(
                 continue
             hint = difflib.get_close_matches(spec.field, list(fields), n=1)
             suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
-            check.errors.append(
-                document.problem(
-                    ("objects", kind, "fields", canonical),
-                    f"{object_map.object} has no field {spec.field!r}, or the integration user "
-                    f"cannot read it{suggestion}",
-                )
+            missing = (
+                f"{object_map.object} has no field {spec.field!r}, or the integration user "
+                f"cannot read it{suggestion}"
             )
+            where = ("objects", kind, "fields", canonical)
+            users = used.get(canonical, []) if kind == "account" else []
+            if kind == "account" and not users and canonical not in _ALWAYS_NEEDED:
+                # the pull reads it as empty (as a missing CSV column): nothing depends on it
+                check.warnings.append(
+                    document.problem(
+                        where, f"{missing}; no criterion uses {canonical}: read as empty"
+                    )
+                )
+                continue
+            if users:
+                missing += (
+                    f"; the criteria use {canonical} ({', '.join(map(repr, users[:3]))}): "
+                    f"create the field, or drop those criteria"
+                )
+            check.errors.append(document.problem(where, missing))
     accounts = described.get("account", {})
     obj = config.mapping.objects.account.object
     for key, spec in config.mapping.outputs.items():

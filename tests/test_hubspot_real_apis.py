@@ -249,3 +249,31 @@ def test_a_sync_with_nothing_changed_costs_four_calls(portal: FakeHubSpot, tmp_p
         "/crm/v3/objects/deals",
         "/crm/v3/objects/deals/search",
     ]
+
+
+# -- item 11: validate --live tells fields nobody uses from fields the criteria need -----
+
+
+def validate_live() -> tuple[int, str]:
+    result = CliRunner().invoke(
+        main, ["mappings", "validate", "--crm", "hubspot", "--live"], catch_exceptions=False
+    )
+    return result.exit_code, result.stdout + result.stderr
+
+
+def test_a_missing_property_no_criterion_uses_is_a_warning(portal: FakeHubSpot) -> None:
+    """The pull reads a property the portal lacks as empty (HubSpot ignores unknown names
+    in `properties`): if no criterion uses it, that is no reason to fail validation."""
+    portal.remove_property("companies", "founded_year")  # mapped as year_started, unused
+    code, text = validate_live()
+    assert code == 0, text
+    assert "'founded_year'" in text and "no criterion uses year_started" in text
+
+
+def test_a_missing_property_the_criteria_use_is_an_error_naming_them(
+    portal: FakeHubSpot,
+) -> None:
+    portal.remove_property("companies", "employees_last_year")  # employee_growth needs it
+    code, text = validate_live()
+    assert code == 2
+    assert "'employees_last_year'" in text and "'headcount growth > 20%'" in text
