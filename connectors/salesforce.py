@@ -89,6 +89,30 @@ def soql_datetime(moment: datetime) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
+def _checked(function: Any) -> Any:
+    """`function` (a query call) whose answer must be a page of records.
+
+    A page that cannot be read (no `records` list, no `done`, not done without a
+    `nextRecordsUrl`) is a transient error: retried, then the pull ends with an error,
+    never taken for the last page (issue 10: only a confirmation counts).
+    """
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        page = function(*args, **kwargs)
+        records = page.get("records") if isinstance(page, dict) else None
+        done = page.get("done") if isinstance(page, dict) else None
+        if (
+            not isinstance(records, list)
+            or not isinstance(done, bool)
+            or (not done and not page.get("nextRecordsUrl"))
+        ):
+            shown = ", ".join(sorted(map(str, page))) if isinstance(page, dict) else type(page)
+            raise TransientError(f"Salesforce answered a query page that is not one ({shown})")
+        return page
+
+    return call
+
+
 class _BulkQueryFailed(Exception):
     """A Bulk API 2.0 query job ended without results (Failed, Aborted, timed out)."""
 
@@ -339,7 +363,7 @@ class SalesforceConnector(Connector):
             before = self.session.calls
             page = self._call(
                 f"reading {self._object(kind)}",
-                self.sf.query_more,
+                _checked(self.sf.query_more),
                 page["nextRecordsUrl"],
                 identifier_is_url=True,
                 include_deleted=include_deleted,
@@ -348,17 +372,16 @@ class SalesforceConnector(Connector):
 
     def _first_page(self, kind: ObjectKind, since: datetime | None, deleted: bool) -> Any:
         """The first page of the query, dropping fields the org lacks if it must."""
+        query = _checked(self.sf.query)
         try:
             return self._call(
-                f"querying {self._object(kind)}", self.sf.query, self.soql(kind, since), deleted
+                f"querying {self._object(kind)}", query, self.soql(kind, since), deleted
             )
         except Exception as exc:
             if "INVALID_FIELD" not in str(exc):
                 raise
         self._find_missing(kind)
-        return self._call(
-            f"querying {self._object(kind)}", self.sf.query, self.soql(kind, since), deleted
-        )
+        return self._call(f"querying {self._object(kind)}", query, self.soql(kind, since), deleted)
 
     def _find_missing(self, kind: ObjectKind) -> None:
         """Describe the object to learn which mapped fields the org lacks, and remember it.

@@ -31,6 +31,7 @@ from simple_salesforce.bulk2 import Operation
 from simple_salesforce.exceptions import SalesforceError, SalesforceOperationError
 
 from connectors.base import FieldCreation, RecordUpdate, WriteResult
+from connectors.errors import TransientError
 from connectors.mapping import OutputField
 from connectors.salesforce_session import TRANSIENT_CODES, error_code, translate
 
@@ -93,8 +94,12 @@ class CollectionsWriter:
             answer = connector.sf.restful("composite/sobjects", method="PATCH", json=payload)
         except Exception as exc:
             raise translate(exc, f"writing {len(batch)} {self.object} records") from exc
-        results = []
-        for update, saved in zip(batch, answer or [], strict=False):
+        if not isinstance(answer, list) or not all(isinstance(a, dict) for a in answer):
+            # not the SaveResult array: it confirms nothing (the writer retries them all)
+            msg = f"writing {len(batch)} {self.object} records: the answer is not SaveResults"
+            raise TransientError(msg)
+        results = []  # one SaveResult per record, in request order; records past the end
+        for update, saved in zip(batch, answer, strict=False):  # get none: NO_RESULT
             if saved.get("success"):
                 results.append(WriteResult(update.record_id, ok=True))
                 continue

@@ -12,9 +12,10 @@ import pytest
 import yaml
 
 import mappings as bundled
+from sync.state import StateStore
 from tests.fakes.salesforce import FakeSalesforce
 from tests.sfdata import outputs, seed_org, use_org
-from tests.test_salesforce_e2e import fresh_full_run_agrees, run, settle
+from tests.test_salesforce_e2e import fresh_full_run_agrees, icp, run, settle
 
 ACCOUNTS = 300
 
@@ -174,3 +175,42 @@ def test_without_limit_headers_the_allowance_comes_from_limits(
     org.daily_limit = 15_000
     assert run(tmp_path / "state")["exit_code"] == 0
     assert all(v["ICP_Tier__c"] for v in outputs(org).values())
+
+
+# -- issue 10, item 2: only a confirmation counts ----------------------------------------
+
+
+def scored_accounts(state: Path) -> int:
+    with StateStore(state) as store:
+        return len(store.scores("salesforce"))
+
+
+@pytest.mark.parametrize("body", [{"status": "ok"}, "<html><body>Gateway</body></html>", ""])
+def test_a_write_answered_200_without_save_results_writes_nothing(
+    org: FakeSalesforce, tmp_path: Path, body: object
+) -> None:
+    state = tmp_path / "state"
+    org.fail(200, times=20, method="PATCH", body=body)  # every attempt of both batches
+    first = run(state)
+    assert first["exit_code"] == 1 and first["counts"]["written"] == 0, first["stderr"]
+    assert first["counts"]["failed"] == ACCOUNTS
+    assert not any(v["ICP_Tier__c"] for v in outputs(org).values())
+    settle(org)
+    with org._lock:
+        org._faults.clear()
+    second = run(state)
+    assert second["exit_code"] == 0 and second["counts"]["failed"] == 0
+    assert all(v["ICP_Tier__c"] for v in outputs(org).values())
+
+
+def test_a_query_page_that_is_not_a_page_ends_the_pull_with_an_error(
+    org: FakeSalesforce, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    assert run(state)["exit_code"] == 0 and scored_accounts(state) == ACCOUNTS
+    settle(org)
+    org.fail(200, times=20, path_contains="/query", body={"status": "ok"})
+    code, _, err = icp("backfill", "--crm", "salesforce", "--state", state)
+    assert code == 1
+    assert "not one" in err and "Traceback" not in err
+    assert scored_accounts(state) == ACCOUNTS  # nobody taken for deleted
