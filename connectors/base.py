@@ -65,6 +65,9 @@ class FieldInfo:
     length: int | None = None
     scale: int | None = None
     picklist_values: tuple[str, ...] = ()
+    visible: bool = True
+    """False: the field exists but field-level security hides it from the integration
+    user (so it cannot be read or written until an admin grants access)."""
 
 
 @dataclass(frozen=True)

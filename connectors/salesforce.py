@@ -481,7 +481,41 @@ class SalesforceConnector(Connector):
         }
 
     def describe(self) -> dict[str, dict[str, FieldInfo]]:
-        return {kind: self.describe_object(kind) for kind in ("account", "opportunity")}
+        """Fields of both objects, plus the mapped ones that exist but are hidden.
+
+        Describe lists only the fields the user can see; a field `apply` just created is
+        invisible until field-level security grants it. The Tooling API's
+        `FieldDefinition` lists every field of the object, so a mapped field it knows
+        and describe does not is reported as hidden (`visible=False`), not missing
+        (https://developer.salesforce.com/docs/atlas.en-us.api_tooling.meta/api_tooling/tooling_api_objects_fielddefinition.htm).
+        """
+        described: dict[str, dict[str, FieldInfo]] = {}
+        for kind in ("account", "opportunity"):
+            fields = self.describe_object(kind)
+            absent = [f for f in self._fields(kind) if f not in fields and "." not in f]
+            for name in sorted(self._hidden(kind, absent)):
+                fields[name] = FieldInfo(name=name, type="unknown", updateable=False, visible=False)
+            described[kind] = fields
+        return described
+
+    def _hidden(self, kind: ObjectKind, names: Sequence[str]) -> set[str]:
+        """Which of `names` exist on the object although describe did not list them."""
+        if not names:
+            return set()
+        soql = format_soql(
+            "SELECT QualifiedApiName FROM FieldDefinition "
+            "WHERE EntityDefinition.QualifiedApiName = {}",
+            self._object(kind),
+        )
+        try:
+            answer = self._call(
+                "listing field definitions", self.sf.restful, "tooling/query/", params={"q": soql}
+            )
+        except Exception as exc:  # no Tooling access: the fields are reported as missing
+            log.debug("cannot list %s field definitions: %s", self._object(kind), exc)
+            return set()
+        known = {str(r.get("QualifiedApiName")) for r in (answer or {}).get("records") or []}
+        return set(names) & known
 
     def create_output_fields(self, missing: Sequence[OutputField]) -> list[FieldCreation]:
         return create_custom_fields(self, missing)

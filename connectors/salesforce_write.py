@@ -210,13 +210,21 @@ class BulkWriter:
 _MISSING_FIELD = re.compile(r"Field name not found\s*:\s*([A-Za-z0-9_]+)")
 
 
+def fls_steps(obj: str, field: str) -> str:
+    """Where an admin grants the integration user access to a field."""
+    return (
+        f"Setup > Object Manager > {obj} > Fields & Relationships > {field} > Set "
+        "Field-Level Security: Visible (and not Read-Only, for an output) for the "
+        "integration user's profile, or Read and Edit in a permission set assigned to it"
+    )
+
+
 def _field_hint(obj: str, field: str) -> str:
     """What to do when the integration user cannot see a field (it may well exist)."""
     return (
-        f"; if {obj}.{field} exists, the integration user cannot see it: grant its profile "
-        f"or permission set Read and Edit access (Setup > Object Manager > {obj} > Fields "
-        f"& Relationships > {field} > Set Field-Level Security), or create it with "
-        "`icp mappings apply --crm salesforce`"
+        f"; if {obj}.{field} exists, the integration user cannot see it: "
+        f"{fls_steps(obj, field)}; otherwise create it with `icp mappings apply --crm "
+        "salesforce`"
     )
 
 
@@ -330,7 +338,8 @@ def create_custom_fields(
             FieldCreation(
                 spec.field,
                 bool(ok),
-                "created; grant the integration user's profile or permission set edit access"
+                "created; now grant the integration user access, or it cannot see the "
+                f"field: {fls_steps(obj, spec.field)}"
                 if ok
                 else f"not created ({answer}); create it by hand: {by_hand(obj, spec)}",
             )

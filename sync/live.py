@@ -55,6 +55,16 @@ def written_values(config: Config, key: str, spec: OutputField) -> list[str]:
     return [spec.values.get(v, v) for v in values]
 
 
+def hidden_field(obj: str, name: str) -> str:
+    """A field that exists but that field-level security hides from the integration user."""
+    return (
+        f"{obj}.{name} exists but the integration user cannot see it (field-level "
+        f"security): Setup > Object Manager > {obj} > Fields & Relationships > {name} > "
+        "Set Field-Level Security: Visible (and not Read-Only, for an output) for the "
+        "integration user's profile, or Read and Edit in a permission set assigned to it"
+    )
+
+
 _ALWAYS_NEEDED = frozenset({"account_id", "modified_at"})
 """Account fields the sync itself needs, whatever the criteria say."""
 
@@ -95,13 +105,16 @@ def check_live(
         object_map = getattr(config.mapping.objects, kind)
         fields = described.get(kind, {})
         for canonical, spec in object_map.fields.items():
-            if "." in spec.field or spec.field in fields:  # a.b: an association, not a field
+            info = fields.get(spec.field)
+            if "." in spec.field or (info is not None and info.visible):  # a.b: association
                 continue
             hint = difflib.get_close_matches(spec.field, list(fields), n=1)
             suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
             missing = (
                 f"{object_map.object} has no field {spec.field!r}, or the integration user "
                 f"cannot read it{suggestion}"
+                if info is None
+                else hidden_field(object_map.object, spec.field)
             )
             where = ("objects", kind, "fields", canonical)
             users = used.get(canonical, []) if kind == "account" else []
@@ -124,6 +137,9 @@ def check_live(
     for key, spec in config.mapping.outputs.items():
         path = ("outputs", key)
         info = accounts.get(spec.field)
+        if info is not None and not info.visible:
+            check.errors.append(document.problem(path, hidden_field(obj, spec.field)))
+            continue
         if info is None:
             check.missing_outputs[key] = spec
             check.errors.append(

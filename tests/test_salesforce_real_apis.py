@@ -214,3 +214,45 @@ def test_a_query_page_that_is_not_a_page_ends_the_pull_with_an_error(
     assert code == 1
     assert "not one" in err and "Traceback" not in err
     assert scored_accounts(state) == ACCOUNTS  # nobody taken for deleted
+
+
+# -- item 6: fields that exist but field-level security hides ----------------------------
+
+
+def test_validate_live_tells_a_hidden_field_from_a_missing_one(org: FakeSalesforce) -> None:
+    org.hide_field("Account", "ICP_Route__c")  # exists; the profile cannot see it
+    org.remove_field("Account", "ICP_Segment__c")  # does not exist
+    code, _, err = icp("mappings", "validate", "--crm", "salesforce", "--live")
+    assert code == 2
+    assert "Account.ICP_Route__c exists but the integration user cannot see it" in err
+    assert "Set Field-Level Security" in err
+    assert "no field 'ICP_Segment__c'" in err and "apply" in err
+
+
+def test_apply_says_what_to_grant_and_validate_sees_it_granted(org: FakeSalesforce) -> None:
+    """A field created through the API is invisible to the user until field-level
+    security grants it; `apply` says exactly what to grant."""
+    org.new_fields_hidden = True
+    org.remove_field("Account", "ICP_Route__c")
+    code, out, err = icp("mappings", "apply", "--crm", "salesforce")
+    assert code == 0, err
+    assert "created" in out and "ICP_Route__c > Set Field-Level Security" in out
+    code, _, err = icp("mappings", "validate", "--crm", "salesforce", "--live")
+    assert code == 2 and "ICP_Route__c exists but the integration user cannot see it" in err
+    org.grant_field("Account", "ICP_Route__c")
+    code, _, err = icp("mappings", "validate", "--crm", "salesforce", "--live")
+    assert code == 0, err
+
+
+def test_a_bulk_job_failing_on_a_hidden_field_says_what_to_grant(
+    org: FakeSalesforce, tmp_path: Path
+) -> None:
+    """Bulk answers "Field name not found" for a field the user cannot see."""
+    org.hide_field("Account", "ICP_Route__c")
+    folder = sf_mappings(tmp_path / "m", bulk_write_threshold=10)
+    first = run(tmp_path / "state", "--mappings", str(folder))
+    assert first["exit_code"] == 1 and first["counts"]["written"] == 0
+    assert {f["code"] for f in first["failed"]} == {"BULK_JOB_FAILED"}
+    message = first["failed"][0]["message"]
+    assert "Field name not found" in message and "Set Field-Level Security" in message
+    assert first["counts"]["retries"] == 0  # not retried blindly

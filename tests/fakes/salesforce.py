@@ -87,6 +87,7 @@ class FakeSalesforce(LoginEndpoints, RestEndpoints, FaultControls):
         self.consumer_key = "3MVG9FakeConsumerKeyForTheIcpEngineTests"
         self.consumer_secret = "FAKE0123456789SECRET"
         self.can_customize = True
+        self.new_fields_hidden = False  # True: fields created through the API get no FLS
         self.bulk_polls_to_complete = 1
         self.bulk_leave_unprocessed = 0  # rows at the end of each ingest job left unprocessed
         self.bulk_query_failures = 0  # the next N query jobs end Failed

@@ -142,6 +142,23 @@ class OrgStore:
             for rec in sobject.records.values():
                 rec.pop(f["name"], None)
 
+    def hide_field(self, obj: str, name: str) -> None:
+        """Field-level security hides the field from the integration user (it still
+        exists): describe leaves it out, SOQL answers INVALID_FIELD, Bulk "Field name not
+        found" (issue 13, item 6)."""
+        with self._lock:
+            sobject = self._sobject(obj)
+            f = sobject.field(name)
+            if f is None:
+                raise KeyError(f"{sobject.name} has no field {name!r}")
+            sobject.hidden[f["name"]] = sobject.fields.pop(f["name"])
+
+    def grant_field(self, obj: str, name: str) -> None:
+        """An admin grants the integration user's profile access to a hidden field."""
+        with self._lock:
+            sobject = self._sobject(obj)
+            sobject.fields[name] = sobject.hidden.pop(name)
+
     def set_field(self, obj: str, name: str, **attrs: Any) -> dict[str, Any]:
         """Change describe attributes of a field, or add it (`type=` default "string").
 
