@@ -305,7 +305,9 @@ class Reader:
                 answer = self.transport.retried(
                     spec.kind, "associations.v4.batch_api", "get_page", spec.object, target, body
                 )
-                for result in answer.body.get("results") or []:
+                # a 207 names the ids without associations in `errors`; an answer without
+                # a `results` list is no answer (deals would lose their company)
+                for result in page_records(answer.body, f"{spec.object} associations"):
                     source = str((result.get("from") or {}).get("id"))
                     entries = []
                     for to in result.get("to") or []:

@@ -277,3 +277,17 @@ def test_a_missing_property_the_criteria_use_is_an_error_naming_them(
     code, text = validate_live()
     assert code == 2
     assert "'employees_last_year'" in text and "'headcount growth > 20%'" in text
+
+
+def test_an_associations_answer_without_results_ends_the_pull_not_the_links(
+    portal: FakeHubSpot, tmp_path: Path
+) -> None:
+    """A 200 JSON object with no `results` from the associations read would leave every
+    deal of the page without its company: an error instead, and nothing changes."""
+    folder, state = fast_mappings(tmp_path / "m"), tmp_path / "state"
+    assert run(state, folder)[0]["exit_code"] == 0
+    deal = sorted(portal.objects("deals"))[0]
+    portal.edit("deals", deal, {"amount": "12345"})
+    portal.fail(200, times=100, method="POST", path_contains="/associations/")
+    broken, err = run(state, folder)
+    assert broken["exit_code"] == 1 and "associations" in err and "no list of results" in err
