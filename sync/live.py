@@ -2,7 +2,9 @@
 
 `icp mappings validate --live` describes the mapped objects once and reports, all at
 once and located in the mapping file: mapped fields that do not exist or that the
-integration user cannot read; output fields that do not exist, are read-only, have a
+integration user cannot read (an error when the criteria use them, else a warning; see
+`sync.fieldcheck`), told apart from fields that exist but field-level security hides;
+output fields that do not exist, are read-only, have a
 type the value cannot be written to, are shorter than the text the engine writes, or
 are picklists lacking a value the engine writes (a tier, a segment, a route).
 `icp mappings apply` creates the missing output fields through the connector.
@@ -10,15 +12,15 @@ are picklists lacking a value the engine writes (a tier, a segment, a route).
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from connectors.base import Connector, FieldCreation, FieldInfo
 from connectors.mapping import OutputField
-from scoring.features import DERIVED_FIELDS
 from sync.config import Config, read_document
+from sync.fieldcheck import check_fields, used_fields
+from sync.sourcedata import ORG_ABSENT
 from sync.yamlfile import ConfigProblem, YamlDocument
 
 NUMBER_TYPES = frozenset({"double", "int", "long", "currency", "percent", "number"})
@@ -56,7 +58,8 @@ def written_values(config: Config, key: str, spec: OutputField) -> list[str]:
 
 
 def hidden_field(obj: str, name: str) -> str:
-    """A field that exists but that field-level security hides from the integration user."""
+    """A field that exists but that field-level security hides from the integration user
+    (issue 13, item 6): describe does not list it, the Tooling API's FieldDefinition does."""
     return (
         f"{obj}.{name} exists but the integration user cannot see it (field-level "
         f"security): Setup > Object Manager > {obj} > Fields & Relationships > {name} > "
@@ -65,73 +68,31 @@ def hidden_field(obj: str, name: str) -> str:
     )
 
 
-_ALWAYS_NEEDED = frozenset({"account_id", "modified_at"})
-"""Account fields the sync itself needs, whatever the criteria say."""
-
-
-def criteria_uses(config: Config) -> dict[str, list[str]]:
-    """Mapped account field -> names of the criteria, tiers, segments or routes using it
-    (directly, or through a derived field such as `employee_growth`)."""
-    found: dict[str, list[str]] = {}
-
-    def walk(node: object, name: str) -> None:
-        if isinstance(node, dict):
-            name = str(node.get("name") or name)
-            field_name = node.get("field")
-            if isinstance(field_name, str):
-                derived = DERIVED_FIELDS.get(field_name)
-                inputs = derived[1] if derived is not None else (field_name,)
-                for source in inputs:
-                    found.setdefault(source, [])
-                    if name not in found[source]:
-                        found[source].append(name)
-            for value in node.values():
-                walk(value, name)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item, name)
-
-    walk(config.icp.model_dump(mode="json"), "a criterion")
-    return found
-
-
 def check_live(
     config: Config, described: Mapping[str, Mapping[str, FieldInfo]], document: YamlDocument
 ) -> LiveCheck:
     """Compare the mapping with `described` (the connector's `describe()`)."""
     check = LiveCheck()
-    used = criteria_uses(config)
-    for kind in ("account", "opportunity"):
+    errors, warnings = check_fields(
+        config.mapping,
+        config.icp,
+        described,
+        document,
+        ORG_ABSENT,
+    )
+    check.errors += errors
+    check.warnings += warnings
+    used = used_fields(config.mapping, config.icp)
+    for kind in ("account", "opportunity"):  # present, but hidden from this user
         object_map = getattr(config.mapping.objects, kind)
-        fields = described.get(kind, {})
         for canonical, spec in object_map.fields.items():
-            info = fields.get(spec.field)
-            if "." in spec.field or (info is not None and info.visible):  # a.b: association
+            found = described.get(kind, {}).get(spec.field)
+            if found is None or found.visible:
                 continue
-            hint = difflib.get_close_matches(spec.field, list(fields), n=1)
-            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
-            missing = (
-                f"{object_map.object} has no field {spec.field!r}, or the integration user "
-                f"cannot read it{suggestion}"
-                if info is None
-                else hidden_field(object_map.object, spec.field)
+            problem = document.problem(
+                ("objects", kind, "fields", canonical), hidden_field(object_map.object, spec.field)
             )
-            where = ("objects", kind, "fields", canonical)
-            users = used.get(canonical, []) if kind == "account" else []
-            if kind == "account" and not users and canonical not in _ALWAYS_NEEDED:
-                # the pull reads it as empty (as a missing CSV column): nothing depends on it
-                check.warnings.append(
-                    document.problem(
-                        where, f"{missing}; no criterion uses {canonical}: read as empty"
-                    )
-                )
-                continue
-            if users:
-                missing += (
-                    f"; the criteria use {canonical} ({', '.join(map(repr, users[:3]))}): "
-                    f"create the field, or drop those criteria"
-                )
-            check.errors.append(document.problem(where, missing))
+            (check.errors if canonical in used[kind] else check.warnings).append(problem)
     accounts = described.get("account", {})
     obj = config.mapping.objects.account.object
     for key, spec in config.mapping.outputs.items():

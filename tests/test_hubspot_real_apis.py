@@ -267,7 +267,7 @@ def test_a_missing_property_no_criterion_uses_is_a_warning(portal: FakeHubSpot) 
     portal.remove_property("companies", "founded_year")  # mapped as year_started, unused
     code, text = validate_live()
     assert code == 0, text
-    assert "'founded_year'" in text and "no criterion uses year_started" in text
+    assert "'founded_year'" in text and "reads as empty (nothing scores on it)" in text
 
 
 def test_a_missing_property_the_criteria_use_is_an_error_naming_them(
@@ -276,7 +276,7 @@ def test_a_missing_property_the_criteria_use_is_an_error_naming_them(
     portal.remove_property("companies", "employees_last_year")  # employee_growth needs it
     code, text = validate_live()
     assert code == 2
-    assert "'employees_last_year'" in text and "'headcount growth > 20%'" in text
+    assert "'employees_last_year'" in text and "criteria that use it would never match" in text
 
 
 def test_an_associations_answer_without_results_ends_the_pull_not_the_links(
