@@ -129,8 +129,8 @@ class BulkWriter:
     own error, unprocessed rows are retried.
     """
 
-    CALLS_PER_JOB = 8
-    """Create, upload, close, poll (at least once), and three result reads: about 8."""
+    CALLS_PER_JOB = 7
+    """Create, upload, close, poll (at least once), and three result reads."""
 
     def __init__(self, connector: SalesforceConnector) -> None:
         self.connector = connector
