@@ -25,6 +25,7 @@ import pandas as pd
 
 from scoring import learn_patterns as lp
 from scoring.features import build_features
+from scoring.labels import field_label
 from scoring.learn_binning import candidate_fields
 from scoring.learn_holdout import judge, pipeline, yaml_scores
 from scoring.learn_outcomes import collect_outcomes
@@ -451,7 +452,7 @@ def enrichment_hints(
                 "penalty": anti.get("penalty"),
                 "text": (
                     f"enrichment would help: {int(unknown.sum()):,} accounts "
-                    f"({unknown.mean():.0%}) have no {anti['name'].removesuffix(' unknown')} "
+                    f"({unknown.mean():.0%}) have no {field_label(name)} "
                     f"value and score -{anti.get('penalty'):g} as '{anti['name']}'"
                     + (
                         f" (they win {rate:.0%} vs {float(y[~hit].mean()):.0%})"

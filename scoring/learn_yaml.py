@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from scoring.learn_features import HAS, Feature, describe
+from scoring.labels import describe_rule, field_label
+from scoring.learn_features import CATEGORY, HAS, Feature
 from scoring.learn_model import Scorecard, level_roles
 from scoring.schema import IcpCriteria
 
@@ -48,12 +49,9 @@ class Term:
 
 
 def level_name(conditions: list[dict[str, Any]]) -> str:
-    """The name a learned criterion or anti-pattern carries (and reasons show).
-
-    The one place names are made, so the field labels (`scoring.labels`) plug in here."""
-    if len(conditions) == 1 and conditions[0].get("is_null") is True:
-        return f"{conditions[0]['field']} unknown"
-    return describe(conditions)
+    """The name a learned criterion or anti-pattern carries (and reasons show), in field
+    labels: "Employees 50-499", "Industry: Technology/SaaS", "Headcount unknown"."""
+    return describe_rule(conditions)
 
 
 def _parts(f: Feature, levels: tuple[int, ...]) -> list[tuple[int, ...]]:
@@ -61,6 +59,17 @@ def _parts(f: Feature, levels: tuple[int, ...]) -> list[tuple[int, ...]]:
     known = tuple(lv for lv in levels if lv != f.missing)
     parts = [known] if known else []
     return parts + ([(f.missing,)] if f.missing is not None and f.missing in levels else [])
+
+
+def _group_name(f: Feature, part: tuple[int, ...], conditions: list[dict[str, Any]]) -> str:
+    """A group holding "every other value" is named by the values it holds, not by the
+    long list it excludes: "Industry: Retail, Media or other"."""
+    if f.kind != CATEGORY or f.other is None or f.other not in part:
+        return level_name(conditions)
+    kept = [f.values[i] for i in part if i != f.other]
+    if not kept:
+        return f"{field_label(f.field)}: any other"
+    return level_name([{"field": f.field, "in": kept}]) + " or other"
 
 
 def _level_terms(
@@ -71,7 +80,7 @@ def _level_terms(
         conditions = f.conditions(part)
         if conditions is None or (not anti and f.missing in part):
             continue  # unknown earns nothing (only a group it was joined to can hold it)
-        name = level_name(conditions)
+        name = _group_name(f, part, conditions)
         out.append(Term(anti, conditions, name, points, f.mask(part), reference, trait))
     return out
 
