@@ -29,6 +29,7 @@ from scoring.labels import field_label
 from scoring.learn_binning import candidate_fields
 from scoring.learn_holdout import judge, pipeline, yaml_scores
 from scoring.learn_outcomes import collect_outcomes
+from scoring.learn_stats import two_proportion_z
 from scoring.learn_summary import score_distribution, summary_text, temporal, tier_table
 from scoring.learn_yaml import with_segments
 from scoring.schema import IcpCriteria
@@ -433,33 +434,55 @@ def tier_warnings(tiers: list[dict[str, Any]]) -> list[str]:
 def enrichment_hints(
     document: dict[str, Any], frame: pd.DataFrame, acc: np.ndarray, y: np.ndarray
 ) -> list[dict[str, Any]]:
-    """Anti-patterns on an unknown value: which enrichment would lift those accounts."""
+    """Fields of the learned criteria whose unknown values lose: enrichment would help.
+
+    A field counts when its accounts with an outcome and no value win significantly less
+    often than those with one (two-proportion z below -2): an unknown value never earns
+    points, so filling it in can only lift the accounts that turn out to fit.
+    """
+    fields: list[str] = []
+    rules = [r for g in (document.get("criteria") or {}).values() for r in g]
+    rules += list(document.get("anti_patterns") or [])
+    for rule in rules:
+        for c in ([rule] if "field" in rule else []) + list(rule.get("when") or []):
+            if c["field"] in frame and c["field"] not in fields:
+                fields.append(c["field"])
+    penalties = {
+        a["field"]: a.get("penalty")
+        for a in document.get("anti_patterns") or []
+        if a.get("is_null") is True and "field" in a
+    }
     out = []
-    for anti in document.get("anti_patterns") or []:
-        if anti.get("is_null") is not True or "field" not in anti:
-            continue
-        name = anti["field"]
-        unknown = frame[name].isna().to_numpy() if name in frame else np.zeros(len(frame), bool)
+    for name in fields:
+        unknown = frame[name].isna().to_numpy()
         hit = unknown[acc]
-        rate = float(y[hit].mean()) if hit.any() else None
+        if hit.sum() < 10 or (~hit).sum() < 10:
+            continue
+        k = np.array([y[hit].sum()])
+        n = np.array([hit.sum()])
+        z = float(two_proportion_z(k, n, np.array([y[~hit].sum()]), np.array([(~hit).sum()]))[0])
+        if z >= -2:
+            continue
+        rate, known = float(y[hit].mean()), float(y[~hit].mean())
+        penalty = penalties.get(name)
+        scored = (
+            f"they score -{penalty:g} as '{field_label(name)} unknown'"
+            if penalty
+            else "they earn none of its points"
+        )
         out.append(
             {
                 "field": name,
                 "accounts": int(unknown.sum()),
                 "share": float(unknown.mean()),
                 "win_rate_unknown": rate,
-                "win_rate_known": float(y[~hit].mean()) if (~hit).any() else None,
-                "penalty": anti.get("penalty"),
+                "win_rate_known": known,
+                "penalty": penalty,
                 "text": (
                     f"enrichment would help: {int(unknown.sum()):,} accounts "
-                    f"({unknown.mean():.0%}) have no {field_label(name)} "
-                    f"value and score -{anti.get('penalty'):g} as '{anti['name']}'"
-                    + (
-                        f" (they win {rate:.0%} vs {float(y[~hit].mean()):.0%})"
-                        if rate is not None and (~hit).any()
-                        else ""
-                    )
-                    + "; fill it from an enrichment provider and they are scored on it"
+                    f"({unknown.mean():.0%}) have no {field_label(name)} value and win "
+                    f"{rate:.0%} vs {known:.0%} with one; {scored}. Filled in, those that fit "
+                    "score higher"
                 ),
             }
         )

@@ -146,7 +146,7 @@ def run_train(
 def _candidate(version: Version, gate: dict[str, Any], config: Config) -> str:
     lo, hi = gate.get("difference_ci") or [None, None]
     return (
-        f"{version.name} is saved as a candidate, not made live: on the same holdout it ranks "
+        f"saved {version.name} as a candidate, not made live: on the same holdout it ranks "
         f"worse than the criteria in use ({config.criteria_label}): AUC "
         f"{_f(gate.get('auc_new'))} vs {_f(gate.get('auc_active'))}, difference "
         f"{_f(gate.get('difference'), 3)} (95% CI {_f(lo, 3)} to {_f(hi, 3)}; "

@@ -58,9 +58,10 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(base: Path) -> tuple[Path, dict]:
-    """A state directory after one `icp train --json` on the sample: v0001 active."""
+    """A state directory after one `icp train --json --activate` on the sample: v0001
+    active (without --activate it stays a candidate: see test_the_gate_keeps_...)."""
     state = base.parent / "trained-state"
-    code, out, err = train(base, state, "--json")
+    code, out, err = train(base, state, "--json", "--activate")
     assert code == 0, err
     return state, json.loads(out)
 
@@ -194,7 +195,18 @@ def test_tracking_versions_rollback_and_pins(work: tuple[Path, Path], tmp_path: 
     assert "Signal: real lift" in out and "Challenger" in out
     assert "Top learned criteria" in out and "Segments:" in out
     assert "Earlier scores vs outcomes closed since" in out
-    assert "Saved v0002" in out and str(state / "criteria" / "v0002.yaml") in out.replace("\n", "")
+    # issue 9: the outcomes since were drawn from v0001's own scores, so on the same
+    # holdout v0002 ranks worse: it is saved as a candidate and v0001 stays live
+    flat = " ".join(out.split())
+    assert "Saved v0002 as a candidate, not made live" in flat
+    assert "icp mappings activate v0002" in flat
+    assert (state / "criteria" / "v0002.yaml").is_file()
+    assert (state / "criteria" / "active").read_text().strip() == "v0001"
+    gate = json.loads((state / "criteria" / "v0002.json").read_text())["gate"]
+    assert gate["worse"] is True and gate["auc_active"] > gate["auc_new"]
+    assert json.loads((state / "criteria" / "v0002.json").read_text())["activated"] is False
+    code, out, _ = icp("mappings", "activate", "v2", "--state", state)
+    assert code == 0 and "learned v0002" in out
 
     tracking = json.loads((state / "criteria" / "v0002.json").read_text())["tracking"]
     [entry] = tracking["versions"]
