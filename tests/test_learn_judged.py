@@ -16,12 +16,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import mappings as bundled
 from scoring.criteria import ConditionEvaluator, score_accounts
 from scoring.features import build_features
 from scoring.learn import NotEnoughOutcomes, TrainSettings, train
 from scoring.learn_stats import auc
 from scoring.learn_yaml import place_tiers
 from scoring.schema import IcpCriteria
+from sync.config import load_config
+from sync.yamlfile import ConfigError
 
 NOW = datetime(2026, 6, 30, tzinfo=UTC)
 MANUAL = IcpCriteria.model_validate(  # hand-written, on the funnel's fields
@@ -320,3 +323,66 @@ def test_expected_value_objective_ranks_by_deal_size():
     rank = scored["score"].rank(pct=True)[big].mean()
     assert rank > by_rate["score"].rank(pct=True)[big].mean() + 0.2
     assert all(t["acv"] is not None for t in result.tiers if t["won"])
+
+
+def test_points_with_a_base_score_without_clipping_and_map_to_a_probability():
+    icp = IcpCriteria.model_validate(
+        {
+            "criteria": {
+                "must_have": [{"name": "Big", "field": "employees", "gte": 50, "weight": 70}]
+            },
+            "anti_patterns": [{"name": "Tiny", "field": "employees", "lt": 10, "penalty": 30}],
+            "scale": {"weights": "points", "base": 30},
+            "calibration": {"intercept": -5.0, "slope": 0.1},
+        }
+    )
+    frame = pd.DataFrame({"account_id": ["a", "b", "c", "d"], "employees": [500, 20, 5, None]})
+    scored = score_accounts(frame, icp)
+    assert scored["score"].tolist() == [100.0, 30.0, 0.0, 30.0]
+    assert scored["reasons"].tolist()[:3] == ["+70 Big", "no criteria matched", "-30 Tiny"]
+    expected = [round(100 / (1 + np.exp(-(-5.0 + 0.1 * s)))) for s in (100, 30, 0, 30)]
+    assert scored["win_probability"].tolist() == expected
+
+
+def _mappings(tmp_path, icp_extra: str = "", csv_extra: str = ""):
+    for name in ("icp.yaml", "csv.yaml"):
+        (tmp_path / name).write_text(bundled.default(name).read_text())
+    with (tmp_path / "icp.yaml").open("a") as handle:
+        handle.write(icp_extra)
+    if csv_extra:
+        text = (tmp_path / "csv.yaml").read_text()
+        anchor = "  route: {field: ICP_Route__c"
+        head, tail = text.split(anchor, 1)
+        (tmp_path / "csv.yaml").write_text(head + csv_extra + anchor + tail)
+    return tmp_path
+
+
+def test_learning_settings_in_icp_yaml(tmp_path):
+    maps = _mappings(
+        tmp_path, "\nlearning:\n  objective: expected_value\n  tier_shares: {A: 0.1, B: 0.2}\n"
+    )
+    config = load_config("csv", maps)
+    assert config.learning.objective == "expected_value"
+    assert config.learning.tier_shares == {"A": 0.1, "B": 0.2}
+    (maps / "icp.yaml").write_text(
+        bundled.default("icp.yaml").read_text() + "\nlearning:\n  tier_shares: {A: 0.5, Z: 0.6}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config("csv", maps)
+    text = str(caught.value)
+    assert "icp.yaml" in text and "learning" in text and "add up to 1.1" in text
+
+
+def test_learning_tier_shares_name_real_tiers(tmp_path):
+    maps = _mappings(tmp_path, "\nlearning:\n  tier_shares: {A: 0.2, Z: 0.1}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config("csv", maps)
+    [problem] = caught.value.problems
+    assert problem.path == ("learning", "tier_shares", "Z") and "valid: A, B, C" in problem.message
+
+
+def test_win_probability_is_an_optional_output(tmp_path):
+    assert "win_probability" not in load_config("csv", None).mapping.outputs  # off by default
+    line = "  win_probability: {field: ICP_Win_Probability__c, type: number, scale: 0}\n"
+    config = load_config("csv", _mappings(tmp_path, csv_extra=line))
+    assert config.mapping.outputs["win_probability"].field == "ICP_Win_Probability__c"

@@ -292,3 +292,32 @@ def test_validate_checks_the_active_learned_file_naming_its_line(
     code, _, err = icp("mappings", "validate", "--crm", "csv", "--state", state)
     assert code == 2
     assert f"v0001.yaml:{number + 1}" in err and "'weight'" in err
+
+
+def test_unit_deal_counts_every_closed_deal(
+    base: Path, trained: tuple[Path, dict], tmp_path: Path
+) -> None:
+    code, out, err = train(base, tmp_path / "state", "--unit", "deal", "--dry-run", "--json")
+    assert code == 0, err
+    per_deal, per_account = json.loads(out)["holdout"], trained[1]["holdout"]
+    assert per_deal["n_won"] + per_deal["n_lost"] > per_account["n_won"] + per_account["n_lost"]
+    code, _, err = train(base, tmp_path / "state", "--unit", "lead")
+    assert code == 2 and "'lead' is not one of 'account', 'deal'" in err
+
+
+def test_the_gate_keeps_a_worse_version_a_candidate(base: Path, tmp_path: Path) -> None:
+    # on the sample the bundled hand-written ICP ranks the recent outcomes better than
+    # what is learned from the older ones: the new version waits as a candidate
+    state = tmp_path / "state"
+    code, out, err = train(base, state, "--json")
+    assert code == 0, err
+    payload = json.loads(out)
+    assert payload["version"] == "v0001" and payload["activated"] is False
+    assert payload["gate"]["worse"] is True
+    assert (state / "criteria" / "active").exists() is False
+    assert sync_json(base, state, "--dry-run")["criteria"].startswith("manual")
+    code, out, _ = icp("mappings", "activate", "v0001", "--state", state)
+    assert code == 0 and "learned v0001" in out
+    assert sync_json(base, state, "--dry-run")["criteria"].startswith("learned v0001")
+    code, _, err = icp("mappings", "activate", "v9", "--state", state)
+    assert code == 2 and "saved: v0001" in err
