@@ -105,6 +105,8 @@ def normalised(model: Any) -> dict[str, Any]:
     it is a boolean true. The page then never fails on an odd or older model file.
     """
     out = dict(model) if isinstance(model, dict) else {}
+    if isinstance(out.get("calibration"), dict):  # issue 9: {method, ece, bins}
+        out["calibration"] = out["calibration"].get("bins")
     for key in _DICTS:
         out[key] = out[key] if isinstance(out.get(key), dict) else {}
     for key in _LISTS:
