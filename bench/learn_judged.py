@@ -61,7 +61,7 @@ def judge_written(
 ) -> dict[str, Any]:
     """Train, then score the returned document as sync does and judge it on the holdout."""
     _, manual = ld.csv_config()
-    s = TrainSettings(lookback_days=ld.LOOKBACK_DAYS, **settings)
+    s = TrainSettings(**({"lookback_days": ld.LOOKBACK_DAYS} | settings))
     try:
         result = train(accounts, opportunities, manual, field_types, now, s)
     except NotEnoughOutcomes as refusal:
@@ -174,15 +174,19 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     only = set(args.only.split(","))
-    results = []
+    results: list[dict[str, Any]] = []
+
+    def done(figures: dict[str, Any]) -> None:
+        results.append(figures)
+        show(figures)
+        sys.stdout.flush()
+
     if "olist" in only:
         ds = ld.olist(args.data)
-        results.append(
-            judge_written("olist", ds.accounts, ds.opportunities, ds.field_types, ds.now)
-        )
+        done(judge_written("olist", ds.accounts, ds.opportunities, ds.field_types, ds.now))
     if "maven" in only:
         ds = ld.maven(args.data)
-        results.append(
+        done(
             judge_written(
                 "maven (per deal)",
                 ds.accounts,
@@ -194,16 +198,14 @@ def main() -> None:
         )
     if "ravenstack" in only:
         ds = ld.ravenstack(args.data)
-        results.append(
-            judge_written("ravenstack", ds.accounts, ds.opportunities, ds.field_types, ds.now)
-        )
+        done(judge_written("ravenstack", ds.accounts, ds.opportunities, ds.field_types, ds.now))
     if "planted" in only:
         sys.path.append(str(ROOT))
         from tests import planted as pl
 
         for seed in (int(s) for s in args.seeds.split(",")):
             accounts, opps, oracle = pl.planted_crm(args.accounts, seed=seed)
-            results.append(
+            done(
                 judge_written(
                     f"planted seed {seed}",
                     accounts,
@@ -214,8 +216,6 @@ def main() -> None:
                     lookback_days=730,
                 )
             )
-    for f in results:
-        show(f)
     if args.json:
         print(json.dumps(results, default=str))
 

@@ -3,14 +3,19 @@
 1. Outcomes: closed new-business deals in the look-back window, per account (won if
    any won, else lost; rule in `scoring.learn_outcomes`). Expansion is separate.
 2. Split in time: the most recent `holdout_share` of outcomes is held out, never a
-   random split. Binning, screening, `C`, merging and interactions are all fit on the
-   older part only; the holdout judges the resulting YAML criteria, evaluated exactly
-   as `sync` will evaluate them.
-3. Signal: a bootstrap interval (resampling accounts) on the holdout AUC; only when
+   random split. Binning, screening, `C`, merging, interactions, tier cut-offs and tier
+   caps are all fit on the older part only.
+3. What is written is what was judged (`scoring.learn_holdout.judge`): the criteria
+   document fitted on the older part, scored exactly as `sync` scores it, is judged on
+   the holdout; those are the figures reported, with the model's own beside them. The
+   score is calibrated to a win probability on the holdout (Platt).
+4. Signal: a bootstrap interval (resampling accounts) on the holdout AUC; only when
    its lower end is above 0.5 is a new criteria document proposed. Otherwise the
    manual criteria are returned unchanged, with `learned.signal: false`.
-4. The final scorecard is refit on every outcome with the same `C` and written as
-   criteria, anti-patterns, tiers (the top tier a ~15% minority) and segments.
+5. The criteria in use (`active`) are judged on the same holdout, so the caller can
+   keep a worse version as a candidate (`gate`). Segments, anti-patterns and loss
+   patterns are reported from every outcome; the hand-written segments and routing
+   carry over into the learned document, the hand-written segments first.
 """
 
 from __future__ import annotations
