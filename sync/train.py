@@ -133,6 +133,7 @@ def run_train(
             if live:
                 store.activate(version)
             else:
+                outcome.diff = _diff(config, proposed, f"candidate {version.name} (not live)")
                 outcome.notes.append(_candidate(version, gate, config))
             if live and config.criteria_pinned:
                 outcome.notes.append(
