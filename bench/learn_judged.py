@@ -18,7 +18,10 @@ holdout from `train`'s outcome rule and the holdout window it reports. Printed p
 - tier shares, win rates and ACV on the holdout, as the written tiers assign them;
 - three sample reasons as written (the best-, middle- and worst-scored holdout accounts);
 - planted data only: the oracle's AUC on the same holdout (the generator's true win
-  probability) and the written score's captured lift, (AUC - 0.5) / (oracle AUC - 0.5).
+  probability) and the written score's captured lift, (AUC - 0.5) / (oracle AUC - 0.5);
+  and the same on a fresh draw of the generator (seed + 1000) that no version of the
+  learner saw: the fair comparison between learners that refit on the holdout and
+  learners that do not.
 
 It only uses `train`, `collect_outcomes`, `score_accounts` and the criteria schema, so
 it runs unchanged against an older checkout (`PYTHONPATH=OLD_CHECKOUT`) for a before/after.
@@ -57,6 +60,7 @@ def judge_written(
     field_types: dict[str, str],
     now: Any,
     oracle: pd.Series | None = None,
+    fresh: tuple[pd.DataFrame, pd.DataFrame, pd.Series] | None = None,
     **settings: Any,
 ) -> dict[str, Any]:
     """Train, then score the returned document as sync does and judge it on the holdout."""
@@ -122,6 +126,21 @@ def judge_written(
         o = auc(oracle.reindex(ids).to_numpy(float), y)
         figures["oracle_auc"] = o
         figures["captured_lift"] = (written - 0.5) / (o - 0.5)
+    if fresh is not None:  # a new draw of the generator: no row of it was seen in training
+        f_acc, f_opps, f_oracle = fresh
+        f_out = collect_outcomes(f_acc, f_opps, now, s.lookback_days, s.unit, s.emerging_days)
+        rows_f = f_out.rows["account"].to_numpy(np.int64)
+        y_f = f_out.rows["won"].to_numpy(bool)
+        f_scores = score_accounts(build_features(f_acc, f_opps), icp)["score"].to_numpy(float)
+        ids = f_acc["account_id"].to_numpy()[rows_f]
+        o = auc(f_oracle.reindex(ids).to_numpy(float), y_f)
+        w = auc(f_scores[rows_f], y_f)
+        figures |= {
+            "fresh_written_auc": w,
+            "fresh_oracle_auc": o,
+            "fresh_captured_lift": (w - 0.5) / (o - 0.5),
+            "fresh_n": int(y_f.size),
+        }
     return figures
 
 
@@ -143,6 +162,12 @@ def show(f: dict[str, Any]) -> None:
         print(
             f"   oracle AUC {n(f['oracle_auc'])}; captured lift (written vs oracle) "
             f"{n(f['captured_lift'], 3)}"
+        )
+    if "fresh_n" in f:
+        print(
+            f"   fresh draw ({f['fresh_n']} outcomes never trained on): written AUC "
+            f"{n(f['fresh_written_auc'])}, oracle {n(f['fresh_oracle_auc'])}, captured lift "
+            f"{n(f['fresh_captured_lift'], 3)}"
         )
     print(
         f"   scores at 0: {f['at_0']:.1%}, at 100: {f['at_100']:.1%}; "
@@ -205,6 +230,7 @@ def main() -> None:
 
         for seed in (int(s) for s in args.seeds.split(",")):
             accounts, opps, oracle = pl.planted_crm(args.accounts, seed=seed)
+            f_acc, f_opps, f_oracle = pl.planted_crm(args.accounts, seed=seed + 1000)
             done(
                 judge_written(
                     f"planted seed {seed}",
@@ -213,6 +239,7 @@ def main() -> None:
                     pl.FIELD_TYPES,
                     pl.NOW,
                     oracle=oracle["p_win"],
+                    fresh=(f_acc, f_opps, f_oracle["p_win"]),
                     lookback_days=730,
                 )
             )
