@@ -258,6 +258,17 @@ def human_date(value: Any) -> str:
     return f"{day}, {stamp.strftime('%H:%M')}{zone}"
 
 
+def format_points(value: Any) -> str:
+    """Score points as reasons, tables and cards all show them: whole points (`12`), a
+    tenth only below one point (`0.4`)."""
+    number = _number(value) or 0.0
+    magnitude = abs(number)
+    if magnitude >= 0.95:
+        return str(round(magnitude))
+    rounded = round(magnitude, 1)
+    return str(int(rounded)) if float(rounded).is_integer() else f"{rounded:.1f}"
+
+
 def _value(value: Any, style: _Style) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
@@ -351,6 +362,8 @@ def describe_level(field: str, op: str, value: Any, labels: Mapping[str, str] | 
 
 
 def _equals(label: str, style: _Style, value: Any) -> str:
+    if style.kind == "money" and _number(value) == 0:
+        return "Pre-revenue" if label == "Revenue" else f"No {label.lower()}"
     if isinstance(value, list):
         return f"{label}: {_listed(_value(v, style) for v in value)}"
     if style.kind == "count" and style.noun and isinstance(value, int | float):
@@ -390,6 +403,14 @@ def _bound(label: str, style: _Style, op: str, value: Any) -> str:
     text = _value(value, style)
     if style.falling and _number(value) == 0:
         return style.falling if op in ("lt", "lte") else style.rising
+    number = _number(value)
+    if style.kind == "money" and number is not None:
+        none = (op == "lte" and number <= 0) or (op == "lt" and 0 < number <= 1)
+        some = (op == "gt" and number == 0) or (op == "gte" and 0 < number <= 1)
+        if none:
+            return "Pre-revenue" if label == "Revenue" else f"No {label.lower()}"
+        if some:
+            return f"Has {label.lower()}"
     if style.kind == "count" and style.noun:
         return {
             "lt": f"Fewer than {text} {style.noun}",

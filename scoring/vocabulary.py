@@ -157,9 +157,9 @@ def segment_name(
             tail.append(f"using {_either([str(v) for v in used])}")
         elif field == "is_customer" and len(ops) == 1 and "eq" in ops:
             core.append("customers" if ops["eq"] is True else "prospects")
-        else:
+        else:  # values before ranges: `Funding stage: Seed, up to 499 employees`
             phrase = describe_rule([{"field": field, **ops}], labels)
-            qualifiers.append(phrase)
+            qualifiers.insert(0 if bounds is None else len(qualifiers), phrase)
 
     head_words = [w for w in (size, *core) if w]
     if noun == "established companies":
