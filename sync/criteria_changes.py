@@ -9,6 +9,9 @@ points of a 100-point score (a weight's share of all weights), so a hand-written
 and a learned one compare on one scale. Where a document records the win rate a
 criterion stood for (a learned file does: "won 65% of 339 ..."), it is shown beside it.
 
+Learned files may give weights as points (`scale: {weights: points}`); they are read as
+scoring reads them.
+
 `table` renders the rows; `render` prints them, or says there is nothing to compare.
 The full YAML diff stays available on request (`--yaml-diff`).
 """
@@ -66,9 +69,11 @@ def _criteria(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 if isinstance(item, dict) and item.get("name"):
                     found.append({**item, "group": group})
     total = sum(float(c.get("weight") or 0) for c in found) or 1.0
-    return {
-        str(c["name"]): {**c, "points": 100.0 * float(c.get("weight") or 0) / total} for c in found
-    }
+    scale: dict[str, Any] = doc["scale"] if isinstance(doc.get("scale"), dict) else {}
+    # as scoring.criteria adds them: a weight's share of (100 - base), or the weight itself
+    base = float(scale.get("base") or 0)
+    unit = 1.0 if scale.get("weights") == "points" else (100.0 - base) / total
+    return {str(c["name"]): {**c, "points": unit * float(c.get("weight") or 0)} for c in found}
 
 
 def _rule(item: dict[str, Any]) -> dict[str, Any]:
