@@ -10,7 +10,8 @@ Three things a real export gets wrong, handled here for `connectors.csvfiles`:
 - **Quotes.** A record may span several lines only inside a quoted field. A stray quote
   would otherwise swallow every following line into one field. A record is accepted only
   when it closes within `MAX_SPAN` lines, has exactly the header's number of fields, and
-  swallows no line that is a whole row on its own; otherwise its first line is reported
+  swallows no line that is a whole row on its own (balanced quotes, the header's width,
+  a first field); otherwise its first line is reported
   as damaged and reading starts again on the next line. So a stray quote costs one row.
 - **Ids.** An Id with a control character (NUL, tab, CR...) is refused with its line.
   Salesforce 15-character Ids become their 18-character form (`salesforce_ids`). An Id
@@ -145,8 +146,13 @@ def _parse(text: str) -> list[str] | None:
 
 
 def _whole_row(text: str, width: int) -> bool:
+    """True when a line is a whole record on its own: quotes balanced, the right width,
+    a first field. (The last line of a real multi-line field holds its closing quote,
+    so it is never balanced on its own.)"""
+    if text.count('"') % 2:
+        return False
     fields = _parse(text)
-    return fields is not None and len(fields) == width
+    return fields is not None and len(fields) == width and bool(fields[0].strip())
 
 
 def records(
@@ -181,8 +187,8 @@ def records(
         if not pending and not item[1].strip():
             continue
         pending.append(item)
-        text = "".join(t for _, t in pending)
-        fields = _parse(text)
+        # an open quoted field closes only on a line with a quote: skip the parse till then
+        fields = None if len(pending) > 1 and '"' not in item[1] else _parse(_joined(pending))
         if fields is None:
             if len(pending) > MAX_SPAN:
                 first, *rest = pending
@@ -215,6 +221,10 @@ def records(
             continue
         pending = []
         yield first_line, fields
+
+
+def _joined(pending: list[tuple[int, str]]) -> str:
+    return "".join(text for _, text in pending)
 
 
 def clean_id(value: str, salesforce: bool) -> tuple[str | None, str | None]:

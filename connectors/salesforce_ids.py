@@ -18,17 +18,17 @@ from __future__ import annotations
 import re
 
 _SUFFIX_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+_UPPER_FLAGS = str.maketrans(
+    {chr(c): "1" if chr(c).isupper() else "0" for c in range(128) if chr(c).isalnum()}
+)
 _ID15 = re.compile(r"[A-Za-z0-9]{15}")
 _ID18 = re.compile(r"[A-Za-z0-9]{15}[A-Z0-5]{3}")
 
 
 def checksum(id15: str) -> str:
     """The three-character case checksum of a 15-character Id."""
-    suffix = ""
-    for start in (0, 5, 10):
-        bits = sum(1 << i for i, ch in enumerate(id15[start : start + 5]) if "A" <= ch <= "Z")
-        suffix += _SUFFIX_CHARS[bits]
-    return suffix
+    flags = id15.translate(_UPPER_FLAGS)[::-1]  # reversed: character i is bit i
+    return "".join(_SUFFIX_CHARS[int(flags[start : start + 5], 2)] for start in (10, 5, 0))
 
 
 def to_18(value: str) -> str:
