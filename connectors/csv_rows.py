@@ -235,6 +235,8 @@ def clean_id(value: str, salesforce: bool) -> tuple[str | None, str | None]:
     bad = _CONTROL.search(text)
     if bad is not None:
         return None, f"Id {text!r} contains control character U+{ord(bad.group()):04X}; skipped"
+    if text.startswith(("=", "+", "-", "@")):
+        return None, f"Id {text[:40]!r} starts like a spreadsheet formula, not an Id; skipped"
     return (to_18(text) if salesforce else text), None
 
 

@@ -46,7 +46,8 @@ from connectors.csv_rows import (
     records,
 )
 from connectors.errors import SourceError
-from connectors.mapping import ID_FIELDS, CrmMapping
+from connectors.mapping import CURRENT_PREFIX, ID_FIELDS, CrmMapping
+from connectors.spreadsheet_safety import neutralise, restore
 
 log = logging.getLogger(__name__)
 PAGE_ROWS = 50_000
@@ -64,6 +65,8 @@ class CsvSettings(BaseModel):
     salesforce_ids: bool = True
     """Read 15-character Salesforce Ids (Id and lookups such as AccountId) as their
     18-character form, so both forms of one record are one record."""
+    spreadsheet_safe: bool = True
+    """Quote text cells of the update file that a spreadsheet would run as a formula."""
 
 
 class CsvConnector(Connector):
@@ -154,6 +157,9 @@ class CsvConnector(Connector):
                 continue
             frame, issues = to_canonical(page, self.mapping, kind)
             stats.issues.extend(issues)
+            if self.settings.spreadsheet_safe:  # values loaded from our quoted cells
+                for column in [c for c in frame.columns if c.startswith(CURRENT_PREFIX)]:
+                    frame[column] = frame[column].map(restore, na_action="ignore")
             if "modified_at" in frame:
                 frame["modified_at"] = frame["modified_at"].fillna(mtime)
             stats.rows += len(frame)
@@ -209,13 +215,19 @@ class CsvConnector(Connector):
         assert self._writer is not None
         id_field = self._columns()[0]
         for update in batch:
-            row = {id_field: update.record_id}
+            row = {id_field: self._safe(update.record_id)}
             for name, value in update.values.items():
-                row[name] = NULL_MARKER if value is None else _cell(value)
+                row[name] = NULL_MARKER if value is None else self._safe(_cell(value), value)
             self._writer.writerow(row)
         self._flush()
         self.write_calls += 1
         return [WriteResult(u.record_id, ok=True) for u in batch]
+
+    def _safe(self, text: str, value: object = "") -> str:
+        """`text` as a spreadsheet will show it: text cells that are formulas, quoted."""
+        if not self.settings.spreadsheet_safe or isinstance(value, int | float):
+            return text
+        return neutralise(text)
 
     def end_write(self) -> None:
         """Merge rows per record (later values win) into the update file, atomically."""

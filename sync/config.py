@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 import connectors
 import mappings
+from connectors.api_names import name_problems
 from connectors.mapping import CrmMapping
 from scoring.features import available_fields
 from scoring.schema import IcpCriteria, condition_problems
@@ -147,6 +148,8 @@ def load_config(crm: str, directory: Path | None, state_dir: Path | None = None)
                 mapping_doc.problem(("crm",), f"must be {crm!r} in {crm}.yaml. Got {mapping.crm!r}")
             )
         problems += [mapping_doc.problem(p, m) for p, m in mapping.problems()]
+        if mapping.crm == crm:  # names that reach a query or a path (SOQL injection)
+            problems += [mapping_doc.problem(p, m) for p, m in name_problems(mapping)]
         settings = connectors.settings_model(crm)
         if settings is not None:
             _validate_part(mapping_doc, ("settings",), mapping.settings, settings, problems)

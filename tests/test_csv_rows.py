@@ -215,3 +215,44 @@ def test_ambiguous_dates_warn_and_date_format_settles_them(
     set_format = load_config("csv", tmp_path / "m").mapping
     created = pull(CsvConnector(set_format, source(tmp_path, rows)))["created_at"]
     assert created.dt.strftime("%Y-%m-%d").tolist() == ["2017-11-03", "2018-05-04"]
+
+
+# -- formulas ----------------------------------------------------------------------------
+
+
+def test_formula_cells_are_neutralised_and_read_back_converged(
+    tmp_path: Path, mapping: CrmMapping
+) -> None:
+    from connectors.base import RecordUpdate
+
+    payload = "=1+2+cmd|' /C calc'!A0"
+    rows = [HEADER, f"{account_id(1)},Acme,{payload},10,", f"{payload},Evil,,,"]
+    connector = CsvConnector(mapping, source(tmp_path, rows))
+    accounts = pull(connector)
+    assert accounts["account_id"].tolist() == [account_id(1)]  # the formula Id is refused
+    assert "starts like a spreadsheet formula" in problems(connector)[0][1]
+    outputs = {o.field: o.field for o in mapping.outputs.values()}
+    reasons, tier = outputs["ICP_Reasons__c"], outputs["ICP_Tier__c"]
+    connector.begin_write(2)
+    connector.write(
+        [
+            RecordUpdate(account_id(1), {reasons: f"+20 industry {payload}", tier: "@A"}),
+            RecordUpdate("-1", {reasons: "\tx", tier: "\rB"}),
+            RecordUpdate(account_id(2), {reasons: "fine = fine", "ICP_Score__c": -5.0}),
+        ]
+    )
+    connector.end_write()
+    import csv
+
+    with (tmp_path / "icp_updates.csv").open(newline="", encoding="utf-8") as handle:
+        written = list(csv.DictReader(handle))
+    assert written[0][reasons] == f"'+20 industry {payload}" and written[0][tier] == "'@A"
+    assert written[1]["Id"] == "'-1"
+    assert written[1][reasons] == "'\tx" and written[1][tier] == "'\rB"
+    assert written[2][reasons] == "fine = fine" and written[2]["ICP_Score__c"] == "-5"
+    # Data Loader loads the quoted text as it stands; the next export reads it back as ours
+    header = f"{HEADER},{reasons}"
+    again = CsvConnector(
+        mapping, source(tmp_path, [header, f'{account_id(1)},Acme,,,,"\'+20 industry x"'])
+    )
+    assert pull(again)["current_reasons"].tolist() == ["+20 industry x"]
