@@ -38,8 +38,10 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from connectors.answers import hubspot_body
 from connectors.errors import ConnectError, FatalError, LimitReachedError, TransientError
 from connectors.hubspot_limits import SlidingWindow
+from connectors.waits import WaitTooLong, too_long
 
 log = logging.getLogger(__name__)
 DEFAULT_HOST = "https://api.hubapi.com"
@@ -197,7 +199,8 @@ class Transport:
             try:
                 data = response.data
                 headers = response.headers
-                return Answer(int(response.status), _parse(data), headers)
+                body = hubspot_body(_parse(data), f"{path}.{method}")
+                return Answer(int(response.status), dict(body), headers)
             finally:
                 response.release_conn()
         except urllib3.exceptions.HTTPError as exc:
@@ -227,6 +230,8 @@ class Transport:
             if policy == "DAILY":
                 return LimitReachedError(f"HubSpot's daily API limit is used up ({message})")
             retry_after = _retry_after(getattr(exc, "headers", None))
+            if retry_after is not None and too_long(retry_after):  # stop; rerun later
+                return WaitTooLong(retry_after, f"{where}: 429 {policy or category}")
             # the window is full: hold every call a moment (a tenth of a 10 s window; the
             # whole second of search's own limit, which the engine cannot see filling)
             wait = limiter.interval if policy == "SECONDLY" else limiter.interval / 10
