@@ -324,6 +324,10 @@ def _read_pages(
             f"from it; found columns: {', '.join(header[:12])}"
         )
         raise SourceError(msg)
+    repeated = sorted({name for name in header if header.count(name) > 1 and name})
+    if repeated:
+        msg = f"{path}, line 1: the header names {', '.join(repeated)} more than once"
+        raise SourceError(msg)
     width = len(header)
     id_index = header.index(id_column)
     lookup_index = header.index(lookup_column) if lookup_column in header else None
