@@ -346,7 +346,7 @@ def _read_pages(
             continue
         record_id, problem = clean_id(row[id_index], salesforce_ids)
         if problem is not None:
-            issues.append(RowIssue(kind, start, None, id_column, None, problem))
+            issues.append(RowIssue(kind, start, None, None, None, problem))
             continue
         if record_id is not None:
             if record_id in seen:
@@ -367,7 +367,9 @@ def _read_pages(
         if lookup_index is not None and row[lookup_index].strip():
             lookup, problem = clean_id(row[lookup_index], salesforce_ids)
             if problem is not None:
-                issues.append(RowIssue(kind, start, record_id, lookup_column, None, problem))
+                issues.append(
+                    RowIssue(kind, start, record_id, None, None, f"{lookup_column}: {problem}")
+                )
             row[lookup_index] = lookup or ""
         rows.append(row)
         lines.append(start)
