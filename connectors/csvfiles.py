@@ -286,6 +286,22 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+def _detect_encoding(path: Path) -> str:
+    """One codec that decodes the whole file, for readers that take a single one (the
+    mapping editor's profile): UTF-8 when every line is, else Windows-1252 or Latin-1.
+    The connector itself reads mixed files row by row (`csv_rows.plan_encoding`)."""
+    plan = plan_encoding(path)
+    if plan.encoding == "utf-8" and not plan.exceptions:
+        return "utf-8-sig"
+    try:
+        with path.open(encoding="cp1252", newline="") as handle:
+            while handle.read(1 << 20):
+                pass
+    except UnicodeDecodeError:
+        return "latin-1"
+    return "cp1252"
+
+
 def _header(path: Path, plan: EncodingPlan) -> list[str]:
     for record in records(physical_lines(path, plan)):
         return [] if isinstance(record, Damaged) else [h.strip() for h in record[1]]
