@@ -145,3 +145,15 @@ def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     (problem,) = read_yaml(fifo).problems
     assert "not a regular file" in problem.message
+
+
+def test_mapping_editor_reads_through_the_same_loader() -> None:
+    from sync.editor.session import _safe
+    from sync.mapedit import EditError, load
+
+    bomb = BUNDLED_ICP + LAUGHS
+    assert _safe(bomb) == {}  # no expansion: the editor shows nothing rather than hang
+    with pytest.raises(EditError, match="billion laughs"):
+        load(bomb)
+    with pytest.raises(EditError, match="nested deeper than 64"):
+        load("x: " + "[" * 600 + "]" * 600 + "\n")
