@@ -127,16 +127,25 @@ def parse_datetime(series: pd.Series, label: str = "", date_format: str | None =
         epoch = _per_unique(values, _looks_like_epoch).fillna(False).astype(bool)
     if epoch.any():
         millis = pd.to_numeric(values[epoch], errors="coerce")
-        out[epoch] = pd.to_datetime(millis, unit="ms", utc=True, errors="coerce").astype(_UTC)
+        stamps = pd.to_datetime(millis, unit="ms", utc=True, errors="coerce")
+        out[epoch] = _nanosecond_range(stamps)
     text = present & ~epoch
     if text.any():
         parsed = pd.to_datetime(values[text], format="ISO8601", utc=True, errors="coerce")
-        parsed = parsed.astype(_UTC)
+        parsed = _nanosecond_range(parsed)
         bad = parsed.isna()
         if bad.any():  # other layouts (`03-04-2025 10:00`): one layout for the column
             parsed[bad] = parse_layout(values[text][bad], label, date_format)
         out[text] = parsed
     return out
+
+
+def _nanosecond_range(stamps: pd.Series) -> pd.Series:
+    """UTC nanosecond stamps; a year they cannot hold (`-13-01-01`, `0024-04-13`) is NaT."""
+    if stamps.dtype == _UTC:
+        return stamps
+    low, high = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
+    return stamps.where((stamps >= low) & (stamps <= high)).astype(_UTC)
 
 
 def _looks_like_epoch(value: object) -> bool:

@@ -61,10 +61,11 @@ def parse_layout(values: pd.Series, label: str, date_format: str | None) -> pd.S
 
 
 def _one(text: str, day_first: bool) -> object:
-    try:
-        stamp = pd.to_datetime(text, dayfirst=day_first)
+    try:  # a year nanoseconds cannot hold (24, from `024-04-13`) is unreadable
+        stamp = pd.Timestamp(pd.to_datetime(text, dayfirst=day_first))
+        if stamp is pd.NaT:
+            return pd.NaT
+        stamp = stamp.as_unit("ns")  # raises for years nanoseconds cannot hold
+        return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     except (ValueError, TypeError, OverflowError):
         return pd.NaT
-    if stamp is pd.NaT:
-        return pd.NaT
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")

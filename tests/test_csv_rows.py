@@ -256,3 +256,19 @@ def test_formula_cells_are_neutralised_and_read_back_converged(
         mapping, source(tmp_path, [header, f'{account_id(1)},Acme,,,,"\'+20 industry x"'])
     )
     assert pull(again)["current_reasons"].tolist() == ["+20 industry x"]
+
+
+def test_a_date_pandas_cannot_hold_is_an_unreadable_value(
+    tmp_path: Path, mapping: CrmMapping
+) -> None:
+    # found by tests/test_fuzz.py: one deleted character turned 2024-04-13 into 024-04-13
+    rows = [
+        HEADER,
+        f"{account_id(1)},A,,,024-04-13",
+        f"{account_id(2)},B,,,2024-04-13",
+        f"{account_id(3)},C,,,-13-01-01",
+    ]
+    connector = CsvConnector(mapping, source(tmp_path, rows))
+    created = pull(connector)["created_at"]
+    assert created.isna().tolist() == [True, False, True]
+    assert [line for line, _ in problems(connector)] == [2, 4]
