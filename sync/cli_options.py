@@ -16,7 +16,7 @@ import click
 from connectors.errors import ConnectorError
 from sync.config import CRMS
 from sync.lock import LockedError
-from sync.logs import configure, log_format
+from sync.logs import configure, guard_streams, log_format
 from sync.progress import progress_for
 from sync.runner import exit_code_for
 from sync.yamlfile import ConfigError
@@ -38,6 +38,7 @@ def common(func: F) -> F:
 
     @functools.wraps(func)
     def configured(*args: Any, log_format: str, verbose: int, quiet: int, **kwargs: Any) -> Any:
+        guard_streams()  # every line printed, --json included, is redacted
         configure(log_format, verbose - quiet)
         with progress_for(sys.stderr):
             return func(*args, **kwargs)
