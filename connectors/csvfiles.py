@@ -5,19 +5,26 @@ without BOM, falling back to Windows-1252/Latin-1) and writes `icp_updates.csv`:
 plus the output fields, one row per account whose values changed. A blank cell in that
 file leaves the CRM value alone (Data Loader's default); `#N/A` clears it.
 
-The update file is built as `icp_updates.csv.partial` batch by batch, flushed to disk
-before each batch is reported written, and renamed into place when the run finishes.
-A run killed half-way leaves the `.partial` behind; the next run carries its rows
-over, so nothing the state already counts as written is lost from the file.
+Writes are handed over, not made: a row in the update file is a change the CRM does
+not show yet. The engine keeps every such change pending (in its state) until a later
+export shows it, and each run's file holds every pending change, so loading the latest
+file is always enough. `hand_over` writes it under a temporary name, fsyncs and renames
+it into place as `icp_updates-run-000042.csv` (one per run, the last `keep_runs` kept),
+then the same way as `icp_updates.csv`: a crash leaves the previous file or the new one,
+never half of one.
+
+An export read is checked for structure before anything is taken as deleted: an empty
+file, a missing `Id` column or a file cut off mid-row stops the run (`SourceError`);
+a row that cannot be told apart from the next keeps every record as it was.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import logging
 import os
-from collections.abc import Collection, Iterator, Sequence
+import re
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -29,6 +36,7 @@ from connectors.base import (
     Connector,
     FieldInfo,
     ObjectKind,
+    PullStats,
     RecordUpdate,
     WriteResult,
 )
@@ -44,12 +52,17 @@ UPDATES_FILE = "icp_updates.csv"
 _ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
 
 
+RUN_FILE = "{stem}-run-{run:06d}{suffix}"
+
+
 class CsvSettings(BaseModel):
     """`settings:` in csv.yaml."""
 
     model_config = ConfigDict(extra="forbid")
     batch_size: int = Field(default=10_000, gt=0, le=1_000_000)
-    """Rows written (and flushed to disk) per batch."""
+    """Rows handed over per batch."""
+    keep_runs: int = Field(default=30, ge=1, le=100_000)
+    """Update files of past runs kept beside the latest (`icp_updates-run-NNNNNN.csv`)."""
 
 
 class CsvConnector(Connector):
@@ -62,16 +75,16 @@ class CsvConnector(Connector):
     """
 
     name = "csv"
+    hands_over = True
+    deletes_by_absence = True
 
     def __init__(self, mapping: CrmMapping, source: Path, out: Path | None = None) -> None:
         super().__init__(mapping)
-        self.max_batch_size = CsvSettings.model_validate(mapping.settings).batch_size
+        settings = CsvSettings.model_validate(mapping.settings)
+        self.max_batch_size = settings.batch_size
+        self.keep_runs = settings.keep_runs
         self.source = Path(source)
         self.out = Path(out) if out else self.source / UPDATES_FILE
-        self._partial = self.out.with_name(self.out.name + ".partial")
-        self._handle: io.TextIOWrapper | None = None
-        self._writer: csv.DictWriter[str] | None = None
-        self._carried = False
         self._encodings: dict[Path, str] = {}
         self._present: dict[str, set[str]] = {}
         """Every id a finished pull saw (read or not), so deletions need no second read."""
@@ -93,6 +106,15 @@ class CsvConnector(Connector):
             if not path.is_file():
                 msg = f"{path}: file not found (expected a Data Export CSV with API field names)"
                 raise SourceError(msg)
+            if _same_file(path, self.out):
+                msg = (
+                    f"--out {self.out} is the export's own {path.name}: the update file must "
+                    "be another file (default: SOURCE/icp_updates.csv)"
+                )
+                raise SourceError(msg)
+        if self.out.exists() and self.out.is_dir():
+            msg = f"--out {self.out} is a directory; give the update file's path"
+            raise SourceError(msg)
 
     def pull(self, kind: ObjectKind, since: datetime | None) -> Iterator[pd.DataFrame]:
         """Read the whole file; only rows stamped at or after `since` are parsed and yielded."""
@@ -109,9 +131,7 @@ class CsvConnector(Connector):
             object_map.fields["modified_at"].field if "modified_at" in object_map.fields else None
         )
         present: set[str] = set()
-        pages = _read_pages(
-            path, self._encoding(path), id_column, stats.issues, kind, stats.unreadable_ids
-        )
+        pages = _read_pages(path, self._encoding(path), id_column, stats, kind)
         for number, raw in enumerate(pages):
             if number == 0:
                 self._warn_missing_columns(path, kind, raw.columns)
@@ -146,10 +166,14 @@ class CsvConnector(Connector):
         if kind not in self._present:  # no finished pull to go by: read the ids
             path = self.path(kind)
             id_column = getattr(self.mapping.objects, kind).fields[ID_FIELDS[kind]].field
+            stats = PullStats()
             present: set[str] = set()
-            for page in _read_pages(path, self._encoding(path), id_column, [], kind, present):
+            for page in _read_pages(path, self._encoding(path), id_column, stats, kind):
                 present.update(page[id_column].dropna().str.strip())
-            self._present[kind] = present
+            self._present[kind] = present | stats.unreadable_ids
+            self.stats[kind].complete &= stats.complete
+        if not self.stats[kind].complete:
+            return set()  # rows that could not be told apart: no evidence of any deletion
         return set(known) - self._present[kind]
 
     # -- write-back ---------------------------------------------------------------------
@@ -158,64 +182,54 @@ class CsvConnector(Connector):
         id_field = self.mapping.objects.account.fields["account_id"].field
         return [id_field, *(o.field for o in self.mapping.outputs.values())]
 
-    def begin_write(self, records: int = 0) -> None:
-        """Start `icp_updates.csv.partial`, keeping the rows of a killed run's partial file."""
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        carried = _read_update_rows(self._partial) if self._partial.exists() else []
-        self._carried = bool(carried)
-        fresh = self._partial.with_name(self._partial.name + ".new")
-        handle = fresh.open("w", newline="", encoding="utf-8")
-        writer = csv.DictWriter(handle, fieldnames=self._columns(), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(carried)
-        handle.flush()
-        os.fsync(handle.fileno())
-        os.replace(fresh, self._partial)  # the old rows are never only in memory
-        self._handle, self._writer = handle, writer
-
     def write(self, batch: Sequence[RecordUpdate]) -> list[WriteResult]:
-        if self._writer is None:
-            self.begin_write()
-        assert self._writer is not None
-        id_field = self._columns()[0]
-        for update in batch:
-            row = {id_field: update.record_id}
-            for name, value in update.values.items():
-                row[name] = NULL_MARKER if value is None else _cell(value)
-            self._writer.writerow(row)
-        self._flush()
+        """Accept a batch into this run's hand-over; `hand_over` publishes it (with every
+        change still pending) when the run's state is ready to record it."""
         self.write_calls += 1
         return [WriteResult(u.record_id, ok=True) for u in batch]
 
-    def end_write(self) -> None:
-        """Merge rows per record (later values win) into the update file, atomically."""
-        if self._writer is None:
-            self.begin_write()
-        assert self._handle is not None
-        self._handle.close()
-        self._handle = self._writer = None
-        if not self._carried:  # one row per record already: the partial file is the file
-            os.replace(self._partial, self.out)
-            return
-        id_field = self._columns()[0]
-        merged: dict[str, dict[str, str]] = {}
-        for row in _read_update_rows(self._partial):
-            target = merged.setdefault(row[id_field], {})
-            target.update({k: v for k, v in row.items() if v})
-        final = self.out.with_name(self.out.name + ".new")
-        with final.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=self._columns(), extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(merged.values())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(final, self.out)
-        self._partial.unlink()
+    def hand_over(self, updates: Sequence[RecordUpdate], run_id: int) -> None:
+        """Write every pending change as `icp_updates-run-NNNNNN.csv`, then as the update
+        file itself; each lands whole (temporary name, fsync, rename) or not at all."""
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        run_file = self.run_file(run_id)
+        _atomic_write(run_file, self._columns(), self._rows(updates))
+        _atomic_write(self.out, self._columns(), self._rows(updates))
+        self._prune(run_id)
 
-    def _flush(self) -> None:
-        assert self._handle is not None
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+    def run_file(self, run_id: int) -> Path:
+        """Where run `run_id`'s update file is kept."""
+        name = RUN_FILE.format(stem=self.out.stem, run=run_id, suffix=self.out.suffix)
+        return self.out.with_name(name)
+
+    def run_files(self) -> list[Path]:
+        """The kept update files of past runs, oldest first."""
+        pattern = re.compile(
+            re.escape(self.out.stem) + r"-run-(\d{6,})" + re.escape(self.out.suffix) + "$"
+        )
+        found = [
+            (int(match.group(1)), path)
+            for path in self.out.parent.glob(f"{self.out.stem}-run-*")
+            if (match := pattern.match(path.name))
+        ]
+        return [path for _, path in sorted(found)]
+
+    def _prune(self, run_id: int) -> None:
+        keep = self.run_file(run_id)
+        old = [path for path in self.run_files() if path != keep]
+        for path in old[: max(0, len(old) - (self.keep_runs - 1))]:
+            path.unlink(missing_ok=True)
+
+    def _rows(self, updates: Sequence[RecordUpdate]) -> Iterator[dict[str, str]]:
+        id_field = self._columns()[0]
+        for update in updates:
+            row = {id_field: update.record_id}
+            for name, value in update.values.items():
+                row[name] = NULL_MARKER if value is None else _cell(value)
+            yield row
+
+    def output_lock(self) -> tuple[Path, Path] | None:
+        return self.out.parent, Path(f".{self.out.name}.lock")
 
     def describe(self) -> dict[str, dict[str, FieldInfo]]:
         described: dict[str, dict[str, FieldInfo]] = {}
@@ -233,9 +247,32 @@ class CsvConnector(Connector):
         return str(self.out)
 
 
-def _read_update_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        return [row for row in csv.DictReader(handle) if any(row.values())]
+def _atomic_write(path: Path, columns: list[str], rows: Iterable[dict[str, str]]) -> None:
+    """Write a CSV under a temporary name, fsync it, rename it over `path`, fsync the folder."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with temporary.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return (a.exists() and b.exists() and os.path.samefile(a, b)) or a.resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 def _cell(value: object) -> str:
@@ -267,23 +304,29 @@ def _header(path: Path, encoding: str) -> list[str]:
 
 
 def _read_pages(
-    path: Path,
-    encoding: str,
-    id_column: str,
-    issues: list[RowIssue],
-    kind: str,
-    unreadable_ids: set[str],
+    path: Path, encoding: str, id_column: str, stats: PullStats, kind: str
 ) -> Iterator[pd.DataFrame]:
     """Yield raw pages (all strings, `None` for empty) with their line numbers.
 
-    Rows that cannot be read go to `issues`; their id, when it can be made out, goes to
-    `unreadable_ids`, so a damaged row is never mistaken for a deleted record.
+    Rows that cannot be read go to `stats.issues`; their id, when it can be made out, goes
+    to `stats.unreadable_ids`, so a damaged row is never mistaken for a deleted record; a
+    row whose id cannot be made out marks the read incomplete (`stats.complete`).
+
+    Raises:
+        SourceError: the file is not a whole export: empty, no id column, or cut off
+            (its last row ends early, or a quote opened on some line is never closed).
     """
+    issues, unreadable_ids = stats.issues, stats.unreadable_ids
     try:
         handle = path.open(encoding=encoding, newline="")
+        size = path.stat().st_size
     except OSError as exc:
         msg = f"{path}: {exc.strerror or exc}"
         raise SourceError(msg) from exc
+    if size == 0:
+        msg = f"{path}: the file is empty (0 bytes), not an export: not even a header line"
+        raise SourceError(msg)
+    ends_cleanly = _tail(path).endswith((b"\n", b"\r"))
     with handle:
         reader = csv.reader(handle)
         try:
@@ -304,6 +347,7 @@ def _read_pages(
         rows: list[list[str]] = []
         lines: list[int] = []
         previous = reader.line_num
+        last: tuple[int, list[str]] = (1, header)
         while True:
             try:
                 row = next(reader)
@@ -311,14 +355,18 @@ def _read_pages(
                 break
             except csv.Error as exc:
                 issues.append(RowIssue(kind, previous + 1, None, None, None, f"unreadable: {exc}"))
+                stats.complete = False  # its id is unknown: no deletion can be told
                 previous = reader.line_num
                 continue
             start, previous = previous + 1, reader.line_num
+            last = (start, row)
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if len(row) != width:
                 if len(row) > id_index and row[id_index].strip():
                     unreadable_ids.add(row[id_index].strip())
+                else:
+                    stats.complete = False
                 issues.append(
                     RowIssue(
                         kind,
@@ -335,8 +383,32 @@ def _read_pages(
             if len(rows) >= PAGE_ROWS:
                 yield _page(header, rows, lines)
                 rows, lines = [], []
+        _check_end(path, last, width, ends_cleanly)
         if rows:
             yield _page(header, rows, lines)
+
+
+def _tail(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        handle.seek(max(0, path.stat().st_size - 2))
+        return handle.read()
+
+
+def _check_end(path: Path, last: tuple[int, list[str]], width: int, ends_cleanly: bool) -> None:
+    """A file cut off mid-row, or a quote never closed, is not a whole export."""
+    start, row = last
+    if row and "\n" in row[-1] and not _tail(path).rstrip(b"\r\n").endswith(b'"'):
+        msg = (
+            f"{path}, line {start}: a quoted value opened on this line is never closed; "
+            "everything after it would be read as one value (a damaged or cut-off export)"
+        )
+        raise SourceError(msg)
+    if not ends_cleanly and len(row) < width:
+        msg = (
+            f"{path}, line {start}: the file ends in the middle of a row ({len(row)} of "
+            f"{width} fields, no line end): the export is cut off"
+        )
+        raise SourceError(msg)
 
 
 def _page(header: list[str], rows: list[list[str]], lines: list[int]) -> pd.DataFrame:

@@ -81,6 +81,13 @@ def run_summary(console: Console, result: RunResult) -> None:
             f"Estimated API calls: {estimate.total} ({estimate.pull_calls} to pull, "
             f"{estimate.write_calls} to write, via {estimate.method}). {estimate.note}".rstrip()
         )
+    elif "pending" in counts:
+        console.print(
+            f"Update file: {result.target} holds every change not yet seen in the CRM: "
+            f"{counts['pending']} records ({counts['written']} decided by this run, "
+            f"{counts['confirmed']} earlier ones now seen in the export). Load it with "
+            "Data Loader's Update."
+        )
     else:
         console.print(f"API calls used: {result.api_calls}. Output: {result.target}")
     if counts.get("unreadable_rows") or counts.get("unreadable_values"):
@@ -184,3 +191,24 @@ def status_tables(
     if len(failures) > limit:
         fail_table.caption = f"... and {len(failures) - limit} more (--json lists all)"
     return [run_table, mark_table, fail_table]
+
+
+def pending_table(pending: list[dict[str, Any]]) -> Table:
+    """Changes handed over (update files) that the CRM does not show yet, by run."""
+    records = sum(p["records"] for p in pending)
+    table = Table(
+        title=f"Handed over, not yet seen in the CRM ({records} records)", title_justify="left"
+    )
+    for column in ("crm", "decided by run", "records", "fields", "pending since"):
+        table.add_column(column)
+    for row in pending:
+        table.add_row(
+            row["crm"],
+            f"#{row['run_id']}",
+            str(row["records"]),
+            str(row["fields"]),
+            row["since"].strftime("%Y-%m-%d %H:%M"),
+        )
+    if records:
+        table.caption = "The latest update file holds all of them: load it."
+    return table

@@ -78,14 +78,33 @@ def test_demo_json_has_per_tier_outcomes(tmp_path: Path) -> None:
     assert tiers["A"]["win_rate"] > tiers["D"]["win_rate"]
 
 
-def test_second_sync_on_unchanged_data_writes_no_rows(export: Path, tmp_path: Path) -> None:
+def test_an_unloaded_update_file_is_handed_over_again_in_full(
+    export: Path, tmp_path: Path
+) -> None:
+    # Changed deliberately (issue 10): the second run used to write a header-only file and
+    # count the 300 unloaded rows as written. Now they stay pending until an export shows them.
     first = summary(export, tmp_path / "state")
     assert first["counts"]["written"] == 300
-    assert len(update_rows(export)) == 300
+    rows = update_rows(export)
+    assert len(rows) == 300
     second = summary(export, tmp_path / "state")
-    assert second["counts"]["written"] == 0
+    assert second["counts"]["written"] == 0  # nothing new decided
+    assert second["counts"]["pending"] == 300
+    assert update_rows(export) == rows  # the latest file alone is enough
+    kept = sorted(p.name for p in export.glob("icp_updates-run-*.csv"))
+    assert kept == ["icp_updates-run-000001.csv", "icp_updates-run-000002.csv"]
+    assert read_rows(export / kept[0])[1] == rows
+    status = json.loads(icp("status", "--json", state=tmp_path / "state")[1])
+    assert [(p["run_id"], p["records"], p["fields"]) for p in status["pending"]] == [
+        (1, 300, 1500)
+    ]
+
+    load_updates(export, Clock())  # now the admin loads it: the next export shows it all
+    third = summary(export, tmp_path / "state")
+    assert (third["counts"]["confirmed"], third["counts"]["pending"]) == (300, 0)
     assert update_rows(export) == []
     assert read_rows(export / "icp_updates.csv")[0][0] == "Id"  # header still written
+    assert json.loads(icp("status", "--json", state=tmp_path / "state")[1])["pending"] == []
 
 
 def test_second_sync_after_loading_the_updates_writes_nothing(export: Path, tmp_path: Path) -> None:

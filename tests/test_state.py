@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from sync.lock import LockedError
 from sync.mirror import to_jsonable
 from sync.state import (
+    SCHEMA_VERSION,
     Failure,
     StateStore,
     StateVersionError,
@@ -117,7 +118,7 @@ def test_reopening_keeps_everything(tmp_path: Path) -> None:
         assert [f.record_id for f in store.failures()] == ["a2"]
         assert store.record_ids("sf", "account") == {"a1"}
         assert store.get_meta("fingerprint") == "abc"
-        assert store.get_meta("schema_version") == "1"
+        assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
 
 
 def test_file_from_a_newer_engine_is_refused(tmp_path: Path) -> None:
