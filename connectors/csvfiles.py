@@ -367,6 +367,8 @@ def _read_pages(
                     unreadable_ids.add(row[id_index].strip())
                 else:
                     stats.complete = False
+                if reader.line_num != start:  # a stray quote ran over rows: ids hidden in it
+                    stats.complete = False
                 issues.append(
                     RowIssue(
                         kind,

@@ -369,7 +369,8 @@ class StateStore(RecordMirror):
                 raise StateVersionError(
                     self.path,
                     f"has schema version {version}; this engine knows up to {SCHEMA_VERSION}",
-                    "Upgrade the engine, or use another state directory",
+                    "Upgrade the engine (or use another state directory; `icp state reset` "
+                    "starts afresh, losing what it holds)",
                 )
             db.execute(
                 "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"

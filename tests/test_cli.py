@@ -78,9 +78,7 @@ def test_demo_json_has_per_tier_outcomes(tmp_path: Path) -> None:
     assert tiers["A"]["win_rate"] > tiers["D"]["win_rate"]
 
 
-def test_an_unloaded_update_file_is_handed_over_again_in_full(
-    export: Path, tmp_path: Path
-) -> None:
+def test_an_unloaded_update_file_is_handed_over_again_in_full(export: Path, tmp_path: Path) -> None:
     # Changed deliberately (issue 10): the second run used to write a header-only file and
     # count the 300 unloaded rows as written. Now they stay pending until an export shows them.
     first = summary(export, tmp_path / "state")
@@ -95,9 +93,7 @@ def test_an_unloaded_update_file_is_handed_over_again_in_full(
     assert kept == ["icp_updates-run-000001.csv", "icp_updates-run-000002.csv"]
     assert read_rows(export / kept[0])[1] == rows
     status = json.loads(icp("status", "--json", state=tmp_path / "state")[1])
-    assert [(p["run_id"], p["records"], p["fields"]) for p in status["pending"]] == [
-        (1, 300, 1500)
-    ]
+    assert [(p["run_id"], p["records"], p["fields"]) for p in status["pending"]] == [(1, 300, 1500)]
 
     load_updates(export, Clock())  # now the admin loads it: the next export shows it all
     third = summary(export, tmp_path / "state")
