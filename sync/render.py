@@ -67,7 +67,7 @@ def plan_table(plan: Plan, names: dict[str, str], limit: int | None = DIFF_ROWS)
 
 def run_summary(console: Console, result: RunResult) -> None:
     counts = result.counts
-    verb = "Would write" if result.dry_run else "Wrote"
+    verb = "Would write" if result.dry_run else "Handed over" if "pending" in counts else "Wrote"
     written = counts.get("records_to_write", 0) if result.dry_run else counts.get("written", 0)
     console.print(
         f"{result.kind} #{result.run_id} ({result.crm}): scored {counts['accounts_scored']} "
