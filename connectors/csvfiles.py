@@ -24,9 +24,11 @@ import csv
 import logging
 import os
 import re
-from collections.abc import Collection, Iterable, Iterator, Sequence
+import shutil
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import IO
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
@@ -193,8 +195,8 @@ class CsvConnector(Connector):
         file itself; each lands whole (temporary name, fsync, rename) or not at all."""
         self.out.parent.mkdir(parents=True, exist_ok=True)
         run_file = self.run_file(run_id)
-        _atomic_write(run_file, self._columns(), self._rows(updates))
-        _atomic_write(self.out, self._columns(), self._rows(updates))
+        _atomic_write(run_file, lambda handle: self._write_rows(handle, updates))
+        _atomic_write(self.out, lambda handle: _copy_into(run_file, handle))
         self._prune(run_id)
 
     def run_file(self, run_id: int) -> Path:
@@ -220,13 +222,26 @@ class CsvConnector(Connector):
         for path in old[: max(0, len(old) - (self.keep_runs - 1))]:
             path.unlink(missing_ok=True)
 
-    def _rows(self, updates: Sequence[RecordUpdate]) -> Iterator[dict[str, str]]:
-        id_field = self._columns()[0]
+    def _write_rows(self, handle: IO[str], updates: Sequence[RecordUpdate]) -> None:
+        columns = self._columns()
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        fields = columns[1:]
         for update in updates:
-            row = {id_field: update.record_id}
-            for name, value in update.values.items():
-                row[name] = NULL_MARKER if value is None else _cell(value)
-            yield row
+            values = update.values
+            writer.writerow(
+                [
+                    update.record_id,
+                    *(
+                        ""
+                        if name not in values
+                        else NULL_MARKER
+                        if values[name] is None
+                        else _cell(values[name])
+                        for name in fields
+                    ),
+                ]
+            )
 
     def output_lock(self) -> tuple[Path, Path] | None:
         return self.out.parent, Path(f".{self.out.name}.lock")
@@ -247,14 +262,12 @@ class CsvConnector(Connector):
         return str(self.out)
 
 
-def _atomic_write(path: Path, columns: list[str], rows: Iterable[dict[str, str]]) -> None:
-    """Write a CSV under a temporary name, fsync it, rename it over `path`, fsync the folder."""
+def _atomic_write(path: Path, fill: Callable[[IO[str]], None]) -> None:
+    """Write a file under a temporary name, fsync it, rename it over `path`, fsync the folder."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with temporary.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
+            fill(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -266,6 +279,11 @@ def _atomic_write(path: Path, columns: list[str], rows: Iterable[dict[str, str]]
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _copy_into(source: Path, handle: IO[str]) -> None:
+    with source.open(newline="", encoding="utf-8") as original:
+        shutil.copyfileobj(original, handle, 1 << 20)
 
 
 def _same_file(a: Path, b: Path) -> bool:

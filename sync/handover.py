@@ -36,8 +36,9 @@ def confirmed(
     by_field = {spec.field: (key, spec) for key, spec in outputs.items()}
     found: dict[Key, Pending] = {}
     grouped: dict[str, list[Key]] = {}
+    known = set(current.index)
     for record_field in pending:
-        if record_field[1] in by_field and record_field[0] in current.index:
+        if record_field[1] in by_field and record_field[0] in known:
             grouped.setdefault(record_field[1], []).append(record_field)
     for field_name, keys in grouped.items():
         key, spec = by_field[field_name]

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -113,9 +113,11 @@ class StateVersionError(StateError):
     """The state file was written by a newer engine, with a schema this one does not know."""
 
 
-@dataclass(frozen=True)
-class Pending:
-    """A change handed over (in an update file) that the CRM does not show yet."""
+class Pending(NamedTuple):
+    """A change handed over (in an update file) that the CRM does not show yet.
+
+    A tuple, not a dataclass: a run may hold every pending field of 200,000 accounts.
+    """
 
     value: Any
     run_id: int
@@ -655,14 +657,15 @@ class StateStore(RecordMirror):
             "SELECT record_id, field, value, run_id, since FROM pending WHERE crm = ?", (crm,)
         )
         stamps: dict[str, datetime] = {}
-        return {
-            (record_id, field): Pending(
-                json.loads(value),
-                run_id,
-                stamps.get(since) or stamps.setdefault(since, _parse(since)),
-            )
-            for record_id, field, value, run_id, since in rows
-        }
+        values: dict[str, Any] = {}  # tiers, segments, routes repeat: decode each once
+        found: dict[tuple[str, str], Pending] = {}
+        for record_id, field, text, run_id, since in rows:
+            if text not in values:
+                values[text] = json.loads(text)
+            if since not in stamps:
+                stamps[since] = _parse(since)
+            found[(record_id, field)] = Pending(values[text], run_id, stamps[since])
+        return found
 
     def put_pending(self, crm: str, items: Iterable[tuple[str, str, Pending]]) -> None:
         """Add or replace pending changes: (record id, CRM field, what and since when)."""
