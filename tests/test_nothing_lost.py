@@ -306,6 +306,8 @@ def _unclosed_quote_at_the_end(path: Path) -> None:
 
 EXPORT_DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
     "empty file": (_zero, "the file is empty"),
+    "empty Opportunity.csv": (_zero, "Opportunity.csv: the file is empty"),
+    "half the opportunities": (_half_the_rows, "opportunity records the state knows"),
     "header only": (_header_only, "holds 0 of the 200 account records"),
     "no Id column": (_no_id_column, "no 'Id' column"),
     "cut off mid-row": (_cut_mid_row, "the export is cut off"),
@@ -322,24 +324,26 @@ def test_damaged_export_exits_2_naming_it_and_deletes_nothing(
     assert sync(export, state)[0] == 0
     load_updates(export, Clock())
     assert sync(export, state)[0] == 0
-    original = (export / "Account.csv").read_bytes()
+    damaged = export / ("Opportunity.csv" if "opportunit" in case.lower() else "Account.csv")
+    original = damaged.read_bytes()
     damage, said = EXPORT_DAMAGE[case]
-    damage(export / "Account.csv")
+    damage(damaged)
     before_file = (export / "icp_updates.csv").read_bytes()
     before_state = icp("status", "--state", state, "--json")[1]
 
     code, _, err = sync(export, state)
     assert code == 2, err
-    assert str(export / "Account.csv") in err and said in err
+    assert str(damaged) in err and said in err
     assert "Traceback" not in err
     assert (export / "icp_updates.csv").read_bytes() == before_file
     after_state = json.loads(icp("status", "--state", state, "--json")[1])
     assert after_state["watermarks"] == json.loads(before_state)["watermarks"]
 
-    (export / "Account.csv").write_bytes(original)  # the export restored: nothing was lost
+    damaged.write_bytes(original)  # the export restored: nothing was lost
     code, out, _ = sync(export, state, "--json")
     assert code == 0
     assert json.loads(out)["counts"]["accounts_deleted"] == 0
+    assert json.loads(out)["counts"]["accounts_scored"] == 0  # nothing to rescore either
 
 
 def test_allow_shrink_confirms_a_much_smaller_export(export: Path, tmp_path: Path) -> None:
