@@ -69,7 +69,8 @@ def pull_object(
 
     Raises:
         ShrinkError: the connector tells deletions only by absence, and half or more of
-            the (at least `SHRINK_MIN_KNOWN`) known records are gone, without `allow_shrink`.
+            the (at least `SHRINK_MIN_KNOWN`) known records are gone, or all of them, without
+            `allow_shrink`.
     """
     id_column = ID_FIELDS[kind]
     since = watermark.value if watermark else None
@@ -102,8 +103,10 @@ def pull_object(
     if (
         connector.deletes_by_absence
         and not allow_shrink
-        and len(known) >= SHRINK_MIN_KNOWN
-        and 2 * len(deleted) >= len(known)
+        and deleted
+        and (
+            (len(known) >= SHRINK_MIN_KNOWN and 2 * len(deleted) >= len(known)) or deleted == known
+        )
     ):
         where = getattr(connector, "path", None)
         source = str(where(kind)) if callable(where) else f"the {kind} records"

@@ -428,3 +428,15 @@ def test_two_states_cannot_write_the_same_out_at_once(export: Path, tmp_path: Pa
         )[0]
         == 0
     )
+
+
+def test_header_only_export_on_a_small_state_is_refused_too(tmp_path: Path) -> None:
+    export = tmp_path / "export"
+    write_sample_crm(export, accounts=6, seed=1)
+    state = tmp_path / "state"
+    assert sync(export, state)[0] == 0
+    _header_only(export / "Account.csv")
+    code, _, err = sync(export, state)
+    assert code == 2 and "holds 0 of the 6 account records" in err and "--allow-shrink" in err
+    code, out, _ = sync(export, state, "--allow-shrink", "--json")
+    assert code == 0 and json.loads(out)["counts"]["accounts_deleted"] == 6
