@@ -17,6 +17,7 @@ from sync.cli_options import common, fail, guarded, mappings_option, state_optio
 from sync.config import (
     CRMS,
     Config,
+    admin_crms,
     check_criteria,
     criteria_source,
     load_config,
@@ -24,6 +25,7 @@ from sync.config import (
     mappings_dir,
     validate_all,
 )
+from sync.fieldcheck import check_export
 from sync.live import LiveCheck, check_live, create_missing, mapping_document
 from sync.state import StateStore
 from sync.versions import Version, VersionError, VersionStore
@@ -55,6 +57,11 @@ def mappings_init(directory: Path, force: bool) -> None:
 @mappings_option
 @click.option("--crm", type=click.Choice(CRMS), help="Check only this CRM's mapping with icp.yaml.")
 @click.option("--live", is_flag=True, help="Also check the fields against the CRM itself.")
+@click.option(
+    "--source",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Also check the mapped columns against this export's headers (offline, for CI).",
+)
 @state_option
 @common
 @guarded
@@ -62,10 +69,12 @@ def mappings_validate(
     mappings_option: Path | None,
     crm: str | None,
     live: bool,
+    source: Path | None,
     state_dir: Path,
     as_json: bool,
 ) -> None:
-    """Check every mapping file; report all problems at once (exit 2 if any)."""
+    """Check the mapping files you have (./mappings or --mappings) for the CRMs they
+    target; report all problems at once (exit 2 if any)."""
     directory = mappings_dir(mappings_option)
     if live and crm in (None, "csv"):
         fail(2, "--live checks a CRM's own fields: add --crm salesforce or --crm hubspot")
@@ -81,8 +90,11 @@ def mappings_validate(
             errors += check.errors
             warnings += check.warnings
     else:
-        errors, warnings = validate_all(directory, state_dir)
-    names = [f"{c}.yaml" for c in ([crm] if crm else CRMS)] + ["icp.yaml"]
+        errors, warnings = validate_all(directory, state_dir, admin_crms(directory))
+    if source is not None:
+        found = check_export((crm,) if crm else admin_crms(directory), directory, state_dir, source)
+        errors, warnings = errors + found[0], warnings + found[1]
+    names = [f"{c}.yaml" for c in ([crm] if crm else admin_crms(directory))] + ["icp.yaml"]
     checked = [locate(directory, name)[1] for name in names]
     try:
         active = VersionStore(state_dir).active()
@@ -106,6 +118,8 @@ def mappings_validate(
         for error in errors:
             click.echo(f"error: {error}", err=True)
         click.echo(f"checked {', '.join(checked)}: {len(errors)} errors, {len(warnings)} warnings")
+        if source is None and not live:
+            click.echo("(field names not checked: add --source DIR, an export, or --live)")
     sys.exit(2 if errors else 0)
 
 
@@ -265,3 +279,14 @@ def _live_check(config: Config, directory: Path | None) -> LiveCheck:
     connector = connectors.create(config.crm, config.mapping)
     connector.connect()
     return check_live(config, connector.describe(), mapping_document(config, directory))
+
+
+def _register_editor() -> None:
+    """`icp mappings edit` and `suggest` live in sync.cli_editor (issue 16)."""
+    from sync.cli_editor import mappings_edit, mappings_suggest
+
+    mappings_group.add_command(mappings_edit)
+    mappings_group.add_command(mappings_suggest)
+
+
+_register_editor()

@@ -197,14 +197,26 @@ def _active_version(state_dir: Path | None, problems: list[ConfigProblem]) -> Ve
         return None
 
 
+def admin_crms(directory: Path | None) -> tuple[str, ...]:
+    """The CRMs whose mapping files the admin has in `directory` (all, for the bundled set).
+
+    A CSV-only admin's `mappings/` holds csv.yaml and icp.yaml: the bundled Salesforce and
+    HubSpot files are not theirs, so what they lack is not the admin's problem.
+    """
+    if directory is None:
+        return CRMS
+    present = tuple(crm for crm in CRMS if (directory / f"{crm}.yaml").is_file())
+    return present or CRMS
+
+
 def validate_all(
-    directory: Path | None, state_dir: Path | None = None
+    directory: Path | None, state_dir: Path | None = None, crms: tuple[str, ...] = CRMS
 ) -> tuple[list[ConfigProblem], list[ConfigProblem]]:
-    """Check every mapping file (each CRM mapping with icp.yaml, and the active learned
+    """Check mapping files (each CRM mapping of `crms` with icp.yaml, and the active learned
     criteria of `state_dir` if any); return (errors, warnings)."""
     errors: dict[tuple[object, ...], ConfigProblem] = {}
     warnings: dict[tuple[object, ...], ConfigProblem] = {}
-    for crm in CRMS:
+    for crm in crms:
         try:
             for warning in load_config(crm, directory, state_dir).warnings:
                 warnings.setdefault((warning.file, warning.line, warning.path), warning)

@@ -2,7 +2,8 @@
 
 `icp mappings validate --live` describes the mapped objects once and reports, all at
 once and located in the mapping file: mapped fields that do not exist or that the
-integration user cannot read; output fields that do not exist, are read-only, have a
+integration user cannot read (an error when the criteria use them, else a warning; see
+`sync.fieldcheck`); output fields that do not exist, are read-only, have a
 type the value cannot be written to, are shorter than the text the engine writes, or
 are picklists lacking a value the engine writes (a tier, a segment, a route).
 `icp mappings apply` creates the missing output fields through the connector.
@@ -10,7 +11,6 @@ are picklists lacking a value the engine writes (a tier, a segment, a route).
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +18,8 @@ from pathlib import Path
 from connectors.base import Connector, FieldCreation, FieldInfo
 from connectors.mapping import OutputField
 from sync.config import Config, read_document
+from sync.fieldcheck import check_fields
+from sync.sourcedata import ORG_ABSENT
 from sync.yamlfile import ConfigProblem, YamlDocument
 
 NUMBER_TYPES = frozenset({"double", "int", "long", "currency", "percent", "number"})
@@ -59,21 +61,15 @@ def check_live(
 ) -> LiveCheck:
     """Compare the mapping with `described` (the connector's `describe()`)."""
     check = LiveCheck()
-    for kind in ("account", "opportunity"):
-        object_map = getattr(config.mapping.objects, kind)
-        fields = described.get(kind, {})
-        for canonical, spec in object_map.fields.items():
-            if "." in spec.field or spec.field in fields:  # a.b: an association, not a field
-                continue
-            hint = difflib.get_close_matches(spec.field, list(fields), n=1)
-            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
-            check.errors.append(
-                document.problem(
-                    ("objects", kind, "fields", canonical),
-                    f"{object_map.object} has no field {spec.field!r}, or the integration user "
-                    f"cannot read it{suggestion}",
-                )
-            )
+    errors, warnings = check_fields(
+        config.mapping,
+        config.icp,
+        described,
+        document,
+        ORG_ABSENT,
+    )
+    check.errors += errors
+    check.warnings += warnings
     accounts = described.get("account", {})
     obj = config.mapping.objects.account.object
     for key, spec in config.mapping.outputs.items():
