@@ -300,7 +300,7 @@ def _half_the_rows(path: Path) -> None:
 
 def _unclosed_quote_at_the_end(path: Path) -> None:
     lines = _lines(path)
-    lines[-1] = lines[-1].replace(",", ',"', 1)  # a quote opened on the last line, never closed
+    lines[-1] = lines[-1].rstrip("\r\n") + ',"never closed\n'  # opened on the last line
     path.write_text("".join(lines), encoding="utf-8")
 
 
