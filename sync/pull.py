@@ -74,6 +74,7 @@ def pull_object(
     """
     id_column = ID_FIELDS[kind]
     since = watermark.value if watermark else None
+    connector.already_read[kind] = watermark.boundary_ids if watermark else frozenset()
     pages = []
     for page in connector.pull(kind, since):
         if watermark and watermark.boundary_ids:
