@@ -17,6 +17,12 @@ import click
 
 from sync import render
 from sync.cli_mappings import mappings_group
+from sync.cli_operate import (
+    audiences_group,
+    print_status_extra,
+    runs_group,
+    status_extra,
+)
 from sync.cli_options import (
     common,
     crm_options,
@@ -26,10 +32,12 @@ from sync.cli_options import (
     state_option,
 )
 from sync.config import CRMS, load_config, mappings_dir
+from sync.operate import RunHooks, config_message, train_done
 from sync.progress import progress_for
-from sync.runner import RunOptions, RunResult, execute
+from sync.runner import RunOptions, RunResult, execute, exit_code_for
 from sync.state import StateStore
 from sync.versions import VersionError, VersionStore
+from sync.yamlfile import ConfigError
 
 log = logging.getLogger("icp")
 
@@ -52,7 +60,13 @@ def _run(
     source: Path | None,
     out: Path | None,
 ) -> RunResult:
-    config = load_config(crm, mappings_dir(mappings_option), state_dir)
+    hooks = RunHooks(crm, mappings_dir(mappings_option), state_dir, dry_run)
+    hooks.before()
+    try:
+        config = load_config(crm, mappings_dir(mappings_option), state_dir)
+    except ConfigError as exc:
+        hooks.failed(2, config_message(exc))
+        raise
     for warning in config.warnings:
         log.warning("%s", warning)
     options = RunOptions(
@@ -63,8 +77,14 @@ def _run(
         source=source,
         out=out,
     )
-    with progress_for(sys.stderr) as progress:
-        result = execute(config, options, progress)
+    try:
+        with progress_for(sys.stderr) as progress:
+            result = execute(config, options, progress)
+    except Exception as exc:
+        hooks.failed(exit_code_for(exc), f"{type(exc).__name__}: {exc}", config.criteria_label)
+        raise
+    tier = config.mapping.outputs.get("tier")
+    hooks.after(result, tier.field if tier else None)
     if as_json:
         click.echo(json.dumps(result.summary(), default=str))
     else:
@@ -170,6 +190,8 @@ def train(
         fail(2, f"{exc}. Nothing was saved.")
     except VersionError as exc:
         fail(2, str(exc))
+    if not dry_run:
+        train_done(crm, mappings_dir(mappings_option), state_dir, outcome)
     for warning in [*outcome.config.warnings, *outcome.result.warnings]:
         click.echo(f"warning: {warning}", err=True)
     if as_json:
@@ -233,6 +255,7 @@ def status(
         fail(2, f"no state in {state_dir}: nothing has run there yet (see --state)")
     with StateStore(state_dir) as state:
         runs, marks, failures = state.runs(crm, limit), state.watermarks(crm), state.failures(crm)
+        extra = status_extra(state_dir, state.runs(crm, 10_000))
         criteria = {
             name: label
             for name in ([crm] if crm else CRMS)
@@ -248,6 +271,7 @@ def status(
                         {"crm": c, "object": o, "value": w.value} for (c, o), w in marks.items()
                     ],
                     "failures": [vars(f) for f in failures],
+                    **extra,
                 },
                 default=str,
             )
@@ -256,6 +280,7 @@ def status(
     console = render.console()
     for table in render.status_tables(runs, marks, failures):
         console.print(table)
+    print_status_extra(console, extra)
     for name, label in criteria.items():
         console.print(f"Criteria used by the last {name} run: {label}", highlight=False)
     store = VersionStore(state_dir)
@@ -284,6 +309,8 @@ def demo(directory: Path, accounts: int, as_json: bool) -> None:
 
 
 main.add_command(mappings_group)
+main.add_command(runs_group)
+main.add_command(audiences_group)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -29,6 +29,7 @@ from scoring.criteria import score_accounts
 from scoring.features import build_features
 from sync.config import Config
 from sync.lock import LockedError
+from sync.nurture import nurture_tracks
 from sync.plan import Plan, plan_changes
 from sync.pull import WorkingSet, persist, working_set
 from sync.state import Failure, ScoreRecord, StateStore
@@ -131,6 +132,8 @@ def score(config: Config, work: WorkingSet) -> pd.DataFrame:
         reasons_length=reasons.length if reasons else None,
         score_scale=score_spec.scale if score_spec else 0,
     )
+    if config.operate.nurture:
+        scored["nurture_track"] = nurture_tracks(features, scored, config.operate.nurture)
     return scored.set_index("account_id")
 
 
