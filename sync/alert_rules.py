@@ -13,6 +13,7 @@ out is left as it was (a run skipped by the lock says nothing about the CRM).
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
@@ -26,6 +27,7 @@ LIMIT_REACHED = "LIMIT_REACHED"
 SUCCESS = ("ok", "partial")
 """Outcomes that count as a successful run (it finished its writes)."""
 _EXAMPLES = 3
+_NUMBERS = re.compile(r"\d+(\.\d+)?")
 _GROUPS = 8
 
 
@@ -76,13 +78,15 @@ def _records_failing(crm: str, failures: Sequence[FailureRecord], runs: int) -> 
     stuck = [f for f in failures if f.attempts >= runs and f.code != LIMIT_REACHED]
     if not stuck:
         return None
-    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for failure in stuck:
-        groups[(failure.code or "error", failure.message or "")].append(failure.record_id)
+    groups: dict[tuple[str, str], list[FailureRecord]] = defaultdict(list)
+    for failure in stuck:  # one group per message, whatever value or id it quotes
+        shape = _NUMBERS.sub("#", failure.message or "")
+        groups[(failure.code or "error", shape)].append(failure)
     ordered = sorted(groups.items(), key=lambda item: -len(item[1]))
     details = [
-        f"{len(ids)} x {code}: {text[:200]} (e.g. {', '.join(ids[:_EXAMPLES])})"
-        for (code, text), ids in ordered[:_GROUPS]
+        f"{len(group)} x {code}: {(group[0].message or '')[:200]}"
+        f" (e.g. {', '.join(f.record_id for f in group[:_EXAMPLES])})"
+        for (code, _), group in ordered[:_GROUPS]
     ]
     if len(ordered) > _GROUPS:
         details.append(f"... and {len(ordered) - _GROUPS} more kinds of error")
@@ -148,13 +152,15 @@ def after_train(
 ) -> dict[str, Alert | None]:
     """`icp_changed`: what makes a retrain worth telling people about."""
     version = payload.get("version")
-    if not version and not notes:
-        return {}
-    key = f"icp_changed:{crm}:{version or 'candidate'}"
+    if not version:
+        return {}  # nothing was saved (no signal, a dry run): nothing changed
+    key = f"icp_changed:{crm}:{version}"
     details: list[str] = []
     if not payload.get("activated"):
         reason = "; ".join(notes) or "it is not better than the criteria in use"
         details.append(f"the new candidate was not activated: {reason}")
+    if previous is None and payload.get("activated"):
+        details.append(f"first learned ICP: {version} replaces the hand-written criteria")
     if previous is not None:
         details += _tier_moves(_tier_shares(payload), _tier_shares(previous), config)
         now_names, before_names = _criteria_names(payload), _criteria_names(previous)
@@ -174,8 +180,8 @@ def after_train(
     return {
         key: Alert(
             key,
-            f"ICP {crm}: the learned ICP changed ({version or 'candidate'})",
-            f"icp train learned {version or 'a candidate'}; {len(details)} significant change(s).",
+            f"ICP {crm}: the learned ICP changed ({version})",
+            f"icp train learned {version}; {len(details)} significant change(s).",
             kept,
             f"icp report --crm {crm}",
             details,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +41,11 @@ from sync.opsdb import ConditionRow, OpsDB
 
 log = logging.getLogger(__name__)
 TIMEOUT_S = 10.0
+
+
+def pause(seconds: float) -> None:
+    """The wait between tries (tests replace it: they never sleep)."""
+    time.sleep(seconds)
 
 
 @dataclass(frozen=True)
@@ -160,12 +166,10 @@ class Notifier:
         sleep: Callable[[float], None] | None = None,
         now: Callable[[], datetime] | None = None,
     ) -> None:
-        import time
-
         self.state_dir = state_dir
         self.config = config
         self.environ = os.environ if environ is None else environ
-        self.sleep = sleep or time.sleep
+        self.sleep = sleep
         self.now = now or (lambda: datetime.now(UTC))
         self.sent: list[Alert] = []
 
@@ -219,7 +223,7 @@ class Notifier:
             return f"{hook.url_env} does not hold an http(s) URL"
         body = slack_body(alert) if hook.format == "slack" else json_body(alert, self.now())
         try:
-            post(url, body, self.config.attempts, self.sleep)
+            post(url, body, self.config.attempts, self.sleep or pause)
         except DeliveryError as exc:
             return str(exc).replace(url, f"${hook.url_env}")
         return None
