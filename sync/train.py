@@ -204,6 +204,7 @@ def run_report(
 ) -> tuple[Path, Version, Config]:
     """Score the current accounts with the criteria in use and write the HTML report."""
     from scoring.report import render_report
+    from sync.history import health
 
     config = load_config(crm, mappings, state_dir)
     store = VersionStore(state_dir)
@@ -221,6 +222,7 @@ def run_report(
         config.icp,
         previous.load_model() if previous else None,
         datetime.now(UTC),
+        sync_health=health(state_dir, crm),
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")

@@ -88,8 +88,15 @@ def test_records_failing_3_runs_in_a_row_alert_once_with_the_crms_messages(
     for _ in range(2):
         assert run(folder, state)["exit_code"] == 1
     assert receiver.received == []  # failing twice is not yet "3 runs in a row"
-    assert run(folder, state)["exit_code"] == 1
+    third = run(folder, state)
+    assert third["exit_code"] == 1
     assert len(receiver.delivered()) == 1
+    _, shown, _ = icp("runs", "show", str(third["run_id"]), "--state", state, "--json")
+    groups = json.loads(shown)["failures"]
+    assert sum(g["count"] for g in groups) == 2 and {g["code"] for g in groups} == {
+        "VALIDATION_ERROR"
+    }
+    assert sorted(r for g in groups for r in g["records"]) == bad
     body = receiver.delivered()[0]
     assert body["blocks"][0]["text"]["text"] == "ICP hubspot sync: 2 records failed 3 runs in a row"
     text = body["text"]

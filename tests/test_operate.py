@@ -230,3 +230,23 @@ def test_status_trend_and_runs_show(export: Path, tmp_path: Path) -> None:
     assert "Accounts that changed tier (300)" in out  # first run: every account got a tier
     code, _, err = icp("runs", "show", "99", "--state", state)
     assert code == 2 and "no run 99" in err
+
+
+def test_report_has_a_sync_health_section_from_the_run_history(tmp_path: Path) -> None:
+    export, state = tmp_path / "export", tmp_path / "state"
+    write_sample_crm(export, accounts=2000)  # enough won and lost deals to learn from
+    code, _, err = icp("train", "--crm", "csv", "--source", export, "--state", state)
+    assert code == 0, err
+    out = tmp_path / "report.html"
+    report = ["report", "--crm", "csv", "--source", export, "--state", state, "--out", out]
+    assert icp(*report)[0] == 0
+    html = out.read_text()
+    assert '<section id="health"' in html and "No sync has run" in html
+    sync(export, state)
+    sync(export, state)
+    assert icp(*report)[0] == 0
+    html = out.read_text()
+    section = html.split('<section id="health"')[1].split("</section>")[0]
+    assert "Sync health" in section and "Last successful run" in section
+    cells = section.split("<tbody>")[1].split("</tr>")[0]
+    assert ">2</td>" in cells and ">2000</td>" in cells  # 2 runs today, 2000 written
