@@ -38,8 +38,10 @@ def after_run(
     failures: Sequence[FailureRecord],
     config: Alerts,
     dry_run: bool = False,
+    command: str | None = None,
 ) -> dict[str, Alert | None]:
-    """The conditions a finished (or failed) run decides."""
+    """The conditions a finished (or failed) run decides (`command`: where to look
+    closer at a failed run, if not `icp status`)."""
     found: dict[str, Alert | None] = {}
     if exit_code == 4 or dry_run:
         return found
@@ -52,7 +54,7 @@ def after_run(
             message or why,
             "Nothing was written by this run. The CRM, the watermarks and the records still "
             "to retry are as the last good run left them; the next run picks up from there.",
-            "icp mappings validate" if exit_code == 2 else status,
+            command or status,
             crm=crm,
         )
         return found  # the other conditions need a run that got to the CRM

@@ -32,7 +32,7 @@ from sync.cli_options import (
     state_option,
 )
 from sync.config import CRMS, load_config, mappings_dir
-from sync.operate import RunHooks, config_message, train_done
+from sync.operate import RunHooks, config_message, failure_text, train_done
 from sync.progress import progress_for
 from sync.runner import RunOptions, RunResult, execute, exit_code_for
 from sync.state import StateStore
@@ -60,12 +60,12 @@ def _run(
     source: Path | None,
     out: Path | None,
 ) -> RunResult:
-    hooks = RunHooks(crm, mappings_dir(mappings_option), state_dir, dry_run)
+    hooks = RunHooks(crm, mappings_dir(mappings_option), state_dir, dry_run, kind)
     hooks.before()
     try:
         config = load_config(crm, mappings_dir(mappings_option), state_dir)
     except ConfigError as exc:
-        hooks.failed(2, config_message(exc))
+        hooks.failed(2, config_message(exc), command="icp mappings validate")
         raise
     for warning in config.warnings:
         log.warning("%s", warning)
@@ -81,7 +81,9 @@ def _run(
         with progress_for(sys.stderr) as progress:
             result = execute(config, options, progress)
     except Exception as exc:
-        hooks.failed(exit_code_for(exc), f"{type(exc).__name__}: {exc}", config.criteria_label)
+        code = exit_code_for(exc)
+        look = f"icp sync --crm {crm} --dry-run" if code == 2 else None
+        hooks.failed(code, failure_text(exc), config.criteria_label, look)
         raise
     tier = config.mapping.outputs.get("tier")
     hooks.after(result, tier.field if tier else None)

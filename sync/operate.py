@@ -39,6 +39,7 @@ class RunHooks:
         mappings: the mappings directory (operate.yaml is read from it).
         state_dir: the run's state directory.
         dry_run: a dry run sends no alert.
+        kind: `sync` or `backfill`.
         environ, sleep, now: test seams (the process environment, time.sleep, the clock).
     """
 
@@ -48,6 +49,7 @@ class RunHooks:
         mappings: Path | None,
         state_dir: Path,
         dry_run: bool = False,
+        kind: str = "sync",
         environ: Mapping[str, str] | None = None,
         sleep: Callable[[float], None] | None = None,
         now: Callable[[], datetime] | None = None,
@@ -55,6 +57,7 @@ class RunHooks:
         self.crm = crm
         self.state_dir = state_dir
         self.dry_run = dry_run
+        self.kind = kind
         self.now = now or (lambda: datetime.now(UTC))
         self.operate = _operate(mappings)
         self.notifier = Notifier(state_dir, self.operate.alerts, environ, sleep, self.now)
@@ -107,22 +110,39 @@ class RunHooks:
 
         self._guard("alerts", alerts)
 
-    def failed(self, exit_code: int, message: str, criteria: str = "") -> None:
+    def failed(
+        self, exit_code: int, message: str, criteria: str = "", command: str | None = None
+    ) -> None:
         """A run that ended with an error (bad configuration, CRM unreachable...)."""
 
         def detail() -> None:
-            if not (self.state_dir / StateStore.FILE_NAME).exists():
-                return
+            if exit_code == 4:
+                return  # skipped for another run: not a run of its own
             with StateStore(self.state_dir) as state:
                 runs = state.runs(self.crm, 1)
-            if runs and runs[0].id > self.last_run_before:
-                history.record_error(self.state_dir, runs[0].id, self.crm, criteria, message)
+                if runs and runs[0].id > self.last_run_before:
+                    run_id = runs[0].id
+                else:  # it ended before the run was recorded: record it, so history shows it
+                    run_id = state.start_run(
+                        self.crm, self.kind, self.dry_run, started_at=self.started
+                    )
+                    state.finish_run(run_id, "error", exit_code, {}, 0, message[:500])
+            history.record_error(self.state_dir, run_id, self.crm, criteria, message)
 
         self._guard("run history", detail)
         evaluated = alert_rules.after_run(
-            self.crm, exit_code, message[:500], [], self.operate.alerts, self.dry_run
+            self.crm, exit_code, message[:500], [], self.operate.alerts, self.dry_run, command
         )
         self._guard("alerts", lambda: self._send(evaluated))
+
+
+def failure_text(exc: BaseException) -> str:
+    """What ended a run, as people read it: the engine's own errors speak for themselves."""
+    from connectors.errors import ConnectorError
+
+    if isinstance(exc, ConnectorError | ConfigError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def config_message(exc: ConfigError) -> str:
