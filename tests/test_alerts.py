@@ -127,6 +127,12 @@ def test_a_run_that_cannot_reach_the_crm_alerts_once_until_one_succeeds(
     assert titles(receiver) == ["ICP hubspot sync failed (exit 3: could not reach the CRM)"]
     text = receiver.delivered()[0]["text"]
     assert "Nothing was written by this run" in text and "pat-na1-wrong-token" not in text
+    _, out, _ = icp("status", "--state", state, "--json")
+    status = json.loads(out)
+    assert status["trend"][0]["failed_runs"] == 3  # failed runs are in the history too
+    assert [r["exit_code"] for r in status["runs"]] == [3, 3, 3]
+    _, out, _ = icp("runs", "show", str(status["runs"][0]["id"]), "--state", state)
+    assert "error (exit 3)" in out and "INVALID_AUTHENTICATION" in out
     monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", portal.token)
     assert run(folder, state)["exit_code"] == 0
     monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "pat-na1-wrong-token")
