@@ -72,6 +72,9 @@ class FieldMap(_Strict):
     type: FieldType | None = None
     values: dict[str, list[str]] = Field(default_factory=dict)
     """Canonical value -> the CRM spellings that mean it (matched ignoring case and spaces)."""
+    label: Annotated[str, Field(min_length=1, max_length=40)] | None = None
+    """What people read for this field in reasons, segment names and the report
+    (`Funding stage`); default: the built-in label, or the name in words."""
 
     @field_validator("values", mode="before")
     @classmethod
@@ -175,6 +178,14 @@ class CrmMapping(_Strict):
         return {
             name: core.get(name) or spec.type or "text" for name, spec in object_map.fields.items()
         }
+
+    def labels(self) -> dict[str, str]:
+        """Canonical field -> the `label:` the mapping gives it (fields without one left out)."""
+        found: dict[str, str] = {}
+        for kind in ("opportunity", "account"):  # an account field's label wins
+            object_map: ObjectMap = getattr(self.objects, kind)
+            found.update({k: v.label for k, v in object_map.fields.items() if v.label})
+        return found
 
     def value_domain(self, kind: str, name: str) -> set[str]:
         """The canonical values a value map can produce for one field (empty if unmapped)."""

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scoring.labels import format_points
 from scoring.schema import Condition, IcpCriteria
 
 NO_MATCH_REASON = "no criteria matched"
@@ -40,8 +41,8 @@ class _Item:
 
 
 def _points(value: float) -> str:
-    rounded = round(value, 1)
-    return str(int(rounded)) if float(rounded).is_integer() else f"{rounded:.1f}"
+    """Whole points, as a seller reads them (`+12`); a tenth only below one point."""
+    return format_points(value)
 
 
 class ConditionEvaluator:

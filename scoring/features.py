@@ -2,15 +2,18 @@
 
 Every mapped account attribute is a feature as it stands. Derived features are added
 where their inputs are mapped: `region` from `country`, `employee_growth` from
-`employees` and `employees_last_year`, `tech_count` from `technologies`, and deal
-aggregates from the account's opportunities. Each derived value depends only on the
-account and its own opportunities, so scoring an account alone or among all of them
-gives the same result: what makes an incremental run equal a full one.
+`employees` and `employees_last_year`, `tech_count` from `technologies`, `company_age`
+(whole years) from `year_started` (or, where the mapping has no founding year, from
+the CRM record's `created_at`), and deal aggregates from the account's opportunities.
+Each derived value depends only on the account and its own opportunities (and the
+date), so scoring an account alone or among all of them gives the same result: what
+makes an incremental run equal a full one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pandas as pd
@@ -108,6 +111,7 @@ DERIVED_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "region": ("text", ("country",)),
     "employee_growth": ("number", ("employees", "employees_last_year")),
     "tech_count": ("number", ("technologies",)),
+    "company_age": ("number", ("year_started",)),
     "won_deals": ("number", ()),
     "lost_deals": ("number", ()),
     "open_deals": ("number", ()),
@@ -115,13 +119,21 @@ DERIVED_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "is_customer": ("boolean", ()),
 }
 """Derived feature -> (type, account fields it needs). No inputs: from opportunities."""
+FALLBACK_INPUTS: dict[str, tuple[str, ...]] = {"company_age": ("created_at",)}
+"""Derived feature -> the inputs used when its own are not mapped."""
+EARLIEST_FOUNDING_YEAR = 1800
+"""Founding years before this (typos such as 19, 0) are treated as unknown."""
 
 
 def available_fields(account_fields: Mapping[str, str]) -> dict[str, str]:
     """Every field criteria may use, given the account fields the mapping provides."""
     fields = dict(account_fields)
     for name, (kind, inputs) in DERIVED_FIELDS.items():
-        if name not in fields and all(i in account_fields for i in inputs):
+        fallback = FALLBACK_INPUTS.get(name)
+        if name not in fields and (
+            all(i in account_fields for i in inputs)
+            or (fallback is not None and all(i in account_fields for i in fallback))
+        ):
             fields[name] = kind
     return fields
 
@@ -132,6 +144,29 @@ def region_of(country: pd.Series) -> pd.Series:
         lambda v: _REGION_OF.get(str(v).strip().casefold()), na_action="ignore"
     )
     return folded.astype(object)
+
+
+def company_age(accounts: pd.DataFrame, as_of: date | None = None) -> pd.Series | None:
+    """Company age in whole years as of `as_of` (default today, UTC); None if not derivable.
+
+    From `year_started` when the accounts have that column: `as_of.year - year_started`,
+    years before 1800 or after `as_of` being unknown. Otherwise from `created_at` (how long
+    the account has been in the CRM, the only age there is): completed years since then.
+    The two are never mixed row by row: a missing founding year is not replaced by the
+    record's age, which would make every company without one look like a startup.
+    """
+    today = as_of or datetime.now(UTC).date()
+    if "year_started" in accounts:
+        year = pd.to_numeric(accounts["year_started"], errors="coerce").astype(float)
+        year = year.where((year >= EARLIEST_FOUNDING_YEAR) & (year <= today.year))
+        return pd.Series(today.year - np.floor(year), index=accounts.index, dtype=float)
+    if "created_at" in accounts:
+        created = pd.to_datetime(accounts["created_at"], utc=True, errors="coerce")
+        reference = pd.Timestamp(today, tz="UTC")
+        days = (reference - created).dt.days.astype(float)
+        years = np.floor(days.where(days >= 0) / 365.2425)
+        return pd.Series(years, index=accounts.index, dtype=float)
+    return None
 
 
 def deal_aggregates(opportunities: pd.DataFrame, account_ids: pd.Series) -> pd.DataFrame:
@@ -164,12 +199,15 @@ def deal_aggregates(opportunities: pd.DataFrame, account_ids: pd.Series) -> pd.D
     return out
 
 
-def build_features(accounts: pd.DataFrame, opportunities: pd.DataFrame) -> pd.DataFrame:
+def build_features(
+    accounts: pd.DataFrame, opportunities: pd.DataFrame, as_of: date | None = None
+) -> pd.DataFrame:
     """One row per account: its canonical fields plus every derived feature it supports.
 
     Args:
         accounts: canonical accounts frame (`account_id` unique).
         opportunities: canonical opportunities of those accounts (others are ignored).
+        as_of: the date ages are measured at (`company_age`); default today (UTC).
 
     Returns:
         A new frame, same row order as `accounts`, with derived columns added.
@@ -188,6 +226,10 @@ def build_features(accounts: pd.DataFrame, opportunities: pd.DataFrame) -> pd.Da
             .astype(float)
             .fillna(0.0)
         )
+    if "company_age" not in accounts:
+        age = company_age(accounts, as_of)
+        if age is not None:
+            features["company_age"] = age.to_numpy()
     deals = deal_aggregates(opportunities, features["account_id"])
     for column in deals.columns:
         if column not in accounts:

@@ -25,7 +25,12 @@ from scoring.learn_stats import auc, chi2_sf, g_test, normal_isf
 
 NEVER = ("date", "datetime", "domain")
 IDENTIFIERS = ("account_id", "name", "domain", "created_at", "modified_at")
-DERIVED = {"region": "text", "employee_growth": "number", "tech_count": "number"}
+DERIVED = {
+    "region": "text",
+    "employee_growth": "number",
+    "tech_count": "number",
+    "company_age": "number",
+}
 """Derived account features `build_features` adds (opportunity aggregates would leak)."""
 MANTISSAS = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.5)
 MAX_BINS = 6
@@ -223,6 +228,8 @@ def candidate_fields(
             never[name] = "excluded: records the outcome itself (account status)"
         elif name not in frame:
             never[name] = "not in the account data"
+        elif name == "year_started" and "company_age" in frame:
+            never[name] = "used as company age (years), the same trait in a seller's words"
         else:
             tried[name] = kind
     return tried, never

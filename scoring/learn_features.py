@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from scoring.labels import describe_rule, field_label
+
 NUMBER, CATEGORY, HAS = "number", "category", "has"
 NICEST = {1.0: 0, 5.0: 0, 2.0: 1, 2.5: 1, 3.0: 2, 1.5: 2, 4.0: 2, 6.0: 2, 7.5: 2}
 """How round a mantissa is (lower is rounder): 50 reads better than 60."""
@@ -103,53 +105,13 @@ class Feature:
         """A short trait phrase: `employees 50-500`, `industry SaaS or Media`."""
         conditions = self.conditions(levels)
         if conditions is None:  # a has-feature's "lacks" level
-            return f"{self.field} lacks {self.values[0]}"
+            return f"{field_label(self.field)}: no {self.values[0]}"
         return describe(conditions)
 
 
 def describe(conditions: list[dict[str, Any]]) -> str:
-    """Human text for a conjunction of conditions on one or more fields."""
-    parts: list[str] = []
-    by_field: dict[str, dict[str, Any]] = {}
-    for c in conditions:
-        by_field.setdefault(c["field"], {}).update({k: v for k, v in c.items() if k != "field"})
-    for f, ops in by_field.items():
-        if "gte" in ops and "lt" in ops:
-            parts.append(f"{f} {_show(ops['gte'])}-{_show(ops['lt'])}")
-            continue
-        (op, value), *_ = ops.items()
-        parts.append(
-            {
-                "is_null": lambda v, f=f: f"{f} is empty" if v else f"{f} is known",
-                "eq": lambda v, f=f: f"{f} {_show(v)}",
-                "in": lambda v, f=f: f"{f} {_listing(v, ' or ')}",
-                "not_in": lambda v, f=f: f"{f} other than {_listing(v, ', ')}",
-                "between": lambda v, f=f: f"{f} {_show(v[0])}-{_show(v[1])}",
-                "lt": lambda v, f=f: f"{f} under {_show(v)}",
-                "lte": lambda v, f=f: f"{f} {_show(v)} or less",
-                "gt": lambda v, f=f: f"{f} over {_show(v)}",
-                "gte": lambda v, f=f: f"{f} {_show(v)} or more",
-                "contains": lambda v, f=f: f"{f} has {_show(v)}",
-            }[op](value)
-        )
-    return "; ".join(parts)
-
-
-def _listing(values: list[Any], sep: str) -> str:
-    shown = [_show(v) for v in values]
-    if len(shown) > 3:
-        return f"{', '.join(shown[:3])} +{len(shown) - 3} more"
-    return sep.join(shown) if len(shown) <= 2 or sep == ", " else ", ".join(shown)
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int | float):
-        if float(value).is_integer():
-            return f"{int(value):,}"
-        return f"{value:g}"
-    return str(value)
+    """Human text for a conjunction of conditions, in field labels (`scoring.labels`)."""
+    return describe_rule(conditions)
 
 
 def _num(value: float) -> int | float:

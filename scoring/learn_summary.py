@@ -83,7 +83,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
 
 
 def cap_rule(entry: dict[str, Any], tier: str) -> dict[str, Any]:
-    rule: dict[str, Any] = {"name": f"slow: {entry['name']}"[:80]}
+    rule: dict[str, Any] = {"name": f"Long sales cycle: {entry['name']}"[:80]}
     rule |= entry["when"][0] if len(entry["when"]) == 1 else {"when": entry["when"]}
     return rule | {"cap_tier": tier, "description": entry["reason"]}
 

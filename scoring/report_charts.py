@@ -63,9 +63,11 @@ def _text(
     weight: str = "normal",
 ) -> str:
     bold = ' font-weight="bold"' if weight == "bold" else ""
+    # a white halo keeps a label readable where it crosses a line or a bar
     return (
         f'<text x="{_n(x)}" y="{_n(y)}" text-anchor="{anchor}" font-size="{_n(size)}" '
-        f'fill="{fill}"{bold}>{escape(text)}</text>'
+        f'fill="{fill}"{bold} stroke="#fff" stroke-width="3" paint-order="stroke">'
+        f"{escape(text)}</text>"
     )
 
 
@@ -101,6 +103,7 @@ def bar_chart(
     colors: Sequence[str],
     reference: float | None = None,
     reference_label: str = "",
+    x_label: str = "tier",
 ) -> str:
     """Vertical bars, one per label, the value written above each; missing values say n/a.
 
@@ -112,8 +115,9 @@ def bar_chart(
         colors: one fill per bar.
         reference: an optional dashed horizontal line (the overall figure).
         reference_label: its caption.
+        x_label: the caption of the horizontal axis (what the labels are).
     """
-    width, height, top, bottom, left = 260.0, 180.0, 34.0, 24.0, 8.0
+    width, height, top, bottom, left = 260.0, 194.0, 34.0, 38.0, 8.0
     known = [float(v) for v in values if _ok(v)]
     scale = max([*known, reference if _ok(reference) else 0.0, 0.0]) * 1.12 or 1.0
     plot_h = height - top - bottom
@@ -130,11 +134,24 @@ def bar_chart(
             y = height - bottom - h
             body.append(_rect(x, y, bar_w, h, colors[i % len(colors)]))
             body.append(_text(x + bar_w / 2, y - 4, fmt(float(value)), size=10))
-        body.append(_text(x + bar_w / 2, height - 8, label, size=11))
+        body.append(_text(x + bar_w / 2, height - bottom + 15, label, size=11))
+    body.append(_text(width / 2, height - 4, x_label, size=10, fill=MUTED))
     if reference is not None and _ok(reference):
         y = height - bottom - plot_h * reference / scale
         body.append(_line(left, y, width - left, y, INK, dash=True))
-        body.append(_text(width - left, y - 3, reference_label, anchor="end", size=9, fill=MUTED))
+        # the caption sits in the title row, never on a bar's figure: "- - overall 47%"
+        caption = f"{reference_label} {fmt(float(reference))}".strip()
+        body.append(
+            _line(
+                width - left - 8 * len(caption) * 0.62 - 22,
+                12,
+                width - left - 8 * len(caption) * 0.62 - 6,
+                12,
+                INK,
+                dash=True,
+            )
+        )
+        body.append(_text(width - left, 16, caption, anchor="end", size=9, fill=MUTED))
     return _svg(width, height, title, body)
 
 
@@ -197,7 +214,7 @@ def histogram(
     bins = [b for b in bins if isinstance(b, dict) and _ok(b.get("low")) and _ok(b.get("high"))]
     if not bins:
         return ""
-    width, height, pad_l, pad_r, top, bottom = 560.0, 220.0, 40.0, 40.0, 16.0, 34.0
+    width, height, pad_l, pad_r, top, bottom = 560.0, 250.0, 52.0, 52.0, 40.0, 34.0
     low = min(float(b["low"]) for b in bins)
     high = max(float(b["high"]) for b in bins)
     span = (high - low) or 1.0
@@ -224,14 +241,15 @@ def histogram(
             rates.append(f"{_n((x0 + x1) / 2)},{_n(height - bottom - plot_h * float(rate))}")
     for v in sorted({float(b["low"]) for b in bins} | {high}):
         body.append(_text(x(v), height - bottom + 13, _n(v), size=9, fill=MUTED))
-    for name, threshold, _ in thresholds:
+    last: tuple[float, int] | None = None  # a label too close to the previous one goes up a row
+    for name, threshold, _ in sorted(thresholds, key=lambda t: t[1]):
         if low < threshold < high:
-            body.append(_line(x(threshold), top, x(threshold), height - bottom, INK, dash=True))
-            body.append(
-                _text(
-                    x(threshold) + 3, top + 9, f"{name} ≥ {_n(threshold)}", anchor="start", size=9
-                )
-            )
+            at = x(threshold)
+            row = 1 if last is not None and last[1] == 0 and at - last[0] < 52 else 0
+            last = (at, row)
+            label_y = top - 6 - 13 * row
+            body.append(_line(at, label_y + 3, at, height - bottom, INK, dash=True))
+            body.append(_text(at, label_y, f"{name} ≥ {_n(threshold)}", size=9))
     if rates:
         body.append(f'<polyline points="{" ".join(rates)}" fill="none" stroke="{ACCENT}"/>')
         body += [
@@ -243,8 +261,20 @@ def histogram(
             body.append(
                 _text(width - pad_r + 4, yy + 3, f"{tick:.0%}", anchor="start", size=9, fill=ACCENT)
             )
-    body.append(_text(pad_l + plot_w / 2, height - 4, "score", size=10, fill=MUTED))
+    body.append(_text(pad_l + plot_w / 2, height - 4, "ICP score", size=10, fill=MUTED))
     body.append(_text(pad_l - 4, top + 8, _n(most), anchor="end", size=9, fill=MUTED))
+    body.append(_text(pad_l - 4, height - bottom, "0", anchor="end", size=9, fill=MUTED))
+    mid = top + plot_h / 2
+    body.append(
+        f'<text x="14" y="{_n(mid)}" transform="rotate(-90 14 {_n(mid)})" '
+        f'text-anchor="middle" font-size="10" fill="{MUTED}">accounts</text>'
+    )
+    if rates:
+        right = width - 10
+        body.append(
+            f'<text x="{_n(right)}" y="{_n(mid)}" transform="rotate(90 {_n(right)} {_n(mid)})" '
+            f'text-anchor="middle" font-size="10" fill="{ACCENT}">win rate</text>'
+        )
     return _svg(width, height, "Score distribution: accounts per band, win rate per band", body)
 
 

@@ -72,8 +72,12 @@ def checklist(criteria: IcpCriteria) -> list[TierChecklist]:
             if anti.cap_tier is not None and rank.get(anti.cap_tier, -1) > i:
                 effects.append(f"never above Tier {anti.cap_tier}")
             if effects:
+                said = conditions_text(anti.conditions())
+                named = said if anti.name.casefold() == said.casefold() else anti.name
                 flags.append(
-                    f"{conditions_text(anti.conditions())} ({anti.name}): {', '.join(effects)}"
+                    f"{named}: {', '.join(effects)}"
+                    if named == said
+                    else f"{named} ({said}): {', '.join(effects)}"
                 )
         result.append(
             TierChecklist(
@@ -92,35 +96,10 @@ def _fewest(weighted: list[tuple[str, Any, float]], need: float) -> list[tuple[s
     return chosen
 
 
-def _either(values: list[Any]) -> str:
-    texts = [h.value_text(v) for v in values]
-    return texts[0] if len(texts) == 1 else f"{', '.join(texts[:-1])} or {texts[-1]}"
-
-
 def conditions_text(conditions: list[Condition]) -> str:
-    """Conditions as an SDR would say them: "50-500 employees and industry is Media"."""
-    parts = []
-    for condition in conditions:
-        label = condition.field.replace("_", " ")
-        op, value = condition.operators()[0], condition.operand()
-        many = value if isinstance(value, list) else [value]
-        parts.append(
-            {
-                "eq": f"{label}: {h.value_text(value)}"
-                if isinstance(value, bool)
-                else f"{label} is {h.value_text(value)}",
-                "in": f"{label} is {_either(many)}",
-                "not_in": f"{label} is not {_either(many)}",
-                "between": f"{h.value_text(many[0])}-{h.value_text(many[-1])} {label}",
-                "gt": f"{label} above {h.value_text(value)}",
-                "gte": f"{label} {h.value_text(value)} or more",
-                "lt": f"{label} below {h.value_text(value)}",
-                "lte": f"{label} {h.value_text(value)} or less",
-                "is_null": f"{label} unknown" if value else f"{label} known",
-                "contains": f"{label} include {_either(many)}",
-            }[op]
-        )
-    return " and ".join(parts)
+    """Conditions as an SDR would say them, in field labels: `Employees 50-499 and
+    Industry: Media` (`scoring.labels`)."""
+    return " and ".join(c.describe() for c in conditions)
 
 
 def checklist_section(criteria: IcpCriteria) -> str:

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from scoring.labels import format_points, human_date
+
 MINUS, TIMES, EN_DASH = "\u2212", "\u00d7", "\u2013"
 GROUP_LABELS = {"must_have": "Must have", "strong_signal": "Strong signal", "bonus": "Bonus"}
 
@@ -77,9 +79,11 @@ section{border:0;padding:8px 0;break-inside:avoid-page}
 """
 
 
-_DICTS = ("holdout", "challenger", "tracking", "expansion")
+_DICTS = ("holdout", "challenger", "tracking", "expansion", "holdout_model")
 _LISTS = (
     "calibration",
+    "tiers",
+    "dropped_features",
     "score_distribution",
     "segments",
     "emerging",
@@ -105,6 +109,10 @@ def normalised(model: Any) -> dict[str, Any]:
     it is a boolean true. The page then never fails on an odd or older model file.
     """
     out = dict(model) if isinstance(model, dict) else {}
+    calibration = out.get("calibration")
+    if isinstance(calibration, dict):  # {method, ece, bins}: the learned calibration
+        out["calibration_fit"] = calibration
+        out["calibration"] = calibration.get("bins")
     for key in _DICTS:
         out[key] = out[key] if isinstance(out.get(key), dict) else {}
     for key in _LISTS:
@@ -241,9 +249,14 @@ def bullets(items: Iterable[str], css: str = "") -> str:
 
 
 def points_text(value: Any) -> str:
-    """Points to one decimal, without a trailing `.0`: 25, 7.5."""
-    rounded = round(number(value) or 0.0, 1)
-    return f"{rounded:.0f}" if rounded.is_integer() else f"{rounded:.1f}"
+    """Points as the reasons written to the CRM show them: whole points (25), a tenth only
+    below one point (0.4). One formatter, so a penalty reads the same everywhere."""
+    return format_points(number(value) or 0.0)
+
+
+def date_text(value: Any) -> str:
+    """A date or timestamp as people write it: `7 Dec 2024`."""
+    return human_date(value) or "—"
 
 
 def weight_bar(points: float, most: float, negative: bool = False) -> str:
@@ -278,5 +291,5 @@ def value_text(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}" if abs(value) >= 10_000 else str(value)
     if isinstance(value, date):
-        return value.isoformat()
+        return human_date(value)
     return str(value)

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scoring.labels import field_label
 from scoring.report_charts import calibration_chart, grouped_bars, histogram, range_bar
 from scoring.report_html import (
-    bullets,
     esc,
     interval,
     listed,
@@ -38,11 +38,17 @@ def quality_section(
     colors: dict[str, str],
 ) -> str:
     calibration = calibration_chart(model.get("calibration") or [])
-    ece = points_of(holdout.get("ece"))
+    found = model.get("calibration_fit")
+    fit: dict[str, Any] = found if isinstance(found, dict) else {}
+    ece = points_of(fit.get("ece") if fit.get("ece") is not None else holdout.get("ece"))
+    method = {"platt": "Platt scaling", "isotonic": "isotonic regression"}.get(
+        str(fit.get("method")), str(fit.get("method") or "")
+    )
     note = (
         ""
         if ece is None
-        else f"Predicted win probabilities are off by {ece:.1f} points on average (ECE)."
+        else f"Predicted win probabilities are off by {ece:.1f} points on average (ECE)"
+        + (f", calibrated on the holdout by {method}." if method else ".")
     )
     calib = calibration or '<p class="muted">No calibration figures.</p>'
     bins = model.get("score_distribution") or _score_bins(scored)
@@ -94,7 +100,8 @@ def challenger_block(model: dict[str, Any], holdout: dict[str, Any]) -> str:
         if challenger.get("clearly_better")
         else "The challenger is not clearly better: the explainable scorecard loses little."
     )
-    note = f" {challenger['note']}" if challenger.get("note") else ""
+    said = str(challenger.get("note") or "")
+    note = f" {said[:1].upper()}{said[1:]}" if said else ""
     grid_html = table(["Model", "AUC", "95% CI", "vs coin flip (tick at 0.5)"], rows, {1})
     return f'<h3>Challenger</h3>{grid_html}<div class="callout info">{esc(verdict + note)}</div>'
 
@@ -141,9 +148,11 @@ def tracking_section(model: dict[str, Any], order: list[str], colors: dict[str, 
 
 
 def version_label(value: Any) -> str:
-    """`v3` for 3, `v0003` as it is."""
+    """`v3` for 3, `v0003` as it is; a named version (`manual`) as its name."""
     text = str(value)
-    return text if text.startswith("v") else f"v{text}"
+    if text.startswith("v") or not text[:1].isdigit():
+        return text
+    return f"v{text}"
 
 
 def expansion_section(expansion: dict[str, Any]) -> str:
@@ -181,19 +190,57 @@ def expansion_section(expansion: dict[str, Any]) -> str:
     return section("expansion", "Expansion: existing customers", body, lead)
 
 
-def details_section(model: dict[str, Any]) -> str:
-    def names(items: Any) -> list[str]:
-        out = []
-        for item in items or []:
-            if isinstance(item, dict):
-                reason = f": {item['reason']}" if item.get("reason") else ""
-                out.append(f"{item.get('name', item.get('feature', ''))}{reason}")
-            else:
-                out.append(str(item))
-        return out
+LEAK_WORDS = ("separates", "after the outcome", "records the outcome", "leak")
+"""A drop reason with one of these words says the field gives the outcome away."""
 
-    used, dropped = names(model.get("features_used")), names(model.get("features_dropped"))
+
+def dropped_features(model: dict[str, Any]) -> list[tuple[str, str]]:
+    """(field label, reason) for every feature `icp train` left out, leaks first.
+
+    From `dropped_features` ([{field, reason}]) when the model has it, else from the
+    criteria's `learned.dropped_reasons`, else the bare names of `features_dropped`.
+    """
+    found: dict[str, str] = {}
+    for item in listed(model.get("dropped_features")):
+        if isinstance(item, dict) and item.get("field"):
+            found[str(item["field"])] = str(item.get("reason") or "")
+    learned = (model.get("criteria") or {}).get("learned") or {}
+    reasons = learned.get("dropped_reasons") if isinstance(learned, dict) else None
+    for name, why in (reasons or {}).items() if isinstance(reasons, dict) else []:
+        found.setdefault(str(name), str(why))
+    for item in listed(model.get("features_dropped")):
+        if isinstance(item, dict):
+            found.setdefault(
+                str(item.get("name", item.get("feature", ""))), str(item.get("reason") or "")
+            )
+        else:
+            found.setdefault(str(item), "")
+    rows = [(feature_label(name), why) for name, why in found.items() if name]
+    return sorted(rows, key=lambda r: (not is_leak(r[1]), r[0].casefold()))
+
+
+def is_leak(reason: str) -> bool:
+    return any(word in reason.casefold() for word in LEAK_WORDS)
+
+
+def feature_label(name: str) -> str:
+    """`industry` -> `Industry`; `technologies=Slack` -> `Technologies: Slack`."""
+    field, _, value = name.partition("=")
+    label = field_label(field)
+    return f"{label}: {value}" if value else label
+
+
+def details_section(model: dict[str, Any]) -> str:
+    used = [feature_label(str(f)) for f in listed(model.get("features_used"))]
+    dropped = dropped_features(model)
     body = f"<h3>Features used ({len(used)})</h3><p>{esc(', '.join(used) or 'none recorded')}</p>"
     body += f"<h3>Features left out ({len(dropped)})</h3>"
-    body += bullets(dropped) if dropped else "<p>none</p>"
+    rows = [
+        [
+            f'<strong class="down">{esc(label)}</strong>' if is_leak(why) else esc(label),
+            esc(("Leak: " if is_leak(why) else "") + (why or "no reason recorded")),
+        ]
+        for label, why in dropped
+    ]
+    body += table(["Feature", "Why it was left out"], rows, set()) if rows else "<p>none</p>"
     return section("details", "Details", body)

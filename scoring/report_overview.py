@@ -17,6 +17,7 @@ def verdict_section(
     summary: pd.DataFrame,
     everyone: pd.Series,
     accounts: int,
+    overall: float | None = None,
 ) -> str:
     auc, ci = holdout.get("auc"), holdout.get("auc_ci")
     deals = f"{h.num(holdout.get('n_won'), 0)} won and {h.num(holdout.get('n_lost'), 0)} lost"
@@ -44,22 +45,30 @@ def verdict_section(
     if len(rated) >= 2:
         best, worst = rated.iloc[0], rated.iloc[-1]
         text += (
-            f" Today Tier {best['tier']} wins {h.pct(best['win_rate'])} of its closed deals, "
-            f"Tier {worst['tier']} {h.pct(worst['win_rate'])}."
+            f" Accounts in Tier {best['tier']} today won {h.pct(best['win_rate'])} of their "
+            f"closed outcomes, Tier {worst['tier']} {h.pct(worst['win_rate'])}."
         )
     challenger = model.get("challenger") or {}
     if challenger.get("clearly_better"):
         text += " A black-box challenger scores clearly better (see Model quality); it is "
         text += "reported, never deployed."
     warnings = model["warnings"]
-    notes = "".join(f'<div class="callout">{h.esc(w)}</div>' for w in warnings)
+    notes = "".join(
+        f'<div class="callout">{h.esc(str(w)[:1].upper() + str(w)[1:])}</div>' for w in warnings
+    )
     ratio = "—"
     if len(rated) >= 2 and rated.iloc[-1]["win_rate"] > 0:
         ratio = f"{rated.iloc[0]['win_rate'] / rated.iloc[-1]['win_rate']:.1f}{h.TIMES}"
     top = summary.iloc[0] if len(summary) else None
+    behind = model.get("holdout_model") or {}
+    beside = f"; model behind it {h.num(behind.get('auc'))}" if behind.get("auc") else ""
     tiles = [
-        h.tile("Holdout AUC", h.num(auc), f"95% CI {h.interval(ci, h.num)}"),
-        h.tile("Win rate", h.pct(everyone["win_rate"]), f"{everyone['closed_deals']:,} closed"),
+        h.tile("Holdout AUC", h.num(auc), f"95% CI {h.interval(ci, h.num)}{beside}"),
+        h.tile(
+            "Overall win rate",
+            h.pct(overall if overall is not None else everyone["win_rate"]),
+            str(model.get("overall_note") or ""),
+        ),
         h.tile(
             "Best vs worst tier",
             ratio,
@@ -83,7 +92,11 @@ def verdict_section(
 
 
 def tiers_section(
-    summary: pd.DataFrame, criteria: IcpCriteria, colors: dict[str, str], overall: float | None
+    summary: pd.DataFrame,
+    criteria: IcpCriteria,
+    colors: dict[str, str],
+    overall: float | None,
+    holdout_rows: list[Any] | None = None,
 ) -> str:
     rows = [
         [
@@ -99,7 +112,7 @@ def tiers_section(
         ]
         for r in summary.itertuples()
     ]
-    headers = ["Tier", "Score from", "Accounts", "Share", "Closed deals", "Won"]
+    headers = ["Tier", "Score from", "Accounts", "Share", "Closed", "Won"]
     headers += ["Win rate", "Avg won deal", "Median cycle"]
     table = h.table(headers, rows, numeric={1, 2, 3, 4, 5, 6, 7, 8})
     labels = [str(t) for t in summary["tier"]]
@@ -114,8 +127,38 @@ def tiers_section(
         bar_chart("Median cycle (days)", labels, values("median_cycle_days"), h.days, fills),
         bar_chart("Share of accounts", labels, values("share"), h.pct, fills),
     ]
-    lead = "Closed deals of the accounts scored today, by the tier they are in now."
-    return h.section("tiers", "Results by tier", table + h.grid(charts), lead)
+    lead = "The accounts scored today, by the tier they are in now, and the new-business "
+    lead += "outcomes the model learned from: the share won (like every win rate on this page)."
+    body = table + h.grid(charts) + holdout_tiers(holdout_rows or [])
+    return h.section("tiers", "Results by tier", body, lead)
+
+
+def holdout_tiers(rows: list[Any]) -> str:
+    """The tiers as `icp train` judged them: the score as written, on the holdout only."""
+    rows = [r for r in rows if isinstance(r, dict) and r.get("tier") is not None]
+    if not rows:
+        return ""
+    cells = [
+        [
+            f"<strong>{h.esc(r['tier'])}</strong>",
+            h.esc(h.num(r.get("threshold"), 0)),
+            h.esc(h.pct(r.get("share"), 1)),
+            h.esc(h.num(r.get("closed"), 0)),
+            h.esc(h.pct(r.get("win_rate"), 1)),
+            h.esc(h.interval(r.get("win_rate_ci"))),
+            h.esc(h.money(r.get("acv"))),
+            h.esc(h.days(r.get("cycle_days"))),
+        ]
+        for r in rows
+    ]
+    headers = ["Tier", "Score from", "Share", "Closed", "Win rate", "95% interval"]
+    headers += ["Avg won deal", "Median cycle"]
+    note = (
+        '<p class="muted">On the holdout only (the most recent outcomes, never used to '
+        "learn), with the score exactly as sync writes it: what the figures above promise."
+        "</p>"
+    )
+    return "<h3>Tiers on the holdout</h3>" + note + h.table(headers, cells, {1, 2, 3, 4, 6, 7})
 
 
 def criteria_section(criteria: IcpCriteria) -> str:
@@ -130,6 +173,7 @@ def criteria_section(criteria: IcpCriteria) -> str:
             rows.append([f'<span class="group">{h.esc(h.GROUP_LABELS[group])}</span>', "", ""])
         for c in members:
             rule = " and ".join(x.describe() for x in c.conditions())
+            rule = "" if rule.casefold() == c.name.casefold() else rule  # said once
             rows.append(
                 [
                     h.esc(c.name),
@@ -141,7 +185,8 @@ def criteria_section(criteria: IcpCriteria) -> str:
         rows.append(['<span class="group">Anti-patterns</span>', "", ""])
     for a in criteria.anti_patterns:
         rule = " and ".join(x.describe() for x in a.conditions())
-        cap = f" · caps at Tier {a.cap_tier}" if a.cap_tier else ""
+        rule = "" if rule.casefold() == a.name.casefold() else rule
+        cap = f"{' · ' if rule else ''}never above Tier {a.cap_tier}" if a.cap_tier else ""
         bar = h.weight_bar(a.penalty or 0.0, most, negative=True) if a.penalty else ""
         rows.append(
             [

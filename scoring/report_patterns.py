@@ -25,6 +25,7 @@ from scoring.report_html import (
     num,
     number,
     pct,
+    points_text,
     section,
 )
 
@@ -47,7 +48,10 @@ _EXTRAS: dict[str, list[tuple[str, str, Any]]] = {
         ("share_of_revenue", "share of revenue", pct),
         ("p_value", "p-value", lambda v: f"{float(v):.3f}"),
     ],
-    "anti_patterns": [("penalty", "penalty", lambda v: f"{MINUS}{float(v):.0f} points")],
+    "anti_patterns": [
+        ("penalty", "penalty", lambda v: f"{MINUS}{points_text(v)} points"),
+        ("cap_tier", "at most", lambda v: f"Tier {v}"),
+    ],
     "loss_patterns": [
         ("share_in_segment", "share of its losses", pct),
         ("share_overall", "share of all losses", pct),
@@ -74,8 +78,9 @@ def pattern_card(
         ("median cycle", days(item.get("cycle_days"))),
     ]
     for key, label, fmt in _EXTRAS.get(kind, []):
-        if not missing(item.get(key)):
-            figures.append((label, fmt(item[key])))
+        value = item.get(key)
+        if (isinstance(value, str) and value) or (not missing(value) and number(value)):
+            figures.append((label, fmt(value)))
     figs = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in figures)
     bar = range_bar(number(lo), number(hi), number(item.get("win_rate")), overall, axis, pct)
     said = "Loss reason: " if kind == "loss_patterns" else ""
@@ -90,10 +95,12 @@ def pattern_card(
             f"{' — ' + esc(description) if description else ''}"
             f"{bullets(hypotheses) if hypotheses else ''}</div>"
         )
-    name = item.get("name") or "(unnamed)"
+    name = str(item.get("name") or "(unnamed)")
+    rule = str(item.get("rule") or "")
+    rule = "" if rule.casefold() == name.casefold() else rule  # said once
     return (
         f'<div class="card {_CARD_CSS.get(kind, "")}"><h3>{esc(name)}</h3>'
-        f'<div class="rule">{esc(item.get("rule") or "")}</div>'
+        f'<div class="rule">{esc(rule)}</div>'
         f'<div><span class="big">{esc(pct(item.get("win_rate")))}</span> win rate '
         f'<span class="muted">({esc(interval(ci))})</span></div>{bar}'
         f'<dl class="figs">{figs}</dl>{reason}<div>{traits}</div>{ai}</div>'
@@ -101,6 +108,7 @@ def pattern_card(
 
 
 def patterns_section(model: dict[str, Any], overall: float | None) -> str:
+    """Every pattern as a card, against the one overall win rate the page states."""
     groups = [
         (key, title, empty, [i for i in model.get(key) or [] if isinstance(i, dict)])
         for key, title, empty in PATTERNS
@@ -119,5 +127,6 @@ def patterns_section(model: dict[str, Any], overall: float | None) -> str:
         inner = cards(found) if found else f'<p class="muted">{esc(empty)}</p>'
         body += f"<h3>{esc(title)}</h3>{inner}"
     lead = "Bars: the 95% interval of each group's win rate (dot: estimate) against the "
-    lead += f"overall rate (tick, {pct(overall)}); green above it, red below, grey: not clear."
+    lead += f"overall win rate (tick, {pct(overall)} {model.get('overall_note') or ''}".rstrip()
+    lead += "); green above it, red below, grey: not clear."
     return section("patterns", "Segments and patterns", body, lead)

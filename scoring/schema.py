@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from scoring.labels import describe_level
+
 Scalar = str | int | float | bool
 Path = tuple[str | int, ...]
 OPERATORS = ("eq", "in", "not_in", "between", "gt", "gte", "lt", "lte", "is_null", "contains")
@@ -74,29 +76,8 @@ class Condition(_Operators):
         return self
 
     def describe(self) -> str:
-        op = self.operators()[0]
-        value = self.operand()
-        many = value if isinstance(value, list) else [value]
-        listed = ", ".join(map(_fmt, many))
-        text = {
-            "eq": f"= {_fmt(value)}",
-            "in": f"in {listed}",
-            "not_in": f"not in {listed}",
-            "between": f"{_fmt(many[0])}-{_fmt(many[-1])}",
-            "gt": f"> {_fmt(value)}",
-            "gte": f">= {_fmt(value)}",
-            "lt": f"< {_fmt(value)}",
-            "lte": f"<= {_fmt(value)}",
-            "is_null": "is empty" if value else "is known",
-            "contains": f"has {' or '.join(map(_fmt, many))}",
-        }[op]
-        return f"{self.field} {text}"
-
-
-def _fmt(value: object) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return f"{int(value):,}" if abs(value) >= 10_000 else str(int(value))
-    return str(value)
+        """The condition in a seller's words and field labels: `Employees 50-499`."""
+        return describe_level(self.field, self.operators()[0], self.operand())
 
 
 class _Rule(_Operators):

@@ -10,8 +10,8 @@ excludes the overall win rate, and a Benjamini-Hochberg q-value below 5% over ev
 candidate tested. A two-trait rule must also beat each of its halves on its own
 (Bonferroni over the rules checked), so "SaaS and Slack users" is not claimed only
 because SaaS wins. Overlapping rules are deduplicated, keeping the strongest. Names are
-built from the traits, deterministically. Rising segments, slow segments and loss
-reasons use the same candidates: `scoring.learn_trends`.
+built from the traits with a seller's vocabulary (`scoring.vocabulary`). Rising
+segments, slow segments and loss reasons use the same candidates: `scoring.learn_trends`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from scoring.learn_features import CATEGORY, HAS, NUMBER, Feature, describe
+from scoring import vocabulary
+from scoring.learn_features import HAS, NUMBER, Feature, describe
 from scoring.learn_stats import (
     benjamini_hochberg,
     binomial_z,
@@ -44,7 +45,9 @@ class Trait:
     levels: tuple[int, ...]
     conditions: tuple[dict[str, Any], ...]
     label: str
+    """The trait in field labels: `Employees 50-499`."""
     short: str
+    """The trait as a segment name on its own: `Mid-market companies`."""
 
 
 def build_traits(
@@ -70,7 +73,7 @@ def build_traits(
                     levels,
                     tuple(conditions),
                     label,
-                    _short(feature, levels, label),
+                    vocabulary.segment_name(conditions),
                 )
             )
             columns.append(np.isin(codes, levels))
@@ -90,24 +93,9 @@ def _level_sets(feature: Feature) -> list[tuple[int, ...]]:
     return [(i,) for i in range(feature.n_levels)]
 
 
-def _short(feature: Feature, levels: tuple[int, ...], label: str) -> str:
-    if feature.kind == HAS:
-        return f"{feature.values[0]} users"
-    if feature.kind == CATEGORY and len(levels) == 1 and levels[0] < len(feature.values):
-        value = feature.values[levels[0]]
-        return f"{feature.field} {value}" if isinstance(value, bool) else str(value)
-    return label
-
-
 def segment_name(traits: list[Trait]) -> str:
-    """`Healthcare · EMEA`, `Technology/SaaS (employees 50-500)`: values first, ranges after."""
-    values = [t.short for t in traits if t.short != t.label]
-    others = [t.label for t in traits if t.short == t.label]
-    if values and others:
-        name = f"{' · '.join(values)} ({'; '.join(others)})"
-    else:
-        name = " · ".join(values or others)
-    return name if len(name) <= 80 else name[:77] + "..."
+    """`Mid-market Technology/SaaS scale-ups, 3-10 years old`: see `scoring.vocabulary`."""
+    return vocabulary.segment_name([c for t in traits for c in t.conditions])
 
 
 @dataclass

@@ -230,14 +230,19 @@ def report(
         )
     except (NoModelError, VersionError) as exc:
         fail(2, str(exc))
+    model = version.name if version is not None else "latest training (no signal)"
     if as_json:
         click.echo(
             json.dumps(
-                {"report": str(path), "model": version.name, "criteria": config.criteria_label}
+                {
+                    "report": str(path),
+                    "model": version.name if version is not None else None,
+                    "criteria": config.criteria_label,
+                }
             )
         )
     else:
-        click.echo(f"wrote {path} (model {version.name}; scored with {config.criteria_label})")
+        click.echo(f"wrote {path} (model {model}; scored with {config.criteria_label})")
 
 
 @main.command()

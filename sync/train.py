@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from rich.table import Table
 
 import connectors
 from connectors.base import Connector
+from scoring.labels import human_date, using_labels
 from sync.config import Config, check_criteria, load_config
 from sync.pull import WorkingSet, pull_object
 from sync.runner import score
@@ -93,7 +95,8 @@ def run_train(
         assert config.manual_icp is not None
         now = datetime.now(UTC)
         types: dict[str, str] = dict(config.mapping.field_types("account"))
-        result = train(accounts, opportunities, config.manual_icp, types, now, settings)
+        with using_labels(config.mapping.labels()):  # names learned in the mapping's labels
+            result = train(accounts, opportunities, config.manual_icp, types, now, settings)
         result.tracking = track_predictions(state.scores(crm), opportunities)
         # optional: an OpenAI-compatible endpoint (ICP_LLM_BASE_URL) names and describes
         # the segments; without it, or when it fails, the deterministic names stand
@@ -102,6 +105,8 @@ def run_train(
         outcome = TrainOutcome(result, {}, proposed, config)
         if not result.signal:
             outcome.notes.append(_no_signal(result))
+            if not dry_run:  # what `icp report` shows until a version is trained after it
+                save_last_train(state_dir, _payload(outcome) | {"criteria": result.criteria})
         elif dry_run:
             outcome.diff = _diff(config, proposed, "proposed (icp train --dry-run)")
             outcome.notes.append("dry run: nothing saved; the criteria in use are unchanged")
@@ -201,32 +206,68 @@ def run_report(
     source: Path | None,
     out: Path,
     connector: Connector | None = None,
-) -> tuple[Path, Version, Config]:
-    """Score the current accounts with the criteria in use and write the HTML report."""
+) -> tuple[Path, Version | None, Config]:
+    """Score the current accounts with the criteria in use and write the HTML report.
+
+    The report describes the active version, or the latest training when that found no
+    signal (and saved no version): it then says so. `Version` is None in that case.
+    """
     from scoring.report import render_report
     from sync.history import health
 
     config = load_config(crm, mappings, state_dir)
     store = VersionStore(state_dir)
     version = store.active() or store.previous(None)
-    if version is None:
+    latest = last_train(state_dir, version)
+    if version is None and latest is None:
         raise NoModelError(f"no trained model in {state_dir}: run icp train first")
-    previous = store.previous(version)
+    previous = store.previous(version) if version is not None else None
     connector = connector or connectors.create(crm, config.mapping, source, None)
     accounts, opportunities = read_all(connector)
     scored = score(config, WorkingSet(accounts, opportunities, {}, True)).reset_index()
-    html = render_report(
-        version.load_model(),
-        scored[["account_id", "score", "tier", "segment"]],
-        opportunities,
-        config.icp,
-        previous.load_model() if previous else None,
-        datetime.now(UTC),
-        sync_health=health(state_dir, crm),
-    )
+    with using_labels(config.mapping.labels()):
+        html = render_report(
+            latest if latest is not None else version.load_model(),  # type: ignore[union-attr]
+            scored[["account_id", "score", "tier", "segment"]],
+            opportunities,
+            config.icp,
+            previous.load_model() if previous else None,
+            datetime.now(UTC),
+            sync_health=health(state_dir, crm),
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")
     return out, version, config
+
+
+LAST_TRAIN = "last_train.json"
+"""In the state directory: the result of the latest `icp train` that saved no version
+(no signal), so that `icp report` can say what it found instead of refusing."""
+
+
+def save_last_train(state_dir: Path, payload: dict[str, Any]) -> None:
+    from scoring.learn import plain
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / LAST_TRAIN
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(plain(payload), default=str), encoding="utf-8")
+    temporary.replace(path)
+
+
+def last_train(state_dir: Path, version: Version | None) -> dict[str, Any] | None:
+    """The no-signal training result, when it is newer than `version` (or there is none)."""
+    path = state_dir / LAST_TRAIN
+    if not path.is_file():
+        return None
+    newer = version is not None and version.json_path.is_file()
+    if newer and version.json_path.stat().st_mtime >= path.stat().st_mtime:  # type: ignore[union-attr]
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _f(value: Any, digits: int = 2) -> str:
@@ -243,8 +284,15 @@ def _window(value: Any) -> str:
     if isinstance(value, dict):
         value = [value.get("start", value.get("from")), value.get("end", value.get("to"))]
     if isinstance(value, list | tuple) and len(value) == 2:
-        return f"{str(value[0])[:10]} to {str(value[1])[:10]}"
+        return f"{human_date(value[0])} to {human_date(value[1])}"
     return "-" if value is None else str(value)
+
+
+def leaked_features(criteria: dict[str, Any]) -> list[tuple[str, str]]:
+    """(field label, reason) for every field training left out as a leak."""
+    from scoring.report_model_sections import dropped_features, is_leak
+
+    return [(name, why) for name, why in dropped_features({"criteria": criteria}) if is_leak(why)]
 
 
 def print_train(console: Console, outcome: TrainOutcome) -> None:
@@ -279,6 +327,9 @@ def print_train(console: Console, outcome: TrainOutcome) -> None:
     ):
         top = "; ".join(_pattern(p) for p in items[:3])
         say(f"{label}: {len(items)}" + (f" - {top}" if top else ""))
+    leaks = [f"{name} ({why})" for name, why in leaked_features(result.criteria)]
+    if leaks:
+        say("[bold]Left out as leaks[/] (they give the outcome away): " + "; ".join(leaks))
     if result.tracking:
         console.print(_tracking_table(result.tracking))
     if outcome.diff:

@@ -123,7 +123,7 @@ def test_edited_account_is_rescored_and_only_its_row_written(export: Path, tmp_p
     rows = update_rows(export)
     assert [r["Id"] for r in rows] == [target["Id"]]
     assert float(rows[0]["ICP_Score__c"]) > float(target["ICP_Score__c"])
-    assert "employees 50-500" in rows[0]["ICP_Reasons__c"]
+    assert "Employees 50-500" in rows[0]["ICP_Reasons__c"]
 
 
 def test_dry_run_prints_the_diff_and_writes_nothing(export: Path, tmp_path: Path) -> None:

@@ -294,10 +294,11 @@ def test_reasons_sorted_by_points_then_file_order() -> None:
         revenue=[5.0, 5.0, 5.0, -500.0, 5.0],
     )
     reasons = score_accounts(frame, icp_from(REASONS_ICP))["reasons"].tolist()
+    # whole points, as a seller reads them (issue 9); order still by exact points
     assert reasons[0] == (
-        "+20.8 employees 50-500; +16.7 target industry; +16.7 equal to industry; +8.3 small bonus"
+        "+21 employees 50-500; +17 target industry; +17 equal to industry; +8 small bonus"
     )
-    assert reasons[1] == "+20.8 employees 50-500; +16.7 target industry"
+    assert reasons[1] == "+21 employees 50-500; +17 target industry"
     assert reasons[2] == NO_MATCH_REASON == "no criteria matched"
     assert reasons[4] == "enterprise (tier capped at C)"
 

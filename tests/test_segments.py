@@ -64,7 +64,7 @@ def test_planted_pair_found_with_an_interval_above_overall():
     good, bad = seg.find_segments(traits, matrix, y, amount, cycle, 30)
     assert good, "the planted pair should be claimed"
     top = good[0]
-    assert top["name"] == "SaaS · EMEA"
+    assert top["name"] == "SaaS in EMEA"
     assert top["when"] == [{"field": "industry", "eq": "SaaS"}, {"field": "region", "eq": "EMEA"}]
     assert top["support"] == int(pair.sum())
     assert top["win_rate_ci"][0] > y.mean()
@@ -98,11 +98,11 @@ def test_traits_cover_ranges_of_adjacent_bins():
     traits, _ = seg.build_traits(features, rows, 30)
     labels = {t.label for t in traits if t.field == "employees"}
     assert {
-        "employees under 50",
-        "employees 50-500",
-        "employees over 500",
-        "employees 500 or less",
-        "employees 50 or more",
+        "Fewer than 50 employees",
+        "Employees 50-500",
+        "More than 500 employees",
+        "500 or fewer employees",
+        "50+ employees",
     } <= labels
 
 
@@ -118,7 +118,7 @@ def test_emerging_needs_a_rise_in_share_of_recent_wins():
     traits, matrix = seg.build_traits(features, rows, 30)
     amount = np.where(y, 100.0, np.nan)
     found = trends.emerging(traits, matrix, y, amount, np.full(y.size, 30.0), recent, 30)
-    assert found and found[0]["name"] == "Retail · APAC"
+    assert found and found[0]["name"] == "Retail in APAC"
     assert found[0]["recent_wins"] > 5 * max(found[0]["before_wins"], 1)
     assert found[0]["recent_share"] > found[0]["before_share"]
     assert all(f["name"] != "red" for f in found)
@@ -156,9 +156,10 @@ def test_loss_reasons_over_represented_in_a_group():
 def test_names_are_deterministic_and_short():
     features, rows, _, _ = _world()
     traits, _ = seg.build_traits(features, rows, 30)
-    saas = next(t for t in traits if t.label == "industry SaaS")
-    size = next(t for t in traits if t.label == "employees 50-500")
+    saas = next(t for t in traits if t.label == "Industry: SaaS")
+    size = next(t for t in traits if t.label == "Employees 50-500")
     slack = next(t for t in traits if t.field == "technologies")
-    assert seg.segment_name([saas, size]) == "SaaS (employees 50-500)"
+    # a seller's words (issue 9): a size band, not `employees 50-500`
+    assert seg.segment_name([saas, size]) == "Mid-market SaaS"
     assert seg.segment_name([slack]) == "Slack users"
     assert len(seg.segment_name([saas, size] * 10)) <= 80

@@ -160,6 +160,12 @@ def test_no_signal_activates_nothing(base: Path, tmp_path: Path) -> None:
     code, out, _ = train(export, state)
     assert "no real lift in the holdout (AUC" in out and "criteria unchanged" in out
     assert sync_json(export, state)["criteria"].startswith("manual")
+    # the report says what the training found instead of refusing (issue 9)
+    report = tmp_path / "report.html"
+    code, out, err = icp("report", "--source", export, "--state", state, "--out", report)
+    assert code == 0, err
+    assert "latest training (no signal)" in out
+    assert "No real lift" in report.read_text(encoding="utf-8")
 
 
 def close_open_deals(export: Path, seed: int = 5) -> None:
