@@ -21,8 +21,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,35 @@ class Alert:
         lines += [f"  - {d}" for d in self.details]
         lines.append(f"Look closer: {self.command}")
         return "\n".join(lines)
+
+
+SECRET_ENV = (
+    "HUBSPOT_ACCESS_TOKEN",
+    "SF_ACCESS_TOKEN",
+    "SF_PASSWORD",
+    "SF_SECURITY_TOKEN",
+    "SF_CONSUMER_KEY",
+)
+"""Credentials (DESIGN.md) whose values are cut out of every alert, whatever echoed them."""
+
+
+def scrub(alert: Alert, environ: Mapping[str, str], also: Sequence[str] = ()) -> Alert:
+    """`alert` with the values of credential variables (and of `also`) replaced by
+    `[redacted]`: an error message quoting a token must not post it to a channel."""
+    secrets = [v for v in (*(environ.get(n, "") for n in SECRET_ENV), *also) if len(v) >= 6]
+
+    def clean(text: str) -> str:
+        for secret in secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
+
+    return replace(
+        alert,
+        title=clean(alert.title),
+        happened=clean(alert.happened),
+        kept=clean(alert.kept),
+        details=[clean(d) for d in alert.details],
+    )
 
 
 def slack_body(alert: Alert) -> dict[str, Any]:
@@ -221,6 +250,8 @@ class Notifier:
             return f"environment variable {hook.url_env} is not set"
         if not url.startswith(("https://", "http://")):
             return f"{hook.url_env} does not hold an http(s) URL"
+        urls = [self.environ.get(h.url_env, "") for h in self.config.webhooks]
+        alert = scrub(alert, self.environ, urls)
         body = slack_body(alert) if hook.format == "slack" else json_body(alert, self.now())
         try:
             post(url, body, self.config.attempts, self.sleep or pause)

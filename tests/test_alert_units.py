@@ -1,0 +1,64 @@
+"""Alert bodies, scrubbing and the retry schedule, against a real loopback receiver."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sync.alerts import Alert, DeliveryError, Notifier, post, scrub, slack_body
+from sync.operate_config import Alerts, Webhook
+from tests.webhook_receiver import WebhookReceiver
+
+ALERT = Alert(
+    "run_failed:hubspot",
+    "ICP hubspot sync failed (exit 3: could not reach the CRM)",
+    "401 for token pat-na1-0123456789 at https://api.example.test",
+    "Nothing was written by this run.",
+    "icp status --crm hubspot",
+    ["first detail"],
+    "hubspot",
+)
+
+
+def test_slack_body_has_a_fallback_text_and_blocks() -> None:
+    body = slack_body(ALERT)
+    assert body["text"].startswith(ALERT.title) and "Look closer: icp status" in body["text"]
+    kinds = [b["type"] for b in body["blocks"]]
+    assert kinds == ["header", "section", "section", "context"]
+    assert body["blocks"][0]["text"] == {"type": "plain_text", "text": ALERT.title}
+    assert "*What was kept:* Nothing was written" in body["blocks"][1]["text"]["text"]
+
+
+def test_credentials_quoted_by_an_error_never_reach_the_channel() -> None:
+    clean = scrub(ALERT, {"HUBSPOT_ACCESS_TOKEN": "pat-na1-0123456789"})
+    assert "pat-na1" not in clean.text() and "[redacted]" in clean.happened
+
+
+def test_retries_back_off_exponentially_and_stop() -> None:
+    waits: list[float] = []
+    with WebhookReceiver() as hook:
+        hook.answers = [503, 429, 200]
+        post(hook.url(), {"text": "x"}, 4, waits.append)
+        assert [r.status for r in hook.received] == [503, 429, 200] and waits == [1, 2]
+        hook.always = 500
+        with pytest.raises(DeliveryError, match="HTTP 500 after 4 tries"):
+            post(hook.url(), {"text": "x"}, 4, waits.append)
+        assert waits[2:] == [1, 2, 4]
+        hook.always = 404  # refused: not worth another try
+        before = len(hook.received)
+        with pytest.raises(DeliveryError, match="HTTP 404"):
+            post(hook.url(), {"text": "x"}, 4, waits.append)
+        assert len(hook.received) == before + 1
+
+
+def test_unset_variable_is_recorded_and_the_url_never_stored(tmp_path: Path) -> None:
+    config = Alerts(webhooks=[Webhook(url_env="ICP_NOT_SET_ANYWHERE")])
+    notifier = Notifier(tmp_path, config, environ={}, sleep=lambda s: None)
+    assert notifier.update({ALERT.key: ALERT}) == []
+    from sync.alerts import pending
+
+    [row] = pending(tmp_path)
+    assert not row.delivered and row.last_error == (
+        "webhook: environment variable ICP_NOT_SET_ANYWHERE is not set"
+    )
