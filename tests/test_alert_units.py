@@ -62,3 +62,35 @@ def test_unset_variable_is_recorded_and_the_url_never_stored(tmp_path: Path) -> 
     assert not row.delivered and row.last_error == (
         "webhook: environment variable ICP_NOT_SET_ANYWHERE is not set"
     )
+
+
+def _model(shares: dict[str, float], names: list[str], emerging: list[str]) -> dict:
+    return {
+        "criteria": {
+            "criteria": {"strong_signal": [{"name": n} for n in names]},
+            "learned": {"tiers": [{"tier": t, "share": s} for t, s in shares.items()]},
+        },
+        "emerging": [{"name": e} for e in emerging],
+    }
+
+
+def test_after_train_names_each_significant_change() -> None:
+    from sync.alert_rules import after_train
+
+    before = _model({"A": 0.15, "B": 0.30}, ["Employees 50-499", "Industry: SaaS"], [])
+    now = _model({"A": 0.22, "B": 0.31}, ["Employees 50-499", "Funding: Series A-C"], ["Fintech"])
+    now |= {"version": "v0004", "activated": False}
+    [(key, alert)] = after_train(
+        "csv", now, before, Alerts(), ["worse than v0003 on recent"]
+    ).items()
+    assert key == "icp_changed:csv:v0004" and alert is not None
+    assert alert.details == [
+        "the new candidate was not activated: worse than v0003 on recent",
+        "tier A: 15% -> 22% of accounts",  # B moved 1 point: below the 5-point bar
+        "criterion added: Funding: Series A-C",
+        "criterion removed: Industry: SaaS",
+        "emerging segment: Fintech",
+    ]
+    assert alert.kept.startswith("The criteria in use are unchanged")
+    same = after_train("csv", before | {"version": "v0005", "activated": True}, before, Alerts())
+    assert same == {"icp_changed:csv:v0005": None}  # nothing significant: no alert
