@@ -242,18 +242,21 @@ def score_accounts(
 
     Returns:
         A frame aligned with `features`: account_id, score, tier, segment, route, reasons,
-        expansion (customers only; NaN without expansion criteria).
+        expansion (customers only; NaN without expansion criteria), win_probability
+        (0-100; NaN without a `calibration:` part).
     """
     evaluator = ConditionEvaluator(features)
     criteria = icp.all_criteria()
+    base = icp.scale.base
     total = sum(c.weight for _, _, c in criteria) or 1.0
-    items = [_Item(c.name, 100.0 * c.weight / total) for _, _, c in criteria]
+    unit = 1.0 if icp.scale.weights == "points" else (100.0 - base) / total
+    items = [_Item(c.name, unit * c.weight) for _, _, c in criteria]
     items += [_Item(a.name, -(a.penalty or 0.0), a.cap_tier) for a in icp.anti_patterns]
     columns = [evaluator.all_of(c.conditions()) for _, _, c in criteria]
     columns += [evaluator.all_of(a.conditions()) for a in icp.anti_patterns]
     n = len(features)
     matches = np.column_stack(columns) if columns else np.zeros((n, 0), dtype=bool)
-    raw = np.zeros(n)
+    raw = np.full(n, base)
     for column, item in zip(columns, items, strict=True):
         raw += column * item.points
     score = np.round(np.clip(raw, 0.0, 100.0), score_scale)
@@ -287,7 +290,18 @@ def score_accounts(
     )
     result["reasons"] = pd.Series(_reasons(matches, items, reasons_length), dtype=object)
     result["expansion"] = expansion_scores(features, icp, evaluator, score_scale)
+    result["win_probability"] = win_probability(score, icp, score_scale)
     return result
+
+
+def win_probability(score: np.ndarray, icp: IcpCriteria, scale: int = 0) -> np.ndarray:
+    """The calibrated chance of winning, 0-100, from the written score (NaN without a
+    `calibration:` part: hand-written criteria have none)."""
+    if icp.calibration is None:
+        return np.full(len(score), np.nan)
+    c = icp.calibration
+    logit = c.intercept + c.slope * np.asarray(score, dtype=float)
+    return np.round(100.0 / (1.0 + np.exp(-logit)), scale)
 
 
 def expansion_scores(

@@ -225,6 +225,61 @@ def find_rules(
     return probe.rules
 
 
+ANTI_GAP = 0.7
+ANTI_SHARE = 0.2
+
+
+def level_roles(
+    f: Feature, beta: np.ndarray, counts: np.ndarray
+) -> tuple[list[int], int, list[int]] | None:
+    """How a fitted trait's groups are written: (anti-pattern groups, the 0-point group,
+    every group that is not an anti-pattern, weakest first); None below two groups seen.
+
+    The weakest groups become anti-patterns while each holds under `ANTI_SHARE` of the
+    accounts and sits at least `ANTI_GAP` in log-odds (half the odds) below the trait's
+    typical (weighted median) group; the weakest of the rest scores 0.
+    """
+    seen = [g for g in range(len(f.groups)) if counts[g] > 0]
+    if len(seen) < 2:
+        return None
+    ranked = sorted(seen, key=lambda g: (beta[g], g))
+    total = counts[seen].sum()
+    weights = np.cumsum([counts[g] for g in ranked]) / total
+    typical = float(beta[ranked[int(np.searchsorted(weights, 0.5))]])  # weighted median
+    anti: list[int] = []
+    for g in ranked[:-1]:
+        if float(beta[g]) > typical - ANTI_GAP or counts[g] / total >= ANTI_SHARE:
+            break
+        anti.append(g)
+    rest = [g for g in ranked if g not in anti]
+    return anti, rest[0], rest
+
+
+def constrain_missing(card: Scorecard, rows: np.ndarray, y: np.ndarray, rounds: int = 3) -> None:
+    """Missing is not a trait: where an unknown value would earn points (weigh more than
+    the trait's 0-point group), it joins that group and the scorecard is refit, so the
+    weights are the best fit under "unknown earns nothing". Unknown values that predict
+    losing keep their own level (they may become an anti-pattern)."""
+    for _ in range(rounds):
+        changed = False
+        for f, beta, counts in zip(card.features, card.coef, card.counts, strict=True):
+            if f.kind == HAS or f.missing is None:
+                continue
+            roles = level_roles(f, beta, counts)
+            if roles is None:
+                continue
+            anti, zero, _ = roles
+            m = next(g for g, levels in enumerate(f.groups) if f.missing in levels)
+            if m == zero or m in anti or counts[m] == 0 or beta[m] <= beta[zero]:
+                continue
+            joined = tuple(sorted(f.groups[zero] + f.groups[m]))
+            f.groups = sorted([g for i, g in enumerate(f.groups) if i not in (m, zero)] + [joined])
+            changed = True
+        if not changed:
+            return
+        card.fit(rows, y)
+
+
 def fit_scorecard(
     features: list[Feature],
     candidates: list[Feature],
@@ -248,7 +303,34 @@ def fit_scorecard(
     card.fit(rows, y)
     if merge_levels(card, float(y.mean())):
         card.fit(rows, y)
+    constrain_missing(card, rows, y)
     return card
+
+
+def add_value(card: Scorecard, rows: np.ndarray, y: np.ndarray, amount: np.ndarray) -> bool:
+    """`objective: expected_value`: rank by P(win) x expected deal size.
+
+    A ridge regression of log(won amount) on the same levels is added to the win
+    log-odds, so the scorecard's total approximates log(P(win)) + log(deal size) (the
+    log-odds is close to log P(win) where wins are a minority) and stays a sum of
+    points per level, writable as criteria. Returns False (nothing added) with fewer
+    than 30 won deals that carry an amount.
+    """
+    from sklearn.linear_model import Ridge
+
+    won = y & np.isfinite(amount) & (amount > 0)
+    if won.sum() < 30 or (not card.features and not card.rules):
+        return False
+    model = Ridge(alpha=1.0).fit(card.design(rows[won]), np.log(amount[won]))
+    gamma, start = model.coef_, 0
+    for i, f in enumerate(card.features):
+        size = len(f.groups)
+        card.coef[i] = card.coef[i] + gamma[start : start + size]
+        start += size
+    pairs = gamma[start:].reshape(-1, 2)
+    card.rule_effect = card.rule_effect + (pairs[:, 1] - pairs[:, 0])
+    card.intercept += float(model.intercept_) + float(pairs[:, 0].sum())
+    return True
 
 
 def challenger(

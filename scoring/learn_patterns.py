@@ -168,7 +168,7 @@ def expansion(
         )
         oof[test] = fold.logit(rows[test]) if f_kept else 0.0
     aucs = bootstrap_aucs([oof], y, rows, 200, np.random.default_rng(seed))
-    groups, _ = criteria_groups(scorecard_terms(card), rows, y, verb="expanded")
+    groups, _, _ = criteria_groups(scorecard_terms(card), rows, y, verb="expanded")
     out |= {
         "auc": auc(oof, y),
         "auc_ci": interval(aucs[0]),

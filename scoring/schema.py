@@ -159,6 +159,33 @@ class Groups(_Strict):
     bonus: list[Criterion] = Field(default_factory=list)
 
 
+class Scale(_Strict):
+    """`scale:` how criteria weights become the 0-100 score (optional; learned files set it).
+
+    `weights: share` (the default): a criterion adds `100 * weight / all weight`.
+    `weights: points`: a criterion adds its weight as points. Every account starts at
+    `base` points; penalties subtract. `icp train` writes points with a base equal to the
+    largest total penalty an account can get, so no score is cut off at 0 or 100.
+    """
+
+    weights: Literal["share", "points"] = "share"
+    base: Annotated[float, Field(ge=0, le=100)] = 0.0
+
+
+class Calibration(_Strict):
+    """`calibration:` score -> win probability, fitted by `icp train` on its holdout.
+
+    P(win) = 1 / (1 + exp(-(intercept + slope * score))); scoring writes it, as 0-100,
+    into the optional `win_probability` output.
+    """
+
+    method: Literal["platt"] = "platt"
+    intercept: float
+    slope: float
+    ece: float | None = None
+    """Expected calibration error on the holdout (cross-fitted), for people reading."""
+
+
 class IcpCriteria(_Strict):
     """A whole criteria file."""
 
@@ -175,6 +202,8 @@ class IcpCriteria(_Strict):
     expansion: list[Criterion] = Field(default_factory=list)
     """Traits of customers likely to expand (learned by `icp train` from expansion deals):
     scored 0-100 for existing customers into the optional `expansion` output."""
+    scale: Scale = Field(default_factory=Scale)
+    calibration: Calibration | None = None
     learned: dict[str, Any] | None = None
     """Metadata written by `icp train` (window, counts, holdout metrics)."""
 

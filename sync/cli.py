@@ -139,7 +139,8 @@ _run_command(
 
 EXAMPLES_TRAIN = """\b
 Examples:
-  icp train --crm csv --source ./export            # learn, save v000N, make it active
+  icp train --crm csv --source ./export            # learn, save v000N, live unless worse
+  icp train --crm csv --source ./export --unit deal  # repeat buyers: one outcome per deal
   icp train --crm csv --source ./export --dry-run  # propose only: the YAML diff
   icp train --crm salesforce --json --min-won 30 --min-lost 30
 """
@@ -156,6 +157,18 @@ Examples:
 @click.option("--min-won", type=click.IntRange(min=1), help="Won accounts needed [50].")
 @click.option("--min-lost", type=click.IntRange(min=1), help="Lost accounts needed [50].")
 @click.option("--min-support", type=click.IntRange(min=1), help="Accounts per segment [30].")
+@click.option(
+    "--unit",
+    type=click.Choice(["account", "deal"]),
+    help="One outcome per account (won if any deal won) or per closed deal, for accounts "
+    "that buy again and again [account].",
+)
+@click.option(
+    "--activate",
+    "force_activate",
+    is_flag=True,
+    help="Make the new version live even when it ranks the holdout worse than the one in use.",
+)
 @common
 @guarded
 def train(
@@ -168,9 +181,12 @@ def train(
     min_won: int | None,
     min_lost: int | None,
     min_support: int | None,
+    unit: str | None,
+    force_activate: bool,
     as_json: bool,
 ) -> None:
-    """Learn the ICP from won and lost deals; save it as the active criteria version."""
+    """Learn the ICP from won and lost deals; save it as a criteria version, live when it
+    is not worse than the one in use on the same recent outcomes."""
     from scoring.learn import NotEnoughOutcomes, TrainSettings
     from sync.train import print_train, run_train
 
@@ -179,6 +195,7 @@ def train(
         "min_won": min_won,
         "min_lost": min_lost,
         "min_support": min_support,
+        "unit": unit,
     }
     settings = TrainSettings()
     for name, value in chosen.items():
@@ -186,7 +203,13 @@ def train(
             setattr(settings, name, value)
     try:
         outcome = run_train(
-            crm, mappings_dir(mappings_option), state_dir, source, dry_run, settings
+            crm,
+            mappings_dir(mappings_option),
+            state_dir,
+            source,
+            dry_run,
+            settings,
+            force_activate=force_activate,
         )
     except NotEnoughOutcomes as exc:
         fail(2, f"{exc}. Nothing was saved.")

@@ -225,6 +225,34 @@ def mappings_rollback(
     click.echo("The next sync rescores every account with them.")
 
 
+@mappings_group.command("activate")
+@click.argument("version")
+@state_option
+@mappings_option
+@guarded
+def mappings_activate(version: str, state_dir: Path, mappings_option: Path | None) -> None:
+    """Make a saved learned VERSION (e.g. a candidate `icp train` did not make live) the
+    active criteria."""
+    store = VersionStore(state_dir)
+    with StateStore(state_dir) as state:
+        state.acquire_lock()  # not while a sync or a train runs on this state
+        try:
+            target = store.get(version)
+        except VersionError as exc:
+            fail(2, str(exc))
+        problems: list[ConfigProblem] = []
+        check_criteria(read_yaml(target.yaml_path), None, problems)
+        if problems:
+            raise ConfigError(problems)
+        store.activate(target)
+    directory = mappings_dir(mappings_option)
+    label = locate(directory, "icp.yaml")[1]
+    click.echo(f"active criteria: learned {target.name} ({target.yaml_path})")
+    if criteria_source(directory) == "manual":
+        click.echo(f"note: {label} pins scoring: {{source: manual}}, so sync keeps using it")
+    click.echo("The next sync rescores every account with them.")
+
+
 def _rollback_target(store: VersionStore, version: str | None, manual: bool) -> Version | None:
     if manual:
         return None

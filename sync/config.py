@@ -14,9 +14,9 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 import connectors
 import mappings
@@ -43,6 +43,30 @@ _TYPE_WORDS = {
 }  # fmt: skip
 
 
+class LearningSetting(BaseModel):
+    """`learning:` in icp.yaml: how `icp train` learns (read here, not by the schema).
+
+    `objective`: `win_rate` ranks by the chance of winning; `expected_value` by the
+    chance of winning times the expected deal size. `tier_shares`: the target share of
+    accounts per tier but the lowest, which takes the rest (default A 15%, B 25%, C 30%).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    objective: Literal["win_rate", "expected_value"] = "win_rate"
+    tier_shares: dict[str, Annotated[float, Field(gt=0, lt=1)]] | None = None
+
+    @model_validator(mode="after")
+    def _shares(self) -> LearningSetting:
+        if self.tier_shares and sum(self.tier_shares.values()) >= 1:
+            total = sum(self.tier_shares.values())
+            msg = (
+                f"tier_shares must leave the lowest tier a share: they add up to {total:g}, "
+                "expected less than 1"
+            )
+            raise ValueError(msg)
+        return self
+
+
 @dataclass
 class Config:
     """The validated configuration one run works from."""
@@ -61,6 +85,8 @@ class Config:
     """Which criteria are in use, for people: `learned v0003` or `manual mappings/icp.yaml`."""
     criteria_pinned: bool = False
     """icp.yaml says `scoring: {source: manual}`: learned versions are never used."""
+    learning: LearningSetting = field(default_factory=LearningSetting)
+    """`learning:` in icp.yaml: how `icp train` learns."""
     operate: Operate = field(default_factory=Operate)
     """`operate.yaml`: alerts, audiences, nurture tracks (`sync.operate_config`)."""
 
@@ -116,6 +142,7 @@ def load_config(crm: str, directory: Path | None, state_dir: Path | None = None)
     icp_doc = read_document(directory, "icp.yaml")
     problems: list[ConfigProblem] = []
     source = _scoring_source(icp_doc, problems)
+    learning = _learning(icp_doc, problems)
     mapping = _validate(mapping_doc, CrmMapping, problems)
     icp = _validate(icp_doc, IcpCriteria, problems)
     warnings: list[ConfigProblem] = []
@@ -145,9 +172,21 @@ def load_config(crm: str, directory: Path | None, state_dir: Path | None = None)
     if active is not None:
         learned_doc = read_yaml(active.yaml_path)
         learned = check_criteria(learned_doc, mapping, problems)
+    if icp is not None and learning.tier_shares:
+        lowest = min(icp.tiers, key=lambda name: icp.tiers[name]) if icp.tiers else None
+        for name in learning.tier_shares:
+            if name not in icp.tiers or name == lowest:
+                valid = ", ".join(n for n in icp.tiers if n != lowest)
+                problems.append(
+                    icp_doc.problem(
+                        ("learning", "tier_shares", name),
+                        f"must name a tier above the lowest ({lowest}, which takes the rest). "
+                        f"Got {name!r}; valid: {valid}",
+                    )
+                )
     if problems or mapping is None or icp is None:
         raise ConfigError(problems)
-    config = Config(crm, mapping, icp, files, warnings, operate=operate)
+    config = Config(crm, mapping, icp, files, warnings, learning=learning, operate=operate)
     if learned is not None and active is not None:
         config.icp, config.criteria_version = learned, active.name
         config.files["icp"] = str(active.yaml_path)
@@ -192,6 +231,27 @@ def _scoring_source(document: YamlDocument, problems: list[ConfigProblem]) -> st
     if len(problems) > before:
         return "manual"
     return _ScoringSetting.model_validate(value).source
+
+
+def _learning(document: YamlDocument, problems: list[ConfigProblem]) -> LearningSetting:
+    """Read and remove `learning:` from icp.yaml's data (the criteria schema does not know it)."""
+    if not isinstance(document.data, dict) or "learning" not in document.data:
+        return LearningSetting()
+    data = dict(document.data)
+    value = data.pop("learning")
+    document.data = data
+    if not isinstance(value, dict):
+        problems.append(
+            document.problem(
+                ("learning",), f"must be a mapping (objective, tier_shares). Got {value!r}"
+            )
+        )
+        return LearningSetting()
+    before = len(problems)
+    _validate_part(document, ("learning",), value, LearningSetting, problems)
+    if len(problems) > before:
+        return LearningSetting()
+    return LearningSetting.model_validate(value)
 
 
 def _active_version(state_dir: Path | None, problems: list[ConfigProblem]) -> Version | None:

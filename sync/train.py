@@ -78,8 +78,17 @@ def run_train(
     dry_run: bool,
     settings: TrainSettings,
     connector: Connector | None = None,
+    force_activate: bool = False,
 ) -> TrainOutcome:
-    """Train, track, and (unless `dry_run` or without signal) save and activate a version.
+    """Train, track, and (unless `dry_run` or without signal) save a version.
+
+    The version goes live only when, on the same holdout, it is not worse than the
+    criteria in use (`scoring.learn_holdout.GATE_MARGIN`: paired bootstrap of the AUC
+    difference) or with `force_activate` (`icp train --activate`); otherwise it is saved
+    as a candidate that `icp mappings activate vN` makes live.
+
+    `icp.yaml`'s `learning:` block sets the objective and the tier shares unless
+    `settings` already differ from the defaults.
 
     Raises `NotEnoughOutcomes`, `ConfigError`, `LockedError` and connector errors.
     """
@@ -95,8 +104,16 @@ def run_train(
         assert config.manual_icp is not None
         now = datetime.now(UTC)
         types: dict[str, str] = dict(config.mapping.field_types("account"))
+        if settings.tier_shares is None:
+            settings.tier_shares = config.learning.tier_shares
+        if settings.objective == "win_rate":
+            settings.objective = config.learning.objective
+        spec = config.mapping.outputs.get("score")
+        settings.score_scale = spec.scale if spec and spec.scale is not None else 0
         with using_labels(config.mapping.labels()):  # names learned in the mapping's labels
-            result = train(accounts, opportunities, config.manual_icp, types, now, settings)
+            result = train(
+                accounts, opportunities, config.manual_icp, types, now, settings, config.icp
+            )
         result.tracking = track_predictions(state.scores(crm), opportunities)
         # optional: an OpenAI-compatible endpoint (ICP_LLM_BASE_URL) names and describes
         # the segments; without it, or when it fails, the deterministic names stand
@@ -114,18 +131,36 @@ def run_train(
             number = store.next_number()
             version = Version(number, store.directory)
             _check(proposed, version, config)
-            outcome.version, outcome.activated = version, True
+            gate = result.gate or {}
+            live = force_activate or not gate.get("worse")
+            outcome.version, outcome.activated = version, live
             outcome.payload = _payload(outcome)
             saved = {"criteria": result.criteria, **outcome.payload}
             store.save(number, result.criteria, saved, header(result, version, now))
-            store.activate(version)
-            if config.criteria_pinned:
+            if live:
+                store.activate(version)
+            else:
+                outcome.diff = _diff(config, proposed, f"candidate {version.name} (not live)")
+                outcome.notes.append(_candidate(version, gate, config))
+            if live and config.criteria_pinned:
                 outcome.notes.append(
                     f"saved and activated {version.name}, but icp.yaml pins "
                     "scoring: {source: manual}: sync keeps using the hand-written file"
                 )
         outcome.payload = outcome.payload or _payload(outcome)
     return outcome
+
+
+def _candidate(version: Version, gate: dict[str, Any], config: Config) -> str:
+    lo, hi = gate.get("difference_ci") or [None, None]
+    return (
+        f"saved {version.name} as a candidate, not made live: on the same holdout it ranks "
+        f"worse than the criteria in use ({config.criteria_label}): AUC "
+        f"{_f(gate.get('auc_new'))} vs {_f(gate.get('auc_active'))}, difference "
+        f"{_f(gate.get('difference'), 3)} (95% CI {_f(lo, 3)} to {_f(hi, 3)}; "
+        f"{gate.get('test')}). To use it anyway: icp mappings activate {version.name} "
+        "(or icp train --activate)"
+    )
 
 
 def _payload(outcome: TrainOutcome) -> dict[str, Any]:
@@ -189,9 +224,20 @@ def header(result: TrainResult, version: Version, now: datetime) -> str:
             f"(look-back {learned.get('lookback_days', '-')} days)",
             f"Holdout window: {_window(holdout.get('window'))}: {holdout.get('n_won')} won, "
             f"{holdout.get('n_lost')} lost",
-            f"Holdout: AUC {_f(holdout.get('auc'))} (95% CI {_ci(holdout.get('auc_ci'))}), "
-            f"Brier {_f(holdout.get('brier'), 3)}, ECE {_f(holdout.get('ece'), 3)}; "
-            f"signal: {'yes' if result.signal else 'no'}",
+            f"Holdout, this file as sync scores it: AUC {_f(holdout.get('auc'))} (95% CI "
+            f"{_ci(holdout.get('auc_ci'))}), Brier {_f(holdout.get('brier'), 3)}, ECE "
+            f"{_f(holdout.get('ece'), 3)}; signal: {'yes' if result.signal else 'no'}",
+            f"The model behind it: AUC {_f(result.holdout_model.get('auc'))} (95% CI "
+            f"{_ci(result.holdout_model.get('auc_ci'))})",
+            "Tiers on the holdout: "
+            + (
+                ", ".join(
+                    f"{t['tier']} {t['share']:.0%} of accounts, win rate "
+                    + ("-" if t["win_rate"] is None else f"{t['win_rate']:.0%}")
+                    for t in result.tiers
+                )
+                or "-"
+            ),
             f"Challenger {challenger.get('model', '-')}: AUC {_f(challenger.get('auc'))} "
             f"(95% CI {_ci(challenger.get('auc_ci'))}), {better}",
             "(the challenger is reported, never deployed)",
@@ -301,10 +347,22 @@ def print_train(console: Console, outcome: TrainOutcome) -> None:
     say = functools.partial(console.print, highlight=False)
     say(
         f"Holdout ({_window(holdout.get('window'))}, {holdout.get('n_won')} won / "
-        f"{holdout.get('n_lost')} lost): AUC {_f(holdout.get('auc'))} (95% CI "
-        f"{_ci(holdout.get('auc_ci'))}), Brier {_f(holdout.get('brier'), 3)}, "
+        f"{holdout.get('n_lost')} lost), the score as written: AUC {_f(holdout.get('auc'))} "
+        f"(95% CI {_ci(holdout.get('auc_ci'))}), Brier {_f(holdout.get('brier'), 3)}, "
         f"ECE {_f(holdout.get('ece'), 3)} ({_calibration(holdout.get('ece'))})"
     )
+    model, flat = result.holdout_model, result.flattening
+    if model.get("auc") is not None and flat:
+        kept = flat.get("lift_kept")
+        say(
+            f"The model behind it: AUC {_f(model.get('auc'))} (95% CI "
+            f"{_ci(model.get('auc_ci'))}); the written score keeps "
+            + (f"{kept:.0%}" if kept is not None else "-")
+            + f" of its lift (clipped at 0: {flat.get('clipped_low', 0):.1%}, at 100: "
+            f"{flat.get('clipped_high', 0):.1%}; {flat.get('distinct_written')} distinct "
+            f"scores for {flat.get('distinct_model')} model levels; tiers alone AUC "
+            f"{_f(flat.get('tier_auc'))})"
+        )
     if result.signal:
         say("[bold green]Signal: real lift[/] - the learned criteria separate wins from losses.")
     else:
@@ -319,6 +377,11 @@ def print_train(console: Console, outcome: TrainOutcome) -> None:
         )
     if result.signal:
         console.print(_criteria_table(result.criteria))
+    if result.tiers:
+        console.print(_tiers_table(result.tiers, result.objective))
+    for dropped in result.dropped_features:
+        if "outcome" in dropped["reason"] or "separates" in dropped["reason"]:
+            say(f"Dropped {dropped['field']}: {dropped['reason']}")
     for label, items in (
         ("Segments", result.segments),
         ("Emerging segments", result.emerging),
@@ -334,7 +397,16 @@ def print_train(console: Console, outcome: TrainOutcome) -> None:
         console.print(_tracking_table(result.tracking))
     if outcome.diff:
         console.print(outcome.diff, markup=False, highlight=False, end="")
-    if outcome.version is not None:
+    gate = result.gate
+    if gate and outcome.version is not None:
+        lo, hi = gate.get("difference_ci") or [None, None]
+        say(
+            f"Against the criteria in use on the same holdout: AUC {_f(gate.get('auc_new'))} "
+            f"vs {_f(gate.get('auc_active'))} (difference {_f(gate.get('difference'), 3)}, "
+            f"95% CI {_f(lo, 3)} to {_f(hi, 3)}): "
+            + ("worse" if gate.get("worse") else "not worse")
+        )
+    if outcome.version is not None and outcome.activated:
         say(
             f"Saved [bold]{outcome.version.name}[/]: {outcome.version.yaml_path} - now the "
             "active criteria; the next sync rescores every account "
@@ -354,12 +426,14 @@ def _calibration(ece: Any) -> str:
 
 def _criteria_table(criteria: dict[str, Any], limit: int = 10) -> Table:
     table = Table(title="Top learned criteria", title_justify="left")
-    for column in ("group", "criterion", "weight"):
-        table.add_column(column, justify="right" if column == "weight" else "left")
+    points = (criteria.get("scale") or {}).get("weights") == "points"
+    column_name = "points" if points else "weight"
+    for column in ("group", "criterion", column_name):
+        table.add_column(column, justify="right" if column == column_name else "left")
     groups = criteria.get("criteria") or {}
     rows = [(g, str(c.get("name")), float(c.get("weight", 0))) for g in groups for c in groups[g]]
     for group, name, weight in sorted(rows, key=lambda r: -r[2])[:limit]:
-        table.add_row(group, name, f"{weight:.2f}")
+        table.add_row(group, name, f"+{weight:.1f}" if points else f"{weight:.2f}")
     antis = criteria.get("anti_patterns") or []
     for anti in antis[:5]:
         effects = [f"-{anti['penalty']:g} pts"] if anti.get("penalty") else []
@@ -368,6 +442,28 @@ def _criteria_table(criteria: dict[str, Any], limit: int = 10) -> Table:
     more = max(len(rows) - limit, 0) + max(len(antis) - 5, 0)
     if more:
         table.caption = f"... and {more} more in the YAML"
+    return table
+
+
+def _tiers_table(tiers: list[dict[str, Any]], objective: str) -> Table:
+    title = "Tiers on the holdout" + (
+        " (ranked by expected value)" if objective == "expected_value" else ""
+    )
+    table = Table(title=title, title_justify="left")
+    for column in ("tier", "from score", "share", "closed", "win rate", "95% CI", "ACV", "cycle"):
+        table.add_column(column, justify="left" if column == "tier" else "right")
+    for t in tiers:
+        rate, ci, acv, cycle = t["win_rate"], t["win_rate_ci"], t["acv"], t["cycle_days"]
+        table.add_row(
+            t["tier"],
+            f"{t['threshold']:g}",
+            f"{t['share']:.0%}",
+            f"{t['closed']:,}",
+            "-" if rate is None else f"{rate:.0%}",
+            "-" if not ci else f"{ci[0]:.0%}-{ci[1]:.0%}",
+            "-" if acv is None else f"{acv:,.0f}",
+            "-" if cycle is None else f"{cycle:.0f} d",
+        )
     return table
 
 

@@ -138,7 +138,8 @@ def test_score_is_the_share_of_matched_weight() -> None:
     assert scaled["score"].tolist() == [100.0, 83.33, 16.67, 0.0, 0.0]
     assert scored["account_id"].tolist() == ["a1", "a2", "a3", "a4", "a5"]
     assert list(scored.columns) == [
-        "account_id", "score", "tier", "segment", "route", "reasons", "expansion"
+        "account_id", "score", "tier", "segment", "route", "reasons", "expansion",
+        "win_probability",  # issue 9: the optional calibrated output
     ]  # fmt: skip
 
 
@@ -459,7 +460,8 @@ def test_empty_frame() -> None:
     scored = score_accounts(empty, one_criterion("field: x, eq: 1"))
     assert len(scored) == 0
     assert list(scored.columns) == [
-        "account_id", "score", "tier", "segment", "route", "reasons", "expansion"
+        "account_id", "score", "tier", "segment", "route", "reasons", "expansion",
+        "win_probability",  # issue 9: the optional calibrated output
     ]  # fmt: skip
 
 
