@@ -8,11 +8,14 @@ out is left as it was (a run skipped by the lock says nothing about the CRM).
   stopped at an API limit);
 - as a run starts: `no_success` (no successful run for longer than `no_success_hours`);
 - after `icp train`: `icp_changed` (tier shares moving, criteria entering or leaving,
-  an emerging segment, a candidate not activated).
+  an emerging segment, a candidate not activated). This one is news rather than a state:
+  its key is a fingerprint of the changes, so a retrain that finds the same news again
+  (the same outcomes, the same candidate held back) does not repeat it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -27,6 +30,7 @@ LIMIT_REACHED = "LIMIT_REACHED"
 SUCCESS = ("ok", "partial")
 """Outcomes that count as a successful run (it finished its writes)."""
 _EXAMPLES = 3
+_VERSION = re.compile(r"\bv\d{4,}\b")
 _NUMBERS = re.compile(r"\d+(\.\d+)?")
 _GROUPS = 8
 
@@ -156,7 +160,6 @@ def after_train(
     version = payload.get("version")
     if not version:
         return {}  # nothing was saved (no signal, a dry run): nothing changed
-    key = f"icp_changed:{crm}:{version}"
     details: list[str] = []
     if not payload.get("activated"):
         reason = "; ".join(notes) or "it is not better than the criteria in use"
@@ -173,7 +176,8 @@ def after_train(
         f"emerging segment: {n}" for n in sorted(_names(payload.get("emerging")) - emerging_before)
     ]
     if not details:
-        return {key: None}
+        return {}
+    key = f"icp_changed:{crm}:{_fingerprint(details)}"
     kept = (
         f"{version} is saved and active: the next sync scores with it."
         if payload.get("activated")
@@ -190,6 +194,17 @@ def after_train(
             crm,
         )
     }
+
+
+def _fingerprint(details: list[str]) -> str:
+    """The same news twice (a rerun of train on the same outcomes) is told once: the key
+    ignores version names and the wording of why a candidate was held back."""
+    parts = [
+        "not activated" if d.startswith("the new candidate was not activated") else d
+        for d in details
+    ]
+    text = _VERSION.sub("v#", "\n".join(parts))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _tier_shares(model: dict[str, Any]) -> dict[str, float]:

@@ -264,5 +264,9 @@ def pending(state_dir: Path) -> list[ConditionRow]:
     """Conditions active now (delivered or not), for `icp status`."""
     if not (state_dir / "state.sqlite").exists():
         return []
-    with OpsDB(state_dir) as db:
-        return [c for c in db.conditions() if c.active]
+    with OpsDB(state_dir) as db:  # news after train is shown only until it is delivered
+        return [
+            c
+            for c in db.conditions()
+            if c.active and not (c.delivered and c.key.startswith("icp_changed:"))
+        ]

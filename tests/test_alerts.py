@@ -299,18 +299,18 @@ def test_a_significant_retrain_alerts_once_and_an_identical_one_does_not(
 
     train()
     assert titles(receiver) == ["ICP csv: the learned ICP changed (v0001)"]
-    assert (
-        "first learned ICP: v0001 replaces the hand-written criteria"
-        in receiver.delivered()[0]["text"]
-    )
-    train()  # the same outcomes again: v0002 learns what v0001 did
+    first = receiver.delivered()[0]["text"]
+    # the activation gate holds v0001 back: it is no better than the hand-written ICP
+    assert "the new candidate was not activated" in first
+    assert "The criteria in use are unchanged; the candidate is saved for review." in first
+    train()  # the same outcomes again: v0002 is the same news
     assert len(receiver.delivered()) == 1
     train("--lookback-days", "540")  # a shorter history: a different ICP
     assert len(receiver.delivered()) == 2
     text = receiver.delivered()[1]["text"]
     assert titles(receiver)[1] == "ICP csv: the learned ICP changed (v0003)"
-    assert "v0003 is saved and active" in text and "Look closer: icp report --crm csv" in text
-    assert "criterion removed: " in text and "criterion added: " in text
+    assert "Look closer: icp report --crm csv" in text
+    assert re.search(r"criterion (added|removed): ", text)
     assert re.search(r"tier B: \d+% -> \d+% of accounts", text)
     train("--lookback-days", "540")  # rerun: the same ICP again, no alert
     assert len(receiver.delivered()) == 2
