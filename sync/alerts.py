@@ -36,6 +36,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from sync.logs import redact
 from sync.operate_config import Alerts, Webhook
 from sync.opsdb import ConditionRow, OpsDB
 
@@ -86,7 +87,7 @@ def scrub(alert: Alert, environ: Mapping[str, str], also: Sequence[str] = ()) ->
     def clean(text: str) -> str:
         for secret in secrets:
             text = text.replace(secret, "[redacted]")
-        return text
+        return redact(text)  # issue 11's: every secret variable, in every echoed form
 
     return replace(
         alert,
