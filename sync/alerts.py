@@ -228,7 +228,8 @@ class Notifier:
                     )
                 )
                 if error is None:
-                    sent.append(alert)
+                    if self.config.webhooks:  # with none, the condition is only recorded
+                        sent.append(alert)
                 else:
                     log.warning("alert %r not delivered: %s (kept; retried next run)", key, error)
         self.sent += sent

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sync.logs import redact
 from sync.opsdb import OpsDB
 from sync.state import RunRecord, StateStore
 
@@ -71,9 +72,19 @@ def run_detail(result: Any, tier_field: str | None) -> dict[str, Any]:
 
 
 def record(state_dir: Path, result: Any, tier_field: str | None) -> None:
-    """Keep the detail of a finished run."""
+    """Keep the detail of a finished run (secrets an error quoted taken out)."""
     with OpsDB(state_dir) as db:
-        db.put_detail(result.run_id, result.crm, run_detail(result, tier_field))
+        db.put_detail(result.run_id, result.crm, _redacted(run_detail(result, tier_field)))
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return value
 
 
 def record_error(state_dir: Path, run_id: int, crm: str, criteria: str, message: str) -> None:
@@ -82,7 +93,7 @@ def record_error(state_dir: Path, run_id: int, crm: str, criteria: str, message:
         db.put_detail(
             run_id,
             crm,
-            {"criteria": criteria, "failures": [], "tier_changes": [], "message": message},
+            {"criteria": criteria, "failures": [], "tier_changes": [], "message": redact(message)},
         )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from sync import alert_rules, history
 from sync.alerts import Alert, Notifier
+from sync.logs import redact
 from sync.operate_config import Operate, load_operate
 from sync.state import StateStore
 from sync.yamlfile import ConfigError, ConfigProblem
@@ -126,7 +127,7 @@ class RunHooks:
                     run_id = state.start_run(
                         self.crm, self.kind, self.dry_run, started_at=self.started
                     )
-                    state.finish_run(run_id, "error", exit_code, {}, 0, message[:500])
+                    state.finish_run(run_id, "error", exit_code, {}, 0, redact(message)[:500])
             history.record_error(self.state_dir, run_id, self.crm, criteria, message)
 
         self._guard("run history", detail)
