@@ -192,7 +192,7 @@ def render_report(
     overall, overall_note = overall_win_rate(model, everyone)
     model["overall_note"] = overall_note
     model["anti_patterns"] = merged_patterns(model["anti_patterns"], criteria)
-    leaks = [f"{label} ({why})" for label, why in dropped_features(model) if is_leak(why)]
+    leaks = [f"{label}: {why}" for label, why in dropped_features(model) if is_leak(why)]
     if leaks:
         model["warnings"] = [
             *model["warnings"],
@@ -201,8 +201,9 @@ def render_report(
     if model.get("activated") is False and model.get("version") and model.get("signal"):
         model["warnings"] = [
             *model["warnings"],
-            f"{version_label(model['version'])} is a candidate, not in use: the accounts below "
-            "are scored with the criteria in use (icp mappings activate makes it live).",
+            f"The learned version {version_label(model['version'])} is a candidate, not in use: "
+            "the accounts below are scored with the criteria in use (run icp mappings activate "
+            f"{version_label(model['version'])} to make it live).",
         ]
     holdout = model.get("holdout") or {}
     sections = [

@@ -24,7 +24,7 @@ from rich.table import Table
 
 import connectors
 from connectors.base import Connector
-from scoring.labels import human_date, using_labels
+from scoring.labels import field_label, human_date, using_labels
 from sync import numbers
 from sync.config import Config, check_criteria, load_config
 from sync.progress import stage, timed_stage
@@ -389,9 +389,6 @@ def print_train(console: Console, outcome: TrainOutcome) -> None:
         console.print(_criteria_table(result.criteria))
     if result.tiers:
         console.print(_tiers_table(result.tiers, result.objective))
-    for dropped in result.dropped_features:
-        if "outcome" in dropped["reason"] or "separates" in dropped["reason"]:
-            say(f"Dropped {dropped['field']}: {dropped['reason']}")
     for label, items in (
         ("Segments", result.segments),
         ("Emerging segments", result.emerging),
@@ -400,7 +397,13 @@ def print_train(console: Console, outcome: TrainOutcome) -> None:
     ):
         top = numbers.listing([_pattern(p) for p in items])
         say(f"{label}: {top or 'none'}")
-    leaks = [f"{name} ({why})" for name, why in leaked_features(result.criteria)]
+    leaks = [f"{name}: {why}" for name, why in leaked_features(result.criteria)]
+    if not leaks:  # the criteria kept no record of them (no signal): the training result has
+        leaks = [
+            f"{field_label(d['field'])}: {d['reason']}"
+            for d in result.dropped_features
+            if "outcome" in d["reason"] or "separates" in d["reason"]
+        ]
     if leaks:
         say("[bold]Left out as leaks[/] (they give the outcome away): " + "; ".join(leaks))
     if result.tracking:
