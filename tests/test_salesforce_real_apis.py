@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from simple_salesforce import Salesforce
 
 import mappings as bundled
+from connectors.salesforce_access import FieldAccess, grant_access
 from sync.state import StateStore
 from tests.fakes.salesforce import FakeSalesforce
 from tests.sfdata import outputs, seed_org, use_org
@@ -297,3 +299,28 @@ def test_a_bulk_job_failing_on_a_hidden_field_says_what_to_grant(
     message = first["failed"][0]["message"]
     assert "Field name not found" in message and "Set Field-Level Security" in message
     assert first["counts"]["retries"] == 0  # not retried blindly
+
+
+def test_a_username_login_finds_its_user_by_username_and_reuses_the_permission_set(
+    org: FakeSalesforce, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With SF_USERNAME the running user is `SELECT Id FROM User WHERE Username = ...`
+    (no userinfo call); an existing ICP_Engine set is reused, not created twice."""
+    monkeypatch.setenv("SF_USERNAME", org.username)
+    (existing,) = org.add_records("PermissionSet", [{"Name": "ICP_Engine", "Label": "ICP Engine"}])
+    org.new_fields_hidden = True
+    org.hide_field("Account", "ICP_Segment__c")
+    client = Salesforce(
+        username=org.username,
+        password=org.password,
+        security_token=org.security_token,
+        session=org.redirecting_session(),
+    )
+    answer = grant_access(client, [FieldAccess("Account", "ICP_Segment__c", True)])
+    assert answer == {"ICP_Segment__c": None}
+    assert list(org.records("PermissionSet")) == [existing]
+    assert [a["AssigneeId"] for a in org.records("PermissionSetAssignment").values()] == [
+        org.user_id
+    ]
+    assert not any(r.path.endswith("/userinfo") for r in org.requests)
+    assert "ICP_Segment__c" in org.fields("Account")  # describe sees it again
