@@ -54,6 +54,7 @@ def _run(
     state_dir: Path,
     source: Path | None,
     out: Path | None,
+    allow_shrink: bool,
 ) -> RunResult:
     config = load_config(crm, mappings_dir(mappings_option), state_dir)
     for warning in config.warnings:
@@ -65,6 +66,7 @@ def _run(
         dry_run=dry_run,
         source=source,
         out=out,
+        allow_shrink=allow_shrink,
     )
     result = execute(config, options, progress.current())
     payload = result.summary()
@@ -334,11 +336,13 @@ def status(
     limit: int,
     as_json: bool,
 ) -> None:
-    """Past runs, watermarks and the records still failing."""
+    """Past runs, watermarks, changes handed over and not yet seen in the CRM, and the
+    records still failing."""
     if not (state_dir / StateStore.FILE_NAME).exists():
         fail(2, f"no state in {state_dir}: nothing has run there yet (see --state)")
-    with StateStore(state_dir) as state:
+    with StateStore(state_dir, create=False) as state:
         runs, marks, failures = state.runs(crm, limit), state.watermarks(crm), state.failures(crm)
+        pending = state.pending_summary(crm)
         criteria = {
             name: label
             for name in ([crm] if crm else CRMS)
@@ -349,6 +353,7 @@ def status(
         "runs": [vars(r) for r in runs],
         "watermarks": [{"crm": c, "object": o, "value": w.value} for (c, o), w in marks.items()],
         "failures": [vars(f) for f in failures],
+        "pending": pending,
     }
     if as_json or log_format() == "json":
         headline = f"status: {numbers.count(len(runs), 'run')}, " + numbers.count(
@@ -361,6 +366,7 @@ def status(
         console.print("No runs yet in this state directory.", highlight=False)
     for table in render.status_tables(runs, marks, failures):
         console.print(table)
+    console.print(render.pending_table(pending))
     for name, label in criteria.items():
         console.print(f"Criteria used by the last {name} run: {label}", highlight=False)
     store = VersionStore(state_dir)
@@ -386,6 +392,34 @@ def demo(directory: Path, accounts: int, as_json: bool) -> None:
     from sync.demo import run_demo
 
     run_demo(directory, accounts, as_json)
+
+
+@main.group("state")
+def state_group() -> None:
+    """Look after the state directory."""
+
+
+@state_group.command("reset", epilog="\b\nExamples:\n  icp state reset --state .icp --yes")
+@state_option
+@click.option("--yes", is_flag=True, help="Do it without asking.")
+@common
+@guarded
+def state_reset(state_dir: Path, yes: bool, as_json: bool) -> None:
+    """Set a damaged state aside and start a new one; the next run rebuilds it from the CRM.
+
+    Says what is lost: the values the engine last wrote (behind `if_unchanged`: until the
+    engine writes a field again, a value in the CRM counts as a person's), changes handed
+    over in update files and not yet seen in the CRM, failed records, run history. The
+    old file is kept beside it as state.sqlite.damaged-<time>.
+    """
+    from sync.reset import reset_state
+
+    report = reset_state(state_dir, yes)
+    if as_json:
+        click.echo(json.dumps(report, default=str))
+        return
+    for line in report["lines"]:
+        click.echo(line)
 
 
 main.add_command(mappings_group)
