@@ -38,8 +38,10 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from connectors.answers import hubspot_body
 from connectors.errors import ConnectError, FatalError, LimitReachedError, TransientError
 from connectors.hubspot_limits import SlidingWindow
+from connectors.waits import WaitTooLong, too_long
 
 log = logging.getLogger(__name__)
 DEFAULT_HOST = "https://api.hubapi.com"
@@ -230,7 +232,7 @@ class Transport:
                 headers = response.headers
                 status = int(response.status)
                 parsed = _parse_answer(data, f"{path}.{method}", status, headers or {})
-                return Answer(status, parsed, headers)
+                return Answer(status, dict(hubspot_body(parsed, f"{path}.{method}")), headers)
             finally:
                 response.release_conn()
         except urllib3.exceptions.HTTPError as exc:
@@ -260,6 +262,8 @@ class Transport:
             if policy == "DAILY":
                 return LimitReachedError(f"HubSpot's daily API limit is used up ({message})")
             retry_after = _retry_after(getattr(exc, "headers", None))
+            if retry_after is not None and too_long(retry_after):  # stop; rerun later
+                return WaitTooLong(retry_after, f"{where}: 429 {policy or category}")
             # the window is full: hold every call a moment (a tenth of a 10 s window). A
             # SECONDLY policy is a per-second limit whichever endpoint met it (search, and
             # per-second limits on other endpoints: HubSpot's usage guidelines,

@@ -50,6 +50,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from connectors.answers import salesforce_page
 from connectors.base import (
     CallEstimate,
     Connector,
@@ -328,7 +329,9 @@ class SalesforceConnector(Connector):
         self._missing[kind] |= self._remembered_missing(kind)
         include_deleted = since is not None and self._stamp_field(kind) is not None
         before = self.session.calls
-        first = self._first_page(kind, since, include_deleted)
+        first = salesforce_page(
+            self._first_page(kind, since, include_deleted), f"querying {self._object(kind)}", True
+        )
         stats.api_calls += self.session.calls - before
         if not first["done"] and first["totalSize"] > self.settings.bulk_pull_threshold:
             log.info(
@@ -361,12 +364,15 @@ class SalesforceConnector(Connector):
             if page["done"]:
                 break
             before = self.session.calls
-            page = self._call(
+            page = salesforce_page(
+                self._call(
+                    f"reading {self._object(kind)}",
+                    _checked(self.sf.query_more),
+                    page["nextRecordsUrl"],
+                    identifier_is_url=True,
+                    include_deleted=include_deleted,
+                ),
                 f"reading {self._object(kind)}",
-                _checked(self.sf.query_more),
-                page["nextRecordsUrl"],
-                identifier_is_url=True,
-                include_deleted=include_deleted,
             )
             stats.api_calls += self.session.calls - before
 

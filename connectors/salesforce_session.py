@@ -47,7 +47,9 @@ CONCURRENCY_WAIT = 5.0
 """Seconds to wait after a concurrency REQUEST_LIMIT_EXCEEDED before trying again."""
 _NOT_COUNTED = ("/services/Soap/u/", "/services/oauth2/")
 """Login and token calls: not charged against the org's daily API allowance."""
-TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
+TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
+"""429 Too Many Requests (RFC 6585 s.4, sent by gateways and proxies in front of an org):
+transient, never a configuration error."""
 TRANSIENT_CODES = frozenset(
     {"SERVER_UNAVAILABLE", "UNABLE_TO_LOCK_ROW", "REQUEST_RUNNING_TOO_LONG"}
 )

@@ -6,13 +6,15 @@ import json
 import shutil
 from pathlib import Path
 
-import click
+import pandas as pd
 
-from connectors.sample import write_sample_crm
+from connectors.sample import SampleInfo, write_sample_crm
 from scoring.report import tier_summary
 from sync import render
+from sync.cli_options import emit
 from sync.config import load_config
-from sync.runner import RunOptions, execute
+from sync.progress import current, stage
+from sync.runner import RunOptions, RunResult, execute
 
 
 def run_demo(directory: Path, accounts: int, as_json: bool) -> None:
@@ -21,18 +23,23 @@ def run_demo(directory: Path, accounts: int, as_json: bool) -> None:
     state_dir = directory / ".icp"
     if state_dir.exists():
         shutil.rmtree(state_dir)  # the demo always starts from scratch
-    info = write_sample_crm(source, accounts=accounts)
+    with stage(f"Generating a sample CRM of {accounts:,} accounts"):
+        info = write_sample_crm(source, accounts=accounts)
     config = load_config("csv", None)
     result = execute(
-        config, RunOptions(crm="csv", kind="backfill", state_dir=state_dir, source=source)
+        config,
+        RunOptions(crm="csv", kind="backfill", state_dir=state_dir, source=source),
+        current(),
     )
     order = [name for name, _ in config.icp.tier_order()]
     summary = tier_summary(result.scored, result.opportunities, order)
-    if as_json:
-        payload = result.summary()
-        payload["tiers"] = json.loads(summary.to_json(orient="records"))
-        click.echo(json.dumps(payload, default=str))
-        return
+    payload = result.summary()
+    payload["tiers"] = json.loads(summary.to_json(orient="records"))
+    emit(payload, as_json, "demo: " + render.headline(result), lambda: _show(result, summary, info))
+
+
+def _show(result: RunResult, summary: pd.DataFrame, info: SampleInfo) -> None:
+    source, state_dir = info.directory, info.directory.parent / ".icp"
     console = render.console()
     console.print(
         f"Sample CRM: {info.accounts:,} accounts, {info.opportunities:,} opportunities "
@@ -41,7 +48,6 @@ def run_demo(directory: Path, accounts: int, as_json: bool) -> None:
     console.print(render.tier_table(summary))
     render.run_summary(console, result)
     console.print(
-        f"Update file for Data Loader: [bold]{result.target}[/]\n"
         f"Next: edit {source / 'Account.csv'} and run\n"
         f"  icp sync --crm csv --source {source} --state {state_dir} --dry-run\n"
         f"Learn the ICP from its won and lost deals, then read the report:\n"

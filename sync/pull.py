@@ -20,6 +20,7 @@ import pandas as pd
 from connectors.base import Connector, ObjectKind
 from connectors.canonical import restore_types
 from connectors.mapping import ID_FIELDS
+from sync import numbers, progress
 from sync.state import StateStore, Watermark
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,13 @@ def _empty(connector: Connector, kind: ObjectKind) -> pd.DataFrame:
     return restore_types(pd.DataFrame(), connector.mapping, kind)
 
 
+def _calls(connector: Connector, before: int, layout: str) -> str:
+    """`; 3 API calls` since `before` (nothing for a CSV export, which makes none)."""
+    if connector.name == "csv":
+        return ""
+    return layout.format(numbers.count(connector.api_calls - before, "API call"))
+
+
 def pull_object(
     connector: Connector,
     kind: ObjectKind,
@@ -62,16 +70,30 @@ def pull_object(
     since = watermark.value if watermark else None
     connector.already_read[kind] = watermark.boundary_ids if watermark else frozenset()
     pages = []
-    for page in connector.pull(kind, since):
-        if watermark and watermark.boundary_ids:
-            seen = page["modified_at"].eq(pd.Timestamp(watermark.value)) & page[id_column].isin(
-                watermark.boundary_ids
+    calls = connector.api_calls
+    what = "changes to " if since else ""
+    plural = "opportunities" if kind == "opportunity" else f"{kind}s"
+    expected = len(known) if watermark is None and known else None  # as many as last time
+    with progress.stage(f"Reading {what}{plural}", expected, "rows") as stage:
+        for number, page in enumerate(connector.pull(kind, since), start=1):
+            if watermark and watermark.boundary_ids:
+                seen = page["modified_at"].eq(pd.Timestamp(watermark.value)) & page[id_column].isin(
+                    watermark.boundary_ids
+                )
+                pages.append(page.loc[~seen])
+            else:
+                pages.append(page)
+            stage.advance(len(page))
+            log.debug(
+                "%s page %d: %s (%s so far%s)",
+                plural,
+                number,
+                numbers.count(len(page), "row"),
+                numbers.count(stage.done),
+                _calls(connector, calls, "; {} so far"),
             )
-            pages.append(page.loc[~seen])
-        else:
-            pages.append(page)
-        if on_page is not None:
-            on_page(len(page))
+            if on_page is not None:
+                on_page(len(page))
     frame = pd.concat(pages, ignore_index=True) if pages else _empty(connector, kind)
     frame = frame.drop_duplicates(id_column, keep="last").reset_index(drop=True)
     if watermark is None:
@@ -79,6 +101,14 @@ def pull_object(
     else:
         deleted = connector.deleted_ids(kind, since, known)
     deleted -= connector.stats[kind].unreadable_ids
+    log.debug(
+        "%s: %s read%s, %s deleted since the last run%s",
+        plural,
+        numbers.count(len(frame)),
+        f" (changed since {since:%Y-%m-%d %H:%M:%S})" if since else "",
+        numbers.count(len(deleted)),
+        _calls(connector, calls, "; {}"),
+    )
     pulled = Pulled(frame, deleted)
     stamps = frame["modified_at"].dropna() if "modified_at" in frame else pd.Series(dtype=object)
     if len(stamps):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,9 +28,12 @@ from connectors.errors import ConnectError, SourceError
 from connectors.mapping import CURRENT_PREFIX
 from scoring.criteria import score_accounts
 from scoring.features import build_features
+from sync import numbers
 from sync.config import Config
 from sync.lock import LockedError
+from sync.logs import redact
 from sync.plan import Plan, plan_changes
+from sync.progress import Progress
 from sync.pull import WorkingSet, persist, working_set
 from sync.state import Failure, ScoreRecord, StateStore
 from sync.writer import BatchOutcome, WriteSummary, write_all
@@ -40,16 +44,6 @@ Kind = Literal["sync", "backfill"]
 LIMIT_REACHED = "LIMIT_REACHED"
 _SHOWN = 20
 """Log lines per kind of problem (unreadable rows, skips, failures); the rest is counted."""
-
-
-class Progress:
-    """Progress hooks; the CLI draws bars from them when stderr is a terminal."""
-
-    def phase(self, name: str, total: int | None = None) -> None:
-        """A new phase starts (`total` units, if known)."""
-
-    def advance(self, amount: int) -> None:
-        """`amount` more units of the current phase are done."""
 
 
 @dataclass
@@ -108,11 +102,16 @@ class RunResult:
             },
             "target": self.target,
             "failed": [
-                {"record_id": u.record_id, "code": r.code, "message": r.message}
+                {"record_id": u.record_id, "code": r.code, "message": _redacted(r.message)}
                 for u, r in self.failures
             ],
-            "message": self.message,
+            "message": _redacted(self.message),
         }
+
+
+def _redacted(text: str | None) -> str | None:
+    """A CRM's message with any secret it echoed removed (it is printed and stored)."""
+    return redact(text) if text else text
 
 
 def fingerprint(model: Any) -> str:
@@ -159,7 +158,7 @@ def execute(
         try:
             return _run(config, options, state, connector, run_id, started, progress)
         except BaseException as exc:
-            message = f"{type(exc).__name__}: {exc}"
+            message = redact(f"{type(exc).__name__}: {exc}")
             state.finish_run(run_id, "error", exit_code_for(exc), {}, connector.api_calls, message)
             raise
 
@@ -204,13 +203,18 @@ def _run(
     issues = [i for stats in connector.stats.values() for i in stats.issues]
     _log_issues(connector, issues)
 
+    progress.phase("score", len(work.accounts))
     desired = score(config, work)
+    progress.advance(len(desired))
+    progress.phase("plan", len(desired))
     current = work.accounts.set_index("account_id")
     current = current[
         [c for c in current.columns if c.startswith(CURRENT_PREFIX) or c == "modified_at"]
     ]
     last = state.last_written(crm, list(desired.index))
     plan = plan_changes(desired, current, last, config.mapping.outputs)
+    progress.advance(len(desired))
+    progress.phase("done")
     updates = plan.record_updates()
     estimate = connector.estimate_calls(len(updates), full)
     counts = {
@@ -249,8 +253,9 @@ def _run(
         opportunities=work.opportunities,
         criteria=config.criteria_label,
     )
+    tell = log.debug if options.dry_run else log.info  # a dry run shows them in its preview
     for skip in plan.skips[:_SHOWN]:
-        log.info(
+        tell(
             "left %s.%s alone (%s): CRM has %r, engine wants %r",
             skip.record_id,
             skip.field,
@@ -259,9 +264,9 @@ def _run(
             skip.desired,
         )
     if len(plan.skips) > _SHOWN:
-        log.info(
-            "... and %d more fields left alone (--dry-run --all lists them)",
-            len(plan.skips) - _SHOWN,
+        tell(
+            "... and %s more fields left alone (--dry-run --all lists them)",
+            f"{len(plan.skips) - _SHOWN:,}",
         )
     if options.dry_run:
         state.finish_run(run_id, "dry-run", 0, counts, connector.api_calls)
@@ -271,6 +276,7 @@ def _run(
         return _score_records(desired, ids, config.criteria_version, criteria_fp)
 
     summary = _write(connector, state, crm, run_id, updates, options, progress, track)
+    progress.phase("save")
     still_failing = {u.record_id for u, _ in summary.failed} | {
         u.record_id for u in summary.not_attempted
     }
@@ -286,6 +292,7 @@ def _run(
     if summary.deleted:
         state.forget_accounts(crm, summary.deleted)
 
+    progress.phase("done")
     counts.update(written=summary.written, failed=len(still_failing), retries=summary.retries)
     result.exit_code = 1 if still_failing else 0
     result.outcome = "partial" if still_failing else "ok"
@@ -293,7 +300,12 @@ def _run(
     result.api_calls = connector.api_calls
     result.message = summary.stopped
     state.finish_run(
-        run_id, result.outcome, result.exit_code, counts, connector.api_calls, summary.stopped
+        run_id,
+        result.outcome,
+        result.exit_code,
+        counts,
+        connector.api_calls,
+        _redacted(summary.stopped),
     )
     return result
 
@@ -308,10 +320,27 @@ def _write(
     progress: Progress,
     track: Callable[[list[str]], list[ScoreRecord]],
 ) -> WriteSummary:
+    batches = [0, connector.api_calls, time.monotonic()]
+
     def on_batch(outcome: BatchOutcome) -> None:
+        batches[0] += 1
+        ok = sum(1 for _, r in outcome if r.ok)
+        gone = sum(1 for _, r in outcome if r.deleted)
+        calls = connector.api_calls - batches[1]
+        log.debug(
+            "batch %d: %s, %s written, %s failed, %s deleted in the CRM%s; %s",
+            batches[0],
+            numbers.count(len(outcome), "record"),
+            numbers.count(ok),
+            numbers.count(len(outcome) - ok - gone),
+            numbers.count(gone),
+            "" if crm == "csv" else f"; {numbers.count(calls, 'API call')}",
+            numbers.duration(time.monotonic() - batches[2]),
+        )
+        batches[1:] = [connector.api_calls, time.monotonic()]
         written = [(u.record_id, f, v) for u, r in outcome if r.ok for f, v in u.values.items()]
         failed = [
-            Failure(u.record_id, r.code, r.message, r.transient, dict(u.values))
+            Failure(u.record_id, r.code, _redacted(r.message), r.transient, dict(u.values))
             for u, r in outcome
             if not r.ok and not r.deleted
         ]
@@ -325,19 +354,20 @@ def _write(
     summary = write_all(connector, updates, on_batch, options.retrying, progress.advance)
     if summary.not_attempted:
         failures = [
-            Failure(u.record_id, LIMIT_REACHED, summary.stopped, True, dict(u.values))
+            Failure(u.record_id, LIMIT_REACHED, _redacted(summary.stopped), True, dict(u.values))
             for u in summary.not_attempted
         ]
         state.record_failures(crm, run_id, failures, options.now())
     connector.end_write()
+    progress.phase("done")
     for update, write_result in summary.failed[:_SHOWN]:
         log.warning(
             "could not write %s: %s %s", update.record_id, write_result.code, write_result.message
         )
     if len(summary.failed) > _SHOWN:
         log.warning(
-            "... and %d more records not written (icp status lists them)",
-            len(summary.failed) - _SHOWN,
+            "... and %s more records not written (icp status lists them)",
+            f"{len(summary.failed) - _SHOWN:,}",
         )
     return summary
 
@@ -361,4 +391,5 @@ def _log_issues(connector: Connector, issues: list[RowIssue]) -> None:
         source = getattr(connector.mapping.objects, issue.object).object
         log.warning("%s", issue.describe(source))
     if len(issues) > _SHOWN:
-        log.warning("... and %d more rows or values that could not be read", len(issues) - _SHOWN)
+        more = f"{len(issues) - _SHOWN:,}"
+        log.warning("... and %s more rows or values that could not be read", more)

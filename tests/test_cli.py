@@ -141,8 +141,9 @@ def test_dry_run_prints_the_diff_and_writes_nothing(export: Path, tmp_path: Path
     first_id = read_rows(export / "Account.csv")[1][0]["Id"]
     code, out, _ = sync(export, state, "--dry-run")
     assert code == 0
-    assert "Would update" in out and first_id in out
-    assert "ICP_Score__c" in out and "Estimated API calls" in out
+    # Changed by issue 18: the preview opens with a summary, the detail follows.
+    assert "Per field" in out and "Detail" in out and first_id in out
+    assert "ICP_Score__c" in out and "Cost:" in out
     assert (export / "icp_updates.csv").read_bytes() == before
     # Nothing moved: the real run still sees the change.
     assert summary(export, state)["counts"]["written"] == 1
@@ -169,7 +170,9 @@ def test_person_edit_is_left_alone_under_if_unchanged(export: Path, tmp_path: Pa
 
     edit_rows(export / "Account.csv", clock, person)
     _code, out, _ = sync(export, state, "--dry-run", "--all")
-    assert "left alone: edited in the CRM since the engine last wrote it" in out
+    # Changed by issue 18: the preview lists edits left alone in a table of their own.
+    assert "Edits made in the CRM left alone (1)" in out
+    assert "Jane Doe - key account" in out and "edited since the engine wrote it" in out
     result = summary(export, state)
     assert result["counts"]["fields_skipped"] == 1
     rows = {r["Id"]: r for r in update_rows(export)}
@@ -207,7 +210,7 @@ def test_status_shows_runs_watermarks_and_failures(export: Path, tmp_path: Path)
     code, out, _ = icp("status", state=state)
     assert code == 0
     assert "Recent runs" in out and "dry run" in out and "Watermarks" in out
-    assert "Records still failing (0)" in out
+    assert "Records still failing: none." in out  # issue 18: says so, no empty table
     status = json.loads(icp("status", "--json", state=state)[1])
     assert [r["kind"] for r in status["runs"]] == ["sync", "sync"]
     assert {w["object"] for w in status["watermarks"]} == {"account", "opportunity"}

@@ -22,6 +22,7 @@ from click.testing import CliRunner
 import connectors
 import mappings as bundled
 from connectors.sample import write_sample_crm
+from connectors.spreadsheet_safety import restore
 from scoring.criteria import score_accounts
 from scoring.features import build_features
 from sync.cli import main
@@ -116,7 +117,8 @@ def test_next_sync_scores_with_the_learned_file(work: tuple[Path, Path]) -> None
     assert len(rows) == 2000
     want = expected.set_index("account_id")
     assert all(float(r["ICP_Score__c"]) == want.at[r["Id"], "score"] for r in rows)
-    assert all(r["ICP_Reasons__c"] == want.at[r["Id"], "reasons"] for r in rows)
+    # reasons start with "+": the update file quotes them for spreadsheets (issue 11)
+    assert all(restore(r["ICP_Reasons__c"]) == want.at[r["Id"], "reasons"] for r in rows)
     assert config.manual_icp is not None
     manual = score_accounts(build_features(accounts, opportunities), config.manual_icp, 255)
     assert (manual["score"] != expected["score"]).any()  # the learned file made the difference
@@ -128,6 +130,11 @@ def test_dry_run_proposes_a_diff_and_saves_nothing(work: tuple[Path, Path]) -> N
     export, state = work
     before = sorted(p.name for p in (state / "criteria").iterdir())
     code, out, _ = train(export, state, "--dry-run")
+    assert code == 0
+    # Changed by issue 18: the changes as a table; the YAML diff only with --yaml-diff.
+    assert "Proposed changes to the criteria in use" in out and "nothing saved" in out
+    assert "+++ proposed" not in out and "--yaml-diff" in out
+    code, out, _ = train(export, state, "--dry-run", "--yaml-diff")
     assert code == 0
     assert "+++ proposed" in out and "--- " in out and "nothing saved" in out
     assert sorted(p.name for p in (state / "criteria").iterdir()) == before
@@ -227,6 +234,9 @@ def test_tracking_versions_rollback_and_pins(work: tuple[Path, Path], tmp_path: 
 
     assert sync_json(export, state, "--dry-run")["criteria"].startswith("learned v0002")
     code, out, _ = icp("mappings", "diff", "--state", state)
+    assert code == 0 and "v0001 (previous) vs v0002 (active)" in out
+    assert "+++ learned v0002 (active)" not in out  # issue 18: a table; the diff on request
+    code, out, _ = icp("mappings", "diff", "--state", state, "--yaml-diff")
     assert code == 0
     assert "v0001 (previous) vs v0002 (active)" in out and "+++ learned v0002 (active)" in out
     assert re.search(r"^--- manual .*mappings/icp\.yaml$", out, re.MULTILINE)
