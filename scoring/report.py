@@ -32,6 +32,7 @@ from scoring.report_checklist import (
     checklist_section,
     conditions_text,
 )
+from scoring.report_health import health_section
 from scoring.report_html import GROUP_LABELS
 from scoring.report_model_sections import (
     details_section,
@@ -163,6 +164,7 @@ def render_report(
     criteria: IcpCriteria,
     previous: dict[str, Any] | None,
     generated_at: datetime,
+    sync_health: dict[str, Any] | None = None,
 ) -> str:
     """The whole report as one HTML document (the same input gives the same bytes).
 
@@ -174,6 +176,8 @@ def render_report(
         criteria: the active criteria the accounts were scored with.
         previous: the previous version's model, to say what changed; None for the first.
         generated_at: shown in the header; the only input that is not a figure.
+        sync_health: the run history's figures (`sync.history.health`), for the
+            "Sync health" section.
     """
     model = h.normalised(model)
     previous = None if previous is None else h.normalised(previous)
@@ -216,6 +220,7 @@ def render_report(
         ("tracking", "Tracking", tracking_section(model, order, colors)),
         ("details", "Details", details_section(model)),
     ]
+    sections.insert(-1, ("health", "Sync health", health_section(sync_health)))
     if model["expansion"]:
         sections.insert(-1, ("expansion", "Expansion", expansion_section(model["expansion"])))
     window = holdout.get("window") or {}

@@ -17,6 +17,12 @@ import click
 
 from sync import criteria_changes, numbers, preview, progress, render
 from sync.cli_mappings import mappings_group
+from sync.cli_operate import (
+    audiences_group,
+    print_status_extra,
+    runs_group,
+    status_extra,
+)
 from sync.cli_options import (
     common,
     crm_options,
@@ -29,9 +35,11 @@ from sync.cli_options import (
 )
 from sync.config import CRMS, load_config, mappings_dir
 from sync.logs import configure, log_format
-from sync.runner import RunOptions, RunResult, execute
+from sync.operate import RunHooks, config_message, failure_text, train_done
+from sync.runner import RunOptions, RunResult, execute, exit_code_for
 from sync.state import StateStore
 from sync.versions import VersionError, VersionStore
+from sync.yamlfile import ConfigError
 
 log = logging.getLogger("icp")
 
@@ -54,8 +62,15 @@ def _run(
     state_dir: Path,
     source: Path | None,
     out: Path | None,
+    allow_shrink: bool,
 ) -> RunResult:
-    config = load_config(crm, mappings_dir(mappings_option), state_dir)
+    hooks = RunHooks(crm, mappings_dir(mappings_option), state_dir, dry_run, kind)
+    hooks.before()
+    try:
+        config = load_config(crm, mappings_dir(mappings_option), state_dir)
+    except ConfigError as exc:
+        hooks.failed(2, config_message(exc), command="icp mappings validate")
+        raise
     for warning in config.warnings:
         log.warning("%s", warning)
     options = RunOptions(
@@ -65,8 +80,17 @@ def _run(
         dry_run=dry_run,
         source=source,
         out=out,
+        allow_shrink=allow_shrink,
     )
-    result = execute(config, options, progress.current())
+    try:
+        result = execute(config, options, progress.current())
+    except Exception as exc:
+        code = exit_code_for(exc)
+        look = f"icp sync --crm {crm} --dry-run" if code == 2 else None
+        hooks.failed(code, failure_text(exc), config.criteria_label, look)
+        raise
+    tier = config.mapping.outputs.get("tier")
+    hooks.after(result, tier.field if tier else None)
     payload = result.summary()
     summary = None
     if dry_run:
@@ -244,6 +268,8 @@ def train(
         fail(2, f"{exc}. Nothing was saved.")
     except VersionError as exc:
         fail(2, str(exc))
+    if not dry_run:
+        train_done(crm, mappings_dir(mappings_option), state_dir, outcome)
     for warning in [*outcome.config.warnings, *outcome.result.warnings]:
         say("warning", str(warning))
 
@@ -334,11 +360,14 @@ def status(
     limit: int,
     as_json: bool,
 ) -> None:
-    """Past runs, watermarks and the records still failing."""
+    """Past runs, watermarks, changes handed over and not yet seen in the CRM, and the
+    records still failing."""
     if not (state_dir / StateStore.FILE_NAME).exists():
         fail(2, f"no state in {state_dir}: nothing has run there yet (see --state)")
-    with StateStore(state_dir) as state:
+    with StateStore(state_dir, create=False) as state:
         runs, marks, failures = state.runs(crm, limit), state.watermarks(crm), state.failures(crm)
+        pending = state.pending_summary(crm)
+        extra = status_extra(state_dir, state.runs(crm, 10_000))
         criteria = {
             name: label
             for name in ([crm] if crm else CRMS)
@@ -349,6 +378,8 @@ def status(
         "runs": [vars(r) for r in runs],
         "watermarks": [{"crm": c, "object": o, "value": w.value} for (c, o), w in marks.items()],
         "failures": [vars(f) for f in failures],
+        "pending": pending,
+        **extra,
     }
     if as_json or log_format() == "json":
         headline = f"status: {numbers.count(len(runs), 'run')}, " + numbers.count(
@@ -361,6 +392,8 @@ def status(
         console.print("No runs yet in this state directory.", highlight=False)
     for table in render.status_tables(runs, marks, failures):
         console.print(table)
+    console.print(render.pending_table(pending))
+    print_status_extra(console, extra)
     for name, label in criteria.items():
         console.print(f"Criteria used by the last {name} run: {label}", highlight=False)
     store = VersionStore(state_dir)
@@ -388,7 +421,37 @@ def demo(directory: Path, accounts: int, as_json: bool) -> None:
     run_demo(directory, accounts, as_json)
 
 
+@main.group("state")
+def state_group() -> None:
+    """Look after the state directory."""
+
+
+@state_group.command("reset", epilog="\b\nExamples:\n  icp state reset --state .icp --yes")
+@state_option
+@click.option("--yes", is_flag=True, help="Do it without asking.")
+@common
+@guarded
+def state_reset(state_dir: Path, yes: bool, as_json: bool) -> None:
+    """Set a damaged state aside and start a new one; the next run rebuilds it from the CRM.
+
+    Says what is lost: the values the engine last wrote (behind `if_unchanged`: until the
+    engine writes a field again, a value in the CRM counts as a person's), changes handed
+    over in update files and not yet seen in the CRM, failed records, run history. The
+    old file is kept beside it as state.sqlite.damaged-<time>.
+    """
+    from sync.reset import reset_state
+
+    report = reset_state(state_dir, yes)
+    if as_json:
+        click.echo(json.dumps(report, default=str))
+        return
+    for line in report["lines"]:
+        click.echo(line)
+
+
 main.add_command(mappings_group)
+main.add_command(runs_group)
+main.add_command(audiences_group)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import os
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from sync.lock import LockedError
 from sync.logs import configure, guard_streams, log_format
 from sync.progress import progress_for
 from sync.runner import exit_code_for
+from sync.state import StateError
 from sync.yamlfile import ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -125,7 +127,13 @@ def crm_options(func: F) -> F:
         type=click.Path(path_type=Path),
         help="CSV only: update file [default: SOURCE/icp_updates.csv].",
     )
-    return read_options(out(func))
+    shrink = click.option(
+        "--allow-shrink",
+        is_flag=True,
+        help="CSV only: accept an export that lacks half or more of the records the state "
+        "knows (they are deleted from state). Without it such a run exits 2.",
+    )
+    return read_options(out(shrink(func)))
 
 
 def say(level: str, message: str) -> None:
@@ -174,6 +182,14 @@ def guarded(func: F) -> F:
             sys.exit(2)
         except LockedError as exc:
             fail(4, f"{exc}. Skipped: another run is in progress; try again when it ends.")
+        except StateError as exc:
+            fail(2, f"{exc}.")
+        except sqlite3.Error as exc:  # what the checks on open could not foresee
+            fail(
+                2,
+                f"the state database failed: {exc}. Nothing more was recorded; see `icp "
+                "state reset --help` if it persists.",
+            )
         except ConnectorError as exc:
             fail(exit_code_for(exc), str(exc))
         except OSError as exc:  # a path the user gave that cannot be read or written

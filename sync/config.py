@@ -24,6 +24,7 @@ from connectors.api_names import name_problems
 from connectors.mapping import CrmMapping
 from scoring.features import available_fields
 from scoring.schema import IcpCriteria, condition_problems
+from sync.operate_config import Operate, load_operate, nurture_output_problems
 from sync.versions import MANUAL, Version, VersionError, VersionStore
 from sync.yamlfile import (
     ConfigError,
@@ -87,6 +88,8 @@ class Config:
     """icp.yaml says `scoring: {source: manual}`: learned versions are never used."""
     learning: LearningSetting = field(default_factory=LearningSetting)
     """`learning:` in icp.yaml: how `icp train` learns."""
+    operate: Operate = field(default_factory=Operate)
+    """`operate.yaml`: alerts, audiences, nurture tracks (`sync.operate_config`)."""
 
     def __post_init__(self) -> None:
         if self.manual_icp is None:
@@ -187,6 +190,10 @@ def load_config(crm: str, directory: Path | None, state_dir: Path | None = None)
             warnings += _value_warnings(icp, mapping, icp_doc, fields)
         elif isinstance(icp_doc.data, dict):  # the rules that are well-formed, checked anyway
             problems += [icp_doc.problem(p, m) for p, m in condition_problems(icp_doc.data, fields)]
+    fields_known = available_fields(mapping.field_types("account")) if mapping else None
+    operate = load_operate(directory, fields_known, problems)
+    if mapping is not None:
+        problems += nurture_output_problems(mapping, operate, mapping_doc)
     files = {"mapping": mapping_doc.file, "icp": icp_doc.file}
     active = _active_version(state_dir, problems) if source == "learned" else None
     learned = None
@@ -207,7 +214,7 @@ def load_config(crm: str, directory: Path | None, state_dir: Path | None = None)
                 )
     if problems or mapping is None or icp is None:
         raise ConfigError(problems)
-    config = Config(crm, mapping, icp, files, warnings, learning=learning)
+    config = Config(crm, mapping, icp, files, warnings, learning=learning, operate=operate)
     if learned is not None and active is not None:
         config.icp, config.criteria_version = learned, active.name
         config.files["icp"] = str(active.yaml_path)

@@ -81,17 +81,18 @@ def run_summary(console: Console, result: RunResult) -> None:
     say = functools.partial(console.print, highlight=False)
     counts = result.counts
     written = counts.get("records_to_write", 0) if result.dry_run else counts.get("written", 0)
-    verb = "would write" if result.dry_run else "wrote"
+    handed_over = "pending" in counts and not result.dry_run
+    verb = "would write" if result.dry_run else "handed over" if handed_over else "wrote"
     scored, skipped = counts["accounts_scored"], counts["fields_skipped"]
     if scored == 0:
         say(
             f"{result.kind} #{result.run_id} ({result.crm}): nothing changed in the CRM since the "
-            "last run; no account to score, nothing to write."
+            "last run; no account to score, nothing new to write."
         )
     elif written == 0 and not counts.get("failed"):
         say(
             f"{result.kind} #{result.run_id} ({result.crm}): scored "
-            f"{numbers.count(scored, 'account')}; nothing to write: "
+            f"{numbers.count(scored, 'account')}; nothing new to write: "
             f"{numbers.count(counts['fields_in_sync'], 'field')} already in sync"
             + (f", {numbers.count(skipped)} left alone." if skipped else ".")
         )
@@ -102,6 +103,14 @@ def run_summary(console: Console, result: RunResult) -> None:
             f"({numbers.count(counts['fields_to_write'], 'field')}), "
             f"{numbers.count(counts['fields_in_sync'], 'field')} already in sync, "
             f"{numbers.count(counts['fields_skipped'])} left alone."
+        )
+    if handed_over:
+        say(
+            f"Update file: {result.target} holds every change not yet seen in the CRM: "
+            f"{numbers.count(counts['pending'], 'record')} "
+            f"({numbers.count(counts['written'])} decided by this run, "
+            f"{numbers.count(counts['confirmed'])} earlier ones now seen in the export). "
+            "Load it with Data Loader's Update."
         )
     if not result.dry_run:
         if result.crm == "csv":
@@ -234,3 +243,24 @@ def headline(result: RunResult) -> str:
         f"{result.kind} #{result.run_id} ({result.crm}) {result.outcome}: scored "
         f"{numbers.count(counts.get('accounts_scored', 0), 'account')}, {done}"
     )
+
+
+def pending_table(pending: list[dict[str, Any]]) -> Table:
+    """Changes handed over (update files) that the CRM does not show yet, by run."""
+    records = sum(p["records"] for p in pending)
+    table = Table(
+        title=f"Handed over, not yet seen in the CRM ({records} records)", title_justify="left"
+    )
+    for column in ("crm", "decided by run", "records", "fields", "pending since"):
+        table.add_column(column)
+    for row in pending:
+        table.add_row(
+            row["crm"],
+            f"#{row['run_id']}",
+            str(row["records"]),
+            str(row["fields"]),
+            row["since"].strftime("%Y-%m-%d %H:%M"),
+        )
+    if records:
+        table.caption = "The latest update file holds all of them: load it."
+    return table

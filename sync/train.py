@@ -266,6 +266,7 @@ def run_report(
     signal (and saved no version): it then says so. `Version` is None in that case.
     """
     from scoring.report import render_report
+    from sync.history import health
 
     config = load_config(crm, mappings, state_dir)
     store = VersionStore(state_dir)
@@ -287,6 +288,7 @@ def run_report(
             config.icp,
             previous.load_model() if previous else None,
             datetime.now(UTC),
+            sync_health=health(state_dir, crm),
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")

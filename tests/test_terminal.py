@@ -119,7 +119,7 @@ def test_quiet_prints_no_progress_and_no_story(export: Path, tmp_path: Path) -> 
     assert err == "" and out == ""  # no progress, no summary line at info, nothing else
     code, out, err = icp("sync", "--crm", "csv", "--source", export, "--state", state, "-q")
     assert code == 0 and err == ""
-    assert "nothing to write" in out  # the result still goes to stdout
+    assert "nothing new to write" in out  # the result still goes to stdout
 
 
 def _load_and_edit(export: Path, state: Path) -> None:
