@@ -7,12 +7,37 @@ import shutil
 from pathlib import Path
 
 import click
+import pandas as pd
+from ruamel.yaml import YAML
 
+import mappings
 from connectors.sample import write_sample_crm
+from connectors.sample_enrichment import DEMO_CRITERIA, ENRICHMENT_YAML, write_sample_enrichment
 from scoring.report import tier_summary
 from sync import render
 from sync.config import load_config
 from sync.runner import RunOptions, execute
+
+
+def write_demo_mappings(directory: Path, source: Path) -> Path:
+    """The demo's mappings: the bundled ones, plus vendor enrichment exports joined by
+    domain (`enrichment.yaml`) and criteria that use them (a technographic and an
+    intent criterion added to the bundled `icp.yaml`)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    accounts = pd.read_csv(source / "Account.csv", dtype=str, keep_default_na=False)
+    opportunities = pd.read_csv(source / "Opportunity.csv", dtype=str, keep_default_na=False)
+    write_sample_enrichment(directory / "enrichment", accounts, opportunities)
+    (directory / "enrichment.yaml").write_text(ENRICHMENT_YAML, encoding="utf-8")
+    (directory / "csv.yaml").write_text(
+        mappings.default("csv.yaml").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    yaml = YAML()
+    icp = yaml.load(mappings.default("icp.yaml").read_text(encoding="utf-8"))
+    icp["name"] = "Starting ICP with enrichment (demo)"
+    icp["criteria"]["strong_signal"].extend(DEMO_CRITERIA)
+    with (directory / "icp.yaml").open("w", encoding="utf-8") as handle:
+        yaml.dump(icp, handle)
+    return directory
 
 
 def run_demo(directory: Path, accounts: int, as_json: bool) -> None:
@@ -22,7 +47,8 @@ def run_demo(directory: Path, accounts: int, as_json: bool) -> None:
     if state_dir.exists():
         shutil.rmtree(state_dir)  # the demo always starts from scratch
     info = write_sample_crm(source, accounts=accounts)
-    config = load_config("csv", None)
+    mappings_dir = write_demo_mappings(directory / "mappings", source)
+    config = load_config("csv", mappings_dir)
     result = execute(
         config, RunOptions(crm="csv", kind="backfill", state_dir=state_dir, source=source)
     )
@@ -38,13 +64,21 @@ def run_demo(directory: Path, accounts: int, as_json: bool) -> None:
         f"Sample CRM: {info.accounts:,} accounts, {info.opportunities:,} opportunities "
         f"in {source} (Salesforce Data Export layout)."
     )
+    if config.enrichment_report is not None:
+        console.print(
+            f"Enrichment joined (vendor-layout exports in {mappings_dir / 'enrichment'}):"
+        )
+        for line in config.enrichment_report.lines():
+            console.print(f"  {line}", highlight=False)
     console.print(render.tier_table(summary))
     render.run_summary(console, result)
     console.print(
         f"Update file for Data Loader: [bold]{result.target}[/]\n"
         f"Next: edit {source / 'Account.csv'} and run\n"
-        f"  icp sync --crm csv --source {source} --state {state_dir} --dry-run\n"
+        f"  icp sync --crm csv --source {source} --state {state_dir} "
+        f"--mappings {mappings_dir} --dry-run\n"
         f"Learn the ICP from its won and lost deals, then read the report:\n"
-        f"  icp train --crm csv --source {source} --state {state_dir}\n"
-        f"  icp report --crm csv --source {source} --state {state_dir}"
+        f"  icp train --crm csv --source {source} --state {state_dir} --mappings {mappings_dir}\n"
+        f"  icp report --crm csv --source {source} --state {state_dir} --mappings {mappings_dir}\n"
+        f"Score in a database instead: icp score --sql duckdb --mappings {mappings_dir}"
     )

@@ -28,6 +28,7 @@ from connectors.mapping import CURRENT_PREFIX
 from scoring.criteria import score_accounts
 from scoring.features import build_features
 from sync.config import Config
+from sync.enrich import enrich
 from sync.lock import LockedError
 from sync.plan import Plan, plan_changes
 from sync.pull import WorkingSet, persist, working_set
@@ -89,6 +90,8 @@ class RunResult:
     message: str | None = None
     criteria: str = ""
     """Which criteria scored: `learned v0003 (path)` or `manual mappings/icp.yaml`."""
+    enrichment: dict[str, Any] = field(default_factory=dict)
+    """Coverage, staleness and conflicts of the enrichment join (empty without sources)."""
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -112,6 +115,7 @@ class RunResult:
                 for u, r in self.failures
             ],
             "message": self.message,
+            **({"enrichment": self.enrichment} if self.enrichment else {}),
         }
 
 
@@ -122,7 +126,7 @@ def fingerprint(model: Any) -> str:
 def score(config: Config, work: WorkingSet) -> pd.DataFrame:
     """Desired output values per account (indexed by account id)."""
     outputs = config.mapping.outputs
-    features = build_features(work.accounts, work.opportunities)
+    features = build_features(enrich(config, work.accounts), work.opportunities)
     reasons = outputs.get("reasons")
     score_spec = outputs.get("score")
     scored = score_accounts(
@@ -249,6 +253,8 @@ def _run(
         opportunities=work.opportunities,
         criteria=config.criteria_label,
     )
+    if config.enrichment_report is not None:
+        result.enrichment = config.enrichment_report.to_json()
     for skip in plan.skips[:_SHOWN]:
         log.info(
             "left %s.%s alone (%s): CRM has %r, engine wants %r",
