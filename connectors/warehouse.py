@@ -105,3 +105,40 @@ def read_table(
     else:  # a path or glob, read in place by DuckDB
         source = "'" + table.replace("'", "''") + "'"
     return read_query(url, f"SELECT * FROM {source}", label, modified_column, since)
+
+
+def write_table(url: str, table: str, frame: pd.DataFrame) -> int:
+    """Replace `table` in the database with the rows of `frame`; the number of rows.
+
+    DuckDB is written natively (a million rows in about a second); other databases
+    through pandas' `to_sql` in chunks.
+    """
+    if not re.match(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)?$", table):
+        msg = f"--table {table!r}: expected a table name (optionally schema.table)"
+        raise SourceError(msg)
+    target = engine(url)
+    schema, _, name = table.rpartition(".")
+    if target.dialect.name == "duckdb":
+        import duckdb
+
+        database = sa.engine.make_url(expand(url)).database or ":memory:"
+        with duckdb.connect(database) as connection:
+            connection.register("icp_frame", frame)
+            connection.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM icp_frame")
+        return len(frame)
+    try:
+        with target.begin() as connection:
+            frame.to_sql(
+                name,
+                connection,
+                schema=schema or None,
+                if_exists="replace",
+                index=False,
+                chunksize=10_000,
+                method="multi",
+            )
+    except SQLAlchemyError as exc:
+        detail = str(getattr(exc, "orig", exc)).splitlines()[0]
+        msg = f"writing {table} to {redact(url)} failed: {detail}"
+        raise SourceError(msg) from exc
+    return len(frame)

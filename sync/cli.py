@@ -25,6 +25,7 @@ from sync.cli_options import (
     read_options,
     state_option,
 )
+from sync.cli_score import score
 from sync.config import CRMS, load_config, mappings_dir
 from sync.progress import progress_for
 from sync.runner import RunOptions, RunResult, execute
@@ -312,6 +313,7 @@ def demo(directory: Path, accounts: int, as_json: bool) -> None:
 
 
 main.add_command(mappings_group)
+main.add_command(score)
 
 
 if __name__ == "__main__":  # pragma: no cover
