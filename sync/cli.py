@@ -52,6 +52,8 @@ def _run(
     state_dir: Path,
     source: Path | None,
     out: Path | None,
+    scores_from: str | None = None,
+    scores_table: str = "icp_scores",
 ) -> RunResult:
     config = load_config(crm, mappings_dir(mappings_option), state_dir)
     for warning in config.warnings:
@@ -63,6 +65,8 @@ def _run(
         dry_run=dry_run,
         source=source,
         out=out,
+        scores_from=scores_from,
+        scores_table=scores_table,
     )
     with progress_for(sys.stderr) as progress:
         result = execute(config, options, progress)
@@ -92,6 +96,15 @@ def _run_command(kind: str, help_text: str, epilog: str) -> None:
     @crm_options
     @click.option("-n", "--dry-run", is_flag=True, help="Show what would change; write nothing.")
     @click.option("--all", "show_all", is_flag=True, help="With --dry-run: list every field.")
+    @click.option(
+        "--scores-from",
+        metavar="URL",
+        help="Take the scores from this database (a view of `icp score --sql`); only diff "
+        "and write.",
+    )
+    @click.option(
+        "--scores-table", default="icp_scores", show_default=True, help="With --scores-from."
+    )
     @common
     @guarded
     def command(

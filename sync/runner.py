@@ -63,6 +63,10 @@ class RunOptions:
     out: Path | None = None
     retrying: Retrying | None = None
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    scores_from: str | None = None
+    """A database URL holding the scores computed there (`icp score --sql`): the run
+    reads them instead of scoring, then diffs and writes as usual."""
+    scores_table: str = "icp_scores"
 
 
 @dataclass
@@ -138,6 +142,40 @@ def score(config: Config, work: WorkingSet) -> pd.DataFrame:
     return scored.set_index("account_id")
 
 
+def warehouse_scores(url: str, table: str, accounts: pd.DataFrame) -> pd.DataFrame:
+    """Desired outputs read from a warehouse table or view of the compiled scorecard.
+
+    Only the accounts of this run are kept; an account the table lacks is not written
+    (and said in the log), so a stale view never blanks a CRM field.
+    """
+    from connectors.warehouse import read_table
+
+    frame = read_table(url, table, "--scores-from")
+    missing_columns = [c for c in ("account_id", "score", "tier", "reasons") if c not in frame]
+    if missing_columns:
+        msg = (
+            f"--scores-from {table}: no column {', '.join(missing_columns)}; expected the "
+            "columns of `icp score --sql` (account_id, score, tier, segment, route, reasons)"
+        )
+        raise SourceError(msg)
+    frame["account_id"] = frame["account_id"].astype(str)
+    frame = frame.drop_duplicates("account_id").set_index("account_id")
+    wanted = accounts["account_id"].astype(str)
+    found = wanted[wanted.isin(frame.index)]
+    if len(found) < len(wanted):
+        log.warning(
+            "--scores-from %s: %d of %d accounts have no score there; left as they are",
+            table,
+            len(wanted) - len(found),
+            len(wanted),
+        )
+    desired = frame.loc[pd.Index(found)]
+    for column in ("score", "expansion", "win_probability"):
+        if column in desired:
+            desired[column] = pd.to_numeric(desired[column], errors="coerce").astype(float)
+    return desired
+
+
 def execute(
     config: Config,
     options: RunOptions,
@@ -208,7 +246,10 @@ def _run(
     issues = [i for stats in connector.stats.values() for i in stats.issues]
     _log_issues(connector, issues)
 
-    desired = score(config, work)
+    if options.scores_from is not None:
+        desired = warehouse_scores(options.scores_from, options.scores_table, work.accounts)
+    else:
+        desired = score(config, work)
     current = work.accounts.set_index("account_id")
     current = current[
         [c for c in current.columns if c.startswith(CURRENT_PREFIX) or c == "modified_at"]

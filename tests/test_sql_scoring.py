@@ -310,6 +310,20 @@ def test_cli_score_where_the_data_is_matches_the_sync(tmp_path) -> None:
     assert (warehouse["reasons"] == written["ICP_Reasons__c"]).all()
     assert (warehouse["score"].astype(float) == written["ICP_Score__c"].astype(float)).all()
 
+    # a sync that takes its scores from a view of the SQL writes the same update file
+    code, view_sql, _ = icp("score", "--sql", "duckdb")
+    with duckdb.connect(str(tmp_path / "wh.duckdb")) as con:
+        con.execute(f"CREATE VIEW icp_scores AS {view_sql}")
+    from_warehouse = tmp_path / "from_warehouse.csv"
+    code, out, err = icp(
+        "backfill", "--crm", "csv", "--source", export, "--out", from_warehouse,
+        "--scores-from", url, "--json", state=tmp_path / "state2",
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["counts"]["written"] == len(written)
+    same = pd.read_csv(from_warehouse, dtype=str).set_index("Id").loc[written.index]
+    pd.testing.assert_frame_equal(same, written)
+
 
 def test_cli_score_needs_exactly_one_mode() -> None:
     from tests.test_cli import icp
