@@ -86,8 +86,9 @@ def read_query(
     try:
         with engine(url).connect() as connection:
             return pd.read_sql(sa.text(sql), connection, params=bind)
-    except SQLAlchemyError as exc:
-        detail = str(getattr(exc, "orig", exc)).splitlines()[0]
+    except (SQLAlchemyError, pd.errors.DatabaseError) as exc:
+        cause = exc.__cause__ if isinstance(exc, pd.errors.DatabaseError) and exc.__cause__ else exc
+        detail = str(getattr(cause, "orig", cause)).splitlines()[0]
         msg = f"{label}: the query against {redact(url or DEFAULT_URL)} failed: {detail}"
         raise SourceError(msg) from exc
 

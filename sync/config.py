@@ -36,7 +36,7 @@ from sync.yamlfile import (
 
 log = logging.getLogger(__name__)
 _M = TypeVar("_M", bound=BaseModel)
-CRMS = ("csv", "salesforce", "hubspot")
+CRMS = ("csv", "salesforce", "hubspot", "warehouse")
 _TYPE_WORDS = {
     "str", "int", "float", "bool", "date", "datetime", "list", "dict", "none",
     "literal", "is-instance", "function-after", "function-before", "union", "tagged-union",
