@@ -8,11 +8,10 @@ runs have no persistent volume.
   (accounts pulled, fields written, failures, API calls).
 - `icp_model`: `icp train`, weekly, upstream of nothing the sync needs (the CLI activates a
   learned ICP only when it is not worse than the one in use).
+(No `from __future__ import annotations` here: Dagster reads the `context` annotation.)
 Exit 4 (locked) ends the run without materialising; 3 (CRM unreachable) asks Dagster to
 retry; 2 (bad mapping) fails without retry; 1 materialises with the failures in metadata.
 """
-
-from __future__ import annotations
 
 import dagster as dg
 from icp_cli import BAD_CONFIG, IcpRun, run_icp
