@@ -17,7 +17,7 @@ calls per 10 s until the headers say otherwise, search 4/s, 4 concurrent writers
 2. an incremental run that reads back what the backfill wrote (its own writes bumped
    `hs_lastmodifieddate`), and writes nothing;
 3. an incremental run with nothing changed. It still reads back every record modified
-   in the `search_overlap` (300 s) before the watermark: here, the whole backfill;
+   in the `search_overlap` (60 s) before the watermark: here, the whole backfill;
 4. the same with `search_overlap: 0` given to the connector only: what an unchanged run
    costs once the last changes lie more than `search_overlap` before the watermark.
 

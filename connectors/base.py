@@ -65,6 +65,9 @@ class FieldInfo:
     length: int | None = None
     scale: int | None = None
     picklist_values: tuple[str, ...] = ()
+    visible: bool = True
+    """False: the field exists but field-level security hides it from the integration
+    user (so it cannot be read or written until an admin grants access)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,10 @@ class Connector(ABC):
         self.memo: dict[str, Any] = {}
         """Facts about the CRM worth keeping between runs (fields an org lacks, say): sync
         loads it from the state before pulling and saves it after the run. JSON only."""
+        self.already_read: dict[str, frozenset[str]] = {}
+        """Per kind, ids an incremental pull's previous run read at exactly `since` (the
+        watermark's own instant): the sync drops them if they come back unchanged, so a
+        connector need not pay extra calls (associations...) for them."""
         self.previous_run_started: datetime | None = None
         """When the last finished run against this CRM started (set by sync before pulling).
 

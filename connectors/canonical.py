@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from connectors.dates import parse_layout
 from connectors.mapping import (
     CURRENT_PREFIX,
     ID_FIELDS,
@@ -109,8 +110,12 @@ def parse_boolean(series: pd.Series) -> pd.Series:
     return _per_unique(series, one).astype("boolean")
 
 
-def parse_datetime(series: pd.Series) -> pd.Series:
-    """ISO dates and datetimes (any offset, `Z` or `+0000`) or epoch milliseconds, as UTC."""
+def parse_datetime(series: pd.Series, label: str = "", date_format: str | None = None) -> pd.Series:
+    """ISO dates and datetimes (any offset, `Z` or `+0000`) or epoch milliseconds, as UTC.
+
+    Other layouts (`03/04/2025 10:00`) are read with one layout for the whole column
+    (`connectors.dates`), or with `date_format` when the mapping sets it.
+    """
     values = series.astype(object)
     out = pd.Series(pd.NaT, index=series.index, dtype=_UTC)
     present = values.notna()
@@ -122,17 +127,25 @@ def parse_datetime(series: pd.Series) -> pd.Series:
         epoch = _per_unique(values, _looks_like_epoch).fillna(False).astype(bool)
     if epoch.any():
         millis = pd.to_numeric(values[epoch], errors="coerce")
-        out[epoch] = pd.to_datetime(millis, unit="ms", utc=True, errors="coerce").astype(_UTC)
+        stamps = pd.to_datetime(millis, unit="ms", utc=True, errors="coerce")
+        out[epoch] = _nanosecond_range(stamps)
     text = present & ~epoch
     if text.any():
         parsed = pd.to_datetime(values[text], format="ISO8601", utc=True, errors="coerce")
-        parsed = parsed.astype(_UTC)
+        parsed = _nanosecond_range(parsed)
         bad = parsed.isna()
-        if bad.any():  # other layouts (`03/04/2025 10:00`): the stragglers one by one
-            stragglers = [_one_datetime(v) for v in values[text][bad]]
-            parsed[bad] = pd.Series(stragglers, index=parsed.index[bad], dtype=_UTC)
+        if bad.any():  # other layouts (`03-04-2025 10:00`): one layout for the column
+            parsed[bad] = parse_layout(values[text][bad], label, date_format)
         out[text] = parsed
     return out
+
+
+def _nanosecond_range(stamps: pd.Series) -> pd.Series:
+    """UTC nanosecond stamps; a year they cannot hold (`-13-01-01`, `0024-04-13`) is NaT."""
+    if stamps.dtype == _UTC:
+        return stamps
+    low, high = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
+    return stamps.where((stamps >= low) & (stamps <= high)).astype(_UTC)
 
 
 def _looks_like_epoch(value: object) -> bool:
@@ -141,16 +154,6 @@ def _looks_like_epoch(value: object) -> bool:
     return isinstance(value, int | float | np.number) or (
         isinstance(value, str) and value.isdigit() and 10 <= len(value) <= 13
     )
-
-
-def _one_datetime(value: object) -> object:
-    try:
-        stamp = pd.Timestamp(str(value))
-    except (ValueError, TypeError):
-        return pd.NaT
-    if stamp is pd.NaT:
-        return pd.NaT
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 def parse_domain(series: pd.Series) -> pd.Series:
@@ -184,13 +187,19 @@ def parse_column(series: pd.Series, kind: FieldType, lookup: dict[str, str]) -> 
     return _parse_present(_blank_to_null(series), kind, lookup)
 
 
-def _parse_present(series: pd.Series, kind: FieldType, lookup: dict[str, str]) -> pd.Series:
+def _parse_present(
+    series: pd.Series,
+    kind: FieldType,
+    lookup: dict[str, str],
+    label: str = "",
+    date_format: str | None = None,
+) -> pd.Series:
     if kind == "number":
         return parse_number(series)
     if kind == "boolean":
         return parse_boolean(series)
     if kind in ("date", "datetime"):
-        return parse_datetime(series)
+        return parse_datetime(series, label, date_format)
     if kind == "domain":
         return parse_domain(series)
     return parse_text(series, lookup, multi=kind == "multi")
@@ -224,7 +233,8 @@ def to_canonical(
             )
             continue
         source = _blank_to_null(raw[spec.field])
-        parsed = _parse_present(source, types[name], spec.lookup())
+        label = f"{object_map.object}.{spec.field}"
+        parsed = _parse_present(source, types[name], spec.lookup(), label, spec.date_format)
         lost = source.notna() & parsed.isna()
         for index in np.flatnonzero(lost.to_numpy()):
             label = raw.index[int(index)]

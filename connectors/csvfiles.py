@@ -1,8 +1,11 @@
 """CSV exports in the layout of Salesforce's Data Export, and a Data Loader file back.
 
 Reads `Account.csv` and `Opportunity.csv` (API field names as headers; UTF-8 with or
-without BOM, falling back to Windows-1252/Latin-1) and writes `icp_updates.csv`: `Id`
-plus the output fields, one row per account whose values changed. A blank cell in that
+without BOM, or Windows-1252/Latin-1, decided per file with a per-row fallback; rows are
+read by `connectors.csv_rows`, so a damaged row costs only itself) and writes
+`icp_updates.csv`: `Id` plus the output fields, one row per account whose values
+changed. Text cells that a spreadsheet would run as a formula are neutralised
+(`connectors.spreadsheet_safety`). A blank cell in that
 file leaves the CRM value alone (Data Loader's default); `#N/A` clears it.
 
 The update file is built as `icp_updates.csv.partial` batch by batch, flushed to disk
@@ -33,15 +36,24 @@ from connectors.base import (
     WriteResult,
 )
 from connectors.canonical import LINE_COLUMN, RowIssue, parse_column, to_canonical
+from connectors.csv_rows import (
+    Damaged,
+    EncodingPlan,
+    clean_id,
+    guess_id,
+    physical_lines,
+    plan_encoding,
+    records,
+)
 from connectors.errors import SourceError
-from connectors.mapping import ID_FIELDS, CrmMapping
+from connectors.mapping import CURRENT_PREFIX, ID_FIELDS, CrmMapping
+from connectors.spreadsheet_safety import neutralise, restore
 
 log = logging.getLogger(__name__)
 PAGE_ROWS = 50_000
 NULL_MARKER = "#N/A"
 """Data Loader's way of saying 'set this field to null' in an update file."""
 UPDATES_FILE = "icp_updates.csv"
-_ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
 
 
 class CsvSettings(BaseModel):
@@ -50,6 +62,11 @@ class CsvSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     batch_size: int = Field(default=10_000, gt=0, le=1_000_000)
     """Rows written (and flushed to disk) per batch."""
+    salesforce_ids: bool = True
+    """Read 15-character Salesforce Ids (Id and lookups such as AccountId) as their
+    18-character form, so both forms of one record are one record."""
+    spreadsheet_safe: bool = True
+    """Quote text cells of the update file that a spreadsheet would run as a formula."""
 
 
 class CsvConnector(Connector):
@@ -65,21 +82,30 @@ class CsvConnector(Connector):
 
     def __init__(self, mapping: CrmMapping, source: Path, out: Path | None = None) -> None:
         super().__init__(mapping)
-        self.max_batch_size = CsvSettings.model_validate(mapping.settings).batch_size
+        self.settings = CsvSettings.model_validate(mapping.settings)
+        self.max_batch_size = self.settings.batch_size
         self.source = Path(source)
         self.out = Path(out) if out else self.source / UPDATES_FILE
         self._partial = self.out.with_name(self.out.name + ".partial")
         self._handle: io.TextIOWrapper | None = None
         self._writer: csv.DictWriter[str] | None = None
         self._carried = False
-        self._encodings: dict[Path, str] = {}
+        self._encodings: dict[Path, EncodingPlan] = {}
         self._present: dict[str, set[str]] = {}
         """Every id a finished pull saw (read or not), so deletions need no second read."""
 
-    def _encoding(self, path: Path) -> str:
+    def _encoding(self, path: Path) -> EncodingPlan:
         if path not in self._encodings:
-            self._encodings[path] = _detect_encoding(path)
+            plan = self._encodings[path] = plan_encoding(path)
+            if (warning := plan.describe(path.name)) is not None:
+                log.warning("%s", warning)
         return self._encodings[path]
+
+    def _id_columns(self, kind: ObjectKind) -> tuple[str, str | None]:
+        """The record's Id column, and for opportunities the account lookup column."""
+        fields = getattr(self.mapping.objects, kind).fields
+        lookup = fields["account_id"].field if kind == "opportunity" else None
+        return fields[ID_FIELDS[kind]].field, lookup
 
     def path(self, kind: ObjectKind) -> Path:
         return self.source / f"{getattr(self.mapping.objects, kind).object}.csv"
@@ -110,7 +136,13 @@ class CsvConnector(Connector):
         )
         present: set[str] = set()
         pages = _read_pages(
-            path, self._encoding(path), id_column, stats.issues, kind, stats.unreadable_ids
+            path,
+            self._encoding(path),
+            self._id_columns(kind),
+            stats.issues,
+            kind,
+            stats.unreadable_ids,
+            self.settings.salesforce_ids,
         )
         for number, raw in enumerate(pages):
             if number == 0:
@@ -125,6 +157,9 @@ class CsvConnector(Connector):
                 continue
             frame, issues = to_canonical(page, self.mapping, kind)
             stats.issues.extend(issues)
+            if self.settings.spreadsheet_safe:  # values loaded from our quoted cells
+                for column in [c for c in frame.columns if c.startswith(CURRENT_PREFIX)]:
+                    frame[column] = frame[column].map(restore, na_action="ignore")
             if "modified_at" in frame:
                 frame["modified_at"] = frame["modified_at"].fillna(mtime)
             stats.rows += len(frame)
@@ -147,7 +182,8 @@ class CsvConnector(Connector):
             path = self.path(kind)
             id_column = getattr(self.mapping.objects, kind).fields[ID_FIELDS[kind]].field
             present: set[str] = set()
-            for page in _read_pages(path, self._encoding(path), id_column, [], kind, present):
+            columns, fix = self._id_columns(kind), self.settings.salesforce_ids
+            for page in _read_pages(path, self._encoding(path), columns, [], kind, present, fix):
                 present.update(page[id_column].dropna().str.strip())
             self._present[kind] = present
         return set(known) - self._present[kind]
@@ -179,13 +215,19 @@ class CsvConnector(Connector):
         assert self._writer is not None
         id_field = self._columns()[0]
         for update in batch:
-            row = {id_field: update.record_id}
+            row = {id_field: self._safe(update.record_id)}
             for name, value in update.values.items():
-                row[name] = NULL_MARKER if value is None else _cell(value)
+                row[name] = NULL_MARKER if value is None else self._safe(_cell(value), value)
             self._writer.writerow(row)
         self._flush()
         self.write_calls += 1
         return [WriteResult(u.record_id, ok=True) for u in batch]
+
+    def _safe(self, text: str, value: object = "") -> str:
+        """`text` as a spreadsheet will show it: text cells that are formulas, quoted."""
+        if not self.settings.spreadsheet_safe or isinstance(value, int | float):
+            return text
+        return neutralise(text)
 
     def end_write(self) -> None:
         """Merge rows per record (later values win) into the update file, atomically."""
@@ -245,98 +287,120 @@ def _cell(value: object) -> str:
 
 
 def _detect_encoding(path: Path) -> str:
-    """The first of UTF-8 (BOM or not), Windows-1252, Latin-1 that decodes the whole file."""
-    for encoding in _ENCODINGS:
-        try:
-            with path.open(encoding=encoding, newline="") as handle:
-                while handle.read(1 << 20):
-                    pass
-        except UnicodeDecodeError:
-            continue
-        except OSError as exc:
-            msg = f"{path}: {exc.strerror or exc}"
-            raise SourceError(msg) from exc
-        return encoding
-    msg = f"{path}: cannot be decoded"  # latin-1 decodes anything: unreachable in practice
-    raise SourceError(msg)
+    """One codec that decodes the whole file, for readers that take a single one (the
+    mapping editor's profile): UTF-8 when every line is, else Windows-1252 or Latin-1.
+    The connector itself reads mixed files row by row (`csv_rows.plan_encoding`)."""
+    plan = plan_encoding(path)
+    if plan.encoding == "utf-8" and not plan.exceptions:
+        return "utf-8-sig"
+    try:
+        with path.open(encoding="cp1252", newline="") as handle:
+            while handle.read(1 << 20):
+                pass
+    except UnicodeDecodeError:
+        return "latin-1"
+    return "cp1252"
 
 
-def _header(path: Path, encoding: str) -> list[str]:
-    with path.open(encoding=encoding, newline="") as handle:
-        return [h.strip() for h in next(csv.reader(handle), [])]
+def _header(path: Path, plan: EncodingPlan) -> list[str]:
+    for record in records(physical_lines(path, plan)):
+        return [] if isinstance(record, Damaged) else [h.strip() for h in record[1]]
+    return []
 
 
 def _read_pages(
     path: Path,
-    encoding: str,
-    id_column: str,
+    plan: EncodingPlan,
+    id_columns: tuple[str, str | None],
     issues: list[RowIssue],
     kind: str,
     unreadable_ids: set[str],
+    salesforce_ids: bool = True,
 ) -> Iterator[pd.DataFrame]:
     """Yield raw pages (all strings, `None` for empty) with their line numbers.
 
     Rows that cannot be read go to `issues`; their id, when it can be made out, goes to
-    `unreadable_ids`, so a damaged row is never mistaken for a deleted record.
+    `unreadable_ids`, so a damaged row is never mistaken for a deleted record. Ids are
+    checked and normalised (`csv_rows.clean_id`), the account lookup too; an Id seen
+    twice keeps its first copy and reports the others with both lines.
     """
+    id_column, lookup_column = id_columns
+    reader = records(physical_lines(path, plan))
     try:
-        handle = path.open(encoding=encoding, newline="")
-    except OSError as exc:
-        msg = f"{path}: {exc.strerror or exc}"
-        raise SourceError(msg) from exc
-    with handle:
-        reader = csv.reader(handle)
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            msg = f"{path}, line 1: unreadable header ({exc})"
-            raise SourceError(msg) from exc
-        if id_column not in header:
-            msg = (
-                f"{path}, line 1: no {id_column!r} column. The mapping reads the record id "
-                f"from it; found columns: {', '.join(header[:12])}"
-            )
-            raise SourceError(msg)
-        width = len(header)
-        id_index = header.index(id_column)
-        rows: list[list[str]] = []
-        lines: list[int] = []
-        previous = reader.line_num
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                issues.append(RowIssue(kind, previous + 1, None, None, None, f"unreadable: {exc}"))
-                previous = reader.line_num
-                continue
-            start, previous = previous + 1, reader.line_num
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            if len(row) != width:
-                if len(row) > id_index and row[id_index].strip():
-                    unreadable_ids.add(row[id_index].strip())
+        first = next(reader)
+    except StopIteration:
+        return
+    if isinstance(first, Damaged):
+        msg = f"{path}, line 1: unreadable header ({first.problem})"
+        raise SourceError(msg)
+    header = [h.strip() for h in first[1]]
+    if id_column not in header:
+        msg = (
+            f"{path}, line 1: no {id_column!r} column. The mapping reads the record id "
+            f"from it; found columns: {', '.join(header[:12])}"
+        )
+        raise SourceError(msg)
+    repeated = sorted({name for name in header if header.count(name) > 1 and name})
+    if repeated:
+        msg = f"{path}, line 1: the header names {', '.join(repeated)} more than once"
+        raise SourceError(msg)
+    width = len(header)
+    id_index = header.index(id_column)
+    lookup_index = header.index(lookup_column) if lookup_column in header else None
+    seen: dict[str, int] = {}
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    for record in records(_after_header(path, plan, first[0]), width):
+        if isinstance(record, Damaged):
+            if (guessed := guess_id(record.text, id_index)) is not None:
+                unreadable_ids.add(clean_id(guessed, salesforce_ids)[0] or guessed)
+                unreadable_ids.add(guessed)
+            issues.append(RowIssue(kind, record.line, guessed, None, None, record.problem))
+            continue
+        start, row = record
+        if len(row) == 1 and not row[0].strip():
+            continue
+        record_id, problem = clean_id(row[id_index], salesforce_ids)
+        if problem is not None:
+            issues.append(RowIssue(kind, start, None, None, None, problem))
+            continue
+        if record_id is not None:
+            if record_id in seen:
                 issues.append(
                     RowIssue(
                         kind,
                         start,
+                        record_id,
                         None,
                         None,
-                        None,
-                        f"has {len(row)} fields, the header has {width}; skipped",
+                        f"repeats the Id of line {seen[record_id]}; the first copy "
+                        f"(line {seen[record_id]}) is used, this one skipped",
                     )
                 )
                 continue
-            rows.append(row)
-            lines.append(start)
-            if len(rows) >= PAGE_ROWS:
-                yield _page(header, rows, lines)
-                rows, lines = [], []
-        if rows:
+            seen[record_id] = start
+            row[id_index] = record_id
+        if lookup_index is not None and row[lookup_index].strip():
+            lookup, problem = clean_id(row[lookup_index], salesforce_ids)
+            if problem is not None:
+                issues.append(
+                    RowIssue(kind, start, record_id, None, None, f"{lookup_column}: {problem}")
+                )
+            row[lookup_index] = lookup or ""
+        rows.append(row)
+        lines.append(start)
+        if len(rows) >= PAGE_ROWS:
             yield _page(header, rows, lines)
+            rows, lines = [], []
+    if rows:
+        yield _page(header, rows, lines)
+
+
+def _after_header(path: Path, plan: EncodingPlan, header_line: int) -> Iterator[tuple[int, str]]:
+    """The file's lines after the header record (which may itself span lines)."""
+    for number, text in physical_lines(path, plan):
+        if number > header_line:
+            yield number, text
 
 
 def _page(header: list[str], rows: list[list[str]], lines: list[int]) -> pd.DataFrame:

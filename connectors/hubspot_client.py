@@ -38,11 +38,15 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from connectors.answers import hubspot_body
 from connectors.errors import ConnectError, FatalError, LimitReachedError, TransientError
 from connectors.hubspot_limits import SlidingWindow
+from connectors.waits import WaitTooLong, too_long
 
 log = logging.getLogger(__name__)
 DEFAULT_HOST = "https://api.hubapi.com"
+SECOND = 1.0
+"""How long a SECONDLY 429 holds calls."""
 
 
 class HubSpotRequestError(FatalError):
@@ -59,6 +63,12 @@ class HubSpotRequestError(FatalError):
 
 class Unreachable(TransientError):
     """The connection failed (refused, reset, timed out, name not resolved)."""
+
+
+class Unreadable(TransientError):
+    """A 2xx answer whose body is not the JSON object HubSpot sends (an HTML page from a
+    proxy, an empty or cut-off body). It confirms nothing: a read retries it and then
+    ends the pull with an error; a write counts none of its records as written."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,29 @@ def no_retries() -> urllib3.Retry:
 def _is_api_exception(exc: BaseException) -> bool:
     """Each SDK package has its own `ApiException` class: recognise them by shape."""
     return type(exc).__module__.startswith("hubspot.") and hasattr(exc, "status")
+
+
+def _parse_answer(body: Any, where: str, status: int, headers: Mapping[str, str]) -> dict[str, Any]:
+    """The JSON object of a successful answer; `Unreadable` when there is none.
+
+    Every CRM endpoint the engine calls answers a JSON object (HubSpot's API reference,
+    e.g. https://developers.hubspot.com/docs/api-reference/crm-companies-v3/batch/post-crm-v3-objects-companies-batch-update);
+    anything else in a 2xx came from something in between and says nothing about the
+    records asked for. 204 (no content) is the one answer allowed to be empty.
+    """
+    if status == 204:
+        return {}
+    raw = body.decode("utf-8", "replace") if isinstance(body, bytes | bytearray) else body
+    try:
+        parsed = json.loads(raw) if raw else None
+    except (TypeError, ValueError):
+        parsed = None
+    if isinstance(parsed, dict):
+        return parsed
+    kind = (headers.get("Content-Type") or "no content type").split(";")[0]
+    shown = " ".join(str(raw or "").split())[:80]
+    found = f"{len(raw or '')} characters of {kind}" + (f": {shown!r}" if shown else "")
+    raise Unreadable(f"{where}: HubSpot answered {status} without a JSON object ({found})")
 
 
 def _parse(body: Any) -> dict[str, Any]:
@@ -197,7 +230,9 @@ class Transport:
             try:
                 data = response.data
                 headers = response.headers
-                return Answer(int(response.status), _parse(data), headers)
+                status = int(response.status)
+                parsed = _parse_answer(data, f"{path}.{method}", status, headers or {})
+                return Answer(status, dict(hubspot_body(parsed, f"{path}.{method}")), headers)
             finally:
                 response.release_conn()
         except urllib3.exceptions.HTTPError as exc:
@@ -227,9 +262,14 @@ class Transport:
             if policy == "DAILY":
                 return LimitReachedError(f"HubSpot's daily API limit is used up ({message})")
             retry_after = _retry_after(getattr(exc, "headers", None))
-            # the window is full: hold every call a moment (a tenth of a 10 s window; the
-            # whole second of search's own limit, which the engine cannot see filling)
-            wait = limiter.interval if policy == "SECONDLY" else limiter.interval / 10
+            if retry_after is not None and too_long(retry_after):  # stop; rerun later
+                return WaitTooLong(retry_after, f"{where}: 429 {policy or category}")
+            # the window is full: hold every call a moment (a tenth of a 10 s window). A
+            # SECONDLY policy is a per-second limit whichever endpoint met it (search, and
+            # per-second limits on other endpoints: HubSpot's usage guidelines,
+            # https://developers.hubspot.com/docs/guides/apps/api-usage/usage-details): hold
+            # one second, never a whole ten-second window.
+            wait = SECOND if policy == "SECONDLY" else limiter.interval / 10
             limiter.pause(retry_after if retry_after is not None else wait)
             return TransientError(
                 f"{where}: 429 {policy or category} ({message})", retry_after=retry_after

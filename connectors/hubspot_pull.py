@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from connectors.hubspot_client import Transport
+from connectors.hubspot_client import Transport, Unreadable
 from connectors.mapping import CrmMapping
 
 LIST_PAGE = 100
@@ -87,6 +87,18 @@ def to_millis(value: Any) -> int:
     return int(stamp.value // 1_000_000)
 
 
+def page_records(body: dict[str, Any], what: str) -> list[Record]:
+    """The `results` of a list or search page; `Unreadable` when the page has none.
+
+    A page without a `results` list is not an empty page: taking it for one would end
+    the pull early and read the records behind it as deleted (issue 10)."""
+    records = body.get("results")
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        keys = ", ".join(sorted(map(str, body))) or "nothing"
+        raise Unreadable(f"{what}: HubSpot's page has no list of results (it holds {keys})")
+    return records
+
+
 def pick_association(entries: list[tuple[str, bool]]) -> str | None:
     """The one associated id to keep (the same company is listed once per association
     type): the primary one if marked, else the first."""
@@ -124,6 +136,10 @@ class Reader:
         self.mapping = mapping
         self.search_page = SEARCH_PAGE
         self.search_cap = SEARCH_CAP
+        self.known: tuple[int, frozenset[str]] = (0, frozenset())
+        """(watermark in epoch ms, ids read at exactly that instant by the previous run):
+        such a record found again unchanged is dropped by the sync, so its associations
+        are not read (a quiet sync then costs no associations call)."""
 
     def rows(self, spec: ReadSpec, records: list[Record]) -> list[Record]:
         """Records as flat rows keyed by property name (and `associations.<object>`)."""
@@ -144,8 +160,11 @@ class Reader:
 
     # -- full pull ------------------------------------------------------------------------
 
-    def everything(self, spec: ReadSpec, archived: bool = False) -> Iterator[list[Record]]:
-        """Every record of the object, a list page (100) at a time."""
+    def everything(
+        self, spec: ReadSpec, archived: bool = False, first: dict[str, Any] | None = None
+    ) -> Iterator[list[Record]]:
+        """Every record of the object, a list page (100) at a time (`first`: the first
+        page's answer, already read)."""
         after: str | None = None
         options: dict[str, Any] = {"limit": LIST_PAGE, "archived": archived}
         if archived:
@@ -157,21 +176,32 @@ class Reader:
         while True:
             if after is not None:
                 options["after"] = after
-            answer = self.transport.retried(
-                spec.kind, "objects.basic_api", "get_page", spec.object, **options
-            )
-            records = answer.body.get("results") or []
+            if first is not None:
+                body, first = first, None
+            else:
+                body = self.transport.retried(
+                    spec.kind, "objects.basic_api", "get_page", spec.object, **options
+                ).body
+            records = page_records(body, f"{spec.object} list")
             if records:
                 yield records
-            after = ((answer.body.get("paging") or {}).get("next") or {}).get("after")
-            if not after:
+            following = ((body.get("paging") or {}).get("next") or {}).get("after")
+            if not following:  # only a missing cursor ends the list, never an empty page
                 return
+            if following == after:
+                raise Unreadable(
+                    f"{spec.object} list: HubSpot answered the same paging cursor "
+                    f"{after!r} twice; stopping rather than reading the same page forever"
+                )
+            after = str(following)
 
-    def archived_ids(self, spec: ReadSpec, known: Collection[str]) -> set[str]:
+    def archived_ids(
+        self, spec: ReadSpec, known: Collection[str], first: dict[str, Any] | None = None
+    ) -> set[str]:
         """Ids among `known` now in HubSpot's recycle bin."""
         wanted = set(known)
         found: set[str] = set()
-        for records in self.everything(spec, archived=True):
+        for records in self.everything(spec, archived=True, first=first):
             found.update(str(r.get("id")) for r in records if str(r.get("id")) in wanted)
         return found
 
@@ -218,7 +248,7 @@ class Reader:
             answer = self.transport.retried(
                 spec.kind, "objects.search_api", "do_search", spec.object, body, search=True
             )
-            records = answer.body.get("results") or []
+            records = page_records(answer.body, f"{spec.object} search")
             for record in records:
                 value = (record.get("properties") or {}).get(MODIFIED)
                 if value and value == search.last_text:
@@ -231,16 +261,38 @@ class Reader:
             fresh = [r for r in records if str(r.get("id")) not in seen]
             seen.update(str(r.get("id")) for r in fresh)
             if fresh:
-                if spec.associations:
-                    self._associate(spec, fresh)
+                to_link = [r for r in fresh if not self._already_read(r)]
+                if spec.associations and to_link:
+                    self._associate(spec, to_link)
                 yield fresh
             following = ((answer.body.get("paging") or {}).get("next") or {}).get("after")
-            if not following or not records:
+            # Only a missing cursor ends a search: HubSpot can answer `results: []` with a
+            # `paging.next.after` and more records behind it (seen by Airbyte: "continue
+            # CRM search pagination on short pages", airbytehq/airbyte#80745).
+            if not following:
                 return
-            after = int(following)
+            try:
+                following_at = int(following)
+            except (TypeError, ValueError):
+                raise Unreadable(
+                    f"{spec.object} search: HubSpot's paging cursor {following!r} is not an offset"
+                ) from None
+            if following_at <= after:
+                raise Unreadable(
+                    f"{spec.object} search: HubSpot's paging cursor went from {after} to "
+                    f"{following_at}; stopping rather than reading the same page forever"
+                )
+            after = following_at
             if after + self.search_page > self.search_cap:
                 search.capped = True
                 return
+
+    def _already_read(self, record: Record) -> bool:
+        millis, ids = self.known
+        if str(record.get("id")) not in ids:
+            return False
+        value = (record.get("properties") or {}).get(MODIFIED)
+        return bool(value) and to_millis(value) == millis
 
     def _associate(self, spec: ReadSpec, records: list[Record]) -> None:
         """Fill `associations` of search results from the v4 batch read (as a list would)."""
@@ -253,7 +305,9 @@ class Reader:
                 answer = self.transport.retried(
                     spec.kind, "associations.v4.batch_api", "get_page", spec.object, target, body
                 )
-                for result in answer.body.get("results") or []:
+                # a 207 names the ids without associations in `errors`; an answer without
+                # a `results` list is no answer (deals would lose their company)
+                for result in page_records(answer.body, f"{spec.object} associations"):
                     source = str((result.get("from") or {}).get("id"))
                     entries = []
                     for to in result.get("to") or []:

@@ -32,6 +32,9 @@ BATCH = 100
 BISECT = {"VALIDATION_ERROR", "CONFLICT"}
 """Whole-batch refusals worth splitting: one record is to blame, not the call."""
 MISSING_PROPERTY = "PROPERTY_DOESNT_EXIST"
+NO_RESULT = "NO_RESULT"
+MERGED_IDS = "hs_merged_object_ids"
+"""The default property listing the ids merged into a record (";"-separated)."""
 _PROPERTY_ERRORS = re.compile(r"(\[\s*\{.*\}\s*\])", re.DOTALL)
 
 
@@ -171,15 +174,27 @@ class BatchWriter:
                 )
                 return self.update(batch[:middle]) + self.update(batch[middle:])
             return [WriteResult(batch[0].record_id, ok=False, code=exc.category, message=message)]
-        return self._results(batch, answer.status, answer.body)
+        results = self._results(batch, answer.status, answer.body)
+        unconfirmed = [r.record_id for r in results if r.code == NO_RESULT]
+        if not unconfirmed:
+            return results
+        found = self._resolve(unconfirmed)
+        return [found.get(r.record_id, r) if r.code == NO_RESULT else r for r in results]
 
     @staticmethod
     def _results(
         batch: Sequence[RecordUpdate], status: int, body: Mapping[str, Any]
     ) -> list[WriteResult]:
+        """One result per record: written only where the answer's `results` name it.
+
+        An answer that names no record (a 200 with `results: []`, say) confirms nothing:
+        its records are `NO_RESULT` (issue 10: only a confirmation counts).
+        """
         written = {str(r.get("id")) for r in body.get("results") or [] if isinstance(r, dict)}
         failed: dict[str, WriteResult] = {}
         for error in body.get("errors") or []:
+            if not isinstance(error, dict):
+                continue
             category = str(error.get("category") or "ERROR")
             message = str(error.get("message") or "")
             gone = category == "OBJECT_NOT_FOUND"
@@ -191,16 +206,71 @@ class BatchWriter:
         for update in batch:
             if update.record_id in failed:
                 results.append(failed[update.record_id])
-            elif update.record_id in written or (status == 200 and not written):
+            elif update.record_id in written:
                 results.append(WriteResult(update.record_id, ok=True))
             else:
                 results.append(
                     WriteResult(
                         update.record_id,
                         ok=False,
-                        code="NO_RESULT",
+                        code=NO_RESULT,
                         message=f"HubSpot's {status} answer did not mention this record",
                         transient=True,
                     )
                 )
         return results
+
+    def _resolve(self, record_ids: Sequence[str]) -> dict[str, WriteResult]:
+        """What became of records a batch update answered for without naming them.
+
+        A batch update answers 200 and leaves a merged-away id out of `results` and
+        `errors` alike (issue 13, item 8). Reading the ids back tells the cases apart:
+        a merged-away id reads the surviving record, which lists it in
+        `hs_merged_object_ids` (HubSpot's merge,
+        https://developers.hubspot.com/docs/api-reference/crm-companies-v3/basic/post-crm-v3-objects-companies-merge
+        and https://knowledge.hubspot.com/records/merge-records); an id HubSpot no longer
+        knows is `OBJECT_NOT_FOUND` (207); a record read back under its own id exists and
+        its write was simply not confirmed: a transient failure, tried again.
+        """
+        body = {"inputs": [{"id": i} for i in record_ids], "properties": [MERGED_IDS]}
+        try:
+            answer = self.transport.call(
+                "write", "objects.batch_api", "read", self.object_type, body, archived=False
+            )
+        except TransientError:
+            return {}  # stay NO_RESULT: retried
+        found: dict[str, WriteResult] = {}
+        noun = {"companies": "company", "deals": "deal"}.get(self.object_type, "record")
+        for record in answer.body.get("results") or []:
+            if not isinstance(record, dict):
+                continue
+            survivor = str(record.get("id"))
+            merged = str((record.get("properties") or {}).get(MERGED_IDS) or "").split(";")
+            for record_id in record_ids:
+                if record_id != survivor and record_id in merged:
+                    found[record_id] = WriteResult(
+                        record_id,
+                        ok=False,
+                        code="MERGED",
+                        message=(
+                            f"merged into {noun} {survivor}, which is scored under its own id; "
+                            f"{record_id} leaves the state"
+                        ),
+                        deleted=True,
+                    )
+        for error in answer.body.get("errors") or []:
+            if isinstance(error, dict) and error.get("category") == "OBJECT_NOT_FOUND":
+                for record_id in (error.get("context") or {}).get("ids") or []:
+                    found.setdefault(
+                        str(record_id),
+                        WriteResult(
+                            str(record_id),
+                            ok=False,
+                            code="OBJECT_NOT_FOUND",
+                            message="HubSpot no longer has this record (deleted or purged)",
+                            deleted=True,
+                        ),
+                    )
+        for result in found.values():
+            log.warning("%s %s: %s", noun, result.record_id, result.message)
+        return found

@@ -72,6 +72,8 @@ class FieldMap(_Strict):
     type: FieldType | None = None
     values: dict[str, list[str]] = Field(default_factory=dict)
     """Canonical value -> the CRM spellings that mean it (matched ignoring case and spaces)."""
+    date_format: Annotated[str, Field(min_length=2, pattern=r"%")] | None = None
+    """For dates that are not ISO 8601: a `strftime` layout such as `%d-%m-%Y`."""
     label: Annotated[str, Field(min_length=1, max_length=40)] | None = None
     """What people read for this field in reasons, segment names and the report
     (`Funding stage`); default: the built-in label, or the name in words."""

@@ -40,14 +40,17 @@ import pandas as pd
 import requests
 from pydantic import BaseModel, ConfigDict, Field
 from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceOperationError
 from simple_salesforce.format import format_soql
 from tenacity import (
+    RetryCallState,
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
     wait_random_exponential,
 )
 
+from connectors.answers import salesforce_page
 from connectors.base import (
     CallEstimate,
     Connector,
@@ -87,6 +90,45 @@ def soql_datetime(moment: datetime) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
+def _checked(function: Any) -> Any:
+    """`function` (a query call) whose answer must be a page of records.
+
+    A page that cannot be read (no `records` list, no `done`, not done without a
+    `nextRecordsUrl`) is a transient error: retried, then the pull ends with an error,
+    never taken for the last page (issue 10: only a confirmation counts).
+    """
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        page = function(*args, **kwargs)
+        records = page.get("records") if isinstance(page, dict) else None
+        done = page.get("done") if isinstance(page, dict) else None
+        if (
+            not isinstance(records, list)
+            or not isinstance(done, bool)
+            or (not done and not page.get("nextRecordsUrl"))
+        ):
+            shown = ", ".join(sorted(map(str, page))) if isinstance(page, dict) else type(page)
+            raise TransientError(f"Salesforce answered a query page that is not one ({shown})")
+        return page
+
+    return call
+
+
+class _BulkQueryFailed(Exception):
+    """A Bulk API 2.0 query job ended without results (Failed, Aborted, timed out)."""
+
+
+class _wait_retry_after(wait_random_exponential):
+    """Full-jitter exponential backoff, or the wait an error asks for (up to `max`)."""
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        if isinstance(error, TransientError) and error.retry_after is not None:
+            return min(float(error.retry_after), float(self.max))
+        return float(super().__call__(retry_state))
+
+
 class SalesforceSettings(BaseModel):
     """The `settings:` block of `salesforce.yaml`."""
 
@@ -106,6 +148,11 @@ class SalesforceSettings(BaseModel):
     """Seconds to wait for one HTTP response."""
     bulk_poll_seconds: Annotated[float, Field(gt=0)] = 2.0
     """First wait before polling a Bulk API 2.0 job (simple-salesforce then backs off)."""
+    commit_overlap: Annotated[float, Field(ge=0, le=86_400)] = 300.0
+    """How long a transaction may run before it commits, in seconds: `SystemModstamp` is
+    stamped when a transaction runs but the row is visible only once it commits, so rows
+    stamped this long before the previous run started are read again, in case that run
+    could not see them yet (rows read twice cost no write)."""
 
 
 class SalesforceConnector(Connector):
@@ -162,7 +209,7 @@ class SalesforceConnector(Connector):
             return
         self._sf = login(self.session, self.settings.api_version)
         try:
-            self._call("reading the org's limits", self._sf.limits)
+            self.session.read_limits(self._call("reading the org's limits", self._sf.limits))
         except TransientError as exc:
             msg = f"cannot reach Salesforce at {self.describe_target()}: {exc}"
             raise ConnectError(msg) from exc
@@ -189,7 +236,7 @@ class SalesforceConnector(Connector):
         return Retrying(
             retry=retry_if_exception_type(TransientError),
             stop=stop_after_attempt(5),
-            wait=wait_random_exponential(multiplier=0.5, max=self._retry_wait),
+            wait=_wait_retry_after(multiplier=0.5, max=self._retry_wait),
             before_sleep=lambda state: log.warning(
                 "Salesforce read failed (%s); retry %d",
                 state.outcome.exception() if state.outcome else "?",
@@ -226,34 +273,65 @@ class SalesforceConnector(Connector):
         spec = getattr(self.mapping.objects, kind).fields.get("modified_at")
         return spec.field if spec else None
 
-    def soql(self, kind: ObjectKind, since: datetime | None) -> str:
-        """The query for one pull: mapped fields (minus those the org lacks) and outputs."""
+    def soql(self, kind: ObjectKind, since: datetime | None, ordered: bool = True) -> str:
+        """The query for one pull: mapped fields (minus those the org lacks) and outputs.
+
+        `ordered=False` for Bulk API 2.0 query jobs: "Use of ORDER BY in a Bulk 2.0 query
+        disables PKChunking for the query ... and potentially results in query timeouts"
+        (Salesforce, "Troubleshooting Query Timeouts",
+        https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_bulk_v2/bulk_api_2_0_troubleshoot_query_timeouts.htm).
+        Nothing depends on the order: the watermark is the largest stamp read.
+        """
         fields = [f for f in self._fields(kind) if f not in self._missing[kind]]
         stamp = self._stamp_field(kind)
         if since is not None and stamp:
             fields.append("IsDeleted")
         select = ", ".join(dict.fromkeys(fields))
         if since is None or not stamp:
+            order = " ORDER BY Id" if ordered else ""
             return format_soql(
-                "SELECT {:literal} FROM {:literal} ORDER BY Id", select, self._object(kind)
+                "SELECT {:literal} FROM {:literal}" + order, select, self._object(kind)
             )
-        return format_soql(
-            "SELECT {:literal} FROM {:literal} WHERE {:literal} >= {:literal} "
-            "ORDER BY {:literal}, Id",
-            select,
-            self._object(kind),
-            stamp,
-            soql_datetime(since),
-            stamp,
+        order = format_soql(" ORDER BY {:literal}, Id", stamp) if ordered else ""
+        return (
+            format_soql(
+                "SELECT {:literal} FROM {:literal} WHERE {:literal} >= {:literal}",
+                select,
+                self._object(kind),
+                stamp,
+                soql_datetime(since),
+            )
+            + order
         )
 
+    def read_start(self, since: datetime) -> datetime:
+        """Where an incremental query starts: late commits are read with an overlap.
+
+        A row stamped at 10:00:05 by a transaction that commits after a 10:00:06 row is
+        never read by `SystemModstamp >= watermark` alone (salesforce.stackexchange.com
+        q/234824; "The Dangers of Timestamp Based Change Tracking",
+        pervasync.wordpress.com/2011/08/18). A row stamped up to `commit_overlap` seconds
+        before the previous run started may not have been visible to it; anything older
+        was. So the query starts at the earlier of `since` and that moment, and a quiet
+        org is not read again run after run. Without a previous run: `commit_overlap`
+        before `since`. The sync drops rows it already has (no write is repeated).
+        """
+        overlap = timedelta(seconds=self.settings.commit_overlap)
+        if self.previous_run_started is None:
+            return since - overlap
+        return min(since, self.previous_run_started - overlap)
+
     def pull(self, kind: ObjectKind, since: datetime | None) -> Iterator[pd.DataFrame]:
+        if since is not None and self._stamp_field(kind) is not None:
+            since = self.read_start(since)
         stats = self.stats[kind]
         self._deleted[kind] = set()
         self._missing[kind] |= self._remembered_missing(kind)
         include_deleted = since is not None and self._stamp_field(kind) is not None
         before = self.session.calls
-        first = self._first_page(kind, since, include_deleted)
+        first = salesforce_page(
+            self._first_page(kind, since, include_deleted), f"querying {self._object(kind)}", True
+        )
         stats.api_calls += self.session.calls - before
         if not first["done"] and first["totalSize"] > self.settings.bulk_pull_threshold:
             log.info(
@@ -261,8 +339,20 @@ class SalesforceConnector(Connector):
                 self._object(kind),
                 first["totalSize"],
             )
-            yield from self._bulk_pull(kind, since, include_deleted)
-            return
+            try:
+                yield from self._bulk_pull(kind, since, include_deleted)
+                return
+            except _BulkQueryFailed as exc:
+                # as Airbyte's source-salesforce does (airbytehq/airbyte#45595, #10141): a
+                # failed query job is read page by page instead; rows read twice are
+                # deduplicated by the sync
+                log.warning(
+                    "%s: the Bulk API 2.0 query job failed (%s); reading %d rows through "
+                    "REST pages instead",
+                    self._object(kind),
+                    exc,
+                    first["totalSize"],
+                )
         page = first
         while True:
             frame = self._frame(kind, page["records"])
@@ -274,28 +364,30 @@ class SalesforceConnector(Connector):
             if page["done"]:
                 break
             before = self.session.calls
-            page = self._call(
+            page = salesforce_page(
+                self._call(
+                    f"reading {self._object(kind)}",
+                    _checked(self.sf.query_more),
+                    page["nextRecordsUrl"],
+                    identifier_is_url=True,
+                    include_deleted=include_deleted,
+                ),
                 f"reading {self._object(kind)}",
-                self.sf.query_more,
-                page["nextRecordsUrl"],
-                identifier_is_url=True,
-                include_deleted=include_deleted,
             )
             stats.api_calls += self.session.calls - before
 
     def _first_page(self, kind: ObjectKind, since: datetime | None, deleted: bool) -> Any:
         """The first page of the query, dropping fields the org lacks if it must."""
+        query = _checked(self.sf.query)
         try:
             return self._call(
-                f"querying {self._object(kind)}", self.sf.query, self.soql(kind, since), deleted
+                f"querying {self._object(kind)}", query, self.soql(kind, since), deleted
             )
         except Exception as exc:
             if "INVALID_FIELD" not in str(exc):
                 raise
         self._find_missing(kind)
-        return self._call(
-            f"querying {self._object(kind)}", self.sf.query, self.soql(kind, since), deleted
-        )
+        return self._call(f"querying {self._object(kind)}", query, self.soql(kind, since), deleted)
 
     def _find_missing(self, kind: ObjectKind) -> None:
         """Describe the object to learn which mapped fields the org lacks, and remember it.
@@ -353,7 +445,7 @@ class SalesforceConnector(Connector):
         run = handler.query_all if include_deleted else handler.query
         before = self.session.calls
         try:
-            pages = run(self.soql(kind, since), max_records=50_000, wait=1)
+            pages = run(self.soql(kind, since, ordered=False), max_records=50_000, wait=1)
             for text in pages:
                 raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
                 self.stats[kind].api_calls += self.session.calls - before
@@ -361,8 +453,12 @@ class SalesforceConnector(Connector):
                 frame = self._canonical(kind, raw)
                 if frame is not None:
                     yield frame
+        except SalesforceOperationError as exc:  # the job ended Failed or Aborted, or timed out
+            raise _BulkQueryFailed(re.sub(r"\s+", " ", str(exc))[:300]) from exc
         except Exception as exc:
             raise translate(exc, f"bulk query of {self._object(kind)}") from exc
+        finally:  # the calls of a failed job count too
+            self.stats[kind].api_calls += self.session.calls - before
 
     def deleted_ids(
         self, kind: ObjectKind, since: datetime | None, known: Collection[str]
@@ -391,7 +487,41 @@ class SalesforceConnector(Connector):
         }
 
     def describe(self) -> dict[str, dict[str, FieldInfo]]:
-        return {kind: self.describe_object(kind) for kind in ("account", "opportunity")}
+        """Fields of both objects, plus the mapped ones that exist but are hidden.
+
+        Describe lists only the fields the user can see; a field `apply` just created is
+        invisible until field-level security grants it. The Tooling API's
+        `FieldDefinition` lists every field of the object, so a mapped field it knows
+        and describe does not is reported as hidden (`visible=False`), not missing
+        (https://developer.salesforce.com/docs/atlas.en-us.api_tooling.meta/api_tooling/tooling_api_objects_fielddefinition.htm).
+        """
+        described: dict[str, dict[str, FieldInfo]] = {}
+        for kind in ("account", "opportunity"):
+            fields = self.describe_object(kind)
+            absent = [f for f in self._fields(kind) if f not in fields and "." not in f]
+            for name in sorted(self._hidden(kind, absent)):
+                fields[name] = FieldInfo(name=name, type="unknown", updateable=False, visible=False)
+            described[kind] = fields
+        return described
+
+    def _hidden(self, kind: ObjectKind, names: Sequence[str]) -> set[str]:
+        """Which of `names` exist on the object although describe did not list them."""
+        if not names:
+            return set()
+        soql = format_soql(
+            "SELECT QualifiedApiName FROM FieldDefinition "
+            "WHERE EntityDefinition.QualifiedApiName = {}",
+            self._object(kind),
+        )
+        try:
+            answer = self._call(
+                "listing field definitions", self.sf.restful, "tooling/query/", params={"q": soql}
+            )
+        except Exception as exc:  # no Tooling access: the fields are reported as missing
+            log.debug("cannot list %s field definitions: %s", self._object(kind), exc)
+            return set()
+        known = {str(r.get("QualifiedApiName")) for r in (answer or {}).get("records") or []}
+        return set(names) & known
 
     def create_output_fields(self, missing: Sequence[OutputField]) -> list[FieldCreation]:
         return create_custom_fields(self, missing)

@@ -42,9 +42,14 @@ from connectors.errors import (
 )
 
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
+_CONCURRENT = re.compile(r"\bConcurrent", re.IGNORECASE)
+CONCURRENCY_WAIT = 5.0
+"""Seconds to wait after a concurrency REQUEST_LIMIT_EXCEEDED before trying again."""
 _NOT_COUNTED = ("/services/Soap/u/", "/services/oauth2/")
 """Login and token calls: not charged against the org's daily API allowance."""
-TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
+TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
+"""429 Too Many Requests (RFC 6585 s.4, sent by gateways and proxies in front of an org):
+transient, never a configuration error."""
 TRANSIENT_CODES = frozenset(
     {"SERVER_UNAVAILABLE", "UNABLE_TO_LOCK_ROW", "REQUEST_RUNNING_TOO_LONG"}
 )
@@ -84,11 +89,30 @@ class CountingSession(requests.Session):
         return super().request(method, url, **kwargs)
 
     def _observe(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        if not any(part in response.url for part in _NOT_COUNTED):
+        counted = not any(part in response.url for part in _NOT_COUNTED)
+        if counted:
             self.calls += 1
         match = _LIMIT_INFO.search(response.headers.get("Sforce-Limit-Info", ""))
         if match:
             self.usage = ApiUsage(int(match.group(1)), int(match.group(2)))
+        elif counted and self.usage.limit:
+            self.usage.used += 1  # no header on this answer: count our own call at least
+
+    def read_limits(self, body: Any) -> None:
+        """Take the daily allowance from a `GET /limits/` answer when no answer so far
+        carried `Sforce-Limit-Info` (the header is documented for REST answers, but not
+        every answer, nor every proxy, carries it: without it the `api_share` check would
+        stay off). `{"DailyApiRequests": {"Max": 15000, "Remaining": 14998}}`:
+        https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_limits.htm
+        """
+        daily = body.get("DailyApiRequests") if isinstance(body, dict) else None
+        if self.usage.limit or not isinstance(daily, dict):
+            return
+        try:
+            most, left = int(daily["Max"]), int(daily["Remaining"])
+        except (KeyError, TypeError, ValueError):
+            return
+        self.usage = ApiUsage(max(0, most - left), most)
 
 
 def attach_counting(session: requests.Session, timeout: float) -> CountingSession:
@@ -182,6 +206,16 @@ def translate(exc: BaseException, doing: str) -> ConnectorError:
         code, message = error_code(exc)
         status = getattr(exc, "status", 0) or 0
         where = f"{doing}: HTTP {status} {code} {message}".rstrip()
+        if code == "REQUEST_LIMIT_EXCEEDED" and _CONCURRENT.search(message):
+            # "ConcurrentPerOrgLongTxn Limit exceeded." (too many requests running longer
+            # than 20 s in the org at once) and "ConcurrentRequests ... Limit exceeded." are
+            # momentary, unlike "TotalRequests Limit exceeded." (the daily allowance): seen
+            # in mautic/mautic#5006 and SalesforceLabs/OrgCheck#432; Salesforce's "API
+            # Request Limits and Allocations" counts them separately. Retried after a wait.
+            return TransientError(
+                f"{where} (too many long-running requests in the org at once; retrying)",
+                retry_after=CONCURRENCY_WAIT,
+            )
         if code == "REQUEST_LIMIT_EXCEEDED":
             return LimitReachedError(f"the org's API limit is reached ({where})")
         if isinstance(exc, SalesforceExpiredSession):
@@ -194,6 +228,10 @@ def translate(exc: BaseException, doing: str) -> ConnectorError:
         if isinstance(exc, SalesforceRefusedRequest):
             return ConnectError(f"{where} (check the integration user's permissions)")
         return SourceError(where)
+    if isinstance(exc, requests.exceptions.JSONDecodeError):
+        # a 2xx whose body is not JSON (a proxy's page, an empty or cut-off body): it
+        # confirms nothing and reads as nothing (issue 10: only a confirmation counts)
+        return TransientError(f"{doing}: Salesforce's answer is not JSON ({_clean(exc)[:120]})")
     if isinstance(exc, requests.Timeout):
         return TransientError(f"{doing}: no answer in time ({type(exc).__name__})")
     if isinstance(exc, requests.ConnectionError | requests.exceptions.ChunkedEncodingError):

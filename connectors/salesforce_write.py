@@ -18,18 +18,20 @@ Salesforce's code and message and is not retried blindly.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
 import math
-import tempfile
+import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
+from simple_salesforce.bulk2 import Operation
 from simple_salesforce.exceptions import SalesforceError, SalesforceOperationError
 
 from connectors.base import FieldCreation, RecordUpdate, WriteResult
+from connectors.errors import TransientError
 from connectors.mapping import OutputField
 from connectors.salesforce_session import TRANSIENT_CODES, error_code, translate
 
@@ -92,8 +94,12 @@ class CollectionsWriter:
             answer = connector.sf.restful("composite/sobjects", method="PATCH", json=payload)
         except Exception as exc:
             raise translate(exc, f"writing {len(batch)} {self.object} records") from exc
-        results = []
-        for update, saved in zip(batch, answer or [], strict=False):
+        if not isinstance(answer, list) or not all(isinstance(a, dict) for a in answer):
+            # not the SaveResult array: it confirms nothing (the writer retries them all)
+            msg = f"writing {len(batch)} {self.object} records: the answer is not SaveResults"
+            raise TransientError(msg)
+        results = []  # one SaveResult per record, in request order; records past the end
+        for update, saved in zip(batch, answer, strict=False):  # get none: NO_RESULT
             if saved.get("success"):
                 results.append(WriteResult(update.record_id, ok=True))
                 continue
@@ -111,10 +117,20 @@ class CollectionsWriter:
 
 
 class BulkWriter:
-    """A Bulk API 2.0 ingest job per batch (`bulk_job_size` records)."""
+    """A Bulk API 2.0 ingest job per batch (`bulk_job_size` records).
 
-    CALLS_PER_JOB = 8
-    """Create, upload, close, poll (at least once), job info, and three result reads."""
+    The job is driven step by step (create, upload, close, wait) with simple-salesforce's
+    Bulk 2.0 client rather than `update()`, which raises on a `Failed` job and loses its
+    id: a job that ends `Failed` may have saved rows ("Understanding Bulk API 2.0
+    Ingest": a failed job's remaining data isn't processed; "use the Failed Record
+    Results and Get Job Unprocessed Record Results resources" to find out which,
+    https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_bulk_v2/datafiles_understanding_bulk2_ingest.htm).
+    So its results are always read: saved rows count as written, failed rows carry their
+    own error, unprocessed rows are retried.
+    """
+
+    CALLS_PER_JOB = 7
+    """Create, upload, close, poll (at least once), and three result reads."""
 
     def __init__(self, connector: SalesforceConnector) -> None:
         self.connector = connector
@@ -124,44 +140,96 @@ class BulkWriter:
         connector = self.connector
         connector.check_allowance()
         handler = getattr(connector.sf.bulk2, self.object)
+        client = handler._client  # the job's id must outlive a failed job
         columns = list(dict.fromkeys(name for u in batch for name in u.values))
-        with tempfile.TemporaryDirectory(prefix="icp-bulk-") as folder:
-            path = Path(folder) / "updates.csv"
-            _write_csv(path, columns, batch)
-            try:
-                jobs = handler.update(csv_file=str(path), wait=connector.settings.bulk_poll_seconds)
-            except SalesforceOperationError as exc:
-                message = str(exc)[:500]
-                log.warning("Bulk API 2.0 job failed: %s", message)
-                return [
-                    WriteResult(u.record_id, ok=False, code="BULK_JOB_FAILED", message=message)
-                    for u in batch
-                ]
-            except Exception as exc:
-                raise translate(exc, f"bulk update of {len(batch)} records") from exc
+        buffer = io.StringIO()
+        _write_csv(buffer, columns, batch)
+        try:
+            job_id = str(client.create_job(Operation.update)["id"])
+        except Exception as exc:
+            raise translate(exc, f"bulk update of {len(batch)} records") from exc
+        try:
+            client.upload_job_data(job_id, buffer.getvalue())
+            client.close_job(job_id)
+        except Exception as exc:
+            with contextlib.suppress(Exception):  # an open job would hold its rows
+                client.abort_job(job_id, False)
+            raise translate(exc, f"bulk update of {len(batch)} records") from exc
+        failure: str | None = None
+        try:
+            client.wait_for_job(job_id, False, connector.settings.bulk_poll_seconds)
+        except SalesforceOperationError as exc:  # Failed, Aborted, or still running
+            failure = _clean(str(exc))[:500]
+            log.warning("Bulk API 2.0 job %s did not complete: %s", job_id, failure)
+        except Exception as exc:
+            raise translate(exc, f"waiting for bulk job {job_id}") from exc
+        results = self._results(handler, job_id, failure)
+        if failure is None:
+            return [results[u.record_id] for u in batch if u.record_id in results]
+        field = _MISSING_FIELD.search(failure)
+        return [
+            results.get(u.record_id)
+            or WriteResult(
+                u.record_id,
+                ok=False,
+                code="BULK_JOB_FAILED",
+                message=(failure + _field_hint(self.object, field.group(1)))
+                if field
+                else f"bulk job {job_id} ended without processing it: {failure}",
+                transient=field is None,
+            )
+            for u in batch
+        ]
+
+    def _results(self, handler: Any, job_id: str, failure: str | None) -> dict[str, WriteResult]:
         results: dict[str, WriteResult] = {}
         try:
-            for job in jobs:
-                job_id = job["job_id"]
-                for row in _rows(handler.get_successful_records(job_id)):
-                    record_id = row.get("sf__Id") or row.get("Id", "")
-                    results[record_id] = WriteResult(record_id, ok=True)
-                for row in _rows(handler.get_failed_records(job_id)):
-                    record_id = row.get("Id") or row.get("sf__Id", "")
-                    code, _, message = row.get("sf__Error", "").partition(":")
-                    results[record_id] = result_for(record_id, code, message.removesuffix(":--"))
+            for row in _rows(handler.get_successful_records(job_id)):
+                record_id = row.get("sf__Id") or row.get("Id", "")
+                results[record_id] = WriteResult(record_id, ok=True)
+            for row in _rows(handler.get_failed_records(job_id)):
+                record_id = row.get("Id") or row.get("sf__Id", "")
+                code, _, message = row.get("sf__Error", "").partition(":")
+                results[record_id] = result_for(record_id, code, message.removesuffix(":--"))
+            if failure is None or not _MISSING_FIELD.search(failure):
                 for row in _rows(handler.get_unprocessed_records(job_id)):
                     record_id = row.get("Id", "")
                     results[record_id] = WriteResult(
                         record_id,
                         ok=False,
                         code="UNPROCESSED",
-                        message=f"not processed by bulk job {job_id}",
+                        message=f"not processed by bulk job {job_id}"
+                        + (f" ({failure})" if failure else ""),
                         transient=True,
                     )
         except SalesforceError as exc:
             raise translate(exc, "reading bulk job results") from exc
-        return [results[u.record_id] for u in batch if u.record_id in results]
+        return results
+
+
+_MISSING_FIELD = re.compile(r"Field name not found\s*:\s*([A-Za-z0-9_]+)")
+
+
+def fls_steps(obj: str, field: str) -> str:
+    """Where an admin grants the integration user access to a field."""
+    return (
+        f"Setup > Object Manager > {obj} > Fields & Relationships > {field} > Set "
+        "Field-Level Security: Visible (and not Read-Only, for an output) for the "
+        "integration user's profile, or Read and Edit in a permission set assigned to it"
+    )
+
+
+def _field_hint(obj: str, field: str) -> str:
+    """What to do when the integration user cannot see a field (it may well exist)."""
+    return (
+        f"; if {obj}.{field} exists, the integration user cannot see it: "
+        f"{fls_steps(obj, field)}; otherwise create it with `icp mappings apply --crm "
+        "salesforce`"
+    )
+
+
+def _clean(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
 
 
 def _cell(value: Any) -> str:
@@ -171,16 +239,15 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _write_csv(path: Path, columns: list[str], batch: Sequence[RecordUpdate]) -> None:
+def _write_csv(handle: IO[str], columns: list[str], batch: Sequence[RecordUpdate]) -> None:
     """Columns in a fixed order (Id first); absent values empty, which Salesforce skips."""
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["Id", *columns])
-        for update in batch:
-            writer.writerow(
-                [update.record_id]
-                + [_cell(update.values[c]) if c in update.values else "" for c in columns]
-            )
+    writer = csv.writer(handle, lineterminator="\n")
+    writer.writerow(["Id", *columns])
+    for update in batch:
+        writer.writerow(
+            [update.record_id]
+            + [_cell(update.values[c]) if c in update.values else "" for c in columns]
+        )
 
 
 def _rows(text: str | None) -> list[dict[str, str]]:
@@ -271,7 +338,8 @@ def create_custom_fields(
             FieldCreation(
                 spec.field,
                 bool(ok),
-                "created; grant the integration user's profile or permission set edit access"
+                "created; now grant the integration user access, or it cannot see the "
+                f"field: {fls_steps(obj, spec.field)}"
                 if ok
                 else f"not created ({answer}); create it by hand: {by_hand(obj, spec)}",
             )

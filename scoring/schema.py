@@ -329,6 +329,11 @@ def _condition_problems(
     op = condition.operators()[0]
     if op in ORDERED_OPERATORS and kind not in ("number", "date", "datetime"):
         return [((*path, op), f"needs a number or date field; {condition.field!r} is {kind}")]
+    if op in ORDERED_OPERATORS and kind == "number":
+        bounds = condition.operand()
+        if any(isinstance(v, date) for v in (bounds if isinstance(bounds, list) else [bounds])):
+            message = f"{condition.field!r} is a number field. Got a date: {_show(bounds)}"
+            return [((*path, op), message)]
     if op == "contains" and kind not in ("multi", "text"):
         return [((*path, op), f"needs a multi-select or text field; {condition.field!r} is {kind}")]
     if kind == "number" and op in ("eq", "in", "not_in"):
@@ -337,3 +342,10 @@ def _condition_problems(
         if any(isinstance(v, str) for v in values):
             return [((*path, op), f"{condition.field!r} is a number field. Got {values!r}")]
     return []
+
+
+def _show(value: Any) -> str:
+    """A condition's operand as it was written (`[2020-01-01, 50]`), not as Python repr."""
+    if isinstance(value, list):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    return str(value)

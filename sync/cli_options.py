@@ -14,7 +14,7 @@ import click
 from connectors.errors import ConnectorError
 from sync.config import CRMS
 from sync.lock import LockedError
-from sync.logs import configure
+from sync.logs import configure, guard_streams
 from sync.runner import exit_code_for
 from sync.yamlfile import ConfigError
 
@@ -34,6 +34,7 @@ def common(func: F) -> F:
 
     @functools.wraps(func)
     def configured(*args: Any, log_format: str, verbose: int, quiet: int, **kwargs: Any) -> Any:
+        guard_streams()  # every line printed, --json included, is redacted
         configure(log_format, verbose - quiet)
         return func(*args, **kwargs)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from connectors.spreadsheet_safety import neutralise
 from scoring.features import available_fields, build_features
 from scoring.sql import DEFAULT_TABLE, SqlCompileError, compile_scorecard, dialects
 from sync.cli_options import common, fail, guarded, read_options
@@ -118,10 +119,13 @@ def score(
     if sql_dialect not in dialects():
         fail(2, f"no SQL dialect for database {name!r}; valid: {', '.join(dialects())}")
     scores = warehouse.read_query(url, scorecard_sql(config, sql_dialect, table), "icp score")
+    printed = scores.copy()
+    for column in ("tier", "segment", "route", "reasons"):  # a spreadsheet runs no formula
+        printed[column] = printed[column].map(neutralise, na_action="ignore")
     if out is not None:
-        scores.to_csv(out, index=False)
+        printed.to_csv(out, index=False)
     elif not as_json:
-        scores.to_csv(sys.stdout, index=False)
+        printed.to_csv(sys.stdout, index=False)
     if as_json:
         tiers = scores["tier"].value_counts().to_dict() if len(scores) else {}
         summary = {"rows": len(scores), "tiers": tiers, "out": str(out) if out else None}

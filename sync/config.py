@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 import connectors
 import mappings
+from connectors.api_names import name_problems
 from connectors.enrichment import EnrichmentConfig, JoinReport
 from connectors.mapping import CrmMapping
 from scoring.features import available_fields
@@ -113,19 +114,44 @@ class _ScoringSetting(BaseModel):
 
 
 def locate(directory: Path | None, name: str) -> tuple[Path | None, str]:
-    """The file to read for `name`: DIR/name if present, else the bundled default.
+    """The file to read for `name`: DIR/name if anything is there, else the bundled default.
 
+    Anything at DIR/name counts (a directory, a dangling symlink): reading it reports
+    what is wrong, rather than silently scoring with the bundled default.
     Returns (path or None for the bundled copy, label for messages).
     """
-    if directory is not None and (directory / name).is_file():
-        return directory / name, str(directory / name)
+    if directory is not None:
+        path = directory / name
+        if path.exists() or path.is_symlink():
+            return path, str(path)
     return None, f"(bundled) mappings/{name}"
+
+
+def near_misses(directory: Path, name: str) -> list[str]:
+    """Files in `directory` that look meant to be `name` (`icp.yml`, `ICP.yaml`)."""
+    stem = Path(name).stem.casefold()
+    try:
+        entries = [p.name for p in directory.iterdir()]
+    except OSError:
+        return []
+    return sorted(
+        entry
+        for entry in entries
+        if entry != name and entry.casefold() in (f"{stem}.yaml", f"{stem}.yml")
+    )
 
 
 def read_document(directory: Path | None, name: str) -> YamlDocument:
     path, label = locate(directory, name)
     if path is not None:
         return read_yaml(path, label)
+    if directory is not None and (misses := near_misses(directory, name)):
+        where = str(directory / name)
+        message = (
+            f"not found, but {', '.join(misses)} is there: did you mean it? Rename it to "
+            f"{name} (only that name is read); without it the bundled default would be used"
+        )
+        return YamlDocument(where, None, {}, [ConfigProblem(where, None, (), message)])
     return load_yaml(mappings.default(name).read_text(encoding="utf-8"), label)
 
 
@@ -161,6 +187,8 @@ def load_config(crm: str, directory: Path | None, state_dir: Path | None = None)
                 mapping_doc.problem(("crm",), f"must be {crm!r} in {crm}.yaml. Got {mapping.crm!r}")
             )
         problems += [mapping_doc.problem(p, m) for p, m in mapping.problems()]
+        if mapping.crm == crm:  # names that reach a query or a path (SOQL injection)
+            problems += [mapping_doc.problem(p, m) for p, m in name_problems(mapping)]
         settings = connectors.settings_model(crm)
         if settings is not None:
             _validate_part(mapping_doc, ("settings",), mapping.settings, settings, problems)

@@ -3,7 +3,8 @@
 `icp mappings validate --live` describes the mapped objects once and reports, all at
 once and located in the mapping file: mapped fields that do not exist or that the
 integration user cannot read (an error when the criteria use them, else a warning; see
-`sync.fieldcheck`); output fields that do not exist, are read-only, have a
+`sync.fieldcheck`), told apart from fields that exist but field-level security hides;
+output fields that do not exist, are read-only, have a
 type the value cannot be written to, are shorter than the text the engine writes, or
 are picklists lacking a value the engine writes (a tier, a segment, a route).
 `icp mappings apply` creates the missing output fields through the connector.
@@ -18,7 +19,7 @@ from pathlib import Path
 from connectors.base import Connector, FieldCreation, FieldInfo
 from connectors.mapping import OutputField
 from sync.config import Config, read_document
-from sync.fieldcheck import check_fields
+from sync.fieldcheck import check_fields, used_fields
 from sync.sourcedata import ORG_ABSENT
 from sync.yamlfile import ConfigProblem, YamlDocument
 
@@ -56,6 +57,17 @@ def written_values(config: Config, key: str, spec: OutputField) -> list[str]:
     return [spec.values.get(v, v) for v in values]
 
 
+def hidden_field(obj: str, name: str) -> str:
+    """A field that exists but that field-level security hides from the integration user
+    (issue 13, item 6): describe does not list it, the Tooling API's FieldDefinition does."""
+    return (
+        f"{obj}.{name} exists but the integration user cannot see it (field-level "
+        f"security): Setup > Object Manager > {obj} > Fields & Relationships > {name} > "
+        "Set Field-Level Security: Visible (and not Read-Only, for an output) for the "
+        "integration user's profile, or Read and Edit in a permission set assigned to it"
+    )
+
+
 def check_live(
     config: Config, described: Mapping[str, Mapping[str, FieldInfo]], document: YamlDocument
 ) -> LiveCheck:
@@ -70,11 +82,25 @@ def check_live(
     )
     check.errors += errors
     check.warnings += warnings
+    used = used_fields(config.mapping, config.icp)
+    for kind in ("account", "opportunity"):  # present, but hidden from this user
+        object_map = getattr(config.mapping.objects, kind)
+        for canonical, spec in object_map.fields.items():
+            found = described.get(kind, {}).get(spec.field)
+            if found is None or found.visible:
+                continue
+            problem = document.problem(
+                ("objects", kind, "fields", canonical), hidden_field(object_map.object, spec.field)
+            )
+            (check.errors if canonical in used[kind] else check.warnings).append(problem)
     accounts = described.get("account", {})
     obj = config.mapping.objects.account.object
     for key, spec in config.mapping.outputs.items():
         path = ("outputs", key)
         info = accounts.get(spec.field)
+        if info is not None and not info.visible:
+            check.errors.append(document.problem(path, hidden_field(obj, spec.field)))
+            continue
         if info is None:
             check.missing_outputs[key] = spec
             check.errors.append(

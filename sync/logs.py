@@ -1,16 +1,24 @@
 """Logging to stderr, as text for people or JSON lines for schedulers, secrets redacted.
 
-Credentials come from the environment; a filter replaces their values wherever they
-would appear in a log line, whatever logged them (our code, requests, urllib3).
+Credentials come from the environment. A CRM or a proxy may echo one back in an error
+body, which then travels in an exception's text; so redaction is not only a log filter:
+`redact` is applied to what the engine stores in state (run and failure messages), and
+`guard_streams` makes everything written to stdout and stderr (the `error:` line,
+`--json`, tables, `status`) pass through it. A secret is replaced as written, JSON-escaped
+and URL-encoded, and any `Bearer` token is replaced too.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
+import re
 import sys
 from datetime import UTC, datetime
+from typing import TextIO
+from urllib.parse import quote
 
 SECRET_VARIABLES = (
     "SF_ACCESS_TOKEN",
@@ -21,6 +29,65 @@ SECRET_VARIABLES = (
     "ICP_LLM_API_KEY",
 )
 REDACTED = "[redacted]"
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/!=-]{8,}")
+
+
+def secret_values() -> list[str]:
+    """The secrets of this process's environment in every form they may be echoed in."""
+    found: set[str] = set()
+    for name in SECRET_VARIABLES:
+        value = os.environ.get(name, "")
+        if len(value) >= 4:
+            found |= {value, json.dumps(value)[1:-1], quote(value, safe=""), quote(value)}
+    return sorted(found, key=len, reverse=True)  # longest first: no half-replaced secret
+
+
+def redact(text: str, secrets: list[str] | None = None) -> str:
+    """`text` with every secret (and any bearer token) replaced by `[redacted]`."""
+    for secret in secret_values() if secrets is None else secrets:
+        text = text.replace(secret, REDACTED)
+    return _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
+
+
+class RedactingStream(io.TextIOBase):
+    """A text stream that redacts what is written before passing it on."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self.stream = stream
+        self.secrets = secret_values()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.stream, "encoding", None) or "utf-8"
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return getattr(self.stream, "errors", None)
+
+    def write(self, text: str) -> int:
+        self.stream.write(redact(text, self.secrets))
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    def writable(self) -> bool:
+        return True
+
+
+def guard_streams() -> None:
+    """Make stdout and stderr redact secrets (once; click, rich and logging all use them)."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, RedactingStream):
+            setattr(sys, name, RedactingStream(stream))
 
 
 class RedactSecrets(logging.Filter):
@@ -28,14 +95,10 @@ class RedactSecrets(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        self.secrets = [v for k in SECRET_VARIABLES if len(v := os.environ.get(k, "")) >= 4]
+        self.secrets = secret_values()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            for secret in self.secrets:
-                message = message.replace(secret, REDACTED)
-            record.msg, record.args = message, None
+        record.msg, record.args = redact(record.getMessage(), self.secrets), None
         return True
 
 

@@ -19,6 +19,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 from connectors.mapping import OUTPUT_KEYS, WritePolicy
+from sync.yamlfile import load_yaml
 
 FileKey = Literal["mapping", "icp"]
 OPS = ("field", "value", "policy", "weight", "tier")
@@ -83,6 +84,9 @@ def _yaml() -> YAML:
 
 
 def load(text: str) -> Any:
+    checked = load_yaml(text, "the file")  # the engine's bounded loader refuses bombs first
+    if checked.data is None and checked.problems:
+        raise EditError(f"the file cannot be edited here: {checked.problems[0].message}")
     try:
         return _yaml().load(text)
     except YAMLError as exc:

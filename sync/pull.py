@@ -60,6 +60,7 @@ def pull_object(
     """Pull one object since `watermark` (everything when None) and find its deletions."""
     id_column = ID_FIELDS[kind]
     since = watermark.value if watermark else None
+    connector.already_read[kind] = watermark.boundary_ids if watermark else frozenset()
     pages = []
     for page in connector.pull(kind, since):
         if watermark and watermark.boundary_ids:

@@ -93,6 +93,8 @@ def run_summary(console: Console, result: RunResult) -> None:
             f"[bold red]{counts['failed']} records could not be written[/]; they are kept "
             "and retried on the next run (`icp status` lists them)."
         )
+    if result.message:  # why writing stopped early (an API limit, a long Retry-After)
+        console.print(f"Stopped writing: {result.message}", highlight=False)
 
 
 def _figure(value: Any, layout: str) -> str:

@@ -30,6 +30,7 @@ from scoring.features import build_features
 from sync.config import Config
 from sync.enrich import enrich
 from sync.lock import LockedError
+from sync.logs import redact
 from sync.plan import Plan, plan_changes
 from sync.pull import WorkingSet, persist, working_set
 from sync.state import Failure, ScoreRecord, StateStore
@@ -115,12 +116,17 @@ class RunResult:
             },
             "target": self.target,
             "failed": [
-                {"record_id": u.record_id, "code": r.code, "message": r.message}
+                {"record_id": u.record_id, "code": r.code, "message": _redacted(r.message)}
                 for u, r in self.failures
             ],
-            "message": self.message,
+            "message": _redacted(self.message),
             **({"enrichment": self.enrichment} if self.enrichment else {}),
         }
+
+
+def _redacted(text: str | None) -> str | None:
+    """A CRM's message with any secret it echoed removed (it is printed and stored)."""
+    return redact(text) if text else text
 
 
 def fingerprint(model: Any) -> str:
@@ -201,7 +207,7 @@ def execute(
         try:
             return _run(config, options, state, connector, run_id, started, progress)
         except BaseException as exc:
-            message = f"{type(exc).__name__}: {exc}"
+            message = redact(f"{type(exc).__name__}: {exc}")
             state.finish_run(run_id, "error", exit_code_for(exc), {}, connector.api_calls, message)
             raise
 
@@ -340,7 +346,12 @@ def _run(
     result.api_calls = connector.api_calls
     result.message = summary.stopped
     state.finish_run(
-        run_id, result.outcome, result.exit_code, counts, connector.api_calls, summary.stopped
+        run_id,
+        result.outcome,
+        result.exit_code,
+        counts,
+        connector.api_calls,
+        _redacted(summary.stopped),
     )
     return result
 
@@ -358,7 +369,7 @@ def _write(
     def on_batch(outcome: BatchOutcome) -> None:
         written = [(u.record_id, f, v) for u, r in outcome if r.ok for f, v in u.values.items()]
         failed = [
-            Failure(u.record_id, r.code, r.message, r.transient, dict(u.values))
+            Failure(u.record_id, r.code, _redacted(r.message), r.transient, dict(u.values))
             for u, r in outcome
             if not r.ok and not r.deleted
         ]
@@ -372,7 +383,7 @@ def _write(
     summary = write_all(connector, updates, on_batch, options.retrying, progress.advance)
     if summary.not_attempted:
         failures = [
-            Failure(u.record_id, LIMIT_REACHED, summary.stopped, True, dict(u.values))
+            Failure(u.record_id, LIMIT_REACHED, _redacted(summary.stopped), True, dict(u.values))
             for u in summary.not_attempted
         ]
         state.record_failures(crm, run_id, failures, options.now())

@@ -3,7 +3,9 @@
 Batches are the connector's maximum size. A call that fails as a whole with a
 `TransientError` is retried; so are the records a batch reports as transiently failed
 (row locks, a 503 for part of a batch). Waits follow the CRM's Retry-After when given,
-otherwise exponential backoff with full jitter. Records that still fail, and records
+otherwise exponential backoff with full jitter. No wait exceeds `connectors.waits.MAX_WAIT`:
+a Retry-After beyond it stops the writing like an API limit (the rest is kept for the
+next run, exit 1, and the message says when to rerun). Records that still fail, and records
 rejected for good (validation errors), come back as failures; after every batch the
 caller's `on_batch` records what happened, so a run killed mid-write resumes cleanly.
 """
@@ -17,13 +19,14 @@ from dataclasses import dataclass, field
 from tenacity import (
     RetryCallState,
     Retrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     wait_random_exponential,
 )
 
 from connectors.base import Connector, RecordUpdate, WriteResult
 from connectors.errors import LimitReachedError, TransientError
+from connectors.waits import WaitTooLong, too_long
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,11 @@ def _log_retry(state: RetryCallState) -> None:
     )
 
 
+def _worth_waiting_for(error: BaseException) -> bool:
+    """Transient, and the CRM did not ask for a wait beyond the ceiling."""
+    return isinstance(error, TransientError) and not too_long(error.retry_after)
+
+
 def make_retrying(
     attempts: int = 5, max_wait: float = 60.0, sleep: Sleep | None = None
 ) -> Retrying:
@@ -75,7 +83,7 @@ def make_retrying(
     if sleep is not None:
         options["sleep"] = sleep
     return Retrying(
-        retry=retry_if_exception_type(TransientError),
+        retry=retry_if_exception(_worth_waiting_for),
         stop=stop_after_attempt(attempts),
         wait=_wait_retry_after(multiplier=0.5, max=max_wait),
         before_sleep=_log_retry,
@@ -126,6 +134,10 @@ def _write_batch(
                     message = f"{len(retry_next)} records failed transiently"
                     raise _RecordsToRetry(message, retry_after=max(waits) or None)
     except TransientError as exc:
+        if exc.retry_after is not None and too_long(exc.retry_after):
+            settled = [final[u.record_id] for u in batch if u.record_id in final]
+            cause = WaitTooLong(exc.retry_after, f"writing {len(pending)} records")
+            raise _Stopped(cause, settled, pending) from exc
         for update in pending:
             result = last_error.get(update.record_id) or WriteResult(
                 update.record_id, ok=False, code="TRANSIENT", message=str(exc), transient=True

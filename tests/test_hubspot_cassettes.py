@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
+import yaml
 
 from connectors.base import RecordUpdate
 from connectors.hubspot import HubSpotConnector
@@ -27,9 +28,11 @@ from tests.recording import CASSETTES, LIVE, RECORDING, cassette
 
 PLACEHOLDER = "http://api.hubapi.test"
 TOKEN = "pat-test-token"
-MAPPING = load_config("hubspot", None).mapping.model_copy(
-    update={"settings": {"backoff": 0.01, "search_per_second": 20}}
-)
+MAPPING = load_config("hubspot", None).mapping.model_copy(update={"settings": {"backoff": 0.01}})
+REAL_LIMITS = {"rate_limit": 100, "interval": 10.0, "search_rate": 5}
+"""A Free/Starter private app's budget: 100 calls per 10 s, search 5 a second (HubSpot's
+usage guidelines, https://developers.hubspot.com/docs/guides/apps/api-usage/usage-details),
+so the replayed `X-HubSpot-RateLimit-*` headers are a real portal's (issue 13, item 12)."""
 SINCE = datetime(2020, 1, 1, tzinfo=UTC)
 
 
@@ -75,7 +78,7 @@ def hubspot(monkeypatch: pytest.MonkeyPatch, name: str) -> Iterator[dict[str, li
             yield {}
         return
     if RECORDING:
-        with FakeHubSpot(rate_limit=None, interval=1.0, search_rate=None, token=TOKEN) as portal:
+        with FakeHubSpot(**REAL_LIMITS, token=TOKEN) as portal:  # type: ignore[arg-type]
             seeded = _seed(portal)
             portal.delete("companies", seeded["companies"][7])
             monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", portal.token)
@@ -115,8 +118,11 @@ def test_full_pull_replays(monkeypatch):
     assert deals["account_id"].isna().sum() == 1  # its company was deleted
     assert set(deals.loc[deals["is_won"].astype(bool), "stage"]) == {"closedwon"}
     assert str(deals["closed_at"].dtype) == "datetime64[ns, UTC]"
-    # 1 check + 2 company pages + 2 deal pages, exactly what the cassette holds
+    # 1 check (the archive's first page) + 2 company pages + 2 deal pages, exactly what
+    # the cassette holds
     assert connector.api_calls == 5
+    # the limiter followed the replayed headers: a real portal's window, not a million
+    assert (connector.limiter.max_calls, connector.limiter.interval) == (100, 10.0)
 
 
 def test_incremental_deals_replay(monkeypatch):
@@ -161,3 +167,17 @@ def test_cassettes_hold_no_token():
         text = path.read_text(encoding="utf-8")
         assert TOKEN not in text and "Bearer" not in text
         assert "127.0.0.1" not in text and PLACEHOLDER in text
+
+
+def test_cassettes_replay_a_real_portals_rate_limit_headers():
+    """Every recorded answer that carries `X-HubSpot-RateLimit-Max` says 100 (or 110, 190,
+    250: the documented budgets per 10 s), never an unlimited fake's 1,000,000."""
+    seen = []
+    for path in sorted((CASSETTES / "hubspot").glob("*.yaml")):
+        for interaction in yaml.safe_load(path.read_text(encoding="utf-8"))["interactions"]:
+            headers = interaction["response"]["headers"]
+            if "X-HubSpot-RateLimit-Max" in headers:
+                seen.append(int(headers["X-HubSpot-RateLimit-Max"][0]))
+                millis = int(headers["X-HubSpot-RateLimit-Interval-Milliseconds"][0])
+                assert millis == 10_000
+    assert seen and set(seen) <= {100, 110, 190, 250}

@@ -14,16 +14,21 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from connectors.salesforce_session import ENV_VARS
 from connectors.sample import write_sample_crm
 from sync.config import load_config
 from sync.runner import RunOptions, execute
 from tests.crmsim import Clock, edit_rows, load_updates
+from tests.fakes.salesforce import FakeSalesforce
+from tests.sfdata import outputs, seed_org
+from tests.test_salesforce_e2e import settle
 
 INDUSTRIES = ["Software", "Banking", "Retail", "Government", "Healthcare", "Energy", ""]
 SIZES = ["", "10", "60", "250", "900", "7000"]
@@ -204,3 +209,109 @@ def test_incremental_rescores_only_what_changed(base_export: Path, tmp_path: Pat
     assert result.counts["opportunities_pulled"] == 1
     assert result.counts["accounts_pulled"] == 0
     assert result.counts["accounts_scored"] == 1  # its account, from the mirror
+
+
+# -- the same property against the fake Salesforce org, with late commits ---------------
+
+SF_STAGES = [
+    ("Closed Won", True, True),
+    ("Closed Lost", True, False),
+    ("Negotiation/Review", False, False),
+]
+LAGS = st.one_of(st.none(), st.floats(0.001, 240.0))
+"""None: an ordinary edit. A number: a late commit, its row stamped that many seconds
+before the previous run started (within `commit_overlap`, 300 s by default)."""
+
+sf_edits = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("account"),
+            st.integers(0, 200),
+            st.sampled_from([i or None for i in INDUSTRIES]),
+            st.sampled_from([int(s) if s else None for s in SIZES]),
+            LAGS,
+        ),
+        st.tuples(st.just("stage"), st.integers(0, 200), st.integers(0, 2), LAGS),
+        st.tuples(st.just("move_opportunity"), st.integers(0, 200), st.integers(0, 200), LAGS),
+        st.tuples(st.just("delete_account"), st.integers(0, 200)),
+    ),
+    min_size=1,
+    max_size=5,
+)
+
+
+def apply_sf_edit(org: FakeSalesforce, edit: tuple, previous_start: datetime) -> None:
+    kind = edit[0]
+    accounts = sorted(outputs(org))
+    opportunities = sorted(
+        i for i, o in org.records("Opportunity").items() if not o.get("IsDeleted")
+    )
+    lag = edit[-1] if kind != "delete_account" else None
+    stamped = None if lag is None else previous_start - timedelta(seconds=lag)
+    if kind == "account" and accounts:
+        _, index, industry, size, _ = edit
+        changes = {"Industry": industry, "NumberOfEmployees": size}
+        org.edit("Account", accounts[index % len(accounts)], changes, stamped=stamped)
+    elif kind == "stage" and opportunities:
+        stage, closed, won = SF_STAGES[edit[2]]
+        changes = {"StageName": stage, "IsClosed": closed, "IsWon": won}
+        org.edit(
+            "Opportunity", opportunities[edit[1] % len(opportunities)], changes, stamped=stamped
+        )
+    elif kind == "move_opportunity" and opportunities and accounts:
+        owner = accounts[edit[2] % len(accounts)]
+        target = opportunities[edit[1] % len(opportunities)]
+        org.edit("Opportunity", target, {"AccountId": owner}, stamped=stamped)
+    elif kind == "delete_account" and len(accounts) > 1:
+        org.delete("Account", accounts[edit[1] % len(accounts)])
+
+
+def run_sf(state: Path, kind: str = "sync", dry_run: bool = False):
+    options = RunOptions(crm="salesforce", kind=kind, state_dir=state, dry_run=dry_run)  # type: ignore[arg-type]
+    return execute(load_config("salesforce", None), options)
+
+
+@settings(
+    max_examples=int(os.environ.get("ICP_PROPERTY_EXAMPLES_SF", "8")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(edits=sf_edits)
+@example(  # a late commit stamped just before the previous run started: missed before
+    edits=[("account", 3, "Government", 5, 2.0), ("stage", 1, 0, 30.0)]
+)
+def test_incremental_equals_full_against_salesforce_with_late_commits(
+    edits: list[tuple],
+) -> None:
+    saved = {name: os.environ.get(name) for name in (*ENV_VARS, "REQUESTS_CA_BUNDLE")}
+    try:
+        with FakeSalesforce() as org, tempfile.TemporaryDirectory() as scratch:
+            seed_org(org, 30, seed=3)
+            for name in ENV_VARS:
+                os.environ.pop(name, None)
+            os.environ.update(
+                SF_INSTANCE_URL=org.instance_url,
+                SF_ACCESS_TOKEN=org.access_token,
+                REQUESTS_CA_BUNDLE=org.ca_path,
+            )
+            state = Path(scratch) / "state"
+            settle(org)
+            started = datetime.now(UTC)
+            assert run_sf(state).exit_code == 0
+            for edit in edits:
+                settle(org)
+                apply_sf_edit(org, edit, started)
+                settle(org)
+                started = datetime.now(UTC)
+                assert run_sf(state).exit_code == 0
+            settle(org)
+            full = run_sf(Path(scratch) / "fresh", kind="backfill", dry_run=True)
+            assert full.plan.changes == [], [
+                (c.record_id, c.field, c.current, c.desired) for c in full.plan.changes
+            ]
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

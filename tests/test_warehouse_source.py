@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.sample import write_sample_crm
+from connectors.spreadsheet_safety import restore
 from tests.test_cli import icp
 
 
@@ -68,7 +69,7 @@ def test_backfill_from_tables_equals_the_export(
     # the same scores as the CSV connector gives for the same export
     code, _, err = icp("backfill", "--crm", "csv", "--source", export, state=tmp_path / "c")
     assert code == 0, err
-    expected = pd.read_csv(export / "icp_updates.csv", dtype=str).set_index("Id")
+    expected = pd.read_csv(export / "icp_updates.csv", dtype=str).set_index("Id").map(restore)
     assert len(table) == len(expected) == 300
     table = table.loc[expected.index]
     assert (table["ICP_Tier__c"] == expected["ICP_Tier__c"]).all()

@@ -215,11 +215,28 @@ def test_retry_after_from_the_crm_sets_the_wait() -> None:
 
 
 def test_retry_after_is_capped_at_the_longest_wait() -> None:
-    connector = ScriptedConnector(raises(TransientError("429", retry_after=3600)))
+    connector = ScriptedConnector(raises(TransientError("429", retry_after=120)))
 
     run = Run(connector, updates(1))
 
     assert run.sleeps == [30.0]  # max_wait of the policy in Run
+
+
+def test_retry_after_beyond_the_ceiling_stops_writing_and_keeps_the_rest() -> None:
+    # issue 11 changed this: a Retry-After of an hour is no longer slept (capped) and
+    # retried; it ends the write phase at once, the rest kept for the next run.
+    connector = ScriptedConnector(
+        answers(), raises(TransientError("429 TEN_SECONDLY_ROLLING", retry_after=3600))
+    )
+
+    run = Run(connector, updates(7))
+
+    assert run.sleeps == []  # no wait at all, let alone an hour
+    assert run.summary.written == 3
+    assert ids(run.summary.not_attempted) == ["r3", "r4", "r5", "r6"]
+    assert run.summary.stopped is not None
+    assert "asked to wait 3,600 s" in run.summary.stopped
+    assert "rerun after" in run.summary.stopped
 
 
 def test_a_whole_call_failing_every_attempt_fails_its_records_and_writing_goes_on() -> None:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from connectors.canonical import to_canonical
 from connectors.mapping import CANONICAL_FIELDS, OUTPUT_KEYS
@@ -30,7 +29,7 @@ from sync.fieldcheck import check_fields
 from sync.mapedit import GROUPS, Edit, EditError, FileKey, apply_edits
 from sync.sourcedata import KINDS, SourceData
 from sync.suggest import suggest
-from sync.yamlfile import ConfigError, ConfigProblem
+from sync.yamlfile import ConfigError, ConfigProblem, load_yaml
 
 SAMPLES = 6
 """Accounts shown as examples of what an edit changes."""
@@ -284,10 +283,7 @@ def _remember(cache: dict[str, pd.DataFrame], key: str, frame: pd.DataFrame) -> 
 
 
 def _safe(text: str) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return {}
+    data = load_yaml(text, "mapping").data  # the engine's one bounded loader (issue 11)
     return data if isinstance(data, dict) else {}
 
 

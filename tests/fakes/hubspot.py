@@ -206,6 +206,14 @@ class FakeHubSpot:
             self._record(obj, record_id)
             self._store.archive(obj, str(record_id), self._stamp())
 
+    def merge(self, obj: str, merged_id: str, primary_id: str) -> None:
+        """Merge one record into another (`POST /crm/v3/objects/{obj}/merge`)."""
+        obj = schema.OBJECT_TYPES[obj]
+        with self._store.lock:
+            self._record(obj, merged_id)
+            self._record(obj, primary_id)
+            self._store.merge(obj, str(merged_id), str(primary_id), self._stamp())
+
     # --- schema --------------------------------------------------------------------------
 
     def properties(self, obj: str) -> dict[str, dict[str, Any]]:
@@ -346,6 +354,30 @@ class FakeHubSpot:
     ) -> None:
         """Hold the answer of the next matching requests (already applied) for `seconds`."""
         self._gateway.add_fault(Fault("slow", times, method, path_contains, seconds=seconds))
+
+    def secondly(
+        self, times: int = 1, method: str | None = None, path_contains: str | None = None
+    ) -> None:
+        """Answer the next matching requests 429 with policy SECONDLY (not applied)."""
+        fault = Fault("fail", times, method, path_contains, status=429, policy="SECONDLY")
+        self._gateway.add_fault(fault)
+
+    def garble(
+        self,
+        body: str = "html",
+        times: int = 1,
+        method: str | None = None,
+        path_contains: str | None = None,
+        after_apply: bool = False,
+    ) -> None:
+        """Answer the next matching requests 200 with a body that is not JSON: `html` (a
+        proxy's page), `empty` or `truncated`; applied first only if `after_apply`."""
+        fault = Fault("garble", times, method, path_contains, after_apply=after_apply, body=body)
+        self._gateway.add_fault(fault)
+
+    def hollow(self, times: int = 1, path_contains: str | None = "/search") -> None:
+        """Answer the next matching pages with `results: []`, `paging.next.after` kept."""
+        self._gateway.add_fault(Fault("hollow", times, None, path_contains))
 
     def poison(self, ids: Iterable[str]) -> None:
         """Any update touching these ids fails whole with 400 VALIDATION_ERROR."""

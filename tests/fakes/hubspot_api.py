@@ -310,7 +310,7 @@ class Api(MetaEndpoints):
         results, missing = [], []
         with store.lock:
             for rid in dict.fromkeys(ids):
-                record = store.get(obj, rid)
+                record = store.resolve(obj, rid)  # a merged-away id reads the survivor
                 if record is None:
                     missing.append(rid)
                 else:
@@ -348,6 +348,10 @@ class Api(MetaEndpoints):
             self._faults(obj, inputs, ids)
             stamp = store.stamp()
             for rid, change in zip(ids, changes, strict=True):
+                if rid in store.merged[obj]:
+                    # a merged-away id: HubSpot answers 200 and leaves it out of `results`
+                    # and `errors` alike (issue 13, item 8)
+                    continue
                 record = store.get(obj, rid)
                 if record is None:
                     missing.append(rid)

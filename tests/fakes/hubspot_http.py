@@ -9,6 +9,7 @@ The server keeps connections alive (Content-Length on every response) as urllib3
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import socket
 import sys
@@ -48,15 +49,26 @@ class RecordedRequest:
     status: int  # 0 when the connection was dropped without a response
 
 
+_GARBLED = {
+    # what something between the engine and HubSpot may answer with a 200 (a captive
+    # portal or a misconfigured proxy's HTML page, an empty body, a body cut off mid-way)
+    "html": (_PROXY_PAGE.format(code=200, reason="OK").encode(), "text/html"),
+    "empty": (b"", "application/json"),
+    "truncated": (b'{"status":"COMPLETE","results":[{"id":"1', "application/json"),
+}
+
+
 @dataclass
 class Fault:
-    kind: str  # "fail", "drop" or "slow"
+    kind: str  # "fail", "drop", "slow" or "garble"
     times: int
     method: str | None = None
     path_contains: str | None = None
     status: int = 503
     seconds: float = 0.0
     after_apply: bool = False
+    body: str = "html"
+    policy: str = "TEN_SECONDLY_ROLLING"
 
     def matches(self, method: str, path: str) -> bool:
         return (
@@ -151,14 +163,14 @@ def unauthorized() -> Reply:
     return Reply(401, dumps(error_body("INVALID_AUTHENTICATION", AUTH_MESSAGE)), search=True)
 
 
-def failure(status: int) -> Reply:
+def failure(status: int, policy: str = "TEN_SECONDLY_ROLLING") -> Reply:
     """An injected failure as HubSpot (or the proxy in front of it, for 502/504) sends it."""
     if status in (502, 504):
         reason = "Bad Gateway" if status == 502 else "Gateway Time-out"
         page = _PROXY_PAGE.format(code=status, reason=reason).encode()
         return Reply(status, page, "text/html", search=True)
     if status == 429:
-        return rate_limited("TEN_SECONDLY_ROLLING")
+        return rate_limited(policy)
     if status == 401:
         return unauthorized()
     category = CATEGORIES.get(status) or _FAULT_CATEGORIES.get(status, "ERROR")
@@ -167,6 +179,20 @@ def failure(status: int) -> Reply:
         503: "Service Unavailable. Please retry the request.",
     }.get(status, f"Injected failure with status {status}.")
     return Reply(status, dumps(error_body(category, message)))
+
+
+def garbled(kind: str) -> Reply:
+    """A 200 whose body is not HubSpot's JSON (see `_GARBLED`)."""
+    page, content_type = _GARBLED[kind]
+    return Reply(200, page, content_type, search=True)
+
+
+def hollowed(answer: Reply) -> Reply:
+    """The same page with `results: []` and its `paging` intact, as HubSpot search has
+    been seen to answer (airbytehq/airbyte#80745: an empty page, more behind it)."""
+    data = json.loads(answer.body)
+    data["results"] = []
+    return Reply(answer.status, dumps(data), answer.content_type, answer.search, answer.headers)
 
 
 class Gateway:
@@ -204,6 +230,8 @@ class Gateway:
             fail = self._take("fail", method, path)
             drop = self._take("drop", method, path)
             slow = self._take("slow", method, path)
+            garble = self._take("garble", method, path)
+            hollow = self._take("hollow", method, path)
             self.faults = [f for f in self.faults if f.times > 0]
         status = 0
         try:
@@ -211,7 +239,14 @@ class Gateway:
                 time.sleep(self.latency)
             if drop is not None and not drop.after_apply:
                 return None
-            answer = self._answer(method, path, query, body, valid, fail)
+            if garble is not None and not garble.after_apply:
+                answer = garbled(garble.body)
+            else:
+                answer = self._answer(method, path, query, body, valid, fail)
+                if garble is not None:
+                    answer = garbled(garble.body)
+                elif hollow is not None and answer.status == 200:
+                    answer = hollowed(answer)
             if drop is not None:
                 return None
             if slow is not None:
@@ -233,7 +268,7 @@ class Gateway:
     ) -> Reply:
         searching = bool(_SEARCH.match(path))
         if fail is not None:
-            answer = failure(fail.status)
+            answer = failure(fail.status, fail.policy)
         elif not valid:
             return unauthorized()
         else:

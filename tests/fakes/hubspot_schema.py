@@ -202,6 +202,15 @@ def default_properties() -> dict[str, dict[str, dict[str, Any]]]:
             "hs_lastmodifieddate", "Last Modified Date", "datetime", "date", co, read_only=True
         ),
         definition("hs_object_id", "Record ID", "number", "number", co, read_only=True),
+        # a default company property: the ids merged into this record, ";"-separated
+        definition(
+            "hs_merged_object_ids",
+            "Merged Company IDs",
+            "enumeration",
+            "checkbox",
+            co,
+            read_only=True,
+        ),
         _custom("funding_stage", "Funding Stage", "string", "text", co),
         _custom("employees_last_year", "Employees Last Year", "number", "number", co),
         _custom(

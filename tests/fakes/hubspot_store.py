@@ -68,6 +68,8 @@ class Store:
         self.records: dict[str, dict[str, Record]] = {"companies": {}, "deals": {}}
         self.order: dict[str, list[int]] = {"companies": [], "deals": []}
         self.archived: dict[str, dict[str, Record]] = {"companies": {}, "deals": {}}
+        self.merged: dict[str, dict[str, str]] = {"companies": {}, "deals": {}}
+        """Merged-away id -> the surviving record's id (not in the recycle bin)."""
         self.next_id = {"companies": 5_790_000_001, "deals": 12_450_000_001}
         self.props = schema.default_properties()
         self.groups = schema.default_groups()
@@ -164,6 +166,27 @@ class Store:
         self.archived[obj][record_id] = record
         self._changed()
         return True
+
+    def merge(self, obj: str, merged_id: str, primary_id: str, stamp_ms: int) -> None:
+        """Merge `merged_id` into `primary_id`, as HubSpot's merge does: the merged record
+        leaves list, search and the recycle bin; the primary lists it in
+        `hs_merged_object_ids` and is modified; reading the old id reads the primary."""
+        record = self.records[obj].pop(merged_id)
+        order = self.order[obj]
+        del order[bisect_left(order, record.num)]
+        self.merged[obj][merged_id] = primary_id
+        primary = self.records[obj][primary_id]
+        before = primary.snap.props.get("hs_merged_object_ids") or ""
+        ids = [i for i in before.split(";") if i] + [merged_id]
+        self.update(obj, primary, {"hs_merged_object_ids": ";".join(ids)}, stamp_ms)
+
+    def resolve(self, obj: str, record_id: str) -> Record | None:
+        """The live record an id reads: its own, or the survivor of a merge."""
+        seen: set[str] = set()
+        while record_id in self.merged[obj] and record_id not in seen:
+            seen.add(record_id)
+            record_id = self.merged[obj][record_id]
+        return self.records[obj].get(record_id)
 
     def link(self, deal_id: str, company_id: str) -> None:
         """Deal -> company association (primary and unlabeled), and its reverse."""

@@ -87,8 +87,11 @@ class FakeSalesforce(LoginEndpoints, RestEndpoints, FaultControls):
         self.consumer_key = "3MVG9FakeConsumerKeyForTheIcpEngineTests"
         self.consumer_secret = "FAKE0123456789SECRET"
         self.can_customize = True
+        self.new_fields_hidden = False  # True: fields created through the API get no FLS
         self.bulk_polls_to_complete = 1
         self.bulk_leave_unprocessed = 0  # rows at the end of each ingest job left unprocessed
+        self.bulk_query_failures = 0  # the next N query jobs end Failed
+        self.limit_info_header = True  # False: answers carry no Sforce-Limit-Info
         self.org_id = make_id("00D", 48_879)
         self.user_id = make_id("005", 48_879)
         self.clock: Callable[[], datetime] = self._strict_clock
@@ -214,7 +217,10 @@ class FakeSalesforce(LoginEndpoints, RestEndpoints, FaultControls):
                     response = self._route(req, version, rest.split("/") if rest else [])
                 except ApiError as exc:
                     response = exc.response()
-            response.headers["Sforce-Limit-Info"] = f"api-usage={self.api_usage}/{self.daily_limit}"
+            if self.limit_info_header:  # some answers (and some proxies) carry none
+                response.headers["Sforce-Limit-Info"] = (
+                    f"api-usage={self.api_usage}/{self.daily_limit}"
+                )
             return response
 
 

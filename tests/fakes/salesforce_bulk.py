@@ -224,6 +224,13 @@ class BulkApi:
                 soql=soql,
                 ids=soql.run(include_deleted=operation == "queryAll"),
             )
+            if self.org.bulk_query_failures > 0:
+                # the job gives up, as a large unchunked query does ("If you receive a
+                # message that the API retried more than 15 times, apply a filter criteria
+                # and try again": Understanding Bulk API 2.0 Query)
+                self.org.bulk_query_failures -= 1
+                job.final_state = "Failed"
+                job.error_message = "InternalServerError : Retried more than 15 times"
         else:
             sobject = self.org.sobject(str(body.get("object") or ""))
             if sobject is None:

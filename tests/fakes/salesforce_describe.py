@@ -132,6 +132,9 @@ class SObject:
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     custom: bool = False
     counter: int = 0
+    hidden: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Fields that exist but field-level security hides from the integration user: not
+    in describe, SOQL or writes; listed by the Tooling API's FieldDefinition."""
 
     def field(self, name: str) -> dict[str, Any] | None:
         found = self.fields.get(name)

@@ -97,6 +97,20 @@ class FaultControls(OrgStore):
         """
         self._add_fault(Fault("fail", times, method, path_contains, status, body))
 
+    def concurrency_limit(
+        self, times: int = 1, method: str | None = None, path_contains: str | None = None
+    ) -> None:
+        """Refuse the next matching requests as an org running too many long requests at
+        once does: 403 REQUEST_LIMIT_EXCEEDED "ConcurrentPerOrgLongTxn Limit exceeded."
+        (mautic/mautic#5006), not the daily "TotalRequests Limit exceeded."."""
+        body = [
+            {
+                "message": "ConcurrentPerOrgLongTxn Limit exceeded.",
+                "errorCode": "REQUEST_LIMIT_EXCEEDED",
+            }
+        ]
+        self._add_fault(Fault("fail", times, method, path_contains, 403, body))
+
     def drop(
         self,
         times: int = 1,

@@ -75,9 +75,38 @@ class RestEndpoints(WriteEndpoints):
         if parts == ["tooling", "sobjects", "CustomField"]:
             only("POST")
             return self._create_custom_field(req)
+        if parts == ["tooling", "query"]:
+            only("GET")
+            return self._field_definitions(req)
         raise ApiError(404, "NOT_FOUND", NOT_FOUND)
 
     # ------------------------------------------------------------ query
+
+    def _field_definitions(self, req: Request) -> Response:
+        """Tooling `SELECT QualifiedApiName FROM FieldDefinition WHERE
+        EntityDefinition.QualifiedApiName = 'Account'`: every field of the object, those
+        field-level security hides from this user included (the only FieldDefinition
+        query the fake answers; a real org requires the EntityDefinition filter)."""
+        text = req.query.get("q", "")
+        match = re.search(
+            r"FROM\s+FieldDefinition\s+WHERE\s+EntityDefinition\.QualifiedApiName\s*=\s*'(\w+)'",
+            text,
+            re.IGNORECASE,
+        )
+        sobject = self.sobject(match.group(1)) if match else None
+        if sobject is None:
+            raise ApiError(400, "MALFORMED_QUERY", f"the fake org cannot answer {text!r}")
+        names = sorted({*sobject.fields, *sobject.hidden})
+        records = [
+            {
+                "attributes": {"type": "FieldDefinition"},
+                "QualifiedApiName": name,
+            }
+            for name in names
+        ]
+        return json_response(200, {"size": len(records), "totalSize": len(records),
+                                   "done": True, "records": records,
+                                   "entityTypeName": "FieldDefinition"})  # fmt: skip
 
     def _query(self, req: Request, version: str, include_deleted: bool) -> Response:
         text = req.query.get("q", "")

@@ -100,8 +100,15 @@ class OrgStore:
             raise ValueError(f"{sobject.name} {rid} is deleted")
         return sobject, rec
 
-    def edit(self, obj: str, rid: str, changes: Mapping[str, Any]) -> None:
-        """A person's edit in the UI: applied as given, bumps SystemModstamp/LastModifiedDate."""
+    def edit(
+        self, obj: str, rid: str, changes: Mapping[str, Any], stamped: datetime | None = None
+    ) -> None:
+        """A person's edit in the UI: applied as given, bumps SystemModstamp/LastModifiedDate.
+
+        `stamped`: a late commit. The edit's transaction ran (and stamped the row) at that
+        earlier moment but committed only now, so the row becomes visible now carrying an
+        older `SystemModstamp` (salesforce.stackexchange.com q/234824).
+        """
         with self._lock:
             sobject, rec = self._record(obj, rid)
             values = {}
@@ -111,7 +118,8 @@ class OrgStore:
                     raise KeyError(f"{sobject.name} has no field {key!r}")
                 values[f["name"]] = self._coerce(f, raw)
             rec.update(values)
-            rec["SystemModstamp"] = rec["LastModifiedDate"] = self.now()
+            stamp = self.now() if stamped is None else to_ms(stamped)
+            rec["SystemModstamp"] = rec["LastModifiedDate"] = stamp
 
     def delete(self, obj: str, rid: str) -> None:
         """Soft delete: gone from query/, still in queryAll/ with IsDeleted true."""
@@ -133,6 +141,23 @@ class OrgStore:
             del sobject.fields[f["name"]]
             for rec in sobject.records.values():
                 rec.pop(f["name"], None)
+
+    def hide_field(self, obj: str, name: str) -> None:
+        """Field-level security hides the field from the integration user (it still
+        exists): describe leaves it out, SOQL answers INVALID_FIELD, Bulk "Field name not
+        found" (issue 13, item 6)."""
+        with self._lock:
+            sobject = self._sobject(obj)
+            f = sobject.field(name)
+            if f is None:
+                raise KeyError(f"{sobject.name} has no field {name!r}")
+            sobject.hidden[f["name"]] = sobject.fields.pop(f["name"])
+
+    def grant_field(self, obj: str, name: str) -> None:
+        """An admin grants the integration user's profile access to a hidden field."""
+        with self._lock:
+            sobject = self._sobject(obj)
+            sobject.fields[name] = sobject.hidden.pop(name)
 
     def set_field(self, obj: str, name: str, **attrs: Any) -> dict[str, Any]:
         """Change describe attributes of a field, or add it (`type=` default "string").

@@ -47,6 +47,7 @@ class WriteEndpoints(OrgStore):
     """FakeSalesforce's write methods; the state is set up by `FakeSalesforce.__init__`."""
 
     can_customize: bool
+    new_fields_hidden: bool
     _row_locks: dict[str, int]
     _rules: dict[str, list[Callable[[dict[str, Any]], str | None]]]
     _field_count: int
@@ -229,7 +230,7 @@ class WriteEndpoints(OrgStore):
                 f"Cannot create field {full_name} of type {meta.get('type')}",
                 [],
             )
-        if sobject.field(name) is not None:
+        if sobject.field(name) is not None or name in sobject.hidden:
             raise ApiError(
                 400,
                 "DUPLICATE_DEVELOPER_NAME",
@@ -249,6 +250,8 @@ class WriteEndpoints(OrgStore):
             attrs["picklistValues"] = [str(v.get("fullName")) for v in values]
             attrs["restrictedPicklist"] = bool(value_set.get("restricted", False))
         self.set_field(sobject.name, name, type=type_, **attrs)
+        if self.new_fields_hidden:  # no profile was given access: hidden from this user
+            self.hide_field(sobject.name, name)
         self._field_count += 1
         return json_response(
             201,
