@@ -254,7 +254,8 @@ def compile_scorecard(
         logit = f"({_num(c.intercept)} + {_num(c.slope)} * icp_score)"
         win = _round_even(f"{_num(100.0)} / ({_num(1.0)} + EXP(-{logit}))", score_scale)
 
-    reasons = _reasons_sql(items, reasons_length)
+    cost_columns, joined_reasons, reasons = _reasons_sql(items, reasons_length)
+    costs = ", ".join(["*", *cost_columns])
 
     def clip(expression: str) -> str:
         return f"GREATEST(LEAST({expression}, {_num(100.0)}), {_num(0.0)})"
@@ -279,10 +280,14 @@ WITH icp_source AS (
     icp_score AS score, {tier_name} AS tier, icp_segment AS segment,
     {expansion} AS expansion, {win} AS win_probability
   FROM icp_tiered
+), icp_costed AS (
+  SELECT {costs} FROM icp_routed
+), icp_reasoned AS (
+  SELECT *, {joined_reasons} AS icp_reasons_all FROM icp_costed
 )
 SELECT account_id, score, tier, segment, {route} AS route, {reasons} AS reasons,
   expansion, win_probability
-FROM icp_routed
+FROM icp_reasoned
 """
     try:
         (out,) = sqlglot.transpile(sql, read="duckdb", write=dialect, pretty=pretty)
@@ -324,14 +329,21 @@ def _first_match(rules: list[tuple[str, list[Condition]]], types: Mapping[str, s
     return f"CASE {cases} END"
 
 
-def _reasons_sql(items: list[tuple[str, float, str | None, str]], length: int | None) -> str:
+def _reasons_sql(
+    items: list[tuple[str, float, str | None, str]], length: int | None
+) -> tuple[list[str], str, str]:
     """Reasons as `score_accounts` writes them: points earned first (largest first), then
-    penalties; cut at a whole reason to fit `length`, the first always kept."""
+    penalties; cut at a whole reason to fit `length`, the first always kept.
+
+    Returns the columns of the cost stage (characters used before each reason), the
+    joined text (one column, computed once) and the final expression over `icp_reasons_all`.
+    """
     if not items:
-        return _text(NO_MATCH_REASON)
+        return [], _text(""), _text(NO_MATCH_REASON)
     order = sorted(range(len(items)), key=lambda i: (items[i][1] < 0, -abs(items[i][1]), i))
     texts = [_item_text(items[i][0], items[i][1], items[i][2]) for i in order]
     flags = [f"m{i}" for i in order]
+    costs_columns: list[str] = []
     if length is None or sum(len(t) + 2 for t in texts) - 2 <= length:
         shown = flags
     else:
@@ -341,17 +353,18 @@ def _reasons_sql(items: list[tuple[str, float, str | None, str]], length: int | 
             before = " + ".join(
                 f"(CASE WHEN {f} THEN {costs[j]} ELSE 0 END)" for j, f in enumerate(flags[:k])
             )
-            before = before or "0"
+            costs_columns.append(f"{before or '0'} AS icp_before{k}")
             shown.append(
-                f"({flag} AND (({before}) + {costs[k]} - 2 <= {length} OR ({before}) = 0))"
+                f"({flag} AND (icp_before{k} + {costs[k]} - 2 <= {length} OR icp_before{k} = 0))"
             )
     parts = ", ".join(
         f"CASE WHEN {s} THEN {_text(t)} END" for s, t in zip(shown, texts, strict=True)
     )
     joined = f"CONCAT_WS('; ', {parts})"
+    final = "icp_reasons_all"
     if length is not None:
-        joined = (
-            f"(CASE WHEN LENGTH({joined}) > {length} "
-            f"THEN SUBSTRING({joined}, 1, {length}) ELSE {joined} END)"
+        final = (
+            f"(CASE WHEN LENGTH(icp_reasons_all) > {length} "
+            f"THEN SUBSTRING(icp_reasons_all, 1, {length}) ELSE icp_reasons_all END)"
         )
-    return f"COALESCE(NULLIF({joined}, ''), {_text(NO_MATCH_REASON)})"
+    return costs_columns, joined, f"COALESCE(NULLIF({final}, ''), {_text(NO_MATCH_REASON)})"
