@@ -18,6 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import pandas as pd
@@ -102,6 +103,9 @@ class PullStats:
     api_calls: int = 0
     unreadable_ids: set[str] = field(default_factory=set)
     """Ids of rows that could not be read: still there, so never taken for deleted."""
+    complete: bool = True
+    """False when some rows could not be told apart (not even their id): then a record
+    missing from the pull is no evidence that it was deleted."""
 
 
 class Connector(ABC):
@@ -114,6 +118,13 @@ class Connector(ABC):
     name: ClassVar[str]
     max_batch_size: int
     """The most records one `write` call accepts."""
+    hands_over: ClassVar[bool] = False
+    """True when `write` only hands changes over (an update file someone loads later): they
+    stay pending until a later pull shows them, and every run hands over all of them again
+    through `hand_over`."""
+    deletes_by_absence: ClassVar[bool] = False
+    """True when the only evidence of a deletion is a record missing from a full read (a
+    CSV export): a pull that loses many records at once then needs a confirmation."""
 
     def __init__(self, mapping: CrmMapping) -> None:
         self.mapping = mapping
@@ -181,6 +192,18 @@ class Connector(ABC):
 
     def end_write(self) -> None:  # noqa: B027 - optional hook
         """Called once after the last `write` of a run that finished writing."""
+
+    def hand_over(self, updates: Sequence[RecordUpdate], run_id: int) -> None:
+        """Publish every pending change at once (connectors that `hands_over` only).
+
+        Must be atomic: after a crash the previous hand-over is intact or this one is.
+        """
+        raise NotImplementedError(f"{self.name} writes directly; it hands nothing over")
+
+    def output_lock(self) -> tuple[Path, Path] | None:
+        """(directory, lock file name) to lock while a run writes, when the output is a
+        file other runs could write too; None when the CRM serialises writes itself."""
+        return None
 
     def create_output_fields(self, missing: Sequence[OutputField]) -> list[FieldCreation]:
         """Create the output fields the CRM lacks, where its API and the user's rights allow.

@@ -8,21 +8,30 @@ changed. Text cells that a spreadsheet would run as a formula are neutralised
 (`connectors.spreadsheet_safety`). A blank cell in that
 file leaves the CRM value alone (Data Loader's default); `#N/A` clears it.
 
-The update file is built as `icp_updates.csv.partial` batch by batch, flushed to disk
-before each batch is reported written, and renamed into place when the run finishes.
-A run killed half-way leaves the `.partial` behind; the next run carries its rows
-over, so nothing the state already counts as written is lost from the file.
+Writes are handed over, not made: a row in the update file is a change the CRM does
+not show yet. The engine keeps every such change pending (in its state) until a later
+export shows it, and each run's file holds every pending change, so loading the latest
+file is always enough. `hand_over` writes it under a temporary name, fsyncs and renames
+it into place as `icp_updates-run-000042.csv` (one per run, the last `keep_runs` kept),
+then the same way as `icp_updates.csv`: a crash leaves the previous file or the new one,
+never half of one.
+
+An export read is checked for structure before anything is taken as deleted: an empty
+file, a missing `Id` column or a file cut off mid-row stops the run (`SourceError`);
+a row that cannot be told apart from the next keeps every record as it was.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import logging
 import os
-from collections.abc import Collection, Iterator, Sequence
+import re
+import shutil
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import IO
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,6 +41,7 @@ from connectors.base import (
     Connector,
     FieldInfo,
     ObjectKind,
+    PullStats,
     RecordUpdate,
     WriteResult,
 )
@@ -56,12 +66,17 @@ NULL_MARKER = "#N/A"
 UPDATES_FILE = "icp_updates.csv"
 
 
+RUN_FILE = "{stem}-run-{run:06d}{suffix}"
+
+
 class CsvSettings(BaseModel):
     """`settings:` in csv.yaml."""
 
     model_config = ConfigDict(extra="forbid")
     batch_size: int = Field(default=10_000, gt=0, le=1_000_000)
-    """Rows written (and flushed to disk) per batch."""
+    """Rows handed over per batch."""
+    keep_runs: int = Field(default=30, ge=1, le=100_000)
+    """Update files of past runs kept beside the latest (`icp_updates-run-NNNNNN.csv`)."""
     salesforce_ids: bool = True
     """Read 15-character Salesforce Ids (Id and lookups such as AccountId) as their
     18-character form, so both forms of one record are one record."""
@@ -79,6 +94,8 @@ class CsvConnector(Connector):
     """
 
     name = "csv"
+    hands_over = True
+    deletes_by_absence = True
 
     def __init__(self, mapping: CrmMapping, source: Path, out: Path | None = None) -> None:
         super().__init__(mapping)
@@ -86,10 +103,7 @@ class CsvConnector(Connector):
         self.max_batch_size = self.settings.batch_size
         self.source = Path(source)
         self.out = Path(out) if out else self.source / UPDATES_FILE
-        self._partial = self.out.with_name(self.out.name + ".partial")
-        self._handle: io.TextIOWrapper | None = None
-        self._writer: csv.DictWriter[str] | None = None
-        self._carried = False
+        self.keep_runs = self.settings.keep_runs
         self._encodings: dict[Path, EncodingPlan] = {}
         self._present: dict[str, set[str]] = {}
         """Every id a finished pull saw (read or not), so deletions need no second read."""
@@ -119,6 +133,15 @@ class CsvConnector(Connector):
             if not path.is_file():
                 msg = f"{path}: file not found (expected a Data Export CSV with API field names)"
                 raise SourceError(msg)
+            if _same_file(path, self.out):
+                msg = (
+                    f"--out {self.out} is the export's own {path.name}: the update file must "
+                    "be another file (default: SOURCE/icp_updates.csv)"
+                )
+                raise SourceError(msg)
+        if self.out.exists() and self.out.is_dir():
+            msg = f"--out {self.out} is a directory; give the update file's path"
+            raise SourceError(msg)
 
     def pull(self, kind: ObjectKind, since: datetime | None) -> Iterator[pd.DataFrame]:
         """Read the whole file; only rows stamped at or after `since` are parsed and yielded."""
@@ -143,6 +166,7 @@ class CsvConnector(Connector):
             kind,
             stats.unreadable_ids,
             self.settings.salesforce_ids,
+            stats,
         )
         for number, raw in enumerate(pages):
             if number == 0:
@@ -181,11 +205,17 @@ class CsvConnector(Connector):
         if kind not in self._present:  # no finished pull to go by: read the ids
             path = self.path(kind)
             id_column = getattr(self.mapping.objects, kind).fields[ID_FIELDS[kind]].field
+            stats = PullStats()
             present: set[str] = set()
             columns, fix = self._id_columns(kind), self.settings.salesforce_ids
-            for page in _read_pages(path, self._encoding(path), columns, [], kind, present, fix):
+            for page in _read_pages(
+                path, self._encoding(path), columns, [], kind, present, fix, stats
+            ):
                 present.update(page[id_column].dropna().str.strip())
-            self._present[kind] = present
+            self._present[kind] = present | stats.unreadable_ids
+            self.stats[kind].complete &= stats.complete
+        if not self.stats[kind].complete:
+            return set()  # rows that could not be told apart: no evidence of any deletion
         return set(known) - self._present[kind]
 
     # -- write-back ---------------------------------------------------------------------
@@ -194,70 +224,73 @@ class CsvConnector(Connector):
         id_field = self.mapping.objects.account.fields["account_id"].field
         return [id_field, *(o.field for o in self.mapping.outputs.values())]
 
-    def begin_write(self, records: int = 0) -> None:
-        """Start `icp_updates.csv.partial`, keeping the rows of a killed run's partial file."""
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        carried = _read_update_rows(self._partial) if self._partial.exists() else []
-        self._carried = bool(carried)
-        fresh = self._partial.with_name(self._partial.name + ".new")
-        handle = fresh.open("w", newline="", encoding="utf-8")
-        writer = csv.DictWriter(handle, fieldnames=self._columns(), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(carried)
-        handle.flush()
-        os.fsync(handle.fileno())
-        os.replace(fresh, self._partial)  # the old rows are never only in memory
-        self._handle, self._writer = handle, writer
-
     def write(self, batch: Sequence[RecordUpdate]) -> list[WriteResult]:
-        if self._writer is None:
-            self.begin_write()
-        assert self._writer is not None
-        id_field = self._columns()[0]
-        for update in batch:
-            row = {id_field: self._safe(update.record_id)}
-            for name, value in update.values.items():
-                row[name] = NULL_MARKER if value is None else self._safe(_cell(value), value)
-            self._writer.writerow(row)
-        self._flush()
+        """Accept a batch into this run's hand-over; `hand_over` publishes it (with every
+        change still pending) when the run's state is ready to record it."""
         self.write_calls += 1
         return [WriteResult(u.record_id, ok=True) for u in batch]
+
+    def hand_over(self, updates: Sequence[RecordUpdate], run_id: int) -> None:
+        """Write every pending change as `icp_updates-run-NNNNNN.csv`, then as the update
+        file itself; each lands whole (temporary name, fsync, rename) or not at all."""
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        run_file = self.run_file(run_id)
+        _atomic_write(run_file, lambda handle: self._write_rows(handle, updates))
+        _atomic_write(self.out, lambda handle: _copy_into(run_file, handle))
+        self._prune(run_id)
+
+    def run_file(self, run_id: int) -> Path:
+        """Where run `run_id`'s update file is kept."""
+        name = RUN_FILE.format(stem=self.out.stem, run=run_id, suffix=self.out.suffix)
+        return self.out.with_name(name)
+
+    def run_files(self) -> list[Path]:
+        """The kept update files of past runs, oldest first."""
+        pattern = re.compile(
+            re.escape(self.out.stem) + r"-run-(\d{6,})" + re.escape(self.out.suffix) + "$"
+        )
+        found = [
+            (int(match.group(1)), path)
+            for path in self.out.parent.glob(f"{self.out.stem}-run-*")
+            if (match := pattern.match(path.name))
+        ]
+        return [path for _, path in sorted(found)]
+
+    def _prune(self, run_id: int) -> None:
+        keep = self.run_file(run_id)
+        old = [path for path in self.run_files() if path != keep]
+        for path in old[: max(0, len(old) - (self.keep_runs - 1))]:
+            path.unlink(missing_ok=True)
+
+    def _write_rows(self, handle: IO[str], updates: Sequence[RecordUpdate]) -> None:
+        columns = self._columns()
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        fields = columns[1:]
+        for update in updates:
+            values = update.values
+            writer.writerow(
+                [
+                    self._safe(update.record_id),
+                    *(
+                        ""
+                        if name not in values
+                        else NULL_MARKER
+                        if values[name] is None
+                        else self._safe(_cell(values[name]), values[name])
+                        for name in fields
+                    ),
+                ]
+            )
+
+    def output_lock(self) -> tuple[Path, Path] | None:
+        return self.out.parent, Path(f".{self.out.name}.lock")
 
     def _safe(self, text: str, value: object = "") -> str:
         """`text` as a spreadsheet will show it: text cells that are formulas, quoted."""
         if not self.settings.spreadsheet_safe or isinstance(value, int | float):
             return text
         return neutralise(text)
-
-    def end_write(self) -> None:
-        """Merge rows per record (later values win) into the update file, atomically."""
-        if self._writer is None:
-            self.begin_write()
-        assert self._handle is not None
-        self._handle.close()
-        self._handle = self._writer = None
-        if not self._carried:  # one row per record already: the partial file is the file
-            os.replace(self._partial, self.out)
-            return
-        id_field = self._columns()[0]
-        merged: dict[str, dict[str, str]] = {}
-        for row in _read_update_rows(self._partial):
-            target = merged.setdefault(row[id_field], {})
-            target.update({k: v for k, v in row.items() if v})
-        final = self.out.with_name(self.out.name + ".new")
-        with final.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=self._columns(), extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(merged.values())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(final, self.out)
-        self._partial.unlink()
-
-    def _flush(self) -> None:
-        assert self._handle is not None
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
 
     def describe(self) -> dict[str, dict[str, FieldInfo]]:
         described: dict[str, dict[str, FieldInfo]] = {}
@@ -275,9 +308,35 @@ class CsvConnector(Connector):
         return str(self.out)
 
 
-def _read_update_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        return [row for row in csv.DictReader(handle) if any(row.values())]
+def _atomic_write(path: Path, fill: Callable[[IO[str]], None]) -> None:
+    """Write a file under a temporary name, fsync it, rename it over `path`, fsync the folder."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with temporary.open("w", newline="", encoding="utf-8") as handle:
+            fill(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _copy_into(source: Path, handle: IO[str]) -> None:
+    with source.open(newline="", encoding="utf-8") as original:
+        shutil.copyfileobj(original, handle, 1 << 20)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return (a.exists() and b.exists() and os.path.samefile(a, b)) or a.resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 def _cell(value: object) -> str:
@@ -316,6 +375,7 @@ def _read_pages(
     kind: str,
     unreadable_ids: set[str],
     salesforce_ids: bool = True,
+    stats: PullStats | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Yield raw pages (all strings, `None` for empty) with their line numbers.
 
@@ -325,6 +385,15 @@ def _read_pages(
     twice keeps its first copy and reports the others with both lines.
     """
     id_column, lookup_column = id_columns
+    stats = stats or PullStats()
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        msg = f"{path}: {exc.strerror or exc}"
+        raise SourceError(msg) from exc
+    if size == 0:  # issue 10: an empty file is damage, not an export with no rows
+        msg = f"{path}: the file is empty (0 bytes), not an export: not even a header line"
+        raise SourceError(msg)
     reader = records(physical_lines(path, plan))
     try:
         first = next(reader)
@@ -350,11 +419,18 @@ def _read_pages(
     seen: dict[str, int] = {}
     rows: list[list[str]] = []
     lines: list[int] = []
+    ends_cleanly = _tail(path).endswith((b"\n", b"\r"))
+    last: Damaged | None = None
     for record in records(_after_header(path, plan, first[0]), width):
+        last = record if isinstance(record, Damaged) else None
         if isinstance(record, Damaged):
             if (guessed := guess_id(record.text, id_index)) is not None:
                 unreadable_ids.add(clean_id(guessed, salesforce_ids)[0] or guessed)
                 unreadable_ids.add(guessed)
+            else:
+                stats.complete = False  # its id is unknown: no deletion can be told
+            if "\n" in record.text.strip("\r\n"):  # spans lines: ids may hide in it
+                stats.complete = False
             issues.append(RowIssue(kind, record.line, guessed, None, None, record.problem))
             continue
         start, row = record
@@ -392,8 +468,20 @@ def _read_pages(
         if len(rows) >= PAGE_ROWS:
             yield _page(header, rows, lines)
             rows, lines = [], []
+    if last is not None and not ends_cleanly:
+        msg = (
+            f"{path}, line {last.line}: the file ends in the middle of a row ({last.problem}; "
+            "no line end): the export is cut off"
+        )
+        raise SourceError(msg)
     if rows:
         yield _page(header, rows, lines)
+
+
+def _tail(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        handle.seek(max(0, path.stat().st_size - 2))
+        return handle.read()
 
 
 def _after_header(path: Path, plan: EncodingPlan, header_line: int) -> Iterator[tuple[int, str]]:

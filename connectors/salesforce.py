@@ -50,7 +50,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from connectors.answers import salesforce_page
+from connectors.answers import MalformedAnswer, salesforce_page
 from connectors.base import (
     CallEstimate,
     Connector,
@@ -90,28 +90,25 @@ def soql_datetime(moment: datetime) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
-def _checked(function: Any) -> Any:
+def _checked(function: Any, call: str, first: bool = False) -> Any:
     """`function` (a query call) whose answer must be a page of records.
 
     A page that cannot be read (no `records` list, no `done`, not done without a
-    `nextRecordsUrl`) is a transient error: retried, then the pull ends with an error,
-    never taken for the last page (issue 10: only a confirmation counts).
+    `nextRecordsUrl`) is a transient error: retried, then the pull ends with an error
+    naming the call, never taken for the last page (issue 10: only a confirmation counts).
     """
 
-    def call(*args: Any, **kwargs: Any) -> Any:
+    def checked_call(*args: Any, **kwargs: Any) -> Any:
         page = function(*args, **kwargs)
-        records = page.get("records") if isinstance(page, dict) else None
-        done = page.get("done") if isinstance(page, dict) else None
-        if (
-            not isinstance(records, list)
-            or not isinstance(done, bool)
-            or (not done and not page.get("nextRecordsUrl"))
-        ):
-            shown = ", ".join(sorted(map(str, page))) if isinstance(page, dict) else type(page)
-            raise TransientError(f"Salesforce answered a query page that is not one ({shown})")
+        try:
+            salesforce_page(page, call, first)
+        except MalformedAnswer as exc:
+            raise TransientError(
+                f"Salesforce answered a query page that is not one: {exc}"
+            ) from None
         return page
 
-    return call
+    return checked_call
 
 
 class _BulkQueryFailed(Exception):
@@ -367,7 +364,7 @@ class SalesforceConnector(Connector):
             page = salesforce_page(
                 self._call(
                     f"reading {self._object(kind)}",
-                    _checked(self.sf.query_more),
+                    _checked(self.sf.query_more, f"reading {self._object(kind)}"),
                     page["nextRecordsUrl"],
                     identifier_is_url=True,
                     include_deleted=include_deleted,
@@ -378,7 +375,7 @@ class SalesforceConnector(Connector):
 
     def _first_page(self, kind: ObjectKind, since: datetime | None, deleted: bool) -> Any:
         """The first page of the query, dropping fields the org lacks if it must."""
-        query = _checked(self.sf.query)
+        query = _checked(self.sf.query, f"querying {self._object(kind)}", first=True)
         try:
             return self._call(
                 f"querying {self._object(kind)}", query, self.soql(kind, since), deleted

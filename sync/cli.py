@@ -15,19 +15,21 @@ from typing import Any
 
 import click
 
-from sync import render
+from sync import criteria_changes, numbers, preview, progress, render
 from sync.cli_mappings import mappings_group
 from sync.cli_options import (
     common,
     crm_options,
+    emit,
     fail,
     guarded,
     read_options,
+    say,
     state_option,
 )
 from sync.cli_score import score
 from sync.config import CRMS, load_config, mappings_dir
-from sync.progress import progress_for
+from sync.logs import configure, log_format
 from sync.runner import RunOptions, RunResult, execute
 from sync.state import StateStore
 from sync.versions import VersionError, VersionStore
@@ -40,18 +42,20 @@ log = logging.getLogger("icp")
 def main() -> None:
     """ICP Engine: score every account against your Ideal Customer Profile and write
     score, tier, segment, reasons and routing back to the CRM, only what changed."""
+    configure()  # text logs until a command's own --log-format says otherwise
 
 
 def _run(
     kind: str,
     dry_run: bool,
-    show_all: bool,
+    detail: tuple[int, int | None],
     as_json: bool,
     crm: str,
     mappings_option: Path | None,
     state_dir: Path,
     source: Path | None,
     out: Path | None,
+    allow_shrink: bool,
     scores_from: str | None = None,
     scores_table: str = "icp_scores",
 ) -> RunResult:
@@ -65,27 +69,49 @@ def _run(
         dry_run=dry_run,
         source=source,
         out=out,
+        allow_shrink=allow_shrink,
         scores_from=scores_from,
         scores_table=scores_table,
     )
-    with progress_for(sys.stderr) as progress:
-        result = execute(config, options, progress)
-    if as_json:
-        click.echo(json.dumps(result.summary(), default=str))
-    else:
+    result = execute(config, options, progress.current())
+    payload = result.summary()
+    summary = None
+    if dry_run:
+        with StateStore(state_dir) as state:
+            runs = state.runs(crm, limit=20)
+        summary = preview.summarise(
+            result.plan,
+            result.scored,
+            result.names,
+            dict(config.mapping.outputs),
+            [name for name, _ in config.icp.tier_order()],
+            result.estimate,
+            crm,
+            runs,
+        )
+        payload["preview"] = summary.to_json()
+
+    def human() -> None:
         console = render.console()
-        if dry_run:
-            console.print(render.plan_table(result.plan, result.names, None if show_all else 50))
+        if summary is not None:
+            preview.render(console, summary)
+            rows = len(result.plan.changes) + len(result.plan.skips)
+            if rows:
+                page = preview.Page(*detail, rows)
+                console.print(render.plan_table(result.plan, result.names, page))
         render.run_summary(console, result)
         console.print(f"Criteria: {result.criteria}", highlight=False)
+
+    emit(payload, as_json, render.headline(result), human)
     return result
 
 
 EXAMPLES_SYNC = """\b
 Examples:
   icp sync --crm csv --source ./export            # writes ./export/icp_updates.csv
-  icp sync --crm csv --source ./export --dry-run  # show the per-field diff only
-  icp sync --crm salesforce --log-format json     # from a scheduler
+  icp sync --crm csv --source ./export --dry-run  # the preview: counts, tier moves, detail
+  icp sync --crm csv --source ./export -n --limit 20 --page 2
+  icp sync --crm salesforce --log-format json     # from a scheduler: all JSON lines
 """
 
 
@@ -94,8 +120,24 @@ def _run_command(kind: str, help_text: str, epilog: str) -> None:
 
     @main.command(kind, help=help_text, epilog=epilog)
     @crm_options
-    @click.option("-n", "--dry-run", is_flag=True, help="Show what would change; write nothing.")
-    @click.option("--all", "show_all", is_flag=True, help="With --dry-run: list every field.")
+    @click.option(
+        "-n",
+        "--dry-run",
+        is_flag=True,
+        help="Preview: counts per field, tier moves, segment and route changes, edits left "
+        "alone, cost; then the detail. Writes nothing.",
+    )
+    @click.option(
+        "--limit",
+        type=click.IntRange(min=1),
+        default=render.DIFF_ROWS,
+        show_default=True,
+        help="With --dry-run: detail rows a page.",
+    )
+    @click.option(
+        "--page", type=click.IntRange(min=1), default=1, help="With --dry-run: which page."
+    )
+    @click.option("--all", "show_all", is_flag=True, help="With --dry-run: every detail row.")
     @click.option(
         "--scores-from",
         metavar="URL",
@@ -109,11 +151,14 @@ def _run_command(kind: str, help_text: str, epilog: str) -> None:
     @guarded
     def command(
         dry_run: bool,
+        limit: int,
+        page: int,
         show_all: bool,
         as_json: bool,
         **crm: Any,
     ) -> None:
-        result = _run(kind, dry_run, show_all, as_json, **crm)
+        detail = (page, None if show_all else limit)
+        result = _run(kind, dry_run, detail, as_json, **crm)
         sys.exit(result.exit_code)
 
 
@@ -133,7 +178,8 @@ EXAMPLES_TRAIN = """\b
 Examples:
   icp train --crm csv --source ./export            # learn, save v000N, live unless worse
   icp train --crm csv --source ./export --unit deal  # repeat buyers: one outcome per deal
-  icp train --crm csv --source ./export --dry-run  # propose only: the YAML diff
+  icp train --crm csv --source ./export --dry-run  # propose only: the criteria changes
+  icp train --crm csv --source ./export -n --yaml-diff  # ... and the full YAML diff
   icp train --crm salesforce --json --min-won 30 --min-lost 30
 """
 
@@ -141,7 +187,13 @@ Examples:
 @main.command(epilog=EXAMPLES_TRAIN)
 @read_options
 @click.option(
-    "-n", "--dry-run", is_flag=True, help="Propose only: print the YAML diff; save nothing."
+    "-n",
+    "--dry-run",
+    is_flag=True,
+    help="Propose only: the criteria changes as a table; save nothing.",
+)
+@click.option(
+    "--yaml-diff", is_flag=True, help="Also print the full YAML diff against the criteria in use."
 )
 @click.option(
     "--lookback-days", type=click.IntRange(min=1), help="Closed deals this far back [730]."
@@ -169,6 +221,7 @@ def train(
     state_dir: Path,
     source: Path | None,
     dry_run: bool,
+    yaml_diff: bool,
     lookback_days: int | None,
     min_won: int | None,
     min_lost: int | None,
@@ -208,11 +261,39 @@ def train(
     except VersionError as exc:
         fail(2, str(exc))
     for warning in [*outcome.config.warnings, *outcome.result.warnings]:
-        click.echo(f"warning: {warning}", err=True)
-    if as_json:
-        click.echo(json.dumps(outcome.payload, default=str))
-    else:
-        print_train(render.console(), outcome)
+        say("warning", str(warning))
+
+    def human() -> None:
+        console = render.console()
+        notes, outcome.notes = outcome.notes, []
+        diff, outcome.diff = outcome.diff, ""
+        print_train(console, outcome)
+        if outcome.result.signal:
+            title = (
+                "Proposed changes to the criteria in use"
+                if dry_run
+                else "Changes from the criteria in use until now"
+            )
+            criteria_changes.render(
+                console,
+                outcome.config.icp,
+                outcome.result.criteria,
+                f"{title} ({outcome.config.criteria_label})",
+            )
+            if diff and yaml_diff:
+                console.print(diff, markup=False, highlight=False, end="")
+            elif diff:
+                console.print("The full YAML diff: add --yaml-diff.", highlight=False)
+        for note in notes:
+            console.print(note[0].upper() + note[1:] + ".", highlight=False)
+
+    holdout = outcome.result.holdout
+    headline = (
+        f"train: holdout AUC {numbers.decimal(holdout.get('auc'))}, signal "
+        f"{'yes' if outcome.result.signal else 'no'}, "
+        + (f"saved {outcome.version.name}" if outcome.version else "nothing saved")
+    )
+    emit(outcome.payload, as_json, headline, human)
 
 
 @main.command()
@@ -244,18 +325,17 @@ def report(
     except (NoModelError, VersionError) as exc:
         fail(2, str(exc))
     model = version.name if version is not None else "latest training (no signal)"
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "report": str(path),
-                    "model": version.name if version is not None else None,
-                    "criteria": config.criteria_label,
-                }
-            )
-        )
-    else:
-        click.echo(f"wrote {path} (model {model}; scored with {config.criteria_label})")
+    message = f"wrote {path} (model {model}; scored with {config.criteria_label})"
+    emit(
+        {
+            "report": str(path),
+            "model": version.name if version is not None else None,
+            "criteria": config.criteria_label,
+        },
+        as_json,
+        message,
+        lambda: click.echo(message),
+    )
 
 
 @main.command()
@@ -270,34 +350,37 @@ def status(
     limit: int,
     as_json: bool,
 ) -> None:
-    """Past runs, watermarks and the records still failing."""
+    """Past runs, watermarks, changes handed over and not yet seen in the CRM, and the
+    records still failing."""
     if not (state_dir / StateStore.FILE_NAME).exists():
         fail(2, f"no state in {state_dir}: nothing has run there yet (see --state)")
-    with StateStore(state_dir) as state:
+    with StateStore(state_dir, create=False) as state:
         runs, marks, failures = state.runs(crm, limit), state.watermarks(crm), state.failures(crm)
+        pending = state.pending_summary(crm)
         criteria = {
             name: label
             for name in ([crm] if crm else CRMS)
             if (label := state.get_meta(f"{name}.criteria_label"))
         }
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "criteria": criteria,
-                    "runs": [vars(r) for r in runs],
-                    "watermarks": [
-                        {"crm": c, "object": o, "value": w.value} for (c, o), w in marks.items()
-                    ],
-                    "failures": [vars(f) for f in failures],
-                },
-                default=str,
-            )
+    payload = {
+        "criteria": criteria,
+        "runs": [vars(r) for r in runs],
+        "watermarks": [{"crm": c, "object": o, "value": w.value} for (c, o), w in marks.items()],
+        "failures": [vars(f) for f in failures],
+        "pending": pending,
+    }
+    if as_json or log_format() == "json":
+        headline = f"status: {numbers.count(len(runs), 'run')}, " + numbers.count(
+            len(failures), "record still failing", "records still failing"
         )
+        emit(json.loads(json.dumps(payload, default=str)), as_json, headline, lambda: None)
         return
     console = render.console()
+    if not runs:
+        console.print("No runs yet in this state directory.", highlight=False)
     for table in render.status_tables(runs, marks, failures):
         console.print(table)
+    console.print(render.pending_table(pending))
     for name, label in criteria.items():
         console.print(f"Criteria used by the last {name} run: {label}", highlight=False)
     store = VersionStore(state_dir)
@@ -323,6 +406,34 @@ def demo(directory: Path, accounts: int, as_json: bool) -> None:
     from sync.demo import run_demo
 
     run_demo(directory, accounts, as_json)
+
+
+@main.group("state")
+def state_group() -> None:
+    """Look after the state directory."""
+
+
+@state_group.command("reset", epilog="\b\nExamples:\n  icp state reset --state .icp --yes")
+@state_option
+@click.option("--yes", is_flag=True, help="Do it without asking.")
+@common
+@guarded
+def state_reset(state_dir: Path, yes: bool, as_json: bool) -> None:
+    """Set a damaged state aside and start a new one; the next run rebuilds it from the CRM.
+
+    Says what is lost: the values the engine last wrote (behind `if_unchanged`: until the
+    engine writes a field again, a value in the CRM counts as a person's), changes handed
+    over in update files and not yet seen in the CRM, failed records, run history. The
+    old file is kept beside it as state.sqlite.damaged-<time>.
+    """
+    from sync.reset import reset_state
+
+    report = reset_state(state_dir, yes)
+    if as_json:
+        click.echo(json.dumps(report, default=str))
+        return
+    for line in report["lines"]:
+        click.echo(line)
 
 
 main.add_command(mappings_group)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import shutil
 import sys
@@ -13,7 +14,8 @@ import click
 
 import connectors
 import mappings as bundled
-from sync.cli_options import common, fail, guarded, mappings_option, state_option
+from sync import criteria_changes, numbers, render
+from sync.cli_options import common, emit, fail, guarded, mappings_option, say, state_option
 from sync.config import (
     CRMS,
     Config,
@@ -29,7 +31,7 @@ from sync.fieldcheck import check_export
 from sync.live import LiveCheck, check_live, create_missing, mapping_document
 from sync.state import StateStore
 from sync.versions import Version, VersionError, VersionStore
-from sync.yamlfile import ConfigError, ConfigProblem, read_yaml
+from sync.yamlfile import ConfigError, ConfigProblem, load_yaml, read_yaml
 
 
 @click.group("mappings")
@@ -102,46 +104,176 @@ def mappings_validate(
         active = None
     if active is not None:
         checked.append(str(active.yaml_path))
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "checked": checked,
-                    "errors": [str(e) for e in errors],
-                    "warnings": [str(w) for w in warnings],
-                }
-            )
-        )
-    else:
+    payload = {
+        "checked": checked,
+        "errors": [str(e) for e in errors],
+        "warnings": [str(w) for w in warnings],
+    }
+    if not as_json:
         for warning in warnings:
-            click.echo(f"warning: {warning}", err=True)
+            say("warning", str(warning))
         for error in errors:
-            click.echo(f"error: {error}", err=True)
-        click.echo(f"checked {', '.join(checked)}: {len(errors)} errors, {len(warnings)} warnings")
+            say("error", str(error))
+    summary = (
+        f"checked {', '.join(checked)}: {numbers.count(len(errors), 'error')}, "
+        f"{numbers.count(len(warnings), 'warning')}"
+    )
+
+    def human() -> None:
+        click.echo(summary)
         if source is None and not live:
             click.echo("(field names not checked: add --source DIR, an export, or --live)")
+
+    emit(payload, as_json, summary, human)
     sys.exit(2 if errors else 0)
 
 
 @mappings_group.command("diff")
 @mappings_option
 @state_option
+@click.option("--yaml-diff", is_flag=True, help="Also print the full YAML diffs.")
+@common
 @guarded
-def mappings_diff(mappings_option: Path | None, state_dir: Path) -> None:
+def mappings_diff(
+    mappings_option: Path | None, state_dir: Path, yaml_diff: bool, as_json: bool
+) -> None:
     """Show how the edited mapping files differ from the bundled defaults, and how the
-    active learned criteria differ from the previous version and from icp.yaml."""
+    active learned criteria differ from the previous version and from icp.yaml: criteria
+    added, removed and re-weighted as a table (the YAML diff with --yaml-diff)."""
     directory = mappings_dir(mappings_option)
-    if directory is None:
-        click.echo("no ./mappings directory: the bundled files are in use (icp mappings init)")
-    else:
-        for name in bundled.FILES:
-            path = directory / name
-            if not path.is_file():
-                continue
+    comparisons = _comparisons(directory, state_dir)
+    payload = {
+        "comparisons": [
+            {
+                "before": c.before_label,
+                "after": c.after_label,
+                "differs": c.differs,
+                "lines_added": c.added,
+                "lines_removed": c.removed,
+                "criteria_changes": [vars(r) for r in c.changes],
+            }
+            for c in comparisons
+        ]
+    }
+    differing = [c for c in comparisons if c.differs]
+    headline = (
+        f"mappings diff: {len(differing)} of {len(comparisons)} comparisons differ"
+        if comparisons
+        else "mappings diff: nothing to compare"
+    )
+    emit(payload, as_json, headline, lambda: _show(directory, state_dir, comparisons, yaml_diff))
+
+
+class _Comparison:
+    """Two texts (a bundled file and its edited copy, or two criteria versions)."""
+
+    def __init__(
+        self, before: tuple[str, str], after: tuple[str, str], criteria: bool, title: str = ""
+    ) -> None:
+        self.before_label, self.after_label = before[1], after[1]
+        self.title = title or f"{before[1]} vs {after[1]}"
+        self.diff = _diff(before[0], after[0], before[1], after[1])
+        lines = self.diff.splitlines()
+        self.added = sum(1 for x in lines if x.startswith("+") and not x.startswith("+++"))
+        self.removed = sum(1 for x in lines if x.startswith("-") and not x.startswith("---"))
+        self.differs = bool(self.diff)
+        self.changes: list[criteria_changes.Change] = []
+        self.criteria = criteria
+        if criteria and self.differs:
+            parsed = [load_yaml(text, label).data for text, label in (before, after)]
+            if all(isinstance(d, dict) for d in parsed):
+                self.changes = criteria_changes.compare(parsed[0], parsed[1])
+
+
+def _comparisons(directory: Path | None, state_dir: Path) -> list[_Comparison]:
+    found: list[_Comparison] = []
+    for name in bundled.FILES:
+        if directory is None:
+            break
+        path = directory / name
+        if path.is_file():
             ours = bundled.default(name).read_text(encoding="utf-8")
             theirs = path.read_text(encoding="utf-8-sig")
-            click.echo(_diff(ours, theirs, f"bundled/{name}", str(path)), nl=False)
-    _criteria_diffs(directory, state_dir)
+            found.append(
+                _Comparison((ours, f"bundled/{name}"), (theirs, str(path)), name == "icp.yaml")
+            )
+    store = VersionStore(state_dir)
+    if not store.versions():
+        return found
+    try:
+        active = store.active()
+    except VersionError as exc:
+        fail(2, str(exc))
+    if active is None:
+        return found
+    icp_path, label = locate(directory, "icp.yaml")
+    text = icp_path.read_text(encoding="utf-8-sig") if icp_path else _bundled_icp()
+    manual = (text, f"manual {label}")
+    current = (active.yaml_path.read_text(encoding="utf-8"), f"learned {active.name} (active)")
+    previous = store.previous(active)
+    if previous is not None:
+        before = (previous.yaml_path.read_text(encoding="utf-8"), f"learned {previous.name}")
+        title = f"{previous.name} (previous) vs {active.name} (active)"
+        found.append(_Comparison(before, current, True, title))
+    found.append(_Comparison(manual, current, True, f"manual {label} vs {active.name} (active)"))
+    return found
+
+
+def _show(
+    directory: Path | None, state_dir: Path, comparisons: list[_Comparison], yaml_diff: bool
+) -> None:
+    console = render.console()
+    say = functools.partial(console.print, highlight=False)
+    store = VersionStore(state_dir)
+    saved = store.versions()
+    if directory is None:
+        say("No ./mappings directory: the bundled files are in use (icp mappings init).")
+    if saved:
+        say(f"Learned criteria in {store.directory}: {', '.join(v.name for v in saved)}")
+        try:
+            active = store.active()
+        except VersionError as exc:
+            fail(2, str(exc))
+        label = locate(directory, "icp.yaml")[1]
+        if active is None:
+            say(f"Active: the hand-written {label} (icp mappings rollback VERSION to change)")
+        else:
+            pinned = criteria_source(directory) == "manual"
+            say(
+                f"Active: {active.name}"
+                + (
+                    f" (but {label} pins scoring: {{source: manual}}, so sync uses it)"
+                    if pinned
+                    else ""
+                )
+            )
+    for comparison in comparisons:
+        if not comparison.differs:
+            say(f"{comparison.title}: no differences.")
+            continue
+        lines = (
+            f"{numbers.count(comparison.added, 'line')} added, "
+            f"{numbers.count(comparison.removed, 'line')} removed"
+        )
+        if comparison.criteria:
+            if comparison.changes:
+                console.print(criteria_changes.table(comparison.changes, comparison.title))
+            else:
+                say(
+                    f"{comparison.title}: {lines}, but no difference in criteria, weights, "
+                    "tiers, segments or routes (comments, descriptions or metadata only)."
+                )
+        else:
+            say(f"{comparison.title}: {lines}.")
+        if yaml_diff:
+            say(f"--- {comparison.title} ---")
+            console.print(comparison.diff, markup=False, highlight=False, end="")
+    if not any(c.differs for c in comparisons):
+        where = "the bundled files" if directory is None else f"{directory}"
+        learned = "" if saved else f"; no learned criteria in {store.directory}"
+        say(f"No differences to show ({where}{learned}).")
+    elif not yaml_diff:
+        say("The full YAML diffs: add --yaml-diff.")
 
 
 def _diff(before: str, after: str, before_label: str, after_label: str) -> str:
@@ -149,36 +281,6 @@ def _diff(before: str, after: str, before_label: str, after_label: str) -> str:
         before.splitlines(keepends=True), after.splitlines(keepends=True), before_label, after_label
     )
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
-
-
-def _criteria_diffs(directory: Path | None, state_dir: Path) -> None:
-    store = VersionStore(state_dir)
-    saved = store.versions()
-    if not saved:
-        return
-    try:
-        active = store.active()
-    except VersionError as exc:
-        fail(2, str(exc))
-    path, label = locate(directory, "icp.yaml")
-    manual = (path.read_text(encoding="utf-8-sig") if path else _bundled_icp(), f"manual {label}")
-    click.echo(f"learned criteria in {store.directory}: {', '.join(v.name for v in saved)}")
-    if active is None:
-        click.echo(f"active: the hand-written {label} (icp mappings rollback VERSION to change)")
-        return
-    pinned = criteria_source(directory) == "manual"
-    click.echo(
-        f"active: {active.name}"
-        + (f" (but {label} pins scoring: {{source: manual}}, so sync uses it)" if pinned else "")
-    )
-    current = (active.yaml_path.read_text(encoding="utf-8"), f"learned {active.name} (active)")
-    previous = store.previous(active)
-    if previous is not None:
-        before = (previous.yaml_path.read_text(encoding="utf-8"), f"learned {previous.name}")
-        click.echo(f"--- {previous.name} (previous) vs {active.name} (active) ---")
-        click.echo(_diff(*before[:1], *current[:1], before[1], current[1]), nl=False)
-    click.echo(f"--- manual {label} vs {active.name} (active) ---")
-    click.echo(_diff(manual[0], current[0], manual[1], current[1]), nl=False)
 
 
 def _bundled_icp() -> str:

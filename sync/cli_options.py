@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+import json
+import logging
 import os
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,11 +17,14 @@ import click
 from connectors.errors import ConnectorError
 from sync.config import CRMS
 from sync.lock import LockedError
-from sync.logs import configure, guard_streams
+from sync.logs import configure, guard_streams, log_format
+from sync.progress import progress_for
 from sync.runner import exit_code_for
+from sync.state import StateError
 from sync.yamlfile import ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("icp")
 
 
 def state_default() -> Path:
@@ -28,15 +34,16 @@ def state_default() -> Path:
 def common(func: F) -> F:
     """Options every command shares (defined once, as pip-tools does).
 
-    The logging options are consumed here (logs are configured before the command runs);
-    the command receives `as_json`.
+    The logging options are consumed here (logs are configured and the progress reporter
+    opened before the command runs); the command receives `as_json`.
     """
 
     @functools.wraps(func)
     def configured(*args: Any, log_format: str, verbose: int, quiet: int, **kwargs: Any) -> Any:
         guard_streams()  # every line printed, --json included, is redacted
         configure(log_format, verbose - quiet)
-        return func(*args, **kwargs)
+        with progress_for(sys.stderr):
+            return func(*args, **kwargs)
 
     command: Any = configured
     options = [
@@ -45,10 +52,22 @@ def common(func: F) -> F:
             type=click.Choice(["text", "json"]),
             default="text",
             show_default=True,
-            help="Log format on stderr (json for schedulers).",
+            help="Log format on stderr. json: every line one JSON object (progress and the "
+            "summary included), for schedulers.",
         ),
-        click.option("-v", "--verbose", count=True, help="More log detail (-v debug)."),
-        click.option("-q", "--quiet", count=True, help="Only warnings and errors in the log."),
+        click.option(
+            "-v",
+            "--verbose",
+            count=True,
+            help="More detail on stderr: -v stages with timings, pages read, API calls, batch "
+            "outcomes; -vv also every HTTP request.",
+        ),
+        click.option(
+            "-q",
+            "--quiet",
+            count=True,
+            help="For scripts: no progress, only warnings and errors on stderr.",
+        ),
         click.option(
             "--json",
             "as_json",
@@ -108,12 +127,38 @@ def crm_options(func: F) -> F:
         type=click.Path(path_type=Path),
         help="CSV only: update file [default: SOURCE/icp_updates.csv].",
     )
-    return read_options(out(func))
+    shrink = click.option(
+        "--allow-shrink",
+        is_flag=True,
+        help="CSV only: accept an export that lacks half or more of the records the state "
+        "knows (they are deleted from state). Without it such a run exits 2.",
+    )
+    return read_options(out(shrink(func)))
+
+
+def say(level: str, message: str) -> None:
+    """A warning or error for stderr: `error: ...` for people, a JSON line in JSON logs."""
+    if log_format() == "json":
+        log.log(logging.ERROR if level == "error" else logging.WARNING, "%s", message)
+    else:
+        click.echo(f"{level}: {message}", err=True)
 
 
 def fail(code: int, message: str) -> None:
-    click.echo(f"error: {message}", err=True)
+    say("error", message)
     sys.exit(code)
+
+
+def emit(payload: dict[str, Any], as_json: bool, headline: str, human: Callable[[], None]) -> None:
+    """A command's result: `--json` prints `payload` on stdout; with `--log-format json`
+    it is one `"event": "summary"` line on stderr (so `>> log 2>&1` stays all JSON);
+    otherwise `human()` prints it for people."""
+    if as_json:
+        click.echo(json.dumps(payload, default=str))
+    elif log_format() == "json":
+        log.info("%s", headline, extra={"event": "summary", "data": {"summary": payload}})
+    else:
+        human()
 
 
 def guarded(func: F) -> F:
@@ -123,6 +168,13 @@ def guarded(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except ConfigError as exc:
+            if log_format() == "json":
+                for problem in exc.problems:
+                    log.error("%s", problem)
+                log.error(
+                    "%d problem(s) in the mapping files; nothing was written", len(exc.problems)
+                )
+                sys.exit(2)
             click.echo(f"error: {len(exc.problems)} problem(s) in the mapping files:", err=True)
             for problem in exc.problems:
                 click.echo(f"  {problem}", err=True)
@@ -130,6 +182,14 @@ def guarded(func: F) -> F:
             sys.exit(2)
         except LockedError as exc:
             fail(4, f"{exc}. Skipped: another run is in progress; try again when it ends.")
+        except StateError as exc:
+            fail(2, f"{exc}.")
+        except sqlite3.Error as exc:  # what the checks on open could not foresee
+            fail(
+                2,
+                f"the state database failed: {exc}. Nothing more was recorded; see `icp "
+                "state reset --help` if it persists.",
+            )
         except ConnectorError as exc:
             fail(exit_code_for(exc), str(exc))
         except OSError as exc:  # a path the user gave that cannot be read or written

@@ -6,17 +6,18 @@ import json
 import shutil
 from pathlib import Path
 
-import click
 import pandas as pd
 from ruamel.yaml import YAML
 
 import mappings
-from connectors.sample import write_sample_crm
+from connectors.sample import SampleInfo, write_sample_crm
 from connectors.sample_enrichment import DEMO_CRITERIA, ENRICHMENT_YAML, write_sample_enrichment
 from scoring.report import tier_summary
 from sync import render
-from sync.config import load_config
-from sync.runner import RunOptions, execute
+from sync.cli_options import emit
+from sync.config import Config, load_config
+from sync.progress import current, stage
+from sync.runner import RunOptions, RunResult, execute
 
 
 def write_demo_mappings(directory: Path, source: Path) -> Path:
@@ -46,19 +47,35 @@ def run_demo(directory: Path, accounts: int, as_json: bool) -> None:
     state_dir = directory / ".icp"
     if state_dir.exists():
         shutil.rmtree(state_dir)  # the demo always starts from scratch
-    info = write_sample_crm(source, accounts=accounts)
-    mappings_dir = write_demo_mappings(directory / "mappings", source)
+    with stage(f"Generating a sample CRM of {accounts:,} accounts"):
+        info = write_sample_crm(source, accounts=accounts)
+        mappings_dir = write_demo_mappings(directory / "mappings", source)
     config = load_config("csv", mappings_dir)
     result = execute(
-        config, RunOptions(crm="csv", kind="backfill", state_dir=state_dir, source=source)
+        config,
+        RunOptions(crm="csv", kind="backfill", state_dir=state_dir, source=source),
+        current(),
     )
     order = [name for name, _ in config.icp.tier_order()]
     summary = tier_summary(result.scored, result.opportunities, order)
-    if as_json:
-        payload = result.summary()
-        payload["tiers"] = json.loads(summary.to_json(orient="records"))
-        click.echo(json.dumps(payload, default=str))
-        return
+    payload = result.summary()
+    payload["tiers"] = json.loads(summary.to_json(orient="records"))
+    emit(
+        payload,
+        as_json,
+        "demo: " + render.headline(result),
+        lambda: _show(result, summary, info, config, mappings_dir),
+    )
+
+
+def _show(
+    result: RunResult,
+    summary: pd.DataFrame,
+    info: SampleInfo,
+    config: Config,
+    mappings_dir: Path,
+) -> None:
+    source, state_dir = info.directory, info.directory.parent / ".icp"
     console = render.console()
     console.print(
         f"Sample CRM: {info.accounts:,} accounts, {info.opportunities:,} opportunities "
@@ -73,7 +90,6 @@ def run_demo(directory: Path, accounts: int, as_json: bool) -> None:
     console.print(render.tier_table(summary))
     render.run_summary(console, result)
     console.print(
-        f"Update file for Data Loader: [bold]{result.target}[/]\n"
         f"Next: edit {source / 'Account.csv'} and run\n"
         f"  icp sync --crm csv --source {source} --state {state_dir} "
         f"--mappings {mappings_dir} --dry-run\n"

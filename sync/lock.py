@@ -1,4 +1,4 @@
-"""The lock that lets one run at a time work on a state directory.
+"""The lock that lets one run at a time work on a state directory (or write an output file).
 
 `fcntl.flock` on `directory/lock`: the OS releases it when its holder dies, even by
 SIGKILL, so there is never a stale lock to clean up. The holder writes its pid, command
@@ -19,10 +19,18 @@ from pathlib import Path
 class LockedError(Exception):
     """Another run holds the lock on this state directory; str() says who, since when, where."""
 
-    def __init__(self, directory: Path, pid: int | None, command: str | None, since: str | None):
+    def __init__(
+        self,
+        directory: Path,
+        pid: int | None,
+        command: str | None,
+        since: str | None,
+        what: str | None = None,
+    ):
         self.directory, self.pid, self.command, self.since = directory, pid, command, since
         who = f"pid {pid} ({command or 'unknown command'})" if pid else "a process still starting"
-        super().__init__(f"state directory {directory} is locked by {who} since {since or '?'}")
+        what = what or f"state directory {directory}"
+        super().__init__(f"{what} is locked by {who} since {since or '?'}")
 
 
 class DirectoryLock:
@@ -33,9 +41,11 @@ class DirectoryLock:
         name: the lock file's name inside it.
     """
 
-    def __init__(self, directory: Path, name: str = "lock") -> None:
+    def __init__(self, directory: Path, name: str = "lock", what: str | None = None) -> None:
         self.directory = directory
         self.path = directory / name
+        self.what = what
+        """What the lock guards, for the refusal message (default: the state directory)."""
         self._fd: int | None = None
 
     def acquire(self) -> None:
@@ -60,7 +70,7 @@ class DirectoryLock:
                 info = None
             info = info if isinstance(info, dict) else {}  # empty: the holder is just starting
             raise LockedError(
-                self.directory, info.get("pid"), info.get("command"), info.get("since")
+                self.directory, info.get("pid"), info.get("command"), info.get("since"), self.what
             ) from None
         except BaseException:
             os.close(fd)

@@ -6,6 +6,13 @@ body, which then travels in an exception's text; so redaction is not only a log 
 `guard_streams` makes everything written to stdout and stderr (the `error:` line,
 `--json`, tables, `status`) pass through it. A secret is replaced as written, JSON-escaped
 and URL-encoded, and any `Bearer` token is replaced too.
+
+Verbosity: `-q` warnings and errors only; default the run's story (info); `-v` what a
+person debugging a run wants from the engine itself (stages and their timings, pages
+read, API calls per stage, batch outcomes); `-vv` adds every HTTP request and the debug
+output of the client libraries. With `--log-format json` every line on stderr is one
+JSON object: log records, progress events (`"event": "progress"`) and the run summary
+(`"event": "summary"`) alike.
 """
 
 from __future__ import annotations
@@ -102,25 +109,61 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+OUR_LOGGERS = ("icp", "sync", "connectors", "scoring")
+"""The engine's own loggers: `-v` turns them to debug; libraries stay at info."""
+HTTP_LOGGERS = ("urllib3.connectionpool",)
+"""One line per HTTP request: `-vv`."""
+
+_settings = {"format": "text"}
+
+
+def log_format() -> str:
+    """The format `configure` set: `text` or `json` (the CLI asks before printing)."""
+    return _settings["format"]
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message (and exception text)."""
+    """One JSON object per line: time, level, logger, message (and exception text).
+
+    A record logged with `extra={"event": ..., "data": {...}}` carries the event name and
+    its fields as keys of the same object (progress, summary), for a scheduler to read.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
         }
+        event = getattr(record, "event", None)
+        if event:
+            entry["event"] = event
+        data = getattr(record, "data", None)
+        if isinstance(data, dict):
+            for key, value in data.items():
+                entry.setdefault(str(key), value)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+class _Stderr(logging.StreamHandler):
+    """Writes to `sys.stderr` as it is at each line, so lines print above progress bars."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
 
 
 def configure(log_format: str = "text", verbosity: int = 0) -> None:
-    """Send logs to stderr in `log_format`: info by default, -v debug, -q warnings only."""
-    level = logging.INFO - 10 * verbosity
-    handler = logging.StreamHandler(sys.stderr)
+    """Send logs to stderr in `log_format`.
+
+    `verbosity` is `-v` count minus `-q` count: below 0 warnings only, 0 info, 1 the
+    engine's debug lines (libraries stay at info), 2 or more everything, HTTP included.
+    """
+    _settings["format"] = log_format
+    handler = _Stderr(sys.stderr)
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
@@ -130,4 +173,14 @@ def configure(log_format: str = "text", verbosity: int = 0) -> None:
     for existing in list(root.handlers):
         root.removeHandler(existing)
     root.addHandler(handler)
-    root.setLevel(min(max(level, logging.DEBUG), logging.ERROR))
+    if verbosity < 0:
+        root.setLevel(logging.WARNING if verbosity == -1 else logging.ERROR)
+    elif verbosity >= 2:
+        root.setLevel(logging.DEBUG)
+    else:
+        root.setLevel(logging.INFO)
+    ours = logging.DEBUG if verbosity >= 1 else logging.NOTSET
+    for name in OUR_LOGGERS:
+        logging.getLogger(name).setLevel(ours)
+    for name in HTTP_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbosity >= 2 else logging.NOTSET)

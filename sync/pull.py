@@ -19,10 +19,18 @@ import pandas as pd
 
 from connectors.base import Connector, ObjectKind
 from connectors.canonical import restore_types
+from connectors.errors import SourceError
 from connectors.mapping import ID_FIELDS
+from sync import numbers, progress
 from sync.state import StateStore, Watermark
 
 log = logging.getLogger(__name__)
+SHRINK_MIN_KNOWN = 10
+"""Below this many known records, no pull counts as suspiciously small."""
+
+
+class ShrinkError(SourceError):
+    """A read would delete half or more of the records the state knows (exit 2)."""
 
 
 @dataclass
@@ -50,28 +58,56 @@ def _empty(connector: Connector, kind: ObjectKind) -> pd.DataFrame:
     return restore_types(pd.DataFrame(), connector.mapping, kind)
 
 
+def _calls(connector: Connector, before: int, layout: str) -> str:
+    """`; 3 API calls` since `before` (nothing for a CSV export, which makes none)."""
+    if connector.name == "csv":
+        return ""
+    return layout.format(numbers.count(connector.api_calls - before, "API call"))
+
+
 def pull_object(
     connector: Connector,
     kind: ObjectKind,
     watermark: Watermark | None,
     known: set[str],
     on_page: Callable[[int], None] | None = None,
+    allow_shrink: bool = False,
 ) -> Pulled:
-    """Pull one object since `watermark` (everything when None) and find its deletions."""
+    """Pull one object since `watermark` (everything when None) and find its deletions.
+
+    Raises:
+        ShrinkError: the connector tells deletions only by absence, and half or more of
+            the (at least `SHRINK_MIN_KNOWN`) known records are gone, or all of them, without
+            `allow_shrink`.
+    """
     id_column = ID_FIELDS[kind]
     since = watermark.value if watermark else None
     connector.already_read[kind] = watermark.boundary_ids if watermark else frozenset()
     pages = []
-    for page in connector.pull(kind, since):
-        if watermark and watermark.boundary_ids:
-            seen = page["modified_at"].eq(pd.Timestamp(watermark.value)) & page[id_column].isin(
-                watermark.boundary_ids
+    calls = connector.api_calls
+    what = "changes to " if since else ""
+    plural = "opportunities" if kind == "opportunity" else f"{kind}s"
+    expected = len(known) if watermark is None and known else None  # as many as last time
+    with progress.stage(f"Reading {what}{plural}", expected, "rows") as stage:
+        for number, page in enumerate(connector.pull(kind, since), start=1):
+            if watermark and watermark.boundary_ids:
+                seen = page["modified_at"].eq(pd.Timestamp(watermark.value)) & page[id_column].isin(
+                    watermark.boundary_ids
+                )
+                pages.append(page.loc[~seen])
+            else:
+                pages.append(page)
+            stage.advance(len(page))
+            log.debug(
+                "%s page %d: %s (%s so far%s)",
+                plural,
+                number,
+                numbers.count(len(page), "row"),
+                numbers.count(stage.done),
+                _calls(connector, calls, "; {} so far"),
             )
-            pages.append(page.loc[~seen])
-        else:
-            pages.append(page)
-        if on_page is not None:
-            on_page(len(page))
+            if on_page is not None:
+                on_page(len(page))
     frame = pd.concat(pages, ignore_index=True) if pages else _empty(connector, kind)
     frame = frame.drop_duplicates(id_column, keep="last").reset_index(drop=True)
     if watermark is None:
@@ -79,6 +115,39 @@ def pull_object(
     else:
         deleted = connector.deleted_ids(kind, since, known)
     deleted -= connector.stats[kind].unreadable_ids
+    if deleted and not connector.stats[kind].complete:
+        log.warning(
+            "%s: some rows could not be read (not even their id): %d records missing from it "
+            "are kept as they were, not deleted",
+            connector.name,
+            len(deleted),
+        )
+        deleted = set()
+    if (
+        connector.deletes_by_absence
+        and not allow_shrink
+        and deleted
+        and (
+            (len(known) >= SHRINK_MIN_KNOWN and 2 * len(deleted) >= len(known)) or deleted == known
+        )
+    ):
+        where = getattr(connector, "path", None)
+        source = str(where(kind)) if callable(where) else f"the {kind} records"
+        msg = (
+            f"{source}: holds {len(known) - len(deleted):,} of the {len(known):,} {kind} records "
+            f"the state knows; {len(deleted):,} ({len(deleted) / len(known):.0%}) would be "
+            "deleted. Is the export damaged or partial? If it is right (records really "
+            "deleted), run again with --allow-shrink. Nothing was written"
+        )
+        raise ShrinkError(msg)
+    log.debug(
+        "%s: %s read%s, %s deleted since the last run%s",
+        plural,
+        numbers.count(len(frame)),
+        f" (changed since {since:%Y-%m-%d %H:%M:%S})" if since else "",
+        numbers.count(len(deleted)),
+        _calls(connector, calls, "; {}"),
+    )
     pulled = Pulled(frame, deleted)
     stamps = frame["modified_at"].dropna() if "modified_at" in frame else pd.Series(dtype=object)
     if len(stamps):
@@ -95,6 +164,7 @@ def working_set(
     rescore_all: bool,
     extra_accounts: set[str],
     on_page: Callable[[int], None] | None = None,
+    allow_shrink: bool = False,
 ) -> WorkingSet:
     """Pull both objects and assemble the accounts to score with all their opportunities.
 
@@ -105,6 +175,8 @@ def working_set(
         rescore_all: score every known account even if the pull is incremental
             (the criteria changed).
         extra_accounts: accounts to rescore whatever changed (failures of earlier runs).
+        on_page: called with the rows of every page pulled.
+        allow_shrink: accept a pull that deletes half or more of the known records.
     """
     crm, mapping = connector.name, connector.mapping
     connector.previous_run_started = next(
@@ -120,7 +192,7 @@ def working_set(
     for kind in ("account", "opportunity"):
         watermark = None if full else state.watermark(crm, kind)
         known[kind] = state.record_ids(crm, kind)
-        pulled[kind] = pull_object(connector, kind, watermark, known[kind], on_page)
+        pulled[kind] = pull_object(connector, kind, watermark, known[kind], on_page, allow_shrink)
     accounts_pulled = pulled["account"].frame
     opps_pulled = pulled["opportunity"].frame
     if full:  # everything was pulled; what was not is already counted as deleted

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
+from datetime import UTC
 from typing import Any
 
 import pandas as pd
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
+from rich.text import Text
 
+from sync import numbers
 from sync.plan import Plan
+from sync.preview import Page, why
 from sync.runner import RunResult
 from sync.state import FailureRecord, RunRecord, Watermark
 
 DIFF_ROWS = 50
+"""Rows of the dry-run detail a page (`--limit`)."""
 PIPE_WIDTH = 160
+RIGHT = {"#", "took", "exit", "written", "failed", "API calls"}
 
 
 def console() -> Console:
@@ -32,11 +39,13 @@ def _value(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def plan_table(plan: Plan, names: dict[str, str], limit: int | None = DIFF_ROWS) -> Table:
-    """The per-field diff a dry run would apply, and the fields it would leave alone."""
-    table = Table(title="Would update", title_justify="left")
+def plan_table(plan: Plan, names: dict[str, str], page: Page | None = None) -> Table:
+    """The per-record detail of a dry run (a page of it): what it writes and leaves alone."""
+    table = Table(
+        title="Detail, per account: every field it would write or leave alone", title_justify="left"
+    )
     for column in ("account", "name", "field", "now in CRM", "would write", "why"):
-        table.add_column(column, overflow="fold", no_wrap=column in ("account", "field", "why"))
+        table.add_column(column, overflow="fold", no_wrap=column in ("account", "field"))
     rows = [
         (
             c.record_id,
@@ -54,55 +63,77 @@ def plan_table(plan: Plan, names: dict[str, str], limit: int | None = DIFF_ROWS)
             s.field,
             _value(s.current),
             _value(s.desired),
-            f"left alone: {s.reason.value}",
+            f"left alone: {why(s)}",
         )
         for s in plan.skips
     ]
-    for row in rows[:limit] if limit else rows:
+    order = {f: i for i, f in enumerate(dict.fromkeys(row[2] for row in rows))}
+    rows.sort(key=lambda row: (row[0], order[row[2]]))  # per record, fields in output order
+    page = page or Page(1, None, len(rows))
+    for row in rows[page.first : page.last]:
         table.add_row(*(str(v) for v in row))
-    if limit and len(rows) > limit:
-        table.caption = f"... and {len(rows) - limit} more (use --all to list every field)"
+    table.caption = page.caption()
     return table
 
 
 def run_summary(console: Console, result: RunResult) -> None:
+    """What a run did (or, dry, would do), in one style of numbers."""
+    say = functools.partial(console.print, highlight=False)
     counts = result.counts
-    verb = "Would write" if result.dry_run else "Wrote"
     written = counts.get("records_to_write", 0) if result.dry_run else counts.get("written", 0)
-    console.print(
-        f"{result.kind} #{result.run_id} ({result.crm}): scored {counts['accounts_scored']} "
-        f"accounts; {verb.lower()} {written} records "
-        f"({counts['fields_to_write']} fields), {counts['fields_in_sync']} fields already in "
-        f"sync, {counts['fields_skipped']} left alone."
-    )
-    estimate = result.estimate
-    if result.dry_run:
-        console.print(
-            f"Estimated API calls: {estimate.total} ({estimate.pull_calls} to pull, "
-            f"{estimate.write_calls} to write, via {estimate.method}). {estimate.note}".rstrip()
+    handed_over = "pending" in counts and not result.dry_run
+    verb = "would write" if result.dry_run else "handed over" if handed_over else "wrote"
+    scored, skipped = counts["accounts_scored"], counts["fields_skipped"]
+    if scored == 0:
+        say(
+            f"{result.kind} #{result.run_id} ({result.crm}): nothing changed in the CRM since the "
+            "last run; no account to score, nothing new to write."
+        )
+    elif written == 0 and not counts.get("failed"):
+        say(
+            f"{result.kind} #{result.run_id} ({result.crm}): scored "
+            f"{numbers.count(scored, 'account')}; nothing new to write: "
+            f"{numbers.count(counts['fields_in_sync'], 'field')} already in sync"
+            + (f", {numbers.count(skipped)} left alone." if skipped else ".")
         )
     else:
-        console.print(f"API calls used: {result.api_calls}. Output: {result.target}")
+        say(
+            f"{result.kind} #{result.run_id} ({result.crm}): scored "
+            f"{numbers.count(scored, 'account')}; {verb} {numbers.count(written, 'record')} "
+            f"({numbers.count(counts['fields_to_write'], 'field')}), "
+            f"{numbers.count(counts['fields_in_sync'], 'field')} already in sync, "
+            f"{numbers.count(counts['fields_skipped'])} left alone."
+        )
+    if handed_over:
+        say(
+            f"Update file: {result.target} holds every change not yet seen in the CRM: "
+            f"{numbers.count(counts['pending'], 'record')} "
+            f"({numbers.count(counts['written'])} decided by this run, "
+            f"{numbers.count(counts['confirmed'])} earlier ones now seen in the export). "
+            "Load it with Data Loader's Update."
+        )
+    if not result.dry_run:
+        if result.crm == "csv":
+            say(f"Output: {result.target} (no API calls: a file for Data Loader).")
+        else:
+            say(f"API calls used: {numbers.count(result.api_calls)}. Output: {result.target}")
     if counts.get("unreadable_rows") or counts.get("unreadable_values"):
-        console.print(
-            f"Skipped {counts['unreadable_rows']} unreadable rows and read "
-            f"{counts['unreadable_values']} unreadable values as empty (see the log)."
+        say(
+            f"Skipped {numbers.count(counts['unreadable_rows'], 'unreadable row')} and read "
+            f"{numbers.count(counts['unreadable_values'], 'unreadable value')} as empty "
+            "(see the log)."
         )
     if counts.get("failed"):
         console.print(
-            f"[bold red]{counts['failed']} records could not be written[/]; they are kept "
-            "and retried on the next run (`icp status` lists them)."
+            f"[bold red]{numbers.count(counts['failed'], 'record')} could not be written[/]; "
+            "they are kept and retried on the next run (`icp status` lists them)."
         )
     if result.message:  # why writing stopped early (an API limit, a long Retry-After)
         console.print(f"Stopped writing: {result.message}", highlight=False)
 
 
 def _figure(value: Any, layout: str) -> str:
-    return (
-        "-"
-        if value is None or (isinstance(value, float) and math.isnan(value))
-        else (layout.format(value))
-    )
+    return numbers.NO_DATA if numbers.is_missing(value) else layout.format(value)
 
 
 def tier_table(summary: pd.DataFrame) -> Table:
@@ -135,8 +166,8 @@ def status_tables(
     watermarks: dict[tuple[str, str], Watermark],
     failures: list[FailureRecord],
     limit: int = 50,
-) -> list[Table]:
-    run_table = Table(title="Recent runs", title_justify="left")
+) -> list[RenderableType]:
+    run_table = Table(title="Recent runs (times in UTC)", title_justify="left")
     for column in (
         "#",
         "crm",
@@ -149,30 +180,37 @@ def status_tables(
         "failed",
         "API calls",
     ):
-        run_table.add_column(column)
+        run_table.add_column(
+            column, justify="right" if column in RIGHT else "left", no_wrap=column == "started"
+        )
     for run in runs:
         took = (
-            f"{(run.finished_at - run.started_at).total_seconds():.1f}s" if run.finished_at else "-"
+            numbers.duration((run.finished_at - run.started_at).total_seconds())
+            if run.finished_at
+            else "-"
         )
         outcome = run.outcome or "did not finish"
+        written, failed = run.counts.get("written"), run.counts.get("failed")
         run_table.add_row(
             str(run.id),
             run.crm,
             run.kind + (" (dry run)" if run.dry_run else ""),
-            run.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            f"{run.started_at.astimezone(UTC):%Y-%m-%d %H:%M}",
             took,
             outcome,
             "-" if run.exit_code is None else str(run.exit_code),
-            str(run.counts.get("written", "-")),
-            str(run.counts.get("failed", "-")),
-            str(run.api_calls),
+            "-" if written is None else numbers.count(written),
+            "-" if failed is None else numbers.count(failed),
+            "-" if run.crm == "csv" else numbers.count(run.api_calls),
         )
     mark_table = Table(title="Watermarks", title_justify="left")
     for column in ("crm", "object", "changes pulled up to"):
         mark_table.add_column(column)
     for (crm, obj), mark in sorted(watermarks.items()):
-        mark_table.add_row(crm, obj, mark.value.isoformat())
-    fail_table = Table(title=f"Records still failing ({len(failures)})", title_justify="left")
+        mark_table.add_row(crm, obj, f"{mark.value.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC")
+    fail_table = Table(
+        title=f"Records still failing ({numbers.count(len(failures))})", title_justify="left"
+    )
     for column in ("record", "code", "message", "attempts", "since"):
         fail_table.add_column(column, overflow="fold")
     for failure in failures[:limit]:
@@ -180,9 +218,49 @@ def status_tables(
             failure.record_id,
             failure.code or "",
             failure.message or "",
-            str(failure.attempts),
+            numbers.count(failure.attempts),
             failure.first_failed_at.strftime("%Y-%m-%d %H:%M"),
         )
     if len(failures) > limit:
-        fail_table.caption = f"... and {len(failures) - limit} more (--json lists all)"
+        fail_table.caption = (
+            f"... and {numbers.count(len(failures) - limit)} more (--json lists all)"
+        )
+    if not failures:
+        return [run_table, mark_table, Text("Records still failing: none.")]
     return [run_table, mark_table, fail_table]
+
+
+def headline(result: RunResult) -> str:
+    """The run in one line (the message of the JSON summary line)."""
+    counts = result.counts
+    if result.dry_run:
+        done = f"would write {numbers.count(counts.get('records_to_write', 0), 'record')}"
+    else:
+        done = f"wrote {numbers.count(counts.get('written', 0), 'record')}"
+        if counts.get("failed"):
+            done += f", {numbers.count(counts['failed'])} failed (kept for the next run)"
+    return (
+        f"{result.kind} #{result.run_id} ({result.crm}) {result.outcome}: scored "
+        f"{numbers.count(counts.get('accounts_scored', 0), 'account')}, {done}"
+    )
+
+
+def pending_table(pending: list[dict[str, Any]]) -> Table:
+    """Changes handed over (update files) that the CRM does not show yet, by run."""
+    records = sum(p["records"] for p in pending)
+    table = Table(
+        title=f"Handed over, not yet seen in the CRM ({records} records)", title_justify="left"
+    )
+    for column in ("crm", "decided by run", "records", "fields", "pending since"):
+        table.add_column(column)
+    for row in pending:
+        table.add_row(
+            row["crm"],
+            f"#{row['run_id']}",
+            str(row["records"]),
+            str(row["fields"]),
+            row["since"].strftime("%Y-%m-%d %H:%M"),
+        )
+    if records:
+        table.caption = "The latest update file holds all of them: load it."
+    return table

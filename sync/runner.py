@@ -4,6 +4,12 @@ The order makes a crash harmless: the mirror and the watermarks move only after 
 writing finished, and every written batch is recorded as it lands. A run killed at any
 point is simply run again: it pulls the same changes, finds what already landed in
 sync, and writes the rest.
+
+A connector that hands its writes over (an update file) works as a queue (`sync.handover`):
+the run first publishes the file holding every pending change (atomically), then commits
+everything the state learns in one transaction. Killed, or the state write failing, in
+between, the state still holds the run before: the rerun pulls the same changes, decides
+the same values and publishes the same file.
 """
 
 from __future__ import annotations
@@ -11,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,13 +35,16 @@ from connectors.errors import ConnectError, SourceError
 from connectors.mapping import CURRENT_PREFIX
 from scoring.criteria import score_accounts
 from scoring.features import build_features
+from sync import numbers
 from sync.config import Config
 from sync.enrich import enrich
-from sync.lock import LockedError
+from sync.handover import confirmed, next_pending
+from sync.lock import DirectoryLock, LockedError
 from sync.logs import redact
 from sync.plan import Plan, plan_changes
+from sync.progress import Progress
 from sync.pull import WorkingSet, persist, working_set
-from sync.state import Failure, ScoreRecord, StateStore
+from sync.state import Failure, ScoreRecord, StateError, StateStore, Written
 from sync.writer import BatchOutcome, WriteSummary, write_all
 from sync.yamlfile import ConfigError
 
@@ -42,16 +53,6 @@ Kind = Literal["sync", "backfill"]
 LIMIT_REACHED = "LIMIT_REACHED"
 _SHOWN = 20
 """Log lines per kind of problem (unreadable rows, skips, failures); the rest is counted."""
-
-
-class Progress:
-    """Progress hooks; the CLI draws bars from them when stderr is a terminal."""
-
-    def phase(self, name: str, total: int | None = None) -> None:
-        """A new phase starts (`total` units, if known)."""
-
-    def advance(self, amount: int) -> None:
-        """`amount` more units of the current phase are done."""
 
 
 @dataclass
@@ -63,6 +64,8 @@ class RunOptions:
     source: Path | None = None
     out: Path | None = None
     retrying: Retrying | None = None
+    allow_shrink: bool = False
+    """Accept a full read that loses half or more of the records the state knows."""
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     scores_from: str | None = None
     """A database URL holding the scores computed there (`icp score --sql`): the run
@@ -203,13 +206,34 @@ def execute(
         if connector is None:
             connector = connectors.create(options.crm, config.mapping, options.source, options.out)
         connector.connect()
-        run_id = state.start_run(options.crm, options.kind, options.dry_run, started_at=started)
-        try:
-            return _run(config, options, state, connector, run_id, started, progress)
-        except BaseException as exc:
-            message = redact(f"{type(exc).__name__}: {exc}")
-            state.finish_run(run_id, "error", exit_code_for(exc), {}, connector.api_calls, message)
-            raise
+        with _output_lock(connector, options.dry_run):
+            run_id = state.start_run(options.crm, options.kind, options.dry_run, started_at=started)
+            try:
+                return _run(config, options, state, connector, run_id, started, progress)
+            except StateError:
+                raise  # the state cannot record it
+            except BaseException as exc:
+                message = redact(f"{type(exc).__name__}: {exc}")
+                code = exit_code_for(exc)
+                state.finish_run(run_id, "error", code, {}, connector.api_calls, message)
+                raise
+
+
+@contextmanager
+def _output_lock(connector: Connector, dry_run: bool) -> Iterator[None]:
+    """One writer per output file, whatever state directory each run uses."""
+    where = None if dry_run else connector.output_lock()
+    if where is None:
+        yield
+        return
+    directory, name = where
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = DirectoryLock(directory, str(name), f"update file {connector.describe_target()}")
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -218,7 +242,7 @@ def exit_code_for(exc: BaseException) -> int:
         return 4
     if isinstance(exc, ConnectError):
         return 3
-    if isinstance(exc, SourceError | ConfigError):
+    if isinstance(exc, SourceError | ConfigError | StateError):
         return 2
     if isinstance(exc, KeyboardInterrupt):
         return 130
@@ -247,21 +271,33 @@ def _run(
     progress.phase("pull")
     memo_key = f"{crm}.connector_memo"
     connector.memo = json.loads(state.get_meta(memo_key) or "{}")
-    work = working_set(connector, state, full, rescore_all, failing, progress.advance)
+    work = working_set(
+        connector, state, full, rescore_all, failing, progress.advance, options.allow_shrink
+    )
     state.set_meta(memo_key, json.dumps(connector.memo))  # what the pull learned, even dry
     issues = [i for stats in connector.stats.values() for i in stats.issues]
     _log_issues(connector, issues)
 
+    progress.phase("score", len(work.accounts))
     if options.scores_from is not None:
         desired = warehouse_scores(options.scores_from, options.scores_table, work.accounts)
     else:
         desired = score(config, work)
+    progress.advance(len(desired))
+    progress.phase("plan", len(desired))
     current = work.accounts.set_index("account_id")
     current = current[
         [c for c in current.columns if c.startswith(CURRENT_PREFIX) or c == "modified_at"]
     ]
     last = state.last_written(crm, list(desired.index))
+    pending = state.pending(crm) if connector.hands_over else {}
+    seen = confirmed(pending, current, config.mapping.outputs)
+    confirmed_at = options.now()
+    for key, change in seen.items():  # the CRM shows it: now it counts as written
+        last[key] = Written(change.value, confirmed_at)
     plan = plan_changes(desired, current, last, config.mapping.outputs)
+    progress.advance(len(desired))
+    progress.phase("done")
     updates = plan.record_updates()
     estimate = connector.estimate_calls(len(updates), full)
     counts = {
@@ -302,8 +338,9 @@ def _run(
     )
     if config.enrichment_report is not None:
         result.enrichment = config.enrichment_report.to_json()
+    tell = log.debug if options.dry_run else log.info  # a dry run shows them in its preview
     for skip in plan.skips[:_SHOWN]:
-        log.info(
+        tell(
             "left %s.%s alone (%s): CRM has %r, engine wants %r",
             skip.record_id,
             skip.field,
@@ -312,18 +349,23 @@ def _run(
             skip.desired,
         )
     if len(plan.skips) > _SHOWN:
-        log.info(
-            "... and %d more fields left alone (--dry-run --all lists them)",
-            len(plan.skips) - _SHOWN,
+        tell(
+            "... and %s more fields left alone (--dry-run --all lists them)",
+            f"{len(plan.skips) - _SHOWN:,}",
         )
     if options.dry_run:
         state.finish_run(run_id, "dry-run", 0, counts, connector.api_calls)
         return result
+    if connector.hands_over:
+        return _hand_over(
+            config, options, state, connector, work, result, pending, seen, started, progress
+        )
 
     def track(ids: list[str]) -> list[ScoreRecord]:
         return _score_records(desired, ids, config.criteria_version, criteria_fp)
 
     summary = _write(connector, state, crm, run_id, updates, options, progress, track)
+    progress.phase("save")
     still_failing = {u.record_id for u, _ in summary.failed} | {
         u.record_id for u in summary.not_attempted
     }
@@ -339,6 +381,7 @@ def _run(
     if summary.deleted:
         state.forget_accounts(crm, summary.deleted)
 
+    progress.phase("done")
     counts.update(written=summary.written, failed=len(still_failing), retries=summary.retries)
     result.exit_code = 1 if still_failing else 0
     result.outcome = "partial" if still_failing else "ok"
@@ -356,6 +399,100 @@ def _run(
     return result
 
 
+def _hand_over(
+    config: Config,
+    options: RunOptions,
+    state: StateStore,
+    connector: Connector,
+    work: WorkingSet,
+    result: RunResult,
+    pending: dict[tuple[str, str], Any],
+    seen: dict[tuple[str, str], Any],
+    started: datetime,
+    progress: Progress,
+) -> RunResult:
+    """Queue this run's changes with every earlier pending one, publish them all, then
+    commit the state in one transaction (see the module docstring for the order)."""
+    crm, run_id, counts = options.crm, result.run_id, result.counts
+    desired = result.scored.set_index("account_id")
+    updates = result.plan.record_updates()
+    handed: dict[tuple[str, str], Any] = {}
+    outcomes: list[tuple[RecordUpdate, Any]] = []
+
+    def on_batch(outcome: BatchOutcome) -> None:
+        outcomes.extend(outcome)
+        for update, answer in outcome:
+            if answer.ok:
+                handed.update({(update.record_id, f): v for f, v in update.values.items()})
+
+    progress.phase("write", len(updates))
+    summary = write_all(connector, updates, on_batch, options.retrying, progress.advance)
+    failed = {u.record_id for u, r in outcomes if not r.ok and not r.deleted}
+    failed |= {u.record_id for u in summary.not_attempted}
+    decided = set(desired.index) - failed
+    gone = set(work.pulled["account"].deleted) | set(summary.deleted)
+    now = options.now()
+    queue = next_pending(pending, seen, decided, handed, gone, run_id, now)
+    connector.hand_over(queue.updates(), run_id)  # the file first: the state then says so
+
+    succeeded = sorted({u.record_id for u, r in outcomes if r.ok})
+    scored_fields = {o.field for k, o in config.mapping.outputs.items() if k in ("score", "tier")}
+    kept = {s.record_id for s in result.plan.skips if s.field in scored_fields}
+    in_sync = set(desired.index) - {u.record_id for u in updates} - failed - kept
+    failures = [
+        Failure(u.record_id, r.code, r.message, r.transient, dict(u.values))
+        for u, r in outcomes
+        if not r.ok and not r.deleted
+    ] + [
+        Failure(u.record_id, LIMIT_REACHED, summary.stopped, True, dict(u.values))
+        for u in summary.not_attempted
+    ]
+    track = [*succeeded, *sorted(in_sync)]
+    failing = {f.record_id for f in state.failures(crm)}
+    progress.phase("save")
+    with state.atomic():
+        state.record_written(crm, run_id, [(r, f, p.value) for (r, f), p in seen.items()], now)
+        state.drop_pending(crm, queue.drop)
+        state.put_pending(crm, [(r, f, p) for (r, f), p in queue.put.items()])
+        state.record_failures(crm, run_id, failures, now)
+        state.record_scores(
+            crm,
+            run_id,
+            _score_records(desired, track, config.criteria_version, fingerprint(config.icp)),
+            now,
+        )
+        persist(state, crm, work, started)
+        state.set_meta(f"{crm}.mapping", fingerprint(config.mapping))
+        state.set_meta(f"{crm}.criteria", fingerprint(config.icp))
+        state.set_meta(f"{crm}.criteria_label", config.criteria_label)
+        state.clear_failures(crm, (failing | set(desired.index)) - failed)
+        if summary.deleted:
+            state.forget_accounts(crm, summary.deleted)
+        records = {record for record, _ in queue.pending}
+        counts.update(
+            written=summary.written,
+            failed=len(failed),
+            retries=summary.retries,
+            confirmed=len({record for record, _ in seen}),
+            pending=len(records),
+        )
+        result.exit_code = 1 if failed else 0
+        result.outcome = "partial" if failed else "ok"
+        result.failures = summary.failed
+        result.api_calls = connector.api_calls
+        result.message = summary.stopped
+        state.finish_run(
+            run_id,
+            result.outcome,
+            result.exit_code,
+            counts,
+            connector.api_calls,
+            _redacted(summary.stopped),
+        )
+    progress.phase("done")
+    return result
+
+
 def _write(
     connector: Connector,
     state: StateStore,
@@ -366,7 +503,24 @@ def _write(
     progress: Progress,
     track: Callable[[list[str]], list[ScoreRecord]],
 ) -> WriteSummary:
+    batches = [0, connector.api_calls, time.monotonic()]
+
     def on_batch(outcome: BatchOutcome) -> None:
+        batches[0] += 1
+        ok = sum(1 for _, r in outcome if r.ok)
+        gone = sum(1 for _, r in outcome if r.deleted)
+        calls = connector.api_calls - batches[1]
+        log.debug(
+            "batch %d: %s, %s written, %s failed, %s deleted in the CRM%s; %s",
+            batches[0],
+            numbers.count(len(outcome), "record"),
+            numbers.count(ok),
+            numbers.count(len(outcome) - ok - gone),
+            numbers.count(gone),
+            "" if crm == "csv" else f"; {numbers.count(calls, 'API call')}",
+            numbers.duration(time.monotonic() - batches[2]),
+        )
+        batches[1:] = [connector.api_calls, time.monotonic()]
         written = [(u.record_id, f, v) for u, r in outcome if r.ok for f, v in u.values.items()]
         failed = [
             Failure(u.record_id, r.code, _redacted(r.message), r.transient, dict(u.values))
@@ -388,14 +542,15 @@ def _write(
         ]
         state.record_failures(crm, run_id, failures, options.now())
     connector.end_write()
+    progress.phase("done")
     for update, write_result in summary.failed[:_SHOWN]:
         log.warning(
             "could not write %s: %s %s", update.record_id, write_result.code, write_result.message
         )
     if len(summary.failed) > _SHOWN:
         log.warning(
-            "... and %d more records not written (icp status lists them)",
-            len(summary.failed) - _SHOWN,
+            "... and %s more records not written (icp status lists them)",
+            f"{len(summary.failed) - _SHOWN:,}",
         )
     return summary
 
@@ -419,4 +574,5 @@ def _log_issues(connector: Connector, issues: list[RowIssue]) -> None:
         source = getattr(connector.mapping.objects, issue.object).object
         log.warning("%s", issue.describe(source))
     if len(issues) > _SHOWN:
-        log.warning("... and %d more rows or values that could not be read", len(issues) - _SHOWN)
+        more = f"{len(issues) - _SHOWN:,}"
+        log.warning("... and %s more rows or values that could not be read", more)

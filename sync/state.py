@@ -3,9 +3,16 @@
 `directory/state.sqlite` holds the runs, a watermark per (crm, object), the value last
 written to each (crm, record, field), the records whose write failed (retried next run),
 a mirror of canonical records (`sync.mirror` encodes them), the scores written under each
-criteria version (so `icp train` can judge them against later outcomes) and a small
+criteria version (so `icp train` can judge them against later outcomes), the changes
+handed over in an update file and not yet seen in the CRM (`pending`) and a small
 key/value table.
 `directory/lock` (`sync.lock`) lets one run at a time work on the directory.
+
+The file is checked when opened (SQLite header, `PRAGMA quick_check`, schema version,
+tables and columns, watermarks). Anything wrong, or a file that cannot be written, raises
+`StateError` naming the path and what to do: state is never re-created silently. A new
+state file is built under a temporary name and linked into place, so a `state.sqlite`
+that exists is always a finished one and a 0-byte file is damage, never "new".
 
 Timestamps are stored as fixed-width ISO 8601 UTC strings (microsecond precision) and
 returned as tz-aware UTC datetimes; naive datetimes raise `ValueError`. Every mutating
@@ -16,14 +23,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
+import stat
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -53,6 +62,11 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (crm, object, record_id))""",
         "CREATE INDEX records_by_account ON records (crm, object, account_id)",
     ),
+    (  # 1 -> 2: changes handed over (an update file) and not yet seen in the CRM
+        """CREATE TABLE pending (crm TEXT NOT NULL, record_id TEXT NOT NULL,
+            field TEXT NOT NULL, value TEXT NOT NULL, run_id INTEGER NOT NULL,
+            since TEXT NOT NULL, PRIMARY KEY (crm, record_id, field)) WITHOUT ROWID""",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 _ADDITIVE = (  # tables an older engine can ignore: created at open, no schema version bump
@@ -61,6 +75,16 @@ _ADDITIVE = (  # tables an older engine can ignore: created at open, no schema v
         run_id INTEGER NOT NULL, written_at TEXT NOT NULL,
         PRIMARY KEY (crm, account_id, fingerprint)) WITHOUT ROWID""",
 )
+_TABLES = {  # the columns every table must have (a newer engine may add more)
+    "meta": {"key", "value"},
+    "runs": {"id", "crm", "kind", "dry_run", "started_at", "finished_at", "outcome", "counts"},
+    "watermarks": {"crm", "object", "value", "boundary_ids"},
+    "last_written": {"crm", "record_id", "field", "value", "run_id", "written_at"},
+    "failures": {"crm", "record_id", "code", "message", "field_values", "attempts"},
+    "records": {"crm", "object", "record_id", "account_id", "data"},
+    "pending": {"crm", "record_id", "field", "value", "run_id", "since"},
+}
+_SQLITE_HEADER = b"SQLite format 3\x00"
 _SCHEMA_KEY = "schema_version"
 _BUSY_TIMEOUT_S = 30.0
 _ACCOUNT = "account"
@@ -68,8 +92,37 @@ _RUN_COLUMNS = "id, crm, kind, dry_run, started_at, finished_at, outcome, exit_c
 _RUN_COLUMNS += "api_calls, message"
 
 
-class StateVersionError(RuntimeError):
+class StateError(Exception):
+    """The state file cannot be used: damaged, foreign, unreadable, read-only, or full.
+
+    str() names the path, what is wrong and what to do.
+    """
+
+    def __init__(self, path: Path, problem: str, advice: str | None = None) -> None:
+        self.path, self.problem = path, problem
+        directory = path.parent if path.name.startswith(StateStore.FILE_NAME) else path
+        advice = advice or (
+            f"Restore {path} from a backup, or run `icp state reset --state {directory}` "
+            "to start a new state (it says what is lost; the next run rebuilds the rest "
+            "from the CRM)"
+        )
+        super().__init__(f"state {path}: {problem}. {advice}")
+
+
+class StateVersionError(StateError):
     """The state file was written by a newer engine, with a schema this one does not know."""
+
+
+class Pending(NamedTuple):
+    """A change handed over (in an update file) that the CRM does not show yet.
+
+    A tuple, not a dataclass: a run may hold every pending field of 200,000 accounts.
+    """
+
+    value: Any
+    run_id: int
+    since: datetime
+    """When the engine first decided this value."""
 
 
 @dataclass(frozen=True)
@@ -151,19 +204,101 @@ class StateStore(RecordMirror):
     FILE_NAME = "state.sqlite"
     LOCK_NAME = "lock"
 
-    def __init__(self, directory: Path | str) -> None:
+    def __init__(self, directory: Path | str, *, create: bool = True) -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / self.FILE_NAME
+        self._depth = 0
+        if self.directory.exists() and not self.directory.is_dir():
+            raise StateError(
+                self.directory, "is a file, not a state directory", "Give --state a directory"
+            )
+        if not self.path.exists() and not self.path.is_symlink():
+            if not create:
+                raise StateError(self.path, "no state here: nothing has run yet", "Check --state")
+            self._create()
+        _check_file(self.path)
         self._lock = DirectoryLock(self.directory, self.LOCK_NAME)
-        self._db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StateError(self.path, f"cannot be opened ({exc})") from exc
         try:
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
+            self._check()
             self._migrate()
+            self._check_tables()
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise _state_error(self.path, exc) from exc
         except BaseException:
             self._db.close()
             raise
+
+    def _create(self) -> None:
+        """Build a new state file under a temporary name, then link it into place."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            temporary = self.directory / f".{self.FILE_NAME}.{os.getpid()}.new"
+            temporary.unlink(missing_ok=True)
+            db = sqlite3.connect(temporary, isolation_level=None)
+            try:
+                db.execute("PRAGMA journal_mode = DELETE")
+                self._db = db
+                self._migrate()
+            finally:
+                db.close()
+            with temporary.open("rb") as handle:
+                os.fsync(handle.fileno())
+            try:
+                os.link(temporary, self.path)  # fails if another process made one meanwhile
+            except FileExistsError:
+                pass
+            finally:
+                temporary.unlink(missing_ok=True)
+            _fsync_directory(self.directory)
+        except sqlite3.Error as exc:
+            raise _state_error(self.directory, exc) from exc
+        except OSError as exc:
+            raise StateError(
+                self.directory,
+                f"cannot create the state there ({exc.strerror or exc})",
+                "Check the path, its permissions and the free disk space",
+            ) from exc
+
+    def _check(self) -> None:
+        """Integrity: SQLite's own page check, and that the file is an ICP state."""
+        problems = [row[0] for row in self._db.execute("PRAGMA quick_check(5)")]
+        if problems != ["ok"]:
+            raise StateError(self.path, "is damaged: " + "; ".join(map(str, problems)))
+        names = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master")}
+        if not names:
+            raise StateError(self.path, "holds no tables (damaged, or not an ICP state)")
+        if "meta" not in names:
+            raise StateError(
+                self.path, "has no 'meta' table: not an ICP state file (foreign or damaged)"
+            )
+
+    def _check_tables(self) -> None:
+        for table, columns in _TABLES.items():
+            found = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if not found:
+                raise StateError(self.path, f"has no {table!r} table (damaged)")
+            if missing := columns - found:
+                raise StateError(
+                    self.path, f"table {table!r} lacks {', '.join(sorted(missing))} (damaged)"
+                )
+        for crm, obj, value, boundary in self._db.execute(
+            "SELECT crm, object, value, boundary_ids FROM watermarks"
+        ):
+            try:
+                _parse(value)
+                if not isinstance(json.loads(boundary), list):
+                    raise ValueError(boundary)
+            except (TypeError, ValueError) as exc:
+                raise StateError(
+                    self.path, f"watermark of {crm} {obj} is unreadable ({value!r}) (damaged)"
+                ) from exc
 
     def close(self) -> None:
         """Release the lock if held and close the file; closing twice is harmless."""
@@ -183,21 +318,48 @@ class StateStore(RecordMirror):
 
     @contextmanager
     def _transaction(self, write: bool = True) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        try:
+        if self._depth:  # inside `atomic()`: part of its transaction
             yield self._db
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
+            return
+        try:
+            self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise _state_error(self.path, exc) from exc
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Make every change made inside one transaction: all of them land, or none."""
+        if self._depth:
+            yield
+            return
+        with self._transaction():
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
 
     def _schema_version(self) -> int:
         sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
         if self._db.execute(sql).fetchone() is None:
             return 0
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (_SCHEMA_KEY,)).fetchone()
-        return int(row[0]) if row else 0
+        if row is None:
+            return 0
+        try:
+            version = int(row[0])
+        except (TypeError, ValueError):
+            version = -1
+        if version < 1:
+            raise StateError(self.path, f"has an unreadable schema version {row[0]!r} (damaged)")
+        return version
 
     def _migrate(self) -> None:
         if self._schema_version() == SCHEMA_VERSION:  # the usual case: no write needed
@@ -207,8 +369,10 @@ class StateStore(RecordMirror):
             version = self._schema_version()
             if version > SCHEMA_VERSION:
                 raise StateVersionError(
-                    f"{self.path} has schema version {version}; this engine knows up to "
-                    f"{SCHEMA_VERSION}. Upgrade the engine or use another state directory."
+                    self.path,
+                    f"has schema version {version}; this engine knows up to {SCHEMA_VERSION}",
+                    "Upgrade the engine (or use another state directory; `icp state reset` "
+                    "starts afresh, losing what it holds)",
                 )
             db.execute(
                 "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
@@ -479,10 +643,69 @@ class StateStore(RecordMirror):
             db.executemany("DELETE FROM last_written WHERE crm = ? AND record_id = ?", keys)
             db.executemany("DELETE FROM scores WHERE crm = ? AND account_id = ?", keys)
             db.executemany("DELETE FROM failures WHERE crm = ? AND record_id = ?", keys)
+            db.executemany("DELETE FROM pending WHERE crm = ? AND record_id = ?", keys)
             db.executemany(
                 "DELETE FROM records WHERE crm = ? AND object = ? AND record_id = ?",
                 [(crm, _ACCOUNT, record_id) for _, record_id in keys],
             )
+
+    # handed-over changes
+
+    def pending(self, crm: str) -> dict[tuple[str, str], Pending]:
+        """Changes handed over and not yet seen in the CRM, by (record id, CRM field)."""
+        rows = self._db.execute(
+            "SELECT record_id, field, value, run_id, since FROM pending WHERE crm = ?", (crm,)
+        )
+        stamps: dict[str, datetime] = {}
+        values: dict[str, Any] = {}  # tiers, segments, routes repeat: decode each once
+        found: dict[tuple[str, str], Pending] = {}
+        for record_id, field, text, run_id, since in rows:
+            if text not in values:
+                values[text] = json.loads(text)
+            if since not in stamps:
+                stamps[since] = _parse(since)
+            found[(record_id, field)] = Pending(values[text], run_id, stamps[since])
+        return found
+
+    def put_pending(self, crm: str, items: Iterable[tuple[str, str, Pending]]) -> None:
+        """Add or replace pending changes: (record id, CRM field, what and since when)."""
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO pending (crm, record_id, field, value, run_id, since)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (crm, record_id, field) DO UPDATE SET"
+                " value = excluded.value, run_id = excluded.run_id, since = excluded.since",
+                (
+                    (crm, str(rid), str(field), dumps(p.value), p.run_id, _text(p.since))
+                    for rid, field, p in items
+                ),
+            )
+
+    def drop_pending(self, crm: str, keys: Iterable[tuple[str, str]]) -> None:
+        """Forget pending changes (seen in the CRM, replaced, or no longer wanted)."""
+        with self._transaction() as db:
+            db.executemany(
+                "DELETE FROM pending WHERE crm = ? AND record_id = ? AND field = ?",
+                ((crm, rid, field) for rid, field in keys),
+            )
+
+    def pending_summary(self, crm: str | None = None) -> list[dict[str, Any]]:
+        """Per CRM and run: records and fields still pending, and the oldest `since`."""
+        rows = self._db.execute(
+            "SELECT crm, run_id, COUNT(DISTINCT record_id), COUNT(*), MIN(since) FROM pending"
+            " WHERE ? IS NULL OR crm = ? GROUP BY crm, run_id ORDER BY crm, run_id",
+            (crm, crm),
+        )
+        return [
+            {"crm": c, "run_id": r, "records": n, "fields": f, "since": _parse(since)}
+            for c, r, n, f, since in rows
+        ]
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table (what a reset would lose)."""
+        return {
+            table: int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+            for table in ("runs", "watermarks", "last_written", "failures", "records", "pending")
+        }
 
     # key/value
 
@@ -497,6 +720,71 @@ class StateStore(RecordMirror):
             raise ValueError(f"{key!r} is reserved for the state schema")
         with self._transaction() as db:
             _put_meta(db, key, value)
+
+
+def _check_file(path: Path) -> None:
+    """What can be told before SQLite opens the file: kind, size, header, permissions."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise StateError(path, f"cannot be read ({exc.strerror or exc})") from exc
+    if stat.S_ISDIR(info.st_mode):
+        raise StateError(path, "is a directory, not a state file")
+    if not stat.S_ISREG(info.st_mode):
+        raise StateError(path, "is not a regular file")
+    if info.st_size == 0:
+        raise StateError(
+            path,
+            "is empty (0 bytes). A state file is never empty: it was damaged (a full disk, "
+            "a failed copy), so it is not started afresh",
+        )
+    owner = f" (owned by uid {info.st_uid}, this process runs as uid {os.getuid()})"
+    owner = "" if info.st_uid == os.getuid() else owner
+    if not os.access(path, os.R_OK):
+        raise StateError(
+            path, f"cannot be read: permission denied{owner}", "Run as its owner or fix its mode"
+        )
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        raise StateError(path, f"cannot be read ({exc.strerror or exc})") from exc
+    if header != _SQLITE_HEADER:
+        raise StateError(
+            path,
+            f"is not an ICP state file (it does not start as SQLite does; {info.st_size} bytes): "
+            "damaged or foreign",
+        )
+    if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK | os.X_OK):
+        where = path if not os.access(path, os.W_OK) else path.parent
+        raise StateError(
+            path,
+            f"{where} is read-only{owner}: a run must record what it writes",
+            "Run as its owner, make it writable, or use another --state",
+        )
+
+
+def _state_error(path: Path, exc: sqlite3.Error) -> StateError:
+    text = str(exc)
+    if "full" in text:
+        return StateError(
+            path,
+            f"could not be written: {text}",
+            "Free disk space and run again; nothing the state does not record was lost",
+        )
+    if "readonly" in text or "read-only" in text:
+        return StateError(path, f"could not be written: {text}", "Make it writable")
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in text:
+        return StateError(path, text, "Another process holds the database; try again")
+    return StateError(path, f"is damaged or not an ICP state file ({text})")
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _put_written(

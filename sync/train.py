@@ -25,8 +25,10 @@ from rich.table import Table
 import connectors
 from connectors.base import Connector
 from scoring.labels import human_date, using_labels
+from sync import numbers
 from sync.config import Config, check_criteria, load_config
 from sync.enrich import enrich
+from sync.progress import stage, timed_stage
 from sync.pull import WorkingSet, pull_object
 from sync.runner import score
 from sync.state import StateStore
@@ -67,7 +69,7 @@ def read_all(connector: Connector) -> tuple[pd.DataFrame, pd.DataFrame]:
     ]
     issues = sum(len(stats.issues) for stats in connector.stats.values())
     if issues:
-        log.warning("%d rows or values could not be read (icp sync logs each one)", issues)
+        log.warning("%s rows or values could not be read (icp sync logs each one)", f"{issues:,}")
     return frames[0], frames[1]
 
 
@@ -112,14 +114,19 @@ def run_train(
             settings.objective = config.learning.objective
         spec = config.mapping.outputs.get("score")
         settings.score_scale = spec.scale if spec and spec.scale is not None else 0
-        with using_labels(config.mapping.labels()):  # names learned in the mapping's labels
+        with (
+            timed_stage(state, f"{crm}.learn", len(opportunities), "Learning from outcomes"),
+            using_labels(config.mapping.labels()),  # names learned in the mapping's labels
+        ):
             result = train(
                 accounts, opportunities, config.manual_icp, types, now, settings, config.icp
             )
-        result.tracking = track_predictions(state.scores(crm), opportunities)
+        with stage("Checking earlier scores against outcomes"):
+            result.tracking = track_predictions(state.scores(crm), opportunities)
         # optional: an OpenAI-compatible endpoint (ICP_LLM_BASE_URL) names and describes
         # the segments; without it, or when it fails, the deterministic names stand
-        result.segments = describe_segments(result.segments)
+        with stage("Naming segments"):
+            result.segments = describe_segments(result.segments)
         proposed = criteria_yaml(result.criteria)
         outcome = TrainOutcome(result, {}, proposed, config)
         if not result.signal:
@@ -271,8 +278,10 @@ def run_report(
     previous = store.previous(version) if version is not None else None
     connector = connector or connectors.create(crm, config.mapping, source, None)
     accounts, opportunities = read_all(connector)
-    scored = score(config, WorkingSet(accounts, opportunities, {}, True)).reset_index()
-    with using_labels(config.mapping.labels()):
+    with stage("Scoring accounts", len(accounts), "accounts") as scoring:
+        scored = score(config, WorkingSet(accounts, opportunities, {}, True)).reset_index()
+        scoring.advance(len(scored))
+    with stage("Writing the report"), using_labels(config.mapping.labels()):
         html = render_report(
             latest if latest is not None else version.load_model(),  # type: ignore[union-attr]
             scored[["account_id", "score", "tier", "segment"]],
@@ -322,8 +331,8 @@ def _f(value: Any, digits: int = 2) -> str:
 
 def _ci(value: Any) -> str:
     if not isinstance(value, list | tuple) or len(value) != 2:
-        return "-"
-    return f"{_f(value[0])}-{_f(value[1])}"
+        return numbers.NO_DATA
+    return numbers.interval(value[0], value[1])
 
 
 def _window(value: Any) -> str:
@@ -346,9 +355,10 @@ def print_train(console: Console, outcome: TrainOutcome) -> None:
     result, holdout = outcome.result, outcome.result.holdout
     say = functools.partial(console.print, highlight=False)
     say(
-        f"Holdout ({_window(holdout.get('window'))}, {holdout.get('n_won')} won / "
-        f"{holdout.get('n_lost')} lost), the score as written: AUC {_f(holdout.get('auc'))} "
-        f"(95% CI {_ci(holdout.get('auc_ci'))}), Brier {_f(holdout.get('brier'), 3)}, "
+        f"Holdout ({_window(holdout.get('window'))}, {numbers.count(holdout.get('n_won'))} won / "
+        f"{numbers.count(holdout.get('n_lost'))} lost), the score as written: AUC "
+        f"{_f(holdout.get('auc'))} (95% CI {_ci(holdout.get('auc_ci'))}), "
+        f"Brier {_f(holdout.get('brier'), 3)}, "
         f"ECE {_f(holdout.get('ece'), 3)} ({_calibration(holdout.get('ece'))})"
     )
     model, flat = result.holdout_model, result.flattening
@@ -388,8 +398,8 @@ def print_train(console: Console, outcome: TrainOutcome) -> None:
         ("Anti-patterns", result.anti_patterns),
         ("Loss patterns", result.loss_patterns),
     ):
-        top = "; ".join(_pattern(p) for p in items[:3])
-        say(f"{label}: {len(items)}" + (f" - {top}" if top else ""))
+        top = numbers.listing([_pattern(p) for p in items])
+        say(f"{label}: {top or 'none'}")
     leaks = [f"{name} ({why})" for name, why in leaked_features(result.criteria)]
     if leaks:
         say("[bold]Left out as leaks[/] (they give the outcome away): " + "; ".join(leaks))
@@ -426,17 +436,19 @@ def _calibration(ece: Any) -> str:
 
 def _criteria_table(criteria: dict[str, Any], limit: int = 10) -> Table:
     table = Table(title="Top learned criteria", title_justify="left")
-    points = (criteria.get("scale") or {}).get("weights") == "points"
-    column_name = "points" if points else "weight"
-    for column in ("group", "criterion", column_name):
-        table.add_column(column, justify="right" if column == column_name else "left")
+    scale = criteria.get("scale") or {}
+    as_points = scale.get("weights") == "points"
+    for column in ("group", "criterion", "points"):
+        table.add_column(column, justify="right" if column == "points" else "left")
     groups = criteria.get("criteria") or {}
     rows = [(g, str(c.get("name")), float(c.get("weight", 0))) for g in groups for c in groups[g]]
+    total = sum(r[2] for r in rows) or 1.0
     for group, name, weight in sorted(rows, key=lambda r: -r[2])[:limit]:
-        table.add_row(group, name, f"+{weight:.1f}" if points else f"{weight:.2f}")
+        value = weight if as_points else (100 - float(scale.get("base") or 0)) * weight / total
+        table.add_row(group.replace("_", " "), name, numbers.points(value, True))
     antis = criteria.get("anti_patterns") or []
     for anti in antis[:5]:
-        effects = [f"-{anti['penalty']:g} pts"] if anti.get("penalty") else []
+        effects = [numbers.points(-anti["penalty"], True)] if anti.get("penalty") else []
         effects += [f"at most tier {anti['cap_tier']}"] if anti.get("cap_tier") else []
         table.add_row("anti-pattern", str(anti.get("name")), ", ".join(effects))
     more = max(len(rows) - limit, 0) + max(len(antis) - 5, 0)
@@ -469,7 +481,7 @@ def _tiers_table(tiers: list[dict[str, Any]], objective: str) -> Table:
 
 def _pattern(pattern: dict[str, Any]) -> str:
     rate = pattern.get("win_rate")
-    figures = [f"{pattern.get('support')} accounts"]
+    figures = [numbers.count(pattern.get("support"), "account")]
     if rate is not None:
         figures.append(f"win rate {float(rate):.0%}")
     return f"{pattern.get('name')} ({', '.join(figures)})"
@@ -487,8 +499,8 @@ def _tracking_table(tracking: dict[str, Any]) -> Table:
                 entry["version"] if tier == "all" else "",
                 tier,
                 f"{figures['scored']:,}",
-                str(figures["closed_won"]),
-                str(figures["closed_lost"]),
+                numbers.count(figures["closed_won"]),
+                numbers.count(figures["closed_lost"]),
                 "-" if rate is None else f"{rate:.0%}",
                 _f(entry["auc"]) if tier == "all" else "",
             )

@@ -342,9 +342,10 @@ def test_missing_id_column(tmp_path: Path, mapping: CrmMapping) -> None:
 def test_header_only_and_empty_files(tmp_path: Path, mapping: CrmMapping) -> None:
     connector = CsvConnector(mapping, make_source(tmp_path, [ACCOUNT_HEADER]))
     assert pull_all(connector, "account").empty
-    (tmp_path / "Account.csv").write_bytes(b"")
-    assert pull_all(connector, "account").empty
     assert issues(connector) == []
+    (tmp_path / "Account.csv").write_bytes(b"")  # issue 10: empty is damage, not "no rows"
+    with pytest.raises(SourceError, match=r"Account\.csv: the file is empty"):
+        pull_all(CsvConnector(mapping, tmp_path), "account")
 
 
 # -- missing optional columns ---------------------------------------------------------------
@@ -405,20 +406,19 @@ def output_header(mapping: CrmMapping) -> list[str]:
 
 def test_update_file(tmp_path: Path, mapping: CrmMapping) -> None:
     connector = CsvConnector(mapping, tmp_path)
-    connector.begin_write()
-    results = connector.write(
-        [
-            RecordUpdate("001A", {"ICP_Score__c": 73.0, "ICP_Tier__c": "A"}),
-            RecordUpdate("001B", {"ICP_Route__c": None, "ICP_Score__c": 12.5}),
-        ]
-    )
+    batch = [
+        RecordUpdate("001A", {"ICP_Score__c": 73.0, "ICP_Tier__c": "A"}),
+        RecordUpdate("001B", {"ICP_Route__c": None, "ICP_Score__c": 12.5}),
+    ]
+    results = connector.write(batch)
     assert [(r.record_id, r.ok) for r in results] == [("001A", True), ("001B", True)]
-    connector.write([RecordUpdate("001C", {"ICP_Reasons__c": "+25 employees 50-500; +20 x"})])
-    connector.end_write()
+    reasons = RecordUpdate("001C", {"ICP_Reasons__c": "+25 employees 50-500; +20 x"})
+    connector.write([reasons])
+    assert not (tmp_path / UPDATES_FILE).exists()  # accepted, published only by hand_over
+    connector.hand_over([*batch, reasons], 7)
 
     out = tmp_path / UPDATES_FILE
     assert connector.describe_target() == str(out)
-    assert not out.with_name(out.name + ".partial").exists()
     header, rows = read_updates(out)
     assert header == output_header(mapping)
     assert header[:2] == ["Id", "ICP_Score__c"]
@@ -436,70 +436,38 @@ def test_update_file(tmp_path: Path, mapping: CrmMapping) -> None:
     # a cell starting with "+" is a formula to a spreadsheet: quoted (OWASP CSV injection)
     assert rows["001C"]["ICP_Reasons__c"] == "'+25 employees 50-500; +20 x"
     assert connector.write_calls == 2
+    assert (tmp_path / "icp_updates-run-000007.csv").read_bytes() == out.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "icp_updates-run-000007.csv",
+        UPDATES_FILE,
+    ]  # no temporary file left behind
 
 
 def test_update_file_at_out_path(tmp_path: Path, mapping: CrmMapping) -> None:
     out = tmp_path / "exports" / "changes.csv"
     connector = CsvConnector(mapping, tmp_path, out)
-    connector.begin_write()
-    connector.write([RecordUpdate("001A", {"ICP_Tier__c": "B"})])
-    connector.end_write()
+    connector.hand_over([RecordUpdate("001A", {"ICP_Tier__c": "B"})], 3)
     assert read_updates(out)[1]["001A"]["ICP_Tier__c"] == "B"
+    assert (tmp_path / "exports" / "changes-run-000003.csv").exists()
     assert not (tmp_path / UPDATES_FILE).exists()
 
 
-def test_run_without_writes_produces_a_header_only_file(
-    tmp_path: Path, mapping: CrmMapping
-) -> None:
+def test_hand_over_of_nothing_is_a_header_only_file(tmp_path: Path, mapping: CrmMapping) -> None:
     connector = CsvConnector(mapping, tmp_path)
-    connector.begin_write()
-    connector.end_write()
+    connector.hand_over([], 1)
     out = tmp_path / UPDATES_FILE
     assert out.read_text(encoding="utf-8").splitlines() == [",".join(output_header(mapping))]
 
 
-def test_partial_file_of_a_killed_run_is_carried_over(tmp_path: Path, mapping: CrmMapping) -> None:
-    killed = CsvConnector(mapping, tmp_path)
-    killed.begin_write()
-    killed.write(
-        [
-            RecordUpdate("001A", {"ICP_Score__c": 10, "ICP_Tier__c": "D"}),
-            RecordUpdate("001B", {"ICP_Score__c": 20, "ICP_Tier__c": "D"}),
-        ]
-    )
-    partial = tmp_path / (UPDATES_FILE + ".partial")
-    assert partial.exists()
-    assert not (tmp_path / UPDATES_FILE).exists()
-    # the killed run's handle is never closed properly: simulate by dropping it
-    assert killed._handle is not None
-    killed._handle.close()
-
-    rerun = CsvConnector(mapping, tmp_path)
-    rerun.begin_write()
-    rerun.write([RecordUpdate("001B", {"ICP_Score__c": 80, "ICP_Tier__c": "A"})])
-    rerun.write([RecordUpdate("001C", {"ICP_Score__c": 50.0})])
-    rerun.end_write()
-
-    assert not partial.exists()
-    header, rows = read_updates(tmp_path / UPDATES_FILE)
-    assert header == output_header(mapping)
-    assert set(rows) == {"001A", "001B", "001C"}
-    assert (rows["001A"]["ICP_Score__c"], rows["001A"]["ICP_Tier__c"]) == ("10", "D")
-    assert (rows["001B"]["ICP_Score__c"], rows["001B"]["ICP_Tier__c"]) == ("80", "A")
-    assert rows["001C"]["ICP_Score__c"] == "50"
-
-
-def test_partial_rows_survive_two_killed_runs(tmp_path: Path, mapping: CrmMapping) -> None:
-    for record_id in ("001A", "001B"):  # two runs, each killed after one batch
-        killed = CsvConnector(mapping, tmp_path)
-        killed.begin_write()
-        killed.write([RecordUpdate(record_id, {"ICP_Tier__c": "A"})])
-        assert killed._handle is not None
-        killed._handle.close()
-    last = CsvConnector(mapping, tmp_path)
-    last.begin_write()
-    last.end_write()
-    assert set(read_updates(tmp_path / UPDATES_FILE)[1]) == {"001A", "001B"}
+def test_run_files_are_kept_up_to_the_retention_setting(
+    tmp_path: Path, mapping: CrmMapping
+) -> None:
+    connector = CsvConnector(mapping.model_copy(update={"settings": {"keep_runs": 3}}), tmp_path)
+    for run in (1, 2, 5, 9, 10):
+        connector.hand_over([RecordUpdate(f"001{run}", {"ICP_Tier__c": "A"})], run)
+    kept = [p.name for p in connector.run_files()]
+    assert kept == [f"icp_updates-run-{n:06d}.csv" for n in (5, 9, 10)]
+    assert set(read_updates(tmp_path / UPDATES_FILE)[1]) == {"00110"}
 
 
 def test_describe_lists_the_headers(tmp_path: Path, mapping: CrmMapping) -> None:

@@ -233,15 +233,13 @@ def test_formula_cells_are_neutralised_and_read_back_converged(
     assert "starts like a spreadsheet formula" in problems(connector)[0][1]
     outputs = {o.field: o.field for o in mapping.outputs.values()}
     reasons, tier = outputs["ICP_Reasons__c"], outputs["ICP_Tier__c"]
-    connector.begin_write(2)
-    connector.write(
-        [
-            RecordUpdate(account_id(1), {reasons: f"+20 industry {payload}", tier: "@A"}),
-            RecordUpdate("-1", {reasons: "\tx", tier: "\rB"}),
-            RecordUpdate(account_id(2), {reasons: "fine = fine", "ICP_Score__c": -5.0}),
-        ]
-    )
-    connector.end_write()
+    updates = [
+        RecordUpdate(account_id(1), {reasons: f"+20 industry {payload}", tier: "@A"}),
+        RecordUpdate("-1", {reasons: "\tx", tier: "\rB"}),
+        RecordUpdate(account_id(2), {reasons: "fine = fine", "ICP_Score__c": -5.0}),
+    ]
+    connector.write(updates)
+    connector.hand_over(updates, 1)  # issue 10: the file is published by hand_over
     import csv
 
     with (tmp_path / "icp_updates.csv").open(newline="", encoding="utf-8") as handle:

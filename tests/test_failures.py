@@ -106,7 +106,9 @@ def test_rejected_records_are_kept_reported_and_retried(export: Path, tmp_path: 
     second = run(export, state, RejectingCsv(export))
     assert second.exit_code == 0
     assert second.counts["accounts_pulled"] == 0
-    assert written(export) == {bad, locked}
+    assert second.counts["written"] == 2  # exactly the failed records were retried
+    # The file holds every pending change (issue 10): the 118 not yet loaded and the 2.
+    assert written(export) == set(ids(export))
     status = CliRunner().invoke(main, ["status", "--state", str(state), "--json"])
     assert json.loads(status.stdout)["failures"] == []
 
@@ -146,5 +148,5 @@ def test_api_limit_stops_writing_and_the_rest_waits_for_the_next_run(
     second = run(export, state, RejectingCsv(export))
     assert second.exit_code == 0
     assert second.counts["written"] == 70
-    assert done | written(export) == set(ids(export))
-    assert not done & written(export)
+    assert len(done) == 50
+    assert written(export) == set(ids(export))  # the 50 still pending, and the other 70

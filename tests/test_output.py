@@ -10,8 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from sync.logs import REDACTED, configure
-from sync.progress import RichProgress, progress_for
-from sync.runner import Progress
+from sync.progress import Progress, Reporter, progress_for
 
 
 class Terminal(io.StringIO):
@@ -62,11 +61,43 @@ def test_quiet_keeps_only_warnings(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_progress_bars_only_on_a_terminal() -> None:
+    # Changed by issue 18: one reporter whose mode follows the stream, the format and -q.
+    configure("text")
     with progress_for(io.StringIO()) as quiet:
-        assert type(quiet) is Progress
+        assert quiet.mode == "silent"
     terminal = Terminal()
     with progress_for(terminal) as bars:
-        assert isinstance(bars, RichProgress)
+        assert isinstance(bars, Reporter) and bars.mode == "bars"
         bars.phase("write", 10)
         bars.advance(10)
-        assert bars.bars.tasks[0].completed == 10
+        assert bars.bars is not None and bars.bars.tasks[0].completed == 10
+    assert "Writing changes" in terminal.getvalue()
+    configure("text", verbosity=-1)
+    with progress_for(Terminal()) as quiet:
+        assert quiet.mode == "silent"  # -q: no bars even on a terminal
+
+
+def test_progress_events_in_json_logs(capsys: pytest.CaptureFixture[str]) -> None:
+    configure("json")
+    with progress_for(io.StringIO()) as events, events.stage("Reading accounts", 5, "rows") as s:
+        s.advance(5)
+    entries = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [(e["event"], e["status"]) for e in entries] == [
+        ("progress", "started"),
+        ("progress", "done"),
+    ]
+    assert entries[-1]["done"] == 5 and entries[-1]["total"] == 5
+
+
+@pytest.mark.parametrize(
+    "module", ["sync.runner", "sync.pull", "sync.progress", "sync.render", "sync.preview"]
+)
+def test_each_module_imports_on_its_own(module: str) -> None:
+    # No import cycles (DESIGN.md): each module loads first, in a fresh interpreter.
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-c", f"import {module}"]
+    done = subprocess.run(argv, check=False, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
+    assert issubclass(Reporter, Progress)

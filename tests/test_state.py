@@ -23,7 +23,10 @@ from hypothesis import strategies as st
 from sync.lock import LockedError
 from sync.mirror import to_jsonable
 from sync.state import (
+    SCHEMA_VERSION,
     Failure,
+    Pending,
+    StateError,
     StateStore,
     StateVersionError,
     Watermark,
@@ -117,7 +120,7 @@ def test_reopening_keeps_everything(tmp_path: Path) -> None:
         assert [f.record_id for f in store.failures()] == ["a2"]
         assert store.record_ids("sf", "account") == {"a1"}
         assert store.get_meta("fingerprint") == "abc"
-        assert store.get_meta("schema_version") == "1"
+        assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
 
 
 def test_file_from_a_newer_engine_is_refused(tmp_path: Path) -> None:
@@ -625,3 +628,76 @@ def test_to_jsonable_matches_what_last_written_returns() -> None:
     assert to_jsonable(np.float64(1.5)) == 1.5
     assert to_jsonable(pd.NA) is None
     assert to_jsonable({"a": [np.int64(1), float("inf")]}) == {"a": [1, None]}
+
+
+# handed-over changes and one-transaction commits (issue 10)
+
+
+def test_pending_summary_groups_by_run(store: StateStore) -> None:
+    later = T0.replace(hour=13)
+    store.put_pending(
+        "csv",
+        [
+            ("a1", "ICP_Score__c", Pending(81.5, 3, T0)),
+            ("a1", "ICP_Tier__c", Pending("A", 3, T0)),
+            ("a2", "ICP_Route__c", Pending(None, 4, later)),
+        ],
+    )
+    assert store.pending("csv")[("a2", "ICP_Route__c")] == Pending(None, 4, later)
+    assert store.pending_summary() == [
+        {"crm": "csv", "run_id": 3, "records": 1, "fields": 2, "since": T0},
+        {"crm": "csv", "run_id": 4, "records": 1, "fields": 1, "since": later},
+    ]
+    store.drop_pending("csv", [("a1", "ICP_Tier__c")])
+    store.forget_accounts("csv", ["a2"])
+    assert list(store.pending("csv")) == [("a1", "ICP_Score__c")]
+
+
+def test_atomic_lands_all_or_nothing(store: StateStore) -> None:
+    run = store.start_run("csv", "sync")
+
+    def half_way() -> None:
+        with store.atomic():
+            store.put_pending("csv", [("a1", "ICP_Tier__c", Pending("A", run, T0))])
+            store.set_meta("k", "v")
+            raise RuntimeError("killed half-way")
+
+    with pytest.raises(RuntimeError):
+        half_way()
+    assert store.pending("csv") == {} and store.get_meta("k") is None
+    with store.atomic():
+        store.put_pending("csv", [("a1", "ICP_Tier__c", Pending("A", run, T0))])
+        store.set_meta("k", "v")
+    assert store.get_meta("k") == "v" and len(store.pending("csv")) == 1
+
+
+def test_an_empty_state_file_is_damage_not_new(tmp_path: Path) -> None:
+    (tmp_path / StateStore.FILE_NAME).write_bytes(b"")
+    with pytest.raises(StateError, match=r"is empty \(0 bytes\).*icp state reset"):
+        StateStore(tmp_path)
+    assert (tmp_path / StateStore.FILE_NAME).read_bytes() == b""
+
+
+def test_a_new_state_leaves_no_temporary_file(tmp_path: Path) -> None:
+    StateStore(tmp_path / "s").close()
+    assert sorted(p.name for p in (tmp_path / "s").iterdir() if not p.name.startswith("lock")) == [
+        StateStore.FILE_NAME,
+        *(
+            [f"{StateStore.FILE_NAME}-shm", f"{StateStore.FILE_NAME}-wal"]
+            if (tmp_path / "s" / f"{StateStore.FILE_NAME}-wal").exists()
+            else []
+        ),
+    ]
+
+
+def test_a_version_1_state_is_migrated_with_its_data(tmp_path: Path) -> None:
+    with StateStore(tmp_path) as store:
+        store.set_meta("kept", "yes")
+    with sqlite3.connect(tmp_path / StateStore.FILE_NAME) as db:
+        db.execute("DROP TABLE pending")
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    db.close()
+    with StateStore(tmp_path) as store:
+        assert store.get_meta("kept") == "yes"
+        assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
+        assert store.pending("csv") == {}

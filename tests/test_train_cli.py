@@ -131,6 +131,11 @@ def test_dry_run_proposes_a_diff_and_saves_nothing(work: tuple[Path, Path]) -> N
     before = sorted(p.name for p in (state / "criteria").iterdir())
     code, out, _ = train(export, state, "--dry-run")
     assert code == 0
+    # Changed by issue 18: the changes as a table; the YAML diff only with --yaml-diff.
+    assert "Proposed changes to the criteria in use" in out and "nothing saved" in out
+    assert "+++ proposed" not in out and "--yaml-diff" in out
+    code, out, _ = train(export, state, "--dry-run", "--yaml-diff")
+    assert code == 0
     assert "+++ proposed" in out and "--- " in out and "nothing saved" in out
     assert sorted(p.name for p in (state / "criteria").iterdir()) == before
     assert (state / "criteria" / "active").read_text().strip() == "v0001"
@@ -229,6 +234,9 @@ def test_tracking_versions_rollback_and_pins(work: tuple[Path, Path], tmp_path: 
 
     assert sync_json(export, state, "--dry-run")["criteria"].startswith("learned v0002")
     code, out, _ = icp("mappings", "diff", "--state", state)
+    assert code == 0 and "v0001 (previous) vs v0002 (active)" in out
+    assert "+++ learned v0002 (active)" not in out  # issue 18: a table; the diff on request
+    code, out, _ = icp("mappings", "diff", "--state", state, "--yaml-diff")
     assert code == 0
     assert "v0001 (previous) vs v0002 (active)" in out and "+++ learned v0002 (active)" in out
     assert re.search(r"^--- manual .*mappings/icp\.yaml$", out, re.MULTILINE)

@@ -12,7 +12,7 @@ import yaml
 
 import mappings as bundled
 from sync.config import load_config
-from sync.state import ScoreRecord, StateStore
+from sync.state import SCHEMA_VERSION, ScoreRecord, StateStore
 from sync.versions import Version, VersionError, VersionStore, parse_version, track_predictions
 from sync.yamlfile import ConfigError
 
@@ -159,7 +159,7 @@ def test_scores_are_kept_once_per_account_and_version(tmp_path: Path) -> None:
         assert frame["written_at"].iloc[0] == pd.Timestamp(T0)
         store.forget_accounts("csv", ["a1"])
         assert store.scores("csv")["account_id"].tolist() == ["a2"]
-        assert store.get_meta("schema_version") == "1"
+        assert store.get_meta("schema_version") == str(SCHEMA_VERSION)  # scores: no bump
 
 
 def test_an_older_state_file_gains_the_scores_table(tmp_path: Path) -> None:
