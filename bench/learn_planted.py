@@ -69,8 +69,16 @@ def planted_checks(result: TrainResult, oracle: dict[str, Any]) -> list[dict[str
     expansion = [("expansion", c) for c in (result.expansion or {}).get("criteria", [])]
     emerging = [("emerging", e) for e in result.emerging]
     industry = oracle["emerging"]["industry"]
+    scale_up = oracle.get("scale_up") or {}
     checks = [
         ("sweet spot: employees 50-500", _first(both, sweet)),
+        (
+            f"three traits: Scale-up SaaS as '{scale_up.get('name', '-')}'",
+            _first(
+                [("segment", g) for g in result.segments],
+                lambda r: r.get("name") == scale_up.get("name"),
+            ),
+        ),
         ("interaction: Healthcare in EMEA", _first(both, interaction)),
         (
             f"emerging: industry {industry}",

@@ -215,6 +215,15 @@ class Connector(ABC):
             for spec in missing
         ]
 
+    def grant_field_access(self, wanted: Sequence[tuple[str, str, bool]]) -> dict[str, str | None]:
+        """Let the integration user see fields that exist but are hidden from it.
+
+        `wanted`: (object, field, edit) triples. Answers field -> None when granted, else
+        why not and what to grant by hand. Default: nothing to grant (no field-level
+        security in this CRM).
+        """
+        return {}
+
     def describe_target(self) -> str:
         """Where the writes of this run go, for people: a file, an org, a portal."""
         return self.name

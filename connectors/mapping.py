@@ -46,7 +46,16 @@ CANONICAL_FIELDS: dict[str, dict[str, FieldType]] = {
     "opportunity": OPPORTUNITY_FIELDS,
 }
 ID_FIELDS = {"account": "account_id", "opportunity": "opportunity_id"}
-OUTPUT_KEYS = ("score", "tier", "segment", "reasons", "route", "expansion", "win_probability")
+OUTPUT_KEYS = (
+    "score",
+    "tier",
+    "segment",
+    "reasons",
+    "route",
+    "expansion",
+    "win_probability",
+    "nurture_track",
+)
 CURRENT_PREFIX = "current_"
 """Account-frame columns holding an output field's value now in the CRM: `current_score`..."""
 

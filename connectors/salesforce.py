@@ -63,6 +63,7 @@ from connectors.base import (
 from connectors.canonical import to_canonical
 from connectors.errors import ConnectError, LimitReachedError, TransientError
 from connectors.mapping import CrmMapping, OutputField
+from connectors.salesforce_access import FieldAccess, grant_access
 from connectors.salesforce_session import CountingSession, attach_counting, login, translate
 from connectors.salesforce_write import BulkWriter, CollectionsWriter, create_custom_fields
 
@@ -522,6 +523,10 @@ class SalesforceConnector(Connector):
 
     def create_output_fields(self, missing: Sequence[OutputField]) -> list[FieldCreation]:
         return create_custom_fields(self, missing)
+
+    def grant_field_access(self, wanted: Sequence[tuple[str, str, bool]]) -> dict[str, str | None]:
+        """Through the "ICP Engine" permission set (see `connectors.salesforce_access`)."""
+        return grant_access(self.sf, [FieldAccess(o, f, e) for o, f, e in wanted])
 
     # -- writing --------------------------------------------------------------------------
 

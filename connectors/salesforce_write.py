@@ -338,8 +338,7 @@ def create_custom_fields(
             FieldCreation(
                 spec.field,
                 bool(ok),
-                "created; now grant the integration user access, or it cannot see the "
-                f"field: {fls_steps(obj, spec.field)}"
+                "created"
                 if ok
                 else f"not created ({answer}); create it by hand: {by_hand(obj, spec)}",
             )

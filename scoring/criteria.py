@@ -55,7 +55,12 @@ class ConditionEvaluator:
         self._categorical: dict[str, tuple[np.ndarray, pd.Index]] = {}
 
     def _series(self, column: str) -> pd.Series:
-        return self.extra[column] if column in self.extra else self.frame[column]
+        if column in self.extra:
+            return self.extra[column]
+        if column not in self.frame:  # a field this CRM's mapping does not provide (a
+            # warning at load): every value unknown, so the condition matches no account
+            return pd.Series(None, index=self.frame.index, dtype=object)
+        return self.frame[column]
 
     def _categories(self, column: str) -> tuple[np.ndarray, pd.Index]:
         if column not in self._categorical:

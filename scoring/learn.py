@@ -261,7 +261,11 @@ def train(
         NotEnoughOutcomes: fewer than `min_won` won or `min_lost` lost outcomes.
     """
     s = settings or TrainSettings()
-    frame = build_features(_joined(accounts.reset_index(drop=True), field_types), opportunities)
+    frame = build_features(  # ages as of `now`, the end of the window the outcomes are in
+        _joined(accounts.reset_index(drop=True), field_types),
+        opportunities,
+        as_of=pd.Timestamp(now).date(),
+    )
     out = collect_outcomes(accounts, opportunities, now, s.lookback_days, s.unit, s.emerging_days)
     acc = out.rows["account"].to_numpy(np.int64)
     y = out.rows["won"].to_numpy(bool)

@@ -18,6 +18,7 @@ from scoring.learn_model import fit_scorecard
 from scoring.learn_stats import auc, bootstrap_aucs, interval
 from scoring.learn_yaml import criteria_groups, scorecard_terms
 from scoring.schema import Condition
+from scoring.segment_third import third_traits
 
 MIN_EXPANDED = 20
 
@@ -57,9 +58,35 @@ class Patterns:
         return seg.describe_group(mask, self.y, self.amount, self.cycle, self.p0, self.acv0)
 
     def segments(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        return seg.find_segments(
+        """Segments winning more and less; a third trait refines a strong pair where the
+        data supports it (`scoring.segment_third`), listed right after its parent."""
+        good, bad = seg.find_segments(
             self.traits, self.matrix, self.y, self.amount, self.cycle, self.min_support
         )
+        if not self.traits:
+            return good, bad
+        tested = int(seg.candidates(self.traits, self.matrix, self.y, self.min_support)[0].i.size)
+        return self._refined(good, tested), self._refined(bad, tested)
+
+    def _refined(self, found: list[dict[str, Any]], tested: int) -> list[dict[str, Any]]:
+        third = third_traits(
+            found,
+            self.features,
+            self.frame,
+            self.rows,
+            self.y,
+            self.account_mask,
+            lambda mask: seg.describe_group(
+                mask, self.y, self.amount, self.cycle, self.p0, self.acv0
+            ),
+            self.min_support,
+            tested,
+        )
+        out: list[dict[str, Any]] = []
+        for entry in found:
+            out.append(entry)
+            out += [t for t in third if t["refines"] == entry["name"]]
+        return out
 
     def long_cycles(self) -> list[dict[str, Any]]:
         """Slow segments, over numbers cut where won deals' cycles differ (not win rates):

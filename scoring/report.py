@@ -32,6 +32,7 @@ from scoring.report_checklist import (
     checklist_section,
     conditions_text,
 )
+from scoring.report_health import health_section
 from scoring.report_html import GROUP_LABELS
 from scoring.report_model_sections import (
     details_section,
@@ -163,6 +164,7 @@ def render_report(
     criteria: IcpCriteria,
     previous: dict[str, Any] | None,
     generated_at: datetime,
+    sync_health: dict[str, Any] | None = None,
 ) -> str:
     """The whole report as one HTML document (the same input gives the same bytes).
 
@@ -174,6 +176,8 @@ def render_report(
         criteria: the active criteria the accounts were scored with.
         previous: the previous version's model, to say what changed; None for the first.
         generated_at: shown in the header; the only input that is not a figure.
+        sync_health: the run history's figures (`sync.history.health`), for the
+            "Sync health" section.
     """
     model = h.normalised(model)
     previous = None if previous is None else h.normalised(previous)
@@ -188,7 +192,7 @@ def render_report(
     overall, overall_note = overall_win_rate(model, everyone)
     model["overall_note"] = overall_note
     model["anti_patterns"] = merged_patterns(model["anti_patterns"], criteria)
-    leaks = [f"{label} ({why})" for label, why in dropped_features(model) if is_leak(why)]
+    leaks = [f"{label}: {why}" for label, why in dropped_features(model) if is_leak(why)]
     if leaks:
         model["warnings"] = [
             *model["warnings"],
@@ -197,8 +201,9 @@ def render_report(
     if model.get("activated") is False and model.get("version") and model.get("signal"):
         model["warnings"] = [
             *model["warnings"],
-            f"{version_label(model['version'])} is a candidate, not in use: the accounts below "
-            "are scored with the criteria in use (icp mappings activate makes it live).",
+            f"The learned version {version_label(model['version'])} is a candidate, not in use: "
+            "the accounts below are scored with the criteria in use (run icp mappings activate "
+            f"{version_label(model['version'])} to make it live).",
         ]
     holdout = model.get("holdout") or {}
     sections = [
@@ -216,6 +221,7 @@ def render_report(
         ("tracking", "Tracking", tracking_section(model, order, colors)),
         ("details", "Details", details_section(model)),
     ]
+    sections.insert(-1, ("health", "Sync health", health_section(sync_health)))
     if model["expansion"]:
         sections.insert(-1, ("expansion", "Expansion", expansion_section(model["expansion"])))
     window = holdout.get("window") or {}

@@ -17,6 +17,12 @@ import click
 
 from sync import criteria_changes, numbers, preview, progress, render
 from sync.cli_mappings import mappings_group
+from sync.cli_operate import (
+    audiences_group,
+    print_status_extra,
+    runs_group,
+    status_extra,
+)
 from sync.cli_options import (
     common,
     crm_options,
@@ -30,9 +36,11 @@ from sync.cli_options import (
 from sync.cli_score import score
 from sync.config import CRMS, load_config, mappings_dir
 from sync.logs import configure, log_format
-from sync.runner import RunOptions, RunResult, execute
+from sync.operate import RunHooks, config_message, failure_text, train_done
+from sync.runner import RunOptions, RunResult, execute, exit_code_for
 from sync.state import StateStore
 from sync.versions import VersionError, VersionStore
+from sync.yamlfile import ConfigError
 
 log = logging.getLogger("icp")
 
@@ -59,7 +67,13 @@ def _run(
     scores_from: str | None = None,
     scores_table: str = "icp_scores",
 ) -> RunResult:
-    config = load_config(crm, mappings_dir(mappings_option), state_dir)
+    hooks = RunHooks(crm, mappings_dir(mappings_option), state_dir, dry_run, kind)
+    hooks.before()
+    try:
+        config = load_config(crm, mappings_dir(mappings_option), state_dir)
+    except ConfigError as exc:
+        hooks.failed(2, config_message(exc), command="icp mappings validate")
+        raise
     for warning in config.warnings:
         log.warning("%s", warning)
     options = RunOptions(
@@ -73,7 +87,15 @@ def _run(
         scores_from=scores_from,
         scores_table=scores_table,
     )
-    result = execute(config, options, progress.current())
+    try:
+        result = execute(config, options, progress.current())
+    except Exception as exc:
+        code = exit_code_for(exc)
+        look = f"icp sync --crm {crm} --dry-run" if code == 2 else None
+        hooks.failed(code, failure_text(exc), config.criteria_label, look)
+        raise
+    tier = config.mapping.outputs.get("tier")
+    hooks.after(result, tier.field if tier else None)
     payload = result.summary()
     summary = None
     if dry_run:
@@ -260,6 +282,8 @@ def train(
         fail(2, f"{exc}. Nothing was saved.")
     except VersionError as exc:
         fail(2, str(exc))
+    if not dry_run:
+        train_done(crm, mappings_dir(mappings_option), state_dir, outcome)
     for warning in [*outcome.config.warnings, *outcome.result.warnings]:
         say("warning", str(warning))
 
@@ -357,6 +381,7 @@ def status(
     with StateStore(state_dir, create=False) as state:
         runs, marks, failures = state.runs(crm, limit), state.watermarks(crm), state.failures(crm)
         pending = state.pending_summary(crm)
+        extra = status_extra(state_dir, state.runs(crm, 10_000))
         criteria = {
             name: label
             for name in ([crm] if crm else CRMS)
@@ -368,6 +393,7 @@ def status(
         "watermarks": [{"crm": c, "object": o, "value": w.value} for (c, o), w in marks.items()],
         "failures": [vars(f) for f in failures],
         "pending": pending,
+        **extra,
     }
     if as_json or log_format() == "json":
         headline = f"status: {numbers.count(len(runs), 'run')}, " + numbers.count(
@@ -381,6 +407,7 @@ def status(
     for table in render.status_tables(runs, marks, failures):
         console.print(table)
     console.print(render.pending_table(pending))
+    print_status_extra(console, extra)
     for name, label in criteria.items():
         console.print(f"Criteria used by the last {name} run: {label}", highlight=False)
     store = VersionStore(state_dir)
@@ -438,6 +465,8 @@ def state_reset(state_dir: Path, yes: bool, as_json: bool) -> None:
 
 main.add_command(mappings_group)
 main.add_command(score)
+main.add_command(runs_group)
+main.add_command(audiences_group)
 
 
 if __name__ == "__main__":  # pragma: no cover

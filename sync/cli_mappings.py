@@ -28,7 +28,7 @@ from sync.config import (
     validate_all,
 )
 from sync.fieldcheck import check_export
-from sync.live import LiveCheck, check_live, create_missing, mapping_document
+from sync.live import LiveCheck, check_live, create_missing, grant_hidden, mapping_document
 from sync.state import StateStore
 from sync.versions import Version, VersionError, VersionStore
 from sync.yamlfile import ConfigError, ConfigProblem, load_yaml, read_yaml
@@ -393,16 +393,28 @@ def mappings_apply(crm: str, mappings_option: Path | None, as_json: bool) -> Non
         return
     connector = connectors.create(crm, config.mapping)
     connector.connect()
-    check = check_live(config, connector.describe(), mapping_document(config, directory))
+    described = connector.describe()
+    check = check_live(config, described, mapping_document(config, directory))
     created = create_missing(config, connector, check.missing_outputs)
+    access = grant_hidden(config, connector, described, created)
     if as_json:
-        click.echo(json.dumps({"fields": [vars(c) for c in created]}))
-    elif not created:
+        click.echo(json.dumps({"fields": [vars(c) for c in created],
+                               "access": [vars(a) for a in access]}))  # fmt: skip
+    elif not created and not access:
         click.echo(f"all {len(config.mapping.outputs)} output fields exist in {crm}")
     for result in created if not as_json else []:
         mark = "created" if result.created else "NOT created"
         click.echo(f"{mark:<12} {result.field}: {result.message}")
-    sys.exit(0 if all(c.created for c in created) else 2)
+    by_hand: list[str] = []  # the same Setup steps for every refused field: said once
+    for result in access if not as_json else []:
+        mark = "granted" if result.created else "NOT granted"
+        message, _, steps = result.message.partition("; grant it by hand: ")
+        if steps and steps not in by_hand:
+            by_hand.append(steps)
+        click.echo(f"{mark:<12} {result.field}: {message}")
+    for steps in by_hand:
+        click.echo(f"Grant it by hand: {steps}")
+    sys.exit(0 if all(c.created for c in [*created, *access]) else 2)
 
 
 def _live_check(config: Config, directory: Path | None) -> LiveCheck:

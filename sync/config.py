@@ -9,6 +9,7 @@ naming file, line, key, what was expected, what was found and the valid values.
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 import types
 import typing
@@ -23,8 +24,9 @@ import mappings
 from connectors.api_names import name_problems
 from connectors.enrichment import EnrichmentConfig, JoinReport
 from connectors.mapping import CrmMapping
-from scoring.features import available_fields
+from scoring.features import DERIVED_FIELDS, available_fields
 from scoring.schema import IcpCriteria, condition_problems
+from sync.operate_config import Operate, load_operate, nurture_output_problems
 from sync.versions import MANUAL, Version, VersionError, VersionStore
 from sync.yamlfile import (
     ConfigError,
@@ -98,6 +100,9 @@ class Config:
     def account_field_types(self) -> dict[str, str]:
         """Account fields of the CRM mapping plus those the enrichment sources join."""
         return {**self.mapping.field_types("account"), **self.enrichment.field_types()}
+
+    operate: Operate = field(default_factory=Operate)
+    """`operate.yaml`: alerts, audiences, nurture tracks (`sync.operate_config`)."""
 
     def __post_init__(self) -> None:
         if self.manual_icp is None:
@@ -195,10 +200,16 @@ def load_config(crm: str, directory: Path | None, state_dir: Path | None = None)
     if mapping is not None:
         fields = available_fields({**mapping.field_types("account"), **enrichment.field_types()})
         if icp is not None:
-            problems += [icp_doc.problem(p, m) for p, m in icp.problems(fields)]
+            unmapped = {k: v for k, v in _bundled_fields().items() if k not in fields}
+            problems += [icp_doc.problem(p, m) for p, m in icp.problems({**fields, **unmapped})]
             warnings += _value_warnings(icp, mapping, icp_doc, fields)
+            warnings += _unmapped_warnings(icp, icp_doc, fields, unmapped, f"{crm}.yaml")
         elif isinstance(icp_doc.data, dict):  # the rules that are well-formed, checked anyway
             problems += [icp_doc.problem(p, m) for p, m in condition_problems(icp_doc.data, fields)]
+    fields_known = available_fields(mapping.field_types("account")) if mapping else None
+    operate = load_operate(directory, fields_known, problems)
+    if mapping is not None:
+        problems += nurture_output_problems(mapping, operate, mapping_doc)
     files = {"mapping": mapping_doc.file, "icp": icp_doc.file}
     active = _active_version(state_dir, problems) if source == "learned" else None
     learned = None
@@ -219,7 +230,7 @@ def load_config(crm: str, directory: Path | None, state_dir: Path | None = None)
                 )
     if problems or mapping is None or icp is None:
         raise ConfigError(problems)
-    config = Config(crm, mapping, icp, files, warnings, learning=learning)
+    config = Config(crm, mapping, icp, files, warnings, learning=learning, operate=operate)
     config.enrichment = enrichment
     config.enrichment_dir = directory or Path()
     if learned is not None and active is not None:
@@ -465,6 +476,68 @@ def _unwrap_model(annotation: Any) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     return None
+
+
+@functools.cache
+def _bundled_fields() -> dict[str, str]:
+    """Every field criteria may use with one of the bundled mappings or another (the
+    bundled icp.yaml is shared by every CRM; HubSpot's default maps standard properties
+    only, so `funding_stage` is a field it knows but does not provide)."""
+    found: dict[str, str] = {}
+    # next to this package, not `mappings.default`: `python -m` in a folder that has its
+    # own mappings/ imports that folder as `mappings`
+    bundled = Path(__file__).resolve().parent.parent / "mappings"
+    for crm in CRMS:
+        path = bundled / f"{crm}.yaml"
+        if not path.is_file():  # pragma: no cover - an install without the defaults
+            continue
+        data = load_yaml(path.read_text(encoding="utf-8"), crm).data
+        try:
+            mapping = CrmMapping.model_validate(data)
+        except ValidationError:  # pragma: no cover - the bundled files are tested valid
+            continue
+        found.update(available_fields(mapping.field_types("account")))
+    return found
+
+
+def _unmapped_warnings(
+    icp: IcpCriteria,
+    document: YamlDocument,
+    fields: dict[str, str],
+    unmapped: dict[str, str],
+    mapping_name: str,
+) -> list[ConfigProblem]:
+    """A criterion on a field another bundled mapping provides and this one does not: it
+    matches no account (a warning, not an error: the shared criteria stay valid for every
+    CRM, and mapping the field brings the criterion to life)."""
+    found = []
+    for path, condition, _ in icp.located_conditions({**fields, **unmapped}):
+        if condition.field not in unmapped:
+            continue
+        rule = _at(document.data, path[:3] if path[0] == "criteria" else path[:2])
+        name = rule.get("name") if isinstance(rule, dict) else None
+        what = f"criterion {name!r}" if name else ".".join(str(p) for p in path)
+        needs = [i for i in DERIVED_FIELDS.get(condition.field, ("", ()))[1] if i not in fields]
+        via = f" (computed from {', '.join(needs)})" if needs else ""
+        first = needs[0] if needs else condition.field
+        message = (
+            f"{what} uses {condition.field}{via}, which {mapping_name} does not map: it "
+            f"scores no account. To use it, map a CRM field to {first} under "
+            "objects.account.fields"
+        )
+        found.append(document.problem((*path, "field"), message))
+    return found
+
+
+def _at(data: Any, path: tuple[Any, ...]) -> Any:
+    for key in path:
+        if isinstance(data, dict):
+            data = data.get(key)
+        elif isinstance(data, list) and isinstance(key, int) and key < len(data):
+            data = data[key]
+        else:
+            return None
+    return data
 
 
 def _value_warnings(

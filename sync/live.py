@@ -181,3 +181,41 @@ def create_missing(
         else:
             specs.append(spec)
     return connector.create_output_fields(specs)
+
+
+def grant_hidden(
+    config: Config,
+    connector: Connector,
+    described: Mapping[str, Mapping[str, FieldInfo]],
+    created: list[FieldCreation],
+) -> list[FieldCreation]:
+    """Grant the integration user the fields `apply` just created and the mapped ones
+    field-level security hides (issue 13, item 6): outputs Read and Edit, inputs Read.
+
+    One answer per field (`created` True: granted); none for a CRM without field-level
+    security.
+    """
+    outputs = {spec.field for spec in config.mapping.outputs.values()}
+    wanted: dict[str, tuple[str, str, bool]] = {}
+    account = config.mapping.objects.account.object
+    for result in created:
+        if result.created:
+            wanted[result.field] = (account, result.field, True)
+    for kind in ("account", "opportunity"):
+        obj = getattr(config.mapping.objects, kind).object
+        for name, info in described.get(kind, {}).items():
+            if not info.visible and name not in wanted:
+                wanted[name] = (obj, name, kind == "account" and name in outputs)
+    granted = connector.grant_field_access(list(wanted.values())) if wanted else {}
+    done = "the integration user can now read{} it (permission set 'ICP Engine')"
+    return [
+        FieldCreation(
+            name,
+            granted[name] is None,
+            done.format(" and edit" if edit else "")
+            if granted[name] is None
+            else str(granted[name]),
+        )
+        for _, name, edit in wanted.values()
+        if name in granted
+    ]

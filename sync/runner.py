@@ -41,6 +41,7 @@ from sync.enrich import enrich
 from sync.handover import confirmed, next_pending
 from sync.lock import DirectoryLock, LockedError
 from sync.logs import redact
+from sync.nurture import nurture_tracks
 from sync.plan import Plan, plan_changes
 from sync.progress import Progress
 from sync.pull import WorkingSet, persist, working_set
@@ -148,6 +149,8 @@ def score(config: Config, work: WorkingSet) -> pd.DataFrame:
         reasons_length=reasons.length if reasons else None,
         score_scale=score_spec.scale if score_spec else 0,
     )
+    if config.operate.nurture:
+        scored["nurture_track"] = nurture_tracks(features, scored, config.operate.nurture)
     return scored.set_index("account_id")
 
 

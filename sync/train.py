@@ -24,7 +24,7 @@ from rich.table import Table
 
 import connectors
 from connectors.base import Connector
-from scoring.labels import human_date, using_labels
+from scoring.labels import field_label, human_date, using_labels
 from sync import numbers
 from sync.config import Config, check_criteria, load_config
 from sync.enrich import enrich
@@ -268,6 +268,7 @@ def run_report(
     signal (and saved no version): it then says so. `Version` is None in that case.
     """
     from scoring.report import render_report
+    from sync.history import health
 
     config = load_config(crm, mappings, state_dir)
     store = VersionStore(state_dir)
@@ -289,6 +290,7 @@ def run_report(
             config.icp,
             previous.load_model() if previous else None,
             datetime.now(UTC),
+            sync_health=health(state_dir, crm),
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")
@@ -389,9 +391,6 @@ def print_train(console: Console, outcome: TrainOutcome) -> None:
         console.print(_criteria_table(result.criteria))
     if result.tiers:
         console.print(_tiers_table(result.tiers, result.objective))
-    for dropped in result.dropped_features:
-        if "outcome" in dropped["reason"] or "separates" in dropped["reason"]:
-            say(f"Dropped {dropped['field']}: {dropped['reason']}")
     for label, items in (
         ("Segments", result.segments),
         ("Emerging segments", result.emerging),
@@ -400,7 +399,13 @@ def print_train(console: Console, outcome: TrainOutcome) -> None:
     ):
         top = numbers.listing([_pattern(p) for p in items])
         say(f"{label}: {top or 'none'}")
-    leaks = [f"{name} ({why})" for name, why in leaked_features(result.criteria)]
+    leaks = [f"{name}: {why}" for name, why in leaked_features(result.criteria)]
+    if not leaks:  # the criteria kept no record of them (no signal): the training result has
+        leaks = [
+            f"{field_label(d['field'])}: {d['reason']}"
+            for d in result.dropped_features
+            if "outcome" in d["reason"] or "separates" in d["reason"]
+        ]
     if leaks:
         say("[bold]Left out as leaks[/] (they give the outcome away): " + "; ".join(leaks))
     if result.tracking:

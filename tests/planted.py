@@ -9,6 +9,9 @@ What wins (log-odds, added up per account):
   Logistics -0.2; Manufacturing losses are mostly on Price (65%, 15% elsewhere);
 - an **interaction**: Healthcare accounts in EMEA (UK, Germany, France) +2.3 on top;
 - uses Salesforce +0.5; pre-revenue (annual_revenue 0) -2.0;
+- a three-trait segment, **Scale-up SaaS**: Technology/SaaS accounts with 100-300
+  employees founded 3-10 years ago (`year_started`, so `company_age` is derived) +2.2
+  on top; no one or two of those traits carries it alone;
 - an **emerging** segment: AI/ML accounts (new in the CRM) close mostly in the last 90
   days and win there (+1.5 in total) after losing more often before (-0.5);
 - **noise**: `noise_number`, `noise_category`, the Jira and Slack technologies, `source`.
@@ -45,6 +48,7 @@ FIELD_TYPES = {
     "technologies": "multi",
     "noise_number": "number",
     "noise_category": "text",
+    "year_started": "number",
 }
 INDUSTRIES = {
     "Technology/SaaS": (0.22, 0.6),
@@ -72,6 +76,8 @@ TECH = {"Salesforce": 0.40, "HubSpot": 0.30, "Slack": 0.50, "Jira": 0.35, "Snowf
 FUNDING = {"Seed": 0.2, "Series A-C": 0.35, "Late stage": 0.15, "Public": 0.1, "Bootstrapped": 0.2}
 REASONS = ("Price", "Competitor", "No Decision", "Timing")
 _DAY = pd.Timedelta(days=1)
+SCALE_UP = 2.2
+"""Log-odds the Scale-up SaaS segment adds (Technology/SaaS, 100-300 employees, 3-10 years)."""
 
 
 def _pick(rng: np.random.Generator, table: dict[str, Any], n: int) -> np.ndarray:
@@ -81,7 +87,11 @@ def _pick(rng: np.random.Generator, table: dict[str, Any], n: int) -> np.ndarray
 
 
 def planted_crm(
-    n_accounts: int = 4000, seed: int = 11, now: datetime = NOW, signal: bool = True
+    n_accounts: int = 4000,
+    seed: int = 11,
+    now: datetime = NOW,
+    signal: bool = True,
+    scale_up: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Accounts, opportunities (canonical frames) and the oracle.
 
@@ -90,6 +100,8 @@ def planted_crm(
         seed: random seed; the same arguments give identical frames.
         now: the reference time; outcomes close within the 720 days before it.
         signal: False makes every outcome a coin flip at 45%, whatever the traits.
+        scale_up: False leaves the Scale-up SaaS segment out (founding years are still
+            drawn): a control for the three-trait segment search.
 
     Returns:
         (accounts, opportunities, oracle) where oracle holds `p_win` (true win
@@ -128,6 +140,21 @@ def planted_crm(
     created = now_ts - pd.to_timedelta(rng.uniform(800, 1500, n), unit="D")
     created = created.where(~ai, now_ts - pd.to_timedelta(rng.uniform(120, 360, n), unit="D"))
 
+    # founding years come from their own stream, so every other draw is what it was
+    # before the segment was planted (the tests' expectations on the other patterns hold)
+    years = np.random.default_rng([seed, 2026])
+    young = np.where(industry == "Technology/SaaS", 0.55, 0.35)  # SaaS companies are younger
+    u = years.random(n)
+    age = np.where(
+        u < young,
+        years.integers(3, 11, n),
+        np.where(u < young + 0.2, years.integers(0, 3, n), years.integers(11, 60, n)),
+    )
+    year_started = np.where(years.random(n) < 0.05, np.nan, now_ts.year - age).astype(float)
+    in_scale_up = (
+        (industry == "Technology/SaaS") & (employees >= 100) & (employees <= 300) & (age >= 3)
+    ) & (age <= 10)
+
     band = np.digitize(employees, [50, 501, 5001])
     logit = (
         -0.9
@@ -136,6 +163,7 @@ def planted_crm(
         + 2.3 * ((industry == "Healthcare") & np.isin(country, EMEA))
         + 0.5 * salesforce
         - 2.0 * (revenue == 0)
+        + (SCALE_UP if scale_up else 0.0) * in_scale_up
     )
     has_outcome = rng.random(n) < 0.65
     days_ago = rng.uniform(1, 720, n)
@@ -250,6 +278,7 @@ def planted_crm(
             "noise_category": _pick(
                 rng, dict.fromkeys(("red", "green", "blue", "amber", "violet"), 1), n
             ),
+            "year_started": year_started,
         }
     )
     oracle = {
@@ -257,6 +286,12 @@ def planted_crm(
         "sweet_spot": (50, 500),
         "interaction": {"industry": "Healthcare", "region": "EMEA", "countries": EMEA},
         "emerging": {"industry": "AI/ML"},
+        "scale_up": {
+            "industry": "Technology/SaaS",
+            "employees": (100, 300),
+            "company_age": (3, 10),
+            "name": "Mid-market Technology/SaaS scale-ups, 3-10 years old",
+        },
         "noise_fields": ["noise_number", "noise_category"],
         "noise_values": {"technologies": ["Jira", "Slack"]},
         "anti_pattern": {"annual_revenue": 0},

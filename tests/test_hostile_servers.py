@@ -156,7 +156,9 @@ def test_hubspot_error_bodies_echoing_the_token(
         code, out, err = icp("sync", "--crm", "hubspot", "--state", state, "--json")
         assert server.hits >= 1
     assert code in (1, 2, 3), err
-    assert err.startswith("error: "), err
+    # (after the config warnings: the bundled hubspot.yaml leaves two criteria unmapped)
+    said = [line for line in err.splitlines() if not line.startswith("WARNING ")]
+    assert said[0].startswith("error: "), err
     if kind == "401 json":  # HubSpot's message is shown, with the token taken out
         assert "token [redacted] is not valid" in err, err
     status_code, status_out, status_err = icp("status", "--state", state)

@@ -273,10 +273,42 @@ def test_a_missing_property_no_criterion_uses_is_a_warning(portal: FakeHubSpot) 
 def test_a_missing_property_the_criteria_use_is_an_error_naming_them(
     portal: FakeHubSpot,
 ) -> None:
-    portal.remove_property("companies", "employees_last_year")  # employee_growth needs it
+    # employees_last_year used to be the example; the bundled hubspot.yaml no longer maps
+    # it (a custom property, item 11), so a standard property the criteria use stands in
+    portal.remove_property("companies", "numberofemployees")  # "Employees 50-500" needs it
     code, text = validate_live()
     assert code == 2
-    assert "'employees_last_year'" in text and "criteria that use it would never match" in text
+    assert "'numberofemployees'" in text and "criteria that use it would never match" in text
+
+
+def test_validate_live_passes_on_a_standard_portal_right_after_apply(
+    portal: FakeHubSpot, tmp_path: Path
+) -> None:
+    """A portal with HubSpot's default properties only: `apply` creates the output
+    properties, then `validate --live` passes; the two bundled criteria on custom
+    properties are warnings naming what to map, and a sync scores and writes."""
+    removed = portal.remove_custom_properties()
+    assert {"funding_stage", "employees_last_year", "icp_score"} <= set(removed)
+    assert "web_technologies" not in removed  # a default property, mapped by default
+    code, text = validate_live()
+    assert code == 2 and "apply" in text  # the outputs do not exist yet
+    result = CliRunner().invoke(
+        main, ["mappings", "apply", "--crm", "hubspot"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    code, text = validate_live()
+    assert code == 0, text
+    assert (
+        "criterion 'Funding stage: Series A-C' uses funding_stage, which hubspot.yaml does "
+        "not map: it scores no account" in text
+    )
+    assert "'Headcount growth over 20%' uses employee_growth (computed from " in text
+    assert "employees_last_year" in text and "0 errors" in text and "error:" not in text
+    first, err = run(tmp_path / "state", fast_mappings(tmp_path / "m"))
+    assert first["exit_code"] == 0, err
+    assert first["counts"]["written"] == COMPANIES
+    scores = [c["icp_score"] for c in portal.objects("companies").values()]
+    assert all(s not in (None, "") for s in scores)
 
 
 def test_an_associations_answer_without_results_ends_the_pull_not_the_links(

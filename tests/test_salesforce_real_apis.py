@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from simple_salesforce import Salesforce
 
 import mappings as bundled
+from connectors.salesforce_access import FieldAccess, grant_access
 from sync.state import StateStore
 from tests.fakes.salesforce import FakeSalesforce
 from tests.sfdata import outputs, seed_org, use_org
@@ -229,17 +231,58 @@ def test_validate_live_tells_a_hidden_field_from_a_missing_one(org: FakeSalesfor
     assert "no field 'ICP_Segment__c'" in err and "apply" in err
 
 
-def test_apply_says_what_to_grant_and_validate_sees_it_granted(org: FakeSalesforce) -> None:
+def test_apply_grants_the_fields_it_creates_then_validate_passes_and_sync_writes_them(
+    org: FakeSalesforce, tmp_path: Path
+) -> None:
     """A field created through the API is invisible to the user until field-level
-    security grants it; `apply` says exactly what to grant."""
+    security grants it: `apply` creates the ICP Engine permission set, a FieldPermissions
+    record per field (Read and Edit) and assigns the set to the running user (changed
+    deliberately: `apply` used to only say what to grant)."""
     org.new_fields_hidden = True
     org.remove_field("Account", "ICP_Route__c")
+    org.remove_field("Account", "ICP_Score__c")
+    org.hide_field("Account", "ICP_Tier__c")  # existed before, hidden from this user
     code, out, err = icp("mappings", "apply", "--crm", "salesforce")
     assert code == 0, err
-    assert "created" in out and "ICP_Route__c > Set Field-Level Security" in out
+    assert "created      ICP_Route__c: created" in out
+    assert "granted      ICP_Score__c: the integration user can now read and edit it" in out
+    assert "granted      ICP_Tier__c" in out and "NOT" not in out
+    sets = list(org.records("PermissionSet").values())
+    assert [(s["Name"], s["Label"]) for s in sets] == [("ICP_Engine", "ICP Engine")]
+    perms = {p["Field"]: p for p in org.records("FieldPermissions").values()}
+    assert set(perms) == {"Account.ICP_Route__c", "Account.ICP_Score__c", "Account.ICP_Tier__c"}
+    assert all(p["ParentId"] == sets[0]["Id"] and p["SobjectType"] == "Account" for p in
+               perms.values()) and all(p["PermissionsEdit"] for p in perms.values())  # fmt: skip
+    assigned = [(a["AssigneeId"], a["PermissionSetId"])
+                for a in org.records("PermissionSetAssignment").values()]  # fmt: skip
+    assert assigned == [(org.user_id, sets[0]["Id"])]
+    code, _, err = icp("mappings", "validate", "--crm", "salesforce", "--live")
+    assert code == 0, err
+    first = run(tmp_path / "state")
+    assert first["exit_code"] == 0 and first["counts"]["written"] == ACCOUNTS
+    assert all(v["ICP_Route__c"] and v["ICP_Score__c"] is not None for v in outputs(org).values())
+    code, out, _ = icp("mappings", "apply", "--crm", "salesforce")  # again: nothing to do
+    assert code == 0 and "all 5 output fields exist" in out
+    assert len(org.records("PermissionSetAssignment")) == 1
+
+
+def test_apply_refused_permission_sets_says_what_to_grant_by_hand(org: FakeSalesforce) -> None:
+    """Without "Manage Profiles and Permission Sets" the create is refused: `apply` names
+    the Setup path and the fields, and exits 2; validate --live still tells hidden."""
+    org.new_fields_hidden = True
+    org.can_manage_permissions = False
+    org.remove_field("Account", "ICP_Route__c")
+    code, out, err = icp("mappings", "apply", "--crm", "salesforce")
+    assert code == 2, err
+    assert "created      ICP_Route__c: created" in out
+    assert "NOT granted  ICP_Route__c: Salesforce refused to grant access" in out
+    assert "INSUFFICIENT_ACCESS_OR_READONLY" in out
+    assert "Setup > Permission Sets > New (label 'ICP Engine'" in out
+    assert "Read and Edit on Account.ICP_Route__c" in out and "Traceback" not in out + err
+    assert not org.records("PermissionSet") and not org.records("PermissionSetAssignment")
     code, _, err = icp("mappings", "validate", "--crm", "salesforce", "--live")
     assert code == 2 and "ICP_Route__c exists but the integration user cannot see it" in err
-    org.grant_field("Account", "ICP_Route__c")
+    org.grant_field("Account", "ICP_Route__c")  # the admin follows the steps
     code, _, err = icp("mappings", "validate", "--crm", "salesforce", "--live")
     assert code == 0, err
 
@@ -256,3 +299,28 @@ def test_a_bulk_job_failing_on_a_hidden_field_says_what_to_grant(
     message = first["failed"][0]["message"]
     assert "Field name not found" in message and "Set Field-Level Security" in message
     assert first["counts"]["retries"] == 0  # not retried blindly
+
+
+def test_a_username_login_finds_its_user_by_username_and_reuses_the_permission_set(
+    org: FakeSalesforce, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With SF_USERNAME the running user is `SELECT Id FROM User WHERE Username = ...`
+    (no userinfo call); an existing ICP_Engine set is reused, not created twice."""
+    monkeypatch.setenv("SF_USERNAME", org.username)
+    (existing,) = org.add_records("PermissionSet", [{"Name": "ICP_Engine", "Label": "ICP Engine"}])
+    org.new_fields_hidden = True
+    org.hide_field("Account", "ICP_Segment__c")
+    client = Salesforce(
+        username=org.username,
+        password=org.password,
+        security_token=org.security_token,
+        session=org.redirecting_session(),
+    )
+    answer = grant_access(client, [FieldAccess("Account", "ICP_Segment__c", True)])
+    assert answer == {"ICP_Segment__c": None}
+    assert list(org.records("PermissionSet")) == [existing]
+    assert [a["AssigneeId"] for a in org.records("PermissionSetAssignment").values()] == [
+        org.user_id
+    ]
+    assert not any(r.path.endswith("/userinfo") for r in org.requests)
+    assert "ICP_Segment__c" in org.fields("Account")  # describe sees it again

@@ -225,6 +225,19 @@ class FakeHubSpot:
             del self._store.props[schema.OBJECT_TYPES[obj]][name]
             self._store.search_cache.clear()
 
+    def remove_custom_properties(self) -> list[str]:
+        """A standard portal: drop every property the portal's admin created (not
+        `hubspotDefined`: `readOnlyDefinition` false), on every object; the removed names."""
+        removed = []
+        with self._store.lock:
+            for props in self._store.props.values():
+                for name, prop in list(props.items()):
+                    if not prop["modificationMetadata"]["readOnlyDefinition"]:
+                        del props[name]
+                        removed.append(name)
+            self._store.search_cache.clear()
+        return sorted(removed)
+
     def set_property(self, obj: str, name: str, **attrs: Any) -> None:
         """Create or change a property definition.
 

@@ -213,7 +213,10 @@ def default_properties() -> dict[str, dict[str, dict[str, Any]]]:
         ),
         _custom("funding_stage", "Funding Stage", "string", "text", co),
         _custom("employees_last_year", "Employees Last Year", "number", "number", co),
-        _custom(
+        # a default company property HubSpot fills in itself (source "BIDEN" in a recorded
+        # v2 company answer, hull-services' hubspot fixtures; "Web Technologies (HubSpot)"
+        # among the default company fields), not one a portal admin creates
+        definition(
             "web_technologies",
             "Web Technologies",
             "enumeration",

@@ -44,6 +44,7 @@ from tests.fakes.salesforce_default_objects import default_objects
 from tests.fakes.salesforce_describe import SObject
 from tests.fakes.salesforce_faults import Fault, FaultControls, fault_response
 from tests.fakes.salesforce_login import LoginEndpoints
+from tests.fakes.salesforce_permissions import permission_objects
 from tests.fakes.salesforce_rest import RestEndpoints
 from tests.fakes.salesforce_server import Server
 from tests.fakes.salesforce_soql_query import Soql
@@ -95,7 +96,8 @@ class FakeSalesforce(LoginEndpoints, RestEndpoints, FaultControls):
         self.org_id = make_id("00D", 48_879)
         self.user_id = make_id("005", 48_879)
         self.clock: Callable[[], datetime] = self._strict_clock
-        self.sobjects: dict[str, SObject] = default_objects()
+        self.can_manage_permissions = True  # False: permission set creates are refused
+        self.sobjects: dict[str, SObject] = {**default_objects(), **permission_objects()}
         self.ca_path = ""
         self._lock = threading.RLock()
         self._last_stamp = datetime.min.replace(tzinfo=UTC)
@@ -109,6 +111,7 @@ class FakeSalesforce(LoginEndpoints, RestEndpoints, FaultControls):
         self._cursor_count = 0
         self._field_count = 0
         self._bulk = BulkApi(self)
+        self.add_records("User", [{"Id": self.user_id, "Username": self.username}])
         self._server: Server | None = None
         self._tmpdir: str | None = None
 
@@ -195,6 +198,11 @@ class FakeSalesforce(LoginEndpoints, RestEndpoints, FaultControls):
             return self._soap_login(req)
         if req.path.rstrip("/") == "/services/oauth2/token":
             return self._oauth_token(req)
+        if req.path.rstrip("/") == "/services/oauth2/userinfo":
+            auth = req.headers.get("authorization", "")
+            if auth.split(" ", 1)[-1].strip() not in self._tokens:
+                return json_response(403, {"error": "Bad_OAuth_Token"})  # fmt: skip
+            return self._userinfo()
         if req.path.rstrip("/") == "/services/data":
             return json_response(200, _versions(self.api_version))
         match = _DATA_PATH.fullmatch(req.path)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from tests.fakes.salesforce_bulk import BulkApi
 from tests.fakes.salesforce_describe import SObject
+from tests.fakes.salesforce_permissions import PermissionEndpoints
 from tests.fakes.salesforce_soql import parse_soql
 from tests.fakes.salesforce_soql_query import Soql
 from tests.fakes.salesforce_values import json_value, make_id, normalize_id
@@ -16,7 +17,7 @@ from tests.fakes.salesforce_wire import NOT_FOUND, ApiError, Request, Response, 
 from tests.fakes.salesforce_writes import WriteEndpoints
 
 
-class RestEndpoints(WriteEndpoints):
+class RestEndpoints(WriteEndpoints, PermissionEndpoints):
     """FakeSalesforce's REST methods; the state is set up by `FakeSalesforce.__init__`."""
 
     page_size: int
@@ -56,6 +57,11 @@ class RestEndpoints(WriteEndpoints):
         if parts == ["sobjects"]:
             only("GET")
             return self._global_describe(version)
+        if head == "sobjects" and len(parts) == 2 and method == "POST":
+            sobject = self.sobject(parts[1])
+            if sobject is None:
+                raise ApiError(404, "NOT_FOUND", NOT_FOUND)
+            return self._create_record(req, sobject)
         if head == "sobjects" and len(parts) == 3:
             sobject = self.sobject(parts[1])
             if sobject is None:
@@ -70,7 +76,9 @@ class RestEndpoints(WriteEndpoints):
                 return self._get_record(req, version, sobject, parts[2])
             return self._update_record(req, sobject, parts[2])
         if parts == ["composite", "sobjects"]:
-            only("PATCH")
+            only("PATCH", "POST")
+            if method == "POST":
+                return self._collections_create(req)
             return self._collections_update(req)
         if parts == ["tooling", "sobjects", "CustomField"]:
             only("POST")
