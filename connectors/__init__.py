@@ -10,7 +10,7 @@ from connectors.base import Connector
 from connectors.errors import SourceError
 from connectors.mapping import CrmMapping
 
-AVAILABLE = ("salesforce", "hubspot", "csv")
+AVAILABLE = ("salesforce", "hubspot", "csv", "warehouse")
 
 
 def settings_model(crm: str) -> type[BaseModel] | None:
@@ -27,6 +27,10 @@ def settings_model(crm: str) -> type[BaseModel] | None:
         from connectors.hubspot import HubSpotSettings
 
         return HubSpotSettings
+    if crm == "warehouse":
+        from connectors.warehouse_source import WarehouseSettings
+
+        return WarehouseSettings
     return None
 
 
@@ -57,5 +61,9 @@ def create(
         from connectors.hubspot import HubSpotConnector
 
         return HubSpotConnector(mapping)
+    if crm == "warehouse":
+        from connectors.warehouse_source import WarehouseConnector
+
+        return WarehouseConnector(mapping)
     msg = f"unknown CRM {crm!r}; available: {', '.join(AVAILABLE)}"
     raise SourceError(msg)

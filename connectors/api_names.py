@@ -37,6 +37,8 @@ def name_problems(mapping: CrmMapping) -> list[tuple[KeyPath, str]]:
     """Every object or field name in `mapping` that must not reach a query or a path."""
     found: list[tuple[KeyPath, str]] = []
     crm_names = {"salesforce": "Salesforce API name", "csv": "file name", "hubspot": "object"}
+    if mapping.crm not in crm_names:  # warehouse: names are quoted identifiers, never spliced
+        return found
     what = crm_names[mapping.crm]
     for kind in ("account", "opportunity"):
         object_map = getattr(mapping.objects, kind)

@@ -146,7 +146,7 @@ class OutputField(_Strict):
 class CrmMapping(_Strict):
     """A whole `mappings/<crm>.yaml` file."""
 
-    crm: Literal["csv", "salesforce", "hubspot"]
+    crm: Literal["csv", "salesforce", "hubspot", "warehouse"]
     objects: Objects
     outputs: dict[str, OutputField]
     settings: dict[str, Any] = Field(default_factory=dict)

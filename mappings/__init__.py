@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 
-FILES = ("csv.yaml", "salesforce.yaml", "hubspot.yaml", "icp.yaml")
+FILES = ("csv.yaml", "salesforce.yaml", "hubspot.yaml", "warehouse.yaml", "icp.yaml")
 
 
 def default(name: str) -> Traversable:

@@ -33,6 +33,7 @@ from sync.cli_options import (
     say,
     state_option,
 )
+from sync.cli_score import score
 from sync.config import CRMS, load_config, mappings_dir
 from sync.logs import configure, log_format
 from sync.operate import RunHooks, config_message, failure_text, train_done
@@ -63,6 +64,8 @@ def _run(
     source: Path | None,
     out: Path | None,
     allow_shrink: bool,
+    scores_from: str | None = None,
+    scores_table: str = "icp_scores",
 ) -> RunResult:
     hooks = RunHooks(crm, mappings_dir(mappings_option), state_dir, dry_run, kind)
     hooks.before()
@@ -81,6 +84,8 @@ def _run(
         source=source,
         out=out,
         allow_shrink=allow_shrink,
+        scores_from=scores_from,
+        scores_table=scores_table,
     )
     try:
         result = execute(config, options, progress.current())
@@ -155,6 +160,15 @@ def _run_command(kind: str, help_text: str, epilog: str) -> None:
         "--page", type=click.IntRange(min=1), default=1, help="With --dry-run: which page."
     )
     @click.option("--all", "show_all", is_flag=True, help="With --dry-run: every detail row.")
+    @click.option(
+        "--scores-from",
+        metavar="URL",
+        help="Take the scores from this database (a view of `icp score --sql`); only diff "
+        "and write.",
+    )
+    @click.option(
+        "--scores-table", default="icp_scores", show_default=True, help="With --scores-from."
+    )
     @common
     @guarded
     def command(
@@ -450,6 +464,7 @@ def state_reset(state_dir: Path, yes: bool, as_json: bool) -> None:
 
 
 main.add_command(mappings_group)
+main.add_command(score)
 main.add_command(runs_group)
 main.add_command(audiences_group)
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 import connectors
 import mappings
 from connectors.api_names import name_problems
+from connectors.enrichment import EnrichmentConfig, JoinReport
 from connectors.mapping import CrmMapping
 from scoring.features import DERIVED_FIELDS, available_fields
 from scoring.schema import IcpCriteria, condition_problems
@@ -38,7 +39,7 @@ from sync.yamlfile import (
 
 log = logging.getLogger(__name__)
 _M = TypeVar("_M", bound=BaseModel)
-CRMS = ("csv", "salesforce", "hubspot")
+CRMS = ("csv", "salesforce", "hubspot", "warehouse")
 _TYPE_WORDS = {
     "str", "int", "float", "bool", "date", "datetime", "list", "dict", "none",
     "literal", "is-instance", "function-after", "function-before", "union", "tagged-union",
@@ -89,6 +90,17 @@ class Config:
     """icp.yaml says `scoring: {source: manual}`: learned versions are never used."""
     learning: LearningSetting = field(default_factory=LearningSetting)
     """`learning:` in icp.yaml: how `icp train` learns."""
+    enrichment: EnrichmentConfig = field(default_factory=EnrichmentConfig)
+    """`enrichment.yaml` in the mappings directory (no sources when absent)."""
+    enrichment_dir: Path = field(default_factory=Path)
+    """Where relative enrichment paths are read from (the mappings directory)."""
+    enrichment_report: JoinReport | None = None
+    """How the last join went (set by `sync.enrich.enrich`)."""
+
+    def account_field_types(self) -> dict[str, str]:
+        """Account fields of the CRM mapping plus those the enrichment sources join."""
+        return {**self.mapping.field_types("account"), **self.enrichment.field_types()}
+
     operate: Operate = field(default_factory=Operate)
     """`operate.yaml`: alerts, audiences, nurture tracks (`sync.operate_config`)."""
 
@@ -171,6 +183,7 @@ def load_config(crm: str, directory: Path | None, state_dir: Path | None = None)
     source = _scoring_source(icp_doc, problems)
     learning = _learning(icp_doc, problems)
     mapping = _validate(mapping_doc, CrmMapping, problems)
+    enrichment = _enrichment(directory, mapping, problems)
     icp = _validate(icp_doc, IcpCriteria, problems)
     warnings: list[ConfigProblem] = []
     if mapping is not None:
@@ -185,7 +198,7 @@ def load_config(crm: str, directory: Path | None, state_dir: Path | None = None)
         if settings is not None:
             _validate_part(mapping_doc, ("settings",), mapping.settings, settings, problems)
     if mapping is not None:
-        fields = available_fields(mapping.field_types("account"))
+        fields = available_fields({**mapping.field_types("account"), **enrichment.field_types()})
         if icp is not None:
             unmapped = {k: v for k, v in _bundled_fields().items() if k not in fields}
             problems += [icp_doc.problem(p, m) for p, m in icp.problems({**fields, **unmapped})]
@@ -202,7 +215,7 @@ def load_config(crm: str, directory: Path | None, state_dir: Path | None = None)
     learned = None
     if active is not None:
         learned_doc = read_yaml(active.yaml_path)
-        learned = check_criteria(learned_doc, mapping, problems)
+        learned = check_criteria(learned_doc, mapping, problems, enrichment)
     if icp is not None and learning.tier_shares:
         lowest = min(icp.tiers, key=lambda name: icp.tiers[name]) if icp.tiers else None
         for name in learning.tier_shares:
@@ -218,6 +231,8 @@ def load_config(crm: str, directory: Path | None, state_dir: Path | None = None)
     if problems or mapping is None or icp is None:
         raise ConfigError(problems)
     config = Config(crm, mapping, icp, files, warnings, learning=learning, operate=operate)
+    config.enrichment = enrichment
+    config.enrichment_dir = directory or Path()
     if learned is not None and active is not None:
         config.icp, config.criteria_version = learned, active.name
         config.files["icp"] = str(active.yaml_path)
@@ -235,12 +250,16 @@ def criteria_source(directory: Path | None) -> str:
 
 
 def check_criteria(
-    document: YamlDocument, mapping: CrmMapping | None, problems: list[ConfigProblem]
+    document: YamlDocument,
+    mapping: CrmMapping | None,
+    problems: list[ConfigProblem],
+    enrichment: EnrichmentConfig | None = None,
 ) -> IcpCriteria | None:
     """Validate a criteria document as `icp.yaml` is validated (against `mapping` if given)."""
     criteria = _validate(document, IcpCriteria, problems)
     if criteria is not None and mapping is not None:
-        fields = available_fields(mapping.field_types("account"))
+        joined = enrichment.field_types() if enrichment is not None else {}
+        fields = available_fields({**mapping.field_types("account"), **joined})
         problems += [document.problem(p, m) for p, m in criteria.problems(fields)]
     return criteria
 
@@ -283,6 +302,23 @@ def _learning(document: YamlDocument, problems: list[ConfigProblem]) -> Learning
     if len(problems) > before:
         return LearningSetting()
     return LearningSetting.model_validate(value)
+
+
+def _enrichment(
+    directory: Path | None, mapping: CrmMapping | None, problems: list[ConfigProblem]
+) -> EnrichmentConfig:
+    """`enrichment.yaml` from the mappings directory, validated (empty when absent)."""
+    path, _ = locate(directory, "enrichment.yaml")
+    if path is None:
+        return EnrichmentConfig()
+    document = read_yaml(path, str(path))
+    before = len(problems)
+    enrichment = _validate(document, EnrichmentConfig, problems)
+    if enrichment is None or len(problems) > before:
+        return EnrichmentConfig()
+    crm_fields = dict(mapping.field_types("account")) if mapping is not None else {}
+    problems += [document.problem(p, m) for p, m in enrichment.problems(crm_fields)]
+    return enrichment
 
 
 def _active_version(state_dir: Path | None, problems: list[ConfigProblem]) -> Version | None:

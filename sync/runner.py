@@ -37,6 +37,7 @@ from scoring.criteria import score_accounts
 from scoring.features import build_features
 from sync import numbers
 from sync.config import Config
+from sync.enrich import enrich
 from sync.handover import confirmed, next_pending
 from sync.lock import DirectoryLock, LockedError
 from sync.logs import redact
@@ -67,6 +68,10 @@ class RunOptions:
     allow_shrink: bool = False
     """Accept a full read that loses half or more of the records the state knows."""
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    scores_from: str | None = None
+    """A database URL holding the scores computed there (`icp score --sql`): the run
+    reads them instead of scoring, then diffs and writes as usual."""
+    scores_table: str = "icp_scores"
 
 
 @dataclass
@@ -94,6 +99,8 @@ class RunResult:
     message: str | None = None
     criteria: str = ""
     """Which criteria scored: `learned v0003 (path)` or `manual mappings/icp.yaml`."""
+    enrichment: dict[str, Any] = field(default_factory=dict)
+    """Coverage, staleness and conflicts of the enrichment join (empty without sources)."""
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -117,6 +124,7 @@ class RunResult:
                 for u, r in self.failures
             ],
             "message": _redacted(self.message),
+            **({"enrichment": self.enrichment} if self.enrichment else {}),
         }
 
 
@@ -132,7 +140,7 @@ def fingerprint(model: Any) -> str:
 def score(config: Config, work: WorkingSet) -> pd.DataFrame:
     """Desired output values per account (indexed by account id)."""
     outputs = config.mapping.outputs
-    features = build_features(work.accounts, work.opportunities)
+    features = build_features(enrich(config, work.accounts), work.opportunities)
     reasons = outputs.get("reasons")
     score_spec = outputs.get("score")
     scored = score_accounts(
@@ -144,6 +152,40 @@ def score(config: Config, work: WorkingSet) -> pd.DataFrame:
     if config.operate.nurture:
         scored["nurture_track"] = nurture_tracks(features, scored, config.operate.nurture)
     return scored.set_index("account_id")
+
+
+def warehouse_scores(url: str, table: str, accounts: pd.DataFrame) -> pd.DataFrame:
+    """Desired outputs read from a warehouse table or view of the compiled scorecard.
+
+    Only the accounts of this run are kept; an account the table lacks is not written
+    (and said in the log), so a stale view never blanks a CRM field.
+    """
+    from connectors.warehouse import read_table
+
+    frame = read_table(url, table, "--scores-from")
+    missing_columns = [c for c in ("account_id", "score", "tier", "reasons") if c not in frame]
+    if missing_columns:
+        msg = (
+            f"--scores-from {table}: no column {', '.join(missing_columns)}; expected the "
+            "columns of `icp score --sql` (account_id, score, tier, segment, route, reasons)"
+        )
+        raise SourceError(msg)
+    frame["account_id"] = frame["account_id"].astype(str)
+    frame = frame.drop_duplicates("account_id").set_index("account_id")
+    wanted = accounts["account_id"].astype(str)
+    found = wanted[wanted.isin(frame.index)]
+    if len(found) < len(wanted):
+        log.warning(
+            "--scores-from %s: %d of %d accounts have no score there; left as they are",
+            table,
+            len(wanted) - len(found),
+            len(wanted),
+        )
+    desired = frame.loc[pd.Index(found)]
+    for column in ("score", "expansion", "win_probability"):
+        if column in desired:
+            desired[column] = pd.to_numeric(desired[column], errors="coerce").astype(float)
+    return desired
 
 
 def execute(
@@ -240,7 +282,10 @@ def _run(
     _log_issues(connector, issues)
 
     progress.phase("score", len(work.accounts))
-    desired = score(config, work)
+    if options.scores_from is not None:
+        desired = warehouse_scores(options.scores_from, options.scores_table, work.accounts)
+    else:
+        desired = score(config, work)
     progress.advance(len(desired))
     progress.phase("plan", len(desired))
     current = work.accounts.set_index("account_id")
@@ -294,6 +339,8 @@ def _run(
         opportunities=work.opportunities,
         criteria=config.criteria_label,
     )
+    if config.enrichment_report is not None:
+        result.enrichment = config.enrichment_report.to_json()
     tell = log.debug if options.dry_run else log.info  # a dry run shows them in its preview
     for skip in plan.skips[:_SHOWN]:
         tell(

@@ -27,6 +27,7 @@ from connectors.base import Connector
 from scoring.labels import field_label, human_date, using_labels
 from sync import numbers
 from sync.config import Config, check_criteria, load_config
+from sync.enrich import enrich
 from sync.progress import stage, timed_stage
 from sync.pull import WorkingSet, pull_object
 from sync.runner import score
@@ -103,9 +104,10 @@ def run_train(
         state.acquire_lock()
         connector = connector or connectors.create(crm, config.mapping, source, None)
         accounts, opportunities = read_all(connector)
+        accounts = enrich(config, accounts)
         assert config.manual_icp is not None
         now = datetime.now(UTC)
-        types: dict[str, str] = dict(config.mapping.field_types("account"))
+        types: dict[str, str] = config.account_field_types()
         if settings.tier_shares is None:
             settings.tier_shares = config.learning.tier_shares
         if settings.objective == "win_rate":
