@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -51,11 +52,18 @@ def run_demo(directory: Path, accounts: int, as_json: bool) -> None:
         info = write_sample_crm(source, accounts=accounts)
         mappings_dir = write_demo_mappings(directory / "mappings", source)
     config = load_config("csv", mappings_dir)
-    result = execute(
-        config,
-        RunOptions(crm="csv", kind="backfill", state_dir=state_dir, source=source),
-        current(),
-    )
+    # the demo prints the join's coverage itself, below: its log lines would say it twice
+    enrich_log = logging.getLogger("sync.enrich")
+    level = enrich_log.level
+    enrich_log.setLevel(logging.WARNING)
+    try:
+        result = execute(
+            config,
+            RunOptions(crm="csv", kind="backfill", state_dir=state_dir, source=source),
+            current(),
+        )
+    finally:
+        enrich_log.setLevel(level)
     order = [name for name, _ in config.icp.tier_order()]
     summary = tier_summary(result.scored, result.opportunities, order)
     payload = result.summary()
