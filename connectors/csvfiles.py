@@ -57,7 +57,7 @@ from connectors.csv_rows import (
 )
 from connectors.errors import SourceError
 from connectors.mapping import CURRENT_PREFIX, ID_FIELDS, CrmMapping
-from connectors.spreadsheet_safety import neutralise, restore, starts_with_points
+from connectors.spreadsheet_safety import neutralise, restore
 
 log = logging.getLogger(__name__)
 PAGE_ROWS = 50_000
@@ -267,8 +267,6 @@ class CsvConnector(Connector):
         writer = csv.writer(handle)
         writer.writerow(columns)
         fields = columns[1:]
-        reasons_output = self.mapping.outputs.get("reasons")
-        reasons = reasons_output.field if reasons_output else None
         for update in updates:
             values = update.values
             writer.writerow(
@@ -279,7 +277,7 @@ class CsvConnector(Connector):
                         if name not in values
                         else NULL_MARKER
                         if values[name] is None
-                        else self._safe(_cell(values[name]), values[name], name == reasons)
+                        else self._safe(_cell(values[name]), values[name])
                         for name in fields
                     ),
                 ]
@@ -288,15 +286,9 @@ class CsvConnector(Connector):
     def output_lock(self) -> tuple[Path, Path] | None:
         return self.out.parent, Path(f".{self.out.name}.lock")
 
-    def _safe(self, text: str, value: object = "", reasons: bool = False) -> str:
-        """`text` as a spreadsheet will show it: text cells that are formulas, quoted.
-
-        The engine's own reasons (`+22 Employees 50-499; ...`) stay as sellers should read
-        them in the CRM: they start with points the engine wrote, never with CRM data.
-        """
+    def _safe(self, text: str, value: object = "") -> str:
+        """`text` as a spreadsheet will show it: text cells that are formulas, quoted."""
         if not self.settings.spreadsheet_safe or isinstance(value, int | float):
-            return text
-        if reasons and starts_with_points(text):
             return text
         return neutralise(text)
 

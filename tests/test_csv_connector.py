@@ -433,9 +433,8 @@ def test_update_file(tmp_path: Path, mapping: CrmMapping) -> None:
     assert rows["001B"]["ICP_Score__c"] == "12.5"
     assert rows["001B"]["ICP_Route__c"] == NULL_MARKER == "#N/A"
     assert rows["001B"]["ICP_Tier__c"] == ""
-    # the engine's own reasons start with its points, never with CRM data: left as sellers
-    # read them (other cells starting with "+" are quoted, OWASP CSV injection)
-    assert rows["001C"]["ICP_Reasons__c"] == "+25 employees 50-500; +20 x"
+    # a cell starting with "+" is a formula to a spreadsheet: quoted (OWASP CSV injection)
+    assert rows["001C"]["ICP_Reasons__c"] == "'+25 employees 50-500; +20 x"
     assert connector.write_calls == 2
     assert (tmp_path / "icp_updates-run-000007.csv").read_bytes() == out.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == [
