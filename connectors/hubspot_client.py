@@ -35,13 +35,12 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    wait_random_exponential,
 )
 
 from connectors.answers import hubspot_body
 from connectors.errors import ConnectError, FatalError, LimitReachedError, TransientError
 from connectors.hubspot_limits import SlidingWindow
-from connectors.waits import WaitTooLong, too_long
+from connectors.waits import WaitTooLong, too_long, wait_retry_after
 
 log = logging.getLogger(__name__)
 DEFAULT_HOST = "https://api.hubapi.com"
@@ -148,17 +147,6 @@ def describe_error(status: int, body: Mapping[str, Any], reason: str = "") -> tu
     category = str(body.get("category") or body.get("policyName") or reason or f"HTTP_{status}")
     message = str(body.get("message") or reason or "no message")
     return category, message
-
-
-class _wait(wait_random_exponential):
-    """Full-jitter exponential backoff that honours a Retry-After when the server gave one."""
-
-    def __call__(self, retry_state: RetryCallState) -> float:
-        outcome = retry_state.outcome
-        error = outcome.exception() if outcome is not None else None
-        if isinstance(error, TransientError) and error.retry_after is not None:
-            return min(float(error.retry_after), float(self.max))
-        return float(super().__call__(retry_state))
 
 
 class Transport:
@@ -304,7 +292,7 @@ class Transport:
                 )
             ),
             stop=stop_after_attempt(self.attempts),
-            wait=_wait(multiplier=self.backoff, max=60.0),
+            wait=wait_retry_after(multiplier=self.backoff, max=60.0),
             before_sleep=before_sleep,
             reraise=True,
         )

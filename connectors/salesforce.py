@@ -43,11 +43,9 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceOperationError
 from simple_salesforce.format import format_soql
 from tenacity import (
-    RetryCallState,
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_random_exponential,
 )
 
 from connectors.answers import MalformedAnswer, salesforce_page
@@ -66,6 +64,7 @@ from connectors.mapping import CrmMapping, OutputField
 from connectors.salesforce_access import FieldAccess, grant_access
 from connectors.salesforce_session import CountingSession, attach_counting, login, translate
 from connectors.salesforce_write import BulkWriter, CollectionsWriter, create_custom_fields
+from connectors.waits import wait_retry_after
 
 log = logging.getLogger(__name__)
 PAGE_ROWS = 2000
@@ -114,17 +113,6 @@ def _checked(function: Any, call: str, first: bool = False) -> Any:
 
 class _BulkQueryFailed(Exception):
     """A Bulk API 2.0 query job ended without results (Failed, Aborted, timed out)."""
-
-
-class _wait_retry_after(wait_random_exponential):
-    """Full-jitter exponential backoff, or the wait an error asks for (up to `max`)."""
-
-    def __call__(self, retry_state: RetryCallState) -> float:
-        outcome = retry_state.outcome
-        error = outcome.exception() if outcome is not None else None
-        if isinstance(error, TransientError) and error.retry_after is not None:
-            return min(float(error.retry_after), float(self.max))
-        return float(super().__call__(retry_state))
 
 
 class SalesforceSettings(BaseModel):
@@ -234,7 +222,7 @@ class SalesforceConnector(Connector):
         return Retrying(
             retry=retry_if_exception_type(TransientError),
             stop=stop_after_attempt(5),
-            wait=_wait_retry_after(multiplier=0.5, max=self._retry_wait),
+            wait=wait_retry_after(multiplier=0.5, max=self._retry_wait),
             before_sleep=lambda state: log.warning(
                 "Salesforce read failed (%s); retry %d",
                 state.outcome.exception() if state.outcome else "?",

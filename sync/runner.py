@@ -385,21 +385,35 @@ def _run(
         state.forget_accounts(crm, summary.deleted)
 
     progress.phase("done")
-    counts.update(written=summary.written, failed=len(still_failing), retries=summary.retries)
-    result.exit_code = 1 if still_failing else 0
-    result.outcome = "partial" if still_failing else "ok"
+    _close_run(state, connector, result, summary, len(still_failing))
+    return result
+
+
+def _close_run(
+    state: StateStore,
+    connector: Connector,
+    result: RunResult,
+    summary: WriteSummary,
+    failed: int,
+    **more_counts: int,
+) -> None:
+    """The run's outcome from what writing did, recorded in state (CRM and hand-over alike)."""
+    result.counts.update(
+        written=summary.written, failed=failed, retries=summary.retries, **more_counts
+    )
+    result.exit_code = 1 if failed else 0
+    result.outcome = "partial" if failed else "ok"
     result.failures = summary.failed
     result.api_calls = connector.api_calls
     result.message = summary.stopped
     state.finish_run(
-        run_id,
+        result.run_id,
         result.outcome,
         result.exit_code,
-        counts,
+        result.counts,
         connector.api_calls,
         _redacted(summary.stopped),
     )
-    return result
 
 
 def _hand_over(
@@ -416,7 +430,7 @@ def _hand_over(
 ) -> RunResult:
     """Queue this run's changes with every earlier pending one, publish them all, then
     commit the state in one transaction (see the module docstring for the order)."""
-    crm, run_id, counts = options.crm, result.run_id, result.counts
+    crm, run_id = options.crm, result.run_id
     desired = result.scored.set_index("account_id")
     updates = result.plan.record_updates()
     handed: dict[tuple[str, str], Any] = {}
@@ -472,25 +486,14 @@ def _hand_over(
         if summary.deleted:
             state.forget_accounts(crm, summary.deleted)
         records = {record for record, _ in queue.pending}
-        counts.update(
-            written=summary.written,
-            failed=len(failed),
-            retries=summary.retries,
+        _close_run(
+            state,
+            connector,
+            result,
+            summary,
+            len(failed),
             confirmed=len({record for record, _ in seen}),
             pending=len(records),
-        )
-        result.exit_code = 1 if failed else 0
-        result.outcome = "partial" if failed else "ok"
-        result.failures = summary.failed
-        result.api_calls = connector.api_calls
-        result.message = summary.stopped
-        state.finish_run(
-            run_id,
-            result.outcome,
-            result.exit_code,
-            counts,
-            connector.api_calls,
-            _redacted(summary.stopped),
         )
     progress.phase("done")
     return result

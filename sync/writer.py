@@ -21,12 +21,11 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    wait_random_exponential,
 )
 
 from connectors.base import Connector, RecordUpdate, WriteResult
 from connectors.errors import LimitReachedError, TransientError
-from connectors.waits import WaitTooLong, too_long
+from connectors.waits import WaitTooLong, too_long, wait_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +48,6 @@ class WriteSummary:
     stopped: str | None = None
     """Why writing stopped early (an API limit), if it did."""
     retries: int = 0
-
-
-class _wait_retry_after(wait_random_exponential):
-    """Full-jitter exponential backoff that honours the CRM's Retry-After when given."""
-
-    def __call__(self, retry_state: RetryCallState) -> float:
-        outcome = retry_state.outcome
-        error = outcome.exception() if outcome is not None else None
-        if isinstance(error, TransientError) and error.retry_after is not None:
-            return min(float(error.retry_after), float(self.max))
-        return float(super().__call__(retry_state))
 
 
 def _log_retry(state: RetryCallState) -> None:
@@ -85,7 +73,7 @@ def make_retrying(
     return Retrying(
         retry=retry_if_exception(_worth_waiting_for),
         stop=stop_after_attempt(attempts),
-        wait=_wait_retry_after(multiplier=0.5, max=max_wait),
+        wait=wait_retry_after(multiplier=0.5, max=max_wait),
         before_sleep=_log_retry,
         reraise=True,
         **options,  # type: ignore[arg-type]
