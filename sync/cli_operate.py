@@ -110,12 +110,12 @@ def print_status_extra(console: Console, extra: dict[str, Any]) -> None:
     for day in extra["trend"]:
         table.add_row(
             day["day"],
-            str(day["runs"]),
-            str(day["ok"]),
-            str(day["failed_runs"]),
-            str(day["written"]),
-            str(day["failed"]),
-            str(day["api_calls"]),
+            f"{day['runs']:,}",
+            f"{day['ok']:,}",
+            f"{day['failed_runs']:,}",
+            f"{day['written']:,}",
+            f"{day['failed']:,}",
+            f"{day['api_calls']:,}",
             f"{day['duration_s']:.0f}s",
         )
     console.print(table)
