@@ -52,8 +52,9 @@ def runs_show(run_id: int, state_dir: Path, as_json: bool) -> None:
 
 def print_run(console: Console, d: dict[str, Any]) -> None:
     kind = d["kind"] + (" (dry run)" if d["dry_run"] else "")
+    started = d["started_at"][:16].replace("T", " ")
     console.print(
-        f"Run {d['run_id']}: {d['crm']} {kind}, started {d['started_at'][:19]} UTC, "
+        f"Run {d['run_id']}: {d['crm']} {kind}, started {started} UTC, "
         f"took {d['duration_s']}s: {d['outcome']} (exit {d['exit_code']})",
         highlight=False,
     )
@@ -64,8 +65,10 @@ def print_run(console: Console, d: dict[str, Any]) -> None:
     counts.add_column("what")
     counts.add_column("how many", justify="right")
     for key, value in d["counts"].items():
-        counts.add_row(key.replace("_", " "), str(value))
-    counts.add_row("API calls", str(d["api_calls"]))
+        shown = f"{value:,}" if isinstance(value, int) else str(value)
+        counts.add_row(key.replace("_", " "), shown)
+    # a csv run makes no API calls: "-" as in `icp status`
+    counts.add_row("API calls", "-" if d["crm"] == "csv" else f"{d['api_calls']:,}")
     console.print(counts)
     failures = Table(title="Failures, by the CRM's error", title_justify="left")
     for column in ("records", "code", "message", "for example"):
