@@ -77,9 +77,10 @@ def print_run(console: Console, d: dict[str, Any]) -> None:
         failures.add_row(
             str(group["count"]), group["code"], group["message"], ", ".join(group["records"][:3])
         )
-    if not d["failures"]:
-        failures.caption = "none"
-    console.print(failures)
+    if d["failures"]:
+        console.print(failures)
+    else:  # a sentence, not an empty table
+        console.print("Failures: none.", highlight=False)
     tiers = Table(
         title=f"Accounts that changed tier ({d['tier_changes_count']})", title_justify="left"
     )
@@ -91,7 +92,10 @@ def print_run(console: Console, d: dict[str, Any]) -> None:
         )
     if d["tier_changes_count"] > 50:
         tiers.caption = f"... and {d['tier_changes_count'] - 50} more (--json lists them)"
-    console.print(tiers)
+    if d["tier_changes"]:
+        console.print(tiers)
+    else:  # a sentence, not an empty table
+        console.print("Accounts that changed tier: none.", highlight=False)
     if not d["detail_recorded"]:
         console.print(
             "(no detail was recorded for this run: it did not run through icp sync or icp backfill)"
