@@ -315,9 +315,7 @@ class SalesforceConnector(Connector):
         self._missing[kind] |= self._remembered_missing(kind)
         include_deleted = since is not None and self._stamp_field(kind) is not None
         before = self.session.calls
-        first = salesforce_page(
-            self._first_page(kind, since, include_deleted), f"querying {self._object(kind)}", True
-        )
+        first = self._first_page(kind, since, include_deleted)  # shape checked in `_checked`
         stats.api_calls += self.session.calls - before
         if not first["done"] and first["totalSize"] > self.settings.bulk_pull_threshold:
             log.info(
@@ -350,15 +348,12 @@ class SalesforceConnector(Connector):
             if page["done"]:
                 break
             before = self.session.calls
-            page = salesforce_page(
-                self._call(
-                    f"reading {self._object(kind)}",
-                    _checked(self.sf.query_more, f"reading {self._object(kind)}"),
-                    page["nextRecordsUrl"],
-                    identifier_is_url=True,
-                    include_deleted=include_deleted,
-                ),
+            page = self._call(
                 f"reading {self._object(kind)}",
+                _checked(self.sf.query_more, f"reading {self._object(kind)}"),
+                page["nextRecordsUrl"],
+                identifier_is_url=True,
+                include_deleted=include_deleted,
             )
             stats.api_calls += self.session.calls - before
 

@@ -400,6 +400,41 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+# How a one-sided bound reads, per kind of value ("default": any other kind) and operator.
+_BOUND_PHRASES: dict[str, dict[str, str]] = {
+    "count": {
+        "lt": "Fewer than {text} {noun}",
+        "lte": "{text} or fewer {noun}",
+        "gt": "More than {text} {noun}",
+        "gte": "{text}+ {noun}",
+    },
+    "years": {
+        "lt": "Under {text} years old",
+        "lte": "{text} years old or younger",
+        "gt": "Over {text} years old",
+        "gte": "{text}+ years old",
+    },
+    "year": {
+        "lt": "Founded before {text}",
+        "lte": "Founded in {text} or earlier",
+        "gt": "Founded after {text}",
+        "gte": "Founded in {text} or later",
+    },
+    "date": {
+        "lt": "{label} before {text}",
+        "lte": "{label} on or before {text}",
+        "gt": "{label} after {text}",
+        "gte": "{label} on or after {text}",
+    },
+    "default": {
+        "lt": "{label} under {text}",
+        "lte": "{label} {text} or less",
+        "gt": "{label} over {text}",
+        "gte": "{label} {text}+",
+    },
+}
+
+
 def _bound(label: str, style: _Style, op: str, value: Any) -> str:
     text = _value(value, style)
     if style.falling and _number(value) == 0:
@@ -412,40 +447,9 @@ def _bound(label: str, style: _Style, op: str, value: Any) -> str:
             return "Pre-revenue" if label == "Revenue" else f"No {label.lower()}"
         if some:
             return f"Has {label.lower()}"
-    if style.kind == "count" and style.noun:
-        return {
-            "lt": f"Fewer than {text} {style.noun}",
-            "lte": f"{text} or fewer {style.noun}",
-            "gt": f"More than {text} {style.noun}",
-            "gte": f"{text}+ {style.noun}",
-        }[op]
-    if style.kind == "years":
-        return {
-            "lt": f"Under {text} years old",
-            "lte": f"{text} years old or younger",
-            "gt": f"Over {text} years old",
-            "gte": f"{text}+ years old",
-        }[op]
-    if style.kind == "year":
-        return {
-            "lt": f"Founded before {text}",
-            "lte": f"Founded in {text} or earlier",
-            "gt": f"Founded after {text}",
-            "gte": f"Founded in {text} or later",
-        }[op]
-    if style.kind == "date":
-        return {
-            "lt": f"{label} before {text}",
-            "lte": f"{label} on or before {text}",
-            "gt": f"{label} after {text}",
-            "gte": f"{label} on or after {text}",
-        }[op]
-    return {
-        "lt": f"{label} under {text}",
-        "lte": f"{label} {text} or less",
-        "gt": f"{label} over {text}",
-        "gte": f"{label} {text}+",
-    }[op]
+    kind = "default" if style.kind == "count" and not style.noun else style.kind
+    template = _BOUND_PHRASES.get(kind, _BOUND_PHRASES["default"])[op]
+    return template.format(label=label, text=text, noun=style.noun)
 
 
 def describe_conditions(

@@ -310,12 +310,22 @@ def mappings_rollback(
             target = _rollback_target(store, version, manual)
         except VersionError as exc:
             fail(2, str(exc))
-        if target is not None:
-            problems: list[ConfigProblem] = []
-            check_criteria(read_yaml(target.yaml_path), None, problems)
-            if problems:
-                raise ConfigError(problems)
-        store.activate(target)
+        _activate_checked(store, target)
+    _say_active(target, mappings_option)
+
+
+def _activate_checked(store: VersionStore, target: Version | None) -> None:
+    """Make `target` (None: the hand-written criteria) active once its criteria check clean."""
+    if target is not None:
+        problems: list[ConfigProblem] = []
+        check_criteria(read_yaml(target.yaml_path), None, problems)
+        if problems:
+            raise ConfigError(problems)
+    store.activate(target)
+
+
+def _say_active(target: Version | None, mappings_option: Path | None) -> None:
+    """Tell the user which criteria the next sync uses."""
     directory = mappings_dir(mappings_option)
     label = locate(directory, "icp.yaml")[1]
     if target is None:
@@ -342,17 +352,8 @@ def mappings_activate(version: str, state_dir: Path, mappings_option: Path | Non
             target = store.get(version)
         except VersionError as exc:
             fail(2, str(exc))
-        problems: list[ConfigProblem] = []
-        check_criteria(read_yaml(target.yaml_path), None, problems)
-        if problems:
-            raise ConfigError(problems)
-        store.activate(target)
-    directory = mappings_dir(mappings_option)
-    label = locate(directory, "icp.yaml")[1]
-    click.echo(f"active criteria: learned {target.name} ({target.yaml_path})")
-    if criteria_source(directory) == "manual":
-        click.echo(f"note: {label} pins scoring: {{source: manual}}, so sync keeps using it")
-    click.echo("The next sync rescores every account with them.")
+        _activate_checked(store, target)
+    _say_active(target, mappings_option)
 
 
 def _rollback_target(store: VersionStore, version: str | None, manual: bool) -> Version | None:

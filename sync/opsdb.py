@@ -2,7 +2,8 @@
 
 They live in the state directory's SQLite file beside `sync.state`'s tables, created on
 first use (`CREATE TABLE IF NOT EXISTS`), through a connection of their own so the run
-bookkeeping of `sync.state` stays untouched. An older engine ignores them.
+bookkeeping of `sync.state` stays untouched; its errors map through `sync.state` (one
+StateError, exit 2, for a damaged file). An older engine ignores them.
 
 - `run_details`: per run, what `icp runs show N` tells beyond the run row (failures
   grouped by error, the criteria version, the accounts that changed tier).
@@ -21,6 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from sync.state import _state_error
 
 FILE_NAME = "state.sqlite"
 _TABLES = (
@@ -54,7 +57,9 @@ class OpsDB:
 
     def __init__(self, state_dir: Path) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(state_dir / FILE_NAME, timeout=30.0, isolation_level=None)
+        self.path = state_dir / FILE_NAME
+        with self._mapped():
+            self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         try:
             with self._transaction() as db:
                 for statement in _TABLES:
@@ -70,15 +75,25 @@ class OpsDB:
         self._db.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+    def _mapped(self) -> Iterator[None]:
+        """A damaged, read-only or full state file raises the state's own StateError (exit 2,
+        the same message `StateStore` gives), never a bare sqlite3 traceback."""
         try:
-            yield self._db
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
+            yield
+        except sqlite3.Error as exc:
+            raise _state_error(self.path, exc) from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._mapped():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
 
     # run details
 
@@ -90,26 +105,29 @@ class OpsDB:
             )
 
     def detail(self, run_id: int) -> dict[str, Any] | None:
-        row = self._db.execute(
-            "SELECT detail FROM run_details WHERE run_id = ?", (run_id,)
-        ).fetchone()
+        with self._mapped():
+            row = self._db.execute(
+                "SELECT detail FROM run_details WHERE run_id = ?", (run_id,)
+            ).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
     # alert conditions
 
     def condition(self, key: str) -> ConditionRow | None:
-        row = self._db.execute(
-            "SELECT key, active, delivered, since, title, attempts, last_error, updated_at"
-            " FROM alert_conditions WHERE key = ?",
-            (key,),
-        ).fetchone()
+        with self._mapped():
+            row = self._db.execute(
+                "SELECT key, active, delivered, since, title, attempts, last_error, updated_at"
+                " FROM alert_conditions WHERE key = ?",
+                (key,),
+            ).fetchone()
         if row is None:
             return None
         k, a, d, s, t, n, e, u = row
         return ConditionRow(k, bool(a), bool(d), s, t, n, e, u)
 
     def conditions(self) -> list[ConditionRow]:
-        keys = [r[0] for r in self._db.execute("SELECT key FROM alert_conditions ORDER BY key")]
+        with self._mapped():
+            keys = [r[0] for r in self._db.execute("SELECT key FROM alert_conditions ORDER BY key")]
         return [c for k in keys if (c := self.condition(k)) is not None]
 
     def put_condition(self, row: ConditionRow) -> None:
@@ -132,10 +150,11 @@ class OpsDB:
     # audience exports
 
     def audience_rows(self, audience: str) -> dict[str, str]:
-        rows = self._db.execute(
-            "SELECT account_id, row FROM audience_rows WHERE audience = ?", (audience,)
-        )
-        return dict(rows)
+        with self._mapped():
+            rows = self._db.execute(
+                "SELECT account_id, row FROM audience_rows WHERE audience = ?", (audience,)
+            )
+            return dict(rows)
 
     def replace_audience(self, audience: str, rows: dict[str, str]) -> None:
         with self._transaction() as db:
@@ -146,4 +165,5 @@ class OpsDB:
             )
 
     def audiences(self) -> list[str]:
-        return [r[0] for r in self._db.execute("SELECT DISTINCT audience FROM audience_rows")]
+        with self._mapped():
+            return [r[0] for r in self._db.execute("SELECT DISTINCT audience FROM audience_rows")]

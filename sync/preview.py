@@ -257,18 +257,28 @@ def _order(values: set[str], tiers: list[str]) -> list[str]:
     return known + sorted(values - set(tiers) - {EMPTY}) + ([EMPTY] if EMPTY in values else [])
 
 
+def figures_table(title: str, columns: tuple[str, ...]) -> Table:
+    """A titled table whose first column names the row and whose other columns hold figures
+    (right-aligned)."""
+    table = Table(title=title, title_justify="left")
+    for number, column in enumerate(columns):
+        table.add_column(column, justify="left" if number == 0 else "right")
+    return table
+
+
 def field_table(preview: Preview) -> Table:
-    table = Table(title="Per field", title_justify="left")
-    for column in (
-        "field",
-        "to write",
-        "empty now",
-        "differs",
-        "overwrites an edit",
-        "left alone",
-        "in sync",
-    ):
-        table.add_column(column, justify="left" if column == "field" else "right")
+    table = figures_table(
+        "Per field",
+        (
+            "field",
+            "to write",
+            "empty now",
+            "differs",
+            "overwrites an edit",
+            "left alone",
+            "in sync",
+        ),
+    )
     for f in preview.fields:
         table.add_row(
             f.field,

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from sync import numbers
 from sync.plan import Plan
-from sync.preview import Page, why
+from sync.preview import Page, figures_table, why
 from sync.runner import RunResult
 from sync.state import FailureRecord, RunRecord, Watermark
 
@@ -137,17 +137,18 @@ def _figure(value: Any, layout: str) -> str:
 
 
 def tier_table(summary: pd.DataFrame) -> Table:
-    table = Table(title="Accounts by ICP tier", title_justify="left")
-    for column in (
-        "tier",
-        "accounts",
-        "share",
-        "closed deals",
-        "win rate",
-        "avg deal size",
-        "median cycle",
-    ):
-        table.add_column(column, justify="right" if column != "tier" else "left")
+    table = figures_table(
+        "Accounts by ICP tier",
+        (
+            "tier",
+            "accounts",
+            "share",
+            "closed deals",
+            "win rate",
+            "avg deal size",
+            "median cycle",
+        ),
+    )
     for row in summary.to_dict("records"):
         table.add_row(
             str(row["tier"]),

@@ -9,14 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 import mappings as bundled
-from sync.cli import main
 from sync.config import load_config
 from sync.editor.session import EditorSession
 from sync.mapedit import Edit
 from sync.sourcedata import from_crm
+from tests.cli_helpers import icp
 from tests.fakes.salesforce import FakeSalesforce
 from tests.sfdata import outputs, seed_org, use_org
 
@@ -38,11 +37,6 @@ def maps(tmp_path: Path) -> Path:
     for name in ("salesforce.yaml", "icp.yaml"):
         (directory / name).write_text(bundled.default(name).read_text(encoding="utf-8"))
     return directory
-
-
-def icp(*args: str | Path) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_the_preview_scores_the_org_as_sync_does(

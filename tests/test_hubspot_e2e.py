@@ -16,12 +16,11 @@ from typing import Any
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
 import mappings as bundled
 from connectors.hubspot import HubSpotConnector
-from sync.cli import main
 from sync.state import StateStore
+from tests.cli_helpers import icp
 from tests.fakes.hubspot import FakeHubSpot
 from tests.hsdata import seed_portal
 
@@ -39,11 +38,6 @@ def portal(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHubSpot]:
         monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", fake.token)
         monkeypatch.setenv("HUBSPOT_BASE_URL", fake.base_url)
         yield fake
-
-
-def icp(*args: str | Path) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def run(state: Path, *extra: str, command: str = "sync") -> dict[str, Any]:

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
 import mappings as bundled
 from connectors.sample import write_sample_crm
 from sync.audiences import GENERIC_COLUMNS, LINKEDIN_COLUMNS
-from sync.cli import main
+from tests.cli_helpers import icp
 from tests.crmsim import Clock, edit_rows, load_updates, read_rows
 
 # LinkedIn's company list template, as Campaign Manager publishes it (see sync/audiences.py)
@@ -31,11 +30,6 @@ LINKEDIN_TEMPLATE = [
     "companycountry",
     "zipcode",
 ]
-
-
-def icp(*args: str | Path) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from sync.cli import main
+from tests.cli_helpers import icp
 from tests.fakes.salesforce import FakeSalesforce
 from tests.sfdata import outputs, seed_org, use_org
 
@@ -30,11 +29,6 @@ def org(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSalesforce]:
         use_org(monkeypatch, fake)
         settle(fake)
         yield fake
-
-
-def icp(*args: str | Path) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def settle(org: FakeSalesforce) -> None:

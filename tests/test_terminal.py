@@ -17,13 +17,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
 import mappings as bundled
 from connectors.sample import write_sample_crm
 from sync import numbers
-from sync.cli import main
 from sync.criteria_changes import compare
+from tests.cli_helpers import icp
 from tests.crmsim import Clock, edit_rows, load_updates, read_rows
 
 
@@ -39,11 +38,6 @@ def export(base_export: Path, tmp_path: Path) -> Path:
     target = tmp_path / "export"
     shutil.copytree(base_export, target)
     return target
-
-
-def icp(*args: str | Path) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def shell(command: str, cwd: Path) -> int:
@@ -168,6 +162,8 @@ def test_dry_run_preview_counts_and_tier_matrix_match_the_plan(
     written = Counter(f for row in updates for f, v in row.items() if f != "Id" and v != "")
     for field, figures in preview["fields"].items():
         assert figures["to_write"] == written[field], field
+    # and no field is written that the preview did not count
+    assert set(written) <= set(preview["fields"]), set(written) - set(preview["fields"])
     assert preview["fields"]["ICP_Route__c"]["left_alone"] == 1
     assert sum(written.values()) > 0
 
