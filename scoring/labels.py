@@ -154,6 +154,7 @@ def field_label(field: str, labels: Mapping[str, str] | None = None) -> str:
     words = _CUSTOM_SUFFIX.sub("", field).replace("_", " ").replace(".", " ").strip()
     words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", words)  # camelCase -> camel Case
     words = " ".join(words.split())
+    words = re.sub(r" k$", " (thousands)", words)  # revenue_k -> Revenue (thousands)
     return words[:1].upper() + words[1:].lower() if words else field
 
 

@@ -225,7 +225,7 @@ def candidate_fields(
         if name in IDENTIFIERS or kind in NEVER:
             never[name] = "identifier, name or timestamp: never a feature"
         elif name in exclude:
-            never[name] = "excluded: records the outcome itself (account status)"
+            never[name] = "excluded, it records the outcome itself (account status)"
         elif name not in frame:
             never[name] = "not in the account data"
         elif name == "year_started" and "company_age" in frame:

@@ -413,7 +413,8 @@ def status(
     store = VersionStore(state_dir)
     if store.versions():
         listed = ", ".join(v.name for v in store.versions())
-        console.print(f"Learned versions: {listed}; active: {store.pointer()}", highlight=False)
+        active = store.pointer() or "none (the hand-written criteria are in use)"
+        console.print(f"Learned versions: {listed}; active: {active}", highlight=False)
 
 
 @main.command()

@@ -52,8 +52,9 @@ def runs_show(run_id: int, state_dir: Path, as_json: bool) -> None:
 
 def print_run(console: Console, d: dict[str, Any]) -> None:
     kind = d["kind"] + (" (dry run)" if d["dry_run"] else "")
+    started = d["started_at"][:16].replace("T", " ")
     console.print(
-        f"Run {d['run_id']}: {d['crm']} {kind}, started {d['started_at'][:19]} UTC, "
+        f"Run {d['run_id']}: {d['crm']} {kind}, started {started} UTC, "
         f"took {d['duration_s']}s: {d['outcome']} (exit {d['exit_code']})",
         highlight=False,
     )
@@ -64,8 +65,10 @@ def print_run(console: Console, d: dict[str, Any]) -> None:
     counts.add_column("what")
     counts.add_column("how many", justify="right")
     for key, value in d["counts"].items():
-        counts.add_row(key.replace("_", " "), str(value))
-    counts.add_row("API calls", str(d["api_calls"]))
+        shown = f"{value:,}" if isinstance(value, int) else str(value)
+        counts.add_row(key.replace("_", " "), shown)
+    # a csv run makes no API calls: "-" as in `icp status`
+    counts.add_row("API calls", "-" if d["crm"] == "csv" else f"{d['api_calls']:,}")
     console.print(counts)
     failures = Table(title="Failures, by the CRM's error", title_justify="left")
     for column in ("records", "code", "message", "for example"):
@@ -74,9 +77,10 @@ def print_run(console: Console, d: dict[str, Any]) -> None:
         failures.add_row(
             str(group["count"]), group["code"], group["message"], ", ".join(group["records"][:3])
         )
-    if not d["failures"]:
-        failures.caption = "none"
-    console.print(failures)
+    if d["failures"]:
+        console.print(failures)
+    else:  # a sentence, not an empty table
+        console.print("Failures: none.", highlight=False)
     tiers = Table(
         title=f"Accounts that changed tier ({d['tier_changes_count']})", title_justify="left"
     )
@@ -88,7 +92,10 @@ def print_run(console: Console, d: dict[str, Any]) -> None:
         )
     if d["tier_changes_count"] > 50:
         tiers.caption = f"... and {d['tier_changes_count'] - 50} more (--json lists them)"
-    console.print(tiers)
+    if d["tier_changes"]:
+        console.print(tiers)
+    else:  # a sentence, not an empty table
+        console.print("Accounts that changed tier: none.", highlight=False)
     if not d["detail_recorded"]:
         console.print(
             "(no detail was recorded for this run: it did not run through icp sync or icp backfill)"
@@ -110,12 +117,12 @@ def print_status_extra(console: Console, extra: dict[str, Any]) -> None:
     for day in extra["trend"]:
         table.add_row(
             day["day"],
-            str(day["runs"]),
-            str(day["ok"]),
-            str(day["failed_runs"]),
-            str(day["written"]),
-            str(day["failed"]),
-            str(day["api_calls"]),
+            f"{day['runs']:,}",
+            f"{day['ok']:,}",
+            f"{day['failed_runs']:,}",
+            f"{day['written']:,}",
+            f"{day['failed']:,}",
+            f"{day['api_calls']:,}",
             f"{day['duration_s']:.0f}s",
         )
     console.print(table)

@@ -123,7 +123,8 @@ def trend(runs: Sequence[RunRecord], days: int, now: datetime | None = None) -> 
                 sum(1 for r in group if r.exit_code not in (0, None)),
                 sum(int(r.counts.get("written", 0)) for r in group),
                 sum(int(r.counts.get("failed", 0)) for r in group),
-                sum(r.api_calls for r in group),
+                # a csv run makes no API calls (the runs table shows "-" for it)
+                sum(r.api_calls for r in group if r.crm != "csv"),
                 round(sum(_duration(r) for r in group), 1),
             )
         )

@@ -250,7 +250,7 @@ def pending_table(pending: list[dict[str, Any]]) -> Table:
     """Changes handed over (update files) that the CRM does not show yet, by run."""
     records = sum(p["records"] for p in pending)
     table = Table(
-        title=f"Handed over, not yet seen in the CRM ({records} records)", title_justify="left"
+        title=f"Handed over, not yet seen in the CRM ({records:,} records)", title_justify="left"
     )
     for column in ("crm", "decided by run", "records", "fields", "pending since"):
         table.add_column(column)
@@ -258,8 +258,8 @@ def pending_table(pending: list[dict[str, Any]]) -> Table:
         table.add_row(
             row["crm"],
             f"#{row['run_id']}",
-            str(row["records"]),
-            str(row["fields"]),
+            f"{row['records']:,}",
+            f"{row['fields']:,}",
             row["since"].strftime("%Y-%m-%d %H:%M"),
         )
     if records:

@@ -187,7 +187,7 @@ def _check(text: str, version: Version, config: Config) -> None:
     """The learned YAML must load as `icp.yaml` does; else nothing is saved."""
     problems: list[ConfigProblem] = []
     document = load_yaml(text, f"{version.yaml_path} (not saved)")
-    check_criteria(document, config.mapping, problems)
+    check_criteria(document, config.mapping, problems, config.enrichment)
     if problems:
         raise ConfigError(problems)
 
