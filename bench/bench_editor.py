@@ -21,11 +21,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import mappings
-from connectors.sample import write_sample_crm
-from sync.editor.session import EditorSession
-from sync.mapedit import Edit
-from sync.sourcedata import from_export
+from icp_engine import mappings
+from icp_engine.connectors.sample import write_sample_crm
+from icp_engine.sync.editor.session import EditorSession
+from icp_engine.sync.mapedit import Edit
+from icp_engine.sync.sourcedata import from_export
 
 TARGETS = {"weight edit": 0.5, "value-map edit": 2.0}
 

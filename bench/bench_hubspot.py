@@ -48,10 +48,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import connectors  # noqa: E402
-from connectors.hubspot import HubSpotSettings  # noqa: E402
-from sync.config import load_config  # noqa: E402
-from sync.runner import Progress, RunOptions, RunResult, execute  # noqa: E402
+from icp_engine import connectors  # noqa: E402
+from icp_engine.connectors.hubspot.connector import HubSpotSettings  # noqa: E402
+from icp_engine.sync.config import load_config  # noqa: E402
+from icp_engine.sync.runner import Progress, RunOptions, RunResult, execute  # noqa: E402
+
 from tests.fakes.hubspot import FakeHubSpot, StrictClock  # noqa: E402
 from tests.hsdata import seed_portal  # noqa: E402
 

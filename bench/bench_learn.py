@@ -41,14 +41,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+from icp_engine.scoring.learn.train import plain  # noqa: E402
 from learn_maven import bench_maven  # noqa: E402
 from learn_olist import bench_olist  # noqa: E402
 from learn_planted import bench_planted  # noqa: E402
 from learn_ravenstack import bench_ravenstack  # noqa: E402
 from learn_tables import ci, console, heading, num, pct  # noqa: E402
 from learn_timing import bench_timing, timing_child  # noqa: E402
-
-from scoring.learn import plain  # noqa: E402
 
 SECTIONS = ("maven", "olist", "ravenstack", "planted", "timing")
 

@@ -36,9 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from click.testing import CliRunner  # noqa: E402
+from icp_engine.connectors.salesforce.connector import SalesforceConnector, SalesforceSettings  # noqa: E402
+from icp_engine.sync.cli.main import main  # noqa: E402
 
-from connectors.salesforce import SalesforceConnector, SalesforceSettings  # noqa: E402
-from sync.cli import main  # noqa: E402
 from tests.fakes.salesforce import FakeSalesforce  # noqa: E402
 from tests.sfdata import seed_org  # noqa: E402
 
@@ -59,9 +59,8 @@ def run(state: Path, mappings: Path, command: str = "sync") -> tuple[dict[str, A
 
 
 def write_mappings(folder: Path, **settings: Any) -> Path:
+    import icp_engine.mappings as bundled
     import yaml
-
-    import mappings as bundled
 
     folder.mkdir(parents=True, exist_ok=True)
     data = yaml.safe_load(bundled.default("salesforce.yaml").read_text(encoding="utf-8"))

@@ -35,13 +35,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
-from connectors.canonical import to_canonical
-from connectors.sample import generate_accounts, generate_opportunities
-from scoring.criteria import ConditionEvaluator, score_accounts
-from scoring.features import build_features
-from scoring.schema import IcpCriteria
-from sync.config import load_config
+from icp_engine.connectors.canonical import to_canonical
+from icp_engine.connectors.sample import generate_accounts, generate_opportunities
+from icp_engine.scoring.criteria import ConditionEvaluator, score_accounts
+from icp_engine.scoring.features import build_features
+from icp_engine.scoring.schema import IcpCriteria
+from icp_engine.sync.config import load_config
 
 TARGET_SECONDS = 5.0
 TARGET_MB = 2048.0

@@ -42,9 +42,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from icp_engine.scoring.features import available_fields
+from icp_engine.sync.config import load_config
+
 from bench.bench_scoring import _peak_mb, _reset_peak, build_icp, prepare
-from scoring.features import available_fields
-from sync.config import load_config
 
 
 def _pin() -> None:
@@ -69,7 +70,7 @@ def _replicated(path: Path, scale: int) -> pd.DataFrame:
 
 
 def child_python(path: Path, scale: int) -> dict[str, Any]:
-    from scoring.criteria import score_accounts
+    from icp_engine.scoring.criteria import score_accounts
 
     _pin()
     icp = build_icp()
@@ -92,8 +93,7 @@ def child_python(path: Path, scale: int) -> dict[str, Any]:
 
 def child_duckdb(path: Path, scale: int, database: Path) -> dict[str, Any]:
     import duckdb
-
-    from scoring.sql import compile_scorecard
+    from icp_engine.scoring.sql import compile_scorecard
 
     _pin()
     icp = build_icp()
@@ -136,7 +136,7 @@ def child_duckdb(path: Path, scale: int, database: Path) -> dict[str, Any]:
 
 
 def child_enrichment(accounts: int, directory: Path) -> dict[str, Any]:
-    from connectors.enrichment import EnrichmentConfig, join
+    from icp_engine.connectors.enrichment import EnrichmentConfig, join
 
     _pin()
     rng = np.random.default_rng(15)

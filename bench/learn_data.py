@@ -25,12 +25,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from connectors.canonical import to_canonical
-from connectors.mapping import CrmMapping
-from connectors.sample import TODAY, generate_accounts, generate_opportunities
-from scoring.schema import IcpCriteria
-from sync.config import load_config
+from icp_engine.connectors.canonical import to_canonical
+from icp_engine.connectors.mapping import CrmMapping
+from icp_engine.connectors.sample import TODAY, generate_accounts, generate_opportunities
+from icp_engine.scoring.schema import IcpCriteria
+from icp_engine.sync.config import load_config
 
 LOOKBACK_DAYS = 3650
 OLIST_HORIZON_DAYS = 14

@@ -44,13 +44,12 @@ if str(ROOT) not in sys.path:
 import learn_data as ld  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-
-from scoring.criteria import score_accounts  # noqa: E402
-from scoring.features import build_features  # noqa: E402
-from scoring.learn import NotEnoughOutcomes, TrainSettings, train  # noqa: E402
-from scoring.learn_outcomes import collect_outcomes  # noqa: E402
-from scoring.learn_stats import auc  # noqa: E402
-from scoring.schema import IcpCriteria  # noqa: E402
+from icp_engine.scoring.criteria import score_accounts  # noqa: E402
+from icp_engine.scoring.features import build_features  # noqa: E402
+from icp_engine.scoring.learn.outcomes import collect_outcomes  # noqa: E402
+from icp_engine.scoring.learn.stats import auc  # noqa: E402
+from icp_engine.scoring.learn.train import NotEnoughOutcomes, TrainSettings, train  # noqa: E402
+from icp_engine.scoring.schema import IcpCriteria  # noqa: E402
 
 
 def judge_written(

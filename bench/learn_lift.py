@@ -35,16 +35,16 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from icp_engine.scoring.features import build_features  # noqa: E402
+from icp_engine.scoring.learn import model as lm  # noqa: E402
+from icp_engine.scoring.learn.binning import candidate_fields  # noqa: E402
+from icp_engine.scoring.learn.holdout import criteria_document, pipeline, yaml_scores  # noqa: E402
+from icp_engine.scoring.learn.outcomes import collect_outcomes  # noqa: E402
+from icp_engine.scoring.learn.scorecard_yaml import criteria_groups, scorecard_terms  # noqa: E402
+from icp_engine.scoring.learn.stats import auc  # noqa: E402
+from icp_engine.scoring.learn.train import TrainSettings  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
-from scoring import learn_model as lm  # noqa: E402
-from scoring.features import build_features  # noqa: E402
-from scoring.learn import TrainSettings  # noqa: E402
-from scoring.learn_binning import candidate_fields  # noqa: E402
-from scoring.learn_holdout import criteria_document, pipeline, yaml_scores  # noqa: E402
-from scoring.learn_outcomes import collect_outcomes  # noqa: E402
-from scoring.learn_stats import auc  # noqa: E402
-from scoring.learn_yaml import criteria_groups, scorecard_terms  # noqa: E402
 from tests import planted as pl  # noqa: E402
 
 

@@ -8,6 +8,9 @@ from typing import Any
 import learn_data as ld
 import numpy as np
 import pandas as pd
+from icp_engine.scoring.criteria import score_accounts
+from icp_engine.scoring.features import build_features
+from icp_engine.scoring.schema import IcpCriteria
 from learn_rules import (
     conditions,
     criteria_rules,
@@ -18,10 +21,6 @@ from learn_rules import (
 )
 from learn_runs import rate_table, run, train_figures
 from learn_tables import ci, heading, notes, num, pct, show
-
-from scoring.criteria import score_accounts
-from scoring.features import build_features
-from scoring.schema import IcpCriteria
 
 OLIST_HORIZONS = (ld.OLIST_HORIZON_DAYS, 60, 180)
 

@@ -12,6 +12,12 @@ from typing import Any
 
 import learn_data as ld
 import numpy as np
+from icp_engine.scoring.criteria import score_accounts
+from icp_engine.scoring.features import build_features
+from icp_engine.scoring.learn.outcomes import collect_outcomes
+from icp_engine.scoring.learn.stats import auc, bootstrap_aucs, interval
+from icp_engine.scoring.learn.train import TrainResult, TrainSettings, train
+from icp_engine.scoring.schema import IcpCriteria
 from learn_rules import (
     bounds,
     conditions,
@@ -24,12 +30,6 @@ from learn_rules import (
 from learn_runs import holdout_rows, train_figures, unchanged
 from learn_tables import ci, heading, notes, show
 
-from scoring.criteria import score_accounts
-from scoring.features import build_features
-from scoring.learn import TrainResult, TrainSettings, train
-from scoring.learn_outcomes import collect_outcomes
-from scoring.learn_stats import auc, bootstrap_aucs, interval
-from scoring.schema import IcpCriteria
 from tests import planted as pl
 
 

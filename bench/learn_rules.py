@@ -9,9 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from scoring.learn import TrainResult
-from scoring.schema import OPERATORS, Condition
+from icp_engine.scoring.learn.train import TrainResult
+from icp_engine.scoring.schema import OPERATORS, Condition
 
 GROUPS = ("must_have", "strong_signal", "bonus")
 

@@ -12,11 +12,16 @@ from typing import Any
 import learn_data as ld
 import numpy as np
 import pandas as pd
+from icp_engine.scoring.learn.outcomes import collect_outcomes
+from icp_engine.scoring.learn.stats import wilson
+from icp_engine.scoring.learn.train import (
+    NotEnoughOutcomes,
+    TrainResult,
+    TrainSettings,
+    plain,
+    train,
+)
 from learn_rules import criteria_rules, rule_text
-
-from scoring.learn import NotEnoughOutcomes, TrainResult, TrainSettings, plain, train
-from scoring.learn_outcomes import collect_outcomes
-from scoring.learn_stats import wilson
 
 
 def run(ds: ld.Dataset, **settings: Any) -> tuple[TrainResult | None, str | None, float]:

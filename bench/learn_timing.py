@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import learn_data as ld
+from icp_engine.scoring.learn.train import TrainSettings, plain, train
 from learn_tables import console, heading, notes, num, show
-
-from scoring.learn import TrainSettings, plain, train
 
 TARGET_SECONDS = 60.0
 

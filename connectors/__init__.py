@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from icp_engine.connectors.base import Connector
+from icp_engine.connectors.errors import SourceError
+from icp_engine.connectors.mapping import CrmMapping
 from pydantic import BaseModel
-
-from connectors.base import Connector
-from connectors.errors import SourceError
-from connectors.mapping import CrmMapping
 
 AVAILABLE = ("salesforce", "hubspot", "csv", "warehouse")
 
@@ -16,19 +15,19 @@ AVAILABLE = ("salesforce", "hubspot", "csv", "warehouse")
 def settings_model(crm: str) -> type[BaseModel] | None:
     """The pydantic model for the `settings:` block of `<crm>.yaml`, if the CRM has one."""
     if crm == "csv":
-        from connectors.csvfiles import CsvSettings
+        from icp_engine.connectors.csvfiles import CsvSettings
 
         return CsvSettings
     if crm == "salesforce":
-        from connectors.salesforce import SalesforceSettings
+        from icp_engine.connectors.salesforce.connector import SalesforceSettings
 
         return SalesforceSettings
     if crm == "hubspot":
-        from connectors.hubspot import HubSpotSettings
+        from icp_engine.connectors.hubspot.connector import HubSpotSettings
 
         return HubSpotSettings
     if crm == "warehouse":
-        from connectors.warehouse_source import WarehouseSettings
+        from icp_engine.connectors.warehouse_source import WarehouseSettings
 
         return WarehouseSettings
     return None
@@ -45,7 +44,7 @@ def create(
         SourceError: a CSV run without `--source`, or an unknown CRM.
     """
     if crm == "csv":
-        from connectors.csvfiles import CsvConnector
+        from icp_engine.connectors.csvfiles import CsvConnector
 
         if source is None:
             msg = (
@@ -54,15 +53,15 @@ def create(
             raise SourceError(msg)
         return CsvConnector(mapping, source, out)
     if crm == "salesforce":
-        from connectors.salesforce import SalesforceConnector
+        from icp_engine.connectors.salesforce.connector import SalesforceConnector
 
         return SalesforceConnector(mapping)
     if crm == "hubspot":
-        from connectors.hubspot import HubSpotConnector
+        from icp_engine.connectors.hubspot.connector import HubSpotConnector
 
         return HubSpotConnector(mapping)
     if crm == "warehouse":
-        from connectors.warehouse_source import WarehouseConnector
+        from icp_engine.connectors.warehouse_source import WarehouseConnector
 
         return WarehouseConnector(mapping)
     msg = f"unknown CRM {crm!r}; available: {', '.join(AVAILABLE)}"

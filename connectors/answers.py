@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from connectors.errors import ConnectError
+from icp_engine.connectors.errors import ConnectError
 
 
 class MalformedAnswer(ConnectError):

@@ -17,7 +17,7 @@ import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from connectors.mapping import CrmMapping
+    from icp_engine.connectors.mapping import CrmMapping
 
 API_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}")
 KeyPath = tuple[str | int, ...]

@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import pandas as pd
-
-from connectors.canonical import RowIssue
-from connectors.mapping import CrmMapping, OutputField
+from icp_engine.connectors.canonical import RowIssue
+from icp_engine.connectors.mapping import CrmMapping, OutputField
 
 ObjectKind = Literal["account", "opportunity"]
 

@@ -17,9 +17,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from connectors.dates import parse_layout
-from connectors.mapping import (
+from icp_engine.connectors.dates import parse_layout
+from icp_engine.connectors.mapping import (
     CURRENT_PREFIX,
     ID_FIELDS,
     CrmMapping,

@@ -28,8 +28,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from connectors.errors import SourceError
-from connectors.salesforce_ids import to_18
+from icp_engine.connectors.errors import SourceError
+from icp_engine.connectors.salesforce.ids import to_18
 
 MAX_SPAN = 200
 """Lines one record may span (a long multi-line Description); beyond, a quote is damage."""

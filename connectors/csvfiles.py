@@ -34,9 +34,7 @@ from pathlib import Path
 from typing import IO
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
-
-from connectors.base import (
+from icp_engine.connectors.base import (
     CallEstimate,
     Connector,
     FieldInfo,
@@ -45,8 +43,8 @@ from connectors.base import (
     RecordUpdate,
     WriteResult,
 )
-from connectors.canonical import LINE_COLUMN, RowIssue, parse_column, to_canonical
-from connectors.csv_rows import (
+from icp_engine.connectors.canonical import LINE_COLUMN, RowIssue, parse_column, to_canonical
+from icp_engine.connectors.csv_rows import (
     Damaged,
     EncodingPlan,
     clean_id,
@@ -55,9 +53,10 @@ from connectors.csv_rows import (
     plan_encoding,
     records,
 )
-from connectors.errors import SourceError
-from connectors.mapping import CURRENT_PREFIX, ID_FIELDS, CrmMapping
-from connectors.spreadsheet_safety import neutralise, restore
+from icp_engine.connectors.errors import SourceError
+from icp_engine.connectors.mapping import CURRENT_PREFIX, ID_FIELDS, CrmMapping
+from icp_engine.connectors.spreadsheet_safety import neutralise, restore
+from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger(__name__)
 PAGE_ROWS = 50_000

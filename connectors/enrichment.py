@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pandas as pd
+from icp_engine.connectors.canonical import parse_column, parse_datetime, parse_domain
+from icp_engine.connectors.errors import SourceError
+from icp_engine.connectors.mapping import CANONICAL_FIELDS, FieldMap, FieldType
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from connectors.canonical import parse_column, parse_datetime, parse_domain
-from connectors.errors import SourceError
-from connectors.mapping import CANONICAL_FIELDS, FieldMap, FieldType
 
 CRM = "crm"
 """The name `precedence:` uses for the CRM record's own value."""
@@ -223,7 +222,7 @@ def read_source(source: EnrichmentSource, base: Path) -> pd.DataFrame:
             frames.append(frame)
         raw = pd.concat(frames, ignore_index=True)
     else:
-        from connectors.warehouse import read_query
+        from icp_engine.connectors.warehouse import read_query
 
         assert source.url is not None and source.query is not None
         raw = read_query(source.url, source.query, f"enrichment {source.name!r}")

@@ -27,8 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from connectors.sample import TODAY
+from icp_engine.connectors.sample import TODAY
 
 WAREHOUSES = ("Snowflake", "Google BigQuery", "Amazon Redshift", "Databricks")
 _WEB_TECH = ("Google Analytics", "Segment", "Cloudflare", "Stripe", "Intercom", "HubSpot",

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from icp_engine.connectors.errors import LimitReachedError, TransientError
 from tenacity import RetryCallState, wait_random_exponential
-
-from connectors.errors import LimitReachedError, TransientError
 
 MAX_WAIT = 300.0
 """Seconds: the longest single wait a run accepts from a Retry-After."""

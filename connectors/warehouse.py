@@ -15,9 +15,8 @@ from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
+from icp_engine.connectors.errors import SourceError
 from sqlalchemy.exc import SQLAlchemyError
-
-from connectors.errors import SourceError
 
 DEFAULT_URL = "duckdb:///:memory:"
 _VAR = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")

@@ -22,10 +22,7 @@ from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import SQLAlchemyError
-
-from connectors.base import (
+from icp_engine.connectors.base import (
     CallEstimate,
     Connector,
     FieldInfo,
@@ -33,10 +30,12 @@ from connectors.base import (
     RecordUpdate,
     WriteResult,
 )
-from connectors.canonical import to_canonical
-from connectors.errors import ConnectError, SourceError
-from connectors.mapping import ID_FIELDS, CrmMapping
-from connectors.warehouse import engine, redact
+from icp_engine.connectors.canonical import to_canonical
+from icp_engine.connectors.errors import ConnectError, SourceError
+from icp_engine.connectors.mapping import ID_FIELDS, CrmMapping
+from icp_engine.connectors.warehouse import engine, redact
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger(__name__)
 _TABLE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)?$")

@@ -49,7 +49,7 @@ def run_icp(*args: str, env: dict[str, str] | None = None, timeout: float = 3600
     log. Nothing secret is passed on the command line.
     """
     icp = shutil.which("icp")
-    program = [icp] if icp else [sys.executable, "-m", "sync.cli"]
+    program = [icp] if icp else [sys.executable, "-m", "icp_engine.sync.cli"]
     command = [*program, *args, "--json", "--log-format", "json"]
     done = subprocess.run(
         command,

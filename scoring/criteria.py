@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from scoring.labels import format_points
-from scoring.schema import Condition, IcpCriteria
+from icp_engine.scoring.labels import format_points
+from icp_engine.scoring.schema import Condition, IcpCriteria
 
 NO_MATCH_REASON = "no criteria matched"
 

@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
+from icp_engine.scoring.labels import describe_level
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from scoring.labels import describe_level
 
 Scalar = str | int | float | bool
 Path = tuple[str | int, ...]

@@ -25,10 +25,9 @@ from typing import Any
 import pandas as pd
 import sqlglot
 import sqlglot.errors
-
-from scoring.criteria import NO_MATCH_REASON
-from scoring.labels import format_points
-from scoring.schema import Condition, IcpCriteria
+from icp_engine.scoring.criteria import NO_MATCH_REASON
+from icp_engine.scoring.labels import format_points
+from icp_engine.scoring.schema import Condition, IcpCriteria
 
 DEFAULT_TABLE = "icp_features"
 COMPUTED = {"score": "number", "tier": "text", "segment": "text"}

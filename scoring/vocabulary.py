@@ -17,7 +17,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from scoring.labels import describe_level, describe_rule, format_money, format_number
+from icp_engine.scoring.labels import describe_level, describe_rule, format_money, format_number
 
 MAX_NAME = 80
 SIZE_BANDS = (("Small business", 0.0, 49.0), ("Mid-market", 50.0, 5000.0))

@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sync.alerts import Alert
-from sync.operate_config import Alerts
-from sync.state import FailureRecord, RunRecord
+from icp_engine.sync.alerts import Alert
+from icp_engine.sync.operate_config import Alerts
+from icp_engine.sync.state.store import FailureRecord, RunRecord
 
 LIMIT_REACHED = "LIMIT_REACHED"
 SUCCESS = ("ok", "partial")

@@ -28,6 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from icp_engine.sync.logs import redact
+from icp_engine.sync.operate_config import Alerts, Webhook
+from icp_engine.sync.state.opsdb import ConditionRow, OpsDB
 from tenacity import (
     RetryError,
     Retrying,
@@ -35,10 +38,6 @@ from tenacity import (
     stop_after_attempt,
     wait_exponential,
 )
-
-from sync.logs import redact
-from sync.operate_config import Alerts, Webhook
-from sync.opsdb import ConditionRow, OpsDB
 
 log = logging.getLogger(__name__)
 TIMEOUT_S = 10.0

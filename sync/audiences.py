@@ -44,9 +44,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
-from connectors.spreadsheet_safety import neutralise
-from sync.opsdb import OpsDB
+from icp_engine.connectors.spreadsheet_safety import neutralise
+from icp_engine.sync.state.opsdb import OpsDB
 
 LINKEDIN_COLUMNS = (
     "companyname",

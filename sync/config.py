@@ -17,18 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-import connectors
-import mappings
-from connectors.api_names import name_problems
-from connectors.enrichment import EnrichmentConfig, JoinReport
-from connectors.mapping import CrmMapping
-from scoring.features import DERIVED_FIELDS, available_fields
-from scoring.schema import IcpCriteria, condition_problems
-from sync.operate_config import Operate, load_operate, nurture_output_problems
-from sync.versions import MANUAL, Version, VersionError, VersionStore
-from sync.yamlfile import (
+from icp_engine import connectors, mappings
+from icp_engine.connectors.api_names import name_problems
+from icp_engine.connectors.enrichment import EnrichmentConfig, JoinReport
+from icp_engine.connectors.mapping import CrmMapping
+from icp_engine.scoring.features import DERIVED_FIELDS, available_fields
+from icp_engine.scoring.schema import IcpCriteria, condition_problems
+from icp_engine.sync.operate_config import Operate, load_operate, nurture_output_problems
+from icp_engine.sync.versions import MANUAL, Version, VersionError, VersionStore
+from icp_engine.sync.yamlfile import (
     ConfigError,
     ConfigProblem,
     KeyPath,
@@ -36,6 +33,7 @@ from sync.yamlfile import (
     load_yaml,
     read_yaml,
 )
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 log = logging.getLogger(__name__)
 _M = TypeVar("_M", bound=BaseModel)

@@ -23,12 +23,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from icp_engine.scoring.schema import GROUPS, IcpCriteria
+from icp_engine.sync import numbers
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-
-from scoring.schema import GROUPS, IcpCriteria
-from sync import numbers
 
 IGNORED = {"name", "weight", "description", "penalty", "cap_tier", "group"}
 """Keys that are not part of a rule's condition."""

@@ -10,9 +10,8 @@ from __future__ import annotations
 import logging
 
 import pandas as pd
-
-from connectors.enrichment import join
-from sync.config import Config
+from icp_engine.connectors.enrichment import join
+from icp_engine.sync.config import Config
 
 log = logging.getLogger(__name__)
 

@@ -16,13 +16,13 @@ import difflib
 from collections.abc import Mapping
 from pathlib import Path
 
-from connectors.csvfiles import CsvConnector
-from connectors.mapping import ID_FIELDS, CrmMapping
-from scoring.features import DERIVED_FIELDS, available_fields
-from scoring.schema import IcpCriteria
-from sync.config import load_config, read_document
-from sync.sourcedata import EXPORT_ABSENT
-from sync.yamlfile import ConfigError, ConfigProblem, YamlDocument
+from icp_engine.connectors.csvfiles import CsvConnector
+from icp_engine.connectors.mapping import ID_FIELDS, CrmMapping
+from icp_engine.scoring.features import DERIVED_FIELDS, available_fields
+from icp_engine.scoring.schema import IcpCriteria
+from icp_engine.sync.config import load_config, read_document
+from icp_engine.sync.sourcedata import EXPORT_ABSENT
+from icp_engine.sync.yamlfile import ConfigError, ConfigProblem, YamlDocument
 
 DEAL_INPUTS = ("account_id", "is_won", "is_closed", "amount")
 """Opportunity fields the deal aggregates (won_deals, is_customer...) are computed from."""

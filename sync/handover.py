@@ -16,11 +16,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from connectors.base import RecordUpdate
-from connectors.mapping import CURRENT_PREFIX, OutputField
-from sync.plan import _convert, _same, normalise_current
-from sync.state import Pending
+from icp_engine.connectors.base import RecordUpdate
+from icp_engine.connectors.mapping import CURRENT_PREFIX, OutputField
+from icp_engine.sync.plan import _convert, _same, normalise_current
+from icp_engine.sync.state.store import Pending
 
 Key = tuple[str, str]
 """(record id, CRM field)."""

@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sync.logs import redact
-from sync.opsdb import OpsDB
-from sync.state import RunRecord, StateStore
+from icp_engine.sync.logs import redact
+from icp_engine.sync.state.opsdb import OpsDB
+from icp_engine.sync.state.store import RunRecord, StateStore
 
 TIER_CHANGES_KEPT = 200
 """Tier changes stored per run (the count is always exact)."""

@@ -16,12 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from connectors.base import Connector, FieldCreation, FieldInfo
-from connectors.mapping import OutputField
-from sync.config import Config, read_document
-from sync.fieldcheck import check_fields, used_fields
-from sync.sourcedata import ORG_ABSENT
-from sync.yamlfile import ConfigProblem, YamlDocument
+from icp_engine.connectors.base import Connector, FieldCreation, FieldInfo
+from icp_engine.connectors.mapping import OutputField
+from icp_engine.sync.config import Config, read_document
+from icp_engine.sync.fieldcheck import check_fields, used_fields
+from icp_engine.sync.sourcedata import ORG_ABSENT
+from icp_engine.sync.yamlfile import ConfigProblem, YamlDocument
 
 NUMBER_TYPES = frozenset({"double", "int", "long", "currency", "percent", "number"})
 PICKLIST_TYPES = frozenset({"picklist", "enumeration", "combobox", "multipicklist"})

@@ -109,7 +109,7 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-OUR_LOGGERS = ("icp", "sync", "connectors", "scoring")
+OUR_LOGGERS = ("icp", "icp_engine")
 """The engine's own loggers: `-v` turns them to debug; libraries stay at info."""
 HTTP_LOGGERS = ("urllib3.connectionpool",)
 """One line per HTTP request: `-vv`."""
@@ -125,6 +125,8 @@ def log_format() -> str:
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message (and exception text).
 
+    The logger is named without the `icp_engine.` namespace (`sync.runner`), as people read it.
+
     A record logged with `extra={"event": ..., "data": {...}}` carries the event name and
     its fields as keys of the same object (progress, summary), for a scheduler to read.
     """
@@ -133,7 +135,7 @@ class JsonFormatter(logging.Formatter):
         entry: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
-            "logger": record.name,
+            "logger": record.name.removeprefix("icp_engine."),
             "message": record.getMessage(),
         }
         event = getattr(record, "event", None)

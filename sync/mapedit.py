@@ -14,12 +14,11 @@ import io
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from icp_engine.connectors.mapping import OUTPUT_KEYS, WritePolicy
+from icp_engine.sync.yamlfile import load_yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
-
-from connectors.mapping import OUTPUT_KEYS, WritePolicy
-from sync.yamlfile import load_yaml
 
 FileKey = Literal["mapping", "icp"]
 OPS = ("field", "value", "policy", "weight", "tier")

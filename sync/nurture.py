@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
-from scoring.criteria import ConditionEvaluator
-from sync.operate_config import NurtureRule
+from icp_engine.scoring.criteria import ConditionEvaluator
+from icp_engine.sync.operate_config import NurtureRule
 
 
 def nurture_tracks(

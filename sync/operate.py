@@ -14,12 +14,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sync import alert_rules, history
-from sync.alerts import Alert, Notifier
-from sync.logs import redact
-from sync.operate_config import Operate, load_operate
-from sync.state import StateStore
-from sync.yamlfile import ConfigError, ConfigProblem
+from icp_engine.sync import alert_rules, history
+from icp_engine.sync.alerts import Alert, Notifier
+from icp_engine.sync.logs import redact
+from icp_engine.sync.operate_config import Operate, load_operate
+from icp_engine.sync.state.store import StateStore
+from icp_engine.sync.yamlfile import ConfigError, ConfigProblem
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class RunHooks:
 
 def failure_text(exc: BaseException) -> str:
     """What ended a run, as people read it: the engine's own errors speak for themselves."""
-    from connectors.errors import ConnectorError
+    from icp_engine.connectors.errors import ConnectorError
 
     if isinstance(exc, ConnectorError | ConfigError):
         return str(exc)
@@ -165,7 +165,7 @@ def train_done(
     sent: list[Alert] = []
 
     def check() -> None:
-        from sync.versions import VersionStore
+        from icp_engine.sync.versions import VersionStore
 
         version = outcome.version
         if version is None:

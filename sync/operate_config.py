@@ -15,10 +15,9 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from icp_engine.scoring.schema import Condition, condition_problems
+from icp_engine.sync.yamlfile import ConfigProblem, YamlDocument, read_yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from scoring.schema import Condition, condition_problems
-from sync.yamlfile import ConfigProblem, YamlDocument, read_yaml
 
 FILE_NAME = "operate.yaml"
 Format = Literal["linkedin", "generic"]
@@ -118,7 +117,7 @@ def load_operate(
         fields: the account fields the CRM mapping provides, to check nurture conditions.
         problems: where every mistake found is appended.
     """
-    from sync.config import _validate
+    from icp_engine.sync.config import _validate
 
     path = locate(directory)
     if path is None:

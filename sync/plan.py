@@ -24,10 +24,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from connectors.base import RecordUpdate
-from connectors.mapping import CURRENT_PREFIX, OutputField, WritePolicy
-from sync.state import Written
+from icp_engine.connectors.base import RecordUpdate
+from icp_engine.connectors.mapping import CURRENT_PREFIX, OutputField, WritePolicy
+from icp_engine.sync.state.store import Written
 
 
 class ChangeReason(StrEnum):

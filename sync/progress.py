@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal, Protocol, TextIO
 
+from icp_engine.sync import numbers
+from icp_engine.sync.logs import log_format
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -35,9 +37,6 @@ from rich.progress import (
 )
 from rich.progress import Progress as Bars
 from rich.text import Text
-
-from sync import numbers
-from sync.logs import log_format
 
 log = logging.getLogger("icp.progress")
 Mode = Literal["bars", "events", "silent"]

@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import pandas as pd
-
-from connectors.base import Connector, ObjectKind
-from connectors.canonical import restore_types
-from connectors.errors import SourceError
-from connectors.mapping import ID_FIELDS
-from sync import numbers, progress
-from sync.state import StateStore, Watermark
+from icp_engine.connectors.base import Connector, ObjectKind
+from icp_engine.connectors.canonical import restore_types
+from icp_engine.connectors.errors import SourceError
+from icp_engine.connectors.mapping import ID_FIELDS
+from icp_engine.sync import numbers, progress
+from icp_engine.sync.state.store import StateStore, Watermark
 
 log = logging.getLogger(__name__)
 SHRINK_MIN_KNOWN = 10

@@ -26,28 +26,27 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
+from icp_engine import connectors
+from icp_engine.connectors.base import CallEstimate, Connector, RecordUpdate
+from icp_engine.connectors.canonical import RowIssue
+from icp_engine.connectors.errors import ConnectError, SourceError
+from icp_engine.connectors.mapping import CURRENT_PREFIX
+from icp_engine.scoring.criteria import score_accounts
+from icp_engine.scoring.features import build_features
+from icp_engine.sync import numbers
+from icp_engine.sync.config import Config
+from icp_engine.sync.enrich import enrich
+from icp_engine.sync.handover import confirmed, next_pending
+from icp_engine.sync.logs import redact
+from icp_engine.sync.nurture import nurture_tracks
+from icp_engine.sync.plan import Plan, plan_changes
+from icp_engine.sync.progress import Progress
+from icp_engine.sync.pull import WorkingSet, persist, working_set
+from icp_engine.sync.state.lock import DirectoryLock, LockedError
+from icp_engine.sync.state.store import Failure, ScoreRecord, StateError, StateStore, Written
+from icp_engine.sync.writer import BatchOutcome, WriteSummary, write_all
+from icp_engine.sync.yamlfile import ConfigError
 from tenacity import Retrying
-
-import connectors
-from connectors.base import CallEstimate, Connector, RecordUpdate
-from connectors.canonical import RowIssue
-from connectors.errors import ConnectError, SourceError
-from connectors.mapping import CURRENT_PREFIX
-from scoring.criteria import score_accounts
-from scoring.features import build_features
-from sync import numbers
-from sync.config import Config
-from sync.enrich import enrich
-from sync.handover import confirmed, next_pending
-from sync.lock import DirectoryLock, LockedError
-from sync.logs import redact
-from sync.nurture import nurture_tracks
-from sync.plan import Plan, plan_changes
-from sync.progress import Progress
-from sync.pull import WorkingSet, persist, working_set
-from sync.state import Failure, ScoreRecord, StateError, StateStore, Written
-from sync.writer import BatchOutcome, WriteSummary, write_all
-from sync.yamlfile import ConfigError
 
 log = logging.getLogger(__name__)
 Kind = Literal["sync", "backfill"]
@@ -160,7 +159,7 @@ def warehouse_scores(url: str, table: str, accounts: pd.DataFrame) -> pd.DataFra
     Only the accounts of this run are kept; an account the table lacks is not written
     (and said in the log), so a stale view never blanks a CRM field.
     """
-    from connectors.warehouse import read_table
+    from icp_engine.connectors.warehouse import read_table
 
     frame = read_table(url, table, "--scores-from")
     missing_columns = [c for c in ("account_id", "score", "tier", "reasons") if c not in frame]

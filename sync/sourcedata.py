@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
-import connectors
-from connectors.base import Connector, FieldInfo
-from connectors.csvfiles import _detect_encoding
-from connectors.errors import SourceError
-from connectors.mapping import ID_FIELDS, CrmMapping
+from icp_engine import connectors
+from icp_engine.connectors.base import Connector, FieldInfo
+from icp_engine.connectors.csvfiles import _detect_encoding
+from icp_engine.connectors.errors import SourceError
+from icp_engine.connectors.mapping import ID_FIELDS, CrmMapping
 
 KINDS = ("account", "opportunity")
 EXPORT_ABSENT = "{object}.csv has no column"

@@ -18,9 +18,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.mapping import CANONICAL_FIELDS, normalise_key
-from sync.mapedit import Edit
-from sync.sourcedata import KINDS, Column, SourceData
+from icp_engine.connectors.mapping import CANONICAL_FIELDS, normalise_key
+from icp_engine.sync.mapedit import Edit
+from icp_engine.sync.sourcedata import KINDS, Column, SourceData
 
 SYNONYMS: dict[str, dict[str, tuple[str, ...]]] = {
     "account": {

@@ -19,24 +19,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from icp_engine import connectors
+from icp_engine.connectors.base import Connector
+from icp_engine.scoring.labels import field_label, human_date, using_labels
+from icp_engine.sync import numbers
+from icp_engine.sync.config import Config, check_criteria, load_config
+from icp_engine.sync.enrich import enrich
+from icp_engine.sync.progress import stage, timed_stage
+from icp_engine.sync.pull import WorkingSet, pull_object
+from icp_engine.sync.runner import score
+from icp_engine.sync.state.store import StateStore
+from icp_engine.sync.versions import Version, VersionStore, criteria_yaml, track_predictions
+from icp_engine.sync.yamlfile import ConfigError, ConfigProblem, load_yaml
 from rich.console import Console
 from rich.table import Table
 
-import connectors
-from connectors.base import Connector
-from scoring.labels import field_label, human_date, using_labels
-from sync import numbers
-from sync.config import Config, check_criteria, load_config
-from sync.enrich import enrich
-from sync.progress import stage, timed_stage
-from sync.pull import WorkingSet, pull_object
-from sync.runner import score
-from sync.state import StateStore
-from sync.versions import Version, VersionStore, criteria_yaml, track_predictions
-from sync.yamlfile import ConfigError, ConfigProblem, load_yaml
-
 if TYPE_CHECKING:  # the learner (scikit-learn) loads only when `icp train` runs
-    from scoring.learn import TrainResult, TrainSettings
+    from icp_engine.scoring.learn.train import TrainResult, TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +94,8 @@ def run_train(
 
     Raises `NotEnoughOutcomes`, `ConfigError`, `LockedError` and connector errors.
     """
-    from scoring.learn import train
-    from scoring.naming import describe_segments
+    from icp_engine.scoring.learn.train import train
+    from icp_engine.scoring.naming import describe_segments
 
     config = load_config(crm, mappings, state_dir)
     store = VersionStore(state_dir)
@@ -206,7 +205,7 @@ def _diff(config: Config, proposed: str, label: str) -> str:
     if path.is_file():
         current = path.read_text(encoding="utf-8-sig")
     else:  # the bundled icp.yaml
-        import mappings
+        from icp_engine import mappings
 
         current = mappings.default("icp.yaml").read_text(encoding="utf-8")
     lines = difflib.unified_diff(
@@ -267,8 +266,8 @@ def run_report(
     The report describes the active version, or the latest training when that found no
     signal (and saved no version): it then says so. `Version` is None in that case.
     """
-    from scoring.report import render_report
-    from sync.history import health
+    from icp_engine.scoring.report.build import render_report
+    from icp_engine.sync.history import health
 
     config = load_config(crm, mappings, state_dir)
     store = VersionStore(state_dir)
@@ -303,7 +302,7 @@ LAST_TRAIN = "last_train.json"
 
 
 def save_last_train(state_dir: Path, payload: dict[str, Any]) -> None:
-    from scoring.learn import plain
+    from icp_engine.scoring.learn.train import plain
 
     state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / LAST_TRAIN
@@ -347,7 +346,7 @@ def _window(value: Any) -> str:
 
 def leaked_features(criteria: dict[str, Any]) -> list[tuple[str, str]]:
     """(field label, reason) for every field training left out as a leak."""
-    from scoring.report_model_sections import dropped_features, is_leak
+    from icp_engine.scoring.report.model_sections import dropped_features, is_leak
 
     return [(name, why) for name, why in dropped_features({"criteria": criteria}) if is_leak(why)]
 

@@ -27,8 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-
-from sync.mirror import to_jsonable
+from icp_engine.sync.state.mirror import to_jsonable
 
 DIRECTORY = "criteria"
 POINTER = "active"
@@ -177,7 +176,7 @@ def track_predictions(scores: pd.DataFrame, opportunities: pd.DataFrame) -> dict
     """
     if scores.empty:
         return None
-    from scoring.learn_outcomes import is_expansion_type
+    from icp_engine.scoring.learn.outcomes import is_expansion_type
 
     keep = (
         opportunities["is_closed"].fillna(False).astype(bool) & opportunities["closed_at"].notna()

@@ -16,16 +16,15 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from icp_engine.connectors.base import Connector, RecordUpdate, WriteResult
+from icp_engine.connectors.errors import LimitReachedError, TransientError
+from icp_engine.connectors.waits import WaitTooLong, too_long, wait_retry_after
 from tenacity import (
     RetryCallState,
     Retrying,
     retry_if_exception,
     stop_after_attempt,
 )
-
-from connectors.base import Connector, RecordUpdate, WriteResult
-from connectors.errors import LimitReachedError, TransientError
-from connectors.waits import WaitTooLong, too_long, wait_retry_after
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from click.testing import CliRunner
-
-from sync.cli import main
+from icp_engine.sync.cli.main import main
 
 
 def icp(*args: str | Path) -> tuple[int, str, str]:

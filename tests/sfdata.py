@@ -8,9 +8,9 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from icp_engine.connectors.salesforce.session import ENV_VARS
+from icp_engine.connectors.sample import generate_accounts, generate_opportunities
 
-from connectors.salesforce_session import ENV_VARS
-from connectors.sample import generate_accounts, generate_opportunities
 from tests.fakes.salesforce import FakeSalesforce
 
 _NUMBERS = {"NumberOfEmployees", "AnnualRevenue", "Employees_Last_Year__c", "Amount"}

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from icp_engine.sync.alerts import Alert, DeliveryError, Notifier, post, scrub, slack_body
+from icp_engine.sync.operate_config import Alerts, Webhook
 
-from sync.alerts import Alert, DeliveryError, Notifier, post, scrub, slack_body
-from sync.operate_config import Alerts, Webhook
 from tests.webhook_receiver import WebhookReceiver
 
 ALERT = Alert(
@@ -56,7 +56,7 @@ def test_unset_variable_is_recorded_and_the_url_never_stored(tmp_path: Path) -> 
     config = Alerts(webhooks=[Webhook(url_env="ICP_NOT_SET_ANYWHERE")])
     notifier = Notifier(tmp_path, config, environ={}, sleep=lambda s: None)
     assert notifier.update({ALERT.key: ALERT}) == []
-    from sync.alerts import pending
+    from icp_engine.sync.alerts import pending
 
     [row] = pending(tmp_path)
     assert not row.delivered and row.last_error == (
@@ -75,7 +75,7 @@ def _model(shares: dict[str, float], names: list[str], emerging: list[str]) -> d
 
 
 def test_after_train_names_each_significant_change() -> None:
-    from sync.alert_rules import after_train
+    from icp_engine.sync.alert_rules import after_train
 
     before = _model({"A": 0.15, "B": 0.30}, ["Employees 50-499", "Industry: SaaS"], [])
     now = _model({"A": 0.22, "B": 0.31}, ["Employees 50-499", "Funding: Series A-C"], ["Fintech"])

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from icp_engine.connectors.sample import write_sample_crm
+from icp_engine.sync import alerts as alerts_module
+from icp_engine.sync.cli.main import main
+from icp_engine.sync.state.store import StateStore
 
-import sync.alerts
-from connectors.sample import write_sample_crm
-from sync.cli import main
-from sync.state import StateStore
 from tests.fakes.hubspot import FakeHubSpot
 from tests.hsdata import seed_portal
 from tests.test_hubspot_e2e import fast_mappings
@@ -37,7 +37,7 @@ def icp(*args: str | Path) -> tuple[int, str, str]:
 @pytest.fixture(autouse=True)
 def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     waits: list[float] = []
-    monkeypatch.setattr(sync.alerts, "pause", waits.append)
+    monkeypatch.setattr(alerts_module, "pause", waits.append)
     return waits
 
 

@@ -11,13 +11,13 @@ import sys
 import time
 from pathlib import Path
 
+import icp_engine.mappings as bundled
 import pytest
 import yaml
 from click.testing import CliRunner
+from icp_engine.connectors.sample import write_sample_crm
+from icp_engine.sync.cli.main import main
 
-import mappings as bundled
-from connectors.sample import write_sample_crm
-from sync.cli import main
 from tests.crmsim import Clock, edit_rows, load_updates, read_rows
 
 
@@ -254,7 +254,7 @@ def test_json_logs_for_schedulers(export: Path, tmp_path: Path) -> None:
 
 def _cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "sync.cli", *map(str, args)],
+        [sys.executable, "-m", "icp_engine.sync.cli", *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

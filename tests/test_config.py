@@ -11,10 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-import mappings
-from sync.config import CRMS, load_config, mappings_dir, validate_all
-from sync.yamlfile import ConfigError, ConfigProblem
+from icp_engine import mappings
+from icp_engine.sync.config import CRMS, load_config, mappings_dir, validate_all
+from icp_engine.sync.yamlfile import ConfigError, ConfigProblem
 
 
 def copy_defaults(directory: Path, *names: str) -> Path:

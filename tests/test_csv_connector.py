@@ -9,15 +9,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from connectors.base import RecordUpdate
-from connectors.canonical import RowIssue
-from connectors.csvfiles import NULL_MARKER, UPDATES_FILE, CsvConnector
-from connectors.errors import SourceError
-from connectors.mapping import CrmMapping
-from scoring.criteria import score_accounts
-from scoring.features import build_features
-from sync.config import load_config
+from icp_engine.connectors.base import RecordUpdate
+from icp_engine.connectors.canonical import RowIssue
+from icp_engine.connectors.csvfiles import NULL_MARKER, UPDATES_FILE, CsvConnector
+from icp_engine.connectors.errors import SourceError
+from icp_engine.connectors.mapping import CrmMapping
+from icp_engine.scoring.criteria import score_accounts
+from icp_engine.scoring.features import build_features
+from icp_engine.sync.config import load_config
 
 ACCOUNT_HEADER = (
     "Id,Name,Website,Industry,NumberOfEmployees,AnnualRevenue,BillingCountry,"

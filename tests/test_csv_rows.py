@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-import mappings
-from connectors.csvfiles import CsvConnector
-from connectors.mapping import CrmMapping
-from connectors.salesforce_ids import checksum, is_salesforce_id, to_18
-from sync.config import load_config
+from icp_engine import mappings
+from icp_engine.connectors.csvfiles import CsvConnector
+from icp_engine.connectors.mapping import CrmMapping
+from icp_engine.connectors.salesforce.ids import checksum, is_salesforce_id, to_18
+from icp_engine.sync.config import load_config
 
 HEADER = "Id,Name,Industry,NumberOfEmployees,CreatedDate"
 OPPS = "Id,AccountId,StageName,IsClosed,IsWon,Amount,CloseDate,CreatedDate"
@@ -223,7 +222,7 @@ def test_ambiguous_dates_warn_and_date_format_settles_them(
 def test_formula_cells_are_neutralised_and_read_back_converged(
     tmp_path: Path, mapping: CrmMapping
 ) -> None:
-    from connectors.base import RecordUpdate
+    from icp_engine.connectors.base import RecordUpdate
 
     payload = "=1+2+cmd|' /C calc'!A0"
     rows = [HEADER, f"{account_id(1)},Acme,{payload},10,", f"{payload},Evil,,,"]

@@ -15,14 +15,13 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import icp_engine.mappings as bundled
 import pytest
 import requests
 import yaml
 from click.testing import CliRunner
-
-import mappings as bundled
-from connectors.sample import write_sample_crm
-from sync.cli import main
+from icp_engine.connectors.sample import write_sample_crm
+from icp_engine.sync.cli.main import main
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

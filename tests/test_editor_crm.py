@@ -8,13 +8,13 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import icp_engine.mappings as bundled
 import pytest
+from icp_engine.sync.config import load_config
+from icp_engine.sync.editor.session import EditorSession
+from icp_engine.sync.mapedit import Edit
+from icp_engine.sync.sourcedata import from_crm
 
-import mappings as bundled
-from sync.config import load_config
-from sync.editor.session import EditorSession
-from sync.mapedit import Edit
-from sync.sourcedata import from_crm
 from tests.cli_helpers import icp
 from tests.fakes.salesforce import FakeSalesforce
 from tests.sfdata import outputs, seed_org, use_org

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from connectors.enrichment import EnrichmentConfig, join
-from connectors.errors import SourceError
-from sync.config import load_config
-from sync.yamlfile import ConfigError
+from icp_engine.connectors.enrichment import EnrichmentConfig, join
+from icp_engine.connectors.errors import SourceError
+from icp_engine.sync.config import load_config
+from icp_engine.sync.yamlfile import ConfigError
 
 ACCOUNTS = pd.DataFrame(
     {

@@ -10,8 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from connectors.sample import write_sample_crm
+from icp_engine.connectors.sample import write_sample_crm
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from icp_engine.connectors.base import RecordUpdate, WriteResult
+from icp_engine.connectors.csvfiles import CsvConnector
+from icp_engine.connectors.errors import LimitReachedError
+from icp_engine.connectors.sample import write_sample_crm
+from icp_engine.sync.cli.main import main
+from icp_engine.sync.config import load_config
+from icp_engine.sync.runner import RunOptions, RunResult, execute
+from icp_engine.sync.writer import make_retrying
 
-from connectors.base import RecordUpdate, WriteResult
-from connectors.csvfiles import CsvConnector
-from connectors.errors import LimitReachedError
-from connectors.sample import write_sample_crm
-from sync.cli import main
-from sync.config import load_config
-from sync.runner import RunOptions, RunResult, execute
-from sync.writer import make_retrying
 from tests.crmsim import read_rows
 
 

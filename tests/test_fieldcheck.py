@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import icp_engine.mappings as bundled
 import pytest
 from click.testing import CliRunner
-
-import mappings as bundled
-from connectors.sample import write_sample_crm
-from sync.cli import main
+from icp_engine.connectors.sample import write_sample_crm
+from icp_engine.sync.cli.main import main
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,12 @@ from pathlib import Path
 import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import mappings
-from connectors.csvfiles import CsvConnector
-from connectors.errors import SourceError
-from connectors.salesforce_ids import to_18
-from sync.config import load_config
-from sync.yamlfile import ConfigError, ConfigProblem, load_yaml, read_yaml
+from icp_engine import mappings
+from icp_engine.connectors.csvfiles import CsvConnector
+from icp_engine.connectors.errors import SourceError
+from icp_engine.connectors.salesforce.ids import to_18
+from icp_engine.sync.config import load_config
+from icp_engine.sync.yamlfile import ConfigError, ConfigProblem, load_yaml, read_yaml
 
 FUZZ = settings(
     max_examples=60,

@@ -21,8 +21,8 @@ from urllib.parse import quote
 import pytest
 import requests
 from click.testing import CliRunner
+from icp_engine.sync.cli.main import main
 
-from sync.cli import main
 from tests.fakes.hubspot import FakeHubSpot
 from tests.fakes.salesforce import FakeSalesforce
 from tests.hsdata import seed_portal

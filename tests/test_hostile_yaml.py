@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-import mappings
-from sync.cli import main
-from sync.config import load_config
-from sync.yamlfile import MAX_BYTES, ConfigError, ConfigProblem, load_yaml, read_yaml
+from icp_engine import mappings
+from icp_engine.sync.cli.main import main
+from icp_engine.sync.config import load_config
+from icp_engine.sync.yamlfile import MAX_BYTES, ConfigError, ConfigProblem, load_yaml, read_yaml
 
 BUNDLED_ICP = mappings.default("icp.yaml").read_text(encoding="utf-8")
 LAUGHS = 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n' + "".join(
@@ -148,8 +147,8 @@ def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
 
 
 def test_mapping_editor_reads_through_the_same_loader() -> None:
-    from sync.editor.session import _safe
-    from sync.mapedit import EditError, load
+    from icp_engine.sync.editor.session import _safe
+    from icp_engine.sync.mapedit import EditError, load
 
     bomb = BUNDLED_ICP + LAUGHS
     assert _safe(bomb) == {}  # no expansion: the editor shows nothing rather than hang

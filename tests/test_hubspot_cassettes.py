@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 import yaml
+from icp_engine.connectors.base import RecordUpdate
+from icp_engine.connectors.hubspot.connector import HubSpotConnector
+from icp_engine.sync.config import load_config
 
-from connectors.base import RecordUpdate
-from connectors.hubspot import HubSpotConnector
-from sync.config import load_config
 from tests.fakes.hubspot import FakeHubSpot
 from tests.recording import CASSETTES, LIVE, RECORDING, cassette
 

@@ -16,12 +16,12 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
+from icp_engine.connectors.base import RecordUpdate
+from icp_engine.connectors.errors import ConnectError, LimitReachedError, TransientError
+from icp_engine.connectors.hubspot.connector import HubSpotConnector
+from icp_engine.sync.config import load_config
+from icp_engine.sync.writer import make_retrying, write_all
 
-from connectors.base import RecordUpdate
-from connectors.errors import ConnectError, LimitReachedError, TransientError
-from connectors.hubspot import HubSpotConnector
-from sync.config import load_config
-from sync.writer import make_retrying, write_all
 from tests.fakes.hubspot import FakeHubSpot
 
 MAPPING = load_config("hubspot", None).mapping

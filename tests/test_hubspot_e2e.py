@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import icp_engine.mappings as bundled
 import pytest
 import yaml
+from icp_engine.connectors.hubspot.connector import HubSpotConnector
+from icp_engine.sync.state.store import StateStore
 
-import mappings as bundled
-from connectors.hubspot import HubSpotConnector
-from sync.state import StateStore
 from tests.cli_helpers import icp
 from tests.fakes.hubspot import FakeHubSpot
 from tests.hsdata import seed_portal

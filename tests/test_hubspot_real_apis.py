@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from icp_engine.connectors.hubspot.client import SECOND
+from icp_engine.connectors.hubspot.connector import HubSpotConnector
+from icp_engine.connectors.hubspot.limits import SlidingWindow
+from icp_engine.sync.cli.main import main
+from icp_engine.sync.config import load_config
+from icp_engine.sync.state.store import StateStore
 
-from connectors.hubspot import HubSpotConnector
-from connectors.hubspot_client import SECOND
-from connectors.hubspot_limits import SlidingWindow
-from sync.cli import main
-from sync.config import load_config
-from sync.state import StateStore
 from tests.fakes.hubspot import FakeHubSpot
 from tests.hsdata import seed_portal
 from tests.test_hubspot_e2e import fast_mappings, fresh_full_run_agrees, tiers

@@ -6,15 +6,14 @@ import threading
 import time
 
 import pytest
-
-from connectors.base import RecordUpdate
-from connectors.hubspot import HubSpotConnector, HubSpotSettings
-from connectors.hubspot_limits import SlidingWindow
-from connectors.hubspot_properties import definition, field_info
-from connectors.hubspot_pull import Reader, read_spec, to_millis
-from connectors.hubspot_write import BatchWriter, format_value, property_errors, readable
-from connectors.mapping import OutputField
-from sync.config import load_config
+from icp_engine.connectors.base import RecordUpdate
+from icp_engine.connectors.hubspot.connector import HubSpotConnector, HubSpotSettings
+from icp_engine.connectors.hubspot.limits import SlidingWindow
+from icp_engine.connectors.hubspot.properties import definition, field_info
+from icp_engine.connectors.hubspot.pull import Reader, read_spec, to_millis
+from icp_engine.connectors.hubspot.write import BatchWriter, format_value, property_errors, readable
+from icp_engine.connectors.mapping import OutputField
+from icp_engine.sync.config import load_config
 
 MAPPING = load_config("hubspot", None).mapping
 
@@ -116,7 +115,7 @@ def test_validation_errors_are_spelled_out():
 
 
 def test_missing_property_fails_its_records_without_bisecting():
-    from connectors.hubspot_client import HubSpotRequestError
+    from icp_engine.connectors.hubspot.client import HubSpotRequestError
 
     class Refusing:
         calls = 0
@@ -131,7 +130,7 @@ def test_missing_property_fails_its_records_without_bisecting():
                     '"name":"icp_nope"}]'
                 )
                 raise HubSpotRequestError(400, "VALIDATION_ERROR", detail, {})
-            from connectors.hubspot_client import Answer
+            from icp_engine.connectors.hubspot.client import Answer
 
             return Answer(200, {"results": [{"id": i["id"]} for i in body["inputs"]]}, {})
 

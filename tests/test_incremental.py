@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from icp_engine.connectors.salesforce.session import ENV_VARS
+from icp_engine.connectors.sample import write_sample_crm
+from icp_engine.sync.config import load_config
+from icp_engine.sync.runner import RunOptions, execute
 
-from connectors.salesforce_session import ENV_VARS
-from connectors.sample import write_sample_crm
-from sync.config import load_config
-from sync.runner import RunOptions, execute
 from tests.crmsim import Clock, edit_rows, load_updates
 from tests.fakes.salesforce import FakeSalesforce
 from tests.sfdata import outputs, seed_org

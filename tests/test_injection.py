@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-import mappings
-from sync.cli import main
-from sync.config import load_config
-from sync.yamlfile import ConfigError
+from icp_engine import mappings
+from icp_engine.sync.cli.main import main
+from icp_engine.sync.config import load_config
+from icp_engine.sync.yamlfile import ConfigError
 
 
 def copy(directory: Path, crm: str) -> Path:

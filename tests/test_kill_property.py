@@ -25,9 +25,9 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
+from icp_engine.connectors.sample import write_sample_crm
+from icp_engine.sync.cli.main import main
 
-from connectors.sample import write_sample_crm
-from sync.cli import main
 from tests.crmsim import Clock, edit_rows, load_updates, read_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,7 +133,7 @@ def kill_at(event: str, jitter: float, export: Path, state: Path, run: int) -> i
     """Run `icp sync` in a process and SIGKILL it `jitter` s after `event`; its exit code."""
     happened = _waiter(event, export, state, run)
     process = subprocess.Popen(
-        [sys.executable, "-m", "sync.cli", *map(str, sync_args(export, state))],
+        [sys.executable, "-m", "icp_engine.sync.cli", *map(str, sync_args(export, state))],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=ROOT,

@@ -11,14 +11,14 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from icp_engine.scoring.criteria import ConditionEvaluator, score_accounts
+from icp_engine.scoring.features import available_fields, build_features
+from icp_engine.scoring.learn.binning import nice_thresholds
+from icp_engine.scoring.learn.features import NUMBER, Feature
+from icp_engine.scoring.learn.stats import auc, benjamini_hochberg, chi2_sf, wilson
+from icp_engine.scoring.learn.train import NotEnoughOutcomes, TrainSettings, train
+from icp_engine.scoring.schema import Condition, IcpCriteria
 
-from scoring.criteria import ConditionEvaluator, score_accounts
-from scoring.features import available_fields, build_features
-from scoring.learn import NotEnoughOutcomes, TrainSettings, train
-from scoring.learn_binning import nice_thresholds
-from scoring.learn_features import NUMBER, Feature
-from scoring.learn_stats import auc, benjamini_hochberg, chi2_sf, wilson
-from scoring.schema import Condition, IcpCriteria
 from tests.planted import FIELD_TYPES, NOW, planted_crm
 
 MANUAL = IcpCriteria.model_validate(
@@ -394,7 +394,7 @@ def test_sparse_crm_columns_and_list_valued_multi_select():
     groups=st.lists(st.integers(0, 7), min_size=1, max_size=4, unique=True),
 )
 def test_every_category_group_is_exactly_its_yaml_conditions(values, rare, groups):
-    from scoring.learn_binning import encode_category
+    from icp_engine.scoring.learn.binning import encode_category
 
     series = pd.Series(values, dtype=object)
     feature = encode_category("industry", series, np.arange(len(values)), rare)

@@ -12,19 +12,18 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
+import icp_engine.mappings as bundled
 import numpy as np
 import pandas as pd
 import pytest
-
-import mappings as bundled
-from scoring.criteria import ConditionEvaluator, score_accounts
-from scoring.features import build_features
-from scoring.learn import NotEnoughOutcomes, TrainSettings, train
-from scoring.learn_stats import auc
-from scoring.learn_yaml import place_tiers
-from scoring.schema import IcpCriteria
-from sync.config import load_config
-from sync.yamlfile import ConfigError
+from icp_engine.scoring.criteria import ConditionEvaluator, score_accounts
+from icp_engine.scoring.features import build_features
+from icp_engine.scoring.learn.scorecard_yaml import place_tiers
+from icp_engine.scoring.learn.stats import auc
+from icp_engine.scoring.learn.train import NotEnoughOutcomes, TrainSettings, train
+from icp_engine.scoring.schema import IcpCriteria
+from icp_engine.sync.config import load_config
+from icp_engine.sync.yamlfile import ConfigError
 
 NOW = datetime(2026, 6, 30, tzinfo=UTC)
 MANUAL = IcpCriteria.model_validate(  # hand-written, on the funnel's fields

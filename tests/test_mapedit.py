@@ -3,14 +3,13 @@ meant, and nothing else."""
 
 from __future__ import annotations
 
+import icp_engine.mappings as bundled
 import pandas as pd
 import pytest
 import yaml
-
-import mappings as bundled
-from sync.mapedit import Edit, EditError, apply_edits, dump, load
-from sync.sourcedata import Column, SourceData, profile
-from sync.suggest import suggest, uncaught
+from icp_engine.sync.mapedit import Edit, EditError, apply_edits, dump, load
+from icp_engine.sync.sourcedata import Column, SourceData, profile
+from icp_engine.sync.suggest import suggest, uncaught
 
 
 def text(name: str) -> str:
@@ -152,9 +151,9 @@ def test_profile_counts_values_and_fill_and_splits_multi_select() -> None:
 
 def test_the_sample_query_stays_within_a_url_hubspot_accepts() -> None:
     # HubSpot answers 414 URI Too Long past ~8,000 characters of properties in a GET.
-    from connectors.base import FieldInfo
-    from sync.config import load_config
-    from sync.sourcedata import NAME_BUDGET, _wide_mapping
+    from icp_engine.connectors.base import FieldInfo
+    from icp_engine.sync.config import load_config
+    from icp_engine.sync.sourcedata import NAME_BUDGET, _wide_mapping
 
     mapping = load_config("hubspot", None).mapping
     described = {
@@ -173,8 +172,8 @@ def test_the_sample_query_stays_within_a_url_hubspot_accepts() -> None:
 
 
 def test_the_editor_says_when_sync_scores_with_learned_criteria_instead(tmp_path) -> None:
-    from sync.cli_editor import _criteria_notice
-    from sync.versions import VersionStore
+    from icp_engine.sync.cli.editor import _criteria_notice
+    from icp_engine.sync.versions import VersionStore
 
     maps = tmp_path / "mappings"
     maps.mkdir()

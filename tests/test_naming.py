@@ -9,8 +9,14 @@ from typing import Any
 
 import pytest
 import requests
+from icp_engine.scoring.naming import (
+    ENV_API_KEY,
+    ENV_BASE_URL,
+    ENV_MODEL,
+    describe_segments,
+    request_body,
+)
 
-from scoring.naming import ENV_API_KEY, ENV_BASE_URL, ENV_MODEL, describe_segments, request_body
 from tests.fakes.llm import FakeLlm
 from tests.recording import CASSETTES, RECORDING, cassette
 
@@ -133,7 +139,7 @@ def test_failures_leave_the_segments_unchanged(mode, key, reason, caplog):
     before = copy.deepcopy(given)
     with (
         FakeLlm(api_key=KEY, mode=mode, delay=1.0) as fake,
-        caplog.at_level(logging.WARNING, logger="scoring.naming"),
+        caplog.at_level(logging.WARNING, logger="icp_engine.scoring.naming"),
     ):
         result = describe_segments(
             given, base_url=f"{fake.url}/v1", api_key=key, model=MODEL, timeout=0.2
@@ -148,7 +154,7 @@ def test_unreachable_endpoint_leaves_the_segments_unchanged(caplog: pytest.LogCa
     with FakeLlm() as fake:
         url = fake.url  # the port is closed once the server stops
     given = segments()
-    with caplog.at_level(logging.WARNING, logger="scoring.naming"):
+    with caplog.at_level(logging.WARNING, logger="icp_engine.scoring.naming"):
         result = describe_segments(
             given,
             base_url=f"http://user:{KEY}@{url.removeprefix('http://')}/v1",
@@ -163,6 +169,6 @@ def test_unreachable_endpoint_leaves_the_segments_unchanged(caplog: pytest.LogCa
 
 def test_a_base_url_without_a_model_warns(caplog: pytest.LogCaptureFixture):
     given = segments()
-    with caplog.at_level(logging.WARNING, logger="scoring.naming"):
+    with caplog.at_level(logging.WARNING, logger="icp_engine.scoring.naming"):
         assert describe_segments(given, base_url="http://x.test/v1", session=NoNetwork()) is given
     assert ENV_MODEL in caplog.text

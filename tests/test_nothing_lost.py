@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from icp_engine.connectors.sample import write_sample_crm
+from icp_engine.sync.cli.main import main
 
-from connectors.sample import write_sample_crm
-from sync.cli import main
 from tests.crmsim import Clock, load_updates, read_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ def updates(path: Path) -> dict[str, dict[str, str]]:
 
 def icp_process(*args: str | Path, **options: object) -> subprocess.Popen[str]:
     return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
-        [sys.executable, "-m", "sync.cli", *map(str, args)],
+        [sys.executable, "-m", "icp_engine.sync.cli", *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

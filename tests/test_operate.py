@@ -8,12 +8,12 @@ import json
 import shutil
 from pathlib import Path
 
+import icp_engine.mappings as bundled
 import pytest
 import yaml
+from icp_engine.connectors.sample import write_sample_crm
+from icp_engine.sync.audiences import GENERIC_COLUMNS, LINKEDIN_COLUMNS
 
-import mappings as bundled
-from connectors.sample import write_sample_crm
-from sync.audiences import GENERIC_COLUMNS, LINKEDIN_COLUMNS
 from tests.cli_helpers import icp
 from tests.crmsim import Clock, edit_rows, load_updates, read_rows
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from sync.opsdb import OpsDB
-from sync.state import StateError
+from icp_engine.sync.state.opsdb import OpsDB
+from icp_engine.sync.state.store import StateError
 
 
 def test_damaged_state_file_gives_the_state_error_not_a_traceback(tmp_path: Path) -> None:

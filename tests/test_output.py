@@ -8,9 +8,8 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-
-from sync.logs import REDACTED, configure
-from sync.progress import Progress, Reporter, progress_for
+from icp_engine.sync.logs import REDACTED, configure
+from icp_engine.sync.progress import Progress, Reporter, progress_for
 
 
 class Terminal(io.StringIO):
@@ -33,7 +32,7 @@ def test_secrets_from_the_environment_never_reach_the_log(
     monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "pat-na1-0123456789abcdef")
     monkeypatch.setenv("SF_PASSWORD", "hunter2hunter2")
     configure("text")
-    logging.getLogger("connectors.hubspot").warning(
+    logging.getLogger("icp_engine.connectors.hubspot").warning(
         "request failed: Authorization: Bearer %s (password %s)",
         "pat-na1-0123456789abcdef",
         "hunter2hunter2",
@@ -45,7 +44,7 @@ def test_secrets_from_the_environment_never_reach_the_log(
 
 def test_json_log_lines_for_schedulers(capsys: pytest.CaptureFixture[str]) -> None:
     configure("json", verbosity=1)
-    logging.getLogger("sync.runner").debug("pulled %d accounts", 12)
+    logging.getLogger("icp_engine.sync.runner").debug("pulled %d accounts", 12)
     (line,) = capsys.readouterr().err.splitlines()
     entry = json.loads(line)
     assert entry["level"] == "debug"
@@ -90,14 +89,14 @@ def test_progress_events_in_json_logs(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 @pytest.mark.parametrize(
-    "module", ["sync.runner", "sync.pull", "sync.progress", "sync.render", "sync.preview"]
+    "module", ["sync.runner", "sync.pull", "sync.progress", "sync.cli.render", "sync.cli.preview"]
 )
 def test_each_module_imports_on_its_own(module: str) -> None:
     # No import cycles (DESIGN.md): each module loads first, in a fresh interpreter.
     import subprocess
     import sys
 
-    argv = [sys.executable, "-c", f"import {module}"]
+    argv = [sys.executable, "-c", f"import icp_engine.{module}"]
     done = subprocess.run(argv, check=False, capture_output=True)
     assert done.returncode == 0, done.stderr.decode()
     assert issubclass(Reporter, Progress)

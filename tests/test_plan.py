@@ -16,10 +16,9 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from connectors.base import RecordUpdate
-from connectors.mapping import CURRENT_PREFIX, OutputField, WritePolicy
-from sync.plan import (
+from icp_engine.connectors.base import RecordUpdate
+from icp_engine.connectors.mapping import CURRENT_PREFIX, OutputField, WritePolicy
+from icp_engine.sync.plan import (
     ChangeReason,
     FieldChange,
     Plan,
@@ -28,7 +27,7 @@ from sync.plan import (
     plan_changes,
     to_crm_value,
 )
-from sync.state import Written
+from icp_engine.sync.state.store import Written
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 BEFORE = T0 - timedelta(days=1)

@@ -11,9 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
-from scoring.report import checklist, conditions_text, render_report, tier_summary
-from scoring.schema import IcpCriteria
+from icp_engine.scoring.report.build import checklist, conditions_text, render_report, tier_summary
+from icp_engine.scoring.schema import IcpCriteria
 
 CRITERIA_YAML = """
 name: Starting ICP

@@ -14,11 +14,11 @@ from contextlib import ExitStack
 
 import pandas as pd
 import pytest
+from icp_engine.connectors.base import RecordUpdate
+from icp_engine.connectors.salesforce.connector import SalesforceConnector
+from icp_engine.sync.config import load_config
 
-from connectors.base import RecordUpdate
-from connectors.salesforce import SalesforceConnector
-from sync.config import load_config
-from tests.fakes.salesforce_soql import normalize_id
+from tests.fakes.salesforce.soql import normalize_id
 from tests.recording import CASSETTES, LIVE, RECORDING, cassette
 from tests.sfdata import use_org
 

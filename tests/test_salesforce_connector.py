@@ -9,11 +9,11 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from icp_engine.connectors.base import RecordUpdate
+from icp_engine.connectors.errors import ConnectError, LimitReachedError, TransientError
+from icp_engine.connectors.salesforce.connector import SalesforceConnector
+from icp_engine.sync.config import load_config
 
-from connectors.base import RecordUpdate
-from connectors.errors import ConnectError, LimitReachedError, TransientError
-from connectors.salesforce import SalesforceConnector
-from sync.config import load_config
 from tests.fakes.salesforce import FakeSalesforce
 from tests.sfdata import seed_org, use_org
 

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import icp_engine.mappings as bundled
 import pytest
 import yaml
+from icp_engine.connectors.salesforce.access import FieldAccess, grant_access
+from icp_engine.sync.state.store import StateStore
 from simple_salesforce import Salesforce
 
-import mappings as bundled
-from connectors.salesforce_access import FieldAccess, grant_access
-from sync.state import StateStore
 from tests.fakes.salesforce import FakeSalesforce
 from tests.sfdata import outputs, seed_org, use_org
 from tests.test_salesforce_e2e import fresh_full_run_agrees, icp, run, settle

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from connectors.sample import generate_accounts, generate_opportunities, write_sample_crm
+from icp_engine.connectors.sample import generate_accounts, generate_opportunities, write_sample_crm
 
 TODAY = date(2026, 10, 31)
 ACCOUNT_HEADER = [

@@ -6,11 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
-from scoring.criteria import NO_MATCH_REASON, score_accounts
-from scoring.features import available_fields, build_features, region_of
-from scoring.schema import IcpCriteria
-from sync.config import load_config
+from icp_engine.scoring.criteria import NO_MATCH_REASON, score_accounts
+from icp_engine.scoring.features import available_fields, build_features, region_of
+from icp_engine.scoring.schema import IcpCriteria
+from icp_engine.sync.config import load_config
 
 T, F = True, False
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from icp_engine.scoring.learn.train import TrainSettings, train
+from icp_engine.scoring.schema import IcpCriteria
 
-from scoring.learn import TrainSettings, train
-from scoring.schema import IcpCriteria
 from tests.planted import FIELD_TYPES, NOW, planted_crm
 
 NAME = "Mid-market Technology/SaaS scale-ups, 3-10 years old"

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
-from scoring import learn_trends as trends
-from scoring import segments as seg
-from scoring.learn_features import CATEGORY, HAS, NUMBER, Feature
+from icp_engine.scoring.learn import segments as seg
+from icp_engine.scoring.learn import trends
+from icp_engine.scoring.learn.features import CATEGORY, HAS, NUMBER, Feature
 
 
 def _category(name: str, values: list[str], codes: np.ndarray) -> Feature:

@@ -18,10 +18,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
-
-from scoring.criteria import score_accounts
-from scoring.schema import IcpCriteria
-from scoring.sql import SqlCompileError, compile_scorecard
+from icp_engine.scoring.criteria import score_accounts
+from icp_engine.scoring.schema import IcpCriteria
+from icp_engine.scoring.sql import SqlCompileError, compile_scorecard
 
 TYPES = {
     "account_id": "text",
@@ -287,7 +286,8 @@ def test_unknown_dialect_lists_the_valid_ones() -> None:
 
 def test_cli_score_where_the_data_is_matches_the_sync(tmp_path) -> None:
     """Features into DuckDB, the compiled SQL run there: the same values a sync writes."""
-    from connectors.sample import write_sample_crm
+    from icp_engine.connectors.sample import write_sample_crm
+
     from tests.test_cli import icp
 
     export = tmp_path / "export"

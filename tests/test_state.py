@@ -19,10 +19,9 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from sync.lock import LockedError
-from sync.mirror import to_jsonable
-from sync.state import (
+from icp_engine.sync.state.lock import LockedError
+from icp_engine.sync.state.mirror import to_jsonable
+from icp_engine.sync.state.store import (
     SCHEMA_VERSION,
     Failure,
     Pending,
@@ -38,8 +37,8 @@ T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 TRY_LOCK = """
 import sys
-from sync.lock import LockedError
-from sync.state import StateStore
+from icp_engine.sync.state.lock import LockedError
+from icp_engine.sync.state.store import StateStore
 with StateStore(sys.argv[1]) as store:
     try:
         store.acquire_lock()
@@ -51,7 +50,7 @@ with StateStore(sys.argv[1]) as store:
 
 HOLD_LOCK = """
 import sys
-from sync.state import StateStore
+from icp_engine.sync.state.store import StateStore
 store = StateStore(sys.argv[1])
 store.acquire_lock()
 print("locked", flush=True)
@@ -267,7 +266,7 @@ def test_finishing_an_unknown_run_raises(store: StateStore) -> None:
 
 def test_watermark_capped_at_run_start(store: StateStore, caplog: pytest.LogCaptureFixture) -> None:
     future = T0 + timedelta(days=3)
-    with caplog.at_level(logging.WARNING, logger="sync.state"):
+    with caplog.at_level(logging.WARNING, logger="icp_engine.sync.state.store"):
         mark = store.set_watermark("sf", "account", future, ["a1"], run_started_at=T0)
     assert mark == Watermark(T0, frozenset())
     assert store.watermark("sf", "account") == mark
@@ -276,7 +275,7 @@ def test_watermark_capped_at_run_start(store: StateStore, caplog: pytest.LogCapt
 
 def test_watermark_never_moves_back(store: StateStore, caplog: pytest.LogCaptureFixture) -> None:
     store.set_watermark("sf", "account", T0, ["a1"], run_started_at=T0)
-    with caplog.at_level(logging.WARNING, logger="sync.state"):
+    with caplog.at_level(logging.WARNING, logger="icp_engine.sync.state.store"):
         kept = store.set_watermark("sf", "account", T0 - timedelta(hours=1), ["a9"], T0)
     assert kept == Watermark(T0, frozenset({"a1"}))
     assert store.watermark("sf", "account") == kept
@@ -326,7 +325,7 @@ _STEPS = st.lists(
 @settings(max_examples=60, deadline=None)
 @given(_STEPS)
 def test_watermark_never_decreases(steps: list[tuple[datetime, frozenset[str], datetime]]) -> None:
-    logging.getLogger("sync.state").disabled = True
+    logging.getLogger("icp_engine.sync.state.store").disabled = True
     try:
         with tempfile.TemporaryDirectory() as directory, StateStore(Path(directory)) as store:
             expected: Watermark | None = None
@@ -345,7 +344,7 @@ def test_watermark_never_decreases(steps: list[tuple[datetime, frozenset[str], d
                 assert previous is None or result.value >= previous.value
                 assert result.value <= max(s for _, _, s in steps)
     finally:
-        logging.getLogger("sync.state").disabled = False
+        logging.getLogger("icp_engine.sync.state.store").disabled = False
 
 
 # last written values

@@ -15,13 +15,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import icp_engine.mappings as bundled
 import pytest
 import yaml
+from icp_engine.connectors.sample import write_sample_crm
+from icp_engine.sync import numbers
+from icp_engine.sync.criteria_changes import compare
 
-import mappings as bundled
-from connectors.sample import write_sample_crm
-from sync import numbers
-from sync.criteria_changes import compare
 from tests.cli_helpers import icp
 from tests.crmsim import Clock, edit_rows, load_updates, read_rows
 
@@ -257,8 +257,8 @@ def test_intervals_without_width_or_data_say_no_data() -> None:
 def test_a_step_without_units_says_how_long_is_left_from_last_time(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from sync.logs import configure
-    from sync.progress import progress_for, timed_stage
+    from icp_engine.sync.logs import configure
+    from icp_engine.sync.progress import progress_for, timed_stage
 
     class Memory(dict):
         def get_meta(self, key: str) -> str | None:

@@ -14,20 +14,20 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
+import icp_engine.mappings as bundled
 import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
+from icp_engine import connectors
+from icp_engine.connectors.sample import write_sample_crm
+from icp_engine.connectors.spreadsheet_safety import restore
+from icp_engine.scoring.criteria import score_accounts
+from icp_engine.scoring.features import build_features
+from icp_engine.sync.cli.main import main
+from icp_engine.sync.config import load_config
+from icp_engine.sync.train import read_all
 
-import connectors
-import mappings as bundled
-from connectors.sample import write_sample_crm
-from connectors.spreadsheet_safety import restore
-from scoring.criteria import score_accounts
-from scoring.features import build_features
-from sync.cli import main
-from sync.config import load_config
-from sync.train import read_all
 from tests.crmsim import Clock, edit_rows, read_rows
 
 PATTERN_KEYS = {"name", "rule", "support", "win_rate", "win_rate_ci", "acv", "cycle_days"}

@@ -6,15 +6,20 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
+import icp_engine.mappings as bundled
 import pandas as pd
 import pytest
 import yaml
-
-import mappings as bundled
-from sync.config import load_config
-from sync.state import SCHEMA_VERSION, ScoreRecord, StateStore
-from sync.versions import Version, VersionError, VersionStore, parse_version, track_predictions
-from sync.yamlfile import ConfigError
+from icp_engine.sync.config import load_config
+from icp_engine.sync.state.store import SCHEMA_VERSION, ScoreRecord, StateStore
+from icp_engine.sync.versions import (
+    Version,
+    VersionError,
+    VersionStore,
+    parse_version,
+    track_predictions,
+)
+from icp_engine.sync.yamlfile import ConfigError
 
 T0 = datetime(2026, 5, 1, 12, tzinfo=UTC)
 

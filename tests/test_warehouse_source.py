@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from icp_engine.connectors.sample import write_sample_crm
+from icp_engine.connectors.spreadsheet_safety import restore
 
-from connectors.sample import write_sample_crm
-from connectors.spreadsheet_safety import restore
 from tests.test_cli import icp
 
 

@@ -12,21 +12,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
-from connectors.mapping import CrmMapping
-from scoring.criteria import score_accounts
-from scoring.features import available_fields, build_features, company_age
-from scoring.labels import (
+from icp_engine.connectors.mapping import CrmMapping
+from icp_engine.scoring.criteria import score_accounts
+from icp_engine.scoring.features import available_fields, build_features, company_age
+from icp_engine.scoring.labels import (
     describe_level,
     field_label,
     format_money,
     human_date,
     using_labels,
 )
-from scoring.learn import train
-from scoring.report import render_report
-from scoring.schema import IcpCriteria
-from scoring.vocabulary import segment_name
+from icp_engine.scoring.learn.train import train
+from icp_engine.scoring.report.build import render_report
+from icp_engine.scoring.schema import IcpCriteria
+from icp_engine.scoring.vocabulary import segment_name
+
 from tests.planted import FIELD_TYPES, NOW, planted_crm
 
 MANUAL = IcpCriteria.model_validate(

@@ -17,11 +17,10 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from connectors.base import CallEstimate, Connector, FieldInfo, RecordUpdate, WriteResult
-from connectors.errors import ConnectError, LimitReachedError, TransientError
-from sync.config import load_config
-from sync.writer import BatchOutcome, WriteSummary, make_retrying, write_all
+from icp_engine.connectors.base import CallEstimate, Connector, FieldInfo, RecordUpdate, WriteResult
+from icp_engine.connectors.errors import ConnectError, LimitReachedError, TransientError
+from icp_engine.sync.config import load_config
+from icp_engine.sync.writer import BatchOutcome, WriteSummary, make_retrying, write_all
 
 MAPPING = load_config("csv", None).mapping
 

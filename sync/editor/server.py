@@ -25,8 +25,8 @@ from importlib.resources import files
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from sync.editor.session import EditorSession
-from sync.mapedit import Edit, EditError
+from icp_engine.sync.editor.session import EditorSession
+from icp_engine.sync.mapedit import Edit, EditError
 
 log = logging.getLogger(__name__)
 MAX_BODY = 1_000_000
@@ -56,7 +56,7 @@ class EditorServer(ThreadingHTTPServer):
 def page(token: str, nonce: str) -> bytes:
     """The page with its script and style inlined (allowed by `nonce` alone) and the
     session token in a meta tag."""
-    here = files(__package__ or "sync.editor")
+    here = files(__package__ or "icp_engine.sync.editor")
     html = here.joinpath("page.html").read_text(encoding="utf-8")
     html = html.replace("/*STYLE*/", here.joinpath("app.css").read_text(encoding="utf-8"))
     html = html.replace("/*SCRIPT*/", here.joinpath("app.js").read_text(encoding="utf-8"))

@@ -18,18 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
-from connectors.canonical import to_canonical
-from connectors.mapping import CANONICAL_FIELDS, OUTPUT_KEYS
-from scoring.criteria import score_accounts
-from scoring.features import build_features
-from scoring.schema import Condition
-from sync.config import Config, load_config, locate, read_document
-from sync.fieldcheck import check_fields
-from sync.mapedit import GROUPS, Edit, EditError, FileKey, apply_edits
-from sync.sourcedata import KINDS, SourceData
-from sync.suggest import suggest
-from sync.yamlfile import ConfigError, ConfigProblem, load_yaml
+from icp_engine.connectors.canonical import to_canonical
+from icp_engine.connectors.mapping import CANONICAL_FIELDS, OUTPUT_KEYS
+from icp_engine.scoring.criteria import score_accounts
+from icp_engine.scoring.features import build_features
+from icp_engine.scoring.schema import Condition
+from icp_engine.sync.config import Config, load_config, locate, read_document
+from icp_engine.sync.fieldcheck import check_fields
+from icp_engine.sync.mapedit import GROUPS, Edit, EditError, FileKey, apply_edits
+from icp_engine.sync.sourcedata import KINDS, SourceData
+from icp_engine.sync.suggest import suggest
+from icp_engine.sync.yamlfile import ConfigError, ConfigProblem, load_yaml
 
 SAMPLES = 6
 """Accounts shown as examples of what an edit changes."""

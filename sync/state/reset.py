@@ -1,0 +1,105 @@
+"""`icp state reset`: set a damaged state aside, start a new one, say what is lost.
+
+The old file (with its `-wal`/`-shm` companions) is renamed, never deleted, so it can
+still be examined or restored. What it held is counted when it can still be read. The
+new state is empty: the next `sync` or `backfill` pulls everything from the CRM again
+(mirror, watermarks), so what cannot come back is what only the engine knew: the values
+it last wrote (which `if_unchanged` needs to tell a person's edit from its own), changes
+handed over and not yet seen in the CRM, failed records and the run history.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from icp_engine.sync.state.lock import DirectoryLock
+from icp_engine.sync.state.store import StateError, StateStore
+
+_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+
+def _counts(path: Path) -> dict[str, int] | str:
+    """Rows per table of the old file, or why they cannot be read."""
+    try:
+        with StateStore(path.parent, create=False) as old:
+            return old.counts()
+    except StateError as exc:
+        problem = exc.problem
+    try:  # damaged but perhaps partly readable: count what SQLite still gives
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            found: dict[str, int] = {}
+            for table in ("last_written", "pending", "failures", "runs"):
+                try:
+                    found[table] = int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+                except sqlite3.Error:
+                    continue
+            if found:
+                return found
+        finally:
+            db.close()
+    except sqlite3.Error:
+        pass
+    return problem
+
+
+def reset_state(directory: Path, yes: bool) -> dict[str, Any]:
+    """Move `directory`'s state file aside and create a new one; return what was lost."""
+    path = directory / StateStore.FILE_NAME
+    if directory.exists() and not directory.is_dir():
+        raise StateError(directory, "is a file, not a state directory", "Give --state a directory")
+    lock = DirectoryLock(directory, StateStore.LOCK_NAME)
+    if directory.exists():
+        lock.acquire()  # no run may be using it meanwhile
+    try:
+        lines: list[str] = []
+        lost: dict[str, int] | str = {}
+        kept_as: str | None = None
+        if path.exists() or path.is_symlink():
+            lost = _counts(path) if not path.is_dir() else "it is a directory"
+            if not yes:
+                click.confirm(
+                    f"Set {path} aside and start a new state? What it holds is lost", abort=True
+                )
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            aside = directory / f"{StateStore.FILE_NAME}.damaged-{stamp}"
+            for suffix in _COMPANIONS:
+                old = Path(f"{path}{suffix}")
+                if old.exists() or old.is_symlink():
+                    os.replace(old, f"{aside}{suffix}")
+            kept_as = str(aside)
+            lines.append(f"Set aside: {path} -> {aside}")
+        else:
+            lines.append(f"No state file in {directory}: starting one.")
+        with StateStore(directory):
+            pass
+        lines.append(f"New state: {path}")
+        if isinstance(lost, str):
+            lines.append(
+                f"The old state could not be read ({lost}): everything in it is lost: the "
+                "values the engine last wrote, handed-over changes, failed records, run history."
+            )
+        elif lost:
+            lines += [
+                "Lost with it:",
+                f"  {lost.get('last_written', 0):,} last-written values: fields with policy "
+                "if_unchanged now count the CRM's value as a person's and leave it until the "
+                "engine writes them again (overwrite fields are unaffected)",
+                f"  {lost.get('pending', 0):,} changes handed over and not yet seen in the CRM "
+                "(the last update file still holds them; the next run decides them afresh)",
+                f"  {lost.get('failures', 0):,} failed records (the next run retries whatever "
+                "still differs)",
+                f"  {lost.get('runs', 0):,} runs of history",
+            ]
+        lines.append(
+            "Next: `icp backfill` (same --crm, --source, --state) pulls everything from the CRM "
+            "again and rebuilds the rest: mirror and watermarks."
+        )
+        return {"state": str(path), "set_aside": kept_as, "lost": lost, "lines": lines}
+    finally:
+        lock.release()

@@ -1,0 +1,882 @@
+"""What a scheduled run remembers between runs: one SQLite file per state directory.
+
+`directory/state.sqlite` holds the runs, a watermark per (crm, object), the value last
+written to each (crm, record, field), the records whose write failed (retried next run),
+a mirror of canonical records (`sync.mirror` encodes them), the scores written under each
+criteria version (so `icp train` can judge them against later outcomes), the changes
+handed over in an update file and not yet seen in the CRM (`pending`) and a small
+key/value table.
+`directory/lock` (`sync.lock`) lets one run at a time work on the directory.
+
+The file is checked when opened (SQLite header, `PRAGMA quick_check`, schema version,
+tables and columns, watermarks). Anything wrong, or a file that cannot be written, raises
+`StateError` naming the path and what to do: state is never re-created silently. A new
+state file is built under a temporary name and linked into place, so a `state.sqlite`
+that exists is always a finished one and a 0-byte file is damage, never "new".
+
+Timestamps are stored as fixed-width ISO 8601 UTC strings (microsecond precision) and
+returned as tz-aware UTC datetimes; naive datetimes raise `ValueError`. Every mutating
+method is one transaction: it commits at the end and rolls back on error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import stat
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, NamedTuple
+
+import pandas as pd
+from icp_engine.sync.state.lock import DirectoryLock
+from icp_engine.sync.state.mirror import RecordMirror, dumps, select_in, unique_ids
+
+logger = logging.getLogger(__name__)
+
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (  # 0 -> 1
+        """CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, crm TEXT NOT NULL,
+            kind TEXT NOT NULL, dry_run INTEGER NOT NULL, started_at TEXT NOT NULL,
+            finished_at TEXT, outcome TEXT, exit_code INTEGER, counts TEXT NOT NULL DEFAULT '{}',
+            api_calls INTEGER NOT NULL DEFAULT 0, message TEXT)""",
+        "CREATE INDEX runs_by_crm ON runs (crm, id)",
+        """CREATE TABLE watermarks (crm TEXT NOT NULL, object TEXT NOT NULL,
+            value TEXT NOT NULL, boundary_ids TEXT NOT NULL, PRIMARY KEY (crm, object))""",
+        """CREATE TABLE last_written (crm TEXT NOT NULL, record_id TEXT NOT NULL,
+            field TEXT NOT NULL, value TEXT NOT NULL, run_id INTEGER NOT NULL,
+            written_at TEXT NOT NULL, PRIMARY KEY (crm, record_id, field)) WITHOUT ROWID""",
+        """CREATE TABLE failures (crm TEXT NOT NULL, record_id TEXT NOT NULL,
+            run_id INTEGER NOT NULL, code TEXT, message TEXT, transient INTEGER NOT NULL,
+            field_values TEXT NOT NULL, attempts INTEGER NOT NULL, first_failed_at TEXT NOT NULL,
+            last_failed_at TEXT NOT NULL, PRIMARY KEY (crm, record_id))""",
+        """CREATE TABLE records (crm TEXT NOT NULL, object TEXT NOT NULL,
+            record_id TEXT NOT NULL, account_id TEXT, data TEXT NOT NULL,
+            PRIMARY KEY (crm, object, record_id))""",
+        "CREATE INDEX records_by_account ON records (crm, object, account_id)",
+    ),
+    (  # 1 -> 2: changes handed over (an update file) and not yet seen in the CRM
+        """CREATE TABLE pending (crm TEXT NOT NULL, record_id TEXT NOT NULL,
+            field TEXT NOT NULL, value TEXT NOT NULL, run_id INTEGER NOT NULL,
+            since TEXT NOT NULL, PRIMARY KEY (crm, record_id, field)) WITHOUT ROWID""",
+    ),
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+_ADDITIVE = (  # tables an older engine can ignore: created at open, no schema version bump
+    """CREATE TABLE IF NOT EXISTS scores (crm TEXT NOT NULL, account_id TEXT NOT NULL,
+        fingerprint TEXT NOT NULL, version TEXT NOT NULL, score REAL, tier TEXT,
+        run_id INTEGER NOT NULL, written_at TEXT NOT NULL,
+        PRIMARY KEY (crm, account_id, fingerprint)) WITHOUT ROWID""",
+)
+_TABLES = {  # the columns every table must have (a newer engine may add more)
+    "meta": {"key", "value"},
+    "runs": {"id", "crm", "kind", "dry_run", "started_at", "finished_at", "outcome", "counts"},
+    "watermarks": {"crm", "object", "value", "boundary_ids"},
+    "last_written": {"crm", "record_id", "field", "value", "run_id", "written_at"},
+    "failures": {"crm", "record_id", "code", "message", "field_values", "attempts"},
+    "records": {"crm", "object", "record_id", "account_id", "data"},
+    "pending": {"crm", "record_id", "field", "value", "run_id", "since"},
+}
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_SCHEMA_KEY = "schema_version"
+_BUSY_TIMEOUT_S = 30.0
+_ACCOUNT = "account"
+_RUN_COLUMNS = "id, crm, kind, dry_run, started_at, finished_at, outcome, exit_code, counts, "
+_RUN_COLUMNS += "api_calls, message"
+
+
+class StateError(Exception):
+    """The state file cannot be used: damaged, foreign, unreadable, read-only, or full.
+
+    str() names the path, what is wrong and what to do.
+    """
+
+    def __init__(self, path: Path, problem: str, advice: str | None = None) -> None:
+        self.path, self.problem = path, problem
+        directory = path.parent if path.name.startswith(StateStore.FILE_NAME) else path
+        advice = advice or (
+            f"Restore {path} from a backup, or run `icp state reset --state {directory}` "
+            "to start a new state (it says what is lost; the next run rebuilds the rest "
+            "from the CRM)"
+        )
+        super().__init__(f"state {path}: {problem}. {advice}")
+
+
+class StateVersionError(StateError):
+    """The state file was written by a newer engine, with a schema this one does not know."""
+
+
+class Pending(NamedTuple):
+    """A change handed over (in an update file) that the CRM does not show yet.
+
+    A tuple, not a dataclass: a run may hold every pending field of 200,000 accounts.
+    """
+
+    value: Any
+    run_id: int
+    since: datetime
+    """When the engine first decided this value."""
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """Pull records modified at or after `value`, skipping `boundary_ids` (modified at `value`)."""
+
+    value: datetime
+    boundary_ids: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Written:
+    """The value last written to one field of one record, and when (tz-aware UTC)."""
+
+    value: Any
+    written_at: datetime
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A record whose write failed: the CRM's answer and the field values we tried to write."""
+
+    record_id: str
+    code: str | None
+    message: str | None
+    transient: bool
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ScoreRecord:
+    """A score the CRM now holds for an account, and the criteria version that gave it."""
+
+    account_id: str
+    score: float | None
+    tier: str | None
+    version: str
+    """`v0003` for a learned version, `manual` for the hand-written criteria."""
+    fingerprint: str
+    """The criteria's fingerprint (tells apart edits of the hand-written file)."""
+
+
+@dataclass(frozen=True)
+class FailureRecord(Failure):
+    """A stored `Failure`: how many runs failed it, first and last (tz-aware UTC)."""
+
+    attempts: int
+    first_failed_at: datetime
+    last_failed_at: datetime
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run; `finished_at` and `outcome` are None if it never finished (it was killed)."""
+
+    id: int
+    crm: str
+    kind: str
+    dry_run: bool
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str | None
+    exit_code: int | None
+    counts: dict[str, int]
+    api_calls: int
+    message: str | None
+
+
+class StateStore(RecordMirror):
+    """The state of one directory (see the module docstring); use it as a context manager.
+
+    Args:
+        directory: the state directory; it and the state file are created if missing.
+
+    Raises:
+        StateVersionError: the file comes from a newer engine.
+    """
+
+    FILE_NAME = "state.sqlite"
+    LOCK_NAME = "lock"
+
+    def __init__(self, directory: Path | str, *, create: bool = True) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / self.FILE_NAME
+        self._depth = 0
+        if self.directory.exists() and not self.directory.is_dir():
+            raise StateError(
+                self.directory, "is a file, not a state directory", "Give --state a directory"
+            )
+        if not self.path.exists() and not self.path.is_symlink():
+            if not create:
+                raise StateError(self.path, "no state here: nothing has run yet", "Check --state")
+            self._create()
+        _check_file(self.path)
+        self._lock = DirectoryLock(self.directory, self.LOCK_NAME)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StateError(self.path, f"cannot be opened ({exc})") from exc
+        try:
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._check()
+            self._migrate()
+            self._check_tables()
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise _state_error(self.path, exc) from exc
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _create(self) -> None:
+        """Build a new state file under a temporary name, then link it into place."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            temporary = self.directory / f".{self.FILE_NAME}.{os.getpid()}.new"
+            temporary.unlink(missing_ok=True)
+            db = sqlite3.connect(temporary, isolation_level=None)
+            try:
+                db.execute("PRAGMA journal_mode = DELETE")
+                self._db = db
+                self._migrate()
+            finally:
+                db.close()
+            with temporary.open("rb") as handle:
+                os.fsync(handle.fileno())
+            try:
+                os.link(temporary, self.path)  # fails if another process made one meanwhile
+            except FileExistsError:
+                pass
+            finally:
+                temporary.unlink(missing_ok=True)
+            _fsync_directory(self.directory)
+        except sqlite3.Error as exc:
+            raise _state_error(self.directory, exc) from exc
+        except OSError as exc:
+            raise StateError(
+                self.directory,
+                f"cannot create the state there ({exc.strerror or exc})",
+                "Check the path, its permissions and the free disk space",
+            ) from exc
+
+    def _check(self) -> None:
+        """Integrity: SQLite's own page check, and that the file is an ICP state."""
+        problems = [row[0] for row in self._db.execute("PRAGMA quick_check(5)")]
+        if problems != ["ok"]:
+            raise StateError(self.path, "is damaged: " + "; ".join(map(str, problems)))
+        names = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master")}
+        if not names:
+            raise StateError(self.path, "holds no tables (damaged, or not an ICP state)")
+        if "meta" not in names:
+            raise StateError(
+                self.path, "has no 'meta' table: not an ICP state file (foreign or damaged)"
+            )
+
+    def _check_tables(self) -> None:
+        for table, columns in _TABLES.items():
+            found = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if not found:
+                raise StateError(self.path, f"has no {table!r} table (damaged)")
+            if missing := columns - found:
+                raise StateError(
+                    self.path, f"table {table!r} lacks {', '.join(sorted(missing))} (damaged)"
+                )
+        for crm, obj, value, boundary in self._db.execute(
+            "SELECT crm, object, value, boundary_ids FROM watermarks"
+        ):
+            try:
+                _parse(value)
+                if not isinstance(json.loads(boundary), list):
+                    raise ValueError(boundary)
+            except (TypeError, ValueError) as exc:
+                raise StateError(
+                    self.path, f"watermark of {crm} {obj} is unreadable ({value!r}) (damaged)"
+                ) from exc
+
+    def close(self) -> None:
+        """Release the lock if held and close the file; closing twice is harmless."""
+        self.release_lock()
+        self._db.close()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+        if self._depth:  # inside `atomic()`: part of its transaction
+            yield self._db
+            return
+        try:
+            self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise _state_error(self.path, exc) from exc
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Make every change made inside one transaction: all of them land, or none."""
+        if self._depth:
+            yield
+            return
+        with self._transaction():
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+
+    def _schema_version(self) -> int:
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        if self._db.execute(sql).fetchone() is None:
+            return 0
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (_SCHEMA_KEY,)).fetchone()
+        if row is None:
+            return 0
+        try:
+            version = int(row[0])
+        except (TypeError, ValueError):
+            version = -1
+        if version < 1:
+            raise StateError(self.path, f"has an unreadable schema version {row[0]!r} (damaged)")
+        return version
+
+    def _migrate(self) -> None:
+        if self._schema_version() == SCHEMA_VERSION:  # the usual case: no write needed
+            self._add_tables()
+            return
+        with self._transaction() as db:  # re-read: another process may have migrated meanwhile
+            version = self._schema_version()
+            if version > SCHEMA_VERSION:
+                raise StateVersionError(
+                    self.path,
+                    f"has schema version {version}; this engine knows up to {SCHEMA_VERSION}",
+                    "Upgrade the engine (or use another state directory; `icp state reset` "
+                    "starts afresh, losing what it holds)",
+                )
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+            for statements in _MIGRATIONS[version:]:
+                for statement in statements:
+                    db.execute(statement)
+            _put_meta(db, _SCHEMA_KEY, str(SCHEMA_VERSION))
+        self._add_tables()
+
+    def _add_tables(self) -> None:
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'scores'"
+        if self._db.execute(sql).fetchone() is not None:
+            return
+        with self._transaction() as db:
+            for statement in _ADDITIVE:
+                db.execute(statement)
+
+    # lock
+
+    def acquire_lock(self) -> None:
+        """Take the directory's lock (a no-op if this store holds it already).
+
+        Raises:
+            LockedError: another process (or another store in this one) holds it.
+        """
+        self._lock.acquire()
+
+    def release_lock(self) -> None:
+        """Release the lock if this store holds it."""
+        self._lock.release()
+
+    # runs
+
+    def start_run(
+        self, crm: str, kind: str, dry_run: bool = False, *, started_at: datetime | None = None
+    ) -> int:
+        """Record a run as started (now, unless `started_at` is given) and return its id."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO runs (crm, kind, dry_run, started_at) VALUES (?, ?, ?, ?)",
+                (crm, kind, int(dry_run), _text(started_at or _now())),
+            )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def finish_run(
+        self,
+        run_id: int,
+        outcome: str,
+        exit_code: int,
+        counts: Mapping[str, int],
+        api_calls: int,
+        message: str | None = None,
+        *,
+        finished_at: datetime | None = None,
+    ) -> None:
+        """Record how run `run_id` ended. Raises `KeyError` for an unknown run."""
+        counts_text = json.dumps({str(key): int(value) for key, value in counts.items()})
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE runs SET finished_at = ?, outcome = ?, exit_code = ?, counts = ?,"
+                " api_calls = ?, message = ? WHERE id = ?",
+                (
+                    _text(finished_at or _now()),
+                    outcome,
+                    exit_code,
+                    counts_text,
+                    api_calls,
+                    message,
+                    run_id,
+                ),
+            )
+            if cursor.rowcount == 0:
+                raise KeyError(f"no run {run_id} in {self.path}")
+
+    def runs(self, crm: str | None = None, limit: int = 20) -> list[RunRecord]:
+        """The last `limit` runs (of `crm`, or of all CRMs), newest first."""
+        rows = self._db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE ? IS NULL OR crm = ? ORDER BY id DESC LIMIT ?",
+            (crm, crm, limit),
+        ).fetchall()
+        return [
+            RunRecord(
+                i, c, k, bool(d), _parse(s), _parse(f) if f else None, o, e, json.loads(n), a, m
+            )
+            for i, c, k, d, s, f, o, e, n, a, m in rows
+        ]
+
+    # watermarks
+
+    def watermark(self, crm: str, obj: str) -> Watermark | None:
+        """The watermark of `obj` ("account", "opportunity") in `crm`, or None before any."""
+        return self.watermarks(crm).get((crm, obj))
+
+    def set_watermark(
+        self,
+        crm: str,
+        obj: str,
+        value: datetime,
+        boundary_ids: Iterable[str],
+        run_started_at: datetime,
+    ) -> Watermark:
+        """Move the watermark to `value`, the newest modified time this run saw; return it.
+
+        `value` is capped at `run_started_at` (a record stamped in the future must not make
+        the next run skip what changes meanwhile; the boundary ids are then dropped). The
+        watermark never moves back: an earlier value keeps the stored one (with a warning).
+        At an equal value the boundary ids are added to the stored ones.
+        """
+        value, ids, start = _utc(value), frozenset(unique_ids(boundary_ids)), _utc(run_started_at)
+        if value > start:
+            logger.warning(
+                "%s %s: newest modified time %s is after the run's start %s (clock skew?);"
+                " watermark capped at the start",
+                crm,
+                obj,
+                value.isoformat(),
+                start.isoformat(),
+            )
+            value, ids = start, frozenset()
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT value, boundary_ids FROM watermarks WHERE crm = ? AND object = ?",
+                (crm, obj),
+            ).fetchone()
+            if row is not None:
+                stored = Watermark(_parse(row[0]), frozenset(json.loads(row[1])))
+                if stored.value > value:
+                    logger.warning(
+                        "%s %s: watermark would move back from %s to %s; kept",
+                        crm,
+                        obj,
+                        stored.value.isoformat(),
+                        value.isoformat(),
+                    )
+                    return stored
+                if stored.value == value:
+                    ids |= stored.boundary_ids
+            db.execute(
+                "INSERT INTO watermarks (crm, object, value, boundary_ids) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (crm, object) DO UPDATE SET value = excluded.value,"
+                " boundary_ids = excluded.boundary_ids",
+                (crm, obj, _text(value), json.dumps(sorted(ids))),
+            )
+        return Watermark(value, ids)
+
+    def watermarks(self, crm: str | None = None) -> dict[tuple[str, str], Watermark]:
+        """All watermarks (of `crm`, or of all CRMs) by (crm, object)."""
+        rows = self._db.execute(
+            "SELECT crm, object, value, boundary_ids FROM watermarks WHERE ? IS NULL OR crm = ?",
+            (crm, crm),
+        )
+        return {(c, o): Watermark(_parse(v), frozenset(json.loads(b))) for c, o, v, b in rows}
+
+    def reset_watermarks(self, crm: str) -> None:
+        """Forget the watermarks of `crm`: its next run pulls everything."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM watermarks WHERE crm = ?", (crm,))
+
+    # last written values
+
+    def last_written(
+        self, crm: str, record_ids: Iterable[str] | None = None
+    ) -> dict[tuple[str, str], Written]:
+        """What was last written, by (record id, CRM field), for `record_ids` (None: all).
+
+        Values come back in `sync.mirror.to_jsonable` form.
+        """
+        sql = "SELECT record_id, field, value, written_at FROM last_written WHERE crm = ?"
+        with self._transaction(write=False) as db:
+            rows = select_in(db, sql, (crm,), "record_id", record_ids)
+        stamps: dict[str, datetime] = {}
+        return {
+            (record_id, field): Written(
+                json.loads(value), stamps.get(at) or stamps.setdefault(at, _parse(at))
+            )
+            for record_id, field, value, at in rows
+        }
+
+    def record_written(
+        self, crm: str, run_id: int, items: Iterable[tuple[str, str, Any]], written_at: datetime
+    ) -> None:
+        """Remember `(record id, CRM field, value)` items as written by run `run_id`."""
+        with self._transaction() as db:
+            _put_written(db, crm, run_id, items, written_at)
+
+    def record_batch(
+        self,
+        crm: str,
+        run_id: int,
+        written: Iterable[tuple[str, str, Any]],
+        failures: Iterable[Failure],
+        succeeded: Iterable[str],
+        at: datetime,
+        scores: Iterable[ScoreRecord] = (),
+    ) -> None:
+        """One written batch, in one transaction: values written, failures, the records
+        that succeeded (their earlier failures cleared) and the scores now in the CRM."""
+        with self._transaction() as db:
+            _put_written(db, crm, run_id, written, at)
+            _put_failures(db, crm, run_id, failures, at)
+            _delete_failures(db, crm, succeeded)
+            _put_scores(db, crm, run_id, scores, at)
+
+    # score tracking
+
+    def record_scores(
+        self, crm: str, run_id: int, scores: Iterable[ScoreRecord], at: datetime
+    ) -> None:
+        """Remember scores now in the CRM under their criteria version.
+
+        One row per account per criteria fingerprint: the first score given under a
+        version is kept (later rescores under the same version do not replace it), so a
+        prediction is judged by what was known when it was made, and the table stays
+        bounded by accounts x versions.
+        """
+        with self._transaction() as db:
+            _put_scores(db, crm, run_id, scores, at)
+
+    def scores(self, crm: str) -> pd.DataFrame:
+        """Every remembered score of `crm`: account_id, fingerprint, version, score, tier,
+        run_id and written_at (tz-aware UTC)."""
+        columns = ["account_id", "fingerprint", "version", "score", "tier", "run_id", "written_at"]
+        rows = self._db.execute(
+            f"SELECT {', '.join(columns)} FROM scores WHERE crm = ?", (crm,)
+        ).fetchall()
+        frame = pd.DataFrame(rows, columns=columns)
+        frame["score"] = frame["score"].astype(float)
+        frame["written_at"] = pd.to_datetime(frame["written_at"], utc=True, format="ISO8601")
+        return frame
+
+    # failed records
+
+    def record_failures(
+        self, crm: str, run_id: int, failures: Iterable[Failure], at: datetime
+    ) -> None:
+        """Keep failed records, with the CRM's answer, to retry them next run.
+
+        A new one starts at 1 attempt; a known one gets one more and keeps its
+        `first_failed_at`. A record listed twice in one call counts once (its last entry wins).
+        """
+        with self._transaction() as db:
+            _put_failures(db, crm, run_id, failures, at)
+
+    def clear_failures(self, crm: str, record_ids: Iterable[str]) -> None:
+        """Forget the failures of `record_ids` (written since, or no longer to be written)."""
+        with self._transaction() as db:
+            _delete_failures(db, crm, record_ids)
+
+    def failures(self, crm: str | None = None) -> list[FailureRecord]:
+        """Failed records (of `crm`, or of all CRMs), ordered by record id."""
+        rows = self._db.execute(
+            "SELECT record_id, code, message, transient, field_values, attempts, first_failed_at,"
+            " last_failed_at FROM failures WHERE ? IS NULL OR crm = ? ORDER BY record_id, crm",
+            (crm, crm),
+        )
+        return [
+            FailureRecord(r, c, m, bool(t), json.loads(v), a, _parse(first), _parse(last))
+            for r, c, m, t, v, a, first, last in rows
+        ]
+
+    def forget_accounts(self, crm: str, record_ids: Iterable[str]) -> None:
+        """Drop every trace of deleted accounts: last-written values, failures, mirror rows,
+        remembered scores."""
+        keys = [(crm, record_id) for record_id in unique_ids(record_ids)]
+        with self._transaction() as db:
+            db.executemany("DELETE FROM last_written WHERE crm = ? AND record_id = ?", keys)
+            db.executemany("DELETE FROM scores WHERE crm = ? AND account_id = ?", keys)
+            db.executemany("DELETE FROM failures WHERE crm = ? AND record_id = ?", keys)
+            db.executemany("DELETE FROM pending WHERE crm = ? AND record_id = ?", keys)
+            db.executemany(
+                "DELETE FROM records WHERE crm = ? AND object = ? AND record_id = ?",
+                [(crm, _ACCOUNT, record_id) for _, record_id in keys],
+            )
+
+    # handed-over changes
+
+    def pending(self, crm: str) -> dict[tuple[str, str], Pending]:
+        """Changes handed over and not yet seen in the CRM, by (record id, CRM field)."""
+        rows = self._db.execute(
+            "SELECT record_id, field, value, run_id, since FROM pending WHERE crm = ?", (crm,)
+        )
+        stamps: dict[str, datetime] = {}
+        values: dict[str, Any] = {}  # tiers, segments, routes repeat: decode each once
+        found: dict[tuple[str, str], Pending] = {}
+        for record_id, field, text, run_id, since in rows:
+            if text not in values:
+                values[text] = json.loads(text)
+            if since not in stamps:
+                stamps[since] = _parse(since)
+            found[(record_id, field)] = Pending(values[text], run_id, stamps[since])
+        return found
+
+    def put_pending(self, crm: str, items: Iterable[tuple[str, str, Pending]]) -> None:
+        """Add or replace pending changes: (record id, CRM field, what and since when)."""
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO pending (crm, record_id, field, value, run_id, since)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (crm, record_id, field) DO UPDATE SET"
+                " value = excluded.value, run_id = excluded.run_id, since = excluded.since",
+                (
+                    (crm, str(rid), str(field), dumps(p.value), p.run_id, _text(p.since))
+                    for rid, field, p in items
+                ),
+            )
+
+    def drop_pending(self, crm: str, keys: Iterable[tuple[str, str]]) -> None:
+        """Forget pending changes (seen in the CRM, replaced, or no longer wanted)."""
+        with self._transaction() as db:
+            db.executemany(
+                "DELETE FROM pending WHERE crm = ? AND record_id = ? AND field = ?",
+                ((crm, rid, field) for rid, field in keys),
+            )
+
+    def pending_summary(self, crm: str | None = None) -> list[dict[str, Any]]:
+        """Per CRM and run: records and fields still pending, and the oldest `since`."""
+        rows = self._db.execute(
+            "SELECT crm, run_id, COUNT(DISTINCT record_id), COUNT(*), MIN(since) FROM pending"
+            " WHERE ? IS NULL OR crm = ? GROUP BY crm, run_id ORDER BY crm, run_id",
+            (crm, crm),
+        )
+        return [
+            {"crm": c, "run_id": r, "records": n, "fields": f, "since": _parse(since)}
+            for c, r, n, f, since in rows
+        ]
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table (what a reset would lose)."""
+        return {
+            table: int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+            for table in ("runs", "watermarks", "last_written", "failures", "records", "pending")
+        }
+
+    # key/value
+
+    def get_meta(self, key: str) -> str | None:
+        """The value stored under `key`, or None."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store `value` under `key` (not "schema_version", which the store keeps itself)."""
+        if key == _SCHEMA_KEY:
+            raise ValueError(f"{key!r} is reserved for the state schema")
+        with self._transaction() as db:
+            _put_meta(db, key, value)
+
+
+def _check_file(path: Path) -> None:
+    """What can be told before SQLite opens the file: kind, size, header, permissions."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise StateError(path, f"cannot be read ({exc.strerror or exc})") from exc
+    if stat.S_ISDIR(info.st_mode):
+        raise StateError(path, "is a directory, not a state file")
+    if not stat.S_ISREG(info.st_mode):
+        raise StateError(path, "is not a regular file")
+    if info.st_size == 0:
+        raise StateError(
+            path,
+            "is empty (0 bytes). A state file is never empty: it was damaged (a full disk, "
+            "a failed copy), so it is not started afresh",
+        )
+    owner = f" (owned by uid {info.st_uid}, this process runs as uid {os.getuid()})"
+    owner = "" if info.st_uid == os.getuid() else owner
+    if not os.access(path, os.R_OK):
+        raise StateError(
+            path, f"cannot be read: permission denied{owner}", "Run as its owner or fix its mode"
+        )
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        raise StateError(path, f"cannot be read ({exc.strerror or exc})") from exc
+    if header != _SQLITE_HEADER:
+        raise StateError(
+            path,
+            f"is not an ICP state file (it does not start as SQLite does; {info.st_size} bytes): "
+            "damaged or foreign",
+        )
+    if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK | os.X_OK):
+        where = path if not os.access(path, os.W_OK) else path.parent
+        raise StateError(
+            path,
+            f"{where} is read-only{owner}: a run must record what it writes",
+            "Run as its owner, make it writable, or use another --state",
+        )
+
+
+def _state_error(path: Path, exc: sqlite3.Error) -> StateError:
+    text = str(exc)
+    if "full" in text:
+        return StateError(
+            path,
+            f"could not be written: {text}",
+            "Free disk space and run again; nothing the state does not record was lost",
+        )
+    if "readonly" in text or "read-only" in text:
+        return StateError(path, f"could not be written: {text}", "Make it writable")
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in text:
+        return StateError(path, text, "Another process holds the database; try again")
+    return StateError(path, f"is damaged or not an ICP state file ({text})")
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _put_written(
+    db: sqlite3.Connection,
+    crm: str,
+    run_id: int,
+    items: Iterable[tuple[str, str, Any]],
+    written_at: datetime,
+) -> None:
+    at = _text(written_at)
+    db.executemany(
+        "INSERT INTO last_written (crm, record_id, field, value, run_id, written_at)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (crm, record_id, field) DO UPDATE SET"
+        " value = excluded.value, run_id = excluded.run_id,"
+        " written_at = excluded.written_at",
+        ((crm, str(rid), str(field), dumps(value), run_id, at) for rid, field, value in items),
+    )
+
+
+def _put_scores(
+    db: sqlite3.Connection, crm: str, run_id: int, scores: Iterable[ScoreRecord], at: datetime
+) -> None:
+    stamp = _text(at)
+    db.executemany(
+        "INSERT INTO scores (crm, account_id, fingerprint, version, score, tier, run_id,"
+        " written_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (crm, account_id, fingerprint) DO NOTHING",
+        [
+            (crm, str(s.account_id), s.fingerprint, s.version, s.score, s.tier, run_id, stamp)
+            for s in scores
+        ],
+    )
+
+
+def _put_failures(
+    db: sqlite3.Connection, crm: str, run_id: int, failures: Iterable[Failure], at: datetime
+) -> None:
+    stamp = _text(at)
+    latest = {failure.record_id: failure for failure in failures}
+    db.executemany(
+        "INSERT INTO failures (crm, record_id, run_id, code, message, transient,"
+        " field_values, attempts, first_failed_at, last_failed_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?) ON CONFLICT (crm, record_id) DO UPDATE SET"
+        " run_id = excluded.run_id, code = excluded.code, message = excluded.message,"
+        " transient = excluded.transient, field_values = excluded.field_values,"
+        " attempts = attempts + 1, last_failed_at = excluded.last_failed_at",
+        [
+            (
+                crm,
+                str(f.record_id),
+                run_id,
+                f.code,
+                f.message,
+                int(f.transient),
+                dumps(f.values),
+                stamp,
+                stamp,
+            )
+            for f in latest.values()
+        ],
+    )
+
+
+def _delete_failures(db: sqlite3.Connection, crm: str, record_ids: Iterable[str]) -> None:
+    db.executemany(
+        "DELETE FROM failures WHERE crm = ? AND record_id = ?",
+        [(crm, record_id) for record_id in unique_ids(record_ids)],
+    )
+
+
+def _put_meta(db: sqlite3.Connection, key: str, value: str) -> None:
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET"
+        " value = excluded.value",
+        (key, value),
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{moment!r} is naive: state timestamps must be timezone-aware")
+    if isinstance(moment, pd.Timestamp):
+        moment = moment.to_pydatetime(warn=False)  # nanoseconds are dropped
+    return moment.astimezone(UTC)
+
+
+def _text(moment: datetime) -> str:
+    return _utc(moment).isoformat(timespec="microseconds")
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
