@@ -63,7 +63,7 @@ def icp(cwd: Path, *args: str) -> tuple[int, str, str]:
 def editor(workdir: Path) -> Iterator[str]:
     """`icp mappings edit --crm csv --source export --no-browser` running; yields its URL."""
     process = subprocess.Popen(
-        [sys.executable, "-c", "from sync.cli import main; main()", "mappings", "edit",
+        [sys.executable, "-c", "from icp_engine.sync.cli import main; main()", "mappings", "edit",
          "--source", "export", "--no-browser"],
         cwd=workdir,
         stdout=subprocess.PIPE,
