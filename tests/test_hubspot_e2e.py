@@ -208,7 +208,7 @@ def test_killed_mid_write_converges_on_rerun(portal: FakeHubSpot, tmp_path: Path
     state, folder = tmp_path / "state", fast_mappings(tmp_path / "mappings")
     portal.slow(0.5, times=12, method="POST", path_contains="/batch/update")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-c", "from icp_engine.sync.cli import main; main()", "sync", "--crm",
+    command = [sys.executable, "-m", "icp_engine.sync.cli", "sync", "--crm",
                "hubspot", "--state", str(state), "--mappings", str(folder)]  # fmt: skip
     process = subprocess.Popen(
         command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE

@@ -203,7 +203,8 @@ def _nobody_can_run_python() -> bool:
         return False
     try:
         check = subprocess.run(
-            [sys.executable, "-c", "import icp_engine.sync.cli"], cwd=ROOT, capture_output=True, check=False,
+            [sys.executable, "-c", "import icp_engine.sync.cli"], cwd=ROOT, capture_output=True,
+            check=False,
             **_as_nobody(),  # type: ignore[arg-type]
         )  # fmt: skip
     except OSError:

@@ -172,7 +172,7 @@ def test_killed_mid_write_converges_on_rerun(org: FakeSalesforce, tmp_path: Path
     state = tmp_path / "state"
     org.slow(0.4, times=10, method="PATCH")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    command = [sys.executable, "-c", "from icp_engine.sync.cli import main; main()", "sync", "--crm",
+    command = [sys.executable, "-m", "icp_engine.sync.cli", "sync", "--crm",
                "salesforce", "--state", str(state)]  # fmt: skip
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
