@@ -269,7 +269,8 @@ def test_second_run_on_a_locked_state_exits_4(export: Path, tmp_path: Path) -> N
             sys.executable,
             "-c",
             "import sys, time; from icp_engine.sync.state import StateStore; "
-            "s = StateStore(sys.argv[1]); s.acquire_lock(); print('locked', flush=True); time.sleep(30)",
+            "s = StateStore(sys.argv[1]); s.acquire_lock(); "
+            "print('locked', flush=True); time.sleep(30)",
             str(state),
         ],
         stdout=subprocess.PIPE,
