@@ -28,7 +28,7 @@ from icp_engine.sync.runner import RunOptions, execute
 from tests.crmsim import Clock, edit_rows, load_updates
 from tests.fakes.salesforce import FakeSalesforce
 from tests.sfdata import outputs, seed_org
-from tests.test_salesforce_e2e import settle
+from tests.waiting import settle
 
 INDUSTRIES = ["Software", "Banking", "Retail", "Government", "Healthcare", "Energy", ""]
 SIZES = ["", "10", "60", "250", "900", "7000"]
