@@ -1,5 +1,6 @@
 """Shared fixtures: the fake CRMs (`org`, `portal` and their factories) and a throwaway
-PostgreSQL server for the whole session.
+PostgreSQL server for the whole session; and `--fast`, the local loop without the tests
+marked `slow` or `e2e` (plain `pytest`, what CI runs, runs every test).
 
 A test module sets the fakes' options with a marker instead of its own fixture:
 
@@ -103,3 +104,23 @@ def make_portal(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., FakeH
 def portal(request: pytest.FixtureRequest, make_portal: Callable[..., FakeHubSpot]) -> FakeHubSpot:
     """A fake HubSpot portal with the options of the closest `portal` marker."""
     return make_portal(**_marked(request, "portal"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fast",
+        action="store_true",
+        help='the fast local loop: leave out the slow and e2e tests (-m "not slow and not e2e")',
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--fast"):
+        return  # plain `pytest` (the README's command, what CI runs) runs everything
+    kept, left_out = [], []
+    for item in items:
+        slow = item.get_closest_marker("slow") or item.get_closest_marker("e2e")
+        (left_out if slow else kept).append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept

@@ -49,7 +49,7 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[WebhookReceiver]:
         yield hook
 
 
-pytestmark = pytest.mark.portal(companies=120, deals_per_company=2.0)
+pytestmark = [pytest.mark.e2e, pytest.mark.portal(companies=120, deals_per_company=2.0)]
 
 
 def mappings(folder: Path, alerts: dict[str, Any] | None = None, **settings: Any) -> Path:

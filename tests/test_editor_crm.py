@@ -21,7 +21,7 @@ from tests.sfdata import outputs
 ACCOUNTS = 120
 
 
-pytestmark = pytest.mark.org(accounts=ACCOUNTS)
+pytestmark = [pytest.mark.e2e, pytest.mark.org(accounts=ACCOUNTS)]
 
 
 @pytest.fixture

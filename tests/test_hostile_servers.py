@@ -30,6 +30,7 @@ TOKEN = "pat-na1-0123-SECRET-token/with+chars!"
 Reply = tuple[int, dict[str, str], bytes]
 
 pytestmark = [
+    pytest.mark.e2e,
     pytest.mark.portal(companies=30, deals_per_company=1.0, token=TOKEN),
     pytest.mark.org(accounts=20),
 ]

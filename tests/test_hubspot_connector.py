@@ -145,6 +145,7 @@ def test_incremental_search_reads_past_the_10000_cap(monkeypatch):
         calls_agree(connector, portal)
 
 
+@pytest.mark.slow
 def test_incremental_search_past_the_cap_within_one_millisecond(monkeypatch):
     with FakeHubSpot(rate_limit=None, search_rate=None) as portal:
         instant = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)

@@ -31,7 +31,7 @@ def seed(portal: FakeHubSpot, n: int = COMPANIES) -> list[str]:
     return seed_portal(portal, n, deals_per_company=2.0)
 
 
-pytestmark = pytest.mark.portal(companies=COMPANIES, deals_per_company=2.0)
+pytestmark = [pytest.mark.e2e, pytest.mark.portal(companies=COMPANIES, deals_per_company=2.0)]
 
 
 def run(state: Path, *extra: str, command: str = "sync") -> dict[str, Any]:

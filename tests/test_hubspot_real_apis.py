@@ -31,7 +31,7 @@ from tests.waiting import settle
 COMPANIES = 200
 
 
-pytestmark = pytest.mark.portal(companies=COMPANIES, deals_per_company=2.0)
+pytestmark = [pytest.mark.e2e, pytest.mark.portal(companies=COMPANIES, deals_per_company=2.0)]
 
 
 def run(state: Path, folder: Path, command: str = "sync") -> tuple[dict[str, Any], str]:

@@ -20,7 +20,7 @@ from tests.waiting import settle, wait_until
 ACCOUNTS = 300
 
 
-pytestmark = pytest.mark.org(accounts=ACCOUNTS, settled=True)
+pytestmark = [pytest.mark.e2e, pytest.mark.org(accounts=ACCOUNTS, settled=True)]
 
 
 def run(state: Path, *extra: str, command: str = "sync") -> dict[str, Any]:

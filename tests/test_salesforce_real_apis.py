@@ -22,7 +22,7 @@ from tests.waiting import settle
 ACCOUNTS = 300
 
 
-pytestmark = pytest.mark.org(accounts=ACCOUNTS, settled=True)
+pytestmark = [pytest.mark.e2e, pytest.mark.org(accounts=ACCOUNTS, settled=True)]
 
 
 # -- item 1: late commits ----------------------------------------------------------------
