@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import pandas as pd
 from icp_engine import connectors
-from icp_engine.connectors.base import CallEstimate, Connector, RecordUpdate
+from icp_engine.connectors.base import CallEstimate, Connector, RecordUpdate, WritePlan
 from icp_engine.connectors.canonical import RowIssue
 from icp_engine.connectors.errors import ConnectError, SourceError
 from icp_engine.connectors.mapping import CURRENT_PREFIX
@@ -272,12 +272,12 @@ def _run(
     failing = {f.record_id for f in state.failures(crm)}
     progress.phase("pull")
     memo_key = f"{crm}.connector_memo"
-    connector.memo = json.loads(state.get_meta(memo_key) or "{}")
+    memo = json.loads(state.get_meta(memo_key) or "{}")
     work = working_set(
-        connector, state, full, rescore_all, failing, progress.advance, options.allow_shrink
+        connector, state, full, rescore_all, failing, progress.advance, options.allow_shrink, memo
     )
-    state.set_meta(memo_key, json.dumps(connector.memo))  # what the pull learned, even dry
-    issues = [i for stats in connector.stats.values() for i in stats.issues]
+    state.set_meta(memo_key, json.dumps(work.memo))  # what the pull learned, even dry
+    issues = [i for pulled in work.pulled.values() for i in pulled.report.issues]
     _log_issues(connector, issues)
 
     progress.phase("score", len(work.accounts))
@@ -301,7 +301,8 @@ def _run(
     progress.advance(len(desired))
     progress.phase("done")
     updates = plan.record_updates()
-    estimate = connector.estimate_calls(len(updates), full)
+    write_plan = connector.begin_write(len(updates))
+    estimate = CallEstimate.of(connector.api_calls, write_plan)
     counts = {
         "accounts_pulled": len(work.pulled["account"].frame),
         "opportunities_pulled": len(work.pulled["opportunity"].frame),
@@ -366,7 +367,7 @@ def _run(
     def track(ids: list[str]) -> list[ScoreRecord]:
         return _score_records(desired, ids, config.criteria_version, criteria_fp)
 
-    summary = _write(connector, state, crm, run_id, updates, options, progress, track)
+    summary = _write(connector, state, crm, run_id, updates, write_plan, options, progress, track)
     progress.phase("save")
     still_failing = {u.record_id for u, _ in summary.failed} | {
         u.record_id for u in summary.not_attempted
@@ -504,6 +505,7 @@ def _write(
     crm: str,
     run_id: int,
     updates: list[RecordUpdate],
+    write_plan: WritePlan,
     options: RunOptions,
     progress: Progress,
     track: Callable[[list[str]], list[ScoreRecord]],
@@ -538,8 +540,9 @@ def _write(
         )
 
     progress.phase("write", len(updates))
-    connector.begin_write(len(updates))
-    summary = write_all(connector, updates, on_batch, options.retrying, progress.advance)
+    summary = write_all(
+        connector, updates, on_batch, options.retrying, progress.advance, write_plan
+    )
     if summary.not_attempted:
         failures = [
             Failure(u.record_id, LIMIT_REACHED, _redacted(summary.stopped), True, dict(u.values))
