@@ -7,12 +7,12 @@ connector uses is pointed at.
 
 The work is split by concern:
 
-- `hubspot_client`: the SDK client, the single gate every HTTP call passes (limiter,
-  counting, error mapping, tenacity retries for reads; urllib3 never retries on its own);
-- `hubspot_limits`: the sliding-window rate limiter fed by HubSpot's headers;
-- `hubspot_pull`: list pages, search past its 10,000 cap, associations, the archive;
-- `hubspot_write`: batch update, 207 handling, bisection of refused batches;
-- `hubspot_properties`: describe, and creating the `icp_*` properties.
+- `client`: the SDK client, the single gate every HTTP call passes (limiter, counting,
+  error mapping, read retries through `connectors.retry`; urllib3 never retries itself);
+- `limits`: the sliding-window rate limiter fed by HubSpot's headers;
+- `pull`: list pages, search past its 10,000 cap, associations, the archive;
+- `write`: batch update, 207 handling, bisection of refused batches;
+- `properties`: describe, and creating the `icp_*` properties.
 """
 
 from __future__ import annotations
