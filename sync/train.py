@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:  # the learner (scikit-learn) loads only when `icp train` runs
-    from icp_engine.scoring.learn.train import TrainResult, TrainSettings
+    from icp_engine.scoring.learn import TrainResult, TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def run_train(
 
     Raises `NotEnoughOutcomes`, `ConfigError`, `LockedError` and connector errors.
     """
-    from icp_engine.scoring.learn.train import train
+    from icp_engine.scoring.learn import train
     from icp_engine.scoring.naming import describe_segments
 
     config = load_config(crm, mappings, state_dir)
@@ -302,7 +302,7 @@ LAST_TRAIN = "last_train.json"
 
 
 def save_last_train(state_dir: Path, payload: dict[str, Any]) -> None:
-    from icp_engine.scoring.learn.train import plain
+    from icp_engine.scoring.learn import plain
 
     state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / LAST_TRAIN
