@@ -255,7 +255,7 @@ def header(result: TrainResult, version: Version, now: datetime) -> str:
     )
 
 
-def _written_lines(result: TrainResult) -> list[str]:
+def _written_lines(result: TrainResult, subject: str = "This file") -> list[str]:
     """What the written criteria were fit on and what writing them as points cost."""
     written = result.written or {}
     flat = written.get("flattening") or {}
@@ -263,8 +263,9 @@ def _written_lines(result: TrainResult) -> list[str]:
         return []
     kept = flat.get("lift_kept")
     return [
-        f"This file: the learner refit on every closed outcome ({_window(written.get('window'))})"
-        f" after the backtest below judged it; as points it keeps "
+        f"{subject}: the learner refit on every closed outcome "
+        f"({_window(written.get('window'))}) once the backtest had judged it; as points it "
+        "keeps "
         + (f"{kept:.0%}" if kept is not None else "-")
         + " of its model's lift on those outcomes"
     ]
@@ -372,8 +373,6 @@ def print_train(console: Console, outcome: TrainOutcome) -> None:
     """The compact human summary of `icp train`."""
     result, holdout = outcome.result, outcome.result.holdout
     say = functools.partial(console.print, highlight=False)
-    for line in _written_lines(result):
-        say(line + ".")
     backtest = "Backtest" if result.written else "Holdout"
     say(
         f"{backtest} ({_window(holdout.get('window'))}, "
@@ -395,6 +394,8 @@ def print_train(console: Console, outcome: TrainOutcome) -> None:
             f"scores for {flat.get('distinct_model')} model levels; tiers alone AUC "
             f"{_f(flat.get('tier_auc'))})"
         )
+    for line in _written_lines(result, "The criteria written"):
+        say(line + ".")
     if result.signal:
         say("[bold green]Signal: real lift[/] - the learned criteria separate wins from losses.")
     else:

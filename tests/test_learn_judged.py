@@ -16,14 +16,20 @@ import icp_engine.mappings as bundled
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from icp_engine.scoring.criteria import ConditionEvaluator, score_accounts
 from icp_engine.scoring.features import build_features
+from icp_engine.scoring.learn.outcomes import collect_outcomes
 from icp_engine.scoring.learn.scorecard_yaml import place_tiers
 from icp_engine.scoring.learn.stats import auc
 from icp_engine.scoring.learn.train import NotEnoughOutcomes, TrainSettings, train
 from icp_engine.scoring.schema import IcpCriteria
 from icp_engine.sync.config import load_config
 from icp_engine.sync.yamlfile import ConfigError
+
+from tests.planted import FIELD_TYPES as PLANTED_TYPES
+from tests.planted import NOW as PLANTED_NOW
+from tests.planted import planted_crm
 
 NOW = datetime(2026, 6, 30, tzinfo=UTC)
 MANUAL = IcpCriteria.model_validate(  # hand-written, on the funnel's fields
@@ -405,3 +411,37 @@ def test_win_probability_is_an_optional_output(tmp_path):
     line = "  win_probability: {field: ICP_Win_Probability__c, type: number, scale: 0}\n"
     config = load_config("csv", _mappings(tmp_path, csv_extra=line))
     assert config.mapping.outputs["win_probability"].field == "ICP_Win_Probability__c"
+
+
+def test_planted_structure_keeps_the_models_lift_backtested_and_written():
+    """Issue 9 item 1 on the planted generator (the configuration `bench/learn_judged.py`
+    measures: 4,000 accounts, seed 11): the score as sync writes it keeps at least 97% of
+    the model's lift, both in the backtest on the holdout and for the criteria written
+    (refit on every outcome). Before the points spanned only reachable totals, the
+    whole-point rounding tied accounts and the backtest kept 0.974; before the refit,
+    the written criteria were the backtest's, fitted without the most recent quarter,
+    and ranked a fresh draw of the generator worse (captured lift 0.90 against 0.93)."""
+    accounts, opportunities, _ = planted_crm(4000, seed=11)
+    manual = IcpCriteria.model_validate(yaml.safe_load(bundled.default("icp.yaml").read_text()))
+    settings = TrainSettings(lookback_days=730, bootstrap=100, challenger=False)
+    result = train(accounts, opportunities, manual, PLANTED_TYPES, PLANTED_NOW, settings)
+    assert result.signal is True
+    backtest, written = result.flattening, result.written["flattening"]
+    assert backtest["lift_kept"] >= 0.97 and backtest["written_auc"] > 0.65
+    assert written["lift_kept"] >= 0.97
+    for flat in (backtest, written):
+        assert flat["clipped_low"] == 0 == flat["clipped_high"]
+    # the refit ranks accounts it never saw at least as well as the backtested criteria
+    fresh, fresh_opps, oracle = planted_crm(4000, seed=1011)
+    outcomes = collect_outcomes(fresh, fresh_opps, PLANTED_NOW, 730, "account", 90).rows
+    rows = outcomes["account"].to_numpy(np.int64)
+    won = outcomes["won"].to_numpy(bool)
+    frame = build_features(fresh, fresh_opps)
+    rank = {}
+    for name, document in (("backtest", result.backtest_criteria), ("written", result.criteria)):
+        scores = score_accounts(frame, IcpCriteria.model_validate(document))
+        rank[name] = auc(scores["score"].to_numpy(float)[rows], won)
+    ids = fresh["account_id"].to_numpy()[rows]
+    truth = auc(oracle["p_win"].reindex(ids).to_numpy(float), won)
+    assert rank["written"] > rank["backtest"]
+    assert (rank["written"] - 0.5) >= 0.9 * (truth - 0.5)

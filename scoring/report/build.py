@@ -236,7 +236,7 @@ def render_report(
             f"model version {version_label(model['version'])}"
             if model.get("version") is not None
             else "",
-            _span("written: refit on", model["written"].get("window")),
+            _span("learned criteria refit on", model["written"].get("window")),
             _span(
                 "backtest fitted on" if model["written"] else "trained on",
                 model.get("train_window"),
