@@ -306,6 +306,65 @@ def _learned(
     } | ({"refit": judged.written} if judged.written else {})
 
 
+def _document(
+    judged: Judged,
+    manual: IcpCriteria,
+    good: list[dict[str, Any]],
+    learned: dict[str, Any],
+    warnings: list[str],
+    now: datetime,
+    y: np.ndarray,
+) -> tuple[dict[str, Any], bool]:
+    """Step 4: (the criteria document, signal): the learned one, named, with the
+    hand-written segments first and the routing kept; or, without signal (or when the
+    final scorecard kept no criterion), the manual criteria unchanged."""
+    if judged.signal and judged.document is not None:
+        document = dict(judged.document)
+        document |= {
+            "name": f"Learned ICP ({pd.Timestamp(now).date().isoformat()})",
+            "description": summary_text(
+                int(y.sum()), int((~y).sum()), judged.train_window, judged.holdout
+            ),
+            "segments": with_segments(manual, [g for g in good if g["family_p"] < FAMILY_ALPHA]),
+            "routing": [
+                r.model_dump(by_alias=True, exclude_none=True, mode="json") for r in manual.routing
+            ],
+        }
+        learned["flattening"] = judged.flattening
+        learned["tiers"] = judged.tiers
+        return document, True
+    if judged.signal:
+        warnings.append("the final scorecard kept no criterion; the manual criteria are kept")
+        learned["signal"] = False
+    learned["note"] = "no signal: the manual criteria are proposed unchanged"
+    return manual.model_dump(by_alias=True, exclude_none=True, mode="json"), False
+
+
+def _with_learned(
+    document: dict[str, Any],
+    learned: dict[str, Any],
+    calibration: dict[str, Any],
+    scores: np.ndarray,
+    o: _Outcomes,
+    manual: IcpCriteria,
+    enrichment: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Step 5: the `learned:` block completed (calibration, tiers, temporal patterns,
+    enrichment hints) and attached; the document checked against the schema."""
+    learned["calibration"] = {k: v for k, v in calibration.items() if k != "bins"} | {
+        "formula": PLATT
+    }
+    if not learned.get("tiers"):
+        tiers = document.get("tiers") or dict(manual.tiers)
+        learned["tiers"] = tier_table(scores, o.acc, o.y, tiers)
+    learned["temporal"] = temporal(o.outcomes.rows)
+    if enrichment:
+        learned["enrichment"] = enrichment
+    document = plain(document | {"learned": learned})
+    IcpCriteria.model_validate(document)
+    return document
+
+
 def train(
     accounts: pd.DataFrame,
     opportunities: pd.DataFrame,
@@ -368,27 +427,7 @@ def train(
 
     # Step 4: the document (learned, or the manual criteria without signal).
     second = tier_names[1] if len(tier_names) > 2 else tier_names[-1]
-    document: dict[str, Any]
-    if signal and judged.document is not None:
-        document = dict(judged.document)
-        document |= {
-            "name": f"Learned ICP ({pd.Timestamp(now).date().isoformat()})",
-            "description": summary_text(
-                int(y.sum()), int((~y).sum()), judged.train_window, judged.holdout
-            ),
-            "segments": with_segments(manual, [g for g in good if g["family_p"] < FAMILY_ALPHA]),
-            "routing": [
-                r.model_dump(by_alias=True, exclude_none=True, mode="json") for r in manual.routing
-            ],
-        }
-        learned["flattening"] = judged.flattening
-        learned["tiers"] = judged.tiers
-    else:
-        if signal:
-            warnings.append("the final scorecard kept no criterion; the manual criteria are kept")
-            signal = learned["signal"] = False
-        document = manual.model_dump(by_alias=True, exclude_none=True, mode="json")
-        learned["note"] = "no signal: the manual criteria are proposed unchanged"
+    document, signal = _document(judged, manual, good, learned, warnings, now, y)
     expanded = lp.expansion(
         frame,
         o.outcomes.customers,
@@ -403,17 +442,8 @@ def train(
     # Step 5: figures of the document written, hints, and the result.
     scores = yaml_scores(frame, document, s.score_scale)
     calibration = dict(judged.calibration)
-    learned["calibration"] = {k: v for k, v in calibration.items() if k != "bins"} | {
-        "formula": PLATT
-    }
-    if not learned.get("tiers"):
-        learned["tiers"] = tier_table(scores, acc, y, document.get("tiers") or dict(manual.tiers))
-    learned["temporal"] = temporal(o.outcomes.rows)
     enrichment = enrichment_hints(document, frame, acc, y)
-    if enrichment:
-        learned["enrichment"] = enrichment
-    document = plain(document | {"learned": learned})
-    IcpCriteria.model_validate(document)
+    document = _with_learned(document, learned, calibration, scores, o, manual, enrichment)
     tiers = judged.tiers
     if signal:
         warnings += tier_warnings(tiers)
