@@ -222,6 +222,9 @@ def column_values(series: pd.Series) -> list[Any]:
         return list(series.to_numpy().tolist())
     objects = series.to_numpy(dtype=object)
     missing = pd.isna(objects)
+    if pd.api.types.infer_dtype(objects, skipna=True) in ("string", "empty"):
+        # text (and missing) only: nothing to convert
+        return list(np.where(missing, None, objects).tolist())
     return [None if gone else to_jsonable(v) for v, gone in zip(objects, missing, strict=True)]
 
 
