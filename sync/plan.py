@@ -217,7 +217,7 @@ def plan_changes(
             skip[edited] = SkipReason.EDITED  # a person clearing it counts as an edit too
             skip[~has_last & have_set] = SkipReason.PRESET
         differ = ~in_sync
-        skipped = differ & np.not_equal(skip, None)
+        skipped = differ & skip.astype(bool)  # a SkipReason is never an empty string
         for i in np.flatnonzero(skipped):
             plan.skips.append(
                 Skip(ids[i], key, spec.field, have[i], want[i], last_value[i], skip[i])

@@ -224,7 +224,7 @@ def column_values(series: pd.Series) -> list[Any]:
     missing = pd.isna(objects)
     if pd.api.types.infer_dtype(objects, skipna=True) in ("string", "empty"):
         # text (and missing) only: nothing to convert
-        return list(np.where(missing, None, objects).tolist())
+        return list(np.where(missing, np.array(None, dtype=object), objects).tolist())
     return [None if gone else to_jsonable(v) for v, gone in zip(objects, missing, strict=True)]
 
 
