@@ -8,7 +8,8 @@ HubSpot against `FakeHubSpot`, the warehouse against DuckDB, and the in-memory f
 - a pull returns canonical frames with the documented columns (the mapping's canonical
   fields, and `current_<output>` on accounts), one row per record;
 - a pull after a watermark returns only what changed since (the ids read at the
-  watermark's own instant dropped, as the sync does);
+  watermark's own instant dropped, as the sync does), and a record deleted since is
+  among `deleted_ids` on the next run;
 - the write plan's call count is the number of write calls the server really received;
 - the writes land, a record the CRM refuses is answered for on its own, and nothing is
   written beyond the plan's records.
@@ -63,6 +64,10 @@ class Harness:
         """Change one account in the CRM, so it is modified after every watermark so far."""
         raise NotImplementedError
 
+    def delete(self, record_id: str) -> None:
+        """Delete one account in the CRM."""
+        raise NotImplementedError
+
     def write_calls_seen(self) -> int:
         """Write calls the CRM received (0 for a file)."""
         raise NotImplementedError
@@ -94,6 +99,11 @@ class CsvHarness(Harness):
         frame = self._accounts()
         row = frame["Id"] == record_id
         frame.loc[row, ["Industry", "SystemModstamp"]] = ["Retail", LATER]
+        frame.to_csv(self.folder / "Account.csv", index=False, quoting=csv.QUOTE_MINIMAL)
+
+    def delete(self, record_id: str) -> None:
+        frame = self._accounts()
+        frame = frame.loc[frame["Id"] != record_id]
         frame.to_csv(self.folder / "Account.csv", index=False, quoting=csv.QUOTE_MINIMAL)
 
     def write_calls_seen(self) -> int:
@@ -146,6 +156,10 @@ class WarehouseHarness(Harness):
                 {"later": datetime(2030, 1, 1), "id": record_id},
             )
 
+    def delete(self, record_id: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(sa.text('DELETE FROM "Account" WHERE "Id" = :id'), {"id": record_id})
+
     def write_calls_seen(self) -> int:
         return self.commits  # one transaction per batch
 
@@ -175,6 +189,9 @@ class SalesforceHarness(Harness):
 
     def touch(self, record_id: str) -> None:
         self.org.edit("Account", record_id, {"Industry": "Retail"})
+
+    def delete(self, record_id: str) -> None:
+        self.org.delete("Account", record_id)
 
     def write_calls_seen(self) -> int:
         return sum(
@@ -212,6 +229,9 @@ class HubSpotHarness(Harness):
     def touch(self, record_id: str) -> None:
         self.portal.edit("companies", record_id, {"industry": "RETAIL"})
 
+    def delete(self, record_id: str) -> None:
+        self.portal.delete("companies", record_id)
+
     def write_calls_seen(self) -> int:
         return sum(1 for r in self.portal.requests if r.path.endswith("/batch/update"))
 
@@ -238,6 +258,9 @@ class MemoryHarness(Harness):
 
     def touch(self, record_id: str) -> None:
         self.memory.edit("account", record_id, {"Industry": "Retail"})
+
+    def delete(self, record_id: str) -> None:
+        self.memory.delete("account", record_id)
 
     def write_calls_seen(self) -> int:
         return len(self.memory.batches)
@@ -321,6 +344,21 @@ def test_pull_after_a_watermark_returns_only_what_changed(crm: Harness) -> None:
     again = since["modified_at"].eq(top) & since["account_id"].isin(at_top)
     assert list(since.loc[~again, "account_id"]) == [changed]
     assert len(since) < len(first)
+
+
+def test_a_deleted_record_is_reported_after_the_next_pull(crm: Harness) -> None:
+    connector = crm.connector
+    connector.connect()
+    first = _pull(connector, "account")
+    top = first["modified_at"].max()
+    known = set(first["account_id"])
+    gone = sorted(known)[5]
+    crm.delete(gone)
+    connector.connect()  # the next run (HubSpot reads the archive's first page here)
+    since = top.to_pydatetime()
+    after = _pull(connector, "account", PullContext(since))  # some CRMs tell it in the pull
+    assert gone not in set(after["account_id"])
+    assert connector.deleted_ids("account", since, known) == {gone}
 
 
 def _write(crm: Harness, updates: list[RecordUpdate]) -> tuple[Any, BatchOutcome]:
