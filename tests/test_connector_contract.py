@@ -41,8 +41,6 @@ from icp_engine.sync.writer import BatchOutcome, make_retrying, write_all
 from tests.fakes.hubspot import FakeHubSpot
 from tests.fakes.memory import MemoryConnector
 from tests.fakes.salesforce import FakeSalesforce
-from tests.hsdata import seed_portal
-from tests.sfdata import seed_org, use_org
 
 ACCOUNTS = 24
 LATER = "2030-01-01T00:00:00.000Z"
@@ -176,7 +174,7 @@ class WarehouseHarness(Harness):
 class SalesforceHarness(Harness):
     def __init__(self, org: FakeSalesforce, **settings: Any) -> None:
         self.org = org
-        self._ids, _ = seed_org(org, ACCOUNTS)
+        self._ids = sorted(org.records("Account"))
         mapping = load_config("salesforce", None).mapping
         settings = {"bulk_poll_seconds": 0.01, "commit_overlap": 0, **settings}
         self.connector = SalesforceConnector(
@@ -211,11 +209,9 @@ class SalesforceHarness(Harness):
 
 
 class HubSpotHarness(Harness):
-    def __init__(self, portal: FakeHubSpot, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, portal: FakeHubSpot) -> None:
         self.portal = portal
-        self._ids = seed_portal(portal, ACCOUNTS)
-        monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", portal.token)
-        monkeypatch.setenv("HUBSPOT_BASE_URL", portal.base_url)
+        self._ids = sorted(portal.objects("companies"))
         mapping = load_config("hubspot", None).mapping
         settings = {"search_per_second": 50, "search_overlap": 0, "workers": 1}
         self.connector = HubSpotConnector(
@@ -278,9 +274,8 @@ CONNECTORS = ["csv", "warehouse", "salesforce", "salesforce-bulk", "hubspot", "m
 
 
 @pytest.fixture(params=CONNECTORS)
-def crm(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Harness]:
+def crm(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+    """The connector named by the parameter, with its CRM (the fakes from conftest.py)."""
     name = request.param
     if name == "csv":
         yield CsvHarness(tmp_path)
@@ -290,13 +285,11 @@ def crm(
         harness.connector.engine.dispose()  # type: ignore[attr-defined]
         harness.engine.dispose()
     elif name.startswith("salesforce"):
-        with FakeSalesforce(page_size=10) as org:
-            use_org(monkeypatch, org)
-            bulk = {"bulk_write_threshold": 3, "bulk_job_size": 5} if name.endswith("bulk") else {}
-            yield SalesforceHarness(org, **bulk)
+        org = request.getfixturevalue("make_org")(accounts=ACCOUNTS, page_size=10)
+        bulk = {"bulk_write_threshold": 3, "bulk_job_size": 5} if name.endswith("bulk") else {}
+        yield SalesforceHarness(org, **bulk)
     elif name == "hubspot":
-        with FakeHubSpot(rate_limit=None, interval=1.0, search_rate=None) as portal:
-            yield HubSpotHarness(portal, monkeypatch)
+        yield HubSpotHarness(request.getfixturevalue("make_portal")(companies=ACCOUNTS))
     else:
         yield MemoryHarness()
 
