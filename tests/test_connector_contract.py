@@ -8,7 +8,8 @@ HubSpot against `FakeHubSpot`, the warehouse against DuckDB, and the in-memory f
 - a pull returns canonical frames with the documented columns (the mapping's canonical
   fields, and `current_<output>` on accounts), one row per record;
 - a pull after a watermark returns only what changed since (the ids read at the
-  watermark's own instant dropped, as the sync does);
+  watermark's own instant dropped, as the sync does), and a record deleted since is
+  among `deleted_ids` on the next run;
 - the write plan's call count is the number of write calls the server really received;
 - the writes land, a record the CRM refuses is answered for on its own, and nothing is
   written beyond the plan's records.
@@ -40,8 +41,6 @@ from icp_engine.sync.writer import BatchOutcome, make_retrying, write_all
 from tests.fakes.hubspot import FakeHubSpot
 from tests.fakes.memory import MemoryConnector
 from tests.fakes.salesforce import FakeSalesforce
-from tests.hsdata import seed_portal
-from tests.sfdata import seed_org, use_org
 
 ACCOUNTS = 24
 LATER = "2030-01-01T00:00:00.000Z"
@@ -61,6 +60,10 @@ class Harness:
 
     def touch(self, record_id: str) -> None:
         """Change one account in the CRM, so it is modified after every watermark so far."""
+        raise NotImplementedError
+
+    def delete(self, record_id: str) -> None:
+        """Delete one account in the CRM."""
         raise NotImplementedError
 
     def write_calls_seen(self) -> int:
@@ -94,6 +97,11 @@ class CsvHarness(Harness):
         frame = self._accounts()
         row = frame["Id"] == record_id
         frame.loc[row, ["Industry", "SystemModstamp"]] = ["Retail", LATER]
+        frame.to_csv(self.folder / "Account.csv", index=False, quoting=csv.QUOTE_MINIMAL)
+
+    def delete(self, record_id: str) -> None:
+        frame = self._accounts()
+        frame = frame.loc[frame["Id"] != record_id]
         frame.to_csv(self.folder / "Account.csv", index=False, quoting=csv.QUOTE_MINIMAL)
 
     def write_calls_seen(self) -> int:
@@ -146,6 +154,10 @@ class WarehouseHarness(Harness):
                 {"later": datetime(2030, 1, 1), "id": record_id},
             )
 
+    def delete(self, record_id: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(sa.text('DELETE FROM "Account" WHERE "Id" = :id'), {"id": record_id})
+
     def write_calls_seen(self) -> int:
         return self.commits  # one transaction per batch
 
@@ -162,7 +174,7 @@ class WarehouseHarness(Harness):
 class SalesforceHarness(Harness):
     def __init__(self, org: FakeSalesforce, **settings: Any) -> None:
         self.org = org
-        self._ids, _ = seed_org(org, ACCOUNTS)
+        self._ids = sorted(org.records("Account"))
         mapping = load_config("salesforce", None).mapping
         settings = {"bulk_poll_seconds": 0.01, "commit_overlap": 0, **settings}
         self.connector = SalesforceConnector(
@@ -175,6 +187,9 @@ class SalesforceHarness(Harness):
 
     def touch(self, record_id: str) -> None:
         self.org.edit("Account", record_id, {"Industry": "Retail"})
+
+    def delete(self, record_id: str) -> None:
+        self.org.delete("Account", record_id)
 
     def write_calls_seen(self) -> int:
         return sum(
@@ -194,11 +209,9 @@ class SalesforceHarness(Harness):
 
 
 class HubSpotHarness(Harness):
-    def __init__(self, portal: FakeHubSpot, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, portal: FakeHubSpot) -> None:
         self.portal = portal
-        self._ids = seed_portal(portal, ACCOUNTS)
-        monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", portal.token)
-        monkeypatch.setenv("HUBSPOT_BASE_URL", portal.base_url)
+        self._ids = sorted(portal.objects("companies"))
         mapping = load_config("hubspot", None).mapping
         settings = {"search_per_second": 50, "search_overlap": 0, "workers": 1}
         self.connector = HubSpotConnector(
@@ -211,6 +224,9 @@ class HubSpotHarness(Harness):
 
     def touch(self, record_id: str) -> None:
         self.portal.edit("companies", record_id, {"industry": "RETAIL"})
+
+    def delete(self, record_id: str) -> None:
+        self.portal.delete("companies", record_id)
 
     def write_calls_seen(self) -> int:
         return sum(1 for r in self.portal.requests if r.path.endswith("/batch/update"))
@@ -239,6 +255,9 @@ class MemoryHarness(Harness):
     def touch(self, record_id: str) -> None:
         self.memory.edit("account", record_id, {"Industry": "Retail"})
 
+    def delete(self, record_id: str) -> None:
+        self.memory.delete("account", record_id)
+
     def write_calls_seen(self) -> int:
         return len(self.memory.batches)
 
@@ -255,9 +274,8 @@ CONNECTORS = ["csv", "warehouse", "salesforce", "salesforce-bulk", "hubspot", "m
 
 
 @pytest.fixture(params=CONNECTORS)
-def crm(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Harness]:
+def crm(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+    """The connector named by the parameter, with its CRM (the fakes from conftest.py)."""
     name = request.param
     if name == "csv":
         yield CsvHarness(tmp_path)
@@ -267,13 +285,11 @@ def crm(
         harness.connector.engine.dispose()  # type: ignore[attr-defined]
         harness.engine.dispose()
     elif name.startswith("salesforce"):
-        with FakeSalesforce(page_size=10) as org:
-            use_org(monkeypatch, org)
-            bulk = {"bulk_write_threshold": 3, "bulk_job_size": 5} if name.endswith("bulk") else {}
-            yield SalesforceHarness(org, **bulk)
+        org = request.getfixturevalue("make_org")(accounts=ACCOUNTS, page_size=10)
+        bulk = {"bulk_write_threshold": 3, "bulk_job_size": 5} if name.endswith("bulk") else {}
+        yield SalesforceHarness(org, **bulk)
     elif name == "hubspot":
-        with FakeHubSpot(rate_limit=None, interval=1.0, search_rate=None) as portal:
-            yield HubSpotHarness(portal, monkeypatch)
+        yield HubSpotHarness(request.getfixturevalue("make_portal")(companies=ACCOUNTS))
     else:
         yield MemoryHarness()
 
@@ -321,6 +337,21 @@ def test_pull_after_a_watermark_returns_only_what_changed(crm: Harness) -> None:
     again = since["modified_at"].eq(top) & since["account_id"].isin(at_top)
     assert list(since.loc[~again, "account_id"]) == [changed]
     assert len(since) < len(first)
+
+
+def test_a_deleted_record_is_reported_after_the_next_pull(crm: Harness) -> None:
+    connector = crm.connector
+    connector.connect()
+    first = _pull(connector, "account")
+    top = first["modified_at"].max()
+    known = set(first["account_id"])
+    gone = sorted(known)[5]
+    crm.delete(gone)
+    connector.connect()  # the next run (HubSpot reads the archive's first page here)
+    since = top.to_pydatetime()
+    after = _pull(connector, "account", PullContext(since))  # some CRMs tell it in the pull
+    assert gone not in set(after["account_id"])
+    assert connector.deleted_ids("account", since, known) == {gone}
 
 
 def _write(crm: Harness, updates: list[RecordUpdate]) -> tuple[Any, BatchOutcome]:

@@ -2,8 +2,8 @@
 
 Each test runs a real HTTP server speaking HubSpot's formats and the real
 hubspot-api-client underneath the connector; faults (429 bursts, the daily limit, 503s,
-dropped connections, poisoned and conflicting batches) are injected in the fake. Retry
-waits are shortened through the connector's own settings (`backoff`).
+dropped connections, poisoned and conflicting batches) are injected in the fake. The
+retry policy's sleep is injected (`sleep=`): retries wait for nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def connector_for(
     monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", portal.token)
     monkeypatch.setenv("HUBSPOT_BASE_URL", portal.base_url)
     mapping = MAPPING.model_copy(update={"settings": {**FAST, **settings}})
-    connector = HubSpotConnector(mapping)
+    connector = HubSpotConnector(mapping, sleep=lambda _: None)  # retries wait for nothing
     connector.connect()
     return connector
 

@@ -9,6 +9,7 @@ installed (`icp_engine.connectors.salesforce.write`).
 from __future__ import annotations
 
 import ast
+import functools
 import graphlib
 import random
 import subprocess
@@ -61,6 +62,7 @@ def _imported(
     return found
 
 
+@functools.cache
 def graph() -> dict[str, set[str]]:
     """module -> the product modules it imports."""
     modules = _modules()
@@ -172,6 +174,7 @@ def test_connectors_and_scoring_never_import_each_other_or_sync(
     assert wrong == []
 
 
+@pytest.mark.slow
 def test_every_module_imports_alone_in_any_order() -> None:
     """Each product module imports in a fresh interpreter, in a random order (a cycle that
     works only when something else was imported first fails here)."""

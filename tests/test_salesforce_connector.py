@@ -20,7 +20,9 @@ from tests.sfdata import seed_org
 def connector(**settings: Any) -> SalesforceConnector:
     mapping = load_config("salesforce", None).mapping
     settings = {"bulk_poll_seconds": 0.05, **settings}
-    return SalesforceConnector(mapping.model_copy(update={"settings": settings}), retry_wait=0.05)
+    return SalesforceConnector(
+        mapping.model_copy(update={"settings": settings}), retry_wait=0.05, sleep=lambda _: None
+    )
 
 
 pytestmark = pytest.mark.org(page_size=200)
