@@ -20,7 +20,8 @@ from typing import Any
 
 from icp_engine.sync.logs import redact
 from icp_engine.sync.state.opsdb import OpsDB
-from icp_engine.sync.state.store import RunRecord, StateStore
+from icp_engine.sync.state.records import RunRecord
+from icp_engine.sync.state.store import StateStore
 
 TIER_CHANGES_KEPT = 200
 """Tier changes stored per run (the count is always exact)."""

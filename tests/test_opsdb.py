@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from icp_engine.sync.state.opsdb import OpsDB
-from icp_engine.sync.state.store import StateError
+from icp_engine.sync.state.records import StateError
 
 
 def test_damaged_state_file_gives_the_state_error_not_a_traceback(tmp_path: Path) -> None:

@@ -21,16 +21,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from icp_engine.sync.state.lock import LockedError
 from icp_engine.sync.state.mirror import to_jsonable
-from icp_engine.sync.state.store import (
-    SCHEMA_VERSION,
+from icp_engine.sync.state.records import (
     Failure,
     Pending,
     StateError,
-    StateStore,
     StateVersionError,
     Watermark,
     Written,
 )
+from icp_engine.sync.state.store import SCHEMA_VERSION, StateStore
+
+from tests.state_helpers import reset_records, reset_watermarks
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -307,7 +308,7 @@ def test_watermarks_per_crm_and_object_and_reset(store: StateStore) -> None:
         ("hubspot", "account"),
     }
     assert store.watermarks("sf")[("sf", "opportunity")].boundary_ids == {"o1"}
-    store.reset_watermarks("sf")
+    reset_watermarks(store, "sf")
     assert set(store.watermarks()) == {("hubspot", "account")}
 
 
@@ -567,7 +568,7 @@ def test_mirror_delete_record_ids_and_reset(store: StateStore) -> None:
     store.record_written("sf", 1, [("a1", "Score", 1.0)], T0)
     store.delete_records("sf", "opportunity", ["o2", "missing"])
     assert store.record_ids("sf", "opportunity") == {"o1", "o3"}
-    store.reset_records("sf")
+    reset_records(store, "sf")
     assert store.record_ids("sf", "opportunity") == set()
     assert store.last_written("sf") != {}  # only the mirror goes
 

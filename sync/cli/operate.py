@@ -16,7 +16,8 @@ from icp_engine.sync.alerts import pending
 from icp_engine.sync.cli import render
 from icp_engine.sync.cli.options import common, fail, guarded, read_options, state_option
 from icp_engine.sync.config import mappings_dir
-from icp_engine.sync.state.store import RunRecord, StateStore
+from icp_engine.sync.state.records import RunRecord
+from icp_engine.sync.state.store import StateStore
 from rich.console import Console
 from rich.table import Table
 

@@ -19,7 +19,7 @@ from icp_engine.sync.logs import configure, guard_streams, log_format
 from icp_engine.sync.progress import progress_for
 from icp_engine.sync.runner import exit_code_for
 from icp_engine.sync.state.lock import LockedError
-from icp_engine.sync.state.store import StateError
+from icp_engine.sync.state.records import StateError
 from icp_engine.sync.yamlfile import ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -28,17 +28,18 @@ _CHUNK = 500  # ids per IN (...) list, well under SQLite's bound-parameter limit
 
 
 class RecordMirror:
-    """The records-mirror half of `sync.state.StateStore`.
+    """The records mirror of a `sync.state.StateStore`, which owns one and shares its
+    transactions with it (a mirror write inside `StateStore.atomic()` is part of it).
 
     Canonical rows kept between runs, so an incremental run can rescore an account whose
     opportunities changed without pulling the account again. Rows are keyed by (crm, object,
     record id); opportunities also keep their account id in an indexed column.
     """
 
-    _db: sqlite3.Connection
-
-    def _transaction(self, write: bool = True) -> AbstractContextManager[sqlite3.Connection]:
-        raise NotImplementedError
+    def __init__(
+        self, transaction: Callable[..., AbstractContextManager[sqlite3.Connection]]
+    ) -> None:
+        self._transaction = transaction
 
     def upsert_records(
         self,
@@ -102,15 +103,11 @@ class RecordMirror:
 
     def record_ids(self, crm: str, obj: str) -> set[str]:
         """The ids of the stored rows of `obj` in `crm`."""
-        rows = self._db.execute(
-            "SELECT record_id FROM records WHERE crm = ? AND object = ?", (crm, obj)
-        )
+        with self._transaction(write=False) as db:
+            rows = db.execute(
+                "SELECT record_id FROM records WHERE crm = ? AND object = ?", (crm, obj)
+            ).fetchall()
         return {str(row[0]) for row in rows}
-
-    def reset_records(self, crm: str) -> None:
-        """Drop every mirror row of `crm` (last-written values and failures stay)."""
-        with self._transaction() as db:
-            db.execute("DELETE FROM records WHERE crm = ?", (crm,))
 
 
 def unique_ids(ids: Iterable[str]) -> list[str]:

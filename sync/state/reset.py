@@ -18,7 +18,8 @@ from typing import Any
 
 import click
 from icp_engine.sync.state.lock import DirectoryLock
-from icp_engine.sync.state.store import StateError, StateStore
+from icp_engine.sync.state.records import StateError
+from icp_engine.sync.state.store import StateStore
 
 _COMPANIONS = ("", "-wal", "-shm", "-journal")
 

@@ -28,15 +28,26 @@ import sqlite3
 import stat
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any
 
 import pandas as pd
 from icp_engine.sync.state.lock import DirectoryLock
 from icp_engine.sync.state.mirror import RecordMirror, dumps, select_in, unique_ids
+from icp_engine.sync.state.records import (
+    FILE_NAME,
+    Failure,
+    FailureRecord,
+    Pending,
+    RunRecord,
+    ScoreRecord,
+    StateError,
+    StateVersionError,
+    Watermark,
+    Written,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -91,106 +102,7 @@ _RUN_COLUMNS = "id, crm, kind, dry_run, started_at, finished_at, outcome, exit_c
 _RUN_COLUMNS += "api_calls, message"
 
 
-class StateError(Exception):
-    """The state file cannot be used: damaged, foreign, unreadable, read-only, or full.
-
-    str() names the path, what is wrong and what to do.
-    """
-
-    def __init__(self, path: Path, problem: str, advice: str | None = None) -> None:
-        self.path, self.problem = path, problem
-        directory = path.parent if path.name.startswith(StateStore.FILE_NAME) else path
-        advice = advice or (
-            f"Restore {path} from a backup, or run `icp state reset --state {directory}` "
-            "to start a new state (it says what is lost; the next run rebuilds the rest "
-            "from the CRM)"
-        )
-        super().__init__(f"state {path}: {problem}. {advice}")
-
-
-class StateVersionError(StateError):
-    """The state file was written by a newer engine, with a schema this one does not know."""
-
-
-class Pending(NamedTuple):
-    """A change handed over (in an update file) that the CRM does not show yet.
-
-    A tuple, not a dataclass: a run may hold every pending field of 200,000 accounts.
-    """
-
-    value: Any
-    run_id: int
-    since: datetime
-    """When the engine first decided this value."""
-
-
-@dataclass(frozen=True)
-class Watermark:
-    """Pull records modified at or after `value`, skipping `boundary_ids` (modified at `value`)."""
-
-    value: datetime
-    boundary_ids: frozenset[str]
-
-
-@dataclass(frozen=True)
-class Written:
-    """The value last written to one field of one record, and when (tz-aware UTC)."""
-
-    value: Any
-    written_at: datetime
-
-
-@dataclass(frozen=True)
-class Failure:
-    """A record whose write failed: the CRM's answer and the field values we tried to write."""
-
-    record_id: str
-    code: str | None
-    message: str | None
-    transient: bool
-    values: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ScoreRecord:
-    """A score the CRM now holds for an account, and the criteria version that gave it."""
-
-    account_id: str
-    score: float | None
-    tier: str | None
-    version: str
-    """`v0003` for a learned version, `manual` for the hand-written criteria."""
-    fingerprint: str
-    """The criteria's fingerprint (tells apart edits of the hand-written file)."""
-
-
-@dataclass(frozen=True)
-class FailureRecord(Failure):
-    """A stored `Failure`: how many runs failed it, first and last (tz-aware UTC)."""
-
-    attempts: int
-    first_failed_at: datetime
-    last_failed_at: datetime
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """One run; `finished_at` and `outcome` are None if it never finished (it was killed)."""
-
-    id: int
-    crm: str
-    kind: str
-    dry_run: bool
-    started_at: datetime
-    finished_at: datetime | None
-    outcome: str | None
-    exit_code: int | None
-    counts: dict[str, int]
-    api_calls: int
-    message: str | None
-
-
-class StateStore(RecordMirror):
+class StateStore:
     """The state of one directory (see the module docstring); use it as a context manager.
 
     Args:
@@ -200,7 +112,7 @@ class StateStore(RecordMirror):
         StateVersionError: the file comes from a newer engine.
     """
 
-    FILE_NAME = "state.sqlite"
+    FILE_NAME = FILE_NAME
     LOCK_NAME = "lock"
 
     def __init__(self, directory: Path | str, *, create: bool = True) -> None:
@@ -217,6 +129,8 @@ class StateStore(RecordMirror):
             self._create()
         _check_file(self.path)
         self._lock = DirectoryLock(self.directory, self.LOCK_NAME)
+        self.mirror = RecordMirror(self._transaction)
+        """The canonical records kept between runs (`sync.state.mirror`)."""
         try:
             self._db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
         except sqlite3.Error as exc:
@@ -404,6 +318,37 @@ class StateStore(RecordMirror):
         """Release the lock if this store holds it."""
         self._lock.release()
 
+    # records mirror (kept by `self.mirror`, in this store's transactions)
+
+    def upsert_records(
+        self,
+        crm: str,
+        obj: str,
+        frame: pd.DataFrame,
+        id_column: str,
+        account_column: str | None = None,
+    ) -> None:
+        """See `RecordMirror.upsert_records`."""
+        self.mirror.upsert_records(crm, obj, frame, id_column, account_column)
+
+    def delete_records(self, crm: str, obj: str, ids: Iterable[str]) -> None:
+        """See `RecordMirror.delete_records`."""
+        self.mirror.delete_records(crm, obj, ids)
+
+    def load_records(
+        self,
+        crm: str,
+        obj: str,
+        ids: Iterable[str] | None = None,
+        account_ids: Iterable[str] | None = None,
+    ) -> pd.DataFrame:
+        """See `RecordMirror.load_records`."""
+        return self.mirror.load_records(crm, obj, ids, account_ids)
+
+    def record_ids(self, crm: str, obj: str) -> set[str]:
+        """See `RecordMirror.record_ids`."""
+        return self.mirror.record_ids(crm, obj)
+
     # runs
 
     def start_run(
@@ -526,11 +471,6 @@ class StateStore(RecordMirror):
             (crm, crm),
         )
         return {(c, o): Watermark(_parse(v), frozenset(json.loads(b))) for c, o, v, b in rows}
-
-    def reset_watermarks(self, crm: str) -> None:
-        """Forget the watermarks of `crm`: its next run pulls everything."""
-        with self._transaction() as db:
-            db.execute("DELETE FROM watermarks WHERE crm = ?", (crm,))
 
     # last written values
 
