@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, date, datetime
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from icp_engine.sync.state.sql import Connection
 
 _ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))  # ASCII: faster
 _CHUNK = 500  # ids per IN (...) list, well under SQLite's bound-parameter limit
@@ -36,9 +36,7 @@ class RecordMirror:
     record id); opportunities also keep their account id in an indexed column.
     """
 
-    def __init__(
-        self, transaction: Callable[..., AbstractContextManager[sqlite3.Connection]]
-    ) -> None:
+    def __init__(self, transaction: Callable[..., AbstractContextManager[Connection]]) -> None:
         self._transaction = transaction
 
     def upsert_records(
@@ -118,7 +116,7 @@ def unique_ids(ids: Iterable[str]) -> list[str]:
 
 
 def select_in(
-    db: sqlite3.Connection,
+    db: Connection,
     sql: str,
     params: tuple[Any, ...],
     column: str,

@@ -34,8 +34,20 @@ from types import TracebackType
 from typing import Any
 
 import pandas as pd
+import psycopg
 from icp_engine.sync.state.lock import DirectoryLock
 from icp_engine.sync.state.mirror import RecordMirror, dumps, select_in, unique_ids
+from icp_engine.sync.state.postgres import (
+    LOCK_TABLE,
+    STATE_URL_ENV,
+    AdvisoryLock,
+    PgConnection,
+    PgTarget,
+    ddl,
+    parse_url,
+    pg_error,
+    state_url,
+)
 from icp_engine.sync.state.records import (
     FILE_NAME,
     Failure,
@@ -48,6 +60,7 @@ from icp_engine.sync.state.records import (
     Watermark,
     Written,
 )
+from icp_engine.sync.state.sql import Connection
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +113,8 @@ _BUSY_TIMEOUT_S = 30.0
 _ACCOUNT = "account"
 _RUN_COLUMNS = "id, crm, kind, dry_run, started_at, finished_at, outcome, exit_code, counts, "
 _RUN_COLUMNS += "api_calls, message"
+_ANY_CRM = "(CAST(? AS TEXT) IS NULL OR crm = ?)"
+"""`crm` given, or None for all (the cast: PostgreSQL must know the parameter's type)."""
 
 
 class StateStore:
@@ -107,34 +122,85 @@ class StateStore:
 
     Args:
         directory: the state directory; it and the state file are created if missing.
+        url: a `postgresql://` URL: the state lives there instead (`sync.state.postgres`).
+            Default: `ICP_STATE_URL` if set, else SQLite in `directory`.
 
     Raises:
-        StateVersionError: the file comes from a newer engine.
+        StateVersionError: the state comes from a newer engine.
     """
 
     FILE_NAME = FILE_NAME
     LOCK_NAME = "lock"
 
-    def __init__(self, directory: Path | str, *, create: bool = True) -> None:
+    def __init__(
+        self, directory: Path | str, *, create: bool = True, url: str | None = None
+    ) -> None:
         self.directory = Path(directory)
-        self.path = self.directory / self.FILE_NAME
         self._depth = 0
+        self._pg = _pg_target(url)
+        self.mirror = RecordMirror(self._transaction)
+        """The canonical records kept between runs (`sync.state.mirror`)."""
+        self.path: Path | str
+        if self._pg is not None:
+            self._open_postgres(self._pg, create)
+        else:
+            self._open_sqlite(create)
+
+    @classmethod
+    def exists(cls, directory: Path, url: str | None = None) -> bool:
+        """Whether a state was started there (a run, a reset) without creating one."""
+        target = _pg_target(url)
+        if target is None:
+            path = directory / cls.FILE_NAME
+            return path.exists() or path.is_symlink()
+        db = PgConnection(target, create_schema=False)
+        try:
+            return "meta" in db.tables()
+        except psycopg.Error as exc:
+            raise pg_error(target, exc) from None
+        finally:
+            db.close()
+
+    @property
+    def backend(self) -> str:
+        """`sqlite` or `postgresql`."""
+        return "sqlite" if self._pg is None else "postgresql"
+
+    def _open_postgres(self, target: PgTarget, create: bool) -> None:
+        self.path = target.shown
+        db = PgConnection(target, create_schema=create)
+        self._db: Connection = db
+        try:
+            if not create and "meta" not in db.tables():
+                raise StateError(
+                    self.path, "no state here: nothing has run yet", f"Check {STATE_URL_ENV}"
+                )
+            self._migrate()
+            self._check_tables()
+            self._lock: DirectoryLock | AdvisoryLock = AdvisoryLock(db)
+        except psycopg.Error as exc:
+            db.close()
+            raise pg_error(target, exc) from None
+        except BaseException:
+            db.close()
+            raise
+
+    def _open_sqlite(self, create: bool) -> None:
+        self.path = path = self.directory / self.FILE_NAME
         if self.directory.exists() and not self.directory.is_dir():
             raise StateError(
                 self.directory, "is a file, not a state directory", "Give --state a directory"
             )
-        if not self.path.exists() and not self.path.is_symlink():
+        if not path.exists() and not path.is_symlink():
             if not create:
-                raise StateError(self.path, "no state here: nothing has run yet", "Check --state")
-            self._create()
-        _check_file(self.path)
+                raise StateError(path, "no state here: nothing has run yet", "Check --state")
+            self._create(path)
+        _check_file(path)
         self._lock = DirectoryLock(self.directory, self.LOCK_NAME)
-        self.mirror = RecordMirror(self._transaction)
-        """The canonical records kept between runs (`sync.state.mirror`)."""
         try:
-            self._db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+            self._db = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
         except sqlite3.Error as exc:
-            raise StateError(self.path, f"cannot be opened ({exc})") from exc
+            raise StateError(path, f"cannot be opened ({exc})") from exc
         try:
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
@@ -143,12 +209,12 @@ class StateStore:
             self._check_tables()
         except sqlite3.Error as exc:
             self._db.close()
-            raise _state_error(self.path, exc) from exc
+            raise _state_error(path, exc) from exc
         except BaseException:
             self._db.close()
             raise
 
-    def _create(self) -> None:
+    def _create(self, path: Path) -> None:
         """Build a new state file under a temporary name, then link it into place."""
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -164,7 +230,7 @@ class StateStore:
             with temporary.open("rb") as handle:
                 os.fsync(handle.fileno())
             try:
-                os.link(temporary, self.path)  # fails if another process made one meanwhile
+                os.link(temporary, path)  # fails if another process made one meanwhile
             except FileExistsError:
                 pass
             finally:
@@ -192,9 +258,19 @@ class StateStore:
                 self.path, "has no 'meta' table: not an ICP state file (foreign or damaged)"
             )
 
+    def _tables(self) -> set[str]:
+        if isinstance(self._db, PgConnection):
+            return self._db.tables()
+        return {row[0] for row in self._db.execute("SELECT name FROM sqlite_master")}
+
+    def _columns(self, table: str) -> set[str]:
+        if isinstance(self._db, PgConnection):
+            return self._db.columns(table)
+        return {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+
     def _check_tables(self) -> None:
         for table, columns in _TABLES.items():
-            found = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            found = self._columns(table)
             if not found:
                 raise StateError(self.path, f"has no {table!r} table (damaged)")
             if missing := columns - found:
@@ -214,7 +290,7 @@ class StateStore:
                 ) from exc
 
     def close(self) -> None:
-        """Release the lock if held and close the file; closing twice is harmless."""
+        """Release the lock if held and close the database; closing twice is harmless."""
         self.release_lock()
         self._db.close()
 
@@ -230,12 +306,13 @@ class StateStore:
         self.close()
 
     @contextmanager
-    def _transaction(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, write: bool = True) -> Iterator[Connection]:
         if self._depth:  # inside `atomic()`: part of its transaction
             yield self._db
             return
+        begin = "BEGIN IMMEDIATE" if write and self._pg is None else "BEGIN"
         try:
-            self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            self._db.execute(begin)
             try:
                 yield self._db
                 self._db.execute("COMMIT")
@@ -244,7 +321,10 @@ class StateStore:
                     self._db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise _state_error(self.path, exc) from exc
+            raise _state_error(Path(self.path), exc) from exc
+        except psycopg.Error as exc:
+            assert self._pg is not None
+            raise pg_error(self._pg, exc) from None
 
     @contextmanager
     def atomic(self) -> Iterator[None]:
@@ -260,8 +340,7 @@ class StateStore:
                 self._depth -= 1
 
     def _schema_version(self) -> int:
-        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
-        if self._db.execute(sql).fetchone() is None:
+        if "meta" not in self._tables():
             return 0
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (_SCHEMA_KEY,)).fetchone()
         if row is None:
@@ -292,17 +371,22 @@ class StateStore:
             )
             for statements in _MIGRATIONS[version:]:
                 for statement in statements:
-                    db.execute(statement)
+                    db.execute(self._ddl(statement))
             _put_meta(db, _SCHEMA_KEY, str(SCHEMA_VERSION))
         self._add_tables()
 
     def _add_tables(self) -> None:
-        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'scores'"
-        if self._db.execute(sql).fetchone() is not None:
+        additive = _ADDITIVE if self._pg is None else (*_ADDITIVE, LOCK_TABLE)
+        if {"scores", "lock_holder"} <= self._tables() or (
+            self._pg is None and "scores" in self._tables()
+        ):
             return
         with self._transaction() as db:
-            for statement in _ADDITIVE:
-                db.execute(statement)
+            for statement in additive:
+                db.execute(self._ddl(statement))
+
+    def _ddl(self, statement: str) -> str:
+        return statement if self._pg is None else ddl(statement)
 
     # lock
 
@@ -356,12 +440,12 @@ class StateStore:
     ) -> int:
         """Record a run as started (now, unless `started_at` is given) and return its id."""
         with self._transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO runs (crm, kind, dry_run, started_at) VALUES (?, ?, ?, ?)",
+            row = db.execute(
+                "INSERT INTO runs (crm, kind, dry_run, started_at) VALUES (?, ?, ?, ?)"
+                " RETURNING id",
                 (crm, kind, int(dry_run), _text(started_at or _now())),
-            )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+            ).fetchone()
+        return int(row[0])
 
     def finish_run(
         self,
@@ -396,7 +480,7 @@ class StateStore:
     def runs(self, crm: str | None = None, limit: int = 20) -> list[RunRecord]:
         """The last `limit` runs (of `crm`, or of all CRMs), newest first."""
         rows = self._db.execute(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE ? IS NULL OR crm = ? ORDER BY id DESC LIMIT ?",
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE {_ANY_CRM} ORDER BY id DESC LIMIT ?",
             (crm, crm, limit),
         ).fetchall()
         return [
@@ -467,7 +551,7 @@ class StateStore:
     def watermarks(self, crm: str | None = None) -> dict[tuple[str, str], Watermark]:
         """All watermarks (of `crm`, or of all CRMs) by (crm, object)."""
         rows = self._db.execute(
-            "SELECT crm, object, value, boundary_ids FROM watermarks WHERE ? IS NULL OR crm = ?",
+            f"SELECT crm, object, value, boundary_ids FROM watermarks WHERE {_ANY_CRM}",
             (crm, crm),
         )
         return {(c, o): Watermark(_parse(v), frozenset(json.loads(b))) for c, o, v, b in rows}
@@ -566,7 +650,7 @@ class StateStore:
         """Failed records (of `crm`, or of all CRMs), ordered by record id."""
         rows = self._db.execute(
             "SELECT record_id, code, message, transient, field_values, attempts, first_failed_at,"
-            " last_failed_at FROM failures WHERE ? IS NULL OR crm = ? ORDER BY record_id, crm",
+            f" last_failed_at FROM failures WHERE {_ANY_CRM} ORDER BY record_id, crm",
             (crm, crm),
         )
         return [
@@ -631,7 +715,7 @@ class StateStore:
         """Per CRM and run: records and fields still pending, and the oldest `since`."""
         rows = self._db.execute(
             "SELECT crm, run_id, COUNT(DISTINCT record_id), COUNT(*), MIN(since) FROM pending"
-            " WHERE ? IS NULL OR crm = ? GROUP BY crm, run_id ORDER BY crm, run_id",
+            f" WHERE {_ANY_CRM} GROUP BY crm, run_id ORDER BY crm, run_id",
             (crm, crm),
         )
         return [
@@ -659,6 +743,19 @@ class StateStore:
             raise ValueError(f"{key!r} is reserved for the state schema")
         with self._transaction() as db:
             _put_meta(db, key, value)
+
+
+def state_location(directory: Path, url: str | None = None) -> str:
+    """Where the state of `directory` is, for messages: the directory, or the PostgreSQL
+    URL (password redacted) and schema."""
+    target = _pg_target(url)
+    return str(directory) if target is None else f"{target.shown} (schema {target.schema})"
+
+
+def _pg_target(url: str | None) -> PgTarget | None:
+    """The PostgreSQL state `url` (or `ICP_STATE_URL`) names; None: SQLite."""
+    url = url if url is not None else state_url()
+    return parse_url(url) if url else None
 
 
 def _check_file(path: Path) -> None:
@@ -727,7 +824,7 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def _put_written(
-    db: sqlite3.Connection,
+    db: Connection,
     crm: str,
     run_id: int,
     items: Iterable[tuple[str, str, Any]],
@@ -744,7 +841,7 @@ def _put_written(
 
 
 def _put_scores(
-    db: sqlite3.Connection, crm: str, run_id: int, scores: Iterable[ScoreRecord], at: datetime
+    db: Connection, crm: str, run_id: int, scores: Iterable[ScoreRecord], at: datetime
 ) -> None:
     stamp = _text(at)
     db.executemany(
@@ -759,7 +856,7 @@ def _put_scores(
 
 
 def _put_failures(
-    db: sqlite3.Connection, crm: str, run_id: int, failures: Iterable[Failure], at: datetime
+    db: Connection, crm: str, run_id: int, failures: Iterable[Failure], at: datetime
 ) -> None:
     stamp = _text(at)
     latest = {failure.record_id: failure for failure in failures}
@@ -769,7 +866,7 @@ def _put_failures(
         " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?) ON CONFLICT (crm, record_id) DO UPDATE SET"
         " run_id = excluded.run_id, code = excluded.code, message = excluded.message,"
         " transient = excluded.transient, field_values = excluded.field_values,"
-        " attempts = attempts + 1, last_failed_at = excluded.last_failed_at",
+        " attempts = failures.attempts + 1, last_failed_at = excluded.last_failed_at",
         [
             (
                 crm,
@@ -787,14 +884,14 @@ def _put_failures(
     )
 
 
-def _delete_failures(db: sqlite3.Connection, crm: str, record_ids: Iterable[str]) -> None:
+def _delete_failures(db: Connection, crm: str, record_ids: Iterable[str]) -> None:
     db.executemany(
         "DELETE FROM failures WHERE crm = ? AND record_id = ?",
         [(crm, record_id) for record_id in unique_ids(record_ids)],
     )
 
 
-def _put_meta(db: sqlite3.Connection, key: str, value: str) -> None:
+def _put_meta(db: Connection, key: str, value: str) -> None:
     db.execute(
         "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET"
         " value = excluded.value",
