@@ -378,7 +378,8 @@ def status(
     """Past runs, watermarks, changes handed over and not yet seen in the CRM, and the
     records still failing."""
     if not StateStore.exists(state_dir):
-        fail(2, f"no state in {state_location(state_dir)}: nothing has run there yet (see --state)")
+        where = state_location(state_dir)
+        fail(2, f"no state in {where}: nothing has run there yet (see --state, ICP_STATE_URL)")
     with StateStore(state_dir, create=False) as state:
         runs, marks, failures = state.runs(crm, limit), state.watermarks(crm), state.failures(crm)
         pending = state.pending_summary(crm)

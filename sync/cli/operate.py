@@ -40,7 +40,8 @@ def runs_group() -> None:
 def runs_show(run_id: int, state_dir: Path, as_json: bool) -> None:
     """One run: counts, failures with the CRM's errors, criteria, accounts that changed tier."""
     if not StateStore.exists(state_dir):
-        fail(2, f"no state in {state_location(state_dir)}: nothing has run there yet (see --state)")
+        where = state_location(state_dir)
+        fail(2, f"no state in {where}: nothing has run there yet (see --state, ICP_STATE_URL)")
     detail = history.show(state_dir, run_id)
     if detail is None:
         fail(2, f"no run {run_id} in {state_dir} (icp status lists the recent runs)")
