@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
+import uuid
+
+import pytest
+from icp_engine.sync.state.postgres import STATE_URL_ENV
 from icp_engine.sync.state.store import StateStore
+
+__all__ = ["reset_records", "reset_watermarks", "state_backend"]
+
+
+@pytest.fixture(name="backend", params=["sqlite", "postgres"])
+def state_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test on SQLite, then on PostgreSQL (a schema of its own, through the same
+    `ICP_STATE_URL` a user sets; child processes inherit it)."""
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        monkeypatch.setenv(STATE_URL_ENV, f"{url}&schema=t_{uuid.uuid4().hex[:16]}")
+    else:
+        monkeypatch.delenv(STATE_URL_ENV, raising=False)
+    return str(request.param)
 
 
 def reset_watermarks(store: StateStore, crm: str) -> None:

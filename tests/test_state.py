@@ -12,7 +12,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -23,7 +22,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from icp_engine.sync.state.lock import LockedError
 from icp_engine.sync.state.mirror import to_jsonable
-from icp_engine.sync.state.postgres import STATE_URL_ENV
 from icp_engine.sync.state.records import (
     Failure,
     Pending,
@@ -34,7 +32,11 @@ from icp_engine.sync.state.records import (
 )
 from icp_engine.sync.state.store import SCHEMA_VERSION, StateStore, state_location
 
-from tests.state_helpers import reset_records, reset_watermarks
+from tests.state_helpers import (
+    reset_records,
+    reset_watermarks,
+    state_backend,  # noqa: F401 (fixture `backend`: SQLite, then PostgreSQL)
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -81,18 +83,6 @@ def try_lock_elsewhere(directory: Path) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run the test on SQLite, then on PostgreSQL (a schema of its own, through the same
-    `ICP_STATE_URL` a user sets; child processes inherit it)."""
-    if request.param == "postgres":
-        url = request.getfixturevalue("postgres_url")
-        monkeypatch.setenv(STATE_URL_ENV, f"{url}&schema=t_{uuid.uuid4().hex[:16]}")
-    else:
-        monkeypatch.delenv(STATE_URL_ENV, raising=False)
-    return str(request.param)
 
 
 @pytest.fixture

@@ -147,7 +147,7 @@ class PgConnection:
         except psycopg.Error as exc:
             raise pg_error(target, exc, connecting=True) from None
         try:
-            if create_schema:
+            if create_schema and not self.schema_exists():  # no CREATE right needed then
                 self._conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{target.schema}"')
             self._conn.execute(f'SET search_path TO "{target.schema}"')
         except psycopg.Error as exc:
