@@ -1,10 +1,12 @@
-"""What a scheduled run remembers between runs, in one SQLite file per state directory.
+"""What a scheduled run remembers between runs: one SQLite file per state directory, or
+a PostgreSQL schema (`ICP_STATE_URL`).
 
-`records` (the typed values stored and returned, and `StateError`), `store` (runs,
-watermarks, last written values, failures, pending hand-overs, scores),
-`mirror` (canonical frames stored as rows), `lock` (one run at a time per state
-directory), `opsdb` (run details, alert conditions, audience exports), `reset` (setting a
-damaged state aside).
+`records` (the typed values stored and returned, and `StateError`; no database code),
+`meta` (the names of the per-CRM keys), `store` (runs, watermarks, last written values,
+failures, pending hand-overs, scores), `mirror` (canonical frames stored as rows), `lock`
+(one run at a time per state directory), `postgres` (the PostgreSQL connection, advisory
+lock and URL redaction), `sql` (the connection protocol both backends answer), `opsdb`
+(run details, alert conditions, audience exports), `reset` (setting a damaged state aside).
 """
 
 from __future__ import annotations

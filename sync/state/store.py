@@ -8,6 +8,11 @@ handed over in an update file and not yet seen in the CRM (`pending`) and a smal
 key/value table.
 `directory/lock` (`sync.lock`) lets one run at a time work on the directory.
 
+With `ICP_STATE_URL` (or `url=`) the same tables live in a PostgreSQL schema instead
+(`sync.state.postgres`): the SQL below runs on both (`?` placeholders, ON CONFLICT upserts,
+RETURNING), the lock is an advisory lock, and the checks below that concern a file are
+replaced by the tables and columns check.
+
 The file is checked when opened (SQLite header, `PRAGMA quick_check`, schema version,
 tables and columns, watermarks). Anything wrong, or a file that cannot be written, raises
 `StateError` naming the path and what to do: state is never re-created silently. A new
