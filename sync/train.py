@@ -63,10 +63,9 @@ class TrainOutcome:
 def read_all(connector: Connector) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every account and opportunity, as canonical frames (a full, read-only pull)."""
     connector.connect()
-    frames = [
-        pull_object(connector, kind, None, set()).frame for kind in ("account", "opportunity")
-    ]
-    issues = sum(len(stats.issues) for stats in connector.stats.values())
+    pulled = [pull_object(connector, kind, None, set()) for kind in ("account", "opportunity")]
+    frames = [p.frame for p in pulled]
+    issues = sum(len(p.report.issues) for p in pulled)
     if issues:
         log.warning("%s rows or values could not be read (icp sync logs each one)", f"{issues:,}")
     return frames[0], frames[1]

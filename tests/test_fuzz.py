@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from icp_engine import mappings
@@ -19,6 +20,8 @@ from icp_engine.connectors.errors import SourceError
 from icp_engine.connectors.salesforce.ids import to_18
 from icp_engine.sync.config import load_config
 from icp_engine.sync.yamlfile import ConfigError, ConfigProblem, load_yaml, read_yaml
+
+pytestmark = pytest.mark.slow
 
 FUZZ = settings(
     max_examples=60,
@@ -78,14 +81,15 @@ def test_damaged_csv_gives_rows_or_a_clear_error(
     connector = CsvConnector(MAPPING, folder)
     error: SourceError | None = None
     try:
-        pages = list(connector.pull("account", None))
+        stream = connector.pull("account")
+        pages = list(stream)
     except SourceError as exc:
         error = exc
     if error is not None:
         assert "Account.csv" in str(error)
         return
     frame = pd.concat(pages, ignore_index=True) if pages else pd.DataFrame()
-    issues = connector.stats["account"].issues
+    issues = stream.report.issues
     assert all(i.line is None or i.line >= 1 for i in issues)
     if len(frame):
         ids = frame["account_id"]

@@ -11,14 +11,12 @@ each driven end to end through `icp --crm hubspot` against the fake portal.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from icp_engine.connectors.base import WritePlan
 from icp_engine.connectors.hubspot.client import SECOND
 from icp_engine.connectors.hubspot.connector import HubSpotConnector
 from icp_engine.connectors.hubspot.limits import SlidingWindow
@@ -29,17 +27,12 @@ from icp_engine.sync.state.store import StateStore
 from tests.fakes.hubspot import FakeHubSpot
 from tests.hsdata import seed_portal
 from tests.test_hubspot_e2e import fast_mappings, fresh_full_run_agrees, tiers
+from tests.waiting import settle
 
 COMPANIES = 200
 
 
-@pytest.fixture
-def portal(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHubSpot]:
-    with FakeHubSpot(rate_limit=None, interval=1.0, search_rate=None) as fake:
-        seed_portal(fake, COMPANIES, deals_per_company=2.0)
-        monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", fake.token)
-        monkeypatch.setenv("HUBSPOT_BASE_URL", fake.base_url)
-        yield fake
+pytestmark = [pytest.mark.e2e, pytest.mark.portal(companies=COMPANIES, deals_per_company=2.0)]
 
 
 def run(state: Path, folder: Path, command: str = "sync") -> tuple[dict[str, Any], str]:
@@ -53,14 +46,6 @@ def run(state: Path, folder: Path, command: str = "sync") -> tuple[dict[str, Any
     summary = json.loads(result.stdout)
     assert summary["exit_code"] == result.exit_code, result.stderr
     return summary, result.stderr
-
-
-def settle(portal: FakeHubSpot) -> None:
-    """Wait until the real clock passes the portal's, which runs 1 ms a stamp ahead while
-    busy (a stamp ahead of a run's start is read again by the next run, as it should)."""
-    latest = portal.now()
-    while datetime.now(UTC) <= latest:
-        time.sleep(0.02)
 
 
 def scored(state: Path) -> int:
@@ -168,9 +153,9 @@ def test_a_company_merged_before_its_write_leaves_the_state_with_a_reason(
     merged, survivor = ids[7], ids[8]
     begin_write = HubSpotConnector.begin_write
 
-    def merge_then_write(self: HubSpotConnector, records: int = 0) -> None:
+    def merge_then_write(self: HubSpotConnector, records: int = 0) -> WritePlan:
         portal.merge("companies", merged, survivor)  # merged between the pull and the write
-        begin_write(self, records)
+        return begin_write(self, records)
 
     monkeypatch.setattr(HubSpotConnector, "begin_write", merge_then_write)
     first, err = run(state, folder)
@@ -197,10 +182,10 @@ def test_an_answer_naming_none_of_its_records_confirms_none(
     keep = ids[-1]
     begin_write = HubSpotConnector.begin_write
 
-    def merge_then_write(self: HubSpotConnector, records: int = 0) -> None:
+    def merge_then_write(self: HubSpotConnector, records: int = 0) -> WritePlan:
         for company in ids[:100]:  # the whole first batch of 100
             portal.merge("companies", company, keep)
-        begin_write(self, records)
+        return begin_write(self, records)
 
     monkeypatch.setattr(HubSpotConnector, "begin_write", merge_then_write)
     first, err = run(state, folder)
