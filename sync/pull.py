@@ -22,7 +22,8 @@ from icp_engine.connectors.canonical import restore_types
 from icp_engine.connectors.errors import SourceError
 from icp_engine.connectors.mapping import ID_FIELDS
 from icp_engine.sync import numbers, progress
-from icp_engine.sync.state.store import StateStore, Watermark
+from icp_engine.sync.state.records import Watermark
+from icp_engine.sync.state.store import StateStore
 
 log = logging.getLogger(__name__)
 SHRINK_MIN_KNOWN = 10
