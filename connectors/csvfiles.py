@@ -44,6 +44,7 @@ from icp_engine.connectors.base import (
     WriteResult,
 )
 from icp_engine.connectors.canonical import LINE_COLUMN, RowIssue, parse_column, to_canonical
+from icp_engine.connectors.csv_fast import fast_pages
 from icp_engine.connectors.csv_rows import (
     Damaged,
     EncodingPlan,
@@ -415,6 +416,11 @@ def _read_pages(
     width = len(header)
     id_index = header.index(id_column)
     lookup_index = header.index(lookup_column) if lookup_column in header else None
+    if first[0] == 1 and plan.encoding == "utf-8" and not plan.exceptions:
+        fast = fast_pages(path, header, id_index, lookup_index, salesforce_ids, PAGE_ROWS)
+        if fast is not None:  # a clean file: read by pyarrow, same rows and line numbers
+            yield from fast
+            return
     seen: dict[str, int] = {}
     rows: list[list[str]] = []
     lines: list[int] = []

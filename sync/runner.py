@@ -43,7 +43,15 @@ from icp_engine.sync.plan import Plan, plan_changes
 from icp_engine.sync.progress import Progress
 from icp_engine.sync.pull import WorkingSet, persist, working_set
 from icp_engine.sync.state.lock import DirectoryLock, LockedError
-from icp_engine.sync.state.store import Failure, ScoreRecord, StateError, StateStore, Written
+from icp_engine.sync.state.meta import MetaKeys
+from icp_engine.sync.state.store import (
+    Failure,
+    Pending,
+    ScoreRecord,
+    StateError,
+    StateStore,
+    Written,
+)
 from icp_engine.sync.writer import BatchOutcome, WriteSummary, write_all
 from icp_engine.sync.yamlfile import ConfigError
 from tenacity import Retrying
@@ -211,7 +219,7 @@ def execute(
         with _output_lock(connector, options.dry_run):
             run_id = state.start_run(options.crm, options.kind, options.dry_run, started_at=started)
             try:
-                return _run(config, options, state, connector, run_id, started, progress)
+                return _run(Run(config, options, state, connector, run_id, started, progress))
             except StateError:
                 raise  # the state cannot record it
             except BaseException as exc:
@@ -251,82 +259,103 @@ def exit_code_for(exc: BaseException) -> int:
     return 1
 
 
-def _run(
-    config: Config,
-    options: RunOptions,
-    state: StateStore,
-    connector: Connector,
-    run_id: int,
-    started: datetime,
-    progress: Progress,
-) -> RunResult:
-    crm = options.crm
-    mapping_key, criteria_key = f"{crm}.mapping", f"{crm}.criteria"
-    mapping_fp, criteria_fp = fingerprint(config.mapping), fingerprint(config.icp)
-    full = (
-        options.kind == "backfill"
-        or state.get_meta(mapping_key) != mapping_fp
-        or not state.watermarks(crm)
-    )
-    rescore_all = full or state.get_meta(criteria_key) != criteria_fp
-    failing = {f.record_id for f in state.failures(crm)}
-    progress.phase("pull")
-    memo_key = f"{crm}.connector_memo"
-    connector.memo = json.loads(state.get_meta(memo_key) or "{}")
-    work = working_set(
-        connector, state, full, rescore_all, failing, progress.advance, options.allow_shrink
-    )
-    state.set_meta(memo_key, json.dumps(connector.memo))  # what the pull learned, even dry
-    issues = [i for stats in connector.stats.values() for i in stats.issues]
-    _log_issues(connector, issues)
+@dataclass(frozen=True)
+class Run:
+    """The fixed inputs of one run, handed to each of its steps."""
 
-    progress.phase("score", len(work.accounts))
-    if options.scores_from is not None:
-        desired = warehouse_scores(options.scores_from, options.scores_table, work.accounts)
+    config: Config
+    options: RunOptions
+    state: StateStore
+    connector: Connector
+    id: int
+    started: datetime
+    progress: Progress
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What the state says before this run: how much to pull and rescore."""
+
+    keys: MetaKeys
+    mapping_fp: str
+    criteria_fp: str
+    full: bool
+    """Pull everything: a backfill, a new mapping, or no watermark yet."""
+    rescore_all: bool
+    """Score every account: a full pull, or criteria changed since the last run."""
+    failing: frozenset[str]
+    """Records whose write failed in an earlier run (retried now)."""
+
+
+@dataclass(frozen=True)
+class Planned:
+    """The plan of one run and what it costs, with the hand-over bookkeeping it used."""
+
+    plan: Plan
+    updates: list[RecordUpdate]
+    estimate: CallEstimate
+    pending: dict[tuple[str, str], Pending]
+    """Changes handed over earlier and not yet seen in the CRM (hand-over connectors)."""
+    seen: dict[tuple[str, str], Pending]
+    """Those of them the CRM now shows: written, from now on."""
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a run ended, from what writing did: outcome, exit code and the counts it adds."""
+
+    outcome: str
+    exit_code: int
+    counts: dict[str, int] = field(default_factory=dict)
+    failures: BatchOutcome = field(default_factory=list)
+    message: str | None = None
+
+    @classmethod
+    def of(cls, summary: WriteSummary, failed: int, **more_counts: int) -> Ending:
+        counts = {"written": summary.written, "failed": failed, "retries": summary.retries}
+        return cls(
+            "partial" if failed else "ok",
+            1 if failed else 0,
+            {**counts, **more_counts},
+            summary.failed,
+            summary.stopped,
+        )
+
+
+DRY_RUN = Ending("dry-run", 0)
+
+
+def _run(run: Run) -> RunResult:
+    """pull -> score -> plan -> write -> remember; each step returns a finished value."""
+    base = _baseline(run)
+    work, issues = _pull(run, base)
+    desired = _score(run, work)
+    planned = _plan(run, base, work, desired)
+    counts = _counts(work, issues, desired, planned)
+    if run.options.dry_run:
+        ending = DRY_RUN
+        _finish(run, counts, ending)
+    elif run.connector.hands_over:
+        ending = _hand_over(run, base, work, desired, planned, counts)
     else:
-        desired = score(config, work)
-    progress.advance(len(desired))
-    progress.phase("plan", len(desired))
-    current = work.accounts.set_index("account_id")
-    current = current[
-        [c for c in current.columns if c.startswith(CURRENT_PREFIX) or c == "modified_at"]
-    ]
-    last = state.last_written(crm, list(desired.index))
-    pending = state.pending(crm) if connector.hands_over else {}
-    seen = confirmed(pending, current, config.mapping.outputs)
-    confirmed_at = options.now()
-    for key, change in seen.items():  # the CRM shows it: now it counts as written
-        last[key] = Written(change.value, confirmed_at)
-    plan = plan_changes(desired, current, last, config.mapping.outputs)
-    progress.advance(len(desired))
-    progress.phase("done")
-    updates = plan.record_updates()
-    estimate = connector.estimate_calls(len(updates), full)
-    counts = {
-        "accounts_pulled": len(work.pulled["account"].frame),
-        "opportunities_pulled": len(work.pulled["opportunity"].frame),
-        "accounts_deleted": len(work.pulled["account"].deleted),
-        "unreadable_rows": sum(1 for i in issues if i.column is None),
-        "unreadable_values": sum(1 for i in issues if i.column is not None),
-        "accounts_scored": len(desired),
-        "records_to_write": len(updates),
-        "fields_to_write": len(plan.changes),
-        "fields_in_sync": plan.in_sync,
-        "fields_skipped": len(plan.skips),
-    }
-    result = RunResult(
-        run_id,
-        crm,
-        options.kind,
-        options.dry_run,
-        0,
-        "dry-run",
-        counts,
-        connector.api_calls,
-        connector.describe_target(),
-        plan,
-        estimate,
-        issues=issues,
+        summary = _write(
+            run,
+            planned.updates,
+            lambda ids: _score_records(desired, ids, run.config.criteria_version, base.criteria_fp),
+        )
+        ending = _remember(run, base, work, desired, planned, counts, summary)
+    return RunResult(
+        run.id,
+        run.options.crm,
+        run.options.kind,
+        run.options.dry_run,
+        ending.exit_code,
+        ending.outcome,
+        {**counts, **ending.counts},
+        run.connector.api_calls,
+        run.connector.describe_target(),
+        planned.plan,
+        planned.estimate,
         names=dict(
             zip(
                 work.accounts["account_id"],
@@ -334,13 +363,115 @@ def _run(
                 strict=True,
             )
         ),
+        issues=issues,
+        failures=ending.failures,
         scored=desired.reset_index(),
         opportunities=work.opportunities,
-        criteria=config.criteria_label,
+        message=ending.message,
+        criteria=run.config.criteria_label,
+        enrichment=(
+            run.config.enrichment_report.to_json()
+            if run.config.enrichment_report is not None
+            else {}
+        ),
     )
-    if config.enrichment_report is not None:
-        result.enrichment = config.enrichment_report.to_json()
-    tell = log.debug if options.dry_run else log.info  # a dry run shows them in its preview
+
+
+def _baseline(run: Run) -> Baseline:
+    """How much this run pulls and rescores, from the fingerprints the last run left."""
+    keys = MetaKeys(run.options.crm)
+    mapping_fp, criteria_fp = fingerprint(run.config.mapping), fingerprint(run.config.icp)
+    full = (
+        run.options.kind == "backfill"
+        or run.state.get_meta(keys.mapping) != mapping_fp
+        or not run.state.watermarks(run.options.crm)
+    )
+    return Baseline(
+        keys,
+        mapping_fp,
+        criteria_fp,
+        full,
+        full or run.state.get_meta(keys.criteria) != criteria_fp,
+        frozenset(f.record_id for f in run.state.failures(run.options.crm)),
+    )
+
+
+def _pull(
+    run: Run,
+    base: Baseline,
+) -> tuple[WorkingSet, list[RowIssue]]:
+    """The accounts and opportunities to score, and the rows or values that were unreadable."""
+    run.progress.phase("pull")
+    run.connector.memo = json.loads(run.state.get_meta(base.keys.connector_memo) or "{}")
+    work = working_set(
+        run.connector,
+        run.state,
+        base.full,
+        base.rescore_all,
+        set(base.failing),
+        run.progress.advance,
+        run.options.allow_shrink,
+    )
+    run.state.set_meta(base.keys.connector_memo, json.dumps(run.connector.memo))  # even when dry
+    issues = [i for stats in run.connector.stats.values() for i in stats.issues]
+    _log_issues(run.connector, issues)
+    return work, issues
+
+
+def _score(run: Run, work: WorkingSet) -> pd.DataFrame:
+    """Desired outputs per account: scored here, or read from the warehouse."""
+    run.progress.phase("score", len(work.accounts))
+    if run.options.scores_from is not None:
+        desired = warehouse_scores(run.options.scores_from, run.options.scores_table, work.accounts)
+    else:
+        desired = score(run.config, work)
+    run.progress.advance(len(desired))
+    return desired
+
+
+def _plan(run: Run, base: Baseline, work: WorkingSet, desired: pd.DataFrame) -> Planned:
+    """The three-way diff against what the CRM holds and what the engine last wrote."""
+    crm = run.options.crm
+    run.progress.phase("plan", len(desired))
+    current = work.accounts.set_index("account_id")
+    current = current[
+        [c for c in current.columns if c.startswith(CURRENT_PREFIX) or c == "modified_at"]
+    ]
+    last = run.state.last_written(crm, list(desired.index))
+    pending = run.state.pending(crm) if run.connector.hands_over else {}
+    seen = confirmed(pending, current, run.config.mapping.outputs)
+    confirmed_at = run.options.now()
+    for key, change in seen.items():  # the CRM shows it: now it counts as written
+        last[key] = Written(change.value, confirmed_at)
+    plan = plan_changes(desired, current, last, run.config.mapping.outputs)
+    run.progress.advance(len(desired))
+    run.progress.phase("done")
+    updates = plan.record_updates()
+    estimate = run.connector.estimate_calls(len(updates), base.full)
+    _log_skips(plan, run.options.dry_run)
+    return Planned(plan, updates, estimate, pending, seen)
+
+
+def _counts(
+    work: WorkingSet, issues: list[RowIssue], desired: pd.DataFrame, planned: Planned
+) -> dict[str, int]:
+    """What the run read and decided (writing adds its own counts)."""
+    return {
+        "accounts_pulled": len(work.pulled["account"].frame),
+        "opportunities_pulled": len(work.pulled["opportunity"].frame),
+        "accounts_deleted": len(work.pulled["account"].deleted),
+        "unreadable_rows": sum(1 for i in issues if i.column is None),
+        "unreadable_values": sum(1 for i in issues if i.column is not None),
+        "accounts_scored": len(desired),
+        "records_to_write": len(planned.updates),
+        "fields_to_write": len(planned.plan.changes),
+        "fields_in_sync": planned.plan.in_sync,
+        "fields_skipped": len(planned.plan.skips),
+    }
+
+
+def _log_skips(plan: Plan, dry_run: bool) -> None:
+    tell = log.debug if dry_run else log.info  # a dry run shows them in its preview
     for skip in plan.skips[:_SHOWN]:
         tell(
             "left %s.%s alone (%s): CRM has %r, engine wants %r",
@@ -355,83 +486,77 @@ def _run(
             "... and %s more fields left alone (--dry-run --all lists them)",
             f"{len(plan.skips) - _SHOWN:,}",
         )
-    if options.dry_run:
-        state.finish_run(run_id, "dry-run", 0, counts, connector.api_calls)
-        return result
-    if connector.hands_over:
-        return _hand_over(
-            config, options, state, connector, work, result, pending, seen, started, progress
-        )
 
-    def track(ids: list[str]) -> list[ScoreRecord]:
-        return _score_records(desired, ids, config.criteria_version, criteria_fp)
 
-    summary = _write(connector, state, crm, run_id, updates, options, progress, track)
-    progress.phase("save")
+def _finish(run: Run, counts: dict[str, int], ending: Ending) -> None:
+    """Record how the run ended (CRM, hand-over and dry run alike)."""
+    run.state.finish_run(
+        run.id,
+        ending.outcome,
+        ending.exit_code,
+        {**counts, **ending.counts},
+        run.connector.api_calls,
+        _redacted(ending.message),
+    )
+
+
+def _kept(config: Config, plan: Plan) -> set[str]:
+    """Accounts whose score or tier a person set (left alone): their scores are not theirs."""
+    scored_fields = {o.field for k, o in config.mapping.outputs.items() if k in ("score", "tier")}
+    return {s.record_id for s in plan.skips if s.field in scored_fields}
+
+
+def _remember_meta(run: Run, base: Baseline) -> None:
+    run.state.set_meta(base.keys.mapping, base.mapping_fp)
+    run.state.set_meta(base.keys.criteria, base.criteria_fp)
+    run.state.set_meta(base.keys.criteria_label, run.config.criteria_label)
+
+
+def _remember(
+    run: Run,
+    base: Baseline,
+    work: WorkingSet,
+    desired: pd.DataFrame,
+    planned: Planned,
+    counts: dict[str, int],
+    summary: WriteSummary,
+) -> Ending:
+    """After writing to the CRM: scores, mirror, watermarks and fingerprints move on."""
+    crm = run.options.crm
+    run.progress.phase("save")
     still_failing = {u.record_id for u, _ in summary.failed} | {
         u.record_id for u in summary.not_attempted
     }
-    scored_fields = {o.field for k, o in config.mapping.outputs.items() if k in ("score", "tier")}
-    kept = {s.record_id for s in plan.skips if s.field in scored_fields}  # a person's value
-    in_sync = set(desired.index) - {u.record_id for u in updates} - still_failing - kept
-    state.record_scores(crm, run_id, track(sorted(in_sync)), options.now())
-    persist(state, crm, work, started)
-    state.set_meta(mapping_key, mapping_fp)
-    state.set_meta(criteria_key, criteria_fp)
-    state.set_meta(f"{crm}.criteria_label", config.criteria_label)
-    state.clear_failures(crm, (failing | set(desired.index)) - still_failing)
+    written = {u.record_id for u in planned.updates}
+    in_sync = set(desired.index) - written - still_failing - _kept(run.config, planned.plan)
+    run.state.record_scores(
+        crm,
+        run.id,
+        _score_records(desired, sorted(in_sync), run.config.criteria_version, base.criteria_fp),
+        run.options.now(),
+    )
+    persist(run.state, crm, work, run.started)
+    _remember_meta(run, base)
+    run.state.clear_failures(crm, (set(base.failing) | set(desired.index)) - still_failing)
     if summary.deleted:
-        state.forget_accounts(crm, summary.deleted)
-
-    progress.phase("done")
-    _close_run(state, connector, result, summary, len(still_failing))
-    return result
-
-
-def _close_run(
-    state: StateStore,
-    connector: Connector,
-    result: RunResult,
-    summary: WriteSummary,
-    failed: int,
-    **more_counts: int,
-) -> None:
-    """The run's outcome from what writing did, recorded in state (CRM and hand-over alike)."""
-    result.counts.update(
-        written=summary.written, failed=failed, retries=summary.retries, **more_counts
-    )
-    result.exit_code = 1 if failed else 0
-    result.outcome = "partial" if failed else "ok"
-    result.failures = summary.failed
-    result.api_calls = connector.api_calls
-    result.message = summary.stopped
-    state.finish_run(
-        result.run_id,
-        result.outcome,
-        result.exit_code,
-        result.counts,
-        connector.api_calls,
-        _redacted(summary.stopped),
-    )
+        run.state.forget_accounts(crm, summary.deleted)
+    run.progress.phase("done")
+    ending = Ending.of(summary, len(still_failing))
+    _finish(run, counts, ending)
+    return ending
 
 
 def _hand_over(
-    config: Config,
-    options: RunOptions,
-    state: StateStore,
-    connector: Connector,
+    run: Run,
+    base: Baseline,
     work: WorkingSet,
-    result: RunResult,
-    pending: dict[tuple[str, str], Any],
-    seen: dict[tuple[str, str], Any],
-    started: datetime,
-    progress: Progress,
-) -> RunResult:
+    desired: pd.DataFrame,
+    planned: Planned,
+    counts: dict[str, int],
+) -> Ending:
     """Queue this run's changes with every earlier pending one, publish them all, then
     commit the state in one transaction (see the module docstring for the order)."""
-    crm, run_id = options.crm, result.run_id
-    desired = result.scored.set_index("account_id")
-    updates = result.plan.record_updates()
+    crm, updates, seen = run.options.crm, planned.updates, planned.seen
     handed: dict[tuple[str, str], Any] = {}
     outcomes: list[tuple[RecordUpdate, Any]] = []
 
@@ -441,20 +566,21 @@ def _hand_over(
             if answer.ok:
                 handed.update({(update.record_id, f): v for f, v in update.values.items()})
 
-    progress.phase("write", len(updates))
-    summary = write_all(connector, updates, on_batch, options.retrying, progress.advance)
+    run.progress.phase("write", len(updates))
+    summary = write_all(
+        run.connector, updates, on_batch, run.options.retrying, run.progress.advance
+    )
     failed = {u.record_id for u, r in outcomes if not r.ok and not r.deleted}
     failed |= {u.record_id for u in summary.not_attempted}
     decided = set(desired.index) - failed
     gone = set(work.pulled["account"].deleted) | set(summary.deleted)
-    now = options.now()
-    queue = next_pending(pending, seen, decided, handed, gone, run_id, now)
-    connector.hand_over(queue.updates(), run_id)  # the file first: the state then says so
+    now = run.options.now()
+    queue = next_pending(planned.pending, seen, decided, handed, gone, run.id, now)
+    run.connector.hand_over(queue.updates(), run.id)  # the file first: the state then says so
 
     succeeded = sorted({u.record_id for u, r in outcomes if r.ok})
-    scored_fields = {o.field for k, o in config.mapping.outputs.items() if k in ("score", "tier")}
-    kept = {s.record_id for s in result.plan.skips if s.field in scored_fields}
-    in_sync = set(desired.index) - {u.record_id for u in updates} - failed - kept
+    written = {u.record_id for u in updates}
+    in_sync = set(desired.index) - written - failed - _kept(run.config, planned.plan)
     failures = [
         Failure(u.record_id, r.code, r.message, r.transient, dict(u.values))
         for u, r in outcomes
@@ -464,50 +590,40 @@ def _hand_over(
         for u in summary.not_attempted
     ]
     track = [*succeeded, *sorted(in_sync)]
-    failing = {f.record_id for f in state.failures(crm)}
-    progress.phase("save")
-    with state.atomic():
-        state.record_written(crm, run_id, [(r, f, p.value) for (r, f), p in seen.items()], now)
-        state.drop_pending(crm, queue.drop)
-        state.put_pending(crm, [(r, f, p) for (r, f), p in queue.put.items()])
-        state.record_failures(crm, run_id, failures, now)
-        state.record_scores(
+    failing = {f.record_id for f in run.state.failures(crm)}
+    run.progress.phase("save")
+    with run.state.atomic():
+        run.state.record_written(crm, run.id, [(r, f, p.value) for (r, f), p in seen.items()], now)
+        run.state.drop_pending(crm, queue.drop)
+        run.state.put_pending(crm, [(r, f, p) for (r, f), p in queue.put.items()])
+        run.state.record_failures(crm, run.id, failures, now)
+        run.state.record_scores(
             crm,
-            run_id,
-            _score_records(desired, track, config.criteria_version, fingerprint(config.icp)),
+            run.id,
+            _score_records(desired, track, run.config.criteria_version, base.criteria_fp),
             now,
         )
-        persist(state, crm, work, started)
-        state.set_meta(f"{crm}.mapping", fingerprint(config.mapping))
-        state.set_meta(f"{crm}.criteria", fingerprint(config.icp))
-        state.set_meta(f"{crm}.criteria_label", config.criteria_label)
-        state.clear_failures(crm, (failing | set(desired.index)) - failed)
+        persist(run.state, crm, work, run.started)
+        _remember_meta(run, base)
+        run.state.clear_failures(crm, (failing | set(desired.index)) - failed)
         if summary.deleted:
-            state.forget_accounts(crm, summary.deleted)
-        records = {record for record, _ in queue.pending}
-        _close_run(
-            state,
-            connector,
-            result,
+            run.state.forget_accounts(crm, summary.deleted)
+        ending = Ending.of(
             summary,
             len(failed),
             confirmed=len({record for record, _ in seen}),
-            pending=len(records),
+            pending=len({record for record, _ in queue.pending}),
         )
-    progress.phase("done")
-    return result
+        _finish(run, counts, ending)
+    run.progress.phase("done")
+    return ending
 
 
 def _write(
-    connector: Connector,
-    state: StateStore,
-    crm: str,
-    run_id: int,
-    updates: list[RecordUpdate],
-    options: RunOptions,
-    progress: Progress,
-    track: Callable[[list[str]], list[ScoreRecord]],
+    run: Run, updates: list[RecordUpdate], track: Callable[[list[str]], list[ScoreRecord]]
 ) -> WriteSummary:
+    """Write the updates to the CRM; every batch is recorded in state as it lands."""
+    connector, state, crm, options = run.connector, run.state, run.options.crm, run.options
     batches = [0, connector.api_calls, time.monotonic()]
 
     def on_batch(outcome: BatchOutcome) -> None:
@@ -534,20 +650,20 @@ def _write(
         ]
         succeeded = [u.record_id for u, r in outcome if r.ok]
         state.record_batch(
-            crm, run_id, written, failed, succeeded, options.now(), scores=track(succeeded)
+            crm, run.id, written, failed, succeeded, options.now(), scores=track(succeeded)
         )
 
-    progress.phase("write", len(updates))
+    run.progress.phase("write", len(updates))
     connector.begin_write(len(updates))
-    summary = write_all(connector, updates, on_batch, options.retrying, progress.advance)
+    summary = write_all(connector, updates, on_batch, options.retrying, run.progress.advance)
     if summary.not_attempted:
         failures = [
             Failure(u.record_id, LIMIT_REACHED, _redacted(summary.stopped), True, dict(u.values))
             for u in summary.not_attempted
         ]
-        state.record_failures(crm, run_id, failures, options.now())
+        state.record_failures(crm, run.id, failures, options.now())
     connector.end_write()
-    progress.phase("done")
+    run.progress.phase("done")
     for update, write_result in summary.failed[:_SHOWN]:
         log.warning(
             "could not write %s: %s %s", update.record_id, write_result.code, write_result.message

@@ -38,6 +38,7 @@ from icp_engine.sync.config import CRMS, load_config, mappings_dir
 from icp_engine.sync.logs import configure, log_format
 from icp_engine.sync.operate import RunHooks, config_message, failure_text, train_done
 from icp_engine.sync.runner import RunOptions, RunResult, execute, exit_code_for
+from icp_engine.sync.state.meta import MetaKeys
 from icp_engine.sync.state.store import StateStore
 from icp_engine.sync.versions import VersionError, VersionStore
 from icp_engine.sync.yamlfile import ConfigError
@@ -385,7 +386,7 @@ def status(
         criteria = {
             name: label
             for name in ([crm] if crm else CRMS)
-            if (label := state.get_meta(f"{name}.criteria_label"))
+            if (label := state.get_meta(MetaKeys(name).criteria_label))
         }
     payload = {
         "criteria": criteria,

@@ -1,0 +1,83 @@
+"""The pyarrow fast path reads exactly what the row-by-row reader reads, or stands aside."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from icp_engine.connectors import csvfiles
+from icp_engine.connectors.csv_fast import fast_pages
+from icp_engine.connectors.csv_rows import plan_encoding
+from icp_engine.connectors.sample import write_sample_crm
+
+HEADER = "Id,Name,AccountId,Amount\n"
+CLEAN = [
+    "006000000000001AAA,Plain,001000000000001,10\n",
+    '006000000000002AAA,"Quoted, with comma",001000000000001AAA,\n',
+    '006000000000003,"Doubled ""quotes""",,3.5\n',
+    "  006000000000004AAA  ,Spaced id,  001000000000002  ,\n",
+    ",No id at all,001000000000002,1\n",
+    '006000000000005AAA,"",   ,2\n',
+    "006000000000006AAA,Ünïcödé name,001000000000002,7",
+]
+DAMAGED = {
+    "wrong width": "006000000000009AAA,Short\n",
+    "multi-line value": '006000000000009AAA,"two\nlines",001000000000001,1\n',
+    "stray quote": '006000000000009AAA,ab"c,001000000000001,1\n',
+    "blank line": "\n",
+    "bare CR": "006000000000009AAA,x,001000000000001,1\r",
+    "repeated id": "006000000000001AAA,Again,001000000000001,1\n",
+    "15/18 repeat": "006000000000003,Again,001000000000001,1\n",
+    "control char in id": "006000000\x01000009,x,001000000000001,1\n",
+    "formula id": "=HYPERLINK(1),x,001000000000001,1\n",
+    "formula lookup": "006000000000009AAA,x,@SUM(1),1\n",
+}
+
+
+def read(path: Path, fast: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[pd.DataFrame, list]:
+    if not fast:
+        monkeypatch.setattr(csvfiles, "fast_pages", lambda *args: None)
+    issues: list = []
+    unreadable: set[str] = set()
+    pages = list(
+        csvfiles._read_pages(
+            path, plan_encoding(path), ("Id", "AccountId"), issues, "opportunity", unreadable
+        )
+    )
+    monkeypatch.undo()
+    frame = pd.concat(pages, ignore_index=True) if pages else pd.DataFrame()
+    return frame, [*issues, *sorted(unreadable)]
+
+
+def test_clean_file_reads_the_same_through_pyarrow(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "Opportunity.csv"
+    path.write_text(HEADER + "".join(CLEAN), encoding="utf-8")
+    assert fast_pages(path, HEADER.strip().split(","), 0, 2, True, 2) is not None
+    fast, fast_issues = read(path, True, monkeypatch)
+    slow, slow_issues = read(path, False, monkeypatch)
+    pd.testing.assert_frame_equal(fast, slow)
+    assert fast_issues == slow_issues == []
+    assert fast.loc[2, "Id"] == "006000000000003AAA"  # the 18-character form
+    assert fast.loc[3, "AccountId"] == "001000000000002AAA"
+    assert fast["__line__"].tolist() == [2, 3, 4, 5, 6, 7, 8]
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGED))
+def test_damaged_file_is_left_to_the_row_reader(tmp_path, monkeypatch, damage) -> None:
+    path = tmp_path / "Opportunity.csv"
+    rows = [*CLEAN[:-1], DAMAGED[damage], CLEAN[-1] + "\n"]
+    path.write_text(HEADER + "".join(rows), encoding="utf-8", newline="")
+    assert fast_pages(path, HEADER.strip().split(","), 0, 2, True, 2) is None
+    fast, fast_issues = read(path, True, monkeypatch)
+    slow, slow_issues = read(path, False, monkeypatch)
+    pd.testing.assert_frame_equal(fast, slow)
+    assert fast_issues == slow_issues
+
+
+def test_sample_export_pages_equal(tmp_path, monkeypatch) -> None:
+    write_sample_crm(tmp_path, 3000)
+    for name in ("Account.csv", "Opportunity.csv"):
+        fast, _ = read(tmp_path / name, True, monkeypatch)
+        slow, _ = read(tmp_path / name, False, monkeypatch)
+        pd.testing.assert_frame_equal(fast, slow)
