@@ -18,6 +18,7 @@ linearly (shown as the target column), which is generous below 1M and strict abo
 2. Every measured step is the real CLI (`python -m icp_engine.sync.cli ...`) in a child
    process under `/usr/bin/time -v`: wall clock and peak RSS ("Maximum resident set size")
    come from there. The export is copied into `--work` first, so the cache stays clean.
+   CPU seconds (user + system) are shown too: on a shared machine they vary less than wall.
 3. Steps: `read` (baseline: pyarrow.csv and duckdb, each reads both files fully, every
    column as text); `backfill` (fresh state); then Data Loader is simulated: the update
    file is loaded into Account.csv with a fresh SystemModstamp on the loaded rows, and a
@@ -128,11 +129,12 @@ def main() -> None:
             )
         )
     print(f"\n{args.accounts:,} accounts, export {export} ({size_mb(export):,.0f} MB), work {work}")
-    print(f"{'step':<44} {'wall s':>8} {'peak GB':>8}  verdicts (target scaled to N)")
+    print(f"{'step':<44} {'wall s':>8} {'cpu s':>8} {'peak GB':>8}  verdicts (target scaled to N)")
     for name, measured, verdicts in rows:
         wall = f"{measured['wall']:8.1f}" if measured["wall"] else " " * 8
+        cpu = f"{measured['cpu']:8.1f}" if measured.get("cpu") else " " * 8
         rss = f"{measured['rss'] / GB:8.2f}" if measured["rss"] else " " * 8
-        print(f"{name:<44} {wall} {rss}  {verdicts}")
+        print(f"{name:<44} {wall} {cpu} {rss}  {verdicts}")
 
 
 def verdict(what: str, value: float, target: float, unit: str) -> str:
@@ -170,6 +172,7 @@ def timed(argv: list[str], work: Path, profile: Path | None = None) -> dict[str,
     wall = time.perf_counter() - started
     text = report.read_text()
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1)) * 1024
+    cpu = sum(float(x) for x in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", text))
     if done.returncode not in (0, 1):
         print(f"{argv[:4]} exited {done.returncode}:\n{done.stderr[-3000:]}", file=sys.stderr)
     summary = _summary(done.stdout)
@@ -177,7 +180,7 @@ def timed(argv: list[str], work: Path, profile: Path | None = None) -> dict[str,
         print(f"{' '.join(argv[3:5])}: {summary}", file=sys.stderr)
     if profile is not None and profile.with_suffix(".raw").exists():
         flat_profile(profile.with_suffix(".raw"), profile)
-    return {"wall": wall, "rss": float(rss)}
+    return {"wall": wall, "rss": float(rss), "cpu": cpu}
 
 
 def _summary(stdout: str) -> str:
@@ -281,11 +284,8 @@ def read_only(reader: str, export: Path) -> None:
         import duckdb
 
         for path in names:
-            count = duckdb.sql(
-                f"SELECT count(*) FROM (SELECT * FROM read_csv('{path}', all_varchar=true))"
-            ).fetchone()
-            table = duckdb.sql(f"SELECT * FROM read_csv('{path}', all_varchar=true)").arrow()
-            print(path.name, count, table.num_rows, file=sys.stderr)
+            table = duckdb.sql(f"SELECT * FROM read_csv('{path}', all_varchar=true)")
+            print(path.name, table.to_arrow_table().num_rows, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -35,16 +35,17 @@ from typing import IO
 
 import pandas as pd
 from icp_engine.connectors.base import (
-    CallEstimate,
     Connector,
     FieldInfo,
     ObjectKind,
-    PullStats,
+    PullContext,
+    PullReport,
     RecordUpdate,
+    WritePlan,
     WriteResult,
 )
 from icp_engine.connectors.canonical import LINE_COLUMN, RowIssue, parse_column, to_canonical
-from icp_engine.connectors.csv_fast import fast_pages
+from icp_engine.connectors.csv_fast import Older, fast_pages
 from icp_engine.connectors.csv_rows import (
     Damaged,
     EncodingPlan,
@@ -100,13 +101,14 @@ class CsvConnector(Connector):
     def __init__(self, mapping: CrmMapping, source: Path, out: Path | None = None) -> None:
         super().__init__(mapping)
         self.settings = CsvSettings.model_validate(mapping.settings)
-        self.max_batch_size = self.settings.batch_size
         self.source = Path(source)
         self.out = Path(out) if out else self.source / UPDATES_FILE
         self.keep_runs = self.settings.keep_runs
         self._encodings: dict[Path, EncodingPlan] = {}
         self._present: dict[str, set[str]] = {}
         """Every id a finished pull saw (read or not), so deletions need no second read."""
+        self._complete: dict[str, bool] = {}
+        """Per kind, False once a read met rows it could not tell apart."""
 
     def _encoding(self, path: Path) -> EncodingPlan:
         if path not in self._encodings:
@@ -143,10 +145,12 @@ class CsvConnector(Connector):
             msg = f"--out {self.out} is a directory; give the update file's path"
             raise SourceError(msg)
 
-    def pull(self, kind: ObjectKind, since: datetime | None) -> Iterator[pd.DataFrame]:
+    def read(
+        self, kind: ObjectKind, context: PullContext, report: PullReport
+    ) -> Iterator[pd.DataFrame]:
         """Read the whole file; only rows stamped at or after `since` are parsed and yielded."""
         path = self.path(kind)
-        stats = self.stats[kind]
+        since, stats = context.since, report
         try:
             mtime = pd.Timestamp(path.stat().st_mtime, unit="s", tz="UTC")
         except OSError as exc:
@@ -158,6 +162,7 @@ class CsvConnector(Connector):
             object_map.fields["modified_at"].field if "modified_at" in object_map.fields else None
         )
         present: set[str] = set()
+        older = Older(stamp_column, since) if since is not None and stamp_column else None
         pages = _read_pages(
             path,
             self._encoding(path),
@@ -167,6 +172,7 @@ class CsvConnector(Connector):
             stats.unreadable_ids,
             self.settings.salesforce_ids,
             stats,
+            older,
         )
         for number, raw in enumerate(pages):
             if number == 0:
@@ -188,7 +194,10 @@ class CsvConnector(Connector):
                 frame["modified_at"] = frame["modified_at"].fillna(mtime)
             stats.rows += len(frame)
             yield frame
+        if older is not None:  # rows the fast reader left out as unchanged
+            present |= older.ids
         self._present[kind] = present | stats.unreadable_ids
+        self._complete[kind] = stats.complete
 
     def _warn_missing_columns(self, path: Path, kind: ObjectKind, columns: pd.Index) -> None:
         for name, spec in getattr(self.mapping.objects, kind).fields.items():
@@ -205,7 +214,7 @@ class CsvConnector(Connector):
         if kind not in self._present:  # no finished pull to go by: read the ids
             path = self.path(kind)
             id_column = getattr(self.mapping.objects, kind).fields[ID_FIELDS[kind]].field
-            stats = PullStats()
+            stats = PullReport()
             present: set[str] = set()
             columns, fix = self._id_columns(kind), self.settings.salesforce_ids
             for page in _read_pages(
@@ -213,8 +222,8 @@ class CsvConnector(Connector):
             ):
                 present.update(page[id_column].dropna().str.strip())
             self._present[kind] = present | stats.unreadable_ids
-            self.stats[kind].complete &= stats.complete
-        if not self.stats[kind].complete:
+            self._complete[kind] = self._complete.get(kind, True) and stats.complete
+        if not self._complete.get(kind, True):
             return set()  # rows that could not be told apart: no evidence of any deletion
         return set(known) - self._present[kind]
 
@@ -227,7 +236,7 @@ class CsvConnector(Connector):
     def write(self, batch: Sequence[RecordUpdate]) -> list[WriteResult]:
         """Accept a batch into this run's hand-over; `hand_over` publishes it (with every
         change still pending) when the run's state is ready to record it."""
-        self.write_calls += 1
+        self._calls.add("write")
         return [WriteResult(u.record_id, ok=True) for u in batch]
 
     def hand_over(self, updates: Sequence[RecordUpdate], run_id: int) -> None:
@@ -301,8 +310,11 @@ class CsvConnector(Connector):
             described[kind] = {name: FieldInfo(name=name, type="string") for name in header}
         return described
 
-    def estimate_calls(self, records_to_write: int, full_pull: bool) -> CallEstimate:
-        return CallEstimate(0, 0, "file", f"{records_to_write} rows to {self.out}")
+    def begin_write(self, records: int) -> WritePlan:
+        """Batches of `batch_size` into this run's hand-over file: no API call."""
+        return WritePlan(
+            records, self.settings.batch_size, 0, "file", note=f"{records} rows to {self.out}"
+        )
 
     def describe_target(self) -> str:
         return str(self.out)
@@ -375,9 +387,13 @@ def _read_pages(
     kind: str,
     unreadable_ids: set[str],
     salesforce_ids: bool = True,
-    stats: PullStats | None = None,
+    stats: PullReport | None = None,
+    older: Older | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Yield raw pages (all strings, `None` for empty) with their line numbers.
+
+    `older`: the fast reader may leave out rows stamped certainly before its `since`
+    (their Ids go to `older.ids`); the row-by-row reader yields every row.
 
     Rows that cannot be read go to `issues`; their id, when it can be made out, goes to
     `unreadable_ids`, so a damaged row is never mistaken for a deleted record. Ids are
@@ -385,7 +401,7 @@ def _read_pages(
     twice keeps its first copy and reports the others with both lines.
     """
     id_column, lookup_column = id_columns
-    stats = stats or PullStats()
+    stats = stats or PullReport()
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -417,7 +433,7 @@ def _read_pages(
     id_index = header.index(id_column)
     lookup_index = header.index(lookup_column) if lookup_column in header else None
     if first[0] == 1 and plan.encoding == "utf-8" and not plan.exceptions:
-        fast = fast_pages(path, header, id_index, lookup_index, salesforce_ids, PAGE_ROWS)
+        fast = fast_pages(path, header, id_index, lookup_index, salesforce_ids, PAGE_ROWS, older)
         if fast is not None:  # a clean file: read by pyarrow, same rows and line numbers
             yield from fast
             return

@@ -20,6 +20,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -181,6 +182,7 @@ def plan_changes(
     plan = Plan()
     current = current.reindex(desired.index)
     ids = [str(label) for label in desired.index]
+    label_array = np.array(ids, dtype=object)
     seen_at = pd.to_datetime(
         current["modified_at"]
         if "modified_at" in current
@@ -214,18 +216,26 @@ def plan_changes(
         elif spec.policy is WritePolicy.IF_UNCHANGED:
             skip[edited] = SkipReason.EDITED  # a person clearing it counts as an edit too
             skip[~has_last & have_set] = SkipReason.PRESET
-        for i in np.flatnonzero(~in_sync):
-            if skip[i] is not None:
-                plan.skips.append(
-                    Skip(ids[i], key, spec.field, have[i], want[i], last_value[i], skip[i])
-                )
-                continue
-            reason = (
-                ChangeReason.NEW
-                if not have_set[i]
-                else ChangeReason.OVERWRITES_EDIT
-                if edited[i]
-                else ChangeReason.DIFFERS
+        differ = ~in_sync
+        skipped = differ & skip.astype(bool)  # a SkipReason is never an empty string
+        for i in np.flatnonzero(skipped):
+            plan.skips.append(
+                Skip(ids[i], key, spec.field, have[i], want[i], last_value[i], skip[i])
             )
-            plan.changes.append(FieldChange(ids[i], key, spec.field, have[i], want[i], reason))
+        change = np.flatnonzero(differ & ~skipped)  # one object per change, no branching
+        reasons = np.empty(len(ids), dtype=object)
+        reasons.fill(ChangeReason.DIFFERS)  # (np.full would store a plain str)
+        reasons[edited] = ChangeReason.OVERWRITES_EDIT
+        reasons[~have_set] = ChangeReason.NEW
+        plan.changes.extend(
+            map(
+                FieldChange,
+                label_array[change].tolist(),
+                repeat(key, len(change)),
+                repeat(spec.field, len(change)),
+                have[change].tolist(),
+                want[change].tolist(),
+                reasons[change].tolist(),
+            )
+        )
     return plan

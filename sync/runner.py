@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import pandas as pd
 from icp_engine import connectors
-from icp_engine.connectors.base import CallEstimate, Connector, RecordUpdate
+from icp_engine.connectors.base import CallEstimate, Connector, RecordUpdate, WritePlan
 from icp_engine.connectors.canonical import RowIssue
 from icp_engine.connectors.errors import ConnectError, SourceError
 from icp_engine.connectors.mapping import CURRENT_PREFIX
@@ -293,6 +293,8 @@ class Planned:
 
     plan: Plan
     updates: list[RecordUpdate]
+    write_plan: WritePlan
+    """How the connector will write `updates` (decided once, before any write)."""
     estimate: CallEstimate
     pending: dict[tuple[str, str], Pending]
     """Changes handed over earlier and not yet seen in the CRM (hand-over connectors)."""
@@ -341,6 +343,7 @@ def _run(run: Run) -> RunResult:
         summary = _write(
             run,
             planned.updates,
+            planned.write_plan,
             lambda ids: _score_records(desired, ids, run.config.criteria_version, base.criteria_fp),
         )
         ending = _remember(run, base, work, desired, planned, counts, summary)
@@ -402,7 +405,6 @@ def _pull(
 ) -> tuple[WorkingSet, list[RowIssue]]:
     """The accounts and opportunities to score, and the rows or values that were unreadable."""
     run.progress.phase("pull")
-    run.connector.memo = json.loads(run.state.get_meta(base.keys.connector_memo) or "{}")
     work = working_set(
         run.connector,
         run.state,
@@ -411,9 +413,10 @@ def _pull(
         set(base.failing),
         run.progress.advance,
         run.options.allow_shrink,
+        json.loads(run.state.get_meta(base.keys.connector_memo) or "{}"),
     )
-    run.state.set_meta(base.keys.connector_memo, json.dumps(run.connector.memo))  # even when dry
-    issues = [i for stats in run.connector.stats.values() for i in stats.issues]
+    run.state.set_meta(base.keys.connector_memo, json.dumps(work.memo))  # even when dry
+    issues = [i for pulled in work.pulled.values() for i in pulled.report.issues]
     _log_issues(run.connector, issues)
     return work, issues
 
@@ -447,9 +450,10 @@ def _plan(run: Run, base: Baseline, work: WorkingSet, desired: pd.DataFrame) -> 
     run.progress.advance(len(desired))
     run.progress.phase("done")
     updates = plan.record_updates()
-    estimate = run.connector.estimate_calls(len(updates), base.full)
+    write_plan = run.connector.begin_write(len(updates))
+    estimate = CallEstimate.of(run.connector.api_calls, write_plan)
     _log_skips(plan, run.options.dry_run)
-    return Planned(plan, updates, estimate, pending, seen)
+    return Planned(plan, updates, write_plan, estimate, pending, seen)
 
 
 def _counts(
@@ -568,7 +572,12 @@ def _hand_over(
 
     run.progress.phase("write", len(updates))
     summary = write_all(
-        run.connector, updates, on_batch, run.options.retrying, run.progress.advance
+        run.connector,
+        updates,
+        on_batch,
+        run.options.retrying,
+        run.progress.advance,
+        planned.write_plan,
     )
     failed = {u.record_id for u, r in outcomes if not r.ok and not r.deleted}
     failed |= {u.record_id for u in summary.not_attempted}
@@ -620,7 +629,10 @@ def _hand_over(
 
 
 def _write(
-    run: Run, updates: list[RecordUpdate], track: Callable[[list[str]], list[ScoreRecord]]
+    run: Run,
+    updates: list[RecordUpdate],
+    write_plan: WritePlan,
+    track: Callable[[list[str]], list[ScoreRecord]],
 ) -> WriteSummary:
     """Write the updates to the CRM; every batch is recorded in state as it lands."""
     connector, state, crm, options = run.connector, run.state, run.options.crm, run.options
@@ -654,8 +666,9 @@ def _write(
         )
 
     run.progress.phase("write", len(updates))
-    connector.begin_write(len(updates))
-    summary = write_all(connector, updates, on_batch, options.retrying, run.progress.advance)
+    summary = write_all(
+        connector, updates, on_batch, options.retrying, run.progress.advance, write_plan
+    )
     if summary.not_attempted:
         failures = [
             Failure(u.record_id, LIMIT_REACHED, _redacted(summary.stopped), True, dict(u.values))
