@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from tests.fakes.hubspot import FakeHubSpot
 from tests.fakes.memory import MemoryConnector
 from tests.fakes.salesforce import FakeSalesforce
 from tests.hsdata import seed_portal
-from tests.sfdata import seed_org, use_org
+from tests.sfdata import seed_org
 
 ACCOUNTS = 24
 LATER = "2030-01-01T00:00:00.000Z"
@@ -256,7 +256,11 @@ CONNECTORS = ["csv", "warehouse", "salesforce", "salesforce-bulk", "hubspot", "m
 
 @pytest.fixture(params=CONNECTORS)
 def crm(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    make_org: Callable[..., FakeSalesforce],
+    make_portal: Callable[..., FakeHubSpot],
 ) -> Iterator[Harness]:
     name = request.param
     if name == "csv":
@@ -267,13 +271,10 @@ def crm(
         harness.connector.engine.dispose()  # type: ignore[attr-defined]
         harness.engine.dispose()
     elif name.startswith("salesforce"):
-        with FakeSalesforce(page_size=10) as org:
-            use_org(monkeypatch, org)
-            bulk = {"bulk_write_threshold": 3, "bulk_job_size": 5} if name.endswith("bulk") else {}
-            yield SalesforceHarness(org, **bulk)
+        bulk = {"bulk_write_threshold": 3, "bulk_job_size": 5} if name.endswith("bulk") else {}
+        yield SalesforceHarness(make_org(page_size=10), **bulk)
     elif name == "hubspot":
-        with FakeHubSpot(rate_limit=None, interval=1.0, search_rate=None) as portal:
-            yield HubSpotHarness(portal, monkeypatch)
+        yield HubSpotHarness(make_portal(env=False), monkeypatch)
     else:
         yield MemoryHarness()
 
