@@ -172,6 +172,7 @@ def test_connectors_and_scoring_never_import_each_other_or_sync(
     assert wrong == []
 
 
+@pytest.mark.slow
 def test_every_module_imports_alone_in_any_order() -> None:
     """Each product module imports in a fresh interpreter, in a random order (a cycle that
     works only when something else was imported first fails here)."""
