@@ -281,11 +281,8 @@ def read_only(reader: str, export: Path) -> None:
         import duckdb
 
         for path in names:
-            count = duckdb.sql(
-                f"SELECT count(*) FROM (SELECT * FROM read_csv('{path}', all_varchar=true))"
-            ).fetchone()
-            table = duckdb.sql(f"SELECT * FROM read_csv('{path}', all_varchar=true)").arrow()
-            print(path.name, count, table.num_rows, file=sys.stderr)
+            table = duckdb.sql(f"SELECT * FROM read_csv('{path}', all_varchar=true)")
+            print(path.name, table.to_arrow_table().num_rows, file=sys.stderr)
 
 
 if __name__ == "__main__":

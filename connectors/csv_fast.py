@@ -19,6 +19,8 @@ each Id once.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +37,19 @@ _QUOTE, _LF, _CR = ord('"'), ord("\n"), ord("\r")
 _AROUND = np.frombuffer(b'",\n\r', dtype=np.uint8)
 """A quote with none of these on either side is inside a value (`ab"c`): csv's lenient
 reading decides those."""
+_PLAIN_UTC = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$"
 _ODD_ID = r"[^\x20-\x7e]"  # control or non-ASCII: the row-by-row reader has the words
 _FORMULA = r"^[=+\-@]"
+
+
+@dataclass
+class Older:
+    """Rows to leave out of the pages: stamped in `column` certainly before `since`."""
+
+    column: str
+    since: datetime
+    ids: set[str] = field(default_factory=set)
+    """The (stripped) Ids of every row read, left out or not."""
 
 
 def fast_pages(
@@ -46,10 +59,13 @@ def fast_pages(
     lookup_index: int | None,
     salesforce_ids: bool,
     page_rows: int,
+    older: Older | None = None,
 ) -> Iterator[pd.DataFrame] | None:
     """Pages of a clean file as `csvfiles._read_pages` yields them, or None (not proven clean).
 
-    The caller has read the header (line 1) and checked the encoding plan.
+    The caller has read the header (line 1) and checked the encoding plan. With `older`,
+    rows whose stamp is certainly before `older.since` are left out of the pages (their
+    Ids go to `older.ids`): an incremental run converts only what may have changed.
     """
     if len(header) < 2:
         return None
@@ -76,7 +92,7 @@ def fast_pages(
     named = pc.filter(every, pc.not_equal(every, ""))
     if pc.count_distinct(named).as_py() != len(named):
         return None  # an Id twice: the row-by-row reader names both lines
-    return _pages(path, header, id_index, lookup_index, salesforce_ids, page_rows)
+    return _pages(path, header, id_index, lookup_index, salesforce_ids, page_rows, older)
 
 
 def _structure(path: Path) -> int | None:
@@ -157,6 +173,7 @@ def _pages(
     lookup_index: int | None,
     salesforce_ids: bool,
     page_rows: int,
+    older: Older | None,
 ) -> Iterator[pd.DataFrame]:
     line = 2
     buffered: list[pa.RecordBatch] = []
@@ -165,11 +182,11 @@ def _pages(
         buffered.append(batch)
         count += batch.num_rows
         if count >= page_rows:
-            yield _page(buffered, header, id_index, lookup_index, salesforce_ids, line)
+            yield _page(buffered, header, id_index, lookup_index, salesforce_ids, line, older)
             line += count
             buffered, count = [], 0
     if count:
-        yield _page(buffered, header, id_index, lookup_index, salesforce_ids, line)
+        yield _page(buffered, header, id_index, lookup_index, salesforce_ids, line, older)
 
 
 def _page(
@@ -179,16 +196,39 @@ def _page(
     lookup_index: int | None,
     salesforce_ids: bool,
     line: int,
+    older: Older | None,
 ) -> pd.DataFrame:
     table = pa.Table.from_batches(batches)
-    data: dict[str, np.ndarray] = {}
-    for index, name in enumerate(header):
+    columns: list[pa.Array] = []
+    for index in range(len(header)):
         column = table.column(index).combine_chunks()
         if index in (id_index, lookup_index):
             cleaned = _clean(column, salesforce_ids)
             column = pc.if_else(pc.equal(cleaned, ""), column, cleaned)  # blank: as it was
-        column = pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
-        data[name] = np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
-    frame = pd.DataFrame(data, dtype=object)
-    frame[LINE_COLUMN] = np.arange(line, line + table.num_rows)
+        columns.append(column)
+    lines = np.arange(line, line + table.num_rows)
+    if older is not None and older.column in header:
+        ids = columns[id_index]
+        named = pc.filter(ids, pc.not_equal(ids, ""))
+        older.ids.update(pc.utf8_trim(named, " ").to_pylist())
+        keep = pc.invert(_certainly_before(columns[header.index(older.column)], older.since))
+        columns = [pc.filter(column, keep) for column in columns]
+        lines = lines[np.asarray(keep.to_numpy(zero_copy_only=False), dtype=bool)]
+    data: dict[str, np.ndarray] = {}
+    for name, values in zip(header, columns, strict=True):
+        nulled = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
+        data[name] = np.asarray(nulled.to_numpy(zero_copy_only=False), dtype=object)
+    frame = pd.DataFrame(data, dtype=object, index=pd.RangeIndex(len(lines)))
+    frame[LINE_COLUMN] = lines
     return frame
+
+
+def _certainly_before(stamps: pa.Array, since: datetime) -> pa.Array:
+    """True where a stamp is an ISO UTC datetime (`2026-01-02T03:04:05.678Z`) a whole
+    second or more before `since`; False where it is later, or not that plain."""
+    plain = pc.match_substring_regex(stamps, _PLAIN_UTC)
+    seconds = pc.utf8_slice_codeunits(pc.if_else(plain, stamps, "1970-01-01T00:00:00Z"), 0, 19)
+    parsed = pc.strptime(seconds, format="%Y-%m-%dT%H:%M:%S", unit="s", error_is_null=True)
+    limit = pa.scalar(int(since.timestamp()) - 1, pa.int64())
+    before = pc.less_equal(pc.cast(parsed, pa.int64()), limit)
+    return pc.fill_null(pc.and_(plain, before), False)

@@ -44,7 +44,7 @@ from icp_engine.connectors.base import (
     WriteResult,
 )
 from icp_engine.connectors.canonical import LINE_COLUMN, RowIssue, parse_column, to_canonical
-from icp_engine.connectors.csv_fast import fast_pages
+from icp_engine.connectors.csv_fast import Older, fast_pages
 from icp_engine.connectors.csv_rows import (
     Damaged,
     EncodingPlan,
@@ -158,6 +158,7 @@ class CsvConnector(Connector):
             object_map.fields["modified_at"].field if "modified_at" in object_map.fields else None
         )
         present: set[str] = set()
+        older = Older(stamp_column, since) if since is not None and stamp_column else None
         pages = _read_pages(
             path,
             self._encoding(path),
@@ -167,6 +168,7 @@ class CsvConnector(Connector):
             stats.unreadable_ids,
             self.settings.salesforce_ids,
             stats,
+            older,
         )
         for number, raw in enumerate(pages):
             if number == 0:
@@ -188,6 +190,8 @@ class CsvConnector(Connector):
                 frame["modified_at"] = frame["modified_at"].fillna(mtime)
             stats.rows += len(frame)
             yield frame
+        if older is not None:  # rows the fast reader left out as unchanged
+            present |= older.ids
         self._present[kind] = present | stats.unreadable_ids
 
     def _warn_missing_columns(self, path: Path, kind: ObjectKind, columns: pd.Index) -> None:
@@ -376,8 +380,12 @@ def _read_pages(
     unreadable_ids: set[str],
     salesforce_ids: bool = True,
     stats: PullStats | None = None,
+    older: Older | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Yield raw pages (all strings, `None` for empty) with their line numbers.
+
+    `older`: the fast reader may leave out rows stamped certainly before its `since`
+    (their Ids go to `older.ids`); the row-by-row reader yields every row.
 
     Rows that cannot be read go to `issues`; their id, when it can be made out, goes to
     `unreadable_ids`, so a damaged row is never mistaken for a deleted record. Ids are
@@ -417,7 +425,7 @@ def _read_pages(
     id_index = header.index(id_column)
     lookup_index = header.index(lookup_column) if lookup_column in header else None
     if first[0] == 1 and plan.encoding == "utf-8" and not plan.exceptions:
-        fast = fast_pages(path, header, id_index, lookup_index, salesforce_ids, PAGE_ROWS)
+        fast = fast_pages(path, header, id_index, lookup_index, salesforce_ids, PAGE_ROWS, older)
         if fast is not None:  # a clean file: read by pyarrow, same rows and line numbers
             yield from fast
             return

@@ -27,8 +27,11 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from icp_engine.connectors.sample import write_sample_crm
 from icp_engine.sync.cli.main import main
+from icp_engine.sync.state.mirror import LAYOUT_KEY
 
 from tests.crmsim import Clock, edit_rows, load_updates, read_rows
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ("started", "run file", "update file replaced", "finished")
@@ -77,8 +80,13 @@ def snapshot(export: Path, state: Path) -> dict[str, object]:
     try:
         pending = sorted(db.execute("SELECT crm, record_id, field, value FROM pending"))
         written = sorted(db.execute("SELECT crm, record_id, field, value FROM last_written"))
+        layouts = {
+            key.removeprefix(LAYOUT_KEY): json.loads(names)
+            for key, names in db.execute("SELECT key, value FROM meta")
+            if key.startswith(LAYOUT_KEY)
+        }
         mirror = sorted(
-            (crm, obj, record, _without_stamp(data))
+            (crm, obj, record, _without_stamp(data, layouts))
             for crm, obj, record, data in db.execute(
                 "SELECT crm, object, record_id, data FROM records"
             )
@@ -96,9 +104,12 @@ def snapshot(export: Path, state: Path) -> dict[str, object]:
     }
 
 
-def _without_stamp(data: str) -> str:
-    """A mirror row without its modified time (each export copy is loaded at its own time)."""
+def _without_stamp(data: str, layouts: dict[str, list[str]]) -> str:
+    """A mirror row without its modified time (each export copy is loaded at its own time);
+    a row stored as an array is named by its layout (`sync.state.mirror`)."""
     row = json.loads(data)
+    if isinstance(row, list):
+        row = dict(zip(layouts[row[0]], row[1:], strict=True))
     row.pop("modified_at", None)
     return json.dumps(row, sort_keys=True)
 

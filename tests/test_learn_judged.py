@@ -31,6 +31,8 @@ from tests.planted import FIELD_TYPES as PLANTED_TYPES
 from tests.planted import NOW as PLANTED_NOW
 from tests.planted import planted_crm
 
+pytestmark = pytest.mark.slow
+
 NOW = datetime(2026, 6, 30, tzinfo=UTC)
 MANUAL = IcpCriteria.model_validate(  # hand-written, on the funnel's fields
     {

@@ -668,13 +668,28 @@ class StateStore(RecordMirror):
 
     def put_pending(self, crm: str, items: Iterable[tuple[str, str, Pending]]) -> None:
         """Add or replace pending changes: (record id, CRM field, what and since when)."""
+        texts: dict[
+            tuple[type, Any], str
+        ] = {}  # tiers, segments, routes and stamps repeat: encode once
+        stamps: dict[datetime, str] = {}
+
+        def text(value: Any) -> str:
+            try:
+                key = (type(value), value)  # 1, 1.0 and True: equal keys, not one text
+                return texts[key] if key in texts else texts.setdefault(key, dumps(value))
+            except TypeError:  # unhashable
+                return dumps(value)
+
+        def stamp(since: datetime) -> str:
+            return stamps[since] if since in stamps else stamps.setdefault(since, _text(since))
+
         with self._transaction() as db:
             db.executemany(
                 "INSERT INTO pending (crm, record_id, field, value, run_id, since)"
                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (crm, record_id, field) DO UPDATE SET"
                 " value = excluded.value, run_id = excluded.run_id, since = excluded.since",
                 (
-                    (crm, str(rid), str(field), dumps(p.value), p.run_id, _text(p.since))
+                    (crm, str(rid), str(field), text(p.value), p.run_id, stamp(p.since))
                     for rid, field, p in items
                 ),
             )
@@ -794,12 +809,21 @@ def _put_written(
     written_at: datetime,
 ) -> None:
     at = _text(written_at)
+    texts: dict[tuple[type, Any], str] = {}  # tiers, segments, routes repeat: encode each once
+
+    def text(value: Any) -> str:
+        try:
+            key = (type(value), value)  # 1, 1.0 and True: equal keys, not one text
+            return texts[key] if key in texts else texts.setdefault(key, dumps(value))
+        except TypeError:  # unhashable
+            return dumps(value)
+
     db.executemany(
         "INSERT INTO last_written (crm, record_id, field, value, run_id, written_at)"
         " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (crm, record_id, field) DO UPDATE SET"
         " value = excluded.value, run_id = excluded.run_id,"
         " written_at = excluded.written_at",
-        ((crm, str(rid), str(field), dumps(value), run_id, at) for rid, field, value in items),
+        ((crm, str(rid), str(field), text(value), run_id, at) for rid, field, value in items),
     )
 
 
