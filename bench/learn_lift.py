@@ -8,11 +8,12 @@ scorecard below is written as criteria and scored as `sync` scores it on a fresh
 the generator (seed + 1000) that none of them saw; each figure is the captured lift
 (written AUC - 0.5) / (oracle AUC - 0.5) on that draw:
 
-- `written`: what `train` writes today: the learner fitted on the older 75% of outcomes;
+- `written`: the backtest's criteria, the learner fitted on the older 75% of outcomes
+  (what `train` wrote until it refit on every outcome after the backtest);
 - `C=x`, `alpha=0.05`, `no merge`: the same with one knob changed;
 - `same levels, all`: its levels, rules and C kept, the weights refit on every outcome;
 - `refit all`: the whole learner (binning, screening, C, merging, interactions) run again
-  on every outcome (what `train` wrote before the learner rework);
+  on every outcome (what `train` writes since issue-9-lift: validate, then refit);
 - `truth 75%` / `truth all`: a logistic regression over the generator's own structure
   (size bands, industries, Healthcare x EMEA, Salesforce, pre-revenue, and Scale-up SaaS
   when planted) on the older 75% / on every outcome: what any learner could hope for
