@@ -91,12 +91,10 @@ def test_the_graph_is_read() -> None:
 
 
 KNOWN_CYCLES = {
-    frozenset({"icp_engine.scoring.learn.train", "icp_engine.scoring.learn.holdout"}),
     frozenset({"icp_engine.sync.config", "icp_engine.sync.operate_config"}),
 }
-"""Cycles issue 12 names and other branches are removing (learn <-> holdout for
-`TrainSettings`; `operate_config` calling back into `config._validate`). Delete an entry
-when its cycle is gone; a cycle not listed here fails the test."""
+"""Cycles still to remove (`operate_config` calls back into `config._validate` from inside
+a function). Delete an entry when its cycle is gone; a cycle not listed here fails."""
 
 
 def cycles(edges: dict[str, set[str]]) -> list[set[str]]:
