@@ -8,11 +8,8 @@ naming file, line, key, what was expected, what was found and the valid values.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import logging
-import types
-import typing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -24,11 +21,11 @@ from icp_engine.connectors.mapping import CrmMapping
 from icp_engine.scoring.features import DERIVED_FIELDS, available_fields
 from icp_engine.scoring.schema import IcpCriteria, condition_problems
 from icp_engine.sync.operate_config import Operate, load_operate, nurture_output_problems
+from icp_engine.sync.validation import validate_document, validate_part
 from icp_engine.sync.versions import MANUAL, Version, VersionError, VersionStore
 from icp_engine.sync.yamlfile import (
     ConfigError,
     ConfigProblem,
-    KeyPath,
     YamlDocument,
     load_yaml,
     read_yaml,
@@ -41,10 +38,6 @@ CRMS = connectors.AVAILABLE
 """The CRMs a command accepts: every connector `icp_engine.connectors` provides."""
 _NOT_CRITERIA = frozenset({"scoring", "learning"})
 """icp.yaml keys the engine reads beside the criteria (`_scoring_source`, `_learning`)."""
-_TYPE_WORDS = {
-    "str", "int", "float", "bool", "date", "datetime", "list", "dict", "none",
-    "literal", "is-instance", "function-after", "function-before", "union", "tagged-union",
-}  # fmt: skip
 
 
 class LearningSetting(BaseModel):
@@ -184,9 +177,9 @@ def load_config(crm: str, directory: Path | None, state_dir: Path | None = None)
     source = _scoring_source(icp_doc, problems)
     learning = _learning(icp_doc, problems)
     icp_doc = _criteria_part(icp_doc)
-    mapping = _validate(mapping_doc, CrmMapping, problems)
+    mapping = validate_document(mapping_doc, CrmMapping, problems)
     enrichment = _enrichment(directory, mapping, problems)
-    icp = _validate(icp_doc, IcpCriteria, problems)
+    icp = validate_document(icp_doc, IcpCriteria, problems)
     warnings: list[ConfigProblem] = []
     if mapping is not None:
         if mapping.crm != crm:
@@ -198,7 +191,7 @@ def load_config(crm: str, directory: Path | None, state_dir: Path | None = None)
             problems += [mapping_doc.problem(p, m) for p, m in name_problems(mapping)]
         settings = connectors.settings_model(crm)
         if settings is not None:
-            _validate_part(mapping_doc, ("settings",), mapping.settings, settings, problems)
+            validate_part(mapping_doc, ("settings",), mapping.settings, settings, problems)
     if mapping is not None:
         fields = available_fields({**mapping.field_types("account"), **enrichment.field_types()})
         if icp is not None:
@@ -272,7 +265,7 @@ def check_criteria(
     enrichment: EnrichmentConfig | None = None,
 ) -> IcpCriteria | None:
     """Validate a criteria document as `icp.yaml` is validated (against `mapping` if given)."""
-    criteria = _validate(document, IcpCriteria, problems)
+    criteria = validate_document(document, IcpCriteria, problems)
     if criteria is not None and mapping is not None:
         joined = enrichment.field_types() if enrichment is not None else {}
         fields = available_fields({**mapping.field_types("account"), **joined})
@@ -291,7 +284,7 @@ def _scoring_source(document: YamlDocument, problems: list[ConfigProblem]) -> st
             document.problem(("scoring",), f"must be {{source: manual|learned}}. Got {value!r}")
         )
         return "manual"
-    _validate_part(document, ("scoring",), value, _ScoringSetting, problems)
+    validate_part(document, ("scoring",), value, _ScoringSetting, problems)
     if len(problems) > before:
         return "manual"
     return _ScoringSetting.model_validate(value).source
@@ -320,7 +313,7 @@ def _learning(document: YamlDocument, problems: list[ConfigProblem]) -> Learning
         )
         return LearningSetting()
     before = len(problems)
-    _validate_part(document, ("learning",), value, LearningSetting, problems)
+    validate_part(document, ("learning",), value, LearningSetting, problems)
     if len(problems) > before:
         return LearningSetting()
     return LearningSetting.model_validate(value)
@@ -335,7 +328,7 @@ def _enrichment(
         return EnrichmentConfig()
     document = read_yaml(path, str(path))
     before = len(problems)
-    enrichment = _validate(document, EnrichmentConfig, problems)
+    enrichment = validate_document(document, EnrichmentConfig, problems)
     if enrichment is None or len(problems) > before:
         return EnrichmentConfig()
     crm_fields = dict(mapping.field_types("account")) if mapping is not None else {}
@@ -382,122 +375,6 @@ def validate_all(
                     (problem.file, problem.line, problem.path, problem.message), problem
                 )
     return list(errors.values()), list(warnings.values())
-
-
-def _validate(document: YamlDocument, model: type[_M], problems: list[ConfigProblem]) -> _M | None:
-    problems += document.problems
-    if document.data is None and document.problems:  # unparseable: nothing to validate
-        return None
-    if not isinstance(document.data, dict):
-        found = type(document.data).__name__ if document.data is not None else "an empty file"
-        problems.append(document.problem((), f"must be a mapping of keys to values. Got {found}"))
-        return None
-    try:
-        return model.model_validate(document.data)
-    except ValidationError as exc:
-        errors = [(_data_path(tuple(e["loc"]), document), e) for e in exc.errors()]
-        misspelt = {
-            (*path[:-1], guess)
-            for path, error in errors
-            if error["type"] == "extra_forbidden"
-            for guess in difflib.get_close_matches(str(path[-1]), _valid_keys(model, path[:-1]), 1)
-        }
-        seen: dict[KeyPath, ConfigProblem] = {}
-        for path, error in errors:
-            if path in seen or (error["type"] == "missing" and path in misspelt):
-                continue  # "weight is missing" says nothing more than "did you mean weight"
-            seen[path] = document.problem(path, _message(error, path, document, model))
-        problems += seen.values()
-        return None
-
-
-def _validate_part(
-    document: YamlDocument,
-    prefix: KeyPath,
-    data: Any,
-    model: type[BaseModel],
-    problems: list[ConfigProblem],
-) -> None:
-    """Validate one block of a file against its own model (connector settings)."""
-    try:
-        model.model_validate(data)
-    except ValidationError as exc:
-        for error in exc.errors():
-            path = (*prefix, *_data_path(tuple(error["loc"]), document))
-            problems.append(
-                document.problem(path, _message(error, path[len(prefix) :], document, model))
-            )
-
-
-def _data_path(loc: KeyPath, document: YamlDocument) -> KeyPath:
-    """Drop pydantic's union-member tags (`str`, `function-after[...]`) from a location."""
-    path: list[str | int] = []
-    for part in loc:
-        if isinstance(part, str) and (part.split("[")[0] in _TYPE_WORDS):
-            continue
-        path.append("in" if part == "in_" else part)
-    return tuple(path)
-
-
-def _message(error: Any, path: KeyPath, document: YamlDocument, model: type[BaseModel]) -> str:
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        valid = _valid_keys(model, path[:-1])
-        guess = difflib.get_close_matches(str(path[-1]), valid, n=1)
-        hint = f" Did you mean {guess[0]!r}?" if guess else ""
-        return f"unknown key {path[-1]!r}.{hint} Valid keys: {', '.join(valid)}"
-    if kind == "missing":
-        return "is required but missing"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    found = error.get("input")
-    if kind.startswith(("literal_error", "enum")):
-        return f"{message}. Got {found!r}"
-    if not isinstance(found, dict | list) and found is not None:
-        return f"{message}. Got {found!r}"
-    return message
-
-
-def _valid_keys(model: type[BaseModel], path: KeyPath) -> list[str]:
-    """The keys allowed at `path` inside `model` (following lists, dicts and unions)."""
-    current: Any = model
-    for part in path:
-        current = _step(current, part)
-        if current is None:
-            return []
-    current = _unwrap_model(current)
-    if current is None:
-        return []
-    return [info.alias or name for name, info in current.model_fields.items()]
-
-
-def _step(annotation: Any, part: str | int) -> Any:
-    if isinstance(part, int):
-        args = [a for a in typing.get_args(_strip(annotation)) if a is not type(None)]
-        return args[0] if args else None
-    model = _unwrap_model(annotation)
-    if model is not None:
-        for name, info in model.model_fields.items():
-            if part in (name, info.alias):
-                return info.annotation
-        return None
-    members = typing.get_args(_strip(annotation))
-    return members[-1] if typing.get_origin(_strip(annotation)) is dict and members else None
-
-
-def _strip(annotation: Any) -> Any:
-    while typing.get_origin(annotation) is typing.Annotated:
-        annotation = typing.get_args(annotation)[0]
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        members = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return _strip(members[0]) if len(members) == 1 else annotation
-    return annotation
-
-
-def _unwrap_model(annotation: Any) -> type[BaseModel] | None:
-    annotation = _strip(annotation)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    return None
 
 
 @functools.cache

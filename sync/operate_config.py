@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from icp_engine.scoring.schema import Condition, condition_problems
+from icp_engine.sync.validation import validate_document
 from icp_engine.sync.yamlfile import ConfigProblem, YamlDocument, read_yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -117,8 +118,6 @@ def load_operate(
         fields: the account fields the CRM mapping provides, to check nurture conditions.
         problems: where every mistake found is appended.
     """
-    from icp_engine.sync.config import _validate
-
     path = locate(directory)
     if path is None:
         return Operate()
@@ -126,7 +125,7 @@ def load_operate(
     if document.data is None and not document.problems:
         return Operate()  # an empty file: every default
     before = len(problems)
-    operate = _validate(document, Operate, problems)
+    operate = validate_document(document, Operate, problems)
     if fields is not None and isinstance(document.data, dict):
         rules = document.data.get("nurture")
         for where, message in condition_problems({"routing": rules}, fields):

@@ -90,11 +90,8 @@ def test_the_graph_is_read() -> None:
     assert len(edges) > 100
 
 
-KNOWN_CYCLES = {
-    frozenset({"icp_engine.sync.config", "icp_engine.sync.operate_config"}),
-}
-"""Cycles still to remove (`operate_config` calls back into `config._validate` from inside
-a function). Delete an entry when its cycle is gone; a cycle not listed here fails."""
+KNOWN_CYCLES: set[frozenset[str]] = set()
+"""Cycles still to remove: none. A cycle not listed here fails."""
 
 
 def cycles(edges: dict[str, set[str]]) -> list[set[str]]:
