@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
@@ -55,12 +53,6 @@ def use_org(monkeypatch: pytest.MonkeyPatch, org: FakeSalesforce) -> None:
     monkeypatch.setenv("SF_INSTANCE_URL", org.instance_url)
     monkeypatch.setenv("SF_ACCESS_TOKEN", org.access_token)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", org.ca_path)
-
-
-@contextmanager
-def running_org(**options: Any) -> Iterator[FakeSalesforce]:
-    with FakeSalesforce(**options) as org:
-        yield org
 
 
 def outputs(org: FakeSalesforce) -> dict[str, dict[str, Any]]:

@@ -49,13 +49,7 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[WebhookReceiver]:
         yield hook
 
 
-@pytest.fixture
-def portal(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHubSpot]:
-    with FakeHubSpot(rate_limit=None, interval=1.0, search_rate=None) as fake:
-        seed_portal(fake, 120, deals_per_company=2.0)
-        monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", fake.token)
-        monkeypatch.setenv("HUBSPOT_BASE_URL", fake.base_url)
-        yield fake
+pytestmark = [pytest.mark.e2e, pytest.mark.portal(companies=120, deals_per_company=2.0)]
 
 
 def mappings(folder: Path, alerts: dict[str, Any] | None = None, **settings: Any) -> Path:

@@ -262,6 +262,7 @@ def _cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Pop
     )
 
 
+@pytest.mark.e2e
 def test_second_run_on_a_locked_state_exits_4(export: Path, tmp_path: Path) -> None:
     state = tmp_path / "state"
     holder = subprocess.Popen(
@@ -288,6 +289,8 @@ def test_second_run_on_a_locked_state_exits_4(export: Path, tmp_path: Path) -> N
     assert sync(export, state)[0] == 0
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_killed_once_its_update_file_landed_converges_on_rerun(tmp_path: Path) -> None:
     # Changed deliberately (issue 10): there is no `.partial` file any more; the update
     # file lands whole, then the state commits. Killed between the two, the rerun must

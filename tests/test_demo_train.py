@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.cli_helpers import icp
 
 
+@pytest.mark.slow
 def test_train_and_report_run_on_the_demo_with_its_enrichment(tmp_path: Path) -> None:
     demo = tmp_path / "icp-demo"
     code, _, err = icp("demo", "--dir", demo)

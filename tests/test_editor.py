@@ -23,6 +23,8 @@ from click.testing import CliRunner
 from icp_engine.connectors.sample import write_sample_crm
 from icp_engine.sync.cli.main import main
 
+pytestmark = pytest.mark.e2e
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 

@@ -5,7 +5,6 @@ through simple-salesforce)."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import icp_engine.mappings as bundled
@@ -17,17 +16,12 @@ from icp_engine.sync.sourcedata import from_crm
 
 from tests.cli_helpers import icp
 from tests.fakes.salesforce import FakeSalesforce
-from tests.sfdata import outputs, seed_org, use_org
+from tests.sfdata import outputs
 
 ACCOUNTS = 120
 
 
-@pytest.fixture
-def org(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSalesforce]:
-    with FakeSalesforce() as fake:
-        seed_org(fake, ACCOUNTS)
-        use_org(monkeypatch, fake)
-        yield fake
+pytestmark = [pytest.mark.e2e, pytest.mark.org(accounts=ACCOUNTS)]
 
 
 @pytest.fixture

@@ -182,6 +182,7 @@ def test_criterion_on_an_enrichment_field_validates_only_with_the_source(tmp_pat
     assert config.account_field_types()["web_technologies"] == "multi"
 
 
+@pytest.mark.slow
 def test_demo_shows_enrichment_at_work(tmp_path: Path) -> None:
     from tests.test_cli import icp
 

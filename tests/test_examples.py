@@ -46,6 +46,8 @@ def test_dagster_assets_import_where_dagster_is_installed(on_path: None) -> None
     assert module.defs is not None
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_cli_contract_the_examples_rely_on(on_path: None, tmp_path: Path) -> None:
     icp_cli = importlib.import_module("icp_cli")
     export = tmp_path / "export"

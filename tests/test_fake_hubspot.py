@@ -12,7 +12,6 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from hubspot.crm.properties.exceptions import ApiException as PropertiesApiExcep
 from hubspot.crm.properties.exceptions import NotFoundException
 
 from tests.fakes.hubspot import FakeHubSpot
+from tests.waiting import wait_until
 
 RATE_HEADERS = (
     "X-HubSpot-RateLimit-Max",
@@ -54,11 +54,7 @@ RATE_HEADERS = (
 )
 
 
-@pytest.fixture
-def portal() -> Iterator[FakeHubSpot]:
-    with FakeHubSpot(rate_limit=None, search_rate=None) as fake:
-        yield fake
-        assert fake.server_errors == []
+pytestmark = pytest.mark.portal(env=False)
 
 
 def sdk(portal: FakeHubSpot, token: str | None = None) -> HubSpot:
@@ -511,18 +507,23 @@ def test_injected_failures_drops_and_delays(portal: FakeHubSpot) -> None:
 
 
 def test_search_lags_behind_writes(portal: FakeHubSpot) -> None:
+    seconds = [100.0]  # the portal's search index runs on this clock, moved by hand
+    portal.search_clock = lambda: seconds[0]
     ids = seed(portal, 2)
-    portal.search_lag = 0.3
-    time.sleep(0.35)
+    portal.search_lag = 3.0
+    seconds[0] = 104.0  # the seeded companies are searchable by now
     portal.edit("companies", ids[0], {"industry": "MACHINERY"})
     new = portal.add_companies([{"name": "Fresh"}])[0]
     api = sdk(portal).crm.companies.search_api
     machinery = Filter(property_name="industry", operator="EQ", value="MACHINERY")
     query = PublicObjectSearchRequest(filter_groups=[FilterGroup(filters=[machinery])])
+    seconds[0] = 106.5  # 2.5 s after the writes: not searchable yet
     assert api.do_search(query).total == 0
-    assert new not in [r.id for r in api.do_search(PublicObjectSearchRequest()).results]
-    time.sleep(0.35)
+    everything = [r.id for r in api.do_search(PublicObjectSearchRequest()).results]
+    assert sorted(everything) == sorted(ids) and new not in everything
+    seconds[0] = 107.5  # 3.5 s after
     assert [r.id for r in api.do_search(query).results] == [ids[0]]
+    assert new in [r.id for r in api.do_search(PublicObjectSearchRequest()).results]
 
 
 def test_concurrent_clients_share_keep_alive_connections(portal: FakeHubSpot) -> None:
@@ -578,8 +579,10 @@ def test_a_request_cut_off_mid_body_is_not_applied(portal: FakeHubSpot) -> None:
         f"Authorization: Bearer {portal.token}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode()
+    closed = portal.connections_closed
     with socket.create_connection((host, int(port))) as sock:
         sock.sendall(head + body[: len(body) // 2])  # the client is killed here
-    time.sleep(0.1)
+    wait_until(lambda: portal.connections_closed > closed, "the portal ends the connection")
     assert portal.objects("companies")[ids[0]]["icp_tier"] is None
+    assert not any(r.path.endswith("/batch/update") for r in portal.requests)
     assert sdk(portal).crm.companies.basic_api.get_page().results[0].id == ids[0]

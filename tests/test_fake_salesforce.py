@@ -17,7 +17,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -103,10 +103,7 @@ DESCRIBE_FIELD_KEYS = {
 }
 
 
-@pytest.fixture
-def org() -> Iterator[FakeSalesforce]:
-    with FakeSalesforce() as fake:
-        yield fake
+pytestmark = pytest.mark.org(env=False)
 
 
 @pytest.fixture
@@ -286,16 +283,32 @@ def test_bad_soql_answers_the_documented_errors(sf):
             "errorCode": "INVALID_FIELD",
         }
     ]
+    # Each answer names the query, a caret under the column at fault, then the reason.
+    # INVALID_TYPE is word for word what a real org answered (CumulusCI's recorded cassette
+    # cumulusci/utils/salesforce/tests/cassettes/TestCountSObjects.test_count_sobjects__errors
+    # .yaml); dateTime literals are unquoted (SOQL reference,
+    # "Date Formats and Date Literals"), and a quoted one is refused with INVALID_FIELD.
     cases = {
-        "select count() from XYZZY": "INVALID_TYPE",
-        "SELECT Id FROM Account WHERE": "MALFORMED_QUERY",
-        "SELECT Id FROM Account WHERE SystemModstamp > '2024-01-01T00:00:00Z'": "INVALID_FIELD",
+        "select count() from XYZZY": (
+            "INVALID_TYPE",
+            21,
+            "sObject type 'XYZZY' is not supported. If you are attempting to use a custom "
+            "object, be sure to append the '__c' after the entity name. Please reference your "
+            "WSDL or the describe call for the appropriate names.",
+        ),
+        "SELECT Id FROM Account WHERE": ("MALFORMED_QUERY", 29, "unexpected token: <EOF>"),
+        "SELECT Id FROM Account WHERE SystemModstamp > '2024-01-01T00:00:00Z'": (
+            "INVALID_FIELD",
+            47,
+            "value of filter criterion for field 'SystemModstamp' must be of type dateTime "
+            "and should not be enclosed in quotes",
+        ),
     }
-    for soql, code in cases.items():
+    for soql, (code, column, reason) in cases.items():
         with pytest.raises(SalesforceMalformedRequest) as err:
             sf.query(soql)
-        assert content(err.value)[0]["errorCode"] == code
-    assert "sObject type 'XYZZY' is not supported" in str(err.value) or code != "INVALID_TYPE"
+        located = f"\n{soql}\n{' ' * (column - 1)}^\nERROR at Row:1:Column:{column}\n"
+        assert content(err.value) == [{"message": located + reason, "errorCode": code}]
 
 
 # ---------------------------------------------------------------- describe

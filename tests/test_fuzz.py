@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from icp_engine import mappings
@@ -19,6 +20,8 @@ from icp_engine.connectors.errors import SourceError
 from icp_engine.connectors.salesforce.ids import to_18
 from icp_engine.sync.config import load_config
 from icp_engine.sync.yamlfile import ConfigError, ConfigProblem, load_yaml, read_yaml
+
+pytestmark = pytest.mark.slow
 
 FUZZ = settings(
     max_examples=60,

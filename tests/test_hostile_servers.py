@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -25,11 +25,16 @@ from icp_engine.sync.cli.main import main
 
 from tests.fakes.hubspot import FakeHubSpot
 from tests.fakes.salesforce import FakeSalesforce
-from tests.hsdata import seed_portal
-from tests.sfdata import seed_org, use_org
 
 TOKEN = "pat-na1-0123-SECRET-token/with+chars!"
 Reply = tuple[int, dict[str, str], bytes]
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.portal(companies=30, deals_per_company=1.0, token=TOKEN),
+    pytest.mark.org(accounts=20),
+]
+
 Rule = Callable[[str, str, str], Reply | None]
 """(method, path, token) -> a reply, or None to forward upstream."""
 
@@ -168,14 +173,6 @@ def test_hubspot_error_bodies_echoing_the_token(
     assert_nowhere(TOKEN, out, err, status_out, status_err, json_out, stored_text(state))
 
 
-@pytest.fixture
-def portal(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHubSpot]:
-    with FakeHubSpot(rate_limit=None, interval=1.0, search_rate=None, token=TOKEN) as fake:
-        seed_portal(fake, 30, deals_per_company=1.0)
-        monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", TOKEN)
-        yield fake
-
-
 def test_hour_long_retry_after_ends_the_writes_and_the_rerun_does_not_block(
     portal: FakeHubSpot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -227,14 +224,6 @@ def test_hubspot_malformed_answer_is_a_clear_error(
     assert code == 3, err
     assert "the answer's 'results' is 5, expected a list" in err
     assert "Traceback" not in err
-
-
-@pytest.fixture
-def org(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSalesforce]:
-    with FakeSalesforce() as fake:
-        seed_org(fake, 20)
-        use_org(monkeypatch, fake)
-        yield fake
 
 
 def test_salesforce_echoed_session_id_never_shown_or_stored(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -28,10 +27,7 @@ MAPPING = load_config("hubspot", None).mapping
 FAST = {"backoff": 0.01, "search_per_second": 50, "search_overlap": 0}
 
 
-@pytest.fixture
-def portal() -> Iterator[FakeHubSpot]:
-    with FakeHubSpot(rate_limit=None, interval=1.0, search_rate=None) as fake:
-        yield fake
+pytestmark = pytest.mark.portal(env=False)
 
 
 def connector_for(
@@ -149,6 +145,7 @@ def test_incremental_search_reads_past_the_10000_cap(monkeypatch):
         calls_agree(connector, portal)
 
 
+@pytest.mark.slow
 def test_incremental_search_past_the_cap_within_one_millisecond(monkeypatch):
     with FakeHubSpot(rate_limit=None, search_rate=None) as portal:
         instant = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
@@ -441,15 +438,14 @@ def test_limiter_keeps_the_portal_free_of_429s(monkeypatch):
         ids = companies(portal, 2_500)
         connector = connector_for(portal, monkeypatch, workers=4)
         connector.begin_write(len(ids))
-        started = time.monotonic()
         summary = write_all(connector, updates(ids), lambda _: None)
-        elapsed = time.monotonic() - started
         connector.end_write()
         assert summary.written == 2_500
-        assert portal.rate_limited == 0
+        assert portal.rate_limited == 0  # the portal counts 20 a second itself
         assert connector.write_calls == 25
-        # 1 call to connect, 25 writes at 20 a second: the last 6 wait for the window
-        assert 0.9 < elapsed < 3.0
+        # 1 call to connect, 25 writes at 20 a second: the last 6 waited for the window
+        # (how long is the limiter's own test, with a simulated clock; speed is bench/'s)
+        assert connector.limiter.waited > 0
         calls_agree(connector, portal)
 
 

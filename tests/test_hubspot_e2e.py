@@ -9,8 +9,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from icp_engine.sync.state.store import StateStore
 from tests.cli_helpers import icp
 from tests.fakes.hubspot import FakeHubSpot
 from tests.hsdata import seed_portal
+from tests.waiting import wait_until
 
 COMPANIES = 200
 
@@ -31,13 +31,7 @@ def seed(portal: FakeHubSpot, n: int = COMPANIES) -> list[str]:
     return seed_portal(portal, n, deals_per_company=2.0)
 
 
-@pytest.fixture
-def portal(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHubSpot]:
-    with FakeHubSpot(rate_limit=None, interval=1.0, search_rate=None) as fake:
-        seed(fake)
-        monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", fake.token)
-        monkeypatch.setenv("HUBSPOT_BASE_URL", fake.base_url)
-        yield fake
+pytestmark = [pytest.mark.e2e, pytest.mark.portal(companies=COMPANIES, deals_per_company=2.0)]
 
 
 def run(state: Path, *extra: str, command: str = "sync") -> dict[str, Any]:
@@ -147,59 +141,54 @@ def fresh_full_run_agrees(tmp_path: Path, *extra: str) -> bool:
 
 
 def test_more_than_10000_changed_companies_are_all_picked_up_incrementally(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    make_portal: Callable[..., FakeHubSpot], tmp_path: Path
 ) -> None:
     n, edited = 10_150, 10_100
-    with FakeHubSpot(rate_limit=None, interval=1.0, search_rate=None) as portal:
-        monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", portal.token)
-        monkeypatch.setenv("HUBSPOT_BASE_URL", portal.base_url)
-        small = {"industry": "COMPUTER_SOFTWARE", "numberofemployees": "5", "country": "US"}
-        ids = portal.add_companies(
-            [{"name": f"Company {i}", "annualrevenue": "1000000", **small} for i in range(n)]
-        )
-        portal.add_deals(
-            [
-                {"dealname": f"Deal {i}", "dealstage": "closedwon", "_company": ids[i]}
-                for i in range(50)
-            ]
-        )
-        folder = fast_mappings(tmp_path / "mappings")
-        state = tmp_path / "state"
-        first = run(state, "--mappings", str(folder))
-        assert first["exit_code"] == 0 and first["counts"]["written"] == n
-        before = tiers(portal)
+    portal = make_portal()
+    small = {"industry": "COMPUTER_SOFTWARE", "numberofemployees": "5", "country": "US"}
+    ids = portal.add_companies(
+        [{"name": f"Company {i}", "annualrevenue": "1000000", **small} for i in range(n)]
+    )
+    portal.add_deals(
+        [{"dealname": f"Deal {i}", "dealstage": "closedwon", "_company": ids[i]} for i in range(50)]
+    )
+    folder = fast_mappings(tmp_path / "mappings")
+    state = tmp_path / "state"
+    first = run(state, "--mappings", str(folder))
+    assert first["exit_code"] == 0 and first["counts"]["written"] == n
+    before = tiers(portal)
 
-        changed = ids[:edited]  # 5 -> 120 employees: +25 points, tier C -> B, a new segment
-        for company in changed:
-            portal.edit("companies", company, {"numberofemployees": "120"})
-        mark = len(portal.requests)
-        second = run(state, "--mappings", str(folder))
+    changed = ids[:edited]  # 5 -> 120 employees: +25 points, tier C -> B, a new segment
+    for company in changed:
+        portal.edit("companies", company, {"numberofemployees": "120"})
+    mark = len(portal.requests)
+    second = run(state, "--mappings", str(folder))
 
-        assert second["exit_code"] == 0 and second["kind"] == "sync"
-        # the search also reads again the companies our first run wrote (within the
-        # search overlap): all of them, each once; only the edited ones are written
-        assert second["counts"]["accounts_pulled"] == n
-        assert second["counts"]["records_to_write"] == edited
-        assert second["counts"]["written"] == edited and second["counts"]["failed"] == 0
-        written = written_ids(portal, mark)
-        assert sorted(written) == sorted(changed)  # every edited company, exactly once
-        searches = [
-            json.loads(r.body)
-            for r in portal.requests[mark:]
-            if r.path == "/crm/v3/objects/companies/search"
-        ]
-        assert all(int(s["after"]) + s["limit"] <= 10_000 for s in searches)
-        assert sum(s["after"] == "0" for s in searches) >= 2  # restarted past the cap
-        assert len(searches) <= math.ceil(n / 200) + 2  # nothing read twice but a tie page
-        listed = [r for r in portal.requests[mark:] if r.path == "/crm/v3/objects/companies"]
-        pages = [r for r in listed if r.query["archived"][0].lower() == "false"]
-        assert pages == []  # no list page (the connection check reads the recycle bin)
-        assert updates(portal) == math.ceil(n / 100) + math.ceil(edited / 100)
-        after = tiers(portal)
-        assert all(after[i] == "B" != before[i] for i in changed)
-        assert all(after[i] == before[i] for i in ids[edited:])
-        assert fresh_full_run_agrees(tmp_path, "--mappings", str(folder))
-        assert portal.server_errors == []
+    assert second["exit_code"] == 0 and second["kind"] == "sync"
+    # the search also reads again the companies our first run wrote (within the
+    # search overlap): all of them, each once; only the edited ones are written
+    assert second["counts"]["accounts_pulled"] == n
+    assert second["counts"]["records_to_write"] == edited
+    assert second["counts"]["written"] == edited and second["counts"]["failed"] == 0
+    written = written_ids(portal, mark)
+    assert sorted(written) == sorted(changed)  # every edited company, exactly once
+    searches = [
+        json.loads(r.body)
+        for r in portal.requests[mark:]
+        if r.path == "/crm/v3/objects/companies/search"
+    ]
+    assert all(int(s["after"]) + s["limit"] <= 10_000 for s in searches)
+    assert sum(s["after"] == "0" for s in searches) >= 2  # restarted past the cap
+    assert len(searches) <= math.ceil(n / 200) + 2  # nothing read twice but a tie page
+    listed = [r for r in portal.requests[mark:] if r.path == "/crm/v3/objects/companies"]
+    pages = [r for r in listed if r.query["archived"][0].lower() == "false"]
+    assert pages == []  # no list page (the connection check reads the recycle bin)
+    assert updates(portal) == math.ceil(n / 100) + math.ceil(edited / 100)
+    after = tiers(portal)
+    assert all(after[i] == "B" != before[i] for i in changed)
+    assert all(after[i] == before[i] for i in ids[edited:])
+    assert fresh_full_run_agrees(tmp_path, "--mappings", str(folder))
+    assert portal.server_errors == []
 
 
 def test_killed_mid_write_converges_on_rerun(portal: FakeHubSpot, tmp_path: Path) -> None:
@@ -213,10 +202,14 @@ def test_killed_mid_write_converges_on_rerun(portal: FakeHubSpot, tmp_path: Path
     process = subprocess.Popen(
         command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    deadline = time.monotonic() + 60
-    while updates(portal) < 4 and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.02)
-    time.sleep(0.25)  # the first 400 are recorded; the next 4 batches are applied, unanswered
+    # a round writes 4 concurrent batches of 100 and the next round starts once all 4 are
+    # answered: a fifth batch means the first 400 are answered; the portal applies each
+    # batch at once and holds its answer 0.5 s, so the kill lands mid-round
+    wait_until(
+        lambda: updates(portal) >= 5,
+        "the second round of batch updates has started",
+        alive=lambda: process.poll() is None,
+    )
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL

@@ -11,9 +11,6 @@ each driven end to end through `icp --crm hubspot` against the fake portal.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +26,12 @@ from icp_engine.sync.state.store import StateStore
 from tests.fakes.hubspot import FakeHubSpot
 from tests.hsdata import seed_portal
 from tests.test_hubspot_e2e import fast_mappings, fresh_full_run_agrees, tiers
+from tests.waiting import settle
 
 COMPANIES = 200
 
 
-@pytest.fixture
-def portal(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHubSpot]:
-    with FakeHubSpot(rate_limit=None, interval=1.0, search_rate=None) as fake:
-        seed_portal(fake, COMPANIES, deals_per_company=2.0)
-        monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", fake.token)
-        monkeypatch.setenv("HUBSPOT_BASE_URL", fake.base_url)
-        yield fake
+pytestmark = [pytest.mark.e2e, pytest.mark.portal(companies=COMPANIES, deals_per_company=2.0)]
 
 
 def run(state: Path, folder: Path, command: str = "sync") -> tuple[dict[str, Any], str]:
@@ -53,14 +45,6 @@ def run(state: Path, folder: Path, command: str = "sync") -> tuple[dict[str, Any
     summary = json.loads(result.stdout)
     assert summary["exit_code"] == result.exit_code, result.stderr
     return summary, result.stderr
-
-
-def settle(portal: FakeHubSpot) -> None:
-    """Wait until the real clock passes the portal's, which runs 1 ms a stamp ahead while
-    busy (a stamp ahead of a run's start is read again by the next run, as it should)."""
-    latest = portal.now()
-    while datetime.now(UTC) <= latest:
-        time.sleep(0.02)
 
 
 def scored(state: Path) -> int:

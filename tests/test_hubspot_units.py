@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import threading
-import time
+from collections.abc import Callable
 
 import pytest
 from icp_engine.connectors.base import RecordUpdate
@@ -21,39 +22,60 @@ MAPPING = load_config("hubspot", None).mapping
 # -- limiter ------------------------------------------------------------------------------
 
 
+class SimulatedTime:
+    """The window's clock and wait: time moves only when the window waits, by exactly what
+    it asked for, and a wait runs what the test scheduled up to then (an answer arriving).
+    Whole seconds keep every stamp exact."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.scheduled: list[tuple[float, Callable[[], object]]] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def at(self, moment: float, action: Callable[[], object]) -> None:
+        self.scheduled = sorted([*self.scheduled, (moment, action)], key=lambda s: s[0])
+
+    def wait(self, condition: threading.Condition, timeout: float | None) -> None:
+        until = math.inf if timeout is None else self.now + timeout
+        if self.scheduled and self.scheduled[0][0] <= until:
+            moment, action = self.scheduled.pop(0)
+            self.now = max(self.now, moment)
+            action()  # the window's lock is re-entrant: a release may run inside the wait
+        elif timeout is None:
+            raise AssertionError("the window waits for an answer nobody will send")
+        else:
+            self.now = until
+
+
+def simulated_window(
+    max_calls: int, interval: float, **options: bool
+) -> tuple[SlidingWindow, SimulatedTime]:
+    clock = SimulatedTime()
+    return SlidingWindow(max_calls, interval, clock=clock, wait=clock.wait, **options), clock
+
+
 def test_window_holds_calls_to_the_budget():
-    window = SlidingWindow(5, 0.3, adaptive=False)
-    started = time.monotonic()
+    window, clock = simulated_window(5, 10.0, adaptive=False)
     stamps = []
     for _ in range(12):
         slot = window.acquire()
-        stamps.append(time.monotonic() - started)
+        stamps.append(clock.now)
         window.release(slot)
-    # 5 at once, 5 more a window later, 2 more a window after that
-    assert stamps[4] < 0.1
-    assert 0.28 <= stamps[5] < 0.5
-    assert 0.58 <= stamps[10] < 0.9
-    for i, stamp in enumerate(stamps):  # never more than 5 in any 0.3 s
-        assert sum(1 for s in stamps[i:] if s < stamp + 0.29) <= 5
+    # 5 at once, 5 more a window later, 2 more a window after that: never 6 in 10 s
+    assert stamps == [0.0] * 5 + [10.0] * 5 + [20.0] * 2
+    assert window.waited == 10.0 + 10.0  # the 6th and the 11th call each waited a window
 
 
 def test_window_counts_a_slot_until_its_answer_arrives():
-    window = SlidingWindow(1, 0.1, adaptive=False)
+    window, clock = simulated_window(1, 10.0, adaptive=False)
     slot = window.acquire()
-    got: list[float] = []
-
-    def second() -> None:
-        start = time.monotonic()
-        window.release(window.acquire())
-        got.append(time.monotonic() - start)
-
-    thread = threading.Thread(target=second)
-    thread.start()
-    time.sleep(0.3)  # still in flight: the second call waits however long it takes
-    assert not got
-    window.release(slot)
-    thread.join(2)
-    assert got and got[0] >= 0.3 + 0.09
+    clock.at(30.0, lambda: window.release(slot))  # the first call's answer, 30 s later
+    window.release(window.acquire())
+    # the second call waited for the answer, then a whole window after it
+    assert clock.now == 40.0
+    assert window.in_window() == 1  # the second call's own slot
 
 
 def test_window_follows_headers_and_counts_other_clients():
@@ -73,11 +95,13 @@ def test_window_follows_headers_and_counts_other_clients():
 
 
 def test_pause_holds_every_call():
-    window = SlidingWindow(100, 10.0)
-    window.pause(0.2)
-    start = time.monotonic()
+    window, clock = simulated_window(100, 10.0)
+    window.pause(20.0)
     window.release(window.acquire())
-    assert time.monotonic() - start >= 0.19
+    assert clock.now == 20.0
+    clock.now = 21.0
+    window.release(window.acquire())  # the pause is over: no wait
+    assert clock.now == 21.0
 
 
 # -- values out and errors in -------------------------------------------------------------

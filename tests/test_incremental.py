@@ -28,7 +28,7 @@ from icp_engine.sync.runner import RunOptions, execute
 from tests.crmsim import Clock, edit_rows, load_updates
 from tests.fakes.salesforce import FakeSalesforce
 from tests.sfdata import outputs, seed_org
-from tests.test_salesforce_e2e import settle
+from tests.waiting import settle
 
 INDUSTRIES = ["Software", "Banking", "Retail", "Government", "Healthcare", "Energy", ""]
 SIZES = ["", "10", "60", "250", "900", "7000"]
@@ -176,6 +176,7 @@ def run(export: Path, state: Path, kind: str = "sync", dry_run: bool = False):
 @example(  # once lost the numeric types of accounts rescored from the mirror alone
     edits=[("account", 0, "Software", "", "USA"), ("delete_account", 0), ("new_opportunity", 0, 0)]
 )
+@pytest.mark.slow
 def test_incremental_syncs_equal_a_full_backfill(base_export: Path, edits: list[tuple]) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         export = Path(scratch) / "export"
@@ -280,6 +281,8 @@ def run_sf(state: Path, kind: str = "sync", dry_run: bool = False):
 @example(  # a late commit stamped just before the previous run started: missed before
     edits=[("account", 3, "Government", 5, 2.0), ("stage", 1, 0, 30.0)]
 )
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_incremental_equals_full_against_salesforce_with_late_commits(
     edits: list[tuple],
 ) -> None:

@@ -31,6 +31,8 @@ from icp_engine.sync.state.mirror import LAYOUT_KEY
 
 from tests.crmsim import Clock, edit_rows, load_updates, read_rows
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ("started", "run file", "update file replaced", "finished")
 DAMAGE = ("none", "state zero", "state random", "state truncated", "export cut", "export empty")

@@ -68,12 +68,14 @@ def test_not_enough_outcomes_names_the_counts():
     assert "at least 50 won and 50 lost" in str(error)
 
 
+@pytest.mark.slow
 def test_few_outcomes_warn_that_estimates_are_wide():
     accounts, opportunities, _ = planted_crm(500, seed=5)
     result = train(accounts, opportunities, MANUAL, FIELD_TYPES, NOW)
     assert any("estimates are wide" in w for w in result.warnings)
 
 
+@pytest.mark.slow
 def test_no_signal_keeps_the_manual_criteria():
     accounts, opportunities, _ = planted_crm(3000, seed=4, signal=False)
     result = train(accounts, opportunities, MANUAL, FIELD_TYPES, NOW)
@@ -87,6 +89,7 @@ def test_no_signal_keeps_the_manual_criteria():
     assert result.segments == []
 
 
+@pytest.mark.slow
 def test_planted_signal_and_holdout_auc_near_the_oracle(planted):
     _, opportunities, oracle, result = planted
     assert result.signal is True
@@ -99,6 +102,7 @@ def test_planted_signal_and_holdout_auc_near_the_oracle(planted):
     assert 0 <= result.holdout["ece"] < 0.15
 
 
+@pytest.mark.slow
 def test_holdout_is_the_most_recent_closes(planted):
     *_, result = planted
     assert result.holdout["window"]["start"] >= result.train_window["end"]
@@ -107,6 +111,7 @@ def test_holdout_is_the_most_recent_closes(planted):
     assert n_hold / (n_train + n_hold) == pytest.approx(0.25, abs=0.02)
 
 
+@pytest.mark.slow
 def test_sweet_spot_is_a_between_range(planted):
     *_, result = planted
     ranges = [
@@ -118,6 +123,7 @@ def test_sweet_spot_is_a_between_range(planted):
     assert any(30 <= low <= 80 and 300 <= high <= 800 for low, high in ranges), ranges
 
 
+@pytest.mark.slow
 def test_interaction_segment_found(planted):
     _, _, oracle, result = planted
     emea = {"EMEA", *oracle["interaction"]["countries"]}
@@ -135,6 +141,7 @@ def test_interaction_segment_found(planted):
     assert segment["support"] >= 30
 
 
+@pytest.mark.slow
 def test_noise_and_leaks_stay_out_of_the_criteria(planted):
     _, _, oracle, result = planted
     fields = {c["field"] for _, conditions in _rules(result.criteria) for c in conditions}
@@ -150,12 +157,14 @@ def test_noise_and_leaks_stay_out_of_the_criteria(planted):
     assert not values & set(oracle["noise_values"]["technologies"])
 
 
+@pytest.mark.slow
 def test_pre_revenue_is_an_anti_pattern(planted):
     *_, result = planted
     anti = [conditions for rule, conditions in _rules(result.criteria) if "penalty" in rule]
     assert [{"field": "annual_revenue", "lte": 0}] in anti
 
 
+@pytest.mark.slow
 def test_slow_segment_caps_the_tier(planted):
     *_, result = planted
     slow = [a for a in result.anti_patterns if a.get("cap_tier")]
@@ -171,6 +180,7 @@ def test_slow_segment_caps_the_tier(planted):
     assert caps and all(a["cap_tier"] == "B" and "penalty" not in a for a in caps)
 
 
+@pytest.mark.slow
 def test_emerging_segment_reported(planted):
     *_, result = planted
     found = [e for e in result.emerging if {"field": "industry", "eq": "AI/ML"} in e["when"]]
@@ -180,6 +190,7 @@ def test_emerging_segment_reported(planted):
     assert 0 < found[0]["share_of_revenue"] <= 1
 
 
+@pytest.mark.slow
 def test_loss_pattern_reported(planted):
     *_, result = planted
     price = [p for p in result.loss_patterns if p["reason"] == "Price"]
@@ -187,6 +198,7 @@ def test_loss_pattern_reported(planted):
     assert all(p["share_in_segment"] > p["share_overall"] for p in result.loss_patterns)
 
 
+@pytest.mark.slow
 def test_yaml_round_trips_and_ranks_like_the_model(planted):
     accounts, opportunities, _, result = planted
     text = yaml.safe_dump(result.criteria, sort_keys=False)
@@ -217,6 +229,7 @@ def test_yaml_round_trips_and_ranks_like_the_model(planted):
     assert icp.routing == MANUAL.routing
 
 
+@pytest.mark.slow
 def test_json_contract(planted):
     *_, result = planted
     payload = result.to_json("state/criteria/v3.yaml")
@@ -243,6 +256,7 @@ def test_json_contract(planted):
     assert sum(b["n"] for b in payload["score_distribution"]) == 10_000
 
 
+@pytest.mark.slow
 def test_expansion_is_a_separate_outcome(planted):
     _, opportunities, _, result = planted
     expansion = result.expansion
@@ -262,6 +276,7 @@ def test_expansion_is_a_separate_outcome(planted):
     assert result.criteria["learned"]["n_won"] == won_accounts
 
 
+@pytest.mark.slow
 def test_deterministic():
     accounts, opportunities, _ = planted_crm(2500, seed=8)
     first = train(accounts, opportunities, MANUAL, FIELD_TYPES, NOW)
@@ -270,6 +285,7 @@ def test_deterministic():
     assert first.to_json(None) == second.to_json(None)
 
 
+@pytest.mark.slow
 def test_per_deal_unit_counts_every_closed_deal():
     accounts, opportunities, _ = planted_crm(2500, seed=9)
     result = train(
@@ -339,6 +355,7 @@ def test_statistics_helpers():
     assert auc(score, y) == pytest.approx(0.75)
 
 
+@pytest.mark.slow
 def test_a_field_written_after_the_outcome_is_dropped_as_a_leak():
     accounts, opportunities, _ = planted_crm(2500, seed=12)
     result = train(accounts, opportunities, MANUAL, FIELD_TYPES, NOW,
@@ -348,6 +365,7 @@ def test_a_field_written_after_the_outcome_is_dropped_as_a_leak():
     assert "type" not in result.features_used
 
 
+@pytest.mark.slow
 def test_sparse_crm_columns_and_list_valued_multi_select():
     """Few mapped fields, a boolean, list-valued technologies, deals without type or reason."""
     rng = np.random.default_rng(0)

@@ -25,6 +25,8 @@ from icp_engine.scoring.schema import IcpCriteria
 from icp_engine.sync.config import load_config
 from icp_engine.sync.yamlfile import ConfigError
 
+pytestmark = pytest.mark.slow
+
 NOW = datetime(2026, 6, 30, tzinfo=UTC)
 MANUAL = IcpCriteria.model_validate(  # hand-written, on the funnel's fields
     {

@@ -249,6 +249,7 @@ def _file_size_limit(limit: int) -> Callable[[], None]:
     return apply
 
 
+@pytest.mark.slow
 def test_state_write_failing_after_the_file_landed_loses_no_row(tmp_path: Path) -> None:
     # The "disk full after the file is in place": the update file (about 250 kB)
     # fits under the limit; the state's commit (mirror, pending) does not.
@@ -393,6 +394,8 @@ def test_out_may_not_be_an_export_file(name: str, export: Path, tmp_path: Path) 
     assert (export / name).read_bytes() == before
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_two_states_cannot_write_the_same_out_at_once(export: Path, tmp_path: Path) -> None:
     out = tmp_path / "shared" / "updates.csv"
     first = icp_process(

@@ -226,6 +226,7 @@ def test_status_trend_and_runs_show(export: Path, tmp_path: Path) -> None:
     assert code == 2 and "no run 99" in err
 
 
+@pytest.mark.slow
 def test_report_has_a_sync_health_section_from_the_run_history(tmp_path: Path) -> None:
     export, state = tmp_path / "export", tmp_path / "state"
     write_sample_crm(export, accounts=2000)  # enough won and lost deals to learn from

@@ -91,6 +91,7 @@ def test_progress_events_in_json_logs(capsys: pytest.CaptureFixture[str]) -> Non
 @pytest.mark.parametrize(
     "module", ["sync.runner", "sync.pull", "sync.progress", "sync.cli.render", "sync.cli.preview"]
 )
+@pytest.mark.slow
 def test_each_module_imports_on_its_own(module: str) -> None:
     # No import cycles (DESIGN.md): each module loads first, in a fresh interpreter.
     import subprocess

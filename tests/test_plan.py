@@ -586,6 +586,7 @@ def _crm_after_writing(
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
+@pytest.mark.slow
 def test_applying_the_plan_then_planning_again_changes_nothing(scenario: tuple) -> None:
     desired, current, last_written, outputs = scenario
     plan = plan_changes(desired, current, last_written, outputs)

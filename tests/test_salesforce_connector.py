@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +14,7 @@ from icp_engine.connectors.salesforce.connector import SalesforceConnector
 from icp_engine.sync.config import load_config
 
 from tests.fakes.salesforce import FakeSalesforce
-from tests.sfdata import seed_org, use_org
+from tests.sfdata import seed_org
 
 
 def connector(**settings: Any) -> SalesforceConnector:
@@ -24,11 +23,7 @@ def connector(**settings: Any) -> SalesforceConnector:
     return SalesforceConnector(mapping.model_copy(update={"settings": settings}), retry_wait=0.05)
 
 
-@pytest.fixture
-def org(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSalesforce]:
-    with FakeSalesforce(page_size=200) as fake:
-        use_org(monkeypatch, fake)
-        yield fake
+pytestmark = pytest.mark.org(page_size=200)
 
 
 def pull_all(sf: SalesforceConnector, kind: str, since: datetime | None = None) -> pd.DataFrame:
@@ -54,7 +49,9 @@ def test_full_pull_pages_through_every_record_with_current_outputs(org: FakeSale
     pages = -(-450 // 200) + -(-len(opportunity_ids) // 200)
     assert sf.api_calls == 1 + pages  # limits + one call per page
     queries = [r for r in org.requests if "/query" in r.path]
-    assert all("ICP_Score__c" in str(r.query) for r in queries if "FROM Account " in str(r.query))
+    account_queries = [str(r.query) for r in queries if "FROM Account " in str(r.query)]
+    assert len(account_queries) == 1  # the next pages follow nextRecordsUrl
+    assert "ICP_Score__c" in account_queries[0]
 
 
 def test_incremental_pull_reads_changes_and_deletions_in_one_query(org: FakeSalesforce) -> None:

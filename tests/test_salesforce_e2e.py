@@ -7,9 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,29 +14,13 @@ import pytest
 
 from tests.cli_helpers import icp
 from tests.fakes.salesforce import FakeSalesforce
-from tests.sfdata import outputs, seed_org, use_org
+from tests.sfdata import outputs
+from tests.waiting import settle, wait_until
 
 ACCOUNTS = 300
 
 
-@pytest.fixture
-def org(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSalesforce]:
-    with FakeSalesforce() as fake:
-        seed_org(fake, ACCOUNTS)
-        use_org(monkeypatch, fake)
-        settle(fake)
-        yield fake
-
-
-def settle(org: FakeSalesforce) -> None:
-    """Wait until the real clock passes the org's (which runs 1 ms a stamp ahead while busy).
-
-    Watermarks are capped at the run's start, so a stamp ahead of the engine's clock is
-    read again by the next run, as it should be with a real org's skewed clock.
-    """
-    latest = org.now()
-    while datetime.now(UTC) <= latest:
-        time.sleep(0.02)
+pytestmark = [pytest.mark.e2e, pytest.mark.org(accounts=ACCOUNTS, settled=True)]
 
 
 def run(state: Path, *extra: str, command: str = "sync") -> dict[str, Any]:
@@ -175,10 +156,13 @@ def test_killed_mid_write_converges_on_rerun(org: FakeSalesforce, tmp_path: Path
     command = [sys.executable, "-m", "icp_engine.sync.cli", "sync", "--crm",
                "salesforce", "--state", str(state)]  # fmt: skip
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while patches(org) < 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)  # the first batch has landed; the second is in flight
+    # the writer sends a batch once the previous one is answered, so a second PATCH means
+    # the first batch (200) has landed; the org holds the second 0.4 s before applying it
+    wait_until(
+        lambda: patches(org) >= 2 and any(v["ICP_Tier__c"] for v in outputs(org).values()),
+        "the first batch landed and the second is in flight",
+        alive=lambda: process.poll() is None,
+    )
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert 0 < len([v for v in outputs(org).values() if v["ICP_Tier__c"]]) < ACCOUNTS

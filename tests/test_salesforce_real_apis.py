@@ -4,7 +4,6 @@ to end through `icp --crm salesforce` against the fake org."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,19 +15,14 @@ from icp_engine.sync.state.store import StateStore
 from simple_salesforce import Salesforce
 
 from tests.fakes.salesforce import FakeSalesforce
-from tests.sfdata import outputs, seed_org, use_org
-from tests.test_salesforce_e2e import fresh_full_run_agrees, icp, run, settle
+from tests.sfdata import outputs
+from tests.test_salesforce_e2e import fresh_full_run_agrees, icp, run
+from tests.waiting import settle
 
 ACCOUNTS = 300
 
 
-@pytest.fixture
-def org(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSalesforce]:
-    with FakeSalesforce() as fake:
-        seed_org(fake, ACCOUNTS)
-        use_org(monkeypatch, fake)
-        settle(fake)
-        yield fake
+pytestmark = [pytest.mark.e2e, pytest.mark.org(accounts=ACCOUNTS, settled=True)]
 
 
 # -- item 1: late commits ----------------------------------------------------------------

@@ -16,6 +16,8 @@ from icp_engine.scoring.schema import IcpCriteria
 
 from tests.planted import FIELD_TYPES, NOW, planted_crm
 
+pytestmark = pytest.mark.slow
+
 NAME = "Mid-market Technology/SaaS scale-ups, 3-10 years old"
 
 

@@ -174,7 +174,7 @@ def _database_table(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.slow)])
 def database(
     request: pytest.FixtureRequest, accounts: pd.DataFrame
 ) -> Iterator[tuple[str, sa.Connection | duckdb.DuckDBPyConnection]]:

@@ -322,6 +322,7 @@ _STEPS = st.lists(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(_STEPS)
 def test_watermark_never_decreases(steps: list[tuple[datetime, frozenset[str], datetime]]) -> None:

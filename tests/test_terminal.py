@@ -25,6 +25,8 @@ from icp_engine.sync.criteria_changes import compare
 from tests.cli_helpers import icp
 from tests.crmsim import Clock, edit_rows, load_updates, read_rows
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def base_export(tmp_path_factory: pytest.TempPathFactory) -> Path:

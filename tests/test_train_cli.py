@@ -30,6 +30,8 @@ from icp_engine.sync.train import read_all
 
 from tests.crmsim import Clock, edit_rows, read_rows
 
+pytestmark = pytest.mark.slow
+
 PATTERN_KEYS = {"name", "rule", "support", "win_rate", "win_rate_ci", "acv", "cycle_days"}
 
 

@@ -29,6 +29,8 @@ from icp_engine.scoring.vocabulary import segment_name
 
 from tests.planted import FIELD_TYPES, NOW, planted_crm
 
+pytestmark = pytest.mark.slow
+
 MANUAL = IcpCriteria.model_validate(
     yaml.safe_load((Path(__file__).parents[1] / "mappings" / "icp.yaml").read_text())
 )

@@ -24,6 +24,12 @@ from collections.abc import Callable, Mapping
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+Wait = Callable[[threading.Condition, float | None], object]
+"""Block on the window's condition, held, for at most `timeout` seconds (None: until told)."""
+
+
+def _wait(condition: threading.Condition, timeout: float | None) -> object:
+    return condition.wait(timeout)
 
 
 def _header(headers: Mapping[str, str] | None, name: str) -> float | None:
@@ -46,7 +52,7 @@ class SlidingWindow:
         max_calls: calls allowed per window until the server's headers say otherwise.
         interval: the window, in seconds.
         adaptive: follow the `X-HubSpot-RateLimit-*` headers fed to `release`.
-        clock: injectable for tests.
+        clock, wait: injectable for tests (a simulated clock and a wait that moves it).
     """
 
     def __init__(
@@ -55,11 +61,13 @@ class SlidingWindow:
         interval: float,
         adaptive: bool = True,
         clock: Clock = time.monotonic,
+        wait: Wait = _wait,
     ) -> None:
         self.max_calls = max(1, int(max_calls))
         self.interval = float(interval)
         self.adaptive = adaptive
         self._clock = clock
+        self._wait = wait
         self._slots: dict[int, float] = {}
         """Slot id -> when the call's response arrived (inf while it is in flight)."""
         self._ids = itertools.count()
@@ -94,7 +102,7 @@ class SlidingWindow:
                 if len(self._slots) >= self.max_calls and finished:
                     wake.append(min(finished) + self.interval)
                 timeout = max(max(wake) - now, 0.001) if wake else None
-                self._cond.wait(timeout)
+                self._wait(self._cond, timeout)
 
     def release(self, slot: int, headers: Mapping[str, str] | None = None) -> None:
         """The call holding `slot` got its answer (with these headers, if any)."""

@@ -363,6 +363,7 @@ class _Server(ThreadingHTTPServer):
         self.gateway = gateway
         self.open: set[socket.socket] = set()
         self.open_lock = threading.Lock()
+        self.closed = 0
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self.open_lock:
@@ -370,9 +371,10 @@ class _Server(ThreadingHTTPServer):
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
+        super().shutdown_request(request)
         with self.open_lock:
             self.open.discard(request)
-        super().shutdown_request(request)
+            self.closed += 1
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if isinstance(sys.exc_info()[1], OSError):

@@ -319,6 +319,21 @@ class FakeHubSpot:
             self._store.search_cache.clear()
 
     @property
+    def search_clock(self) -> Callable[[], float]:
+        """Seconds (monotonic) that `search_lag` is measured in; a test may set its own."""
+        return self._store.search_clock
+
+    @search_clock.setter
+    def search_clock(self, clock: Callable[[], float]) -> None:
+        with self._store.lock:
+            self._store.search_clock = clock
+
+    @property
+    def connections_closed(self) -> int:
+        """Connections the server has finished with (answered and closed, or cut off)."""
+        return self._server.httpd.closed if self._server is not None else 0
+
+    @property
     def latency(self) -> float:
         return self._gateway.latency
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -226,7 +225,7 @@ def _matches(store: Store, obj: str, body: dict[str, Any]) -> list[tuple[Record,
     text_props = schema.SEARCHABLE_TEXT[obj]
 
     lag = store.search_lag
-    now = time.monotonic()
+    now = store.search_clock()
     found: list[tuple[Record, Snapshot]] = []
     for record in store.records[obj].values():
         snap = record.visible(now, lag)

@@ -80,6 +80,8 @@ class Store:
         }
         self.version = 0  # bumped by every change search can see
         self.search_lag = 0.0
+        self.search_clock: Callable[[], float] = time.monotonic
+        """When a write lands and a search runs (seconds), for `search_lag`; injectable."""
         self.search_cache: dict[tuple[Any, ...], list[tuple[Record, Snapshot]]] = {}
 
     # --- reads ---------------------------------------------------------------------------
@@ -132,7 +134,7 @@ class Store:
         props["hs_object_id"] = record_id
         if obj == "deals":
             self._deal_outcome(props)
-        record = Record(record_id, Snapshot(props), time.monotonic())
+        record = Record(record_id, Snapshot(props), self.search_clock())
         self.records[obj][record_id] = record
         insort(self.order[obj], record.num)
         self._changed()
@@ -152,7 +154,7 @@ class Store:
             props["hs_lastmodifieddate"] = vals.iso(stamp_ms)
         if obj == "deals":
             self._deal_outcome(props)
-        snap = record.write(props, time.monotonic())
+        snap = record.write(props, self.search_clock())
         self._changed()
         return snap
 
