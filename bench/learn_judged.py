@@ -11,9 +11,14 @@ account with the criteria document it returned, through `scoring.criteria.score_
 (what `sync` writes, score rounded to whole points), and replays the time-ordered
 holdout from `train`'s outcome rule and the holdout window it reports. Printed per set:
 
-- reported holdout AUC (`holdout.auc`) vs the AUC of the written scores on those same
-  holdout outcomes, and the model behind it (`holdout_model.auc`, or the older
-  `holdout.model_auc`); the share of the model's lift (AUC - 0.5) the written score keeps;
+- reported holdout AUC (`holdout.auc`) vs the AUC, on those same holdout outcomes, of
+  the criteria the backtest judged (`backtest_criteria`: fitted on the older outcomes;
+  before the refit, the written criteria themselves) scored as sync scores them, and the
+  model behind it (`holdout_model.auc`, or the older `holdout.model_auc`); the share of
+  the model's lift (AUC - 0.5) that score keeps;
+- since train refits on every outcome once the backtest has judged the learner: the
+  written criteria's holdout AUC (in-sample, so not a fair figure) and the share of its
+  own model's lift the written score keeps on every outcome (`written.flattening`);
 - scores cut off at 0 or 100 (a raw score outside 0-100 would be clipped) and tier counts;
 - tier shares, win rates and ACV on the holdout, as the written tiers assign them;
 - three sample reasons as written (the best-, middle- and worst-scored holdout accounts);
@@ -83,6 +88,13 @@ def judge_written(
         "model_auc"
     )
     written = auc(score, y)
+    backtest_doc = getattr(result, "backtest_criteria", None)  # validate, then refit
+    backtest = written
+    if backtest_doc:
+        icp_b = IcpCriteria.model_validate(backtest_doc)
+        judged = score_accounts(build_features(accounts, opportunities), icp_b)
+        backtest = auc(judged["score"].to_numpy(float)[acc], y)
+    refit = (getattr(result, "written", None) or {}).get("flattening") or {}
     figures: dict[str, Any] = {
         "set": name,
         "signal": result.signal,
@@ -91,7 +103,11 @@ def judge_written(
         "reported_auc": result.holdout["auc"],
         "written_auc": written,
         "model_auc": model,
-        "lift_kept": (written - 0.5) / (model - 0.5) if model and model > 0.5 else None,
+        "backtest_auc": backtest,
+        "lift_kept": (backtest - 0.5) / (model - 0.5) if model and model > 0.5 else None,
+        "refit": bool(backtest_doc),
+        "written_lift_kept": refit.get("lift_kept"),
+        "flattening": getattr(result, "flattening", None),
         "at_0": float((score == 0).mean()),
         "at_100": float((score == 100).mean()),
         "distinct_scores": int(np.unique(score).size),
@@ -154,9 +170,16 @@ def show(f: dict[str, Any]) -> None:
 
     print(
         f"   signal {f['signal']}; holdout {f['holdout_n']} outcomes (train says "
-        f"{f['holdout_n_reported']}); AUC reported {n(f['reported_auc'])}, written "
-        f"{n(f['written_auc'])}, model {n(f['model_auc'])}; lift kept {n(f['lift_kept'], 2)}"
+        f"{f['holdout_n_reported']}); AUC reported {n(f['reported_auc'])}, backtest criteria "
+        f"as sync scores them {n(f['backtest_auc'])}, model {n(f['model_auc'])}; lift kept "
+        f"{n(f['lift_kept'], 3)}"
     )
+    if f["refit"]:
+        print(
+            f"   written criteria (refit on every outcome, so the holdout is in-sample): "
+            f"holdout AUC {n(f['written_auc'])}; lift kept against its own model on every "
+            f"outcome {n(f['written_lift_kept'], 3)}"
+        )
     if "oracle_auc" in f:
         print(
             f"   oracle AUC {n(f['oracle_auc'])}; captured lift (written vs oracle) "

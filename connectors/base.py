@@ -7,14 +7,23 @@ CRM is a new subclass and no change to `sync/`. A connector:
   frames (`pull`), account pages carrying the output values now in the CRM as
   `current_<output>` columns, so reading them costs no extra call;
 - reports records deleted since the watermark (`deleted_ids`);
-- writes a batch of field updates and answers per record (`write`);
-- describes its fields for validation (`describe`);
-- estimates what a plan will cost in API calls (`estimate_calls`).
+- says how it will write a run's changes and what that costs (`begin_write` answers a
+  `WritePlan`), then writes batches of field updates and answers per record (`write`);
+- describes its fields for validation (`describe`).
+
+Everything crosses the seam as a value: a pull takes a `PullContext` (the watermark, the
+ids already read at it, when the last run started, the memo the connector saved last
+time) and gives back its frames and then a `PullReport` (rows, unreadable rows, API calls,
+the memo to save). Nothing outside a connector writes its attributes. API calls are
+counted in one place, the connector's `CallCounter` (`api_calls`, `write_calls`).
 """
 
 from __future__ import annotations
 
+import copy
+import threading
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -71,13 +80,40 @@ class FieldInfo:
 
 
 @dataclass(frozen=True)
+class WritePlan:
+    """How a connector will write one run's changes, decided once by `begin_write`."""
+
+    records: int
+    """Records to write."""
+    batch_size: int
+    """The most records one `write` call takes."""
+    calls: int
+    """API calls the writes will take when nothing fails (retries cost more)."""
+    method: str
+    """How, for people: `sObject Collections`, `Bulk API 2.0`, `batch update x4`, `file`."""
+    bulk: bool = False
+    """True when the run writes through the CRM's bulk API rather than its REST batches."""
+    note: str = ""
+
+    @property
+    def batches(self) -> int:
+        """`write` calls the writer will make."""
+        return -(-self.records // self.batch_size) if self.records else 0
+
+
+@dataclass(frozen=True)
 class CallEstimate:
-    """The API calls a run is expected to cost, and how it will write."""
+    """The API calls a run is expected to cost, and how it will write (for people)."""
 
     pull_calls: int
     write_calls: int
     method: str
     note: str = ""
+
+    @classmethod
+    def of(cls, pull_calls: int, plan: WritePlan) -> CallEstimate:
+        """The calls a pull made and the calls its write plan will make."""
+        return cls(pull_calls, plan.calls, plan.method, plan.note)
 
     @property
     def total(self) -> int:
@@ -93,9 +129,27 @@ class FieldCreation:
     message: str = ""
 
 
+@dataclass(frozen=True)
+class PullContext:
+    """What the sync knows before it pulls one object."""
+
+    since: datetime | None = None
+    """The watermark: pull records modified at or after it (None: everything)."""
+    already_read: frozenset[str] = frozenset()
+    """Ids the previous run read at exactly `since` (the watermark's own instant): the sync
+    drops them if they come back unchanged, so a connector need not pay extra calls
+    (associations...) for them."""
+    previous_run_started: datetime | None = None
+    """When the last finished run against this CRM started. A CRM whose change feed lags
+    (HubSpot's search index, Salesforce's late commits) need only look back for records
+    stamped shortly before that moment, not before every watermark."""
+    memo: Mapping[str, Any] = field(default_factory=dict)
+    """What the connector saved after its last run (`PullReport.memo`). JSON only."""
+
+
 @dataclass
-class PullStats:
-    """What a pull met on its way: rows read, rows it could not read, API calls made."""
+class PullReport:
+    """What one pull met on its way; complete once its frames have all been read."""
 
     rows: int = 0
     issues: list[RowIssue] = field(default_factory=list)
@@ -105,6 +159,48 @@ class PullStats:
     complete: bool = True
     """False when some rows could not be told apart (not even their id): then a record
     missing from the pull is no evidence that it was deleted."""
+    memo: dict[str, Any] = field(default_factory=dict)
+    """Facts about the CRM worth keeping between runs (fields an org lacks, say): the
+    context's memo with what this pull learned. The sync saves it and hands it to the
+    next pull. JSON only."""
+
+
+class Pull(Iterator[pd.DataFrame]):
+    """The frames of one pull, then (once they are all read) its `report`."""
+
+    def __init__(self, frames: Iterator[pd.DataFrame], report: PullReport) -> None:
+        self._frames, self.report = frames, report
+
+    def __iter__(self) -> Pull:
+        return self
+
+    def __next__(self) -> pd.DataFrame:
+        return next(self._frames)
+
+
+class CallCounter:
+    """The one tally of the API calls a connector made, by what they were for.
+
+    Thread-safe: HubSpot writes from several threads at once.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    def add(self, what: str, calls: int = 1) -> None:
+        """Count `calls` calls made for `what` (`account`, `opportunity`, `write`...)."""
+        with self._lock:
+            self._counts[what] += calls
+
+    @property
+    def total(self) -> int:
+        with self._lock:
+            return sum(self._counts.values())
+
+    def of(self, what: str) -> int:
+        with self._lock:
+            return self._counts[what]
 
 
 class Connector(ABC):
@@ -115,8 +211,6 @@ class Connector(ABC):
     """
 
     name: ClassVar[str]
-    max_batch_size: int
-    """The most records one `write` call accepts."""
     hands_over: ClassVar[bool] = False
     """True when `write` only hands changes over (an update file someone loads later): they
     stay pending until a later pull shows them, and every run hands over all of them again
@@ -127,37 +221,51 @@ class Connector(ABC):
 
     def __init__(self, mapping: CrmMapping) -> None:
         self.mapping = mapping
-        self.stats: dict[str, PullStats] = {"account": PullStats(), "opportunity": PullStats()}
-        self.write_calls = 0
-        self.memo: dict[str, Any] = {}
-        """Facts about the CRM worth keeping between runs (fields an org lacks, say): sync
-        loads it from the state before pulling and saves it after the run. JSON only."""
-        self.already_read: dict[str, frozenset[str]] = {}
-        """Per kind, ids an incremental pull's previous run read at exactly `since` (the
-        watermark's own instant): the sync drops them if they come back unchanged, so a
-        connector need not pay extra calls (associations...) for them."""
-        self.previous_run_started: datetime | None = None
-        """When the last finished run against this CRM started (set by sync before pulling).
-
-        A CRM whose change feed lags (HubSpot's search index) need only look back for
-        records stamped shortly before that moment, not before every watermark."""
+        self._calls = CallCounter()
 
     @property
     def api_calls(self) -> int:
         """API calls made so far (pull and write)."""
-        return sum(s.api_calls for s in self.stats.values()) + self.write_calls
+        return self._calls.total
+
+    @property
+    def write_calls(self) -> int:
+        """API calls made so far to write."""
+        return self._calls.of("write")
 
     def connect(self) -> None:  # noqa: B027 - optional hook
         """Check the CRM is reachable and the credentials work; raise `ConnectError`."""
 
-    @abstractmethod
-    def pull(self, kind: ObjectKind, since: datetime | None) -> Iterator[pd.DataFrame]:
-        """Yield canonical frames of the records of `kind` modified at or after `since`.
+    def pull(self, kind: ObjectKind, context: PullContext | None = None) -> Pull:
+        """The canonical frames of the records of `kind` modified at or after
+        `context.since` (everything when None), then the pull's report.
 
-        `since=None` pulls everything. Frames have the canonical columns the mapping
-        provides; account frames add `current_<output>` with the CRM's output values.
-        Unreadable rows are left out and recorded in `self.stats[kind].issues`.
+        Frames have the canonical columns the mapping provides; account frames add
+        `current_<output>` with the CRM's output values. Unreadable rows are left out and
+        listed in the report, which also counts the API calls the frames cost.
         """
+        context = context or PullContext()
+        report = PullReport(memo=copy.deepcopy(dict(context.memo)))
+        return Pull(self._metered(self.read(kind, context, report), report), report)
+
+    def _metered(
+        self, frames: Iterator[pd.DataFrame], report: PullReport
+    ) -> Iterator[pd.DataFrame]:
+        """`frames`, counting into `report` the calls made while producing them."""
+        before = self._calls.total
+        try:
+            for frame in frames:
+                report.api_calls += self._calls.total - before
+                yield frame
+                before = self._calls.total
+        finally:
+            report.api_calls += self._calls.total - before
+
+    @abstractmethod
+    def read(
+        self, kind: ObjectKind, context: PullContext, report: PullReport
+    ) -> Iterator[pd.DataFrame]:
+        """Yield the frames of `pull`, recording in `report` what the reading met."""
 
     @abstractmethod
     def deleted_ids(
@@ -167,7 +275,7 @@ class Connector(ABC):
 
     @abstractmethod
     def write(self, batch: Sequence[RecordUpdate]) -> list[WriteResult]:
-        """Write one batch (at most `max_batch_size`) and answer for every record in it.
+        """Write one batch (at most the plan's `batch_size`) and answer for every record in it.
 
         Raises `TransientError` when the whole call failed and may be retried,
         `ConnectError` or `LimitReachedError` when no more writes can be made.
@@ -178,15 +286,13 @@ class Connector(ABC):
         """Fields of the mapped account and opportunity objects, keyed by CRM name."""
 
     @abstractmethod
-    def estimate_calls(self, records_to_write: int, full_pull: bool) -> CallEstimate:
-        """API calls a run pulling (fully or not) and writing this many records will use."""
+    def begin_write(self, records: int) -> WritePlan:
+        """Decide how this run writes `records` records, before the first `write`.
 
-    def begin_write(self, records: int = 0) -> None:  # noqa: B027 - optional hook
-        """Called once before the first `write` of a run with the number of records to write.
-
-        Called even when nothing will be written. A connector with more than one way of
-        writing (REST batches or a bulk job) chooses it here, and may set
-        `max_batch_size` for the run.
+        Called once per run that may write, even when nothing will be written; makes no
+        API call. A connector with more than one way of writing (REST batches or a bulk
+        job) chooses it here; the plan says how many records each `write` takes and how
+        many calls the writes will make.
         """
 
     def end_write(self) -> None:  # noqa: B027 - optional hook

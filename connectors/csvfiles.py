@@ -35,12 +35,13 @@ from typing import IO
 
 import pandas as pd
 from icp_engine.connectors.base import (
-    CallEstimate,
     Connector,
     FieldInfo,
     ObjectKind,
-    PullStats,
+    PullContext,
+    PullReport,
     RecordUpdate,
+    WritePlan,
     WriteResult,
 )
 from icp_engine.connectors.canonical import LINE_COLUMN, RowIssue, parse_column, to_canonical
@@ -100,13 +101,14 @@ class CsvConnector(Connector):
     def __init__(self, mapping: CrmMapping, source: Path, out: Path | None = None) -> None:
         super().__init__(mapping)
         self.settings = CsvSettings.model_validate(mapping.settings)
-        self.max_batch_size = self.settings.batch_size
         self.source = Path(source)
         self.out = Path(out) if out else self.source / UPDATES_FILE
         self.keep_runs = self.settings.keep_runs
         self._encodings: dict[Path, EncodingPlan] = {}
         self._present: dict[str, set[str]] = {}
         """Every id a finished pull saw (read or not), so deletions need no second read."""
+        self._complete: dict[str, bool] = {}
+        """Per kind, False once a read met rows it could not tell apart."""
 
     def _encoding(self, path: Path) -> EncodingPlan:
         if path not in self._encodings:
@@ -143,10 +145,12 @@ class CsvConnector(Connector):
             msg = f"--out {self.out} is a directory; give the update file's path"
             raise SourceError(msg)
 
-    def pull(self, kind: ObjectKind, since: datetime | None) -> Iterator[pd.DataFrame]:
+    def read(
+        self, kind: ObjectKind, context: PullContext, report: PullReport
+    ) -> Iterator[pd.DataFrame]:
         """Read the whole file; only rows stamped at or after `since` are parsed and yielded."""
         path = self.path(kind)
-        stats = self.stats[kind]
+        since, stats = context.since, report
         try:
             mtime = pd.Timestamp(path.stat().st_mtime, unit="s", tz="UTC")
         except OSError as exc:
@@ -193,6 +197,7 @@ class CsvConnector(Connector):
         if older is not None:  # rows the fast reader left out as unchanged
             present |= older.ids
         self._present[kind] = present | stats.unreadable_ids
+        self._complete[kind] = stats.complete
 
     def _warn_missing_columns(self, path: Path, kind: ObjectKind, columns: pd.Index) -> None:
         for name, spec in getattr(self.mapping.objects, kind).fields.items():
@@ -209,7 +214,7 @@ class CsvConnector(Connector):
         if kind not in self._present:  # no finished pull to go by: read the ids
             path = self.path(kind)
             id_column = getattr(self.mapping.objects, kind).fields[ID_FIELDS[kind]].field
-            stats = PullStats()
+            stats = PullReport()
             present: set[str] = set()
             columns, fix = self._id_columns(kind), self.settings.salesforce_ids
             for page in _read_pages(
@@ -217,8 +222,8 @@ class CsvConnector(Connector):
             ):
                 present.update(page[id_column].dropna().str.strip())
             self._present[kind] = present | stats.unreadable_ids
-            self.stats[kind].complete &= stats.complete
-        if not self.stats[kind].complete:
+            self._complete[kind] = self._complete.get(kind, True) and stats.complete
+        if not self._complete.get(kind, True):
             return set()  # rows that could not be told apart: no evidence of any deletion
         return set(known) - self._present[kind]
 
@@ -231,7 +236,7 @@ class CsvConnector(Connector):
     def write(self, batch: Sequence[RecordUpdate]) -> list[WriteResult]:
         """Accept a batch into this run's hand-over; `hand_over` publishes it (with every
         change still pending) when the run's state is ready to record it."""
-        self.write_calls += 1
+        self._calls.add("write")
         return [WriteResult(u.record_id, ok=True) for u in batch]
 
     def hand_over(self, updates: Sequence[RecordUpdate], run_id: int) -> None:
@@ -305,8 +310,11 @@ class CsvConnector(Connector):
             described[kind] = {name: FieldInfo(name=name, type="string") for name in header}
         return described
 
-    def estimate_calls(self, records_to_write: int, full_pull: bool) -> CallEstimate:
-        return CallEstimate(0, 0, "file", f"{records_to_write} rows to {self.out}")
+    def begin_write(self, records: int) -> WritePlan:
+        """Batches of `batch_size` into this run's hand-over file: no API call."""
+        return WritePlan(
+            records, self.settings.batch_size, 0, "file", note=f"{records} rows to {self.out}"
+        )
 
     def describe_target(self) -> str:
         return str(self.out)
@@ -379,7 +387,7 @@ def _read_pages(
     kind: str,
     unreadable_ids: set[str],
     salesforce_ids: bool = True,
-    stats: PullStats | None = None,
+    stats: PullReport | None = None,
     older: Older | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Yield raw pages (all strings, `None` for empty) with their line numbers.
@@ -393,7 +401,7 @@ def _read_pages(
     twice keeps its first copy and reports the others with both lines.
     """
     id_column, lookup_column = id_columns
-    stats = stats or PullStats()
+    stats = stats or PullReport()
     try:
         size = path.stat().st_size
     except OSError as exc:

@@ -6,14 +6,15 @@ the next run behind it too. So every wait has a ceiling, `MAX_WAIT`: a Retry-Aft
 beyond it is not waited out; it ends the write phase as an API limit does (the records
 not yet written are kept for the next run, exit 1) with the time to rerun in the message.
 https://www.rfc-editor.org/rfc/rfc6585#section-4
+
+The retry policy that honours these waits is `connectors.retry`.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from icp_engine.connectors.errors import LimitReachedError, TransientError
-from tenacity import RetryCallState, wait_random_exponential
+from icp_engine.connectors.errors import LimitReachedError
 
 MAX_WAIT = 300.0
 """Seconds: the longest single wait a run accepts from a Retry-After."""
@@ -38,15 +39,3 @@ def too_long(seconds: float | None) -> bool:
 def bounded(seconds: float) -> float:
     """`seconds`, never more than `MAX_WAIT` (for waits that are not a Retry-After)."""
     return min(max(seconds, 0.0), MAX_WAIT)
-
-
-class wait_retry_after(wait_random_exponential):
-    """Full-jitter exponential backoff, or the Retry-After a `TransientError` carries
-    (never more than `max`): the one retry wait of both connectors and the writer."""
-
-    def __call__(self, retry_state: RetryCallState) -> float:
-        outcome = retry_state.outcome
-        error = outcome.exception() if outcome is not None else None
-        if isinstance(error, TransientError) and error.retry_after is not None:
-            return min(float(error.retry_after), float(self.max))
-        return float(super().__call__(retry_state))

@@ -23,11 +23,13 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 from icp_engine.connectors.base import (
-    CallEstimate,
     Connector,
     FieldInfo,
     ObjectKind,
+    PullContext,
+    PullReport,
     RecordUpdate,
+    WritePlan,
     WriteResult,
 )
 from icp_engine.connectors.canonical import to_canonical
@@ -78,7 +80,6 @@ class WarehouseConnector(Connector):
     def __init__(self, mapping: CrmMapping) -> None:
         super().__init__(mapping)
         self.settings = WarehouseSettings.model_validate(mapping.settings)
-        self.max_batch_size = self.settings.batch_size
         self._engine: sa.Engine | None = None
 
     @property
@@ -101,8 +102,11 @@ class WarehouseConnector(Connector):
         stamp = fields["modified_at"].field if "modified_at" in fields else None
         return fields[ID_FIELDS[kind]].field, stamp
 
-    def pull(self, kind: ObjectKind, since: datetime | None) -> Iterator[pd.DataFrame]:
+    def read(
+        self, kind: ObjectKind, context: PullContext, report: PullReport
+    ) -> Iterator[pd.DataFrame]:
         """Rows modified at or after `since` (all without), filtered by the database."""
+        since = context.since
         table = _source(getattr(self.mapping.objects, kind).object)
         _, stamp = self._columns(kind)
         sql = f"SELECT * FROM {table}"
@@ -110,10 +114,10 @@ class WarehouseConnector(Connector):
         if since is not None and stamp is not None:
             sql += f" WHERE {_quote(stamp)} >= :since"
             params["since"] = since.astimezone(UTC).replace(tzinfo=None)
-        stats = self.stats[kind]
+        stats = report
         try:
             with self.engine.connect() as connection:
-                stats.api_calls += 1
+                self._calls.add(kind)
                 pages = pd.read_sql(
                     sa.text(sql), connection, params=params, chunksize=self.settings.page_size
                 )
@@ -167,7 +171,7 @@ class WarehouseConnector(Connector):
                 row.update({k: v for k, v in update.values.items() if k in outputs})
                 rows.append(row)
             connection.execute(sa.insert(table), rows)
-        self.write_calls += 1
+        self._calls.add("write")
         return [WriteResult(u.record_id, ok=True) for u in batch]
 
     def describe(self) -> dict[str, dict[str, FieldInfo]]:
@@ -180,10 +184,12 @@ class WarehouseConnector(Connector):
             described[kind] = {n: FieldInfo(name=n, type="string") for n in names}
         return described
 
-    def estimate_calls(self, records_to_write: int, full_pull: bool) -> CallEstimate:
-        batches = -(-records_to_write // self.max_batch_size) if records_to_write else 0
-        return CallEstimate(
-            2, batches, "sql", f"{records_to_write} rows to {self.describe_target()}"
+    def begin_write(self, records: int) -> WritePlan:
+        """One transaction per `batch_size` rows of the updates table."""
+        size = self.settings.batch_size
+        batches = -(-records // size) if records else 0
+        return WritePlan(
+            records, size, batches, "sql", note=f"{records} rows to {self.describe_target()}"
         )
 
     def describe_target(self) -> str:

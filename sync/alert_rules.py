@@ -24,7 +24,7 @@ from typing import Any
 
 from icp_engine.sync.alerts import Alert
 from icp_engine.sync.operate_config import Alerts
-from icp_engine.sync.state.store import FailureRecord, RunRecord
+from icp_engine.sync.state.records import FailureRecord, RunRecord
 
 LIMIT_REACHED = "LIMIT_REACHED"
 SUCCESS = ("ok", "partial")

@@ -31,6 +31,7 @@ import requests
 from icp_engine.sync.logs import redact
 from icp_engine.sync.operate_config import Alerts, Webhook
 from icp_engine.sync.state.opsdb import ConditionRow, OpsDB
+from icp_engine.sync.state.store import StateStore
 from tenacity import (
     RetryError,
     Retrying,
@@ -263,7 +264,7 @@ class Notifier:
 
 def pending(state_dir: Path) -> list[ConditionRow]:
     """Conditions active now (delivered or not), for `icp status`."""
-    if not (state_dir / "state.sqlite").exists():
+    if not StateStore.exists(state_dir):
         return []
     with OpsDB(state_dir) as db:  # news after train is shown only until it is delivered
         return [

@@ -13,13 +13,13 @@ import functools
 import logging
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from icp_engine import connectors, mappings
 from icp_engine.connectors.api_names import name_problems
-from icp_engine.connectors.enrichment import EnrichmentConfig, JoinReport
+from icp_engine.connectors.enrichment import EnrichmentConfig
 from icp_engine.connectors.mapping import CrmMapping
 from icp_engine.scoring.features import DERIVED_FIELDS, available_fields
 from icp_engine.scoring.schema import IcpCriteria, condition_problems
@@ -37,7 +37,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 log = logging.getLogger(__name__)
 _M = TypeVar("_M", bound=BaseModel)
-CRMS = ("csv", "salesforce", "hubspot", "warehouse")
+CRMS = connectors.AVAILABLE
+"""The CRMs a command accepts: every connector `icp_engine.connectors` provides."""
+_NOT_CRITERIA = frozenset({"scoring", "learning"})
+"""icp.yaml keys the engine reads beside the criteria (`_scoring_source`, `_learning`)."""
 _TYPE_WORDS = {
     "str", "int", "float", "bool", "date", "datetime", "list", "dict", "none",
     "literal", "is-instance", "function-after", "function-before", "union", "tagged-union",
@@ -68,9 +71,10 @@ class LearningSetting(BaseModel):
         return self
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
-    """The validated configuration one run works from."""
+    """The validated configuration one run works from; built once by `load_config`, never
+    changed after (a run's enrichment report travels in its result, not here)."""
 
     crm: str
     mapping: CrmMapping
@@ -92,8 +96,6 @@ class Config:
     """`enrichment.yaml` in the mappings directory (no sources when absent)."""
     enrichment_dir: Path = field(default_factory=Path)
     """Where relative enrichment paths are read from (the mappings directory)."""
-    enrichment_report: JoinReport | None = None
-    """How the last join went (set by `sync.enrich.enrich`)."""
 
     def account_field_types(self) -> dict[str, str]:
         """Account fields of the CRM mapping plus those the enrichment sources join."""
@@ -102,11 +104,12 @@ class Config:
     operate: Operate = field(default_factory=Operate)
     """`operate.yaml`: alerts, audiences, nurture tracks (`sync.operate_config`)."""
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # defaults that depend on other fields, set once
         if self.manual_icp is None:
-            self.manual_icp = self.icp
+            object.__setattr__(self, "manual_icp", self.icp)
         if not self.criteria_label:
-            self.criteria_label = f"manual {self.files.get('icp', 'icp.yaml')}"
+            label = f"manual {self.files.get('icp', 'icp.yaml')}"
+            object.__setattr__(self, "criteria_label", label)
 
 
 class _ScoringSetting(BaseModel):
@@ -180,6 +183,7 @@ def load_config(crm: str, directory: Path | None, state_dir: Path | None = None)
     problems: list[ConfigProblem] = []
     source = _scoring_source(icp_doc, problems)
     learning = _learning(icp_doc, problems)
+    icp_doc = _criteria_part(icp_doc)
     mapping = _validate(mapping_doc, CrmMapping, problems)
     enrichment = _enrichment(directory, mapping, problems)
     icp = _validate(icp_doc, IcpCriteria, problems)
@@ -228,17 +232,31 @@ def load_config(crm: str, directory: Path | None, state_dir: Path | None = None)
                 )
     if problems or mapping is None or icp is None:
         raise ConfigError(problems)
-    config = Config(crm, mapping, icp, files, warnings, learning=learning, operate=operate)
-    config.enrichment = enrichment
-    config.enrichment_dir = directory or Path()
+    manual_label = f"manual {files['icp']}"
     if learned is not None and active is not None:
-        config.icp, config.criteria_version = learned, active.name
-        config.files["icp"] = str(active.yaml_path)
-        config.criteria_label = f"learned {active.name} ({active.yaml_path})"
-    elif source == "manual":
-        config.criteria_pinned = True
-        config.criteria_label += " (pinned: scoring: {source: manual})"
-    return config
+        scoring, version = learned, active.name
+        files = {**files, "icp": str(active.yaml_path)}
+        label = f"learned {active.name} ({active.yaml_path})"
+    else:
+        scoring, version = icp, MANUAL
+        label = manual_label
+        if source == "manual":
+            label += " (pinned: scoring: {source: manual})"
+    return Config(
+        crm,
+        mapping,
+        scoring,
+        files,
+        warnings,
+        manual_icp=icp,
+        criteria_version=version,
+        criteria_label=label,
+        criteria_pinned=source == "manual",
+        learning=learning,
+        enrichment=enrichment,
+        enrichment_dir=directory or Path(),
+        operate=operate,
+    )
 
 
 def criteria_source(directory: Path | None) -> str:
@@ -263,12 +281,10 @@ def check_criteria(
 
 
 def _scoring_source(document: YamlDocument, problems: list[ConfigProblem]) -> str:
-    """Read and remove `scoring:` from icp.yaml's data (the criteria schema does not know it)."""
+    """What `scoring:` in icp.yaml says (the document is left as read)."""
     if not isinstance(document.data, dict) or "scoring" not in document.data:
         return "learned"
-    data = dict(document.data)
-    value = data.pop("scoring")
-    document.data = data
+    value = document.data["scoring"]
     before = len(problems)
     if not isinstance(value, dict):
         problems.append(
@@ -281,13 +297,21 @@ def _scoring_source(document: YamlDocument, problems: list[ConfigProblem]) -> st
     return _ScoringSetting.model_validate(value).source
 
 
+def _criteria_part(document: YamlDocument) -> YamlDocument:
+    """icp.yaml without `scoring:` and `learning:` (read by `_scoring_source` and
+    `_learning`; the criteria schema does not know them): a new document, the parsed one
+    is not edited."""
+    if not isinstance(document.data, dict) or not _NOT_CRITERIA & document.data.keys():
+        return document
+    data = {k: v for k, v in document.data.items() if k not in _NOT_CRITERIA}
+    return replace(document, data=data)
+
+
 def _learning(document: YamlDocument, problems: list[ConfigProblem]) -> LearningSetting:
-    """Read and remove `learning:` from icp.yaml's data (the criteria schema does not know it)."""
+    """What `learning:` in icp.yaml says (the document is left as read)."""
     if not isinstance(document.data, dict) or "learning" not in document.data:
         return LearningSetting()
-    data = dict(document.data)
-    value = data.pop("learning")
-    document.data = data
+    value = document.data["learning"]
     if not isinstance(value, dict):
         problems.append(
             document.problem(

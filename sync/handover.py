@@ -19,7 +19,7 @@ import pandas as pd
 from icp_engine.connectors.base import RecordUpdate
 from icp_engine.connectors.mapping import CURRENT_PREFIX, OutputField
 from icp_engine.sync.plan import _convert, _same, normalise_current
-from icp_engine.sync.state.store import Pending
+from icp_engine.sync.state.records import Pending
 
 Key = tuple[str, str]
 """(record id, CRM field)."""

@@ -20,7 +20,8 @@ from typing import Any
 
 from icp_engine.sync.logs import redact
 from icp_engine.sync.state.opsdb import OpsDB
-from icp_engine.sync.state.store import RunRecord, StateStore
+from icp_engine.sync.state.records import RunRecord
+from icp_engine.sync.state.store import StateStore
 
 TIER_CHANGES_KEPT = 200
 """Tier changes stored per run (the count is always exact)."""
@@ -163,7 +164,7 @@ def show(state_dir: Path, run_id: int) -> dict[str, Any] | None:
 
 def health(state_dir: Path, crm: str, days: int = 14) -> dict[str, Any] | None:
     """The "sync health" figures of the report: trend, last run, records still failing."""
-    if not (state_dir / StateStore.FILE_NAME).exists():
+    if not StateStore.exists(state_dir):
         return None
     with StateStore(state_dir) as state:
         runs = state.runs(crm, 10_000)

@@ -79,7 +79,7 @@ class RunHooks:
         """Note the last run so far and check for a dead schedule."""
 
         def check() -> None:
-            if not (self.state_dir / StateStore.FILE_NAME).exists():
+            if not StateStore.exists(self.state_dir):
                 return
             with StateStore(self.state_dir) as state:
                 runs = state.runs(self.crm, 10_000)

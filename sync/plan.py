@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from icp_engine.connectors.base import RecordUpdate
 from icp_engine.connectors.mapping import CURRENT_PREFIX, OutputField, WritePolicy
-from icp_engine.sync.state.store import Written
+from icp_engine.sync.state.records import Written
 
 
 class ChangeReason(StrEnum):
@@ -77,10 +77,6 @@ class Plan:
         for change in self.changes:
             grouped.setdefault(change.record_id, {})[change.field] = change.desired
         return [RecordUpdate(record_id, values) for record_id, values in grouped.items()]
-
-    @property
-    def records(self) -> int:
-        return len({c.record_id for c in self.changes})
 
 
 def to_crm_value(value: Any, spec: OutputField) -> Any:
@@ -217,7 +213,7 @@ def plan_changes(
             skip[edited] = SkipReason.EDITED  # a person clearing it counts as an edit too
             skip[~has_last & have_set] = SkipReason.PRESET
         differ = ~in_sync
-        skipped = differ & np.not_equal(skip, None)
+        skipped = differ & skip.astype(bool)  # a SkipReason is never an empty string
         for i in np.flatnonzero(skipped):
             plan.skips.append(
                 Skip(ids[i], key, spec.field, have[i], want[i], last_value[i], skip[i])

@@ -25,6 +25,7 @@ from typing import Literal, Protocol, TextIO
 
 from icp_engine.sync import numbers
 from icp_engine.sync.logs import log_format
+from icp_engine.sync.state.meta import pace_key
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -312,15 +313,15 @@ def timed_stage(memory: Memory, key: str, size: int, name: str) -> Iterator[Stag
     """A stage with no countable progress (a model fit) that still says how long is left:
     the seconds per unit of `size` it took last time (kept under `key` in `memory`),
     times `size`. The pace of this run is kept for the next."""
-    pace_key = f"pace.{key}"
+    stored = pace_key(key)
     try:
-        pace: float | None = float(memory.get_meta(pace_key) or "")
+        pace: float | None = float(memory.get_meta(stored) or "")
     except ValueError:
         pace = None
     expected = None if pace is None else pace * max(size, 1)
     with stage(name, expected=expected) as opened:
         yield opened
-    memory.set_meta(pace_key, repr(opened.seconds / max(size, 1)))
+    memory.set_meta(stored, repr(opened.seconds / max(size, 1)))
 
 
 def mode_for(stream: TextIO) -> Mode:

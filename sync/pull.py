@@ -11,17 +11,19 @@ mirror of canonical records, so no extra API call is needed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
-from icp_engine.connectors.base import Connector, ObjectKind
+from icp_engine.connectors.base import Connector, ObjectKind, PullContext, PullReport
 from icp_engine.connectors.canonical import restore_types
 from icp_engine.connectors.errors import SourceError
 from icp_engine.connectors.mapping import ID_FIELDS
 from icp_engine.sync import numbers, progress
-from icp_engine.sync.state.store import StateStore, Watermark
+from icp_engine.sync.state.records import Watermark
+from icp_engine.sync.state.store import StateStore
 
 log = logging.getLogger(__name__)
 SHRINK_MIN_KNOWN = 10
@@ -37,6 +39,8 @@ class Pulled:
     """The records one object's pull returned, and where its watermark may move."""
 
     frame: pd.DataFrame
+    report: PullReport = field(default_factory=PullReport)
+    """What the connector said about the pull (unreadable rows, calls, the memo)."""
     deleted: set[str] = field(default_factory=set)
     high_water: datetime | None = None
     boundary_ids: set[str] = field(default_factory=set)
@@ -50,6 +54,8 @@ class WorkingSet:
     opportunities: pd.DataFrame
     pulled: dict[str, Pulled]
     full: bool
+    memo: dict[str, Any] = field(default_factory=dict)
+    """What the connector learned and wants back next run (save it with the state)."""
 
 
 def _empty(connector: Connector, kind: ObjectKind) -> pd.DataFrame:
@@ -71,8 +77,13 @@ def pull_object(
     known: set[str],
     on_page: Callable[[int], None] | None = None,
     allow_shrink: bool = False,
+    previous_run_started: datetime | None = None,
+    memo: Mapping[str, Any] | None = None,
 ) -> Pulled:
     """Pull one object since `watermark` (everything when None) and find its deletions.
+
+    `previous_run_started` and `memo` go to the connector in its `PullContext`; the
+    memo it hands back is in the result's report.
 
     Raises:
         ShrinkError: the connector tells deletions only by absence, and half or more of
@@ -81,14 +92,20 @@ def pull_object(
     """
     id_column = ID_FIELDS[kind]
     since = watermark.value if watermark else None
-    connector.already_read[kind] = watermark.boundary_ids if watermark else frozenset()
+    context = PullContext(
+        since,
+        watermark.boundary_ids if watermark else frozenset(),
+        previous_run_started,
+        memo or {},
+    )
     pages = []
     calls = connector.api_calls
     what = "changes to " if since else ""
     plural = "opportunities" if kind == "opportunity" else f"{kind}s"
     expected = len(known) if watermark is None and known else None  # as many as last time
     with progress.stage(f"Reading {what}{plural}", expected, "rows") as stage:
-        for number, page in enumerate(connector.pull(kind, since), start=1):
+        pull = connector.pull(kind, context)
+        for number, page in enumerate(pull, start=1):
             if watermark and watermark.boundary_ids:
                 seen = page["modified_at"].eq(pd.Timestamp(watermark.value)) & page[id_column].isin(
                     watermark.boundary_ids
@@ -113,8 +130,9 @@ def pull_object(
         deleted = known - set(frame[id_column])
     else:
         deleted = connector.deleted_ids(kind, since, known)
-    deleted -= connector.stats[kind].unreadable_ids
-    if deleted and not connector.stats[kind].complete:
+    report = pull.report
+    deleted -= report.unreadable_ids
+    if deleted and not report.complete:
         log.warning(
             "%s: some rows could not be read (not even their id): %d records missing from it "
             "are kept as they were, not deleted",
@@ -147,7 +165,7 @@ def pull_object(
         numbers.count(len(deleted)),
         _calls(connector, calls, "; {}"),
     )
-    pulled = Pulled(frame, deleted)
+    pulled = Pulled(frame, report, deleted)
     stamps = frame["modified_at"].dropna() if "modified_at" in frame else pd.Series(dtype=object)
     if len(stamps):
         top = stamps.max()
@@ -164,6 +182,7 @@ def working_set(
     extra_accounts: set[str],
     on_page: Callable[[int], None] | None = None,
     allow_shrink: bool = False,
+    memo: Mapping[str, Any] | None = None,
 ) -> WorkingSet:
     """Pull both objects and assemble the accounts to score with all their opportunities.
 
@@ -176,9 +195,10 @@ def working_set(
         extra_accounts: accounts to rescore whatever changed (failures of earlier runs).
         on_page: called with the rows of every page pulled.
         allow_shrink: accept a pull that deletes half or more of the known records.
+        memo: what the connector saved after its last run (`WorkingSet.memo` then).
     """
     crm, mapping = connector.name, connector.mapping
-    connector.previous_run_started = next(
+    previous_run_started = next(
         (
             run.started_at
             for run in state.runs(crm, limit=50)
@@ -188,14 +208,25 @@ def working_set(
     )
     pulled: dict[str, Pulled] = {}
     known: dict[str, set[str]] = {}
+    learned: Mapping[str, Any] = memo or {}
     for kind in ("account", "opportunity"):
         watermark = None if full else state.watermark(crm, kind)
         known[kind] = state.record_ids(crm, kind)
-        pulled[kind] = pull_object(connector, kind, watermark, known[kind], on_page, allow_shrink)
+        pulled[kind] = pull_object(
+            connector,
+            kind,
+            watermark,
+            known[kind],
+            on_page,
+            allow_shrink,
+            previous_run_started,
+            learned,
+        )
+        learned = pulled[kind].report.memo
     accounts_pulled = pulled["account"].frame
     opps_pulled = pulled["opportunity"].frame
     if full:  # everything was pulled; what was not is already counted as deleted
-        return WorkingSet(accounts_pulled, opps_pulled, pulled, True)
+        return WorkingSet(accounts_pulled, opps_pulled, pulled, True, dict(learned))
 
     touched_opps = set(opps_pulled["opportunity_id"]) | pulled["opportunity"].deleted
     before = state.load_records(crm, "opportunity", ids=touched_opps) if touched_opps else None
@@ -224,7 +255,7 @@ def working_set(
         opp_frames.append(stored_opps.loc[~stored_opps["opportunity_id"].isin(gone)])
     opp_frames.append(opps_pulled.loc[opps_pulled["account_id"].isin(affected)])
     opportunities = pd.concat(opp_frames, ignore_index=True)
-    return WorkingSet(accounts.reset_index(drop=True), opportunities, pulled, False)
+    return WorkingSet(accounts.reset_index(drop=True), opportunities, pulled, False, dict(learned))
 
 
 def persist(state: StateStore, crm: str, work: WorkingSet, run_started: datetime) -> None:

@@ -27,15 +27,16 @@ from typing import Any, Literal
 
 import pandas as pd
 from icp_engine import connectors
-from icp_engine.connectors.base import CallEstimate, Connector, RecordUpdate
+from icp_engine.connectors.base import CallEstimate, Connector, RecordUpdate, WritePlan
 from icp_engine.connectors.canonical import RowIssue
+from icp_engine.connectors.enrichment import JoinReport
 from icp_engine.connectors.errors import ConnectError, SourceError
 from icp_engine.connectors.mapping import CURRENT_PREFIX
 from icp_engine.scoring.criteria import score_accounts
 from icp_engine.scoring.features import build_features
 from icp_engine.sync import numbers
 from icp_engine.sync.config import Config
-from icp_engine.sync.enrich import enrich
+from icp_engine.sync.enrich import enrich_with_report
 from icp_engine.sync.handover import confirmed, next_pending
 from icp_engine.sync.logs import redact
 from icp_engine.sync.nurture import nurture_tracks
@@ -44,14 +45,8 @@ from icp_engine.sync.progress import Progress
 from icp_engine.sync.pull import WorkingSet, persist, working_set
 from icp_engine.sync.state.lock import DirectoryLock, LockedError
 from icp_engine.sync.state.meta import MetaKeys
-from icp_engine.sync.state.store import (
-    Failure,
-    Pending,
-    ScoreRecord,
-    StateError,
-    StateStore,
-    Written,
-)
+from icp_engine.sync.state.records import Failure, Pending, ScoreRecord, StateError, Written
+from icp_engine.sync.state.store import StateStore
 from icp_engine.sync.writer import BatchOutcome, WriteSummary, write_all
 from icp_engine.sync.yamlfile import ConfigError
 from tenacity import Retrying
@@ -106,8 +101,8 @@ class RunResult:
     message: str | None = None
     criteria: str = ""
     """Which criteria scored: `learned v0003 (path)` or `manual mappings/icp.yaml`."""
-    enrichment: dict[str, Any] = field(default_factory=dict)
-    """Coverage, staleness and conflicts of the enrichment join (empty without sources)."""
+    enrichment: JoinReport | None = None
+    """Coverage, staleness and conflicts of the enrichment join (None without sources)."""
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -131,7 +126,7 @@ class RunResult:
                 for u, r in self.failures
             ],
             "message": _redacted(self.message),
-            **({"enrichment": self.enrichment} if self.enrichment else {}),
+            **({"enrichment": self.enrichment.to_json()} if self.enrichment else {}),
         }
 
 
@@ -146,8 +141,14 @@ def fingerprint(model: Any) -> str:
 
 def score(config: Config, work: WorkingSet) -> pd.DataFrame:
     """Desired output values per account (indexed by account id)."""
+    return score_with_report(config, work)[0]
+
+
+def score_with_report(config: Config, work: WorkingSet) -> tuple[pd.DataFrame, JoinReport | None]:
+    """`score`, and how the enrichment join went (None without enrichment sources)."""
     outputs = config.mapping.outputs
-    features = build_features(enrich(config, work.accounts), work.opportunities)
+    accounts, report = enrich_with_report(config, work.accounts)
+    features = build_features(accounts, work.opportunities)
     reasons = outputs.get("reasons")
     score_spec = outputs.get("score")
     scored = score_accounts(
@@ -158,7 +159,7 @@ def score(config: Config, work: WorkingSet) -> pd.DataFrame:
     )
     if config.operate.nurture:
         scored["nurture_track"] = nurture_tracks(features, scored, config.operate.nurture)
-    return scored.set_index("account_id")
+    return scored.set_index("account_id"), report
 
 
 def warehouse_scores(url: str, table: str, accounts: pd.DataFrame) -> pd.DataFrame:
@@ -293,6 +294,8 @@ class Planned:
 
     plan: Plan
     updates: list[RecordUpdate]
+    write_plan: WritePlan
+    """How the connector will write `updates` (decided once, before any write)."""
     estimate: CallEstimate
     pending: dict[tuple[str, str], Pending]
     """Changes handed over earlier and not yet seen in the CRM (hand-over connectors)."""
@@ -329,7 +332,7 @@ def _run(run: Run) -> RunResult:
     """pull -> score -> plan -> write -> remember; each step returns a finished value."""
     base = _baseline(run)
     work, issues = _pull(run, base)
-    desired = _score(run, work)
+    desired, enrichment = _score(run, work)
     planned = _plan(run, base, work, desired)
     counts = _counts(work, issues, desired, planned)
     if run.options.dry_run:
@@ -341,6 +344,7 @@ def _run(run: Run) -> RunResult:
         summary = _write(
             run,
             planned.updates,
+            planned.write_plan,
             lambda ids: _score_records(desired, ids, run.config.criteria_version, base.criteria_fp),
         )
         ending = _remember(run, base, work, desired, planned, counts, summary)
@@ -369,11 +373,7 @@ def _run(run: Run) -> RunResult:
         opportunities=work.opportunities,
         message=ending.message,
         criteria=run.config.criteria_label,
-        enrichment=(
-            run.config.enrichment_report.to_json()
-            if run.config.enrichment_report is not None
-            else {}
-        ),
+        enrichment=enrichment,
     )
 
 
@@ -402,7 +402,6 @@ def _pull(
 ) -> tuple[WorkingSet, list[RowIssue]]:
     """The accounts and opportunities to score, and the rows or values that were unreadable."""
     run.progress.phase("pull")
-    run.connector.memo = json.loads(run.state.get_meta(base.keys.connector_memo) or "{}")
     work = working_set(
         run.connector,
         run.state,
@@ -411,22 +410,25 @@ def _pull(
         set(base.failing),
         run.progress.advance,
         run.options.allow_shrink,
+        json.loads(run.state.get_meta(base.keys.connector_memo) or "{}"),
     )
-    run.state.set_meta(base.keys.connector_memo, json.dumps(run.connector.memo))  # even when dry
-    issues = [i for stats in run.connector.stats.values() for i in stats.issues]
+    run.state.set_meta(base.keys.connector_memo, json.dumps(work.memo))  # even when dry
+    issues = [i for pulled in work.pulled.values() for i in pulled.report.issues]
     _log_issues(run.connector, issues)
     return work, issues
 
 
-def _score(run: Run, work: WorkingSet) -> pd.DataFrame:
-    """Desired outputs per account: scored here, or read from the warehouse."""
+def _score(run: Run, work: WorkingSet) -> tuple[pd.DataFrame, JoinReport | None]:
+    """Desired outputs per account (scored here, or read from the warehouse), and how the
+    enrichment join went."""
     run.progress.phase("score", len(work.accounts))
+    report = None
     if run.options.scores_from is not None:
         desired = warehouse_scores(run.options.scores_from, run.options.scores_table, work.accounts)
     else:
-        desired = score(run.config, work)
+        desired, report = score_with_report(run.config, work)
     run.progress.advance(len(desired))
-    return desired
+    return desired, report
 
 
 def _plan(run: Run, base: Baseline, work: WorkingSet, desired: pd.DataFrame) -> Planned:
@@ -447,9 +449,10 @@ def _plan(run: Run, base: Baseline, work: WorkingSet, desired: pd.DataFrame) -> 
     run.progress.advance(len(desired))
     run.progress.phase("done")
     updates = plan.record_updates()
-    estimate = run.connector.estimate_calls(len(updates), base.full)
+    write_plan = run.connector.begin_write(len(updates))
+    estimate = CallEstimate.of(run.connector.api_calls, write_plan)
     _log_skips(plan, run.options.dry_run)
-    return Planned(plan, updates, estimate, pending, seen)
+    return Planned(plan, updates, write_plan, estimate, pending, seen)
 
 
 def _counts(
@@ -568,7 +571,12 @@ def _hand_over(
 
     run.progress.phase("write", len(updates))
     summary = write_all(
-        run.connector, updates, on_batch, run.options.retrying, run.progress.advance
+        run.connector,
+        updates,
+        on_batch,
+        run.options.retrying,
+        run.progress.advance,
+        planned.write_plan,
     )
     failed = {u.record_id for u, r in outcomes if not r.ok and not r.deleted}
     failed |= {u.record_id for u in summary.not_attempted}
@@ -620,7 +628,10 @@ def _hand_over(
 
 
 def _write(
-    run: Run, updates: list[RecordUpdate], track: Callable[[list[str]], list[ScoreRecord]]
+    run: Run,
+    updates: list[RecordUpdate],
+    write_plan: WritePlan,
+    track: Callable[[list[str]], list[ScoreRecord]],
 ) -> WriteSummary:
     """Write the updates to the CRM; every batch is recorded in state as it lands."""
     connector, state, crm, options = run.connector, run.state, run.options.crm, run.options
@@ -654,8 +665,9 @@ def _write(
         )
 
     run.progress.phase("write", len(updates))
-    connector.begin_write(len(updates))
-    summary = write_all(connector, updates, on_batch, options.retrying, run.progress.advance)
+    summary = write_all(
+        connector, updates, on_batch, options.retrying, run.progress.advance, write_plan
+    )
     if summary.not_attempted:
         failures = [
             Failure(u.record_id, LIMIT_REACHED, _redacted(summary.stopped), True, dict(u.values))

@@ -179,13 +179,12 @@ def from_crm(
     described = connector.describe()
     wide, names = _wide_mapping(mapping, described)
     reader = connectors.create(crm, wide)
-    reader.memo = connector.memo
     reader.connect()
     raw: dict[str, pd.DataFrame] = {}
     for kind in KINDS:
         pages: list[pd.DataFrame] = []
         rows = 0
-        for page in reader.pull(kind, None):  # type: ignore[arg-type]
+        for page in reader.pull(kind):  # type: ignore[arg-type]
             pages.append(page)
             rows += len(page)
             if rows >= limit:

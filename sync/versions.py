@@ -176,7 +176,7 @@ def track_predictions(scores: pd.DataFrame, opportunities: pd.DataFrame) -> dict
     """
     if scores.empty:
         return None
-    from icp_engine.scoring.learn.outcomes import is_expansion_type
+    from icp_engine.scoring.learn import is_expansion_type
 
     keep = (
         opportunities["is_closed"].fillna(False).astype(bool) & opportunities["closed_at"].notna()

@@ -1,9 +1,10 @@
 """Write a plan's updates in batches, retrying what is transient, losing nothing.
 
-Batches are the connector's maximum size. A call that fails as a whole with a
-`TransientError` is retried; so are the records a batch reports as transiently failed
-(row locks, a 503 for part of a batch). Waits follow the CRM's Retry-After when given,
-otherwise exponential backoff with full jitter. No wait exceeds `connectors.waits.MAX_WAIT`:
+Batches are the size of the connector's write plan (`Connector.begin_write`). A call that
+fails as a whole with a `TransientError` is retried; so are the records a batch reports
+as transiently failed (row locks, a 503 for part of a batch), by the engine's one retry
+policy (`connectors.retry`): waits follow the CRM's Retry-After when given, otherwise
+exponential backoff with full jitter. No wait exceeds `connectors.waits.MAX_WAIT`:
 a Retry-After beyond it stops the writing like an API limit (the rest is kept for the
 next run, exit 1, and the message says when to rerun). Records that still fail, and records
 rejected for good (validation errors), come back as failures; after every batch the
@@ -16,20 +17,15 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from icp_engine.connectors.base import Connector, RecordUpdate, WriteResult
+from icp_engine.connectors.base import Connector, RecordUpdate, WritePlan, WriteResult
 from icp_engine.connectors.errors import LimitReachedError, TransientError
-from icp_engine.connectors.waits import WaitTooLong, too_long, wait_retry_after
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-)
+from icp_engine.connectors.retry import Sleep, retrying
+from icp_engine.connectors.waits import WaitTooLong, too_long
+from tenacity import Retrying
 
 log = logging.getLogger(__name__)
 
 BatchOutcome = list[tuple[RecordUpdate, WriteResult]]
-Sleep = Callable[[float], None]
 
 
 class _RecordsToRetry(TransientError):
@@ -49,34 +45,12 @@ class WriteSummary:
     retries: int = 0
 
 
-def _log_retry(state: RetryCallState) -> None:
-    error = state.outcome.exception() if state.outcome is not None else None
-    wait = state.next_action.sleep if state.next_action is not None else 0.0
-    log.warning(
-        "write attempt %d failed (%s); retrying in %.1f s", state.attempt_number, error, wait
-    )
-
-
-def _worth_waiting_for(error: BaseException) -> bool:
-    """Transient, and the CRM did not ask for a wait beyond the ceiling."""
-    return isinstance(error, TransientError) and not too_long(error.retry_after)
-
-
 def make_retrying(
     attempts: int = 5, max_wait: float = 60.0, sleep: Sleep | None = None
 ) -> Retrying:
-    """The retry policy for writes: transient errors only, `attempts` tries in all."""
-    options: dict[str, object] = {}
-    if sleep is not None:
-        options["sleep"] = sleep
-    return Retrying(
-        retry=retry_if_exception(_worth_waiting_for),
-        stop=stop_after_attempt(attempts),
-        wait=wait_retry_after(multiplier=0.5, max=max_wait),
-        before_sleep=_log_retry,
-        reraise=True,
-        **options,  # type: ignore[arg-type]
-    )
+    """The retry policy for writes (`connectors.retry`): transient errors only,
+    `attempts` tries in all."""
+    return retrying("write", attempts=attempts, backoff=0.5, max_wait=max_wait, sleep=sleep)
 
 
 class _Stopped(Exception):
@@ -142,15 +116,18 @@ def write_all(
     on_batch: Callable[[BatchOutcome], None],
     retrying: Retrying | None = None,
     progress: Callable[[int], None] | None = None,
+    plan: WritePlan | None = None,
 ) -> WriteSummary:
     """Write `updates` through `connector`, calling `on_batch` after every batch.
 
     Args:
-        connector: where to write; its `max_batch_size` sets the batch size.
+        connector: where to write.
         updates: one update per record.
         on_batch: records each batch's outcome (state commits happen here).
         retrying: the retry policy (`make_retrying()` by default).
         progress: called with the number of records finished after every batch.
+        plan: the connector's write plan for these updates (its `batch_size` sets the
+            batches); `connector.begin_write(len(updates))` when not given.
 
     Returns:
         A summary. `LimitReachedError` stops the writing and leaves the remaining
@@ -158,7 +135,8 @@ def write_all(
     """
     retrying = retrying or make_retrying()
     summary = WriteSummary()
-    size = connector.max_batch_size
+    plan = plan or connector.begin_write(len(updates))
+    size = plan.batch_size
     for start in range(0, len(updates), size):
         batch = updates[start : start + size]
         try:

@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import icp_engine.mappings as bundled
@@ -19,6 +18,7 @@ from icp_engine.connectors.sample import write_sample_crm
 from icp_engine.sync.cli.main import main
 
 from tests.crmsim import Clock, edit_rows, load_updates, read_rows
+from tests.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -300,12 +300,8 @@ def test_killed_once_its_update_file_landed_converges_on_rerun(tmp_path: Path) -
     state = tmp_path / "state"
     landed = export / "icp_updates-run-000001.csv"
     process = _cli("sync", "--crm", "csv", "--source", export, "--state", state)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        if landed.exists():
-            process.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.002)
+    wait_until(landed.exists, "the run's update file landed", alive=lambda: process.poll() is None)
+    process.send_signal(signal.SIGKILL)
     process.wait()
     assert landed.exists() and len(read_rows(landed)[1]) == 3000  # whole, never half
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import os
+import weakref
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from icp_engine.connectors.base import RecordUpdate
+from icp_engine.connectors.base import PullContext, PullReport, RecordUpdate
 from icp_engine.connectors.canonical import RowIssue
 from icp_engine.connectors.csvfiles import NULL_MARKER, UPDATES_FILE, CsvConnector
 from icp_engine.connectors.errors import SourceError
@@ -55,8 +56,16 @@ def make_source(
     return directory
 
 
+REPORTS: weakref.WeakKeyDictionary[CsvConnector, dict[str, PullReport]] = (
+    weakref.WeakKeyDictionary()
+)
+"""The report of each connector's last pull of each object (what `issues` reads)."""
+
+
 def pull_all(connector: CsvConnector, kind: str, since: datetime | None = None) -> pd.DataFrame:
-    pages = list(connector.pull(kind, since))  # type: ignore[arg-type]
+    stream = connector.pull(kind, PullContext(since))  # type: ignore[arg-type]
+    pages = list(stream)
+    REPORTS.setdefault(connector, {})[kind] = stream.report
     return pd.concat(pages, ignore_index=True) if pages else pd.DataFrame()
 
 
@@ -65,7 +74,7 @@ def by_id(frame: pd.DataFrame, column: str = "account_id") -> dict[str, dict[str
 
 
 def issues(connector: CsvConnector, kind: str = "account") -> list[RowIssue]:
-    return connector.stats[kind].issues
+    return REPORTS[connector][kind].issues
 
 
 # -- encodings ----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from icp_engine.connectors import csvfiles
+from icp_engine.connectors.base import PullContext
 from icp_engine.connectors.csv_fast import fast_pages
 from icp_engine.connectors.csv_rows import plan_encoding
 from icp_engine.connectors.sample import write_sample_crm
@@ -107,7 +108,7 @@ def test_incremental_pull_leaves_out_only_older_rows(tmp_path, monkeypatch, kind
         if not fast:
             monkeypatch.setattr(csvfiles, "fast_pages", lambda *args: None)
         connector = csvfiles.CsvConnector(mapping, tmp_path)
-        pulled = pd.concat(list(connector.pull(kind, since)), ignore_index=True)
+        pulled = pd.concat(list(connector.pull(kind, PullContext(since))), ignore_index=True)
         monkeypatch.undo()
         return pulled, connector._present[kind]
 

@@ -7,6 +7,7 @@ allowance half-way.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from icp_engine.connectors.base import RecordUpdate, WriteResult
+from icp_engine.connectors.base import RecordUpdate, WritePlan, WriteResult
 from icp_engine.connectors.csvfiles import CsvConnector
 from icp_engine.connectors.errors import LimitReachedError
 from icp_engine.connectors.sample import write_sample_crm
@@ -31,9 +32,12 @@ class RejectingCsv(CsvConnector):
 
     def __init__(self, source: Path, batch_size: int = 25) -> None:
         super().__init__(load_config("csv", None).mapping, source)
-        self.max_batch_size = batch_size
+        self.batch_size = batch_size
         self.rejected: dict[str, WriteResult] = {}
         self.limit_after_calls: int | None = None
+
+    def begin_write(self, records: int) -> WritePlan:
+        return dataclasses.replace(super().begin_write(records), batch_size=self.batch_size)
 
     def write(self, batch: Sequence[RecordUpdate]) -> list[WriteResult]:
         if self.limit_after_calls is not None and self.write_calls >= self.limit_after_calls:

@@ -39,6 +39,7 @@ from simple_salesforce.exceptions import (
 from simple_salesforce.util import Usage
 
 from tests.fakes.salesforce import FakeSalesforce
+from tests.waiting import wait_until
 
 REST_DATETIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000")
 # The keys every field of a real describe carries (recorded Opportunity describe).
@@ -869,15 +870,15 @@ def test_a_client_killed_mid_write_still_gets_its_write_applied(org):
     """)
     env = {**os.environ, "REQUESTS_CA_BUNDLE": org.ca_path}  # how the engine is pointed here
     child = subprocess.Popen([sys.executable, "-c", script], env=env)
-    deadline = time.monotonic() + 20
-    while not any(r.method == "PATCH" for r in org.requests):
-        assert time.monotonic() < deadline and child.poll() is None
-        time.sleep(0.01)
+    wait_until(
+        lambda: any(r.method == "PATCH" for r in org.requests),
+        "the client's PATCH reached the org",
+        timeout=20,
+        alive=lambda: child.poll() is None,
+    )
     child.send_signal(signal.SIGKILL)
     child.wait()
-    while org.requests[-1].status == 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_until(lambda: org.requests[-1].status != 0, "the org finished the save", timeout=20)
     assert org.records("Account")[rid]["ICP_Tier__c"] == "A"  # the org finished the save
     assert org.requests[-1].status == 200
 

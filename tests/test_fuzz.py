@@ -81,14 +81,15 @@ def test_damaged_csv_gives_rows_or_a_clear_error(
     connector = CsvConnector(MAPPING, folder)
     error: SourceError | None = None
     try:
-        pages = list(connector.pull("account", None))
+        stream = connector.pull("account")
+        pages = list(stream)
     except SourceError as exc:
         error = exc
     if error is not None:
         assert "Account.csv" in str(error)
         return
     frame = pd.concat(pages, ignore_index=True) if pages else pd.DataFrame()
-    issues = connector.stats["account"].issues
+    issues = stream.report.issues
     assert all(i.line is None or i.line >= 1 for i in issues)
     if len(frame):
         ids = frame["account_id"]

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 import yaml
-from icp_engine.connectors.base import RecordUpdate
+from icp_engine.connectors.base import PullContext, RecordUpdate
 from icp_engine.connectors.hubspot.connector import HubSpotConnector
 from icp_engine.sync.config import load_config
 
@@ -93,7 +93,7 @@ def hubspot(monkeypatch: pytest.MonkeyPatch, name: str) -> Iterator[dict[str, li
 
 
 def _frame(connector: HubSpotConnector, kind: str, since: datetime | None) -> pd.DataFrame:
-    return pd.concat(list(connector.pull(kind, since)), ignore_index=True)  # type: ignore[arg-type]
+    return pd.concat(list(connector.pull(kind, PullContext(since))), ignore_index=True)  # type: ignore[arg-type]
 
 
 def test_full_pull_replays(monkeypatch):

@@ -2,8 +2,8 @@
 
 Each test runs a real HTTP server speaking HubSpot's formats and the real
 hubspot-api-client underneath the connector; faults (429 bursts, the daily limit, 503s,
-dropped connections, poisoned and conflicting batches) are injected in the fake. Retry
-waits are shortened through the connector's own settings (`backoff`).
+dropped connections, poisoned and conflicting batches) are injected in the fake. The
+retry policy's sleep is injected (`sleep=`): retries wait for nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
-from icp_engine.connectors.base import RecordUpdate
+from icp_engine.connectors.base import PullContext, RecordUpdate
 from icp_engine.connectors.errors import ConnectError, LimitReachedError, TransientError
 from icp_engine.connectors.hubspot.connector import HubSpotConnector
 from icp_engine.sync.config import load_config
@@ -36,7 +36,7 @@ def connector_for(
     monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", portal.token)
     monkeypatch.setenv("HUBSPOT_BASE_URL", portal.base_url)
     mapping = MAPPING.model_copy(update={"settings": {**FAST, **settings}})
-    connector = HubSpotConnector(mapping)
+    connector = HubSpotConnector(mapping, sleep=lambda _: None)  # retries wait for nothing
     connector.connect()
     return connector
 
@@ -46,7 +46,7 @@ def companies(portal: FakeHubSpot, n: int, **props: str) -> list[str]:
 
 
 def pulled(connector: HubSpotConnector, kind: str, since: datetime | None = None) -> pd.DataFrame:
-    frames = list(connector.pull(kind, since))  # type: ignore[arg-type]
+    frames = list(connector.pull(kind, PullContext(since)))  # type: ignore[arg-type]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -91,7 +91,8 @@ def test_full_pull_gives_canonical_frames(portal, monkeypatch):
         ]
     )
     connector = connector_for(portal, monkeypatch)
-    accounts = pulled(connector, "account").set_index("account_id")
+    account_pull = connector.pull("account")
+    accounts = pd.concat(list(account_pull), ignore_index=True).set_index("account_id")
     assert list(accounts.index) == [acme, other]
     row = accounts.loc[acme]
     assert (row["name"], row["domain"], row["industry"]) == ("Acme", "acme.com", "Technology/SaaS")
@@ -101,7 +102,8 @@ def test_full_pull_gives_canonical_frames(portal, monkeypatch):
     assert pd.isna(accounts.loc[other, "current_score"])
     assert str(accounts["modified_at"].dtype) == "datetime64[ns, UTC]"
 
-    deals = pulled(connector, "opportunity").set_index("stage")
+    deal_pull = connector.pull("opportunity")
+    deals = pd.concat(list(deal_pull), ignore_index=True).set_index("stage")
     assert deals.loc["closedwon", "account_id"] == acme
     assert deals.loc["closedlost", "account_id"] == other
     assert pd.isna(deals.loc["qualifiedtobuy", "account_id"])
@@ -112,8 +114,9 @@ def test_full_pull_gives_canonical_frames(portal, monkeypatch):
     # the list endpoint lists each company once per association type: one account id
     listed = [r for r in portal.requests if "associations" in r.query]
     assert listed and listed[0].query["associations"] == ["companies"]
-    assert connector.stats["account"].rows == 2
-    assert connector.stats["opportunity"].rows == 3
+    assert account_pull.report.rows == 2
+    assert deal_pull.report.rows == 3
+    assert account_pull.report.api_calls >= 1 and deal_pull.report.api_calls >= 1
     calls_agree(connector, portal)
 
 
@@ -355,8 +358,8 @@ def test_conflict_is_isolated_by_bisection(portal, monkeypatch):
 def test_concurrent_sub_batches_answer_every_record(portal, monkeypatch):
     ids = companies(portal, 350)
     connector = connector_for(portal, monkeypatch, workers=4)
-    connector.begin_write(len(ids))
-    assert connector.max_batch_size == 400
+    plan = connector.begin_write(len(ids))
+    assert (plan.batch_size, plan.calls) == (400, 4)
     results = connector.write(updates(ids))
     connector.end_write()
     assert sorted(r.record_id for r in results) == sorted(ids)

@@ -16,6 +16,7 @@ from typing import Any
 import icp_engine.mappings as bundled
 import pytest
 import yaml
+from icp_engine.connectors.base import WritePlan
 from icp_engine.connectors.hubspot.connector import HubSpotConnector
 from icp_engine.sync.state.store import StateStore
 
@@ -298,9 +299,9 @@ def test_company_deleted_before_its_write_drops_from_state(
     gone = sorted(portal.objects("companies"))[42]
     begin_write = HubSpotConnector.begin_write
 
-    def delete_then_write(self: HubSpotConnector, records: int = 0) -> None:
+    def delete_then_write(self: HubSpotConnector, records: int = 0) -> WritePlan:
         portal.delete("companies", gone)  # deleted between the pull and the write
-        begin_write(self, records)
+        return begin_write(self, records)
 
     monkeypatch.setattr(HubSpotConnector, "begin_write", delete_then_write)
     first = run(state)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from icp_engine.connectors.base import WritePlan
 from icp_engine.connectors.hubspot.client import SECOND
 from icp_engine.connectors.hubspot.connector import HubSpotConnector
 from icp_engine.connectors.hubspot.limits import SlidingWindow
@@ -152,9 +153,9 @@ def test_a_company_merged_before_its_write_leaves_the_state_with_a_reason(
     merged, survivor = ids[7], ids[8]
     begin_write = HubSpotConnector.begin_write
 
-    def merge_then_write(self: HubSpotConnector, records: int = 0) -> None:
+    def merge_then_write(self: HubSpotConnector, records: int = 0) -> WritePlan:
         portal.merge("companies", merged, survivor)  # merged between the pull and the write
-        begin_write(self, records)
+        return begin_write(self, records)
 
     monkeypatch.setattr(HubSpotConnector, "begin_write", merge_then_write)
     first, err = run(state, folder)
@@ -181,10 +182,10 @@ def test_an_answer_naming_none_of_its_records_confirms_none(
     keep = ids[-1]
     begin_write = HubSpotConnector.begin_write
 
-    def merge_then_write(self: HubSpotConnector, records: int = 0) -> None:
+    def merge_then_write(self: HubSpotConnector, records: int = 0) -> WritePlan:
         for company in ids[:100]:  # the whole first batch of 100
             portal.merge("companies", company, keep)
-        begin_write(self, records)
+        return begin_write(self, records)
 
     monkeypatch.setattr(HubSpotConnector, "begin_write", merge_then_write)
     first, err = run(state, folder)

@@ -257,12 +257,12 @@ def test_settings_reject_unknown_keys():
         HubSpotSettings.model_validate({"wokers": 2})
 
 
-def test_estimate_says_what_the_rate_limit_implies():
+def test_write_plan_says_what_the_rate_limit_implies():
     connector = HubSpotConnector(MAPPING)
-    connector.stats["account"].api_calls = 10
-    estimate = connector.estimate_calls(1000, full_pull=True)
-    assert (estimate.pull_calls, estimate.write_calls) == (10, 10)
-    assert "~2 s at 100 calls/10 s" in estimate.note
+    plan = connector.begin_write(1000)
+    assert (plan.calls, plan.batch_size, plan.bulk) == (10, 400, False)
+    assert plan.method == "batch update x4"
+    assert "~1 s at 100 calls/10 s" in plan.note  # 10 batch updates at 10 calls a second
 
 
 def test_search_looks_back_only_around_the_previous_run() -> None:
@@ -270,10 +270,9 @@ def test_search_looks_back_only_around_the_previous_run() -> None:
 
     connector = HubSpotConnector(MAPPING)  # search_overlap 60 s
     watermark = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-    assert connector.search_start(watermark) == watermark - timedelta(seconds=60)
+    assert connector.search_start(watermark, None) == watermark - timedelta(seconds=60)
     # quiet portal: the newest change is an hour older than the last run; nothing re-read
-    connector.previous_run_started = watermark + timedelta(hours=1)
-    assert connector.search_start(watermark) == watermark
+    assert connector.search_start(watermark, watermark + timedelta(hours=1)) == watermark
     # a change 10 s before the last run started: it may not have been searchable then
-    connector.previous_run_started = watermark + timedelta(seconds=10)
-    assert connector.search_start(watermark) == watermark - timedelta(seconds=50)
+    last_run = watermark + timedelta(seconds=10)
+    assert connector.search_start(watermark, last_run) == watermark - timedelta(seconds=50)

@@ -16,14 +16,20 @@ import icp_engine.mappings as bundled
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from icp_engine.scoring.criteria import ConditionEvaluator, score_accounts
 from icp_engine.scoring.features import build_features
+from icp_engine.scoring.learn.outcomes import collect_outcomes
 from icp_engine.scoring.learn.scorecard_yaml import place_tiers
 from icp_engine.scoring.learn.stats import auc
 from icp_engine.scoring.learn.train import NotEnoughOutcomes, TrainSettings, train
 from icp_engine.scoring.schema import IcpCriteria
 from icp_engine.sync.config import load_config
 from icp_engine.sync.yamlfile import ConfigError
+
+from tests.planted import FIELD_TYPES as PLANTED_TYPES
+from tests.planted import NOW as PLANTED_NOW
+from tests.planted import planted_crm
 
 pytestmark = pytest.mark.slow
 
@@ -122,23 +128,43 @@ def _holdout(opportunities: pd.DataFrame, result) -> pd.DataFrame:
     return opportunities[opportunities["closed_at"] >= start]
 
 
-def test_the_reported_holdout_auc_is_the_written_scores_auc(learned):
+def test_the_reported_holdout_auc_is_the_backtested_scores_auc(learned):
+    """Validate, then refit: the holdout figures are those of the learner fitted on the
+    older outcomes, written as criteria and scored as sync scores them (the backtest);
+    the document written is the same learner refit on every outcome, and writing it as
+    points keeps the model's lift too. (Before the refit, the document written was the
+    backtested one: this test then compared `criteria` with the holdout figures.)"""
     accounts, opportunities, result = learned
     assert result.signal is True
-    icp = IcpCriteria.model_validate(result.criteria)
-    written = score_accounts(build_features(accounts, opportunities), icp).set_index("account_id")
+    frame = build_features(accounts, opportunities)
+    backtest = IcpCriteria.model_validate(result.backtest_criteria)
+    judged = score_accounts(frame, backtest).set_index("account_id")
     held = _holdout(opportunities, result)
     assert len(held) == result.holdout["n_won"] + result.holdout["n_lost"]
-    mine = auc(written.loc[held["account_id"], "score"].to_numpy(), held["is_won"].to_numpy(bool))
+    won = held["is_won"].to_numpy(bool)
+    mine = auc(judged.loc[held["account_id"], "score"].to_numpy(), won)
     assert mine == pytest.approx(result.holdout["auc"], abs=1e-12)
     # the written score keeps the model's lift: penalties are not cut off at 0
     model = result.holdout_model["auc"]
     assert (mine - 0.5) >= 0.97 * (model - 0.5)
     assert result.flattening["clipped_low"] == 0 and result.flattening["clipped_high"] == 0
+    # the document written is refit on every closed outcome, and says so
+    refit = result.written
+    assert refit["window"]["n_won"] + refit["window"]["n_lost"] == len(opportunities)
+    assert "backtest" in result.criteria["learned"]["written"]
+    assert refit["flattening"]["lift_kept"] >= 0.97
+    assert refit["flattening"]["clipped_low"] == 0 == refit["flattening"]["clipped_high"]
+    icp = IcpCriteria.model_validate(result.criteria)
+    written = score_accounts(frame, icp).set_index("account_id")
+    every = opportunities.set_index("account_id")["is_won"].to_numpy(bool)
+    assert auc(written.loc[opportunities["account_id"], "score"].to_numpy(), every) == (
+        pytest.approx(refit["flattening"]["written_auc"], abs=1e-12)
+    )
     by_origin = written.join(accounts.set_index("account_id")["origin"]).groupby("origin")["score"]
     assert by_origin.mean()["paid_search"] > by_origin.mean()["email"] + 5
     saved = result.to_json(None)
     assert saved["holdout"]["auc"] == result.holdout["auc"]
+    assert saved["written"]["flattening"] == refit["flattening"]
     assert {"auc", "auc_ci", "brier", "ece", "n_won", "n_lost", "window"} <= set(
         saved["holdout_model"]
     )
@@ -387,3 +413,37 @@ def test_win_probability_is_an_optional_output(tmp_path):
     line = "  win_probability: {field: ICP_Win_Probability__c, type: number, scale: 0}\n"
     config = load_config("csv", _mappings(tmp_path, csv_extra=line))
     assert config.mapping.outputs["win_probability"].field == "ICP_Win_Probability__c"
+
+
+def test_planted_structure_keeps_the_models_lift_backtested_and_written():
+    """Issue 9 item 1 on the planted generator (the configuration `bench/learn_judged.py`
+    measures: 4,000 accounts, seed 11): the score as sync writes it keeps at least 97% of
+    the model's lift, both in the backtest on the holdout and for the criteria written
+    (refit on every outcome). Before the points spanned only reachable totals, the
+    whole-point rounding tied accounts and the backtest kept 0.974; before the refit,
+    the written criteria were the backtest's, fitted without the most recent quarter,
+    and ranked a fresh draw of the generator worse (captured lift 0.90 against 0.93)."""
+    accounts, opportunities, _ = planted_crm(4000, seed=11)
+    manual = IcpCriteria.model_validate(yaml.safe_load(bundled.default("icp.yaml").read_text()))
+    settings = TrainSettings(lookback_days=730, bootstrap=100, challenger=False)
+    result = train(accounts, opportunities, manual, PLANTED_TYPES, PLANTED_NOW, settings)
+    assert result.signal is True
+    backtest, written = result.flattening, result.written["flattening"]
+    assert backtest["lift_kept"] >= 0.97 and backtest["written_auc"] > 0.65
+    assert written["lift_kept"] >= 0.97
+    for flat in (backtest, written):
+        assert flat["clipped_low"] == 0 == flat["clipped_high"]
+    # the refit ranks accounts it never saw at least as well as the backtested criteria
+    fresh, fresh_opps, oracle = planted_crm(4000, seed=1011)
+    outcomes = collect_outcomes(fresh, fresh_opps, PLANTED_NOW, 730, "account", 90).rows
+    rows = outcomes["account"].to_numpy(np.int64)
+    won = outcomes["won"].to_numpy(bool)
+    frame = build_features(fresh, fresh_opps)
+    rank = {}
+    for name, document in (("backtest", result.backtest_criteria), ("written", result.criteria)):
+        scores = score_accounts(frame, IcpCriteria.model_validate(document))
+        rank[name] = auc(scores["score"].to_numpy(float)[rows], won)
+    ids = fresh["account_id"].to_numpy()[rows]
+    truth = auc(oracle["p_win"].reindex(ids).to_numpy(float), won)
+    assert rank["written"] > rank["backtest"]
+    assert (rank["written"] - 0.5) >= 0.9 * (truth - 0.5)

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 from icp_engine.sync.state.opsdb import OpsDB
-from icp_engine.sync.state.store import StateError
+from icp_engine.sync.state.records import StateError
+
+from tests.state_helpers import state_backend  # noqa: F401 (fixture `backend`: SQLite, then PostgreSQL)
 
 
 def test_damaged_state_file_gives_the_state_error_not_a_traceback(tmp_path: Path) -> None:
@@ -18,7 +20,7 @@ def test_damaged_state_file_gives_the_state_error_not_a_traceback(tmp_path: Path
     assert "icp state reset" in message
 
 
-def test_operations_tables_round_trip(tmp_path: Path) -> None:
+def test_operations_tables_round_trip(tmp_path: Path, backend: str) -> None:
     with OpsDB(tmp_path) as db:
         db.put_detail(7, "csv", {"failed": 2})
         db.replace_audience("top", {"001A": "row-a"})

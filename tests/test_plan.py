@@ -27,7 +27,7 @@ from icp_engine.sync.plan import (
     plan_changes,
     to_crm_value,
 )
-from icp_engine.sync.state.store import Written
+from icp_engine.sync.state.records import Written
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 BEFORE = T0 - timedelta(days=1)
@@ -123,7 +123,7 @@ def test_first_run_on_an_empty_crm_writes_every_output_as_new(current: pd.DataFr
     assert len(plan.changes) == 6
     assert {c.reason for c in plan.changes} == {ChangeReason.NEW}
     assert all(c.current is None for c in plan.changes)
-    assert plan.records == 2
+    assert len(plan.record_updates()) == 2
     assert sorted(plan.record_updates(), key=lambda u: u.record_id) == [
         RecordUpdate(
             "001A", {"ICP_Score__c": 72.0, "ICP_Tier__c": "Tier A", "ICP_Segment__c": "Mid-Market"}
@@ -154,7 +154,7 @@ def test_record_updates_hold_only_the_fields_that_change() -> None:
     plan = plan_changes(desired, current, {}, OUTPUTS)
 
     assert plan.in_sync == 6
-    assert plan.records == 2
+    assert len(plan.record_updates()) == 2
     by_id = {u.record_id: dict(u.values) for u in plan.record_updates()}
     assert by_id == {
         "001A": {"ICP_Tier__c": "Tier A"},

@@ -65,7 +65,7 @@ def test_replayed_pull_pages_and_collections_write(org_origin: str) -> None:
     with cassette("salesforce", "pull_and_write", org_origin, PLACEHOLDER):
         sf = connector()
         sf.connect()
-        accounts = pd.concat(list(sf.pull("account", None)), ignore_index=True)
+        accounts = pd.concat(list(sf.pull("account")), ignore_index=True)
         ids = sorted(accounts["account_id"])
         sf.begin_write(3)
         results = sf.write(
@@ -89,12 +89,12 @@ def test_replayed_bulk_ingest_job(org_origin: str) -> None:
     with cassette("salesforce", "bulk_ingest", org_origin, PLACEHOLDER):
         sf = connector(bulk_write_threshold=2)
         sf.connect()
-        sf.begin_write(3)
+        plan = sf.begin_write(3)
         results = sf.write(
             [RecordUpdate(a["Id"], {"ICP_Score__c": 10 + n}) for n, a in enumerate(ACCOUNTS[4:])]
         )
     by_id = {r.record_id: r for r in results}
-    assert sf.method == "Bulk API 2.0"
+    assert plan.method == "Bulk API 2.0" and plan.bulk
     assert by_id[ACCOUNTS[4]["Id"]].ok and by_id[ACCOUNTS[5]["Id"]].ok
     assert by_id[ACCOUNTS[6]["Id"]].deleted
 

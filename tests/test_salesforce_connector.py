@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from icp_engine.connectors.base import RecordUpdate
+from icp_engine.connectors.base import PullContext, RecordUpdate
 from icp_engine.connectors.errors import ConnectError, LimitReachedError, TransientError
 from icp_engine.connectors.salesforce.connector import SalesforceConnector
 from icp_engine.sync.config import load_config
@@ -20,14 +20,16 @@ from tests.sfdata import seed_org
 def connector(**settings: Any) -> SalesforceConnector:
     mapping = load_config("salesforce", None).mapping
     settings = {"bulk_poll_seconds": 0.05, **settings}
-    return SalesforceConnector(mapping.model_copy(update={"settings": settings}), retry_wait=0.05)
+    return SalesforceConnector(
+        mapping.model_copy(update={"settings": settings}), retry_wait=0.05, sleep=lambda _: None
+    )
 
 
 pytestmark = pytest.mark.org(page_size=200)
 
 
 def pull_all(sf: SalesforceConnector, kind: str, since: datetime | None = None) -> pd.DataFrame:
-    frames = list(sf.pull(kind, since))  # type: ignore[arg-type]
+    frames = list(sf.pull(kind, PullContext(since)))  # type: ignore[arg-type]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -130,8 +132,9 @@ def test_large_change_sets_go_through_a_bulk_ingest_job(org: FakeSalesforce) -> 
     org.delete("Account", ids[0])
     org.lock_rows([ids[1]])
     sf = connector(bulk_write_threshold=10, bulk_job_size=100)
-    sf.begin_write(30)
-    assert sf.method == "Bulk API 2.0" and sf.max_batch_size == 100
+    plan = sf.begin_write(30)
+    assert (plan.method, plan.bulk, plan.batch_size) == ("Bulk API 2.0", True, 100)
+    assert "bulk_write_threshold" in plan.note
     updates = [
         RecordUpdate(i, {"ICP_Score__c": n, "ICP_Route__c": None}) for n, i in enumerate(ids)
     ]
@@ -143,8 +146,6 @@ def test_large_change_sets_go_through_a_bulk_ingest_job(org: FakeSalesforce) -> 
     stored = org.records("Account")
     assert [stored[i]["ICP_Score__c"] for i in ids[2:5]] == [2, 3, 4]
     assert any("/jobs/ingest" in r.path for r in org.requests)
-    estimate = sf.estimate_calls(30, full_pull=False)
-    assert estimate.method == "Bulk API 2.0" and "bulk_write_threshold" in estimate.note
 
 
 def test_large_pulls_use_a_bulk_query_job(org: FakeSalesforce) -> None:

@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -21,15 +22,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from icp_engine.sync.state.lock import LockedError
 from icp_engine.sync.state.mirror import to_jsonable
-from icp_engine.sync.state.store import (
-    SCHEMA_VERSION,
+from icp_engine.sync.state.records import (
     Failure,
     Pending,
     StateError,
-    StateStore,
     StateVersionError,
     Watermark,
     Written,
+)
+from icp_engine.sync.state.store import SCHEMA_VERSION, StateStore, state_location
+
+from tests.state_helpers import (
+    reset_records,
+    reset_watermarks,
+    state_backend,  # noqa: F401 (fixture `backend`: SQLite, then PostgreSQL)
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,9 +86,25 @@ def try_lock_elsewhere(directory: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def store(tmp_path: Path):
+def store(tmp_path: Path, backend: str):
     with StateStore(tmp_path / "state") as opened:
         yield opened
+
+
+def acquire_when_free(directory: Path) -> StateStore:
+    """A store holding the lock, once the lock is free (a dead holder's PostgreSQL session
+    ends when the server notices; the directory lock is free at once)."""
+    deadline = time.monotonic() + 30
+    while True:
+        store = StateStore(directory)
+        try:
+            store.acquire_lock()
+            return store
+        except LockedError:
+            store.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 # files and reopening
@@ -97,7 +119,7 @@ def test_creates_directory_and_file(tmp_path: Path) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_reopening_keeps_everything(tmp_path: Path) -> None:
+def test_reopening_keeps_everything(tmp_path: Path, backend: str) -> None:
     with StateStore(tmp_path) as store:
         run = store.start_run("sf", "incremental", started_at=T0)
         store.finish_run(run, "ok", 0, {"written": 3}, api_calls=7, message="done")
@@ -131,7 +153,7 @@ def test_file_from_a_newer_engine_is_refused(tmp_path: Path) -> None:
         StateStore(tmp_path)
 
 
-def test_two_stores_on_one_directory_see_each_others_writes(tmp_path: Path) -> None:
+def test_two_stores_on_one_directory_see_each_others_writes(tmp_path: Path, backend: str) -> None:
     with StateStore(tmp_path) as writer, StateStore(tmp_path) as reader:
         writer.set_meta("k", "v1")
         assert reader.get_meta("k") == "v1"
@@ -161,20 +183,20 @@ def test_naive_datetimes_are_refused(store: StateStore) -> None:
 # the lock
 
 
-def test_lock_excludes_another_process_until_released(tmp_path: Path) -> None:
+def test_lock_excludes_another_process_until_released(tmp_path: Path, backend: str) -> None:
     with StateStore(tmp_path) as store:
         store.acquire_lock()
         blocked = try_lock_elsewhere(tmp_path)
         assert blocked.returncode == 3, blocked.stderr
         assert f"pid {os.getpid()}" in blocked.stdout
-        assert str(tmp_path) in blocked.stdout
+        assert state_location(tmp_path).split(" (schema")[0] in blocked.stdout
         assert re.search(r"since \d{4}-\d\d-\d\dT", blocked.stdout)
         store.release_lock()
         free = try_lock_elsewhere(tmp_path)
         assert (free.returncode, free.stdout.strip()) == (0, "acquired"), free.stderr
 
 
-def test_closing_the_store_releases_the_lock(tmp_path: Path) -> None:
+def test_closing_the_store_releases_the_lock(tmp_path: Path, backend: str) -> None:
     with StateStore(tmp_path) as store:
         store.acquire_lock()
         store.acquire_lock()  # holding it already: a no-op
@@ -182,13 +204,13 @@ def test_closing_the_store_releases_the_lock(tmp_path: Path) -> None:
         store.acquire_lock()
 
 
-def test_second_store_in_the_same_process_is_locked_out(tmp_path: Path) -> None:
+def test_second_store_in_the_same_process_is_locked_out(tmp_path: Path, backend: str) -> None:
     with StateStore(tmp_path) as first, StateStore(tmp_path) as second:
         first.acquire_lock()
         with pytest.raises(LockedError) as raised:
             second.acquire_lock()
         assert raised.value.pid == os.getpid()
-        assert raised.value.directory == tmp_path
+        assert str(raised.value.directory) == state_location(tmp_path).split(" (schema")[0]
         first.release_lock()
         second.acquire_lock()
 
@@ -200,7 +222,7 @@ def test_lock_taken_by_a_process_still_starting(tmp_path: Path) -> None:
             store.acquire_lock()
 
 
-def test_lock_of_a_killed_process_is_free(tmp_path: Path) -> None:
+def test_lock_of_a_killed_process_is_free(tmp_path: Path, backend: str) -> None:
     holder = subprocess.Popen(
         _python(HOLD_LOCK, tmp_path),
         stdin=subprocess.PIPE,
@@ -217,8 +239,7 @@ def test_lock_of_a_killed_process_is_free(tmp_path: Path) -> None:
         assert f"pid {holder.pid}" in blocked.stdout
         holder.send_signal(signal.SIGKILL)
         assert holder.wait(timeout=60) == -signal.SIGKILL
-        with StateStore(tmp_path) as store:
-            store.acquire_lock()
+        acquire_when_free(tmp_path).close()
     finally:
         if holder.poll() is None:
             holder.kill()
@@ -307,7 +328,7 @@ def test_watermarks_per_crm_and_object_and_reset(store: StateStore) -> None:
         ("hubspot", "account"),
     }
     assert store.watermarks("sf")[("sf", "opportunity")].boundary_ids == {"o1"}
-    store.reset_watermarks("sf")
+    reset_watermarks(store, "sf")
     assert set(store.watermarks()) == {("hubspot", "account")}
 
 
@@ -376,7 +397,8 @@ def test_last_written_round_trip(store: StateStore) -> None:
 
 
 def test_last_written_for_100k_ids(store: StateStore) -> None:
-    store._db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # as SQLite before 3.32
+    if store.backend == "sqlite":
+        store._db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # as SQLite before 3.32
     ids = [f"001{i:012d}" for i in range(100_000)]
     store.record_written("sf", 1, ((i, "ICP_Tier__c", "B") for i in ids), T0)
     written = store.last_written("sf", ids)
@@ -568,7 +590,7 @@ def test_mirror_delete_record_ids_and_reset(store: StateStore) -> None:
     store.record_written("sf", 1, [("a1", "Score", 1.0)], T0)
     store.delete_records("sf", "opportunity", ["o2", "missing"])
     assert store.record_ids("sf", "opportunity") == {"o1", "o3"}
-    store.reset_records("sf")
+    reset_records(store, "sf")
     assert store.record_ids("sf", "opportunity") == set()
     assert store.last_written("sf") != {}  # only the mirror goes
 

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 from icp_engine.sync.config import load_config
-from icp_engine.sync.state.store import SCHEMA_VERSION, ScoreRecord, StateStore
+from icp_engine.sync.state.records import ScoreRecord
+from icp_engine.sync.state.store import SCHEMA_VERSION, StateStore
 from icp_engine.sync.versions import (
     Version,
     VersionError,

@@ -271,6 +271,14 @@ def test_report_uses_the_learners_contract_when_present(learned) -> None:
     ]  # fmt: skip
     model["holdout_model"] = {"auc": 0.731}
     html = _report(model, scored, opportunities)
-    assert "Tiers on the holdout" in html and "55%\u201382%" in html
-    assert "off by 4.2 points on average (ECE), calibrated on the holdout by Platt" in html
+    assert "Tiers on the holdout (backtest)" in html and "55%\u201382%" in html
+    # issue 9: the criteria written are refit on every outcome once the backtest judged
+    # them, so the calibration error is the backtest's and the fit is on every outcome
+    assert (
+        "off by 4.2 points on average (ECE) on the backtest&#x27;s holdout; Platt scaling "
+        "calibrates the criteria written on every closed outcome"
+    ) in html
     assert "model behind it 0.73" in html
+    del model["written"]  # a model saved before the refit keeps its own words
+    html = _report(model, scored, opportunities)
+    assert "off by 4.2 points on average (ECE), calibrated on the holdout by Platt" in html

@@ -17,7 +17,15 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from icp_engine.connectors.base import CallEstimate, Connector, FieldInfo, RecordUpdate, WriteResult
+from icp_engine.connectors.base import (
+    Connector,
+    FieldInfo,
+    PullContext,
+    PullReport,
+    RecordUpdate,
+    WritePlan,
+    WriteResult,
+)
 from icp_engine.connectors.errors import ConnectError, LimitReachedError, TransientError
 from icp_engine.sync.config import load_config
 from icp_engine.sync.writer import BatchOutcome, WriteSummary, make_retrying, write_all
@@ -38,7 +46,7 @@ class ScriptedConnector(Connector):
         self.script = list(script)
         self.calls: list[list[str]] = []
 
-    def pull(self, kind: Any, since: datetime | None) -> Iterator[pd.DataFrame]:
+    def read(self, kind: Any, context: PullContext, report: PullReport) -> Iterator[pd.DataFrame]:
         return iter(())
 
     def deleted_ids(self, kind: Any, since: datetime | None, known: Collection[str]) -> set[str]:
@@ -47,15 +55,16 @@ class ScriptedConnector(Connector):
     def write(self, batch: Sequence[RecordUpdate]) -> list[WriteResult]:
         assert len(batch) <= self.max_batch_size
         self.calls.append([u.record_id for u in batch])
-        self.write_calls += 1
+        self._calls.add("write")
         step = self.script.pop(0) if self.script else all_ok
         return step(batch)
 
     def describe(self) -> dict[str, dict[str, FieldInfo]]:
         return {"account": {}, "opportunity": {}}
 
-    def estimate_calls(self, records_to_write: int, full_pull: bool) -> CallEstimate:
-        return CallEstimate(0, math.ceil(records_to_write / self.max_batch_size), "scripted")
+    def begin_write(self, records: int) -> WritePlan:
+        size = self.max_batch_size
+        return WritePlan(records, size, math.ceil(records / size), "scripted")
 
 
 # -- script steps ----------------------------------------------------------------------

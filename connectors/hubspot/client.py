@@ -15,8 +15,9 @@ API once and keeps it. Every call goes through `Transport.call`, which:
 
 urllib3 is told never to retry (`no_retries`): left alone it retries GETs answered
 429/503 with a Retry-After header, sleeping silently, and raises `MaxRetryError`, which
-the SDK does not wrap. Retries happen in one place instead: tenacity (`Transport.retrying`
-for reads, the sync writer for writes), each logged with its reason.
+the SDK does not wrap. Retries happen in one place instead: the engine's one policy
+(`connectors.retry`: `Transport.retrying` for reads, the sync writer for writes), each
+logged with its reason.
 """
 
 from __future__ import annotations
@@ -33,13 +34,9 @@ import urllib3
 from icp_engine.connectors.answers import hubspot_body
 from icp_engine.connectors.errors import ConnectError, FatalError, LimitReachedError, TransientError
 from icp_engine.connectors.hubspot.limits import SlidingWindow
-from icp_engine.connectors.waits import WaitTooLong, too_long, wait_retry_after
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-)
+from icp_engine.connectors.retry import Sleep, retrying
+from icp_engine.connectors.waits import WaitTooLong, too_long
+from tenacity import Retrying
 
 log = logging.getLogger(__name__)
 DEFAULT_HOST = "https://api.hubapi.com"
@@ -160,6 +157,7 @@ class Transport:
         on_call: called with a tally key for every HTTP call made.
         attempts, backoff: the read retry policy (tries, base of the exponential wait).
         pool_size: connections kept per host (at least the concurrent writers).
+        sleep: what waits between read retries (tests inject one that does not sleep).
     """
 
     def __init__(
@@ -173,6 +171,7 @@ class Transport:
         attempts: int = 5,
         backoff: float = 0.5,
         pool_size: int = 8,
+        sleep: Sleep | None = None,
     ) -> None:
         from hubspot import HubSpot
 
@@ -186,7 +185,7 @@ class Transport:
         self.limiter, self.search_limiter = limiter, search_limiter
         self.timeout = timeout
         self.on_call = on_call
-        self.attempts, self.backoff = attempts, backoff
+        self.attempts, self.backoff, self.sleep = attempts, backoff, sleep
         self._apis: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -271,29 +270,13 @@ class Transport:
         `unreachable=False` gives up at once when the connection itself fails (a refused
         connection or an unknown host at start-up is a configuration problem).
         """
-
-        def before_sleep(state: RetryCallState) -> None:
-            error = state.outcome.exception() if state.outcome is not None else None
-            wait = state.next_action.sleep if state.next_action is not None else 0.0
-            log.warning(
-                "HubSpot %s, attempt %d failed (%s); retrying in %.1f s",
-                what,
-                state.attempt_number,
-                error,
-                wait,
-            )
-
-        return Retrying(
-            retry=retry_if_exception(
-                lambda e: (
-                    isinstance(e, TransientError)
-                    and (unreachable or not isinstance(e, Unreachable))
-                )
-            ),
-            stop=stop_after_attempt(self.attempts),
-            wait=wait_retry_after(multiplier=self.backoff, max=60.0),
-            before_sleep=before_sleep,
-            reraise=True,
+        return retrying(
+            f"HubSpot {what}",
+            attempts=self.attempts,
+            backoff=self.backoff,
+            max_wait=60.0,
+            sleep=self.sleep,
+            give_up_on=None if unreachable else (lambda e: isinstance(e, Unreachable)),
         )
 
     def retried(self, tally: str, path: str, method: str, *args: Any, **kwargs: Any) -> Answer:

@@ -7,12 +7,12 @@ connector uses is pointed at.
 
 The work is split by concern:
 
-- `hubspot_client`: the SDK client, the single gate every HTTP call passes (limiter,
-  counting, error mapping, tenacity retries for reads; urllib3 never retries on its own);
-- `hubspot_limits`: the sliding-window rate limiter fed by HubSpot's headers;
-- `hubspot_pull`: list pages, search past its 10,000 cap, associations, the archive;
-- `hubspot_write`: batch update, 207 handling, bisection of refused batches;
-- `hubspot_properties`: describe, and creating the `icp_*` properties.
+- `client`: the SDK client, the single gate every HTTP call passes (limiter, counting,
+  error mapping, read retries through `connectors.retry`; urllib3 never retries itself);
+- `limits`: the sliding-window rate limiter fed by HubSpot's headers;
+- `pull`: list pages, search past its 10,000 cap, associations, the archive;
+- `write`: batch update, 207 handling, bisection of refused batches;
+- `properties`: describe, and creating the `icp_*` properties.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import threading
 from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -29,12 +28,14 @@ from urllib.parse import urlparse
 
 import pandas as pd
 from icp_engine.connectors.base import (
-    CallEstimate,
     Connector,
     FieldCreation,
     FieldInfo,
     ObjectKind,
+    PullContext,
+    PullReport,
     RecordUpdate,
+    WritePlan,
     WriteResult,
 )
 from icp_engine.connectors.canonical import to_canonical
@@ -48,10 +49,8 @@ from icp_engine.connectors.hubspot.client import (
 )
 from icp_engine.connectors.hubspot.limits import SlidingWindow
 from icp_engine.connectors.hubspot.pull import (
-    ASSOCIATION_BATCH,
     LIST_PAGE,
     OBJECT_ID,
-    SEARCH_PAGE,
     Reader,
     gathered,
     read_spec,
@@ -59,6 +58,7 @@ from icp_engine.connectors.hubspot.pull import (
 )
 from icp_engine.connectors.hubspot.write import BATCH, BatchWriter
 from icp_engine.connectors.mapping import CrmMapping, OutputField
+from icp_engine.connectors.retry import Sleep
 from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger(__name__)
@@ -99,19 +99,19 @@ class HubSpotConnector(Connector):
 
     Args:
         mapping: the `hubspot` mapping (its `settings:` checked by `HubSpotSettings`).
+        sleep: what waits between read retries (`time.sleep`; tests inject another).
     """
 
     name = "hubspot"
-    max_batch_size = BATCH
 
-    def __init__(self, mapping: CrmMapping) -> None:
+    def __init__(self, mapping: CrmMapping, sleep: Sleep | None = None) -> None:
         super().__init__(mapping)
+        self._sleep = sleep
         self.settings = HubSpotSettings.model_validate(mapping.settings)
         self.limiter = SlidingWindow(self.settings.rate_limit_per_10s, 10.0)
         self.search_limiter = SlidingWindow(self.settings.search_per_second, 1.0, adaptive=False)
         self.host = DEFAULT_HOST
         self._transport: Transport | None = None
-        self._count_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._daily_used_up: str | None = None
         self._archive_page: dict[str, Any] | None = None
@@ -120,11 +120,7 @@ class HubSpotConnector(Connector):
     # -- connection ---------------------------------------------------------------------
 
     def _tally(self, key: str) -> None:
-        with self._count_lock:
-            if key == "write":
-                self.write_calls += 1
-            else:
-                self.stats[key].api_calls += 1
+        self._calls.add(key)
 
     @property
     def transport(self) -> Transport:
@@ -153,6 +149,7 @@ class HubSpotConnector(Connector):
                 self.settings.attempts,
                 self.settings.backoff,
                 pool_size=max(8, 2 * self.settings.workers),
+                sleep=self._sleep,
             )
         return self._transport
 
@@ -195,7 +192,7 @@ class HubSpotConnector(Connector):
 
     # -- pull ---------------------------------------------------------------------------
 
-    def search_start(self, since: datetime) -> datetime:
+    def search_start(self, since: datetime, previous_run_started: datetime | None) -> datetime:
         """Where an incremental search starts: HubSpot's search index lags behind writes.
 
         A record stamped up to `search_overlap` seconds before the previous run started
@@ -204,11 +201,13 @@ class HubSpotConnector(Connector):
         read again run after run. Without a previous run: `search_overlap` before `since`.
         """
         overlap = timedelta(seconds=self.settings.search_overlap)
-        if self.previous_run_started is None:
+        if previous_run_started is None:
             return since - overlap
-        return min(since, self.previous_run_started - overlap)
+        return min(since, previous_run_started - overlap)
 
-    def pull(self, kind: ObjectKind, since: datetime | None) -> Iterator[pd.DataFrame]:
+    def read(
+        self, kind: ObjectKind, context: PullContext, report: PullReport
+    ) -> Iterator[pd.DataFrame]:
         """Canonical frames: list pages when `since` is None, else search pages.
 
         An incremental pull may start before `since`: see `search_start`. The runner takes
@@ -216,13 +215,13 @@ class HubSpotConnector(Connector):
         """
         reader = Reader(self.transport, self.mapping)
         spec = read_spec(self.mapping, kind)
-        stats = self.stats[kind]
+        since, stats = context.since, report
         columns = ["id", *spec.properties, *spec.associations]
         if since is None:
             pages = reader.everything(spec)
         else:
-            reader.known = (to_millis(since), self.already_read.get(kind, frozenset()))
-            pages = reader.changed(spec, self.search_start(since))
+            reader.known = (to_millis(since), context.already_read)
+            pages = reader.changed(spec, self.search_start(since, context.previous_run_started))
         for rows in gathered(reader.rows(spec, records) for records in pages):
             raw = pd.DataFrame(rows, columns=columns, dtype=object)
             frame, issues = to_canonical(raw, self.mapping, kind)
@@ -253,9 +252,21 @@ class HubSpotConnector(Connector):
 
     # -- write --------------------------------------------------------------------------
 
-    def begin_write(self, records: int = 0) -> None:
-        """Hand out `100 x workers` records a call, written as concurrent batches of 100."""
-        self.max_batch_size = BATCH * self.settings.workers
+    def begin_write(self, records: int) -> WritePlan:
+        """Hand out `100 x workers` records a call, written as concurrent batches of 100.
+
+        The note says how long the run's calls (those made so far and the writes) take at
+        the rate limit.
+        """
+        writes = math.ceil(records / BATCH)
+        per_second = self.limiter.max_calls / self.limiter.interval
+        seconds = (self.api_calls + writes) / per_second
+        note = (
+            f"~{seconds:,.0f} s at {self.limiter.max_calls} calls/{self.limiter.interval:g} s "
+            f"({writes} batch updates of up to {BATCH})"
+        )
+        workers = self.settings.workers
+        return WritePlan(records, BATCH * workers, writes, f"batch update x{workers}", note=note)
 
     def end_write(self) -> None:
         if self._pool is not None:
@@ -279,7 +290,7 @@ class HubSpotConnector(Connector):
             raise LimitReachedError(msg)
 
     def write(self, batch: Sequence[RecordUpdate]) -> list[WriteResult]:
-        """Write up to `max_batch_size` records as concurrent batch updates of 100."""
+        """Write up to `100 x workers` records as concurrent batch updates of 100."""
         if not batch:
             return []
         self._check_budget()
@@ -330,28 +341,10 @@ class HubSpotConnector(Connector):
             )
         return error
 
-    # -- schema and estimates -----------------------------------------------------------
+    # -- schema -----------------------------------------------------------
 
     def describe(self) -> dict[str, dict[str, FieldInfo]]:
         return hubspot_properties.describe(self.transport, self.mapping)
 
     def create_output_fields(self, missing: Sequence[OutputField]) -> list[FieldCreation]:
         return hubspot_properties.create(self.transport, self.mapping, missing)
-
-    def estimate_calls(self, records_to_write: int, full_pull: bool) -> CallEstimate:
-        """Pull calls made (or expected) and batch update calls, with the time they take."""
-        pulled = sum(s.api_calls for s in self.stats.values())
-        if not pulled:  # not pulled yet: a page per object at least
-            rows = {k: s.rows for k, s in self.stats.items()}
-            page = LIST_PAGE if full_pull else SEARCH_PAGE
-            pulled = sum(max(1, math.ceil(n / page)) for n in rows.values())
-            if not full_pull:
-                pulled += max(1, math.ceil(rows["opportunity"] / ASSOCIATION_BATCH)) + 2
-        writes = math.ceil(records_to_write / BATCH)
-        per_second = self.limiter.max_calls / self.limiter.interval
-        seconds = (pulled + writes) / per_second
-        note = (
-            f"~{seconds:,.0f} s at {self.limiter.max_calls} calls/{self.limiter.interval:g} s "
-            f"({writes} batch updates of up to {BATCH})"
-        )
-        return CallEstimate(pulled, writes, f"batch update x{self.settings.workers}", note)

@@ -14,13 +14,16 @@ Bulk API 2.0 query job instead. (Pages are read with `query` and `query_more`, t
 A mapped field the org does not have makes Salesforce reject the whole query
 (`INVALID_FIELD`); the connector then describes the object once, drops the missing
 fields with a warning (they read as empty, as a missing CSV column does) and queries again.
-The missing fields are remembered (`memo`, kept in the state) for a day, so later runs
-query without them straight away.
+The missing fields are remembered for a day (in the pull report's `memo`, which the sync
+keeps and hands back in the next pull's context), so later runs query without them
+straight away.
 
-Writing (`connectors.salesforce_write`): sObject Collections, 200 records a call, or a
-Bulk API 2.0 ingest job when the run has more than `bulk_write_threshold` records.
+Writing (`connectors.salesforce.write`): sObject Collections, 200 records a call, or a
+Bulk API 2.0 ingest job when the run has more than `bulk_write_threshold` records,
+decided once per run by `begin_write`.
 
-API calls are counted on the HTTP session itself, and `Sforce-Limit-Info` is read from
+Every API call is reported by the HTTP session to the connector's one call counter, and
+`Sforce-Limit-Info` is read from
 every answer: once the org has used `api_share` of its daily allowance, the connector
 stops (`LimitReachedError`), so the engine never starves the org's other integrations.
 """
@@ -40,17 +43,20 @@ import pandas as pd
 import requests
 from icp_engine.connectors.answers import MalformedAnswer, salesforce_page
 from icp_engine.connectors.base import (
-    CallEstimate,
     Connector,
     FieldCreation,
     FieldInfo,
     ObjectKind,
+    PullContext,
+    PullReport,
     RecordUpdate,
+    WritePlan,
     WriteResult,
 )
 from icp_engine.connectors.canonical import to_canonical
 from icp_engine.connectors.errors import ConnectError, LimitReachedError, TransientError
 from icp_engine.connectors.mapping import CrmMapping, OutputField
+from icp_engine.connectors.retry import Sleep, retrying
 from icp_engine.connectors.salesforce.access import FieldAccess, grant_access
 from icp_engine.connectors.salesforce.session import (
     CountingSession,
@@ -63,16 +69,11 @@ from icp_engine.connectors.salesforce.write import (
     CollectionsWriter,
     create_custom_fields,
 )
-from icp_engine.connectors.waits import wait_retry_after
 from pydantic import BaseModel, ConfigDict, Field
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceOperationError
 from simple_salesforce.format import format_soql
-from tenacity import (
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-)
+from tenacity import Retrying
 
 log = logging.getLogger(__name__)
 PAGE_ROWS = 2000
@@ -156,6 +157,7 @@ class SalesforceConnector(Connector):
         mapping: the `salesforce` mapping.
         session: the HTTP session to use (proxies, a test CA); a new one by default.
         retry_wait: the longest wait between retries of a failed read, in seconds.
+        sleep: what waits between retries (`time.sleep`; tests inject another).
     """
 
     name = "salesforce"
@@ -165,18 +167,22 @@ class SalesforceConnector(Connector):
         mapping: CrmMapping,
         session: requests.Session | None = None,
         retry_wait: float = 30.0,
+        sleep: Sleep | None = None,
     ) -> None:
         super().__init__(mapping)
         self.settings = SalesforceSettings.model_validate(mapping.settings)
+        self._phase = "read"
+        """What the calls being made are for (`read` or `write`), for the call counter."""
         self.session = attach_counting(
-            session or CountingSession(self.settings.timeout), self.settings.timeout
+            session or CountingSession(self.settings.timeout),
+            self.settings.timeout,
+            lambda: self._calls.add(self._phase),
         )
-        self.max_batch_size = COLLECTION_SIZE
-        self.method = "sObject Collections"
         self._sf: Salesforce | None = None
-        self._retry_wait = retry_wait
+        self._retry_wait, self._sleep = retry_wait, sleep
         self._missing: dict[str, set[str]] = {"account": set(), "opportunity": set()}
         self._deleted: dict[str, set[str]] = {"account": set(), "opportunity": set()}
+        self._plan: WritePlan | None = None
         self._writer: CollectionsWriter | BulkWriter | None = None
         for kind in ("account", "opportunity"):
             for name in self._fields(kind):
@@ -192,10 +198,6 @@ class SalesforceConnector(Connector):
             self.connect()
         assert self._sf is not None
         return self._sf
-
-    @property
-    def api_calls(self) -> int:
-        return self.session.calls
 
     def connect(self) -> None:
         """Log in from the environment and read the org's API usage (one call)."""
@@ -226,17 +228,13 @@ class SalesforceConnector(Connector):
             )
             raise LimitReachedError(msg)
 
-    def _retrying(self) -> Retrying:
-        return Retrying(
-            retry=retry_if_exception_type(TransientError),
-            stop=stop_after_attempt(5),
-            wait=wait_retry_after(multiplier=0.5, max=self._retry_wait),
-            before_sleep=lambda state: log.warning(
-                "Salesforce read failed (%s); retry %d",
-                state.outcome.exception() if state.outcome else "?",
-                state.attempt_number,
-            ),
-            reraise=True,
+    def _retrying(self, doing: str) -> Retrying:
+        return retrying(
+            f"Salesforce {doing}",
+            attempts=5,
+            backoff=0.5,
+            max_wait=self._retry_wait,
+            sleep=self._sleep,
         )
 
     def _call(self, doing: str, function: Any, *args: Any, **kwargs: Any) -> Any:
@@ -249,7 +247,7 @@ class SalesforceConnector(Connector):
             except Exception as exc:
                 raise translate(exc, doing) from exc
 
-        return self._retrying()(attempt)
+        return self._retrying(doing)(attempt)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -298,7 +296,7 @@ class SalesforceConnector(Connector):
             + order
         )
 
-    def read_start(self, since: datetime) -> datetime:
+    def read_start(self, since: datetime, previous_run_started: datetime | None) -> datetime:
         """Where an incremental query starts: late commits are read with an overlap.
 
         A row stamped at 10:00:05 by a transaction that commits after a 10:00:06 row is
@@ -311,20 +309,20 @@ class SalesforceConnector(Connector):
         before `since`. The sync drops rows it already has (no write is repeated).
         """
         overlap = timedelta(seconds=self.settings.commit_overlap)
-        if self.previous_run_started is None:
+        if previous_run_started is None:
             return since - overlap
-        return min(since, self.previous_run_started - overlap)
+        return min(since, previous_run_started - overlap)
 
-    def pull(self, kind: ObjectKind, since: datetime | None) -> Iterator[pd.DataFrame]:
+    def read(
+        self, kind: ObjectKind, context: PullContext, report: PullReport
+    ) -> Iterator[pd.DataFrame]:
+        since = context.since
         if since is not None and self._stamp_field(kind) is not None:
-            since = self.read_start(since)
-        stats = self.stats[kind]
+            since = self.read_start(since, context.previous_run_started)
         self._deleted[kind] = set()
-        self._missing[kind] |= self._remembered_missing(kind)
+        self._missing[kind] |= self._remembered_missing(kind, report.memo)
         include_deleted = since is not None and self._stamp_field(kind) is not None
-        before = self.session.calls
-        first = self._first_page(kind, since, include_deleted)  # shape checked in `_checked`
-        stats.api_calls += self.session.calls - before
+        first = self._first_page(kind, since, include_deleted, report)  # checked in `_checked`
         if not first["done"] and first["totalSize"] > self.settings.bulk_pull_threshold:
             log.info(
                 "%s: %d rows to read: using a Bulk API 2.0 query job",
@@ -332,7 +330,7 @@ class SalesforceConnector(Connector):
                 first["totalSize"],
             )
             try:
-                yield from self._bulk_pull(kind, since, include_deleted)
+                yield from self._bulk_pull(kind, since, include_deleted, report)
                 return
             except _BulkQueryFailed as exc:
                 # as Airbyte's source-salesforce does (airbytehq/airbyte#45595, #10141): a
@@ -347,7 +345,7 @@ class SalesforceConnector(Connector):
                 )
         page = first
         while True:
-            frame = self._frame(kind, page["records"])
+            frame = self._frame(kind, page["records"], report)
             if frame is not None and since is not None and "modified_at" in frame:
                 # the watermark's own second may come back whole: drop what precedes it
                 frame = frame.loc[~(frame["modified_at"] < pd.Timestamp(since))]
@@ -355,7 +353,6 @@ class SalesforceConnector(Connector):
                 yield frame
             if page["done"]:
                 break
-            before = self.session.calls
             page = self._call(
                 f"reading {self._object(kind)}",
                 _checked(self.sf.query_more, f"reading {self._object(kind)}"),
@@ -363,9 +360,10 @@ class SalesforceConnector(Connector):
                 identifier_is_url=True,
                 include_deleted=include_deleted,
             )
-            stats.api_calls += self.session.calls - before
 
-    def _first_page(self, kind: ObjectKind, since: datetime | None, deleted: bool) -> Any:
+    def _first_page(
+        self, kind: ObjectKind, since: datetime | None, deleted: bool, report: PullReport
+    ) -> Any:
         """The first page of the query, dropping fields the org lacks if it must."""
         query = _checked(self.sf.query, f"querying {self._object(kind)}", first=True)
         try:
@@ -375,19 +373,20 @@ class SalesforceConnector(Connector):
         except Exception as exc:
             if "INVALID_FIELD" not in str(exc):
                 raise
-        self._find_missing(kind)
+        self._find_missing(kind, report.memo)
         return self._call(f"querying {self._object(kind)}", query, self.soql(kind, since), deleted)
 
-    def _find_missing(self, kind: ObjectKind) -> None:
+    def _find_missing(self, kind: ObjectKind, memo: dict[str, Any]) -> None:
         """Describe the object to learn which mapped fields the org lacks, and remember it.
 
-        The answer is kept in `memo` for `MISSING_FIELDS_DAYS`, so a run does not pay a
-        rejected query and a describe call for every absent enrichment field; a field
-        created meanwhile is found when the entry expires (or at once by a new mapping).
+        The answer is kept in `memo` (the pull report's) for `MISSING_FIELDS_DAYS`, so a
+        run does not pay a rejected query and a describe call for every absent enrichment
+        field; a field created meanwhile is found when the entry expires (or at once by a
+        new mapping).
         """
         described = self.describe_object(kind)
         self._missing[kind] = {f for f in self._fields(kind) if f not in described}
-        remembered = self.memo.setdefault("missing_fields", {})
+        remembered = memo.setdefault("missing_fields", {})
         remembered[kind] = {
             "fields": sorted(self._missing[kind]),
             "at": datetime.now(UTC).isoformat(),
@@ -399,22 +398,25 @@ class SalesforceConnector(Connector):
                 name,
             )
 
-    def _remembered_missing(self, kind: ObjectKind) -> set[str]:
-        entry = self.memo.get("missing_fields", {}).get(kind)
+    def _remembered_missing(self, kind: ObjectKind, memo: dict[str, Any]) -> set[str]:
+        entry = memo.get("missing_fields", {}).get(kind)
         if not entry:
             return set()
         age = datetime.now(UTC) - datetime.fromisoformat(entry["at"])
         fresh = age < timedelta(days=MISSING_FIELDS_DAYS)
         return set(entry["fields"]) & set(self._fields(kind)) if fresh else set()
 
-    def _frame(self, kind: ObjectKind, records: list[dict[str, Any]]) -> pd.DataFrame | None:
+    def _frame(
+        self, kind: ObjectKind, records: list[dict[str, Any]], report: PullReport
+    ) -> pd.DataFrame | None:
         if not records:
             return None
         raw = pd.DataFrame.from_records(records).drop(columns="attributes", errors="ignore")
-        return self._canonical(kind, raw)
+        return self._canonical(kind, raw, report)
 
-    def _canonical(self, kind: ObjectKind, raw: pd.DataFrame) -> pd.DataFrame | None:
-        stats = self.stats[kind]
+    def _canonical(
+        self, kind: ObjectKind, raw: pd.DataFrame, stats: PullReport
+    ) -> pd.DataFrame | None:
         if "IsDeleted" in raw:
             gone = raw["IsDeleted"].astype(str).str.lower().eq("true")
             self._deleted[kind].update(raw.loc[gone, "Id"].astype(str))
@@ -428,26 +430,21 @@ class SalesforceConnector(Connector):
         return frame
 
     def _bulk_pull(
-        self, kind: ObjectKind, since: datetime | None, include_deleted: bool
+        self, kind: ObjectKind, since: datetime | None, include_deleted: bool, report: PullReport
     ) -> Iterator[pd.DataFrame]:
         handler = getattr(self.sf.bulk2, self._object(kind))
         run = handler.query_all if include_deleted else handler.query
-        before = self.session.calls
         try:
             pages = run(self.soql(kind, since, ordered=False), max_records=50_000, wait=1)
             for text in pages:
                 raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-                self.stats[kind].api_calls += self.session.calls - before
-                before = self.session.calls
-                frame = self._canonical(kind, raw)
+                frame = self._canonical(kind, raw, report)
                 if frame is not None:
                     yield frame
         except SalesforceOperationError as exc:  # the job ended Failed or Aborted, or timed out
             raise _BulkQueryFailed(re.sub(r"\s+", " ", str(exc))[:300]) from exc
         except Exception as exc:
             raise translate(exc, f"bulk query of {self._object(kind)}") from exc
-        finally:  # the calls of a failed job count too
-            self.stats[kind].api_calls += self.session.calls - before
 
     def deleted_ids(
         self, kind: ObjectKind, since: datetime | None, known: Collection[str]
@@ -513,7 +510,7 @@ class SalesforceConnector(Connector):
         return set(names) & known
 
     def create_output_fields(self, missing: Sequence[OutputField]) -> list[FieldCreation]:
-        return create_custom_fields(self, missing)
+        return create_custom_fields(self.sf, self.mapping.objects.account.object, missing)
 
     def grant_field_access(self, wanted: Sequence[tuple[str, str, bool]]) -> dict[str, str | None]:
         """Through the "ICP Engine" permission set (see `connectors.salesforce_access`)."""
@@ -521,50 +518,50 @@ class SalesforceConnector(Connector):
 
     # -- writing --------------------------------------------------------------------------
 
-    def begin_write(self, records: int = 0) -> None:
-        """Choose sObject Collections or a Bulk API 2.0 ingest job for this run."""
-        if records > self.settings.bulk_write_threshold:
-            self.method = "Bulk API 2.0"
-            self._writer = BulkWriter(self)
-            self.max_batch_size = self.settings.bulk_job_size
+    def begin_write(self, records: int) -> WritePlan:
+        """Choose sObject Collections or a Bulk API 2.0 ingest job for this run (the one
+        place `bulk_write_threshold` is compared)."""
+        threshold, job_size = self.settings.bulk_write_threshold, self.settings.bulk_job_size
+        if records > threshold:
+            jobs = math.ceil(records / job_size)
+            plan = WritePlan(
+                records,
+                job_size,
+                jobs * BulkWriter.CALLS_PER_JOB,
+                "Bulk API 2.0",
+                bulk=True,
+                note=f"{records} records > bulk_write_threshold {threshold}: {jobs} ingest "
+                f"job(s) of up to {job_size} records, about {BulkWriter.CALLS_PER_JOB} "
+                "calls each",
+            )
         else:
-            self.method = "sObject Collections"
-            self._writer = CollectionsWriter(self)
-            self.max_batch_size = COLLECTION_SIZE
+            plan = WritePlan(
+                records,
+                COLLECTION_SIZE,
+                math.ceil(records / COLLECTION_SIZE),
+                "sObject Collections",
+                note=f"{records} records <= bulk_write_threshold {threshold}: PATCH "
+                f"composite/sobjects, {COLLECTION_SIZE} a call",
+            )
+        self._plan, self._writer = plan, None
+        return plan
+
+    def _make_writer(self, plan: WritePlan) -> CollectionsWriter | BulkWriter:
+        account = self.mapping.objects.account.object
+        if plan.bulk:
+            return BulkWriter(
+                self.sf, account, self.check_allowance, self.settings.bulk_poll_seconds
+            )
+        return CollectionsWriter(self.sf, account, self.check_allowance)
 
     def write(self, batch: Sequence[RecordUpdate]) -> list[WriteResult]:
         if self._writer is None:
-            self.begin_write(len(batch))
-        assert self._writer is not None
-        before = self.session.calls
+            self._writer = self._make_writer(self._plan or self.begin_write(len(batch)))
+        self._phase = "write"
         try:
             return self._writer.write(batch)
         finally:
-            self.write_calls += self.session.calls - before
-
-    def estimate_calls(self, records_to_write: int, full_pull: bool) -> CallEstimate:
-        """Pull calls made so far, and the writes `records_to_write` will take."""
-        pulled = self.api_calls
-        if records_to_write > self.settings.bulk_write_threshold:
-            jobs = math.ceil(records_to_write / self.settings.bulk_job_size)
-            return CallEstimate(
-                pulled,
-                jobs * BulkWriter.CALLS_PER_JOB,
-                "Bulk API 2.0",
-                f"{records_to_write} records > bulk_write_threshold "
-                f"{self.settings.bulk_write_threshold}: {jobs} ingest job(s) of up to "
-                f"{self.settings.bulk_job_size} records, about {BulkWriter.CALLS_PER_JOB} "
-                "calls each",
-            )
-        calls = math.ceil(records_to_write / COLLECTION_SIZE)
-        return CallEstimate(
-            pulled,
-            calls,
-            "sObject Collections",
-            f"{records_to_write} records <= bulk_write_threshold "
-            f"{self.settings.bulk_write_threshold}: PATCH composite/sobjects, "
-            f"{COLLECTION_SIZE} a call",
-        )
+            self._phase = "read"
 
     def describe_target(self) -> str:
         if self._sf is None:

@@ -11,15 +11,17 @@ Credentials come only from the environment (DESIGN.md), in this order:
 `SF_API_VERSION` the REST version. TLS trust follows `REQUESTS_CA_BUNDLE`, as requests does.
 With credentials, simple-salesforce logs in again by itself when a session expires.
 
-Every HTTP call goes through one `requests.Session` whose response hook counts the call
-and reads `Sforce-Limit-Info`, so REST, Bulk 2.0 and Tooling calls are all counted and
-the org's daily allowance is watched whichever path made the call.
+Every HTTP call goes through one `requests.Session` whose response hook reports the call
+(to the connector's one call counter) and reads `Sforce-Limit-Info`, so REST, Bulk 2.0
+and Tooling calls are all counted and the org's daily allowance is watched whichever path
+made the call.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,12 +76,17 @@ class ApiUsage:
 
 
 class CountingSession(requests.Session):
-    """A requests session that counts API calls, reads usage, and applies a timeout."""
+    """A requests session that reports API calls, reads usage, and applies a timeout.
 
-    def __init__(self, timeout: float) -> None:
+    Args:
+        timeout: seconds to wait for one response (unless a call says otherwise).
+        on_call: called once for every call charged to the org's allowance.
+    """
+
+    def __init__(self, timeout: float, on_call: Callable[[], None] | None = None) -> None:
         super().__init__()
         self.default_timeout = timeout
-        self.calls = 0
+        self.on_call = on_call
         self.usage = ApiUsage()
         self.hooks["response"].append(self._observe)
 
@@ -89,8 +96,8 @@ class CountingSession(requests.Session):
 
     def _observe(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         counted = not any(part in response.url for part in _NOT_COUNTED)
-        if counted:
-            self.calls += 1
+        if counted and self.on_call is not None:
+            self.on_call()
         match = _LIMIT_INFO.search(response.headers.get("Sforce-Limit-Info", ""))
         if match:
             self.usage = ApiUsage(int(match.group(1)), int(match.group(2)))
@@ -114,11 +121,14 @@ class CountingSession(requests.Session):
         self.usage = ApiUsage(max(0, most - left), most)
 
 
-def attach_counting(session: requests.Session, timeout: float) -> CountingSession:
+def attach_counting(
+    session: requests.Session, timeout: float, on_call: Callable[[], None]
+) -> CountingSession:
     """Give a session made elsewhere (a test's, a proxy's) the counting behaviour."""
     if isinstance(session, CountingSession):
+        session.on_call = on_call
         return session
-    counting = CountingSession(timeout)
+    counting = CountingSession(timeout, on_call)
     counting.__dict__.update({k: v for k, v in session.__dict__.items() if k != "hooks"})
     counting.hooks["response"] = [*session.hooks.get("response", []), counting._observe]
     return counting

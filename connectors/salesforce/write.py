@@ -1,6 +1,7 @@
 """Writing Account fields back to Salesforce, and creating the output fields.
 
-Two ways, chosen per run by `SalesforceConnector.begin_write`:
+Two ways, chosen per run by `SalesforceConnector.begin_write`; the writers get what they
+use (the client, the allowance check, the object's name) and never the connector:
 
 - sObject Collections (`PATCH composite/sobjects`, up to 200 records a call,
   `allOrNone: false`): Salesforce answers one SaveResult per record, in request order,
@@ -24,18 +25,16 @@ import io
 import logging
 import math
 import re
-from collections.abc import Mapping, Sequence
-from typing import IO, TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import IO, Any
 
 from icp_engine.connectors.base import FieldCreation, RecordUpdate, WriteResult
 from icp_engine.connectors.errors import TransientError
 from icp_engine.connectors.mapping import OutputField
 from icp_engine.connectors.salesforce.session import TRANSIENT_CODES, error_code, translate
+from simple_salesforce import Salesforce
 from simple_salesforce.bulk2 import Operation
 from simple_salesforce.exceptions import SalesforceError, SalesforceOperationError
-
-if TYPE_CHECKING:
-    from icp_engine.connectors.salesforce.connector import SalesforceConnector
 
 log = logging.getLogger(__name__)
 BULK_NULL = "#N/A"
@@ -69,11 +68,18 @@ def _json_value(value: Any) -> Any:
 
 
 class CollectionsWriter:
-    """sObject Collections update: one call per batch of up to 200 records."""
+    """sObject Collections update: one call per batch of up to 200 records.
 
-    def __init__(self, connector: SalesforceConnector) -> None:
-        self.connector = connector
-        self.object = connector.mapping.objects.account.object
+    Args:
+        client: the logged-in simple-salesforce client.
+        object_name: the account object (`Account`).
+        check_allowance: raises `LimitReachedError` once the run may make no more calls.
+    """
+
+    def __init__(
+        self, client: Salesforce, object_name: str, check_allowance: Callable[[], None]
+    ) -> None:
+        self.client, self.object, self.check_allowance = client, object_name, check_allowance
 
     def write(self, batch: Sequence[RecordUpdate]) -> list[WriteResult]:
         payload = {
@@ -87,10 +93,9 @@ class CollectionsWriter:
                 for update in batch
             ],
         }
-        connector = self.connector
-        connector.check_allowance()
+        self.check_allowance()
         try:
-            answer = connector.sf.restful("composite/sobjects", method="PATCH", json=payload)
+            answer = self.client.restful("composite/sobjects", method="PATCH", json=payload)
         except Exception as exc:
             raise translate(exc, f"writing {len(batch)} {self.object} records") from exc
         if not isinstance(answer, list) or not all(isinstance(a, dict) for a in answer):
@@ -131,14 +136,19 @@ class BulkWriter:
     CALLS_PER_JOB = 7
     """Create, upload, close, poll (at least once), and three result reads."""
 
-    def __init__(self, connector: SalesforceConnector) -> None:
-        self.connector = connector
-        self.object = connector.mapping.objects.account.object
+    def __init__(
+        self,
+        client: Salesforce,
+        object_name: str,
+        check_allowance: Callable[[], None],
+        poll_seconds: float,
+    ) -> None:
+        self.client, self.object, self.check_allowance = client, object_name, check_allowance
+        self.poll_seconds = poll_seconds
 
     def write(self, batch: Sequence[RecordUpdate]) -> list[WriteResult]:
-        connector = self.connector
-        connector.check_allowance()
-        handler = getattr(connector.sf.bulk2, self.object)
+        self.check_allowance()
+        handler = getattr(self.client.bulk2, self.object)
         client = handler._client  # the job's id must outlive a failed job
         columns = list(dict.fromkeys(name for u in batch for name in u.values))
         buffer = io.StringIO()
@@ -156,7 +166,7 @@ class BulkWriter:
             raise translate(exc, f"bulk update of {len(batch)} records") from exc
         failure: str | None = None
         try:
-            client.wait_for_job(job_id, False, connector.settings.bulk_poll_seconds)
+            client.wait_for_job(job_id, False, self.poll_seconds)
         except SalesforceOperationError as exc:  # Failed, Aborted, or still running
             failure = _clean(str(exc))[:500]
             log.warning("Bulk API 2.0 job %s did not complete: %s", job_id, failure)
@@ -305,10 +315,9 @@ def by_hand(obj: str, spec: OutputField) -> str:
 
 
 def create_custom_fields(
-    connector: SalesforceConnector, missing: Sequence[OutputField]
+    client: Salesforce, obj: str, missing: Sequence[OutputField]
 ) -> list[FieldCreation]:
-    """Create each field through the Tooling API (`CustomField`), one call per field."""
-    obj = connector.mapping.objects.account.object
+    """Create each field of `obj` through the Tooling API (`CustomField`), one call per field."""
     created = []
     for spec in missing:
         body: Mapping[str, Any] = {
@@ -316,9 +325,7 @@ def create_custom_fields(
             "Metadata": field_metadata(spec),
         }
         try:
-            answer = connector.sf.toolingexecute(
-                "sobjects/CustomField", method="POST", data=dict(body)
-            )
+            answer = client.toolingexecute("sobjects/CustomField", method="POST", data=dict(body))
         except SalesforceError as exc:
             code, message = error_code(exc)
             created.append(

@@ -12,7 +12,7 @@ and the criteria in use are judged on the same resamples.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,7 @@ from icp_engine.scoring.learn.features import Feature
 from icp_engine.scoring.learn.model import Scorecard, add_value, challenger, fit_scorecard
 from icp_engine.scoring.learn.scorecard_yaml import criteria_groups, place_tiers, scorecard_terms
 from icp_engine.scoring.learn.screen import backward_screen
+from icp_engine.scoring.learn.settings import TrainSettings
 from icp_engine.scoring.learn.stats import (
     auc,
     bootstrap_aucs,
@@ -40,9 +41,6 @@ from icp_engine.scoring.learn.summary import (
     spearman,
 )
 from icp_engine.scoring.schema import COMPUTED_FIELDS, IcpCriteria
-
-if TYPE_CHECKING:
-    from icp_engine.scoring.learn.train import TrainSettings
 
 MAX_CAPS = 3
 """Long-cycle anti-patterns written to the criteria (as tier caps); all are reported."""
@@ -173,6 +171,89 @@ def tier_rows(
     return out
 
 
+def flattening_figures(
+    frame: pd.DataFrame,
+    document: dict[str, Any],
+    card: Scorecard,
+    tier_names: list[str],
+    rows: np.ndarray,
+    y: np.ndarray,
+    scale: int,
+    scored: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """What writing the model as points cost on the outcomes `rows`: the model's AUC, the
+    unrounded points' (before clipping to 0-100 and rounding), the written score's, the
+    tiers', the share of the model's lift kept, scores cut off at 0 and 100."""
+    scored = evaluate(frame, document, scale) if scored is None else scored
+    written = scored["score"].to_numpy(float)[rows]
+    model = card.logit(rows)
+    raw = raw_scores(frame, document)[rows]
+    order = {n: i for i, n in enumerate(tier_names)}
+    tier_rank = -np.array([order[t] for t in scored["tier"].to_numpy(object)[rows]], dtype=float)
+    model_auc, written_auc = auc(model, y), auc(written, y)
+    return {
+        "model_auc": model_auc,
+        "unrounded_auc": auc(raw, y),
+        "written_auc": written_auc,
+        "tier_auc": auc(tier_rank, y),
+        "lift_kept": lift_kept(written_auc, model_auc),
+        "clipped_low": float((raw < -1e-9).mean()),
+        "clipped_high": float((raw > 100 + 1e-9).mean()),
+        "distinct_model": int(np.unique(np.round(model, 9)).size),
+        "distinct_written": int(np.unique(written).size),
+        "score_scale": scale,
+    }
+
+
+@dataclass
+class Written:
+    """One run of the learner on some outcomes: the scorecard and its criteria document."""
+
+    card: Scorecard | None
+    document: dict[str, Any] | None
+    """Criteria, anti-patterns, tier caps, scale and tier cut-offs (no calibration yet)."""
+    cands: list[Feature]
+    dropped: dict[str, str]
+
+
+def write_card(
+    frame: pd.DataFrame,
+    kinds: dict[str, str],
+    tier_names: list[str],
+    rows: np.ndarray,
+    acc: np.ndarray,
+    y: np.ndarray,
+    amount: np.ndarray,
+    cycle: np.ndarray,
+    s: TrainSettings,
+) -> Written:
+    """The whole learner on the outcomes `rows` (binning, screening, C, interactions,
+    merging, points, tier caps, tier cut-offs placed on those outcomes' scores)."""
+    at, yr = acc[rows], y[rows]
+    kept, cands, dropped = pipeline(frame, kinds, at, yr, s)
+    card = fit_scorecard(kept, cands, at, yr, s.min_support)
+    if s.objective == "expected_value":
+        add_value(card, at, yr, amount[rows])
+    groups, anti, scale = criteria_groups(scorecard_terms(card), at, yr)
+    if not any(groups.values()):
+        return Written(card, None, cands, dropped)
+    second = tier_names[1] if len(tier_names) > 2 else tier_names[-1]
+    patterns = lp.Patterns(frame, cands, at, yr, amount[rows], cycle[rows], s.min_support)
+    caps = [cap_rule(e, second) for e in patterns.long_cycles()[:MAX_CAPS]]
+    placeholder = {n: float(len(tier_names) - 1 - i) for i, n in enumerate(tier_names)}
+    draft = criteria_document(groups, anti + caps, placeholder, scale)
+    draft["tiers"] = place_tiers(
+        yaml_scores(frame, draft, s.score_scale)[at], tier_names, s.tier_shares
+    )
+    return Written(card, draft, cands, dropped)
+
+
+def lift_kept(written_auc: float, model_auc: float) -> float | None:
+    """The share of the model's lift (AUC - 0.5) the written score keeps."""
+    lift = model_auc - 0.5
+    return (written_auc - 0.5) / lift if lift > 0 else None
+
+
 @dataclass
 class Judged:
     """What the time-ordered split says about the criteria written."""
@@ -193,6 +274,11 @@ class Judged:
     gate: dict[str, Any] | None = None
     fit_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     hold_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    backtest_document: dict[str, Any] | None = None
+    """The criteria fitted on the older outcomes: the document the holdout figures judge
+    (`document` is the same learner refit on every outcome, see `refit`)."""
+    written: dict[str, Any] = field(default_factory=dict)
+    """The document written: the outcomes it was fit on and what writing it cost on them."""
 
 
 def judge(
@@ -216,27 +302,10 @@ def judge(
     fit, hold = np.flatnonzero(closed < cutoff), np.flatnonzero(closed >= cutoff)
     yf, yh = y[fit], y[hold]
     both = fit.size and hold.size and 0 < yf.sum() < yf.size and 0 < yh.sum() < yh.size
-    card = None
-    document = None
-    cands: list[Feature] = []
-    dropped: dict[str, str] = {}
-    second = tier_names[1] if len(tier_names) > 2 else tier_names[-1]
+    written = Written(None, None, [], {})
     if both:
-        kept, cands, dropped = pipeline(frame, kinds, acc[fit], yf, s)
-        card = fit_scorecard(kept, cands, acc[fit], yf, s.min_support)
-        if s.objective == "expected_value":
-            add_value(card, acc[fit], yf, amount[fit])
-        groups, anti, scale = criteria_groups(scorecard_terms(card), acc[fit], yf)
-        if any(groups.values()):
-            patterns = lp.Patterns(
-                frame, cands, acc[fit], yf, amount[fit], cycle[fit], s.min_support
-            )
-            caps = [cap_rule(e, second) for e in patterns.long_cycles()[:MAX_CAPS]]
-            placeholder = {n: float(len(tier_names) - 1 - i) for i, n in enumerate(tier_names)}
-            draft = criteria_document(groups, anti + caps, placeholder, scale)
-            fit_scores = yaml_scores(frame, draft, s.score_scale)[acc[fit]]
-            draft["tiers"] = place_tiers(fit_scores, tier_names, s.tier_shares)
-            document = draft
+        written = write_card(frame, kinds, tier_names, fit, acc, y, amount, cycle, s)
+    card, document, cands, dropped = written.card, written.document, written.cands, written.dropped
     if document is not None:
         scored = evaluate(frame, document, s.score_scale)
         scores = scored["score"].to_numpy(float)
@@ -290,22 +359,9 @@ def judge(
     )
     flattening = {}
     if document is not None and card is not None:
-        raw = raw_scores(frame, document)[acc[hold]]
-        order = {n: i for i, n in enumerate(tier_names)}
-        tier_rank = -np.array([order[t] for t in tier[acc[hold]]], dtype=float)
-        lift = holdout_model["auc"] - 0.5
-        flattening = {
-            "model_auc": holdout_model["auc"],
-            "unrounded_auc": auc(raw, yh),
-            "written_auc": auc_h,
-            "tier_auc": auc(tier_rank, yh),
-            "lift_kept": (auc_h - 0.5) / lift if lift > 0 else None,
-            "clipped_low": float((raw < -1e-9).mean()),
-            "clipped_high": float((raw > 100 + 1e-9).mean()),
-            "distinct_model": int(np.unique(np.round(model_h, 9)).size),
-            "distinct_written": int(np.unique(sh).size),
-            "score_scale": s.score_scale,
-        }
+        flattening = flattening_figures(
+            frame, document, card, tier_names, acc[hold], yh, s.score_scale, scored
+        )
     gate = None
     if active_h is not None:
         diff = boots[0] - boots[-1]
@@ -341,3 +397,67 @@ def judge(
         fit_rows=fit,
         hold_rows=hold,
     )
+
+
+REFIT_NOTE = (
+    "time-ordered backtest: the learner fitted on the older outcomes and judged on the most "
+    "recent ones; the criteria written are the same learner refit on every closed outcome"
+)
+
+
+def refit(
+    judged: Judged,
+    frame: pd.DataFrame,
+    kinds: dict[str, str],
+    tier_names: list[str],
+    acc: np.ndarray,
+    y: np.ndarray,
+    closed: np.ndarray,
+    amount: np.ndarray,
+    cycle: np.ndarray,
+    s: TrainSettings,
+) -> Judged:
+    """Validate, then refit on everything: once the holdout has judged the learner (the
+    backtest), the learner runs again on every closed outcome and that document is the
+    one written, so the most recent quarter, the closest to the accounts scored next,
+    informs the criteria. The holdout figures, the tiers on the holdout, the calibration
+    error and the activation gate stay those of the backtest (like with like); the
+    written document's tier cut-offs are placed and its win probability is calibrated
+    (Platt) on every outcome. Without signal, or when the refit keeps no criterion, the
+    backtest's document stays.
+    """
+    if not judged.signal or judged.document is None:
+        return judged
+    every = np.arange(y.size)
+    final = write_card(frame, kinds, tier_names, every, acc, y, amount, cycle, s)
+    if final.document is None or final.card is None:
+        return judged
+    document = final.document
+    scored = evaluate(frame, document, s.score_scale)
+    a, b = platt(scored["score"].to_numpy(float)[acc], y)
+    document["calibration"] = {
+        "method": "platt",
+        "intercept": round(a, 6),
+        "slope": round(b, 6),
+        "ece": round(judged.holdout["ece"], 4),
+    }
+    judged.calibration = judged.calibration | {
+        "intercept": a,
+        "slope": b,
+        "note": "fitted on every closed outcome for the criteria written; the error shown is "
+        "the backtest's on the holdout, cross-fitted (each half on the other)",
+    }
+    flat = flattening_figures(
+        frame, document, final.card, tier_names, acc, y, s.score_scale, scored
+    )
+    judged.written = {
+        "fit_on": "every closed outcome",
+        "window": window(closed, y),
+        "C": final.card.C,
+        "flattening": flat,
+        "note": REFIT_NOTE,
+    }
+    judged.backtest_document = judged.document
+    judged.document, judged.card, judged.dropped = document, final.card, final.dropped
+    judged.C = final.card.C
+    return judged

@@ -13,7 +13,13 @@ Weights are written as points (`scale: {weights: points, base: B}`): one log-odd
 is `100 / (best total + worst total penalty)` points and every account starts at `B`, the
 worst total penalty, so the score is an increasing linear function of the scorecard's
 log-odds that runs from 0 (every worst level) to 100 (every best level): nothing is cut
-off at 0 or 100 and the score ranks accounts as the model does, up to rounding.
+off at 0 or 100 and the score ranks accounts as the model does, up to rounding. The
+totals are those one account can reach (`reachable`): an interaction does not add to a
+level of its own field it never occurs with, so the range is not spent on totals no
+account earns, which would make the whole-point score tie accounts the model separates.
+(The one assumption: two values of a multi-value field never seen together on an account
+are taken not to co-occur; an account that later holds both would be clipped, which the
+flattening figures count.)
 """
 
 from __future__ import annotations
@@ -45,6 +51,12 @@ class Term:
     """The level of the same trait worth 0 points (label, mask), for the description."""
     trait: int = 0
     """Which trait (feature or interaction) it belongs to: its levels exclude each other."""
+    rule: bool = False
+    """An interaction: it applies only with both of its traits' levels."""
+
+    @property
+    def fields(self) -> set[str]:
+        return {str(c["field"]) for c in self.conditions}
 
 
 def level_name(conditions: list[dict[str, Any]]) -> str:
@@ -124,6 +136,7 @@ def scorecard_terms(card: Scorecard) -> list[Term]:
                 rule.mask,
                 None,
                 len(card.features) + k,
+                rule=True,
             )
         )
     return terms
@@ -157,6 +170,37 @@ def _evidence(term: Term, rows: np.ndarray, y: np.ndarray, verb: str) -> str:
     return text
 
 
+def reachable(terms: list[Term], anti: bool) -> float:
+    """The largest total of points (or of penalties, `anti`) one account can earn.
+
+    Per trait the best level counts; an interaction counts only with levels it can
+    co-occur with: a level of a field the interaction also conditions on, that no account
+    holds together with the interaction (Technology/SaaS with "Healthcare + EMEA"), is
+    left out. Summing every trait's best regardless would waste part of the 0-100 range
+    on totals no account reaches, and the whole-point rounding of the score would then
+    tie accounts the model tells apart.
+    """
+    side = [t for t in terms if t.anti == anti]
+    rules = [t for t in side if t.rule][:8]
+    levels = [t for t in side if not t.rule]
+    best = 0.0
+    for pick in range(1 << len(rules)):
+        chosen = [r for i, r in enumerate(rules) if pick >> i & 1]
+        if any(
+            a.fields & b.fields and not (a.mask & b.mask).any()
+            for i, a in enumerate(chosen)
+            for b in chosen[i + 1 :]
+        ):
+            continue
+        per_trait: dict[int, float] = {}
+        for t in levels:
+            if any(t.fields & r.fields and not (t.mask & r.mask).any() for r in chosen):
+                continue
+            per_trait[t.trait] = max(per_trait.get(t.trait, 0.0), t.points)
+        best = max(best, sum(per_trait.values()) + sum(r.points for r in chosen))
+    return best
+
+
 def criteria_groups(
     terms: list[Term], rows: np.ndarray, y: np.ndarray, verb: str = "won"
 ) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]], dict[str, Any]]:
@@ -172,7 +216,7 @@ def criteria_groups(
     for t in terms:
         side = worst if t.anti else best
         side[t.trait] = max(side.get(t.trait, 0.0), t.points)
-    span = sum(best.values()) + sum(worst.values())
+    span = reachable(terms, anti=False) + reachable(terms, anti=True)
     if sum(best.values()) <= 0:
         return groups, [], {"weights": "points", "base": 0.0}
     unit = 100.0 / span  # points per log-odds unit

@@ -3,12 +3,15 @@
 1. Outcomes: closed new-business deals in the look-back window, per account (won if
    any won, else lost; rule in `scoring.learn_outcomes`). Expansion is separate.
 2. Split in time: the most recent `holdout_share` of outcomes is held out, never a
-   random split. Binning, screening, `C`, merging, interactions, tier cut-offs and tier
-   caps are all fit on the older part only.
-3. What is written is what was judged (`scoring.learn_holdout.judge`): the criteria
-   document fitted on the older part, scored exactly as `sync` scores it, is judged on
-   the holdout; those are the figures reported, with the model's own beside them. The
-   score is calibrated to a win probability on the holdout (Platt).
+   random split. For the backtest, binning, screening, `C`, merging, interactions, tier
+   cut-offs and tier caps are all fit on the older part only.
+3. Validate, then refit on everything (`scoring.learn.holdout.judge`, then `refit`):
+   the criteria document fitted on the older part, scored exactly as `sync` scores it,
+   is judged on the holdout (a time-ordered backtest of the learner); those are the
+   holdout figures reported, with the model's own beside them. Once judged, the same
+   learner runs again on every closed outcome and that document is the one written
+   (its tier cut-offs placed and its Platt calibration fitted on every outcome; what
+   writing it as points cost is measured on them too, `written`).
 4. Signal: a bootstrap interval (resampling accounts) on the holdout AUC; only when
    its lower end is above 0.5 is a new criteria document proposed. Otherwise the
    manual criteria are returned unchanged, with `learned.signal: false`.
@@ -31,9 +34,10 @@ from icp_engine.scoring.features import build_features
 from icp_engine.scoring.labels import field_label
 from icp_engine.scoring.learn import patterns as lp
 from icp_engine.scoring.learn.binning import candidate_fields
-from icp_engine.scoring.learn.holdout import judge, pipeline, yaml_scores
-from icp_engine.scoring.learn.outcomes import collect_outcomes
+from icp_engine.scoring.learn.holdout import Judged, judge, pipeline, refit, yaml_scores
+from icp_engine.scoring.learn.outcomes import Outcomes, collect_outcomes
 from icp_engine.scoring.learn.scorecard_yaml import with_segments
+from icp_engine.scoring.learn.settings import TrainSettings
 from icp_engine.scoring.learn.stats import two_proportion_z
 from icp_engine.scoring.learn.summary import score_distribution, summary_text, temporal, tier_table
 from icp_engine.scoring.schema import IcpCriteria
@@ -51,34 +55,6 @@ _DAY_NS = 86_400 * 10**9
 FAMILY_ALPHA = 0.05
 """Segments are reported at a 5% false-discovery rate; only those significant after
 Bonferroni over every candidate are written into the criteria, where they tag accounts."""
-
-
-@dataclass
-class TrainSettings:
-    lookback_days: int = 730
-    min_won: int = 50
-    min_lost: int = 50
-    wide_below: int = 200
-    holdout_share: float = 0.25
-    min_support: int = 30
-    emerging_days: int = 90
-    bootstrap: int = 500
-    seed: int = 7
-    unit: str = "account"
-    """`account` (default) or `deal` (repeat-purchase data: every closed deal counts)."""
-    exclude_fields: tuple[str, ...] = ("type",)
-    """Account fields that record the outcome itself (Customer / Prospect status)."""
-    alpha: float = 0.01
-    """Family-wise level for keeping a feature, a bin split or an interaction."""
-    leak_auc: float = 0.9
-    """A single feature separating won from lost at least this well is taken as a leak."""
-    challenger: bool = True
-    objective: str = "win_rate"
-    """`win_rate` (rank by the chance of winning) or `expected_value` (P(win) x deal size)."""
-    tier_shares: dict[str, float] | None = None
-    """Target share of accounts per tier but the lowest (default A 15%, B 25%, C 30%)."""
-    score_scale: int = 0
-    """Decimal places the score field stores: the holdout judges the score so rounded."""
 
 
 class NotEnoughOutcomes(Exception):
@@ -171,6 +147,11 @@ class TrainResult:
     """The new criteria against those in use on the same holdout (None: nothing to compare)."""
     enrichment: list[dict[str, Any]] = field(default_factory=list)
     objective: str = "win_rate"
+    written: dict[str, Any] = field(default_factory=dict)
+    """The document written: refit on every closed outcome, its window and what writing it
+    as points cost on those outcomes (`holdout` and `flattening` are the backtest's)."""
+    backtest_criteria: dict[str, Any] | None = None
+    """The criteria the backtest fitted on the older outcomes and judged on the holdout."""
 
     def to_json(self, criteria_file: str | None) -> dict[str, Any]:
         """The `icp train --json` object (DESIGN.md contract), JSON-safe."""
@@ -199,6 +180,7 @@ class TrainResult:
                 "gate": self.gate,
                 "enrichment": self.enrichment,
                 "objective": self.objective,
+                "written": self.written,
             }
         )
 
@@ -234,6 +216,155 @@ def _join(value: Any) -> Any:
     return value
 
 
+@dataclass
+class _Outcomes:
+    """The closed outcomes `train` learns from, one row each (time order)."""
+
+    acc: np.ndarray
+    y: np.ndarray
+    closed: np.ndarray
+    amount: np.ndarray
+    cycle: np.ndarray
+    outcomes: Outcomes
+    warnings: list[str]
+
+
+def _outcomes(
+    accounts: pd.DataFrame, opportunities: pd.DataFrame, now: datetime, s: TrainSettings
+) -> _Outcomes:
+    """Step 1: the closed outcomes in the window; refuses with too few won or lost."""
+    out = collect_outcomes(accounts, opportunities, now, s.lookback_days, s.unit, s.emerging_days)
+    y = out.rows["won"].to_numpy(bool)
+    n_won, n_lost = int(y.sum()), int((~y).sum())
+    if n_won < s.min_won or n_lost < s.min_lost:
+        raise NotEnoughOutcomes(
+            n_won,
+            n_lost,
+            s.min_won,
+            s.min_lost,
+            s.unit,
+            out.deals,
+            close_range(opportunities),
+            s.lookback_days,
+            now,
+        )
+    warnings: list[str] = []
+    if s.unit == "account" and n_won > REPEAT_SHARE * (n_won + n_lost) and out.deals > 2 * n_won:
+        warnings.append(
+            f"{n_won / (n_won + n_lost):.0%} of accounts count as won and there are "
+            f"{out.deals:,} closed deals for {n_won + n_lost:,} accounts: accounts buy again "
+            "and again, so per account almost everyone wins; train per deal (--unit deal)"
+        )
+    if n_won < s.wide_below or n_lost < s.wide_below:
+        warnings.append(
+            f"only {n_won} won and {n_lost} lost outcomes: estimates are wide "
+            f"(below {s.wide_below} of each)"
+        )
+    return _Outcomes(
+        acc=out.rows["account"].to_numpy(np.int64),
+        y=y,
+        closed=out.rows["closed"].to_numpy(np.int64),
+        amount=out.rows["amount"].to_numpy(float),
+        cycle=out.rows["cycle_days"].to_numpy(float),
+        outcomes=out,
+        warnings=warnings,
+    )
+
+
+def _learned(
+    judged: Judged,
+    o: _Outcomes,
+    unused: dict[str, str],
+    now: datetime,
+    s: TrainSettings,
+) -> dict[str, Any]:
+    """The `learned:` block of the criteria document: how it was learned and judged."""
+    card = judged.card
+    used = sorted({f.field for f in card.features}) if card else []
+    return {
+        "model": MODEL_KIND,
+        "unit": s.unit,
+        "objective": s.objective,
+        "outcome_rule": OUTCOME_RULE[s.unit],
+        "trained_at": pd.Timestamp(now).isoformat(),
+        "lookback_days": s.lookback_days,
+        "train_window": judged.train_window,
+        "holdout": judged.holdout,
+        "holdout_model": judged.holdout_model,
+        "signal": judged.signal,
+        "n_won": int(o.y.sum()),
+        "n_lost": int((~o.y).sum()),
+        "C": judged.C,
+        "features_used": used,
+        "features_dropped": sorted(unused),
+        "dropped_reasons": dict(sorted(unused.items())),
+        "interactions": [" + ".join(t.label for t in r.traits) for r in card.rules] if card else [],
+        "challenger": judged.challenger,
+        "written": judged.written.get("note")
+        or "the criteria fitted on the training window and judged on the holdout, "
+        "exactly as sync scores them",
+    } | ({"refit": judged.written} if judged.written else {})
+
+
+def _document(
+    judged: Judged,
+    manual: IcpCriteria,
+    good: list[dict[str, Any]],
+    learned: dict[str, Any],
+    warnings: list[str],
+    now: datetime,
+    y: np.ndarray,
+) -> tuple[dict[str, Any], bool]:
+    """Step 4: (the criteria document, signal): the learned one, named, with the
+    hand-written segments first and the routing kept; or, without signal (or when the
+    final scorecard kept no criterion), the manual criteria unchanged."""
+    if judged.signal and judged.document is not None:
+        document = dict(judged.document)
+        document |= {
+            "name": f"Learned ICP ({pd.Timestamp(now).date().isoformat()})",
+            "description": summary_text(
+                int(y.sum()), int((~y).sum()), judged.train_window, judged.holdout
+            ),
+            "segments": with_segments(manual, [g for g in good if g["family_p"] < FAMILY_ALPHA]),
+            "routing": [
+                r.model_dump(by_alias=True, exclude_none=True, mode="json") for r in manual.routing
+            ],
+        }
+        learned["flattening"] = judged.flattening
+        learned["tiers"] = judged.tiers
+        return document, True
+    if judged.signal:
+        warnings.append("the final scorecard kept no criterion; the manual criteria are kept")
+        learned["signal"] = False
+    learned["note"] = "no signal: the manual criteria are proposed unchanged"
+    return manual.model_dump(by_alias=True, exclude_none=True, mode="json"), False
+
+
+def _with_learned(
+    document: dict[str, Any],
+    learned: dict[str, Any],
+    calibration: dict[str, Any],
+    scores: np.ndarray,
+    o: _Outcomes,
+    manual: IcpCriteria,
+    enrichment: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Step 5: the `learned:` block completed (calibration, tiers, temporal patterns,
+    enrichment hints) and attached; the document checked against the schema."""
+    learned["calibration"] = {k: v for k, v in calibration.items() if k != "bins"} | {
+        "formula": PLATT
+    }
+    if not learned.get("tiers"):
+        tiers = document.get("tiers") or dict(manual.tiers)
+        learned["tiers"] = tier_table(scores, o.acc, o.y, tiers)
+    learned["temporal"] = temporal(o.outcomes.rows)
+    if enrichment:
+        learned["enrichment"] = enrichment
+    document = plain(document | {"learned": learned})
+    IcpCriteria.model_validate(document)
+    return document
+
+
 def train(
     accounts: pd.DataFrame,
     opportunities: pd.DataFrame,
@@ -265,40 +396,14 @@ def train(
         opportunities,
         as_of=pd.Timestamp(now).date(),
     )
-    out = collect_outcomes(accounts, opportunities, now, s.lookback_days, s.unit, s.emerging_days)
-    acc = out.rows["account"].to_numpy(np.int64)
-    y = out.rows["won"].to_numpy(bool)
-    closed = out.rows["closed"].to_numpy(np.int64)
-    n_won, n_lost = int(y.sum()), int((~y).sum())
-    if n_won < s.min_won or n_lost < s.min_lost:
-        raise NotEnoughOutcomes(
-            n_won,
-            n_lost,
-            s.min_won,
-            s.min_lost,
-            s.unit,
-            out.deals,
-            close_range(opportunities),
-            s.lookback_days,
-            now,
-        )
-    warnings: list[str] = []
-    if s.unit == "account" and n_won > REPEAT_SHARE * (n_won + n_lost) and out.deals > 2 * n_won:
-        warnings.append(
-            f"{n_won / (n_won + n_lost):.0%} of accounts count as won and there are "
-            f"{out.deals:,} closed deals for {n_won + n_lost:,} accounts: accounts buy again "
-            "and again, so per account almost everyone wins; train per deal (--unit deal)"
-        )
-    if n_won < s.wide_below or n_lost < s.wide_below:
-        warnings.append(
-            f"only {n_won} won and {n_lost} lost outcomes: estimates are wide "
-            f"(below {s.wide_below} of each)"
-        )
+    o = _outcomes(accounts, opportunities, now, s)
+    acc, y, closed, amount, cycle = o.acc, o.y, o.closed, o.amount, o.cycle
+    warnings = o.warnings
     kinds, never = candidate_fields(frame, field_types, s.exclude_fields)
     tier_names = [name for name, _ in manual.tier_order()]
-    amount = out.rows["amount"].to_numpy(float)
-    cycle = out.rows["cycle_days"].to_numpy(float)
+    # Step 2: the time-ordered backtest, then the same learner refit on every outcome.
     judged = judge(frame, kinds, tier_names, acc, y, closed, amount, cycle, s, active)
+    judged = refit(judged, frame, kinds, tier_names, acc, y, closed, amount, cycle, s)
     signal = judged.signal
     if not signal:
         lo, hi = judged.holdout["auc_ci"]
@@ -307,7 +412,7 @@ def train(
             "the manual criteria are kept unchanged"
         )
 
-    # Patterns are reported from every outcome; the criteria are the judged document.
+    # Step 3: patterns are reported from every outcome; the criteria are the judged learner's.
     _, cands, _ = pipeline(frame, kinds, acc, y, s)
     patterns = lp.Patterns(frame, cands, acc, y, amount, cycle, s.min_support)
     good, bad = patterns.segments()
@@ -318,51 +423,14 @@ def train(
     if not used:
         warnings.append("no account trait is significantly linked to winning")
     unused = {name: why for name, why in {**never, **judged.dropped}.items() if name not in used}
-    learned: dict[str, Any] = {
-        "model": MODEL_KIND,
-        "unit": s.unit,
-        "objective": s.objective,
-        "outcome_rule": OUTCOME_RULE[s.unit],
-        "trained_at": pd.Timestamp(now).isoformat(),
-        "lookback_days": s.lookback_days,
-        "train_window": judged.train_window,
-        "holdout": judged.holdout,
-        "holdout_model": judged.holdout_model,
-        "signal": signal,
-        "n_won": n_won,
-        "n_lost": n_lost,
-        "C": judged.C,
-        "features_used": used,
-        "features_dropped": sorted(unused),
-        "dropped_reasons": dict(sorted(unused.items())),
-        "interactions": [" + ".join(t.label for t in r.traits) for r in card.rules] if card else [],
-        "challenger": judged.challenger,
-        "written": "the criteria fitted on the training window and judged on the holdout, "
-        "exactly as sync scores them",
-    }
+    learned = _learned(judged, o, unused, now, s)
+
+    # Step 4: the document (learned, or the manual criteria without signal).
     second = tier_names[1] if len(tier_names) > 2 else tier_names[-1]
-    document: dict[str, Any]
-    if signal and judged.document is not None:
-        document = dict(judged.document)
-        document |= {
-            "name": f"Learned ICP ({pd.Timestamp(now).date().isoformat()})",
-            "description": summary_text(n_won, n_lost, judged.train_window, judged.holdout),
-            "segments": with_segments(manual, [g for g in good if g["family_p"] < FAMILY_ALPHA]),
-            "routing": [
-                r.model_dump(by_alias=True, exclude_none=True, mode="json") for r in manual.routing
-            ],
-        }
-        learned["flattening"] = judged.flattening
-        learned["tiers"] = judged.tiers
-    else:
-        if signal:
-            warnings.append("the final scorecard kept no criterion; the manual criteria are kept")
-            signal = learned["signal"] = False
-        document = manual.model_dump(by_alias=True, exclude_none=True, mode="json")
-        learned["note"] = "no signal: the manual criteria are proposed unchanged"
+    document, signal = _document(judged, manual, good, learned, warnings, now, y)
     expanded = lp.expansion(
         frame,
-        out.customers,
+        o.outcomes.customers,
         kinds,
         lambda f, k, r, t: pipeline(f, k, r, t, s),
         s.min_support,
@@ -370,19 +438,12 @@ def train(
     )
     if signal and expanded and expanded["criteria"] and (expanded["auc_ci"] or [0.0])[0] > 0.5:
         document["expansion"] = expanded["criteria"]  # scored for customers: `expansion` output
+
+    # Step 5: figures of the document written, hints, and the result.
     scores = yaml_scores(frame, document, s.score_scale)
     calibration = dict(judged.calibration)
-    learned["calibration"] = {k: v for k, v in calibration.items() if k != "bins"} | {
-        "formula": PLATT
-    }
-    if not learned.get("tiers"):
-        learned["tiers"] = tier_table(scores, acc, y, document.get("tiers") or dict(manual.tiers))
-    learned["temporal"] = temporal(out.rows)
     enrichment = enrichment_hints(document, frame, acc, y)
-    if enrichment:
-        learned["enrichment"] = enrichment
-    document = plain(document | {"learned": learned})
-    IcpCriteria.model_validate(document)
+    document = _with_learned(document, learned, calibration, scores, o, manual, enrichment)
     tiers = judged.tiers
     if signal:
         warnings += tier_warnings(tiers)
@@ -408,7 +469,7 @@ def train(
             float(y.mean()),
             second,
         ),
-        loss_patterns=patterns.loss_patterns(out.losses, good + bad),
+        loss_patterns=patterns.loss_patterns(o.outcomes.losses, good + bad),
         expansion=expanded,
         warnings=warnings,
         features_used=used,
@@ -420,6 +481,8 @@ def train(
         gate=judged.gate if signal else None,
         enrichment=enrichment,
         objective=s.objective,
+        written=plain(judged.written) if signal else {},
+        backtest_criteria=plain(judged.backtest_document) if signal else None,
     )
 
 

@@ -211,7 +211,13 @@ def render_report(
             "Verdict",
             verdict_section(model, holdout, summary, everyone, len(scored), overall),
         ),
-        ("tiers", "By tier", tiers_section(summary, criteria, colors, overall, model["tiers"])),
+        (
+            "tiers",
+            "By tier",
+            tiers_section(
+                summary, criteria, colors, overall, model["tiers"], bool(model["written"])
+            ),
+        ),
         ("changes", "What changed", changes_section(model, previous, criteria)),
         ("criteria", "Criteria", criteria_section(criteria)),
         ("checklist", "SDR checklist", checklist_section(criteria)),
@@ -230,7 +236,11 @@ def render_report(
             f"model version {version_label(model['version'])}"
             if model.get("version") is not None
             else "",
-            _span("trained on", model.get("train_window")),
+            _span("learned criteria refit on", model["written"].get("window")),
+            _span(
+                "backtest fitted on" if model["written"] else "trained on",
+                model.get("train_window"),
+            ),
             _span("holdout", window),
             f"criteria: {model['criteria_file']}" if model.get("criteria_file") else "",
             f"generated {h.date_text(generated_at)}",

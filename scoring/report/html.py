@@ -78,7 +78,7 @@ section{border:0;padding:8px 0;break-inside:avoid-page}
 """
 
 
-_DICTS = ("holdout", "challenger", "tracking", "expansion", "holdout_model")
+_DICTS = ("holdout", "challenger", "tracking", "expansion", "holdout_model", "written")
 _LISTS = (
     "calibration",
     "tiers",

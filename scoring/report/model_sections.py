@@ -47,7 +47,16 @@ def quality_section(
         ""
         if ece is None
         else f"Predicted win probabilities are off by {ece:.1f} points on average (ECE)"
-        + (f", calibrated on the holdout by {method}." if method else ".")
+        + (
+            (
+                f" on the backtest's holdout; {method} calibrates the criteria written on every "
+                "closed outcome."
+                if model.get("written")
+                else f", calibrated on the holdout by {method}."
+            )
+            if method
+            else "."
+        )
     )
     calib = calibration or '<p class="muted">No calibration figures.</p>'
     bins = model.get("score_distribution") or _score_bins(scored)
@@ -83,7 +92,13 @@ def challenger_block(model: dict[str, Any], holdout: dict[str, Any]) -> str:
         return ""
     rows = []
     for name, auc, ci in (
-        ("Scorecard (deployed criteria)", holdout.get("auc"), holdout.get("auc_ci")),
+        (
+            "Scorecard (backtest of the deployed learner)"
+            if model.get("written")
+            else "Scorecard (deployed criteria)",
+            holdout.get("auc"),
+            holdout.get("auc_ci"),
+        ),
         (
             str(challenger.get("model") or "challenger"),
             challenger.get("auc"),

@@ -21,7 +21,17 @@ def verdict_section(
     auc, ci = holdout.get("auc"), holdout.get("auc_ci")
     deals = f"{h.num(holdout.get('n_won'), 0)} won and {h.num(holdout.get('n_lost'), 0)} lost"
     rated = summary.dropna(subset=["win_rate"])
-    if model.get("signal"):
+    refit = bool(model.get("written"))
+    if model.get("signal") and refit:
+        headline = "The learned ICP has real lift"
+        text = (
+            f"In a time-ordered backtest (learned from older closed deals only, then judged "
+            f"on the most recent: {deals}), accounts it ranks higher win more: AUC "
+            f"{h.num(auc)} (95% CI {h.interval(ci, h.num)}; 0.5 is a coin flip). The criteria "
+            "written are the same learner refit on every closed deal."
+        )
+        css = "verdict"
+    elif model.get("signal"):
         headline = "The learned ICP has real lift"
         text = (
             f"On the most recent closed deals ({deals}), accounts it ranks higher win more: "
@@ -62,7 +72,11 @@ def verdict_section(
     behind = model.get("holdout_model") or {}
     beside = f"; model behind it {h.num(behind.get('auc'))}" if behind.get("auc") else ""
     tiles = [
-        h.tile("Holdout AUC", h.num(auc), f"95% CI {h.interval(ci, h.num)}{beside}"),
+        h.tile(
+            "Backtest AUC" if refit else "Holdout AUC",
+            h.num(auc),
+            f"95% CI {h.interval(ci, h.num)}{beside}",
+        ),
         h.tile(
             "Overall win rate",
             h.pct(overall if overall is not None else everyone["win_rate"]),
@@ -96,6 +110,7 @@ def tiers_section(
     colors: dict[str, str],
     overall: float | None,
     holdout_rows: list[Any] | None = None,
+    refit: bool = False,
 ) -> str:
     rows = [
         [
@@ -128,12 +143,13 @@ def tiers_section(
     ]
     lead = "The accounts scored today, by the tier they are in now, and the new-business "
     lead += "outcomes the model learned from: the share won (like every win rate on this page)."
-    body = table + h.grid(charts) + holdout_tiers(holdout_rows or [])
+    body = table + h.grid(charts) + holdout_tiers(holdout_rows or [], refit)
     return h.section("tiers", "Results by tier", body, lead)
 
 
-def holdout_tiers(rows: list[Any]) -> str:
-    """The tiers as `icp train` judged them: the score as written, on the holdout only."""
+def holdout_tiers(rows: list[Any], refit: bool = False) -> str:
+    """The tiers as `icp train` judged them on the holdout only: the score as sync writes
+    it (with `refit`, of the backtest: the learner fitted on the older outcomes)."""
     rows = [r for r in rows if isinstance(r, dict) and r.get("tier") is not None]
     if not rows:
         return ""
@@ -157,7 +173,15 @@ def holdout_tiers(rows: list[Any]) -> str:
         "learn), with the score exactly as sync writes it: what the figures above promise."
         "</p>"
     )
-    return "<h3>Tiers on the holdout</h3>" + note + h.table(headers, cells, {1, 2, 3, 4, 6, 7})
+    if refit:
+        note = (
+            '<p class="muted">Time-ordered backtest: the learner fitted on the older outcomes '
+            "only, scored exactly as sync scores it, judged on the holdout (the most recent "
+            "outcomes). The criteria written are the same learner refit on every outcome, "
+            "so their score cut-offs differ a little from these.</p>"
+        )
+    title = "Tiers on the holdout (backtest)" if refit else "Tiers on the holdout"
+    return f"<h3>{title}</h3>" + note + h.table(headers, cells, {1, 2, 3, 4, 6, 7})
 
 
 def criteria_section(criteria: IcpCriteria) -> str:

@@ -92,11 +92,11 @@ def _show(
         f"Sample CRM: {info.accounts:,} accounts, {info.opportunities:,} opportunities "
         f"in {source} (Salesforce Data Export layout)."
     )
-    if config.enrichment_report is not None:
+    if result.enrichment is not None:
         console.print(
             f"Enrichment joined (vendor-layout exports in {mappings_dir / 'enrichment'}):"
         )
-        for line in config.enrichment_report.lines():
+        for line in result.enrichment.lines():
             console.print(f"  {line}", highlight=False)
     console.print(render.tier_table(summary))
     render.run_summary(console, result)

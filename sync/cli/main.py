@@ -39,7 +39,7 @@ from icp_engine.sync.logs import configure, log_format
 from icp_engine.sync.operate import RunHooks, config_message, failure_text, train_done
 from icp_engine.sync.runner import RunOptions, RunResult, execute, exit_code_for
 from icp_engine.sync.state.meta import MetaKeys
-from icp_engine.sync.state.store import StateStore
+from icp_engine.sync.state.store import StateStore, state_location
 from icp_engine.sync.versions import VersionError, VersionStore
 from icp_engine.sync.yamlfile import ConfigError
 
@@ -377,8 +377,9 @@ def status(
 ) -> None:
     """Past runs, watermarks, changes handed over and not yet seen in the CRM, and the
     records still failing."""
-    if not (state_dir / StateStore.FILE_NAME).exists():
-        fail(2, f"no state in {state_dir}: nothing has run there yet (see --state)")
+    if not StateStore.exists(state_dir):
+        where = state_location(state_dir)
+        fail(2, f"no state in {where}: nothing has run there yet (see --state, ICP_STATE_URL)")
     with StateStore(state_dir, create=False) as state:
         runs, marks, failures = state.runs(crm, limit), state.watermarks(crm), state.failures(crm)
         pending = state.pending_summary(crm)

@@ -16,7 +16,8 @@ from icp_engine.sync.alerts import pending
 from icp_engine.sync.cli import render
 from icp_engine.sync.cli.options import common, fail, guarded, read_options, state_option
 from icp_engine.sync.config import mappings_dir
-from icp_engine.sync.state.store import RunRecord, StateStore
+from icp_engine.sync.state.records import RunRecord
+from icp_engine.sync.state.store import StateStore, state_location
 from rich.console import Console
 from rich.table import Table
 
@@ -38,8 +39,9 @@ def runs_group() -> None:
 @guarded
 def runs_show(run_id: int, state_dir: Path, as_json: bool) -> None:
     """One run: counts, failures with the CRM's errors, criteria, accounts that changed tier."""
-    if not (state_dir / StateStore.FILE_NAME).exists():
-        fail(2, f"no state in {state_dir}: nothing has run there yet (see --state)")
+    if not StateStore.exists(state_dir):
+        where = state_location(state_dir)
+        fail(2, f"no state in {where}: nothing has run there yet (see --state, ICP_STATE_URL)")
     detail = history.show(state_dir, run_id)
     if detail is None:
         fail(2, f"no run {run_id} in {state_dir} (icp status lists the recent runs)")
@@ -178,8 +180,8 @@ def audiences_export(
 
     config = load_config(crm, mappings_dir(mappings_option), state_dir)
     settings = config.operate.audiences
-    if not (state_dir / StateStore.FILE_NAME).exists():
-        fail(2, f"no state in {state_dir}: run icp sync --crm {crm} first")
+    if not StateStore.exists(state_dir):
+        fail(2, f"no state in {state_location(state_dir)}: run icp sync --crm {crm} first")
     with StateStore(state_dir) as state:
         accounts = state.load_records(crm, "account")
         opportunities = state.load_records(crm, "opportunity")

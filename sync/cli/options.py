@@ -13,13 +13,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import psycopg
 from icp_engine.connectors.errors import ConnectorError
 from icp_engine.sync.config import CRMS
 from icp_engine.sync.logs import configure, guard_streams, log_format
 from icp_engine.sync.progress import progress_for
 from icp_engine.sync.runner import exit_code_for
 from icp_engine.sync.state.lock import LockedError
-from icp_engine.sync.state.store import StateError
+from icp_engine.sync.state.postgres import redact_text, state_url
+from icp_engine.sync.state.records import StateError
 from icp_engine.sync.yamlfile import ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -188,6 +190,13 @@ def guarded(func: F) -> F:
                 2,
                 f"the state database failed: {exc}. Nothing more was recorded; see `icp "
                 "state reset --help` if it persists.",
+            )
+        except psycopg.Error as exc:  # the PostgreSQL state's server failed mid-command
+            text = redact_text(" ".join(str(exc).split()), state_url() or "")
+            fail(
+                2,
+                f"the PostgreSQL state failed: {text}. What was recorded before stays; run "
+                "again when the server is back (a killed or failed run is just run again).",
             )
         except ConnectorError as exc:
             fail(exit_code_for(exc), str(exc))

@@ -21,7 +21,7 @@ from icp_engine.connectors.base import CallEstimate
 from icp_engine.connectors.mapping import OutputField
 from icp_engine.sync import numbers
 from icp_engine.sync.plan import Plan, Skip, SkipReason, to_crm_value
-from icp_engine.sync.state.store import RunRecord
+from icp_engine.sync.state.records import RunRecord
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text

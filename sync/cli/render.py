@@ -13,7 +13,7 @@ from icp_engine.sync import numbers
 from icp_engine.sync.cli.preview import Page, figures_table, why
 from icp_engine.sync.plan import Plan
 from icp_engine.sync.runner import RunResult
-from icp_engine.sync.state.store import FailureRecord, RunRecord, Watermark
+from icp_engine.sync.state.records import FailureRecord, RunRecord, Watermark
 from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text

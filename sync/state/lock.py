@@ -21,7 +21,7 @@ class LockedError(Exception):
 
     def __init__(
         self,
-        directory: Path,
+        directory: Path | str,
         pid: int | None,
         command: str | None,
         since: str | None,

@@ -8,6 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def pace_key(step: str) -> str:
+    """Seconds per unit of work a timed step took last time (`sync.progress.timed_stage`)."""
+    return f"pace.{step}"
+
+
 @dataclass(frozen=True)
 class MetaKeys:
     """The meta keys of one CRM (`MetaKeys("hubspot").mapping == "hubspot.mapping"`)."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, date, datetime
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
+from icp_engine.sync.state.sql import Connection
 
 _ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))  # ASCII: faster
 _CHUNK = 500  # ids per IN (...) list, well under SQLite's bound-parameter limit
@@ -37,17 +37,16 @@ LAYOUT_KEY = "records.layout."
 
 
 class RecordMirror:
-    """The records-mirror half of `sync.state.StateStore`.
+    """The records mirror of a `sync.state.StateStore`, which owns one and shares its
+    transactions with it (a mirror write inside `StateStore.atomic()` is part of it).
 
     Canonical rows kept between runs, so an incremental run can rescore an account whose
     opportunities changed without pulling the account again. Rows are keyed by (crm, object,
     record id); opportunities also keep their account id in an indexed column.
     """
 
-    _db: sqlite3.Connection
-
-    def _transaction(self, write: bool = True) -> AbstractContextManager[sqlite3.Connection]:
-        raise NotImplementedError
+    def __init__(self, transaction: Callable[..., AbstractContextManager[Connection]]) -> None:
+        self._transaction = transaction
 
     def upsert_records(
         self,
@@ -114,23 +113,21 @@ class RecordMirror:
         return decode_rows([row[2] for row in rows], self._layouts)
 
     def _layouts(self, key: str) -> list[str]:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (LAYOUT_KEY + key,))
-        found = row.fetchone()
+        with self._transaction(write=False) as db:
+            found = db.execute(
+                "SELECT value FROM meta WHERE key = ?", (LAYOUT_KEY + key,)
+            ).fetchone()
         if found is None:
             raise ValueError(f"stored records use layout {key!r}, which the state does not hold")
         return [str(name) for name in json.loads(found[0])]
 
     def record_ids(self, crm: str, obj: str) -> set[str]:
         """The ids of the stored rows of `obj` in `crm`."""
-        rows = self._db.execute(
-            "SELECT record_id FROM records WHERE crm = ? AND object = ?", (crm, obj)
-        )
+        with self._transaction(write=False) as db:
+            rows = db.execute(
+                "SELECT record_id FROM records WHERE crm = ? AND object = ?", (crm, obj)
+            ).fetchall()
         return {str(row[0]) for row in rows}
-
-    def reset_records(self, crm: str) -> None:
-        """Drop every mirror row of `crm` (last-written values and failures stay)."""
-        with self._transaction() as db:
-            db.execute("DELETE FROM records WHERE crm = ?", (crm,))
 
 
 def unique_ids(ids: Iterable[str]) -> list[str]:
@@ -141,7 +138,7 @@ def unique_ids(ids: Iterable[str]) -> list[str]:
 
 
 def select_in(
-    db: sqlite3.Connection,
+    db: Connection,
     sql: str,
     params: tuple[Any, ...],
     column: str,
@@ -224,7 +221,7 @@ def column_values(series: pd.Series) -> list[Any]:
     missing = pd.isna(objects)
     if pd.api.types.infer_dtype(objects, skipna=True) in ("string", "empty"):
         # text (and missing) only: nothing to convert
-        return list(np.where(missing, None, objects).tolist())
+        return list(np.where(missing, np.array(None, dtype=object), objects).tolist())
     return [None if gone else to_jsonable(v) for v, gone in zip(objects, missing, strict=True)]
 
 

@@ -1,6 +1,7 @@
 """The operations tables in the state file: run details, alert conditions, audience exports.
 
-They live in the state directory's SQLite file beside `sync.state`'s tables, created on
+They live in the state beside `sync.state`'s tables (the state directory's SQLite file, or
+the PostgreSQL schema of `ICP_STATE_URL`), created on
 first use (`CREATE TABLE IF NOT EXISTS`), through a connection of their own so the run
 bookkeeping of `sync.state` stays untouched; its errors map through `sync.state` (one
 StateError, exit 2, for a damaged file). An older engine ignores them.
@@ -23,9 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from icp_engine.sync.state.store import _state_error
+import psycopg
+from icp_engine.sync.state.postgres import PgConnection, PgTarget, ddl, pg_error
+from icp_engine.sync.state.records import FILE_NAME
+from icp_engine.sync.state.sql import Connection
+from icp_engine.sync.state.store import _pg_target, _state_error
 
-FILE_NAME = "state.sqlite"
 _TABLES = (
     """CREATE TABLE IF NOT EXISTS run_details (run_id INTEGER PRIMARY KEY, crm TEXT NOT NULL,
         detail TEXT NOT NULL)""",
@@ -55,15 +59,22 @@ class ConditionRow:
 class OpsDB:
     """The operations tables of one state directory; use it as a context manager."""
 
-    def __init__(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        self.path = state_dir / FILE_NAME
-        with self._mapped():
-            self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+    def __init__(self, state_dir: Path, url: str | None = None) -> None:
+        self._pg: PgTarget | None = _pg_target(url)
+        self.path: Path | str
+        self._db: Connection
+        if self._pg is not None:
+            self.path = self._pg.shown
+            self._db = PgConnection(self._pg)
+        else:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            self.path = state_dir / FILE_NAME
+            with self._mapped():
+                self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         try:
             with self._transaction() as db:
                 for statement in _TABLES:
-                    db.execute(statement)
+                    db.execute(statement if self._pg is None else ddl(statement))
         except BaseException:
             self._db.close()
             raise
@@ -81,12 +92,16 @@ class OpsDB:
         try:
             yield
         except sqlite3.Error as exc:
+            assert isinstance(self.path, Path)
             raise _state_error(self.path, exc) from exc
+        except psycopg.Error as exc:
+            assert self._pg is not None
+            raise pg_error(self._pg, exc) from None
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self) -> Iterator[Connection]:
         with self._mapped():
-            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("BEGIN IMMEDIATE" if self._pg is None else "BEGIN")
             try:
                 yield self._db
                 self._db.execute("COMMIT")
@@ -100,7 +115,9 @@ class OpsDB:
     def put_detail(self, run_id: int, crm: str, detail: dict[str, Any]) -> None:
         with self._transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO run_details (run_id, crm, detail) VALUES (?, ?, ?)",
+                "INSERT INTO run_details (run_id, crm, detail) VALUES (?, ?, ?)"
+                " ON CONFLICT (run_id) DO UPDATE SET crm = excluded.crm,"
+                " detail = excluded.detail",
                 (run_id, crm, json.dumps(detail, default=str)),
             )
 
@@ -133,8 +150,12 @@ class OpsDB:
     def put_condition(self, row: ConditionRow) -> None:
         with self._transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO alert_conditions (key, active, delivered, since, title,"
-                " attempts, last_error, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO alert_conditions (key, active, delivered, since, title,"
+                " attempts, last_error, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET active = excluded.active,"
+                " delivered = excluded.delivered, since = excluded.since,"
+                " title = excluded.title, attempts = excluded.attempts,"
+                " last_error = excluded.last_error, updated_at = excluded.updated_at",
                 (
                     row.key,
                     int(row.active),

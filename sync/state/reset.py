@@ -1,11 +1,16 @@
 """`icp state reset`: set a damaged state aside, start a new one, say what is lost.
 
 The old file (with its `-wal`/`-shm` companions) is renamed, never deleted, so it can
-still be examined or restored. What it held is counted when it can still be read. The
-new state is empty: the next `sync` or `backfill` pulls everything from the CRM again
-(mirror, watermarks), so what cannot come back is what only the engine knew: the values
-it last wrote (which `if_unchanged` needs to tell a person's edit from its own), changes
-handed over and not yet seen in the CRM, failed records and the run history.
+still be examined or restored. On PostgreSQL (`ICP_STATE_URL`) "set aside" means the
+same: the state's schema is renamed with everything in it (`icp_state` ->
+`icp_state_damaged_20261207t051500z`) and a new schema of the old name is created; drop
+the old one (`DROP SCHEMA ... CASCADE`) once it is no longer needed.
+
+What it held is counted when it can still be read. The new state is empty: the next
+`sync` or `backfill` pulls everything from the CRM again (mirror, watermarks), so what
+cannot come back is what only the engine knew: the values it last wrote (which
+`if_unchanged` needs to tell a person's edit from its own), changes handed over and not
+yet seen in the CRM, failed records and the run history.
 """
 
 from __future__ import annotations
@@ -17,8 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import click
+import psycopg
 from icp_engine.sync.state.lock import DirectoryLock
-from icp_engine.sync.state.store import StateError, StateStore
+from icp_engine.sync.state.postgres import (
+    LOCK_TABLE,
+    AdvisoryLock,
+    PgConnection,
+    PgTarget,
+    pg_error,
+)
+from icp_engine.sync.state.records import StateError
+from icp_engine.sync.state.store import StateStore, _pg_target
 
 _COMPANIONS = ("", "-wal", "-shm", "-journal")
 
@@ -48,8 +62,14 @@ def _counts(path: Path) -> dict[str, int] | str:
     return problem
 
 
-def reset_state(directory: Path, yes: bool) -> dict[str, Any]:
-    """Move `directory`'s state file aside and create a new one; return what was lost."""
+def reset_state(directory: Path, yes: bool, url: str | None = None) -> dict[str, Any]:
+    """Move the state aside and create a new one; return what was lost.
+
+    The state is `directory`'s file, or the PostgreSQL schema of `url` (default
+    `ICP_STATE_URL`)."""
+    target = _pg_target(url)
+    if target is not None:
+        return _reset_postgres(directory, target, yes)
     path = directory / StateStore.FILE_NAME
     if directory.exists() and not directory.is_dir():
         raise StateError(directory, "is a file, not a state directory", "Give --state a directory")
@@ -79,27 +99,78 @@ def reset_state(directory: Path, yes: bool) -> dict[str, Any]:
         with StateStore(directory):
             pass
         lines.append(f"New state: {path}")
-        if isinstance(lost, str):
-            lines.append(
-                f"The old state could not be read ({lost}): everything in it is lost: the "
-                "values the engine last wrote, handed-over changes, failed records, run history."
-            )
-        elif lost:
-            lines += [
-                "Lost with it:",
-                f"  {lost.get('last_written', 0):,} last-written values: fields with policy "
-                "if_unchanged now count the CRM's value as a person's and leave it until the "
-                "engine writes them again (overwrite fields are unaffected)",
-                f"  {lost.get('pending', 0):,} changes handed over and not yet seen in the CRM "
-                "(the last update file still holds them; the next run decides them afresh)",
-                f"  {lost.get('failures', 0):,} failed records (the next run retries whatever "
-                "still differs)",
-                f"  {lost.get('runs', 0):,} runs of history",
-            ]
-        lines.append(
-            "Next: `icp backfill` (same --crm, --source, --state) pulls everything from the CRM "
-            "again and rebuilds the rest: mirror and watermarks."
-        )
+        lines += _lost_lines(lost)
         return {"state": str(path), "set_aside": kept_as, "lost": lost, "lines": lines}
     finally:
         lock.release()
+
+
+def _reset_postgres(directory: Path, target: PgTarget, yes: bool) -> dict[str, Any]:
+    """Rename the state's schema aside (kept, never dropped) and create a new one."""
+    db = PgConnection(target)  # holds the advisory lock: no run may use the state meanwhile
+    lock = AdvisoryLock(db)
+    try:
+        db.execute(LOCK_TABLE)
+        lock.acquire()
+        where = f"{target.shown} (schema {target.schema})"
+        lines: list[str] = []
+        lost: dict[str, int] | str = {}
+        kept_as: str | None = None
+        if db.tables() - {"lock_holder"}:
+            try:
+                with StateStore(directory, create=False, url=target.url) as old:
+                    lost = old.counts()
+            except StateError as exc:
+                lost = exc.problem
+            if not yes:
+                click.confirm(
+                    f"Set the state in {where} aside and start a new one? What it holds is lost",
+                    abort=True,
+                )
+            stamp = datetime.now(UTC).strftime("%Y%m%dt%H%M%Sz")
+            kept_as = f"{target.schema}_damaged_{stamp}"[:63]
+            lock.release()  # its holder row moves with the schema; the new one is taken below
+            db.execute(f'ALTER SCHEMA "{target.schema}" RENAME TO "{kept_as}"')
+            db.execute(f'CREATE SCHEMA "{target.schema}"')
+            db.execute(LOCK_TABLE)
+            lock.acquire()
+            lines.append(f"Set aside: schema {target.schema} -> {kept_as} in {target.shown}")
+        else:
+            lines.append(f"No state in {where}: starting one.")
+        with StateStore(directory, url=target.url):
+            pass
+        lines.append(f"New state: {where}")
+        lines += _lost_lines(lost)
+        return {"state": target.shown, "set_aside": kept_as, "lost": lost, "lines": lines}
+    except psycopg.Error as exc:
+        raise pg_error(target, exc) from None
+    finally:
+        lock.release()
+        db.close()
+
+
+def _lost_lines(lost: dict[str, int] | str) -> list[str]:
+    """What the reset loses, for people, and what to run next."""
+    lines: list[str] = []
+    if isinstance(lost, str):
+        lines.append(
+            f"The old state could not be read ({lost}): everything in it is lost: the "
+            "values the engine last wrote, handed-over changes, failed records, run history."
+        )
+    elif lost:
+        lines += [
+            "Lost with it:",
+            f"  {lost.get('last_written', 0):,} last-written values: fields with policy "
+            "if_unchanged now count the CRM's value as a person's and leave it until the "
+            "engine writes them again (overwrite fields are unaffected)",
+            f"  {lost.get('pending', 0):,} changes handed over and not yet seen in the CRM "
+            "(the last update file still holds them; the next run decides them afresh)",
+            f"  {lost.get('failures', 0):,} failed records (the next run retries whatever "
+            "still differs)",
+            f"  {lost.get('runs', 0):,} runs of history",
+        ]
+    lines.append(
+        "Next: `icp backfill` (same --crm, --source, --state) pulls everything from the CRM "
+        "again and rebuilds the rest: mirror and watermarks."
+    )
+    return lines

@@ -8,6 +8,11 @@ handed over in an update file and not yet seen in the CRM (`pending`) and a smal
 key/value table.
 `directory/lock` (`sync.lock`) lets one run at a time work on the directory.
 
+With `ICP_STATE_URL` (or `url=`) the same tables live in a PostgreSQL schema instead
+(`sync.state.postgres`): the SQL below runs on both (`?` placeholders, ON CONFLICT upserts,
+RETURNING), the lock is an advisory lock, and the checks below that concern a file are
+replaced by the tables and columns check.
+
 The file is checked when opened (SQLite header, `PRAGMA quick_check`, schema version,
 tables and columns, watermarks). Anything wrong, or a file that cannot be written, raises
 `StateError` naming the path and what to do: state is never re-created silently. A new
@@ -28,15 +33,39 @@ import sqlite3
 import stat
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any
 
 import pandas as pd
+import psycopg
 from icp_engine.sync.state.lock import DirectoryLock
 from icp_engine.sync.state.mirror import RecordMirror, dumps, select_in, unique_ids
+from icp_engine.sync.state.postgres import (
+    LOCK_TABLE,
+    STATE_URL_ENV,
+    AdvisoryLock,
+    PgConnection,
+    PgTarget,
+    ddl,
+    parse_url,
+    pg_error,
+    state_url,
+)
+from icp_engine.sync.state.records import (
+    FILE_NAME,
+    Failure,
+    FailureRecord,
+    Pending,
+    RunRecord,
+    ScoreRecord,
+    StateError,
+    StateVersionError,
+    Watermark,
+    Written,
+)
+from icp_engine.sync.state.sql import Connection
 
 logger = logging.getLogger(__name__)
 
@@ -89,138 +118,94 @@ _BUSY_TIMEOUT_S = 30.0
 _ACCOUNT = "account"
 _RUN_COLUMNS = "id, crm, kind, dry_run, started_at, finished_at, outcome, exit_code, counts, "
 _RUN_COLUMNS += "api_calls, message"
+_ANY_CRM = "(CAST(? AS TEXT) IS NULL OR crm = ?)"
+"""`crm` given, or None for all (the cast: PostgreSQL must know the parameter's type)."""
 
 
-class StateError(Exception):
-    """The state file cannot be used: damaged, foreign, unreadable, read-only, or full.
-
-    str() names the path, what is wrong and what to do.
-    """
-
-    def __init__(self, path: Path, problem: str, advice: str | None = None) -> None:
-        self.path, self.problem = path, problem
-        directory = path.parent if path.name.startswith(StateStore.FILE_NAME) else path
-        advice = advice or (
-            f"Restore {path} from a backup, or run `icp state reset --state {directory}` "
-            "to start a new state (it says what is lost; the next run rebuilds the rest "
-            "from the CRM)"
-        )
-        super().__init__(f"state {path}: {problem}. {advice}")
-
-
-class StateVersionError(StateError):
-    """The state file was written by a newer engine, with a schema this one does not know."""
-
-
-class Pending(NamedTuple):
-    """A change handed over (in an update file) that the CRM does not show yet.
-
-    A tuple, not a dataclass: a run may hold every pending field of 200,000 accounts.
-    """
-
-    value: Any
-    run_id: int
-    since: datetime
-    """When the engine first decided this value."""
-
-
-@dataclass(frozen=True)
-class Watermark:
-    """Pull records modified at or after `value`, skipping `boundary_ids` (modified at `value`)."""
-
-    value: datetime
-    boundary_ids: frozenset[str]
-
-
-@dataclass(frozen=True)
-class Written:
-    """The value last written to one field of one record, and when (tz-aware UTC)."""
-
-    value: Any
-    written_at: datetime
-
-
-@dataclass(frozen=True)
-class Failure:
-    """A record whose write failed: the CRM's answer and the field values we tried to write."""
-
-    record_id: str
-    code: str | None
-    message: str | None
-    transient: bool
-    values: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ScoreRecord:
-    """A score the CRM now holds for an account, and the criteria version that gave it."""
-
-    account_id: str
-    score: float | None
-    tier: str | None
-    version: str
-    """`v0003` for a learned version, `manual` for the hand-written criteria."""
-    fingerprint: str
-    """The criteria's fingerprint (tells apart edits of the hand-written file)."""
-
-
-@dataclass(frozen=True)
-class FailureRecord(Failure):
-    """A stored `Failure`: how many runs failed it, first and last (tz-aware UTC)."""
-
-    attempts: int
-    first_failed_at: datetime
-    last_failed_at: datetime
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """One run; `finished_at` and `outcome` are None if it never finished (it was killed)."""
-
-    id: int
-    crm: str
-    kind: str
-    dry_run: bool
-    started_at: datetime
-    finished_at: datetime | None
-    outcome: str | None
-    exit_code: int | None
-    counts: dict[str, int]
-    api_calls: int
-    message: str | None
-
-
-class StateStore(RecordMirror):
+class StateStore:
     """The state of one directory (see the module docstring); use it as a context manager.
 
     Args:
         directory: the state directory; it and the state file are created if missing.
+        url: a `postgresql://` URL: the state lives there instead (`sync.state.postgres`).
+            Default: `ICP_STATE_URL` if set, else SQLite in `directory`.
 
     Raises:
-        StateVersionError: the file comes from a newer engine.
+        StateVersionError: the state comes from a newer engine.
     """
 
-    FILE_NAME = "state.sqlite"
+    FILE_NAME = FILE_NAME
     LOCK_NAME = "lock"
 
-    def __init__(self, directory: Path | str, *, create: bool = True) -> None:
+    def __init__(
+        self, directory: Path | str, *, create: bool = True, url: str | None = None
+    ) -> None:
         self.directory = Path(directory)
-        self.path = self.directory / self.FILE_NAME
         self._depth = 0
+        self._pg = _pg_target(url)
+        self.mirror = RecordMirror(self._transaction)
+        """The canonical records kept between runs (`sync.state.mirror`)."""
+        self.path: Path | str
+        if self._pg is not None:
+            self._open_postgres(self._pg, create)
+        else:
+            self._open_sqlite(create)
+
+    @classmethod
+    def exists(cls, directory: Path, url: str | None = None) -> bool:
+        """Whether a state was started there (a run, a reset) without creating one."""
+        target = _pg_target(url)
+        if target is None:
+            path = directory / cls.FILE_NAME
+            return path.exists() or path.is_symlink()
+        db = PgConnection(target, create_schema=False)
+        try:
+            return "meta" in db.tables()
+        except psycopg.Error as exc:
+            raise pg_error(target, exc) from None
+        finally:
+            db.close()
+
+    @property
+    def backend(self) -> str:
+        """`sqlite` or `postgresql`."""
+        return "sqlite" if self._pg is None else "postgresql"
+
+    def _open_postgres(self, target: PgTarget, create: bool) -> None:
+        self.path = target.shown
+        db = PgConnection(target, create_schema=create)
+        self._db: Connection = db
+        try:
+            if not create and "meta" not in db.tables():
+                raise StateError(
+                    self.path, "no state here: nothing has run yet", f"Check {STATE_URL_ENV}"
+                )
+            self._migrate()
+            self._check_tables()
+            self._lock: DirectoryLock | AdvisoryLock = AdvisoryLock(db)
+        except psycopg.Error as exc:
+            db.close()
+            raise pg_error(target, exc) from None
+        except BaseException:
+            db.close()
+            raise
+
+    def _open_sqlite(self, create: bool) -> None:
+        self.path = path = self.directory / self.FILE_NAME
         if self.directory.exists() and not self.directory.is_dir():
             raise StateError(
                 self.directory, "is a file, not a state directory", "Give --state a directory"
             )
-        if not self.path.exists() and not self.path.is_symlink():
+        if not path.exists() and not path.is_symlink():
             if not create:
-                raise StateError(self.path, "no state here: nothing has run yet", "Check --state")
-            self._create()
-        _check_file(self.path)
+                raise StateError(path, "no state here: nothing has run yet", "Check --state")
+            self._create(path)
+        _check_file(path)
         self._lock = DirectoryLock(self.directory, self.LOCK_NAME)
         try:
-            self._db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+            self._db = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
         except sqlite3.Error as exc:
-            raise StateError(self.path, f"cannot be opened ({exc})") from exc
+            raise StateError(path, f"cannot be opened ({exc})") from exc
         try:
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
@@ -229,12 +214,12 @@ class StateStore(RecordMirror):
             self._check_tables()
         except sqlite3.Error as exc:
             self._db.close()
-            raise _state_error(self.path, exc) from exc
+            raise _state_error(path, exc) from exc
         except BaseException:
             self._db.close()
             raise
 
-    def _create(self) -> None:
+    def _create(self, path: Path) -> None:
         """Build a new state file under a temporary name, then link it into place."""
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -250,7 +235,7 @@ class StateStore(RecordMirror):
             with temporary.open("rb") as handle:
                 os.fsync(handle.fileno())
             try:
-                os.link(temporary, self.path)  # fails if another process made one meanwhile
+                os.link(temporary, path)  # fails if another process made one meanwhile
             except FileExistsError:
                 pass
             finally:
@@ -278,9 +263,19 @@ class StateStore(RecordMirror):
                 self.path, "has no 'meta' table: not an ICP state file (foreign or damaged)"
             )
 
+    def _tables(self) -> set[str]:
+        if isinstance(self._db, PgConnection):
+            return self._db.tables()
+        return {row[0] for row in self._db.execute("SELECT name FROM sqlite_master")}
+
+    def _columns(self, table: str) -> set[str]:
+        if isinstance(self._db, PgConnection):
+            return self._db.columns(table)
+        return {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+
     def _check_tables(self) -> None:
         for table, columns in _TABLES.items():
-            found = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            found = self._columns(table)
             if not found:
                 raise StateError(self.path, f"has no {table!r} table (damaged)")
             if missing := columns - found:
@@ -300,7 +295,7 @@ class StateStore(RecordMirror):
                 ) from exc
 
     def close(self) -> None:
-        """Release the lock if held and close the file; closing twice is harmless."""
+        """Release the lock if held and close the database; closing twice is harmless."""
         self.release_lock()
         self._db.close()
 
@@ -316,12 +311,13 @@ class StateStore(RecordMirror):
         self.close()
 
     @contextmanager
-    def _transaction(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, write: bool = True) -> Iterator[Connection]:
         if self._depth:  # inside `atomic()`: part of its transaction
             yield self._db
             return
+        begin = "BEGIN IMMEDIATE" if write and self._pg is None else "BEGIN"
         try:
-            self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            self._db.execute(begin)
             try:
                 yield self._db
                 self._db.execute("COMMIT")
@@ -330,7 +326,10 @@ class StateStore(RecordMirror):
                     self._db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise _state_error(self.path, exc) from exc
+            raise _state_error(Path(self.path), exc) from exc
+        except psycopg.Error as exc:
+            assert self._pg is not None
+            raise pg_error(self._pg, exc) from None
 
     @contextmanager
     def atomic(self) -> Iterator[None]:
@@ -346,8 +345,7 @@ class StateStore(RecordMirror):
                 self._depth -= 1
 
     def _schema_version(self) -> int:
-        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
-        if self._db.execute(sql).fetchone() is None:
+        if "meta" not in self._tables():
             return 0
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (_SCHEMA_KEY,)).fetchone()
         if row is None:
@@ -378,17 +376,22 @@ class StateStore(RecordMirror):
             )
             for statements in _MIGRATIONS[version:]:
                 for statement in statements:
-                    db.execute(statement)
+                    db.execute(self._ddl(statement))
             _put_meta(db, _SCHEMA_KEY, str(SCHEMA_VERSION))
         self._add_tables()
 
     def _add_tables(self) -> None:
-        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'scores'"
-        if self._db.execute(sql).fetchone() is not None:
+        additive = _ADDITIVE if self._pg is None else (*_ADDITIVE, LOCK_TABLE)
+        if {"scores", "lock_holder"} <= self._tables() or (
+            self._pg is None and "scores" in self._tables()
+        ):
             return
         with self._transaction() as db:
-            for statement in _ADDITIVE:
-                db.execute(statement)
+            for statement in additive:
+                db.execute(self._ddl(statement))
+
+    def _ddl(self, statement: str) -> str:
+        return statement if self._pg is None else ddl(statement)
 
     # lock
 
@@ -404,6 +407,37 @@ class StateStore(RecordMirror):
         """Release the lock if this store holds it."""
         self._lock.release()
 
+    # records mirror (kept by `self.mirror`, in this store's transactions)
+
+    def upsert_records(
+        self,
+        crm: str,
+        obj: str,
+        frame: pd.DataFrame,
+        id_column: str,
+        account_column: str | None = None,
+    ) -> None:
+        """See `RecordMirror.upsert_records`."""
+        self.mirror.upsert_records(crm, obj, frame, id_column, account_column)
+
+    def delete_records(self, crm: str, obj: str, ids: Iterable[str]) -> None:
+        """See `RecordMirror.delete_records`."""
+        self.mirror.delete_records(crm, obj, ids)
+
+    def load_records(
+        self,
+        crm: str,
+        obj: str,
+        ids: Iterable[str] | None = None,
+        account_ids: Iterable[str] | None = None,
+    ) -> pd.DataFrame:
+        """See `RecordMirror.load_records`."""
+        return self.mirror.load_records(crm, obj, ids, account_ids)
+
+    def record_ids(self, crm: str, obj: str) -> set[str]:
+        """See `RecordMirror.record_ids`."""
+        return self.mirror.record_ids(crm, obj)
+
     # runs
 
     def start_run(
@@ -411,12 +445,12 @@ class StateStore(RecordMirror):
     ) -> int:
         """Record a run as started (now, unless `started_at` is given) and return its id."""
         with self._transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO runs (crm, kind, dry_run, started_at) VALUES (?, ?, ?, ?)",
+            row = db.execute(
+                "INSERT INTO runs (crm, kind, dry_run, started_at) VALUES (?, ?, ?, ?)"
+                " RETURNING id",
                 (crm, kind, int(dry_run), _text(started_at or _now())),
-            )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+            ).fetchone()
+        return int(row[0])
 
     def finish_run(
         self,
@@ -451,7 +485,7 @@ class StateStore(RecordMirror):
     def runs(self, crm: str | None = None, limit: int = 20) -> list[RunRecord]:
         """The last `limit` runs (of `crm`, or of all CRMs), newest first."""
         rows = self._db.execute(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE ? IS NULL OR crm = ? ORDER BY id DESC LIMIT ?",
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE {_ANY_CRM} ORDER BY id DESC LIMIT ?",
             (crm, crm, limit),
         ).fetchall()
         return [
@@ -522,15 +556,10 @@ class StateStore(RecordMirror):
     def watermarks(self, crm: str | None = None) -> dict[tuple[str, str], Watermark]:
         """All watermarks (of `crm`, or of all CRMs) by (crm, object)."""
         rows = self._db.execute(
-            "SELECT crm, object, value, boundary_ids FROM watermarks WHERE ? IS NULL OR crm = ?",
+            f"SELECT crm, object, value, boundary_ids FROM watermarks WHERE {_ANY_CRM}",
             (crm, crm),
         )
         return {(c, o): Watermark(_parse(v), frozenset(json.loads(b))) for c, o, v, b in rows}
-
-    def reset_watermarks(self, crm: str) -> None:
-        """Forget the watermarks of `crm`: its next run pulls everything."""
-        with self._transaction() as db:
-            db.execute("DELETE FROM watermarks WHERE crm = ?", (crm,))
 
     # last written values
 
@@ -626,7 +655,7 @@ class StateStore(RecordMirror):
         """Failed records (of `crm`, or of all CRMs), ordered by record id."""
         rows = self._db.execute(
             "SELECT record_id, code, message, transient, field_values, attempts, first_failed_at,"
-            " last_failed_at FROM failures WHERE ? IS NULL OR crm = ? ORDER BY record_id, crm",
+            f" last_failed_at FROM failures WHERE {_ANY_CRM} ORDER BY record_id, crm",
             (crm, crm),
         )
         return [
@@ -706,7 +735,7 @@ class StateStore(RecordMirror):
         """Per CRM and run: records and fields still pending, and the oldest `since`."""
         rows = self._db.execute(
             "SELECT crm, run_id, COUNT(DISTINCT record_id), COUNT(*), MIN(since) FROM pending"
-            " WHERE ? IS NULL OR crm = ? GROUP BY crm, run_id ORDER BY crm, run_id",
+            f" WHERE {_ANY_CRM} GROUP BY crm, run_id ORDER BY crm, run_id",
             (crm, crm),
         )
         return [
@@ -734,6 +763,19 @@ class StateStore(RecordMirror):
             raise ValueError(f"{key!r} is reserved for the state schema")
         with self._transaction() as db:
             _put_meta(db, key, value)
+
+
+def state_location(directory: Path, url: str | None = None) -> str:
+    """Where the state of `directory` is, for messages: the directory, or the PostgreSQL
+    URL (password redacted) and schema."""
+    target = _pg_target(url)
+    return str(directory) if target is None else f"{target.shown} (schema {target.schema})"
+
+
+def _pg_target(url: str | None) -> PgTarget | None:
+    """The PostgreSQL state `url` (or `ICP_STATE_URL`) names; None: SQLite."""
+    url = url if url is not None else state_url()
+    return parse_url(url) if url else None
 
 
 def _check_file(path: Path) -> None:
@@ -802,7 +844,7 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def _put_written(
-    db: sqlite3.Connection,
+    db: Connection,
     crm: str,
     run_id: int,
     items: Iterable[tuple[str, str, Any]],
@@ -828,7 +870,7 @@ def _put_written(
 
 
 def _put_scores(
-    db: sqlite3.Connection, crm: str, run_id: int, scores: Iterable[ScoreRecord], at: datetime
+    db: Connection, crm: str, run_id: int, scores: Iterable[ScoreRecord], at: datetime
 ) -> None:
     stamp = _text(at)
     db.executemany(
@@ -843,7 +885,7 @@ def _put_scores(
 
 
 def _put_failures(
-    db: sqlite3.Connection, crm: str, run_id: int, failures: Iterable[Failure], at: datetime
+    db: Connection, crm: str, run_id: int, failures: Iterable[Failure], at: datetime
 ) -> None:
     stamp = _text(at)
     latest = {failure.record_id: failure for failure in failures}
@@ -853,7 +895,7 @@ def _put_failures(
         " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?) ON CONFLICT (crm, record_id) DO UPDATE SET"
         " run_id = excluded.run_id, code = excluded.code, message = excluded.message,"
         " transient = excluded.transient, field_values = excluded.field_values,"
-        " attempts = attempts + 1, last_failed_at = excluded.last_failed_at",
+        " attempts = failures.attempts + 1, last_failed_at = excluded.last_failed_at",
         [
             (
                 crm,
@@ -871,14 +913,14 @@ def _put_failures(
     )
 
 
-def _delete_failures(db: sqlite3.Connection, crm: str, record_ids: Iterable[str]) -> None:
+def _delete_failures(db: Connection, crm: str, record_ids: Iterable[str]) -> None:
     db.executemany(
         "DELETE FROM failures WHERE crm = ? AND record_id = ?",
         [(crm, record_id) for record_id in unique_ids(record_ids)],
     )
 
 
-def _put_meta(db: sqlite3.Connection, key: str, value: str) -> None:
+def _put_meta(db: Connection, key: str, value: str) -> None:
     db.execute(
         "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET"
         " value = excluded.value",

@@ -1,0 +1,120 @@
+"""The typed records the state stores and returns, and its errors: no storage code here.
+
+`sync.plan`, `sync.pull` and the runner import these without loading a database driver.
+Timestamps are tz-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+FILE_NAME = "state.sqlite"
+"""The SQLite state file inside a state directory."""
+
+
+class StateError(Exception):
+    """The state cannot be used: damaged, foreign, unreadable, read-only, full or unreachable.
+
+    str() names where the state is (a path, or a redacted database URL), what is wrong and
+    what to do.
+    """
+
+    def __init__(self, path: Path | str, problem: str, advice: str | None = None) -> None:
+        self.path, self.problem = path, problem
+        if advice is None:
+            if isinstance(path, Path):
+                directory = path.parent if path.name.startswith(FILE_NAME) else path
+                where = f"--state {directory}"
+            else:
+                where = "(same ICP_STATE_URL)"
+            advice = (
+                f"Restore {path} from a backup, or run `icp state reset {where}` "
+                "to start a new state (it says what is lost; the next run rebuilds the rest "
+                "from the CRM)"
+            )
+        super().__init__(f"state {path}: {problem}. {advice}")
+
+
+class StateVersionError(StateError):
+    """The state was written by a newer engine, with a schema this one does not know."""
+
+
+class Pending(NamedTuple):
+    """A change handed over (in an update file) that the CRM does not show yet.
+
+    A tuple, not a dataclass: a run may hold every pending field of 200,000 accounts.
+    """
+
+    value: Any
+    run_id: int
+    since: datetime
+    """When the engine first decided this value."""
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """Pull records modified at or after `value`, skipping `boundary_ids` (modified at `value`)."""
+
+    value: datetime
+    boundary_ids: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Written:
+    """The value last written to one field of one record, and when (tz-aware UTC)."""
+
+    value: Any
+    written_at: datetime
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A record whose write failed: the CRM's answer and the field values we tried to write."""
+
+    record_id: str
+    code: str | None
+    message: str | None
+    transient: bool
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ScoreRecord:
+    """A score the CRM now holds for an account, and the criteria version that gave it."""
+
+    account_id: str
+    score: float | None
+    tier: str | None
+    version: str
+    """`v0003` for a learned version, `manual` for the hand-written criteria."""
+    fingerprint: str
+    """The criteria's fingerprint (tells apart edits of the hand-written file)."""
+
+
+@dataclass(frozen=True)
+class FailureRecord(Failure):
+    """A stored `Failure`: how many runs failed it, first and last (tz-aware UTC)."""
+
+    attempts: int
+    first_failed_at: datetime
+    last_failed_at: datetime
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run; `finished_at` and `outcome` are None if it never finished (it was killed)."""
+
+    id: int
+    crm: str
+    kind: str
+    dry_run: bool
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str | None
+    exit_code: int | None
+    counts: dict[str, int]
+    api_calls: int
+    message: str | None
