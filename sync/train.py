@@ -373,6 +373,13 @@ def print_train(console: Console, outcome: TrainOutcome) -> None:
     result, holdout = outcome.result, outcome.result.holdout
     say = functools.partial(console.print, highlight=False)
     backtest = "Backtest" if result.written else "Holdout"
+    if result.sampled:  # large org: the learner fitted on a stratified sample
+        sample = result.sampled
+        say(
+            f"Sampled: learned from {numbers.count(sample['used'])} of "
+            f"{numbers.count(sample['of'])} closed outcomes (won and lost drawn at the same "
+            "rate); every figure below is of the sample"
+        )
     say(
         f"{backtest} ({_window(holdout.get('window'))}, "
         f"{numbers.count(holdout.get('n_won'))} won / {numbers.count(holdout.get('n_lost'))} "

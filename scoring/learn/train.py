@@ -36,6 +36,7 @@ from icp_engine.scoring.learn import patterns as lp
 from icp_engine.scoring.learn.binning import candidate_fields
 from icp_engine.scoring.learn.holdout import Judged, judge, pipeline, refit, yaml_scores
 from icp_engine.scoring.learn.outcomes import Outcomes, collect_outcomes
+from icp_engine.scoring.learn.sample import Sampled, sample_customers, sample_outcomes
 from icp_engine.scoring.learn.scorecard_yaml import with_segments
 from icp_engine.scoring.learn.settings import TrainSettings
 from icp_engine.scoring.learn.stats import two_proportion_z
@@ -152,6 +153,9 @@ class TrainResult:
     as points cost on those outcomes (`holdout` and `flattening` are the backtest's)."""
     backtest_criteria: dict[str, Any] | None = None
     """The criteria the backtest fitted on the older outcomes and judged on the holdout."""
+    sampled: dict[str, Any] | None = None
+    """On large orgs, the sample of closed outcomes learned from (used of how many);
+    None: every closed outcome in the window (`scoring.learn.sample`)."""
 
     def to_json(self, criteria_file: str | None) -> dict[str, Any]:
         """The `icp train --json` object (DESIGN.md contract), JSON-safe."""
@@ -181,6 +185,7 @@ class TrainResult:
                 "enrichment": self.enrichment,
                 "objective": self.objective,
                 "written": self.written,
+                "sampled": self.sampled,
             }
         )
 
@@ -268,6 +273,20 @@ def _outcomes(
         cycle=out.rows["cycle_days"].to_numpy(float),
         outcomes=out,
         warnings=warnings,
+    )
+
+
+def _sampled(o: _Outcomes, sampled: Sampled) -> _Outcomes:
+    """The outcomes of the sample (time order kept); lost deals of sampled accounts."""
+    rows = sampled.rows
+    if rows is None:
+        return o
+    kept = o.outcomes.rows.iloc[rows]
+    losses = o.outcomes.losses
+    losses = losses[losses["account"].isin(np.unique(o.acc[rows]))]
+    outcomes = Outcomes(kept, losses, o.outcomes.customers, o.outcomes.deals)
+    return _Outcomes(
+        o.acc[rows], o.y[rows], o.closed[rows], o.amount[rows], o.cycle[rows], outcomes, o.warnings
     )
 
 
@@ -397,6 +416,10 @@ def train(
         as_of=pd.Timestamp(now).date(),
     )
     o = _outcomes(accounts, opportunities, now, s)
+    sampled = sample_outcomes(o.y, s.seed)  # large orgs: a stratified sample, reported
+    if sampled.active:
+        o = _sampled(o, sampled)
+        o.warnings.append(sampled.warning(s.unit))
     acc, y, closed, amount, cycle = o.acc, o.y, o.closed, o.amount, o.cycle
     warnings = o.warnings
     kinds, never = candidate_fields(frame, field_types, s.exclude_fields)
@@ -424,18 +447,23 @@ def train(
         warnings.append("no account trait is significantly linked to winning")
     unused = {name: why for name, why in {**never, **judged.dropped}.items() if name not in used}
     learned = _learned(judged, o, unused, now, s)
+    if sampled.active:
+        learned["sampled"] = sampled.figures(s.unit)
 
     # Step 4: the document (learned, or the manual criteria without signal).
     second = tier_names[1] if len(tier_names) > 2 else tier_names[-1]
     document, signal = _document(judged, manual, good, learned, warnings, now, y)
+    customers, customers_sampled = sample_customers(o.outcomes.customers, s.seed)
     expanded = lp.expansion(
         frame,
-        o.outcomes.customers,
+        customers,
         kinds,
         lambda f, k, r, t: pipeline(f, k, r, t, s),
         s.min_support,
         s.seed,
     )
+    if expanded is not None and customers_sampled is not None:
+        expanded["sampled"] = customers_sampled
     if signal and expanded and expanded["criteria"] and (expanded["auc_ci"] or [0.0])[0] > 0.5:
         document["expansion"] = expanded["criteria"]  # scored for customers: `expansion` output
 
@@ -483,6 +511,7 @@ def train(
         objective=s.objective,
         written=plain(judged.written) if signal else {},
         backtest_criteria=plain(judged.backtest_document) if signal else None,
+        sampled=sampled.figures(s.unit) if sampled.active else None,
     )
 
 
