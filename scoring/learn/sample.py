@@ -55,7 +55,7 @@ class Sampled:
     def active(self) -> bool:
         return self.rows is not None
 
-    def figures(self, unit: str) -> dict[str, Any]:
+    def figures(self, unit: str, limit: int) -> dict[str, Any]:
         """The `sampled` block of the criteria and of `icp train --json`."""
         return {
             "used": self.used_won + self.used_lost,
@@ -64,7 +64,7 @@ class Sampled:
             "used_lost": self.used_lost,
             "of_won": self.n_won,
             "of_lost": self.n_lost,
-            "limit": MAX_OUTCOMES,
+            "limit": limit,
             "method": (
                 f"random sample of the closed {unit} outcomes, won and lost drawn at the same "
                 "rate (win rate and time order kept); every figure, interval, count and "

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from icp_engine.scoring.learn.sample import MAX_CUSTOMERS, MAX_OUTCOMES
+
 
 @dataclass
 class TrainSettings:
@@ -34,3 +36,8 @@ class TrainSettings:
     """Target share of accounts per tier but the lowest (default A 15%, B 25%, C 30%)."""
     score_scale: int = 0
     """Decimal places the score field stores: the holdout judges the score so rounded."""
+    max_outcomes: int = MAX_OUTCOMES
+    """Above this many closed outcomes the learner fits on a stratified sample of this many
+    (`scoring.learn.sample`); the sample is reported as `sampled`."""
+    max_customers: int = MAX_CUSTOMERS
+    """Likewise for the customers the expansion scorecard fits on."""

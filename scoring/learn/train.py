@@ -416,7 +416,7 @@ def train(
         as_of=pd.Timestamp(now).date(),
     )
     o = _outcomes(accounts, opportunities, now, s)
-    sampled = sample_outcomes(o.y, s.seed)  # large orgs: a stratified sample, reported
+    sampled = sample_outcomes(o.y, s.seed, s.max_outcomes)  # large orgs: reported sample
     if sampled.active:
         o = _sampled(o, sampled)
         o.warnings.append(sampled.warning(s.unit))
@@ -448,12 +448,12 @@ def train(
     unused = {name: why for name, why in {**never, **judged.dropped}.items() if name not in used}
     learned = _learned(judged, o, unused, now, s)
     if sampled.active:
-        learned["sampled"] = sampled.figures(s.unit)
+        learned["sampled"] = sampled.figures(s.unit, s.max_outcomes)
 
     # Step 4: the document (learned, or the manual criteria without signal).
     second = tier_names[1] if len(tier_names) > 2 else tier_names[-1]
     document, signal = _document(judged, manual, good, learned, warnings, now, y)
-    customers, customers_sampled = sample_customers(o.outcomes.customers, s.seed)
+    customers, customers_sampled = sample_customers(o.outcomes.customers, s.seed, s.max_customers)
     expanded = lp.expansion(
         frame,
         customers,
@@ -511,7 +511,7 @@ def train(
         objective=s.objective,
         written=plain(judged.written) if signal else {},
         backtest_criteria=plain(judged.backtest_document) if signal else None,
-        sampled=sampled.figures(s.unit) if sampled.active else None,
+        sampled=sampled.figures(s.unit, s.max_outcomes) if sampled.active else None,
     )
 
 
