@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -49,12 +51,26 @@ def redact(url: str) -> str:
 
 
 def engine(url: str | None = None) -> sa.Engine:
-    """An engine for `url` (default: an in-memory DuckDB)."""
+    """An engine for `url` (default: an in-memory DuckDB); the caller disposes of it."""
     try:
         return sa.create_engine(expand(url or DEFAULT_URL))
     except (SQLAlchemyError, ImportError, ValueError) as exc:
         msg = f"database URL {redact(url or DEFAULT_URL)}: {exc}"
         raise SourceError(msg) from exc
+
+
+@contextmanager
+def engine_for(url: str | None = None) -> Iterator[sa.Engine]:
+    """An engine for one piece of work, its pooled connections closed afterwards.
+
+    DuckDB refuses a second connection to a file that a forgotten pool still holds open
+    with another configuration, so no engine outlives the work it was made for.
+    """
+    made = engine(url)
+    try:
+        yield made
+    finally:
+        made.dispose()
 
 
 def read_query(
@@ -83,7 +99,7 @@ def read_query(
         sql = f'SELECT * FROM ({sql}) AS icp_source WHERE "{modified_column}" > :icp_since'
         bind["icp_since"] = since
     try:
-        with engine(url).connect() as connection:
+        with engine_for(url) as made, made.connect() as connection:
             return pd.read_sql(sa.text(sql), connection, params=bind)
     except (SQLAlchemyError, pd.errors.DatabaseError) as exc:
         cause = exc.__cause__ if isinstance(exc, pd.errors.DatabaseError) and exc.__cause__ else exc
@@ -116,29 +132,29 @@ def write_table(url: str, table: str, frame: pd.DataFrame) -> int:
     if not re.match(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)?$", table):
         msg = f"--table {table!r}: expected a table name (optionally schema.table)"
         raise SourceError(msg)
-    target = engine(url)
     schema, _, name = table.rpartition(".")
-    if target.dialect.name == "duckdb":
-        import duckdb
+    with engine_for(url) as target:
+        if target.dialect.name == "duckdb":
+            import duckdb
 
-        database = sa.engine.make_url(expand(url)).database or ":memory:"
-        with duckdb.connect(database) as connection:
-            connection.register("icp_frame", frame)
-            connection.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM icp_frame")
-        return len(frame)
-    try:
-        with target.begin() as connection:
-            frame.to_sql(
-                name,
-                connection,
-                schema=schema or None,
-                if_exists="replace",
-                index=False,
-                chunksize=10_000,
-                method="multi",
-            )
-    except SQLAlchemyError as exc:
-        detail = str(getattr(exc, "orig", exc)).splitlines()[0]
-        msg = f"writing {table} to {redact(url)} failed: {detail}"
-        raise SourceError(msg) from exc
+            database = sa.engine.make_url(expand(url)).database or ":memory:"
+            with duckdb.connect(database) as connection:
+                connection.register("icp_frame", frame)
+                connection.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM icp_frame")
+            return len(frame)
+        try:
+            with target.begin() as connection:
+                frame.to_sql(
+                    name,
+                    connection,
+                    schema=schema or None,
+                    if_exists="replace",
+                    index=False,
+                    chunksize=10_000,
+                    method="multi",
+                )
+        except SQLAlchemyError as exc:
+            detail = str(getattr(exc, "orig", exc)).splitlines()[0]
+            msg = f"writing {table} to {redact(url)} failed: {detail}"
+            raise SourceError(msg) from exc
     return len(frame)

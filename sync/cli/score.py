@@ -113,7 +113,8 @@ def score(
         click.echo(json.dumps(summary) if as_json else f"wrote {rows:,} accounts to {table}")
         return
     assert url is not None
-    name = warehouse.engine(url).dialect.name
+    with warehouse.engine_for(url) as made:
+        name = made.dialect.name
     sql_dialect = SQLALCHEMY_TO_SQLGLOT.get(name, name)
     if sql_dialect not in dialects():
         fail(2, f"no SQL dialect for database {name!r}; valid: {', '.join(dialects())}")
