@@ -262,7 +262,7 @@ def _written_lines(result: TrainResult, subject: str = "This file") -> list[str]
         return []
     kept = flat.get("lift_kept")
     return [
-        f"{subject}: the learner refit on every closed outcome "
+        f"{subject}: the learner refit on {written.get('fit_on') or 'every closed outcome'} "
         f"({_window(written.get('window'))}) once the backtest had judged it; as points it "
         "keeps "
         + (f"{kept:.0%}" if kept is not None else "-")

@@ -31,7 +31,7 @@ def test_train_above_the_limit_learns_from_a_reported_sample():
         accounts, opportunities, MANUAL, FIELD_TYPES, NOW, TrainSettings(max_outcomes=1200)
     )
     sampled = result.sampled
-    assert sampled is not None and sampled["of"] == of and abs(sampled["used"] - 1200) <= 1
+    assert sampled is not None and sampled["of"] == of and sampled["used"] == 1200
     assert sampled["of_won"] == full.criteria["learned"]["n_won"]
     # every figure is of the sample: the holdout and training window hold only sampled rows
     window = result.train_window
@@ -42,3 +42,6 @@ def test_train_above_the_limit_learns_from_a_reported_sample():
     assert result.criteria["learned"]["sampled"] == sampled
     assert result.to_json(None)["sampled"] == sampled
     assert any(f"sample of {sampled['used']:,} of {of:,}" in w for w in result.warnings)
+    # the criteria written were refit on the sample, and say so
+    assert result.signal
+    assert result.written["fit_on"] == f"every closed outcome of the sample (1,200 of {of:,})"

@@ -427,6 +427,12 @@ def train(
     # Step 2: the time-ordered backtest, then the same learner refit on every outcome.
     judged = judge(frame, kinds, tier_names, acc, y, closed, amount, cycle, s, active)
     judged = refit(judged, frame, kinds, tier_names, acc, y, closed, amount, cycle, s)
+    if sampled.active and judged.written:  # refit on the sample, not on every outcome
+        of = f"the sample ({y.size:,} of {sampled.n_won + sampled.n_lost:,})"
+        judged.written["fit_on"] = f"every closed outcome of {of}"
+        judged.calibration["note"] = judged.calibration["note"].replace(
+            "every closed outcome", f"every closed outcome of {of}"
+        )
     signal = judged.signal
     if not signal:
         lo, hi = judged.holdout["auc_ci"]
