@@ -396,6 +396,7 @@ def test_last_written_round_trip(store: StateStore) -> None:
     assert store.last_written("hubspot") == {}
 
 
+@pytest.mark.slow
 def test_last_written_for_100k_ids(store: StateStore) -> None:
     if store.backend == "sqlite":
         store._db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # as SQLite before 3.32
@@ -605,6 +606,7 @@ def test_mirror_refuses_rows_without_id(store: StateStore) -> None:
     assert store.record_ids("sf", "account") == set()
 
 
+@pytest.mark.slow
 def test_mirror_handles_many_rows(store: StateStore) -> None:
     n = 20_000
     frame = pd.DataFrame(

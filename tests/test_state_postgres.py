@@ -187,6 +187,8 @@ def kill_at(url: str, happened: Callable[[], bool], export: Path, state: Path) -
 
 
 @pytest.mark.parametrize("event", ["run started", "update file published"])
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_run_killed_mid_way_converges_when_run_again(
     postgres_url: str, base_export: Path, tmp_path: Path, event: str
 ) -> None:
