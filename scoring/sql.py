@@ -23,8 +23,6 @@ from datetime import date, datetime
 from typing import Any
 
 import pandas as pd
-import sqlglot
-import sqlglot.errors
 from icp_engine.scoring.criteria import NO_MATCH_REASON
 from icp_engine.scoring.labels import format_points
 from icp_engine.scoring.schema import Condition, IcpCriteria
@@ -40,6 +38,8 @@ class SqlCompileError(ValueError):
 
 def dialects() -> list[str]:
     """The dialect names SQLGlot writes."""
+    import sqlglot  # here, not at the top: only `icp score --sql/--url` needs it (90 ms)
+
     return sorted(d.value for d in sqlglot.Dialects if d.value)
 
 
@@ -288,6 +288,9 @@ SELECT account_id, score, tier, segment, {route} AS route, {reasons} AS reasons,
   expansion, win_probability
 FROM icp_reasoned
 """
+    import sqlglot  # here, not at the top: only `icp score --sql/--url` needs it (90 ms)
+    import sqlglot.errors
+
     try:
         (out,) = sqlglot.transpile(sql, read="duckdb", write=dialect, pretty=pretty)
     except sqlglot.errors.SqlglotError as exc:

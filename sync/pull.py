@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from icp_engine.connectors.base import Connector, ObjectKind, PullContext, PullReport
 from icp_engine.connectors.canonical import restore_types
@@ -70,6 +71,20 @@ def _calls(connector: Connector, before: int, layout: str) -> str:
     return layout.format(numbers.count(connector.api_calls - before, "API call"))
 
 
+def _seen_at_boundary(page: pd.DataFrame, id_column: str, watermark: Watermark) -> np.ndarray:
+    """Rows stamped exactly at the watermark whose Id the last run already took there.
+
+    After a bulk load a page can hold 100,000s of such rows: one set lookup per row at the
+    stamp (pandas' `isin` on Arrow strings builds a scalar per boundary Id, seconds a page).
+    """
+    at = page["modified_at"].eq(pd.Timestamp(watermark.value)).to_numpy(dtype=bool, na_value=False)
+    seen = np.zeros(len(page), dtype=bool)
+    if at.any():
+        boundary = watermark.boundary_ids
+        seen[at] = [value in boundary for value in page[id_column].to_numpy(dtype=object)[at]]
+    return seen
+
+
 def pull_object(
     connector: Connector,
     kind: ObjectKind,
@@ -107,10 +122,7 @@ def pull_object(
         pull = connector.pull(kind, context)
         for number, page in enumerate(pull, start=1):
             if watermark and watermark.boundary_ids:
-                seen = page["modified_at"].eq(pd.Timestamp(watermark.value)) & page[id_column].isin(
-                    watermark.boundary_ids
-                )
-                pages.append(page.loc[~seen])
+                pages.append(page.loc[~_seen_at_boundary(page, id_column, watermark)])
             else:
                 pages.append(page)
             stage.advance(len(page))

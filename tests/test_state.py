@@ -30,7 +30,7 @@ from icp_engine.sync.state.records import (
     Watermark,
     Written,
 )
-from icp_engine.sync.state.store import SCHEMA_VERSION, StateStore, state_location
+from icp_engine.sync.state.store import SCHEMA_VERSION, StateStore, _closed_cleanly, state_location
 
 from tests.state_helpers import (
     reset_records,
@@ -706,6 +706,7 @@ def test_a_new_state_leaves_no_temporary_file(tmp_path: Path) -> None:
     StateStore(tmp_path / "s").close()
     assert sorted(p.name for p in (tmp_path / "s").iterdir() if not p.name.startswith("lock")) == [
         StateStore.FILE_NAME,
+        f"{StateStore.FILE_NAME}.clean",  # the clean-close marker (no page check next open)
         *(
             [f"{StateStore.FILE_NAME}-shm", f"{StateStore.FILE_NAME}-wal"]
             if (tmp_path / "s" / f"{StateStore.FILE_NAME}-wal").exists()
@@ -725,3 +726,58 @@ def test_a_version_1_state_is_migrated_with_its_data(tmp_path: Path) -> None:
         assert store.get_meta("kept") == "yes"
         assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
         assert store.pending("csv") == {}
+
+
+# the page check (`PRAGMA quick_check` reads the whole file) runs unless a clean close vouches
+
+
+def _a_state_with_many_pages(directory: Path) -> Path:
+    n = 5_000
+    frame = pd.DataFrame(
+        {
+            "opportunity_id": [f"o{i}" for i in range(n)],
+            "account_id": [f"a{i % 500}" for i in range(n)],
+            "amount": np.arange(n, dtype=float),
+        }
+    )
+    with StateStore(directory) as store:
+        store.upsert_records("sf", "opportunity", frame, "opportunity_id", "account_id")
+    return directory / StateStore.FILE_NAME
+
+
+def test_a_clean_close_vouches_for_the_file_until_anything_else_touches_it(tmp_path: Path) -> None:
+    path = _a_state_with_many_pages(tmp_path)
+    marker = tmp_path / f"{StateStore.FILE_NAME}.clean"
+    assert _closed_cleanly(path)
+    with StateStore(tmp_path) as store:
+        assert not marker.exists()  # open: a crash from here leaves no marker
+        store.set_meta("k", "v")
+    assert _closed_cleanly(path)
+    db = sqlite3.connect(path)  # another program writes to the file
+    db.execute("CREATE TABLE other (a)")
+    db.commit()
+    db.close()
+    assert not _closed_cleanly(path)
+
+
+def test_a_process_killed_with_the_state_open_leaves_it_unvouched(tmp_path: Path) -> None:
+    path = _a_state_with_many_pages(tmp_path)
+    script = (
+        "import os, sys; from icp_engine.sync.state.store import StateStore; "
+        "s = StateStore(sys.argv[1]); s.set_meta('k', 'v'); os._exit(0)"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True)
+    assert not _closed_cleanly(path)
+    with StateStore(tmp_path) as store:  # checked, then vouched for again
+        assert store.get_meta("k") == "v"
+    assert _closed_cleanly(path)
+
+
+def test_pages_damaged_after_a_clean_close_are_refused(tmp_path: Path) -> None:
+    path = _a_state_with_many_pages(tmp_path)
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2 // 4096 * 4096
+    data[middle : middle + 8192] = os.urandom(8192)
+    path.write_bytes(bytes(data))
+    with pytest.raises(StateError, match=r"damaged.*icp state reset"):
+        StateStore(tmp_path)

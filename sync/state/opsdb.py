@@ -28,7 +28,7 @@ import psycopg
 from icp_engine.sync.state.postgres import PgConnection, PgTarget, ddl, pg_error
 from icp_engine.sync.state.records import FILE_NAME
 from icp_engine.sync.state.sql import Connection
-from icp_engine.sync.state.store import _pg_target, _state_error
+from icp_engine.sync.state.store import _mark_clean, _pg_target, _state_error, _vouched
 
 _TABLES = (
     """CREATE TABLE IF NOT EXISTS run_details (run_id INTEGER PRIMARY KEY, crm TEXT NOT NULL,
@@ -61,6 +61,8 @@ class OpsDB:
 
     def __init__(self, state_dir: Path, url: str | None = None) -> None:
         self._pg: PgTarget | None = _pg_target(url)
+        self._failed = False
+        self._vouched = False
         self.path: Path | str
         self._db: Connection
         if self._pg is not None:
@@ -69,6 +71,7 @@ class OpsDB:
         else:
             state_dir.mkdir(parents=True, exist_ok=True)
             self.path = state_dir / FILE_NAME
+            self._vouched = _vouched(self.path)  # its pages are known good (no check here)
             with self._mapped():
                 self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         try:
@@ -84,6 +87,8 @@ class OpsDB:
 
     def __exit__(self, *exc: object) -> None:
         self._db.close()
+        if isinstance(self.path, Path) and self._vouched and not self._failed:
+            _mark_clean(self.path)  # the last connection to close records a clean close
 
     @contextmanager
     def _mapped(self) -> Iterator[None]:
@@ -93,6 +98,7 @@ class OpsDB:
             yield
         except sqlite3.Error as exc:
             assert isinstance(self.path, Path)
+            self._failed = True
             raise _state_error(self.path, exc) from exc
         except psycopg.Error as exc:
             assert self._pg is not None

@@ -13,9 +13,15 @@ With `ICP_STATE_URL` (or `url=`) the same tables live in a PostgreSQL schema ins
 RETURNING), the lock is an advisory lock, and the checks below that concern a file are
 replaced by the tables and columns check.
 
-The file is checked when opened (SQLite header, `PRAGMA quick_check`, schema version,
-tables and columns, watermarks). Anything wrong, or a file that cannot be written, raises
-`StateError` naming the path and what to do: state is never re-created silently. A new
+The file is checked when opened (SQLite header, schema version, tables and columns,
+watermarks). Anything wrong, or a file that cannot be written, raises `StateError` naming the
+path and what to do: state is never re-created silently. SQLite's page check (`PRAGMA
+quick_check`, which reads the whole file: seconds for a large org) runs when the file is not
+exactly as a clean close left it: a clean close records the file's identity (inode, size,
+modification and change times) in `state.sqlite.clean`; the marker is removed while the state
+is open, and a leftover WAL, a missing marker or any difference (a crash, a copy, a write by
+anything else) means the check runs. Damage the marker cannot see (the disk's own) surfaces
+as an SQLite error on the read that meets it, which is refused the same way. A new
 state file is built under a temporary name and linked into place, so a `state.sqlite`
 that exists is always a finished one and a 0-byte file is damage, never "new".
 
@@ -142,6 +148,7 @@ class StateStore:
     ) -> None:
         self.directory = Path(directory)
         self._depth = 0
+        self._failed = False  # an SQLite error was met: the next open checks every page
         self._pg = _pg_target(url)
         self.mirror = RecordMirror(self._transaction)
         """The canonical records kept between runs (`sync.state.mirror`)."""
@@ -201,6 +208,7 @@ class StateStore:
                 raise StateError(path, "no state here: nothing has run yet", "Check --state")
             self._create(path)
         _check_file(path)
+        unchanged = _closed_cleanly(path)
         self._lock = DirectoryLock(self.directory, self.LOCK_NAME)
         try:
             self._db = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
@@ -209,7 +217,7 @@ class StateStore:
         try:
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
-            self._check()
+            self._check(pages=not unchanged)
             self._migrate()
             self._check_tables()
         except sqlite3.Error as exc:
@@ -218,6 +226,8 @@ class StateStore:
         except BaseException:
             self._db.close()
             raise
+        _clean_marker(path).unlink(missing_ok=True)  # open: a crash from here leaves none
+        _CHECKED_OPEN.add(path)
 
     def _create(self, path: Path) -> None:
         """Build a new state file under a temporary name, then link it into place."""
@@ -250,11 +260,12 @@ class StateStore:
                 "Check the path, its permissions and the free disk space",
             ) from exc
 
-    def _check(self) -> None:
-        """Integrity: SQLite's own page check, and that the file is an ICP state."""
-        problems = [row[0] for row in self._db.execute("PRAGMA quick_check(5)")]
-        if problems != ["ok"]:
-            raise StateError(self.path, "is damaged: " + "; ".join(map(str, problems)))
+    def _check(self, pages: bool = True) -> None:
+        """Integrity: SQLite's own page check (`pages`), and that the file is an ICP state."""
+        if pages:
+            problems = [row[0] for row in self._db.execute("PRAGMA quick_check(5)")]
+            if problems != ["ok"]:
+                raise StateError(self.path, "is damaged: " + "; ".join(map(str, problems)))
         names = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master")}
         if not names:
             raise StateError(self.path, "holds no tables (damaged, or not an ICP state)")
@@ -298,6 +309,10 @@ class StateStore:
         """Release the lock if held and close the database; closing twice is harmless."""
         self.release_lock()
         self._db.close()
+        if self._pg is None:
+            _CHECKED_OPEN.discard(Path(self.path))
+            if not self._failed:
+                _mark_clean(Path(self.path))
 
     def __enter__(self) -> StateStore:
         return self
@@ -326,6 +341,7 @@ class StateStore:
                     self._db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
+            self._failed = True
             raise _state_error(Path(self.path), exc) from exc
         except psycopg.Error as exc:
             assert self._pg is not None
@@ -818,6 +834,47 @@ def _check_file(path: Path) -> None:
             f"{where} is read-only{owner}: a run must record what it writes",
             "Run as its owner, make it writable, or use another --state",
         )
+
+
+def _clean_marker(path: Path) -> Path:
+    return path.with_name(f"{path.name}.clean")
+
+
+def _identity(path: Path) -> str:
+    info = path.stat()
+    return f"{info.st_ino} {info.st_size} {info.st_mtime_ns} {info.st_ctime_ns}"
+
+
+_CHECKED_OPEN: set[Path] = set()
+"""State files a `StateStore` of this process has open, checked (`_vouched`)."""
+
+
+def _vouched(path: Path) -> bool:
+    """Whether the file's pages are known good: checked by an open store, or clean-closed."""
+    return path in _CHECKED_OPEN or _closed_cleanly(path)
+
+
+def _closed_cleanly(path: Path) -> bool:
+    """Whether the file is exactly as a clean close left it (then its pages need no check)."""
+    try:
+        if path.with_name(f"{path.name}-wal").exists():  # open elsewhere, or a crash
+            return False
+        return _clean_marker(path).read_text() == _identity(path)
+    except (OSError, ValueError):
+        return False
+
+
+def _mark_clean(path: Path) -> None:
+    """After a clean close: record the file's identity, if no other connection keeps a WAL."""
+    marker = _clean_marker(path)
+    try:
+        if path.with_name(f"{path.name}-wal").exists():  # another connection is still open
+            return
+        temporary = marker.with_name(f".{marker.name}.{os.getpid()}")
+        temporary.write_text(_identity(path))
+        os.replace(temporary, marker)
+    except OSError:  # a read-only directory: the next open checks every page
+        pass
 
 
 def _state_error(path: Path, exc: sqlite3.Error) -> StateError:
