@@ -136,6 +136,8 @@ def pull_object(
             )
             if on_page is not None:
                 on_page(len(page))
+    if not pages:
+        log.debug("%s: %s", plural, "no row changed since the last run" if since else "no rows")
     frame = pd.concat(pages, ignore_index=True) if pages else _empty(connector, kind)
     frame = frame.drop_duplicates(id_column, keep="last").reset_index(drop=True)
     if watermark is None:
