@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from icp_engine.sync.state.postgres import STATE_URL_ENV
 from icp_engine.sync.state.store import StateStore
 
-__all__ = ["reset_records", "reset_watermarks", "state_backend"]
+__all__ = ["part_rows", "reset_records", "reset_watermarks", "state_backend"]
 
 
 @pytest.fixture(name="backend", params=["sqlite", "postgres"])
@@ -33,3 +36,16 @@ def reset_records(store: StateStore, crm: str) -> None:
     """Drop every mirror row of `crm` (last-written values and failures stay)."""
     with store._transaction() as db:
         db.execute("DELETE FROM records WHERE crm = ?", (crm,))
+        db.execute("DELETE FROM parts WHERE crm = ? AND name LIKE 'records.%'", (crm,))
+
+
+def part_rows(db: Any, name: str, columns: list[str]) -> list[tuple[Any, ...]]:
+    """The rows of one table kept in parts (`sync.state.parts`), read straight from the
+    database (an sqlite3 or psycopg connection), with their CRM first: `(crm, *columns)`."""
+    found: list[tuple[Any, ...]] = []
+    for crm, blob in db.execute(f"SELECT crm, data FROM parts WHERE name = '{name}'").fetchall():
+        table = pq.read_table(pa.BufferReader(bytes(blob)), columns=columns)
+        found += [
+            (crm, *row) for row in zip(*(table.column(c).to_pylist() for c in columns), strict=True)
+        ]
+    return found

@@ -30,6 +30,7 @@ from icp_engine.sync.cli.main import main
 from icp_engine.sync.state.mirror import LAYOUT_KEY
 
 from tests.crmsim import Clock, edit_rows, load_updates, read_rows
+from tests.state_helpers import part_rows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -79,7 +80,12 @@ def snapshot(export: Path, state: Path) -> dict[str, object]:
     db = sqlite3.connect(f"file:{state / 'state.sqlite'}?mode=ro", uri=True)
     try:
         pending = sorted(db.execute("SELECT crm, record_id, field, value FROM pending"))
-        written = sorted(db.execute("SELECT crm, record_id, field, value FROM last_written"))
+        written = sorted(
+            [
+                *db.execute("SELECT crm, record_id, field, value FROM last_written"),
+                *part_rows(db, "last_written", ["record_id", "field", "value"]),
+            ]
+        )
         layouts = {
             key.removeprefix(LAYOUT_KEY): json.loads(names)
             for key, names in db.execute("SELECT key, value FROM meta")
@@ -87,9 +93,14 @@ def snapshot(export: Path, state: Path) -> dict[str, object]:
         }
         mirror = sorted(
             (crm, obj, record, _without_stamp(data, layouts))
-            for crm, obj, record, data in db.execute(
-                "SELECT crm, object, record_id, data FROM records"
-            )
+            for crm, obj, record, data in [
+                *db.execute("SELECT crm, object, record_id, data FROM records"),
+                *[
+                    (crm, name.removeprefix("records."), record, data)
+                    for name in ("records.account", "records.opportunity")
+                    for crm, record, data in part_rows(db, name, ["record_id", "data"])
+                ],
+            ]
         )
         marks = sorted(db.execute("SELECT crm, object FROM watermarks"))
     finally:

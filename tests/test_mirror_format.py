@@ -1,4 +1,5 @@
-"""The records mirror's compact rows: names once per layout, older object rows still read."""
+"""The records mirror's compact rows: names once per layout, kept in compressed parts;
+older object rows (and rows of a state from before the parts) still read."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 import sqlite3
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from icp_engine.sync.state.store import StateStore
 
 
@@ -32,10 +35,11 @@ def test_rows_store_values_not_names_and_read_back(tmp_path) -> None:
          "created_at": None},
     ]  # fmt: skip
     db = sqlite3.connect(tmp_path / "state.sqlite")
-    data = [row[0] for row in db.execute("SELECT data FROM records ORDER BY record_id")]
+    (blob,) = db.execute("SELECT data FROM parts WHERE name = 'records.account'").fetchone()
+    db.close()
+    data = pq.read_table(pa.BufferReader(blob)).column("data").to_pylist()
     assert all("industry_of_the_account" not in text for text in data)
     assert json.loads(data[1])[1:] == ["a2", None, None, None]
-    db.close()
 
 
 def test_rows_of_older_layouts_and_json_objects_read_together(tmp_path) -> None:

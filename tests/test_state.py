@@ -720,6 +720,7 @@ def test_a_version_1_state_is_migrated_with_its_data(tmp_path: Path) -> None:
         store.set_meta("kept", "yes")
     with sqlite3.connect(tmp_path / StateStore.FILE_NAME) as db:
         db.execute("DROP TABLE pending")
+        db.execute("DROP TABLE parts")
         db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     db.close()
     with StateStore(tmp_path) as store:

@@ -26,6 +26,7 @@ from icp_engine.sync.cli.main import main
 from icp_engine.sync.state.postgres import STATE_URL_ENV, parse_url
 
 from tests.crmsim import read_rows
+from tests.state_helpers import part_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "s3cret-pw-4e1"  # the test server trusts every login: any password connects
@@ -78,8 +79,18 @@ def snapshot(url: str, export: Path) -> dict[str, object]:
 
         state = {
             "pending": rows("SELECT crm, record_id, field, value FROM pending"),
-            "last_written": rows("SELECT crm, record_id, field, value FROM last_written"),
-            "mirror": rows("SELECT crm, object, record_id FROM records"),
+            "last_written": sorted(
+                rows("SELECT crm, record_id, field, value FROM last_written")
+                + part_rows(db, "last_written", ["record_id", "field", "value"])
+            ),
+            "mirror": sorted(
+                rows("SELECT crm, object, record_id FROM records")
+                + [
+                    (crm, name.removeprefix("records."), record)
+                    for name in ("records.account", "records.opportunity")
+                    for crm, record in part_rows(db, name, ["record_id"])
+                ]
+            ),
             "watermarks": rows("SELECT crm, object FROM watermarks"),
         }
     header, found = read_rows(export / "icp_updates.csv")

@@ -81,6 +81,11 @@ class DirectoryLock:
         os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
         self._fd = fd
 
+    @property
+    def held(self) -> bool:
+        """Whether this lock object holds the lock."""
+        return self._fd is not None
+
     def release(self) -> None:
         """Release the lock if held."""
         if self._fd is not None:

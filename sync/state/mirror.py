@@ -28,6 +28,9 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from icp_engine.sync.state.parts import Parts, records_layout
 from icp_engine.sync.state.sql import Connection
 
 _ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))  # ASCII: faster
@@ -41,12 +44,14 @@ class RecordMirror:
     transactions with it (a mirror write inside `StateStore.atomic()` is part of it).
 
     Canonical rows kept between runs, so an incremental run can rescore an account whose
-    opportunities changed without pulling the account again. Rows are keyed by (crm, object,
-    record id); opportunities also keep their account id in an indexed column.
+    opportunities changed without pulling the account again. Each object's rows are a
+    table of `sync.state.parts` (record id, account id, the row's JSON text), sorted by
+    record id.
     """
 
     def __init__(self, transaction: Callable[..., AbstractContextManager[Connection]]) -> None:
         self._transaction = transaction
+        self.parts = Parts(transaction)
 
     def upsert_records(
         self,
@@ -59,7 +64,7 @@ class RecordMirror:
         """Store each row of `frame` as JSON (see the module docstring), in one transaction.
 
         A stored row with the same id is replaced, not merged. `account_column`'s value is
-        also kept in its own indexed column, for `load_records(account_ids=...)`.
+        also kept in its own column, for `load_records(account_ids=...)`.
 
         Raises:
             KeyError: `id_column` or `account_column` is not a column of `frame`.
@@ -72,20 +77,11 @@ class RecordMirror:
                 "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
                 (LAYOUT_KEY + layout_key(layout), json.dumps(layout)),
             )
-            db.executemany(
-                "INSERT INTO records (crm, object, record_id, account_id, data)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (crm, object, record_id) DO UPDATE SET"
-                " account_id = excluded.account_id, data = excluded.data",
-                [(crm, obj, record_id, account, data) for record_id, account, data in rows],
-            )
+            self.parts.merge(crm, records_layout(obj), rows)
 
     def delete_records(self, crm: str, obj: str, ids: Iterable[str]) -> None:
         """Drop the mirror rows of `ids` (records deleted in the CRM)."""
-        with self._transaction() as db:
-            db.executemany(
-                "DELETE FROM records WHERE crm = ? AND object = ? AND record_id = ?",
-                [(crm, obj, record_id) for record_id in unique_ids(ids)],
-            )
+        self.parts.merge(crm, records_layout(obj), drop=unique_ids(ids))
 
     def load_records(
         self,
@@ -100,17 +96,12 @@ class RecordMirror:
         Rows are filtered by record `ids` and/or `account_ids` (both given: rows matching
         both); None is no filter. No rows: an empty frame without columns.
         """
-        sql = "SELECT record_id, account_id, data FROM records WHERE crm = ? AND object = ?"
-        with self._transaction(write=False) as db:
-            if ids is not None:
-                rows = select_in(db, sql, (crm, obj), "record_id", ids)
-            else:
-                rows = select_in(db, sql, (crm, obj), "account_id", account_ids)
-        if ids is not None and account_ids is not None:
-            wanted = set(unique_ids(account_ids))
-            rows = [row for row in rows if row[1] in wanted]
-        rows.sort(key=lambda row: str(row[0]))
-        return decode_rows([row[2] for row in rows], self._layouts)
+        keys = None if ids is None else unique_ids(ids)
+        table = self.parts.read(crm, records_layout(obj), keys)
+        if account_ids is not None:
+            wanted = pa.array(unique_ids(account_ids), pa.string())
+            table = table.filter(pc.fill_null(pc.is_in(table.column("account_id"), wanted), False))
+        return decode_rows(table.column("data").to_pylist(), self._layouts)
 
     def _layouts(self, key: str) -> list[str]:
         with self._transaction(write=False) as db:
@@ -123,11 +114,31 @@ class RecordMirror:
 
     def record_ids(self, crm: str, obj: str) -> set[str]:
         """The ids of the stored rows of `obj` in `crm`."""
-        with self._transaction(write=False) as db:
-            rows = db.execute(
-                "SELECT record_id FROM records WHERE crm = ? AND object = ?", (crm, obj)
-            ).fetchall()
-        return {str(row[0]) for row in rows}
+        table = self.parts.read(crm, records_layout(obj), columns=["record_id"])
+        return set(table.column("record_id").to_pylist())
+
+    def row_count(self, crm: str | None = None) -> int:
+        """Stored rows of every object (of `crm`, or of every CRM)."""
+        return self.parts.row_count_of("records.", crm)
+
+    def fold_rows(self) -> None:
+        """Move rows kept as SQL rows (a state from before the parts) into the parts."""
+        with self._transaction() as db:
+            found = db.execute("SELECT DISTINCT crm, object FROM records").fetchall()
+            for crm, obj in found:
+                rows = db.execute(
+                    "SELECT record_id, account_id, data FROM records WHERE crm = ? AND object = ?",
+                    (crm, obj),
+                ).fetchall()
+                table = pa.table(
+                    {
+                        "record_id": [str(row[0]) for row in rows],
+                        "account_id": [None if row[1] is None else str(row[1]) for row in rows],
+                        "data": [str(row[2]) for row in rows],
+                    }
+                )
+                self.parts.merge(str(crm), records_layout(str(obj)), table)
+            db.execute("DELETE FROM records")
 
 
 def unique_ids(ids: Iterable[str]) -> list[str]:
@@ -232,9 +243,9 @@ def layout_key(names: Sequence[str]) -> str:
 
 def encode_frame(
     frame: pd.DataFrame, id_column: str, account_column: str | None = None
-) -> tuple[list[str], list[tuple[str, str | None, str]]]:
-    """Encode each row of `frame`: the layout (column names), and per row
-    `(record id, account id or None, JSON array text)`.
+) -> tuple[list[str], pa.Table]:
+    """Encode each row of `frame`: the layout (column names), and a table of `record_id`,
+    `account_id` (or null) and `data` (the row's JSON array text).
 
     Raises:
         KeyError: `id_column` or `account_column` is not a column of `frame`.
@@ -256,10 +267,15 @@ def encode_frame(
     key = layout_key(names)
     encode = orjson.dumps
     texts = [encode(row).decode() for row in zip([key] * len(ids), *values, strict=True)]
-    return names, [
-        (str(record_id), None if account is None else str(account), text)
-        for record_id, account, text in zip(ids, accounts, texts, strict=True)
-    ]
+    return names, pa.table(
+        {
+            "record_id": pa.array([str(record_id) for record_id in ids], pa.string()),
+            "account_id": pa.array(
+                [None if account is None else str(account) for account in accounts], pa.string()
+            ),
+            "data": pa.array(texts, pa.string()),
+        }
+    )
 
 
 def decode_rows(texts: Sequence[str], layouts: Callable[[str], list[str]]) -> pd.DataFrame:

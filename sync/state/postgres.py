@@ -203,6 +203,7 @@ def ddl(statement: str) -> str:
         )
         .replace(" WITHOUT ROWID", "")
         .replace(" REAL", " DOUBLE PRECISION")
+        .replace(" BLOB", " BYTEA")
     )
 
 
@@ -242,6 +243,11 @@ class AdvisoryLock:
     def __init__(self, db: PgConnection) -> None:
         self._db = db
         self._held = False
+
+    @property
+    def held(self) -> bool:
+        """Whether this lock object holds the lock."""
+        return self._held
 
     def acquire(self) -> None:
         """Take the lock (a no-op if held already). Raises `LockedError` if another has it."""

@@ -32,6 +32,7 @@ method is one transaction: it commits at the end and rolls back on error.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -46,8 +47,10 @@ from typing import Any
 
 import pandas as pd
 import psycopg
+import pyarrow as pa
 from icp_engine.sync.state.lock import DirectoryLock
 from icp_engine.sync.state.mirror import RecordMirror, dumps, select_in, unique_ids
+from icp_engine.sync.state.parts import LAST_WRITTEN, PARTS_TABLE, SCORES, records_layout
 from icp_engine.sync.state.postgres import (
     LOCK_TABLE,
     STATE_URL_ENV,
@@ -101,6 +104,9 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             field TEXT NOT NULL, value TEXT NOT NULL, run_id INTEGER NOT NULL,
             since TEXT NOT NULL, PRIMARY KEY (crm, record_id, field)) WITHOUT ROWID""",
     ),
+    (  # 2 -> 3: the records mirror, last-written values and scores in compressed parts
+        PARTS_TABLE,
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 _ADDITIVE = (  # tables an older engine can ignore: created at open, no schema version bump
@@ -117,6 +123,7 @@ _TABLES = {  # the columns every table must have (a newer engine may add more)
     "failures": {"crm", "record_id", "code", "message", "field_values", "attempts"},
     "records": {"crm", "object", "record_id", "account_id", "data"},
     "pending": {"crm", "record_id", "field", "value", "run_id", "since"},
+    "parts": {"crm", "name", "part", "first_key", "last_key", "row_count", "data"},
 }
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _SCHEMA_KEY = "schema_version"
@@ -124,6 +131,10 @@ _BUSY_TIMEOUT_S = 30.0
 _ACCOUNT = "account"
 _RUN_COLUMNS = "id, crm, kind, dry_run, started_at, finished_at, outcome, exit_code, counts, "
 _RUN_COLUMNS += "api_calls, message"
+_STRAIGHT_TO_PARTS = 10_000
+"""Values or scores recorded in one call from this many on go straight into the parts;
+fewer (a written batch) are rows until `compact()`."""
+_SCORE_COLUMNS = ["account_id", "fingerprint", "version", "score", "tier", "run_id", "written_at"]
 _ANY_CRM = "(CAST(? AS TEXT) IS NULL OR crm = ?)"
 """`crm` given, or None for all (the cast: PostgreSQL must know the parameter's type)."""
 
@@ -189,6 +200,7 @@ class StateStore:
                 )
             self._migrate()
             self._check_tables()
+            self._fold_rows()
             self._lock: DirectoryLock | AdvisoryLock = AdvisoryLock(db)
         except psycopg.Error as exc:
             db.close()
@@ -220,6 +232,7 @@ class StateStore:
             self._check(pages=not unchanged)
             self._migrate()
             self._check_tables()
+            self._fold_rows()
         except sqlite3.Error as exc:
             self._db.close()
             raise _state_error(path, exc) from exc
@@ -238,6 +251,7 @@ class StateStore:
             db = sqlite3.connect(temporary, isolation_level=None)
             try:
                 db.execute("PRAGMA journal_mode = DELETE")
+                db.execute("PRAGMA auto_vacuum = INCREMENTAL")  # replaced parts give space back
                 self._db = db
                 self._migrate()
             finally:
@@ -305,9 +319,22 @@ class StateStore:
                     self.path, f"watermark of {crm} {obj} is unreadable ({value!r}) (damaged)"
                 ) from exc
 
+    def _fold_rows(self) -> None:
+        """Mirror rows a state from before the parts kept as SQL rows go into the parts."""
+        if self._db.execute("SELECT 1 FROM records LIMIT 1").fetchone() is not None:
+            self.mirror.fold_rows()
+
     def close(self) -> None:
         """Release the lock if held and close the database; closing twice is harmless."""
+        if self._lock.held and not self._failed:  # the run that holds the lock tidies up
+            with contextlib.suppress(StateError):  # left as rows, folded next time
+                self.compact()
         self.release_lock()
+        if self._pg is None and not self._failed:
+            # give back the pages replaced parts freed (auto_vacuum = incremental); closing
+            # must not fail on it: the space is reused anyway
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("PRAGMA incremental_vacuum").fetchall()
         self._db.close()
         if self._pg is None:
             _CHECKED_OPEN.discard(Path(self.path))
@@ -334,7 +361,11 @@ class StateStore:
         try:
             self._db.execute(begin)
             try:
-                yield self._db
+                self._depth += 1  # a store call made inside joins this transaction
+                try:
+                    yield self._db
+                finally:
+                    self._depth -= 1
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:
@@ -354,11 +385,7 @@ class StateStore:
             yield
             return
         with self._transaction():
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
+            yield
 
     def _schema_version(self) -> int:
         if "meta" not in self._tables():
@@ -586,23 +613,84 @@ class StateStore:
 
         Values come back in `sync.mirror.to_jsonable` form.
         """
+        keys = None if record_ids is None else unique_ids(record_ids)
+        stored = self.mirror.parts.read(crm, LAST_WRITTEN, keys)
         sql = "SELECT record_id, field, value, written_at FROM last_written WHERE crm = ?"
         with self._transaction(write=False) as db:
-            rows = select_in(db, sql, (crm,), "record_id", record_ids)
+            rows = select_in(db, sql, (crm,), "record_id", keys)
         stamps: dict[str, datetime] = {}
-        return {
-            (record_id, field): Written(
-                json.loads(value), stamps.get(at) or stamps.setdefault(at, _parse(at))
+        values: dict[str, Any] = {}  # tiers, segments, routes repeat: decode each once
+
+        def written(text: str, at: str) -> Written:
+            if text not in values:
+                values[text] = json.loads(text)
+            return Written(values[text], stamps.get(at) or stamps.setdefault(at, _parse(at)))
+
+        found = {
+            (record_id, field): written(value, at)
+            for record_id, field, value, at in zip(
+                *(stored.column(name).to_pylist() for name in ("record_id", "field", "value")),
+                stored.column("written_at").to_pylist(),
+                strict=True,
             )
-            for record_id, field, value, at in rows
         }
+        found.update(
+            ((record_id, field), written(value, at)) for record_id, field, value, at in rows
+        )  # written this run, not yet folded into the parts
+        return found
+
+    def compact(self) -> None:
+        """Fold the last-written values and scores recorded row by row (per written batch)
+        into the compressed parts, in one transaction. `close()` does it."""
+        with self._transaction() as db:
+            for (crm,) in db.execute(
+                "SELECT DISTINCT crm FROM last_written UNION SELECT DISTINCT crm FROM scores"
+            ).fetchall():
+                self._fold(db, str(crm))
+
+    def _fold(self, db: Connection, crm: str) -> None:
+        rows = db.execute(
+            "SELECT record_id, field, value, run_id, written_at FROM last_written WHERE crm = ?",
+            (crm,),
+        ).fetchall()
+        if rows:
+            names = [field.name for field in LAST_WRITTEN.schema]
+            columns = list(zip(*rows, strict=True))
+            table = pa.table(dict(zip(names, columns, strict=True)), schema=LAST_WRITTEN.schema)
+            self.mirror.parts.merge(crm, LAST_WRITTEN, table)
+            db.execute("DELETE FROM last_written WHERE crm = ?", (crm,))
+        rows = db.execute(
+            f"SELECT {', '.join(_SCORE_COLUMNS)} FROM scores WHERE crm = ?", (crm,)
+        ).fetchall()
+        if rows:
+            columns = list(zip(*rows, strict=True))
+            named = dict(zip(_SCORE_COLUMNS, columns, strict=True))
+            self.mirror.parts.merge(crm, SCORES, pa.table(named, schema=SCORES.schema))
+            db.execute("DELETE FROM scores WHERE crm = ?", (crm,))
 
     def record_written(
         self, crm: str, run_id: int, items: Iterable[tuple[str, str, Any]], written_at: datetime
     ) -> None:
         """Remember `(record id, CRM field, value)` items as written by run `run_id`."""
+        listed = list(items)
         with self._transaction() as db:
-            _put_written(db, crm, run_id, items, written_at)
+            if len(listed) < _STRAIGHT_TO_PARTS:
+                _put_written(db, crm, run_id, listed, written_at)
+                return
+            self._fold(db, crm)  # rows recorded earlier are older than these
+            texts = _Texts()
+            at = _text(written_at)
+            table = pa.table(
+                {
+                    "record_id": [str(record_id) for record_id, _, _ in listed],
+                    "field": [str(field) for _, field, _ in listed],
+                    "value": [texts(value) for _, _, value in listed],
+                    "run_id": [run_id] * len(listed),
+                    "written_at": [at] * len(listed),
+                },
+                schema=LAST_WRITTEN.schema,
+            )
+            self.mirror.parts.merge(crm, LAST_WRITTEN, table)
 
     def record_batch(
         self,
@@ -634,18 +722,43 @@ class StateStore:
         prediction is judged by what was known when it was made, and the table stays
         bounded by accounts x versions.
         """
+        listed = list(scores)
         with self._transaction() as db:
-            _put_scores(db, crm, run_id, scores, at)
+            if len(listed) < _STRAIGHT_TO_PARTS:
+                _put_scores(db, crm, run_id, listed, at)
+                return
+            self._fold(db, crm)  # rows recorded earlier are older than these
+            stamp = _text(at)
+            table = pa.table(
+                {
+                    "account_id": [str(s.account_id) for s in listed],
+                    "fingerprint": [s.fingerprint for s in listed],
+                    "version": [s.version for s in listed],
+                    "score": [s.score for s in listed],
+                    "tier": [s.tier for s in listed],
+                    "run_id": [run_id] * len(listed),
+                    "written_at": [stamp] * len(listed),
+                },
+                schema=SCORES.schema,
+            )
+            self.mirror.parts.merge(crm, SCORES, table)
 
     def scores(self, crm: str) -> pd.DataFrame:
         """Every remembered score of `crm`: account_id, fingerprint, version, score, tier,
         run_id and written_at (tz-aware UTC)."""
-        columns = ["account_id", "fingerprint", "version", "score", "tier", "run_id", "written_at"]
-        rows = self._db.execute(
-            f"SELECT {', '.join(columns)} FROM scores WHERE crm = ?", (crm,)
-        ).fetchall()
-        frame = pd.DataFrame(rows, columns=columns)
+        with self._transaction(write=False) as db:
+            stored = self.mirror.parts.read(crm, SCORES)
+            rows = db.execute(
+                f"SELECT {', '.join(_SCORE_COLUMNS)} FROM scores WHERE crm = ?", (crm,)
+            ).fetchall()
+        frame = stored.to_pandas() if stored.num_rows else pd.DataFrame(columns=_SCORE_COLUMNS)
+        if rows:  # recorded this run, not yet folded: a score kept in the parts comes first
+            recent = pd.DataFrame(rows, columns=_SCORE_COLUMNS)
+            frame = pd.concat([frame, recent], ignore_index=True) if len(frame) else recent
+            frame = frame.drop_duplicates(["account_id", "fingerprint"], keep="first")
+        frame = frame[_SCORE_COLUMNS].reset_index(drop=True)
         frame["score"] = frame["score"].astype(float)
+        frame["run_id"] = frame["run_id"].astype("int64")
         frame["written_at"] = pd.to_datetime(frame["written_at"], utc=True, format="ISO8601")
         return frame
 
@@ -682,16 +795,15 @@ class StateStore:
     def forget_accounts(self, crm: str, record_ids: Iterable[str]) -> None:
         """Drop every trace of deleted accounts: last-written values, failures, mirror rows,
         remembered scores."""
-        keys = [(crm, record_id) for record_id in unique_ids(record_ids)]
+        ids = unique_ids(record_ids)
+        keys = [(crm, record_id) for record_id in ids]
         with self._transaction() as db:
             db.executemany("DELETE FROM last_written WHERE crm = ? AND record_id = ?", keys)
             db.executemany("DELETE FROM scores WHERE crm = ? AND account_id = ?", keys)
             db.executemany("DELETE FROM failures WHERE crm = ? AND record_id = ?", keys)
             db.executemany("DELETE FROM pending WHERE crm = ? AND record_id = ?", keys)
-            db.executemany(
-                "DELETE FROM records WHERE crm = ? AND object = ? AND record_id = ?",
-                [(crm, _ACCOUNT, record_id) for _, record_id in keys],
-            )
+            for layout in (LAST_WRITTEN, SCORES, records_layout(_ACCOUNT)):
+                self.mirror.parts.merge(crm, layout, drop=ids)
 
     # handed-over changes
 
@@ -760,11 +872,15 @@ class StateStore:
         ]
 
     def counts(self) -> dict[str, int]:
-        """Rows per table (what a reset would lose)."""
-        return {
+        """Rows per table (what a reset would lose); the records mirror, last-written
+        values and scores counted in their parts too."""
+        found = {
             table: int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
             for table in ("runs", "watermarks", "last_written", "failures", "records", "pending")
         }
+        found["records"] += self.mirror.parts.row_count_of("records.")
+        found["last_written"] += self.mirror.parts.row_count_of(LAST_WRITTEN.name)
+        return found
 
     # key/value
 
@@ -900,6 +1016,23 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+class _Texts:
+    """Values as JSON text, each distinct one encoded once (tiers, segments, routes repeat)."""
+
+    def __init__(self) -> None:
+        self._texts: dict[tuple[type, Any], str] = {}
+
+    def __call__(self, value: Any) -> str:
+        try:
+            key = (type(value), value)  # 1, 1.0 and True: equal keys, not one text
+            found = self._texts.get(key)
+            if found is None:
+                found = self._texts[key] = dumps(value)
+            return found
+        except TypeError:  # unhashable
+            return dumps(value)
+
+
 def _put_written(
     db: Connection,
     crm: str,
@@ -908,15 +1041,7 @@ def _put_written(
     written_at: datetime,
 ) -> None:
     at = _text(written_at)
-    texts: dict[tuple[type, Any], str] = {}  # tiers, segments, routes repeat: encode each once
-
-    def text(value: Any) -> str:
-        try:
-            key = (type(value), value)  # 1, 1.0 and True: equal keys, not one text
-            return texts[key] if key in texts else texts.setdefault(key, dumps(value))
-        except TypeError:  # unhashable
-            return dumps(value)
-
+    text = _Texts()
     db.executemany(
         "INSERT INTO last_written (crm, record_id, field, value, run_id, written_at)"
         " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (crm, record_id, field) DO UPDATE SET"

@@ -1,0 +1,306 @@
+"""The per-record tables of the state, kept compact: sorted, compressed Parquet parts.
+
+The records mirror, the last-written values and the remembered scores grow with the org
+(a row per account, per opportunity, per account and output field). Kept as SQL rows they
+cost about 2.4 KB per account (a million accounts: 2.4 GB, most of it repeated column
+names, timestamps and index pages). Here each table is a sequence of parts: Parquet
+files (zstd) of at most `PART_ROWS` rows, sorted by their key, stored as BLOBs in the
+state database itself (table `parts`, one row per part with its first and last key). The
+state stays one SQLite file or one PostgreSQL schema, and replacing a part is part of the
+same transaction as everything else a run records, so a crash leaves the old parts or the
+new ones, never half of each.
+
+A merge touches only the parts whose key range holds a changed or deleted key; a read by
+key reads only the parts whose range may hold one of them. Columns are stored as Parquet
+dictionary pages: values that repeat (a tier, a run's timestamp, a field name) cost a few
+bits a row.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Collection, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from icp_engine.sync.state.sql import Connection
+
+PART_ROWS = 250_000
+"""Rows per part when a table is (re)written; a merge splits a part past twice this."""
+_ZSTD_LEVEL = 3
+PARTS_TABLE = """CREATE TABLE parts (crm TEXT NOT NULL, name TEXT NOT NULL,
+    part INTEGER NOT NULL, first_key TEXT NOT NULL, last_key TEXT NOT NULL,
+    row_count INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (crm, name, part))"""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One table kept in parts: its columns, its key and which row wins on a clash."""
+
+    name: str
+    schema: pa.Schema
+    unique: tuple[str, ...]
+    """The columns that identify a row; the first is the key parts are ranged by."""
+    keep: Literal["new", "old"] = "new"
+    """On a clash, the merged row replaces the stored one (`new`), or is dropped (`old`)."""
+
+    @property
+    def key(self) -> str:
+        return self.unique[0]
+
+
+def records_layout(obj: str) -> Layout:
+    """The records mirror of one object: the JSON row text of `sync.state.mirror`."""
+    schema = pa.schema(
+        [("record_id", pa.string()), ("account_id", pa.string()), ("data", pa.string())]
+    )
+    return Layout(f"records.{obj}", schema, ("record_id",))
+
+
+LAST_WRITTEN = Layout(
+    "last_written",
+    pa.schema(
+        [
+            ("record_id", pa.string()),
+            ("field", pa.string()),
+            ("value", pa.string()),
+            ("run_id", pa.int64()),
+            ("written_at", pa.string()),
+        ]
+    ),
+    ("record_id", "field"),
+)
+SCORES = Layout(
+    "scores",
+    pa.schema(
+        [
+            ("account_id", pa.string()),
+            ("fingerprint", pa.string()),
+            ("version", pa.string()),
+            ("score", pa.float64()),
+            ("tier", pa.string()),
+            ("run_id", pa.int64()),
+            ("written_at", pa.string()),
+        ]
+    ),
+    ("account_id", "fingerprint"),
+    keep="old",  # the first score under a criteria version is the prediction judged
+)
+
+
+@dataclass(frozen=True)
+class _Part:
+    number: int
+    first: str
+    last: str
+    rows: int
+
+
+class Parts:
+    """The parts of every table of one state, in the store's transactions."""
+
+    def __init__(self, transaction: Callable[..., AbstractContextManager[Connection]]) -> None:
+        self._transaction = transaction
+
+    def _catalog(self, db: Connection, crm: str, layout: Layout) -> list[_Part]:
+        rows = db.execute(
+            "SELECT part, first_key, last_key, row_count FROM parts WHERE crm = ? AND name = ?",
+            (crm, layout.name),
+        ).fetchall()
+        parts = [_Part(int(n), str(first), str(last), int(count)) for n, first, last, count in rows]
+        return sorted(parts, key=lambda part: part.first)  # code-point order, as Arrow sorts
+
+    def _load(self, db: Connection, crm: str, layout: Layout, part: _Part) -> pa.Table:
+        (blob,) = db.execute(
+            "SELECT data FROM parts WHERE crm = ? AND name = ? AND part = ?",
+            (crm, layout.name, part.number),
+        ).fetchone()
+        return pq.read_table(pa.BufferReader(bytes(blob)), schema=layout.schema)
+
+    def row_count_of(self, prefix: str, crm: str | None = None) -> int:
+        """Rows of the tables whose name starts with `prefix` (of `crm`, or of every CRM)."""
+        with self._transaction(write=False) as db:
+            (count,) = db.execute(
+                "SELECT COALESCE(SUM(row_count), 0) FROM parts WHERE name LIKE ?"
+                " AND (CAST(? AS TEXT) IS NULL OR crm = ?)",
+                (prefix + "%", crm, crm),
+            ).fetchone()
+        return int(count)
+
+    def read(
+        self,
+        crm: str,
+        layout: Layout,
+        keys: Collection[str] | None = None,
+        columns: list[str] | None = None,
+    ) -> pa.Table:
+        """The rows whose key is in `keys` (None: every row), sorted by their unique columns."""
+        with self._transaction(write=False) as db:
+            tables = list(self._tables(db, crm, layout, keys))
+        table = pa.concat_tables(tables) if tables else layout.schema.empty_table()
+        return table.select(columns) if columns is not None else table
+
+    def _tables(
+        self, db: Connection, crm: str, layout: Layout, keys: Collection[str] | None
+    ) -> Iterator[pa.Table]:
+        catalog = self._catalog(db, crm, layout)
+        wanted = None if keys is None else sorted({str(key) for key in keys})
+        if wanted is not None and not wanted:
+            return
+        for part in catalog:
+            if wanted is not None:
+                start = bisect.bisect_left(wanted, part.first)
+                if start == len(wanted) or wanted[start] > part.last:
+                    continue  # no wanted key in this part's range
+            table = self._load(db, crm, layout, part)
+            if wanted is not None:
+                table = table.filter(pc.is_in(table.column(layout.key), pa.array(wanted)))
+            if table.num_rows:
+                yield table
+
+    def merge(
+        self,
+        crm: str,
+        layout: Layout,
+        rows: pa.Table | None = None,
+        drop: Collection[str] = (),
+    ) -> None:
+        """Add `rows` (a clash decided by `layout.keep`) and remove every row whose key is
+        in `drop` (removed before `rows` are added), rewriting only the parts touched."""
+        incoming = _sorted(rows.cast(layout.schema), layout) if rows is not None else None
+        if incoming is not None and incoming.num_rows == 0:
+            incoming = None
+        dropped = sorted({str(key) for key in drop})
+        if incoming is None and not dropped:
+            return
+        with self._transaction() as db:
+            catalog = self._catalog(db, crm, layout)
+            firsts = [part.first for part in catalog]
+            touched: dict[int, list[pa.Table]] = {}
+            if incoming is not None:
+                keys = incoming.column(layout.key).to_numpy(zero_copy_only=False)
+                if catalog:
+                    slot = np.searchsorted(np.array(firsts, dtype=object), keys, side="right") - 1
+                    slot = np.maximum(slot, 0)
+                else:
+                    slot = np.zeros(len(keys), dtype=np.int64)
+                bounds = np.flatnonzero(np.diff(slot)) + 1
+                for start, stop in zip(
+                    [0, *bounds.tolist()], [*bounds.tolist(), len(keys)], strict=True
+                ):
+                    touched.setdefault(int(slot[start]), []).append(
+                        incoming.slice(start, stop - start)
+                    )
+            for index, part in enumerate(catalog):
+                start = bisect.bisect_left(dropped, part.first)
+                if start < len(dropped) and dropped[start] <= part.last:
+                    touched.setdefault(index, [])
+            gone = pa.array(dropped, pa.string())
+            for index in sorted(touched):
+                pieces = []
+                if catalog:
+                    part = catalog[index]
+                    old = self._load(db, crm, layout, part)
+                    if dropped:
+                        old = old.filter(pc.invert(pc.is_in(old.column(layout.key), gone)))
+                    pieces.append(old)
+                    db.execute(
+                        "DELETE FROM parts WHERE crm = ? AND name = ? AND part = ?",
+                        (crm, layout.name, part.number),
+                    )
+                new = touched[index]
+                merged = _combine(pieces[0] if pieces else None, new, layout)
+                self._write(db, crm, layout, merged, split_above=2 * PART_ROWS if pieces else 0)
+
+    def replace(self, crm: str, layout: Layout, rows: pa.Table) -> None:
+        """Every row of the table, afresh (a backfill's mirror)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM parts WHERE crm = ? AND name = ?", (crm, layout.name))
+            merged = _combine(None, [rows.cast(layout.schema)], layout)
+            self._write(db, crm, layout, merged, split_above=0)
+
+    def delete_all(self, crm: str, layout: Layout) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM parts WHERE crm = ? AND name = ?", (crm, layout.name))
+
+    def _write(
+        self, db: Connection, crm: str, layout: Layout, table: pa.Table, split_above: int
+    ) -> None:
+        """Store a sorted table as one part, or as parts of `PART_ROWS` if it is longer than
+        `split_above` (0: always split at `PART_ROWS`)."""
+        if table.num_rows == 0:
+            return
+        size = PART_ROWS if table.num_rows > (split_above or PART_ROWS) else table.num_rows
+        keys = table.column(layout.key)
+        start = 0
+        (highest,) = db.execute(
+            "SELECT COALESCE(MAX(part), 0) FROM parts WHERE crm = ? AND name = ?",
+            (crm, layout.name),
+        ).fetchone()
+        number = int(highest)
+        while start < table.num_rows:
+            stop = min(start + size, table.num_rows)
+            last_key = keys[stop - 1].as_py()
+            while stop < table.num_rows and keys[stop].as_py() == last_key:
+                stop += 1  # one key's rows stay in one part
+            piece = table.slice(start, stop - start)
+            number += 1
+            db.execute(
+                "INSERT INTO parts (crm, name, part, first_key, last_key, row_count, data)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    crm,
+                    layout.name,
+                    number,
+                    keys[start].as_py(),
+                    last_key,
+                    piece.num_rows,
+                    _parquet(piece),
+                ),
+            )
+            start = stop
+
+
+def _parquet(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(
+        table,
+        sink,
+        compression="zstd",
+        compression_level=_ZSTD_LEVEL,
+        use_dictionary=True,
+        write_statistics=False,
+    )
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def _sorted(table: pa.Table, layout: Layout) -> pa.Table:
+    return table.take(pc.sort_indices(table, [(name, "ascending") for name in layout.unique]))
+
+
+def _combine(old: pa.Table | None, new: list[pa.Table], layout: Layout) -> pa.Table:
+    """`old` and `new` rows as one table sorted by the unique columns, one row per unique
+    value: the new row when `layout.keep` is `new` (the last given of several), the old one
+    otherwise (the first given)."""
+    tables = ([old] if old is not None else []) + new
+    combined = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    order = pa.array(np.arange(combined.num_rows, dtype=np.int64))
+    combined = combined.append_column("__order__", order)
+    sort_keys = [(name, "ascending") for name in layout.unique]
+    sort_keys.append(("__order__", "ascending" if layout.keep == "old" else "descending"))
+    combined = combined.take(pc.sort_indices(combined, sort_keys))
+    if combined.num_rows > 1:
+        same = None
+        for name in layout.unique:
+            column = combined.column(name).combine_chunks()
+            equal = pc.fill_null(pc.equal(column.slice(1), column.slice(0, len(column) - 1)), False)
+            same = equal if same is None else pc.and_(same, equal)
+        assert same is not None
+        first = pa.concat_arrays([pa.array([True]), pc.invert(same)])
+        combined = combined.filter(first)
+    return combined.drop_columns(["__order__"])

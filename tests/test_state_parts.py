@@ -1,0 +1,154 @@
+"""The per-record tables of the state in compressed parts (`sync.state.parts`): merges keep
+exactly what a plain key-value table would, whichever parts they touch, on SQLite and on
+PostgreSQL; a state from before the parts is read and folded into them; the rows a run
+records batch by batch are folded when it closes."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from icp_engine.sync.state import parts
+from icp_engine.sync.state.parts import LAST_WRITTEN, SCORES, Layout, records_layout
+from icp_engine.sync.state.records import ScoreRecord
+from icp_engine.sync.state.store import StateStore
+
+from tests.state_helpers import state_backend  # noqa: F401 (fixture `backend`)
+
+AT = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+
+
+def _rows(layout: Layout, items: dict[str, str]) -> pa.Table:
+    return pa.table(
+        {"record_id": list(items), "account_id": [None] * len(items), "data": list(items.values())},
+        schema=layout.schema,
+    )
+
+
+def _stored(store: StateStore, layout: Layout) -> dict[str, str]:
+    table = store.mirror.parts.read("sf", layout)
+    ids = table.column("record_id").to_pylist()
+    assert ids == sorted(ids)  # parts in key order, each sorted
+    return dict(zip(ids, table.column("data").to_pylist(), strict=True))
+
+
+def _catalog(store: StateStore, layout: Layout) -> list[tuple[str, str, int]]:
+    with store._transaction(write=False) as db:
+        found = store.mirror.parts._catalog(db, "sf", layout)
+    return [(part.first, part.last, part.rows) for part in found]
+
+
+def test_merges_and_deletes_keep_what_a_key_value_table_would(
+    tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parts, "PART_ROWS", 7)  # many small parts: every path is taken
+    layout = records_layout("account")
+    expected: dict[str, str] = {}
+    rng = random.Random(4)
+    with StateStore(tmp_path) as store:
+        for step in range(40):
+            keys = [f"a{rng.randrange(120):03d}" for _ in range(rng.randrange(1, 30))]
+            if step % 3 == 2:
+                store.mirror.parts.merge("sf", layout, drop=keys)
+                for key in keys:
+                    expected.pop(key, None)
+            else:
+                batch = {key: f"{key}@{step}:{index}" for index, key in enumerate(keys)}
+                store.mirror.parts.merge("sf", layout, _rows(layout, batch))
+                expected.update(batch)  # a key given twice in one merge: the last one
+            assert _stored(store, layout) == dict(sorted(expected.items()))
+            catalog = _catalog(store, layout)
+            assert all(rows <= 2 * 7 + 1 for _, _, rows in catalog)
+            ranges = [(first, last) for first, last, _ in catalog]
+            assert all(a[1] < b[0] for a, b in itertools.pairwise(ranges))
+        some = [*sorted(rng.sample(sorted(expected), 5)), "a999", "zzz"]
+        read = store.mirror.parts.read("sf", layout, some).column("record_id").to_pylist()
+        assert read == [key for key in some if key in expected]
+    with StateStore(tmp_path) as store:  # reopened: the same
+        assert _stored(store, layout) == dict(sorted(expected.items()))
+
+
+def test_scores_keep_the_first_score_of_a_version_wherever_it_is_kept(
+    tmp_path: Path, backend: str
+) -> None:
+    many = [ScoreRecord(f"a{i:05d}", float(i % 100), "A", "v1", "fp1") for i in range(12_000)]
+    with StateStore(tmp_path) as store:
+        store.acquire_lock()
+        store.record_scores("sf", 1, [ScoreRecord("a00007", 99.0, "A", "v1", "fp1")], AT)
+        store.record_scores("sf", 2, many, AT)  # straight into the parts, rows folded first
+        store.record_scores("sf", 3, [ScoreRecord("a00008", 1.0, "D", "v1", "fp1")], AT)
+        scores = store.scores("sf").set_index("account_id")
+        assert len(scores) == 12_000
+        assert scores.loc["a00007", "score"] == 99.0  # the first, from run 1
+        assert scores.loc["a00008", "score"] == 8.0  # run 3's later score is not kept
+    with StateStore(tmp_path) as store:  # folded at close: the same
+        with store._transaction(write=False) as db:
+            assert db.execute("SELECT COUNT(*) FROM scores").fetchone()[0] == 0
+        folded = store.scores("sf").set_index("account_id")
+        assert folded.loc["a00007", "score"] == 99.0
+        assert folded.loc["a00008", "score"] == 8.0
+        assert folded["run_id"].tolist() == scores["run_id"].tolist()
+
+
+def test_values_written_batch_by_batch_are_folded_when_the_run_closes(
+    tmp_path: Path, backend: str
+) -> None:
+    with StateStore(tmp_path) as store:
+        store.acquire_lock()
+        store.record_written("sf", 1, [(f"a{i}", "ICP_Tier__c", "B") for i in range(20_000)], AT)
+        store.record_batch("sf", 2, [("a1", "ICP_Tier__c", "A")], [], ["a1"], AT)
+        found = store.last_written("sf", ["a1", "a2"])
+        assert {key: written.value for key, written in found.items()} == {
+            ("a1", "ICP_Tier__c"): "A",  # the batch's row, over the parts' older value
+            ("a2", "ICP_Tier__c"): "B",
+        }
+        assert store.counts()["last_written"] == 20_001  # one row for a1 in each place
+    with StateStore(tmp_path) as store:
+        with store._transaction(write=False) as db:
+            assert db.execute("SELECT COUNT(*) FROM last_written").fetchone()[0] == 0
+        assert store.counts()["last_written"] == 20_000
+        assert store.last_written("sf", ["a1"])[("a1", "ICP_Tier__c")].value == "A"
+        assert store.last_written("sf", ["a2"])[("a2", "ICP_Tier__c")].value == "B"
+        store.forget_accounts("sf", ["a2"])
+        assert store.last_written("sf", ["a2"]) == {}
+    assert LAST_WRITTEN.unique == ("record_id", "field") and SCORES.keep == "old"
+
+
+def test_a_state_from_before_the_parts_is_read_and_folded(tmp_path: Path) -> None:
+    """Schema 2 kept the mirror, last-written values and scores as SQL rows."""
+    frame = pd.DataFrame({"account_id": ["a1", "a2"], "name": ["One", "Two"]})
+    with StateStore(tmp_path) as store:
+        store.upsert_records("sf", "account", frame, "account_id")
+        rows = store.mirror.parts.read("sf", records_layout("account"))
+        store.record_batch("sf", 1, [("a1", "ICP_Tier__c", "A")], [], ["a1"], AT)
+        store.record_scores("sf", 1, [ScoreRecord("a1", 90.0, "A", "v1", "fp")], AT)
+    with sqlite3.connect(tmp_path / StateStore.FILE_NAME) as db:  # as schema 2 kept them
+        db.executemany(
+            "INSERT INTO records (crm, object, record_id, account_id, data) VALUES"
+            " ('sf', 'account', ?, NULL, ?)",
+            list(
+                zip(
+                    rows.column("record_id").to_pylist(),
+                    rows.column("data").to_pylist(),
+                    strict=True,
+                )
+            ),
+        )
+        db.execute("DROP TABLE parts")
+        db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    db.close()
+    with StateStore(tmp_path) as store:
+        assert store.load_records("sf", "account").to_dict("records") == [
+            {"account_id": "a1", "name": "One"},
+            {"account_id": "a2", "name": "Two"},
+        ]
+        with store._transaction(write=False) as db:
+            assert db.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 0  # folded
+        assert store.last_written("sf")[("a1", "ICP_Tier__c")].value == "A"
+        assert store.scores("sf")["score"].tolist() == [90.0]
