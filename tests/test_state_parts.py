@@ -152,3 +152,27 @@ def test_a_state_from_before_the_parts_is_read_and_folded(tmp_path: Path) -> Non
             assert db.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 0  # folded
         assert store.last_written("sf")[("a1", "ICP_Tier__c")].value == "A"
         assert store.scores("sf")["score"].tolist() == [90.0]
+
+
+def test_rows_folded_into_parts_give_their_space_back_when_the_state_closes(
+    tmp_path: Path,
+) -> None:
+    rng = random.Random(7)
+    with StateStore(tmp_path) as store:
+        store.acquire_lock()
+        for batch in range(10):  # written batch by batch: rows, until the run closes
+            values = [
+                (f"a{batch}-{i}", "ICP_Reasons__c", f"{rng.getrandbits(64):x}")
+                for i in range(5_000)
+            ]
+            store.record_batch("sf", 1, values, [], [], AT)
+    db = sqlite3.connect(tmp_path / StateStore.FILE_NAME)
+    try:
+        (free,) = db.execute("PRAGMA freelist_count").fetchone()
+        (pages,) = db.execute("PRAGMA page_count").fetchone()
+        (rows,) = db.execute("SELECT COUNT(*) FROM last_written").fetchone()
+    finally:
+        db.close()
+    assert rows == 0  # folded into the parts
+    assert free == 0
+    assert pages * 4096 < 2_000_000  # the parts (about 1 MB), not the rows (about 6 MB) too

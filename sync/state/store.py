@@ -330,11 +330,12 @@ class StateStore:
             with contextlib.suppress(StateError):  # left as rows, folded next time
                 self.compact()
         self.release_lock()
-        if self._pg is None and not self._failed:
-            # give back the pages replaced parts freed (auto_vacuum = incremental); closing
-            # must not fail on it: the space is reused anyway
+        if isinstance(self._db, sqlite3.Connection) and not self._failed:
+            # give back the pages replaced parts freed (auto_vacuum = incremental; a script
+            # runs the pragma to the end, where execute() frees one page); closing must not
+            # fail on it: the space is reused anyway
             with contextlib.suppress(sqlite3.Error):
-                self._db.execute("PRAGMA incremental_vacuum").fetchall()
+                self._db.executescript("PRAGMA incremental_vacuum;")
         self._db.close()
         if self._pg is None:
             _CHECKED_OPEN.discard(Path(self.path))
