@@ -35,6 +35,7 @@ from icp_engine.sync.state.sql import Connection
 
 _ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))  # ASCII: faster
 _CHUNK = 500  # ids per IN (...) list, well under SQLite's bound-parameter limit
+_ENCODE_ROWS = 100_000  # rows encoded at a time (their Python values exist meanwhile)
 LAYOUT_KEY = "records.layout."
 """`meta` key prefix of a stored row layout (its column names, a JSON list)."""
 
@@ -259,21 +260,36 @@ def encode_frame(
         if needed is not None and needed not in columns:
             raise KeyError(f"no column {needed!r} in {columns}")
     names = [str(column) for column in columns]
-    values = [column_values(frame.iloc[:, index]) for index in range(len(columns))]
-    ids = values[columns.index(id_column)]
-    if any(record_id is None for record_id in ids):
-        raise ValueError(f"column {id_column!r} has rows without an id")
-    accounts = values[columns.index(account_column)] if account_column else [None] * len(ids)
     key = layout_key(names)
-    encode = orjson.dumps
-    texts = [encode(row).decode() for row in zip([key] * len(ids), *values, strict=True)]
-    return names, pa.table(
+    id_at = columns.index(id_column)
+    account_at = columns.index(account_column) if account_column else None
+    pieces = [
+        _encode_rows(frame.iloc[start : start + _ENCODE_ROWS], key, id_at, account_at)
+        for start in range(0, len(frame), _ENCODE_ROWS)
+    ]
+    if not pieces:
+        pieces = [_encode_rows(frame, key, id_at, account_at)]
+    if any(piece.column("record_id").null_count for piece in pieces):
+        raise ValueError(f"column {id_column!r} has rows without an id")
+    return names, pa.concat_tables(pieces)
+
+
+def _encode_rows(frame: pd.DataFrame, key: str, id_at: int, account_at: int | None) -> pa.Table:
+    """`encode_frame` for a slice of rows (Python objects exist for one slice at a time)."""
+    values = [column_values(frame.iloc[:, index]) for index in range(frame.shape[1])]
+    ids, encode = values[id_at], orjson.dumps
+    accounts = values[account_at] if account_at is not None else [None] * len(ids)
+    return pa.table(
         {
-            "record_id": pa.array([str(record_id) for record_id in ids], pa.string()),
+            "record_id": pa.array(
+                [None if record_id is None else str(record_id) for record_id in ids], pa.string()
+            ),
             "account_id": pa.array(
                 [None if account is None else str(account) for account in accounts], pa.string()
             ),
-            "data": pa.array(texts, pa.string()),
+            "data": pa.array(
+                [encode(row) for row in zip([key] * len(ids), *values, strict=True)], pa.string()
+            ),
         }
     )
 
