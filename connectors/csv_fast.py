@@ -73,17 +73,22 @@ def fast_pages(
     if rows is None:
         return None
     id_columns = [id_index] if lookup_index is None else [id_index, lookup_index]
-    total = 0
+    stamp_index = header.index(older.column) if older and older.column in header else None
+    read = sorted({*id_columns, *([] if stamp_index is None else [stamp_index])})
+    total = changed = 0
     ids: list[pa.Array] = []
     try:
-        for batch in _batches(path, len(header), id_columns):
+        for batch in _batches(path, len(header), read):
             total += batch.num_rows
-            for position, index in enumerate(id_columns):
+            for position, index in enumerate(read):
                 raw = batch.column(position)
-                if _odd(raw):
+                if index in id_columns and _odd(raw):
                     return None
                 if index == id_index:
                     ids.append(_clean(raw, salesforce_ids))
+                if index == stamp_index and older is not None:
+                    kept = pc.invert(_certainly_before(raw, older.since))
+                    changed += pc.sum(pc.cast(kept, pa.int64())).as_py() or 0
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError):
         return None
     if total != rows:
@@ -92,6 +97,9 @@ def fast_pages(
     named = pc.filter(every, pc.not_equal(every, ""))
     if pc.count_distinct(named).as_py() != len(named):
         return None  # an Id twice: the row-by-row reader names both lines
+    if older is not None and stamp_index is not None and changed == 0:
+        older.ids.update(named.to_pylist())  # nothing new: no second reading
+        return iter(())
     return _pages(path, header, id_index, lookup_index, salesforce_ids, page_rows, older)
 
 

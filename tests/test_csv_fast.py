@@ -117,3 +117,31 @@ def test_incremental_pull_leaves_out_only_older_rows(tmp_path, monkeypatch, kind
     pd.testing.assert_frame_equal(fast, slow)
     assert fast_ids == slow_ids
     assert len(fast) == sum(1 for i in range(len(frame)) if i % 7 in (0, 1, 3))
+
+
+def test_an_export_with_nothing_new_is_read_once_for_ids_and_stamps_only(
+    tmp_path, monkeypatch
+) -> None:
+    """Every row stamped before the watermark: no page, the same Ids seen (deletions) as the
+    row-by-row reader, and no second reading of every column."""
+    write_sample_crm(tmp_path, 2000)
+    mapping = load_config("csv", None).mapping
+    since = datetime(2100, 1, 1, tzinfo=UTC)
+
+    def pull(fast: bool) -> tuple[list[pd.DataFrame], set[str]]:
+        if not fast:
+            monkeypatch.setattr(csvfiles, "fast_pages", lambda *args: None)
+        connector = csvfiles.CsvConnector(mapping, tmp_path)
+        pages = list(connector.pull("account", PullContext(since)))
+        monkeypatch.undo()
+        return pages, connector._present["account"]
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("every column read again although no row is new")
+
+    monkeypatch.setattr("icp_engine.connectors.csv_fast._pages", refuse)
+    fast_pages_read, fast_ids = pull(True)
+    slow_pages_read, slow_ids = pull(False)
+    assert fast_pages_read == slow_pages_read == []
+    assert fast_ids == slow_ids
+    assert len(fast_ids) == 2000
