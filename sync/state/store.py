@@ -5,7 +5,10 @@ written to each (crm, record, field), the records whose write failed (retried ne
 a mirror of canonical records (`sync.mirror` encodes them), the scores written under each
 criteria version (so `icp train` can judge them against later outcomes), the changes
 handed over in an update file and not yet seen in the CRM (`pending`) and a small
-key/value table.
+key/value table. The tables that grow with the org (the mirror, last-written values,
+scores) are kept as compressed Parquet parts in table `parts` (`sync.state.parts`); values
+written batch by batch are rows of `last_written` and `scores` until the run holding the
+lock closes and folds them in.
 `directory/lock` (`sync.lock`) lets one run at a time work on the directory.
 
 With `ICP_STATE_URL` (or `url=`) the same tables live in a PostgreSQL schema instead
