@@ -171,84 +171,87 @@ class Parts:
         drop: Collection[str] = (),
     ) -> None:
         """Add `rows` (a clash decided by `layout.keep`) and remove every row whose key is
-        in `drop` (removed before `rows` are added), rewriting only the parts touched."""
-        incoming = _sorted(rows.cast(layout.schema), layout) if rows is not None else None
-        if incoming is not None and incoming.num_rows == 0:
-            incoming = None
+        in `drop` (removed before `rows` are added), rewriting only the parts touched.
+
+        The rows are never copied whole: they are ordered by sort indices, and each part
+        takes its own rows (peak memory: the rows given, plus one part)."""
+        incoming = rows.cast(layout.schema) if rows is not None and rows.num_rows else None
+        order = _order(incoming, layout) if incoming is not None else None
         dropped = sorted({str(key) for key in drop})
-        if incoming is None and not dropped:
+        if order is None and not dropped:
             return
         with self._transaction() as db:
             catalog = self._catalog(db, crm, layout)
-            firsts = [part.first for part in catalog]
-            touched: dict[int, list[pa.Table]] = {}
-            if incoming is not None:
-                keys = incoming.column(layout.key).to_numpy(zero_copy_only=False)
-                if catalog:
-                    slot = np.searchsorted(np.array(firsts, dtype=object), keys, side="right") - 1
-                    slot = np.maximum(slot, 0)
-                else:
-                    slot = np.zeros(len(keys), dtype=np.int64)
+            if not catalog:
+                if incoming is not None and order is not None:
+                    self._write(db, crm, layout, incoming, order, split_above=0)
+                return
+            touched: dict[int, pa.Array | None] = {}
+            if incoming is not None and order is not None:
+                keys = incoming.column(layout.key).take(order).to_numpy(zero_copy_only=False)
+                firsts = np.array([part.first for part in catalog], dtype=object)
+                slot = np.maximum(np.searchsorted(firsts, keys, side="right") - 1, 0)
                 bounds = np.flatnonzero(np.diff(slot)) + 1
-                for start, stop in zip(
+                for begin, stop in zip(
                     [0, *bounds.tolist()], [*bounds.tolist(), len(keys)], strict=True
                 ):
-                    touched.setdefault(int(slot[start]), []).append(
-                        incoming.slice(start, stop - start)
-                    )
+                    touched[int(slot[begin])] = order.slice(begin, stop - begin)
             for index, part in enumerate(catalog):
-                start = bisect.bisect_left(dropped, part.first)
-                if start < len(dropped) and dropped[start] <= part.last:
-                    touched.setdefault(index, [])
+                begin = bisect.bisect_left(dropped, part.first)
+                if begin < len(dropped) and dropped[begin] <= part.last:
+                    touched.setdefault(index, None)
             gone = pa.array(dropped, pa.string())
             for index in sorted(touched):
-                pieces = []
-                if catalog:
-                    part = catalog[index]
-                    old = self._load(db, crm, layout, part)
-                    if dropped:
-                        old = old.filter(pc.invert(pc.is_in(old.column(layout.key), gone)))
-                    pieces.append(old)
-                    db.execute(
-                        "DELETE FROM parts WHERE crm = ? AND name = ? AND part = ?",
-                        (crm, layout.name, part.number),
-                    )
-                new = touched[index]
-                merged = _combine(pieces[0] if pieces else None, new, layout)
-                self._write(db, crm, layout, merged, split_above=2 * PART_ROWS if pieces else 0)
-
-    def replace(self, crm: str, layout: Layout, rows: pa.Table) -> None:
-        """Every row of the table, afresh (a backfill's mirror)."""
-        with self._transaction() as db:
-            db.execute("DELETE FROM parts WHERE crm = ? AND name = ?", (crm, layout.name))
-            merged = _combine(None, [rows.cast(layout.schema)], layout)
-            self._write(db, crm, layout, merged, split_above=0)
+                part = catalog[index]
+                old = self._load(db, crm, layout, part)
+                if dropped:
+                    old = old.filter(pc.invert(pc.is_in(old.column(layout.key), gone)))
+                db.execute(
+                    "DELETE FROM parts WHERE crm = ? AND name = ? AND part = ?",
+                    (crm, layout.name, part.number),
+                )
+                taken = touched[index]
+                if taken is not None and incoming is not None:
+                    old = _combine(old, incoming.take(taken), layout)
+                self._write(db, crm, layout, old, None, split_above=2 * PART_ROWS)
 
     def delete_all(self, crm: str, layout: Layout) -> None:
         with self._transaction() as db:
             db.execute("DELETE FROM parts WHERE crm = ? AND name = ?", (crm, layout.name))
 
     def _write(
-        self, db: Connection, crm: str, layout: Layout, table: pa.Table, split_above: int
+        self,
+        db: Connection,
+        crm: str,
+        layout: Layout,
+        table: pa.Table,
+        order: pa.Array | None,
+        split_above: int,
     ) -> None:
-        """Store a sorted table as one part, or as parts of `PART_ROWS` if it is longer than
-        `split_above` (0: always split at `PART_ROWS`)."""
-        if table.num_rows == 0:
+        """Store `table` in the order of `order` (None: the table is sorted already), as one
+        part, or as parts of `PART_ROWS` if it is longer than `split_above` (0: always)."""
+        count = len(order) if order is not None else table.num_rows
+        if count == 0:
             return
-        size = PART_ROWS if table.num_rows > (split_above or PART_ROWS) else table.num_rows
+        size = PART_ROWS if count > (split_above or PART_ROWS) else count
         keys = table.column(layout.key)
-        start = 0
+        if order is not None:
+            keys = keys.take(order)
         (highest,) = db.execute(
             "SELECT COALESCE(MAX(part), 0) FROM parts WHERE crm = ? AND name = ?",
             (crm, layout.name),
         ).fetchone()
-        number = int(highest)
-        while start < table.num_rows:
-            stop = min(start + size, table.num_rows)
+        number, begin = int(highest), 0
+        while begin < count:
+            stop = min(begin + size, count)
             last_key = keys[stop - 1].as_py()
-            while stop < table.num_rows and keys[stop].as_py() == last_key:
+            while stop < count and keys[stop].as_py() == last_key:
                 stop += 1  # one key's rows stay in one part
-            piece = table.slice(start, stop - start)
+            piece = (
+                table.take(order.slice(begin, stop - begin))
+                if order is not None
+                else table.slice(begin, stop - begin)
+            )
             number += 1
             db.execute(
                 "INSERT INTO parts (crm, name, part, first_key, last_key, row_count, data)"
@@ -257,13 +260,13 @@ class Parts:
                     crm,
                     layout.name,
                     number,
-                    keys[start].as_py(),
+                    keys[begin].as_py(),
                     last_key,
                     piece.num_rows,
                     _parquet(piece),
                 ),
             )
-            start = stop
+            begin = stop
 
 
 def _parquet(table: pa.Table) -> bytes:
@@ -279,28 +282,30 @@ def _parquet(table: pa.Table) -> bytes:
     return bytes(sink.getvalue().to_pybytes())
 
 
-def _sorted(table: pa.Table, layout: Layout) -> pa.Table:
-    return table.take(pc.sort_indices(table, [(name, "ascending") for name in layout.unique]))
+def _order(table: pa.Table, layout: Layout) -> pa.Array:
+    """Indices of `table`'s rows sorted by the unique columns, one per unique value: the
+    last given of several when `layout.keep` is `new`, the first otherwise."""
+    given = pa.array(np.arange(table.num_rows, dtype=np.int64))
+    keyed = pa.table({name: table.column(name) for name in layout.unique}).append_column(
+        "__given__", given
+    )
+    direction = "ascending" if layout.keep == "old" else "descending"
+    order = pc.sort_indices(
+        keyed, [*((name, "ascending") for name in layout.unique), ("__given__", direction)]
+    )
+    if len(order) < 2:
+        return order
+    same = None
+    for name in layout.unique:
+        column = keyed.column(name).take(order).combine_chunks()
+        equal = pc.fill_null(pc.equal(column.slice(1), column.slice(0, len(column) - 1)), False)
+        same = equal if same is None else pc.and_(same, equal)
+    assert same is not None
+    return order.filter(pa.concat_arrays([pa.array([True]), pc.invert(same)]))
 
 
-def _combine(old: pa.Table | None, new: list[pa.Table], layout: Layout) -> pa.Table:
-    """`old` and `new` rows as one table sorted by the unique columns, one row per unique
-    value: the new row when `layout.keep` is `new` (the last given of several), the old one
-    otherwise (the first given)."""
-    tables = ([old] if old is not None else []) + new
-    combined = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-    order = pa.array(np.arange(combined.num_rows, dtype=np.int64))
-    combined = combined.append_column("__order__", order)
-    sort_keys = [(name, "ascending") for name in layout.unique]
-    sort_keys.append(("__order__", "ascending" if layout.keep == "old" else "descending"))
-    combined = combined.take(pc.sort_indices(combined, sort_keys))
-    if combined.num_rows > 1:
-        same = None
-        for name in layout.unique:
-            column = combined.column(name).combine_chunks()
-            equal = pc.fill_null(pc.equal(column.slice(1), column.slice(0, len(column) - 1)), False)
-            same = equal if same is None else pc.and_(same, equal)
-        assert same is not None
-        first = pa.concat_arrays([pa.array([True]), pc.invert(same)])
-        combined = combined.filter(first)
-    return combined.drop_columns(["__order__"])
+def _combine(old: pa.Table, new: pa.Table, layout: Layout) -> pa.Table:
+    """`old` (a stored part) and `new` rows as one table sorted by the unique columns, one
+    row per unique value: the new row when `layout.keep` is `new`, the old one otherwise."""
+    combined = pa.concat_tables([old, new])
+    return combined.take(_order(combined, layout))
