@@ -50,6 +50,8 @@ class Older:
     since: datetime
     ids: set[str] = field(default_factory=set)
     """The (stripped) Ids of every row read, left out or not."""
+    already_read: frozenset[str] = frozenset()
+    """Ids the last run read stamped exactly at `since`: such a row is not new either."""
 
 
 def fast_pages(
@@ -87,8 +89,7 @@ def fast_pages(
                 if index == id_index:
                     ids.append(_clean(raw, salesforce_ids))
                 if index == stamp_index and older is not None:
-                    kept = pc.invert(_certainly_before(raw, older.since))
-                    changed += pc.sum(pc.cast(kept, pa.int64())).as_py() or 0
+                    changed += _may_be_new(raw, batch.column(read.index(id_index)), older)
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError):
         return None
     if total != rows:
@@ -229,6 +230,28 @@ def _page(
     frame = pd.DataFrame(data, dtype=object, index=pd.RangeIndex(len(lines)))
     frame[LINE_COLUMN] = lines
     return frame
+
+
+def _may_be_new(stamps: pa.Array, raw_ids: pa.Array, older: Older) -> int:
+    """How many rows are not certainly older than `older` (stamped before its `since`, or
+    exactly at it with an Id the last run read there)."""
+    kept = pc.invert(_certainly_before(stamps, older.since))
+    if older.already_read and pc.any(kept).as_py():
+        at = _exactly_at(stamps, older.since)
+        ids = pc.utf8_trim(raw_ids, " ")
+        seen = pc.and_(at, pc.is_in(ids, value_set=pa.array(older.already_read, pa.string())))
+        kept = pc.and_(kept, pc.invert(seen))
+    return int(pc.sum(pc.cast(kept, pa.int64())).as_py() or 0)
+
+
+def _exactly_at(stamps: pa.Array, since: datetime) -> pa.Array:
+    """True where a stamp is an ISO UTC datetime (`2026-01-02T03:04:05.678Z`) equal to
+    `since` to the nanosecond; False where it differs or is not that plain."""
+    plain = pc.match_substring_regex(stamps, _PLAIN_UTC)
+    text = pc.if_else(plain, stamps, "1970-01-01T00:00:00Z")
+    parsed = pc.cast(pc.cast(text, pa.timestamp("ns", "UTC")), pa.int64())
+    moment = pd.Timestamp(since).tz_convert("UTC").value
+    return pc.fill_null(pc.and_(plain, pc.equal(parsed, moment)), False)
 
 
 def _certainly_before(stamps: pa.Array, since: datetime) -> pa.Array:

@@ -163,7 +163,11 @@ class CsvConnector(Connector):
             object_map.fields["modified_at"].field if "modified_at" in object_map.fields else None
         )
         present: set[str] = set()
-        older = Older(stamp_column, since) if since is not None and stamp_column else None
+        older = (
+            Older(stamp_column, since, already_read=context.already_read)
+            if since is not None and stamp_column
+            else None
+        )
         pages = _read_pages(
             path,
             self._encoding(path),

@@ -136,12 +136,45 @@ def test_an_export_with_nothing_new_is_read_once_for_ids_and_stamps_only(
         monkeypatch.undo()
         return pages, connector._present["account"]
 
-    def refuse(*args: object) -> None:
-        raise AssertionError("every column read again although no row is new")
-
-    monkeypatch.setattr("icp_engine.connectors.csv_fast._pages", refuse)
+    monkeypatch.setattr("icp_engine.connectors.csv_fast._pages", _refuse)
     fast_pages_read, fast_ids = pull(True)
     slow_pages_read, slow_ids = pull(False)
     assert fast_pages_read == slow_pages_read == []
     assert fast_ids == slow_ids
     assert len(fast_ids) == 2000
+
+
+@pytest.mark.parametrize("unread", [0, 1])
+def test_rows_at_the_watermark_already_read_there_are_not_new(
+    tmp_path, monkeypatch, unread
+) -> None:
+    """After a bulk load every row shares one stamp, the watermark: the Ids the last run
+    read there are not new, so the file is read once; an Id it did not read is new."""
+    write_sample_crm(tmp_path, 500)
+    path = tmp_path / "Account.csv"
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame["SystemModstamp"] = "2030-01-01T00:00:00.250Z"
+    frame.to_csv(path, index=False, lineterminator="\n")
+    since = datetime(2030, 1, 1, 0, 0, 0, 250_000, tzinfo=UTC)
+    mapping = load_config("csv", None).mapping
+    read_there = frozenset(frame["Id"].iloc[unread:])
+
+    def pull(fast: bool) -> list[pd.DataFrame]:
+        if not fast:
+            monkeypatch.setattr(csvfiles, "fast_pages", lambda *args: None)
+        connector = csvfiles.CsvConnector(mapping, tmp_path)
+        pages = list(connector.pull("account", PullContext(since, read_there)))
+        monkeypatch.undo()
+        return pages
+
+    if not unread:
+        monkeypatch.setattr("icp_engine.connectors.csv_fast._pages", _refuse)
+    fast, slow = pull(True), pull(False)
+    assert [len(page) for page in fast] == [len(page) for page in slow] == ([1] if unread else [])
+    if unread:
+        pd.testing.assert_frame_equal(fast[0], slow[0])
+        assert fast[0]["account_id"].tolist() == [frame["Id"].iloc[0]]
+
+
+def _refuse(*args: object) -> None:
+    raise AssertionError("every column read again although no row is new")
