@@ -71,21 +71,40 @@ def _decode_other(raw: bytes, file_encoding: str) -> tuple[str, str]:
     return raw.decode("latin-1"), "latin-1"  # pragma: no cover - latin-1 decodes anything
 
 
+_ENCODING_BLOCK = 1 << 24
+"""Bytes read at a time by `plan_encoding` (then up to the end of that line)."""
+
+
 def plan_encoding(path: Path) -> EncodingPlan:
-    """Read `path` once and decide its encoding from all its non-ASCII lines."""
+    """Read `path` once and decide its encoding from all its non-ASCII lines.
+
+    The file is read in blocks of whole lines; a block that is all ASCII (almost every
+    block of almost every export) is only counted, the others are looked at line by line.
+    """
     utf8_lines: list[int] = []
     other_lines: list[int] = []
+    lines = 0  # lines before the block
     try:
         with path.open("rb") as handle:
-            for number, line in enumerate(handle, 1):
-                raw = line[len(BOM) :] if number == 1 and line.startswith(BOM) else line
-                if raw.isascii():
+            while block := handle.read(_ENCODING_BLOCK):
+                block += handle.readline()  # up to the end of the line it stopped in
+                if block.isascii():
+                    lines += block.count(b"\n") + (not block.endswith(b"\n"))
                     continue
-                try:
-                    raw.decode("utf-8")
-                    utf8_lines.append(number)
-                except UnicodeDecodeError:
-                    other_lines.append(number)
+                pieces = block.split(b"\n")
+                if pieces[-1] == b"":
+                    pieces.pop()  # the block ends with a line end
+                for offset, line in enumerate(pieces, 1):
+                    number = lines + offset
+                    raw = line[len(BOM) :] if number == 1 and line.startswith(BOM) else line
+                    if raw.isascii():
+                        continue
+                    try:
+                        raw.decode("utf-8")
+                        utf8_lines.append(number)
+                    except UnicodeDecodeError:
+                        other_lines.append(number)
+                lines += len(pieces)
     except OSError as exc:
         msg = f"{path}: {exc.strerror or exc}"
         raise SourceError(msg) from exc

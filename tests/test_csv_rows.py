@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from icp_engine import mappings
+from icp_engine.connectors import csv_rows
 from icp_engine.connectors.base import PullReport
 from icp_engine.connectors.csvfiles import CsvConnector
 from icp_engine.connectors.mapping import CrmMapping
@@ -279,3 +282,51 @@ def test_a_date_pandas_cannot_hold_is_an_unreadable_value(
     created = pull(connector)["created_at"]
     assert created.isna().tolist() == [True, False, True]
     assert [line for line, _ in problems(connector)] == [2, 4]
+
+
+def _encoding_line_by_line(path: Path) -> tuple[str, dict[int, str]]:
+    """What `plan_encoding` decides, the plain way: every line looked at."""
+    utf8, other = [], []
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, 1):
+            raw = line[3:] if number == 1 and line.startswith(b"\xef\xbb\xbf") else line
+            if raw.isascii():
+                continue
+            try:
+                raw.decode("utf-8")
+                utf8.append(number)
+            except UnicodeDecodeError:
+                other.append(number)
+    if len(utf8) >= len(other):
+        return "utf-8", dict.fromkeys(other, "cp1252")
+    return "cp1252", dict.fromkeys(utf8, "utf-8")
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    lines=st.lists(
+        st.sampled_from(
+            [b"plain,1", "Zürich,2".encode(), "Zürich,3".encode("cp1252"), b"", b"\r", b"x\r"]
+        ),
+        max_size=40,
+    ),
+    bom=st.booleans(),
+    last_newline=st.booleans(),
+    block=st.integers(1, 40),
+)
+def test_the_encoding_plan_read_in_blocks_is_the_line_by_line_one(
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    lines: list[bytes],
+    bom: bool,
+    last_newline: bool,
+    block: int,
+) -> None:
+    path = tmp_path_factory.mktemp("enc") / "Account.csv"
+    data = (b"\xef\xbb\xbf" if bom else b"") + b"\n".join(lines)
+    path.write_bytes(data + (b"\n" if last_newline and lines else b""))
+    monkeypatch.setattr(csv_rows, "_ENCODING_BLOCK", block)
+    plan = csv_rows.plan_encoding(path)
+    assert (plan.encoding, plan.exceptions) == _encoding_line_by_line(path)
