@@ -5,7 +5,7 @@
 row. Almost every real export has no damage at all, and reading a million rows that way
 takes most of a run. `fast_pages` first proves the file clean, then streams it with
 `pyarrow.csv` (C++, multi-threaded, bounded memory): the pages hold exactly what the
-row-by-row reader would yield (strings, `None` for empty, Ids cleaned and in 18-character
+row-by-row reader would yield (Arrow strings, missing for empty, Ids cleaned and in 18-character
 form, every row's line number). Whenever it cannot prove that, it returns None and the
 caller reads the file row by row, so every message about damage stays the same.
 
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from icp_engine.connectors.canonical import LINE_COLUMN
+from icp_engine.connectors.canonical import LINE_COLUMN, TEXT
 from icp_engine.connectors.salesforce.ids import to_18
 from pyarrow import csv as pacsv
 
@@ -214,11 +214,11 @@ def _page(
         keep = pc.invert(_certainly_before(columns[header.index(older.column)], older.since))
         columns = [pc.filter(column, keep) for column in columns]
         lines = lines[np.asarray(keep.to_numpy(zero_copy_only=False), dtype=bool)]
-    data: dict[str, np.ndarray] = {}
-    for name, values in zip(header, columns, strict=True):
+    data: dict[str, pd.api.extensions.ExtensionArray] = {}
+    for name, values in zip(header, columns, strict=True):  # Arrow strings, no Python objects
         nulled = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
-        data[name] = np.asarray(nulled.to_numpy(zero_copy_only=False), dtype=object)
-    frame = pd.DataFrame(data, dtype=object, index=pd.RangeIndex(len(lines)))
+        data[name] = pd.array(nulled.cast(pa.large_string()), dtype=TEXT)
+    frame = pd.DataFrame(data, index=pd.RangeIndex(len(lines)))
     frame[LINE_COLUMN] = lines
     return frame
 
