@@ -55,7 +55,7 @@ from icp_engine.connectors.canonical import (
     parse_column,
     to_canonical,
 )
-from icp_engine.connectors.csv_fast import Older, fast_pages
+from icp_engine.connectors.csv_fast import Older, fast_pages, release_memory
 from icp_engine.connectors.csv_rows import (
     Damaged,
     EncodingPlan,
@@ -216,6 +216,7 @@ class CsvConnector(Connector):
             present |= older.ids
         self._present[kind] = present | stats.unreadable_ids
         self._complete[kind] = stats.complete
+        release_memory()
 
     def _warn_missing_columns(self, path: Path, kind: ObjectKind, columns: pd.Index) -> None:
         for name, spec in getattr(self.mapping.objects, kind).fields.items():
