@@ -35,6 +35,8 @@ from typing import IO
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from icp_engine.connectors.base import (
     Connector,
     FieldInfo,
@@ -45,8 +47,15 @@ from icp_engine.connectors.base import (
     WritePlan,
     WriteResult,
 )
-from icp_engine.connectors.canonical import LINE_COLUMN, RowIssue, parse_column, to_canonical
-from icp_engine.connectors.csv_fast import Older, fast_pages
+from icp_engine.connectors.canonical import (
+    LINE_COLUMN,
+    TEXT,
+    WHITESPACE,
+    RowIssue,
+    parse_column,
+    to_canonical,
+)
+from icp_engine.connectors.csv_fast import Older, fast_pages, release_memory
 from icp_engine.connectors.csv_rows import (
     Damaged,
     EncodingPlan,
@@ -58,7 +67,7 @@ from icp_engine.connectors.csv_rows import (
 )
 from icp_engine.connectors.errors import SourceError
 from icp_engine.connectors.mapping import CURRENT_PREFIX, ID_FIELDS, CrmMapping
-from icp_engine.connectors.spreadsheet_safety import neutralise, restore
+from icp_engine.connectors.spreadsheet_safety import QUOTE, TRIGGERS, neutralise, restore
 from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger(__name__)
@@ -182,7 +191,7 @@ class CsvConnector(Connector):
         for number, raw in enumerate(pages):
             if number == 0:
                 self._warn_missing_columns(path, kind, raw.columns)
-            present.update(raw[id_column].dropna().str.strip())
+            present.update(_ids(raw[id_column]))
             page = raw
             if since is not None and stamp_column is not None and stamp_column in raw:
                 # Without SystemModstamp, the file's own time is the best we know.
@@ -199,7 +208,10 @@ class CsvConnector(Connector):
             stats.issues.extend(issues)
             if self.settings.spreadsheet_safe:  # values loaded from our quoted cells
                 for column in [c for c in frame.columns if c.startswith(CURRENT_PREFIX)]:
-                    frame[column] = frame[column].map(restore, na_action="ignore")
+                    if frame[column].dtype == TEXT:
+                        frame[column] = _restore(frame[column])
+                    else:
+                        frame[column] = frame[column].map(restore, na_action="ignore")
             if "modified_at" in frame:
                 frame["modified_at"] = frame["modified_at"].fillna(mtime)
             stats.rows += len(frame)
@@ -208,6 +220,7 @@ class CsvConnector(Connector):
             present |= older.ids
         self._present[kind] = present | stats.unreadable_ids
         self._complete[kind] = stats.complete
+        release_memory()
 
     def _warn_missing_columns(self, path: Path, kind: ObjectKind, columns: pd.Index) -> None:
         for name, spec in getattr(self.mapping.objects, kind).fields.items():
@@ -230,7 +243,7 @@ class CsvConnector(Connector):
             for page in _read_pages(
                 path, self._encoding(path), columns, [], kind, present, fix, stats
             ):
-                present.update(page[id_column].dropna().str.strip())
+                present.update(_ids(page[id_column]))
             self._present[kind] = present | stats.unreadable_ids
             self._complete[kind] = self._complete.get(kind, True) and stats.complete
         if not self._complete.get(kind, True):
@@ -415,7 +428,7 @@ def _read_pages(
     stats: PullReport | None = None,
     older: Older | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """Yield raw pages (all strings, `None` for empty) with their line numbers.
+    """Yield raw pages (Arrow strings, `TEXT`; missing for empty) with their line numbers.
 
     `older`: the fast reader may leave out rows stamped certainly before its `since`
     (their Ids go to `older.ids`); the row-by-row reader yields every row.
@@ -538,7 +551,32 @@ def _after_header(path: Path, plan: EncodingPlan, header_line: int) -> Iterator[
 
 
 def _page(header: list[str], rows: list[list[str]], lines: list[int]) -> pd.DataFrame:
-    frame = pd.DataFrame.from_records(rows, columns=header).astype(object)
-    frame = frame.where(frame != "", None)
+    """A raw page as the fast reader gives it: Arrow strings (`TEXT`), missing for empty."""
+    table = np.array(rows, dtype=object).reshape(len(rows), len(header))
+    data = {
+        name: pd.array(np.where(table[:, i] == "", np.array(None), table[:, i]), dtype=TEXT)
+        for i, name in enumerate(header)
+    }
+    frame = pd.DataFrame(data, index=pd.RangeIndex(len(rows)))
     frame[LINE_COLUMN] = lines
     return frame
+
+
+def _ids(column: pd.Series) -> list[str]:
+    """The stripped Ids of a raw page's Id column (blank ones as ''), without a Python
+    loop over the rows."""
+    values = pa.array(column.array).cast(pa.large_string())
+    return list(pc.utf8_trim(values, WHITESPACE).drop_null().to_pylist())
+
+
+def _restore(column: pd.Series) -> pd.Series:
+    """`spreadsheet_safety.restore` over a text column (Python only for the quoted cells)."""
+    values = pa.array(column.array).cast(pa.large_string())
+    second = pc.utf8_slice_codeunits(values, 1, 2)
+    quoted = pc.fill_null(
+        pc.and_(pc.starts_with(values, QUOTE), pc.is_in(second, pa.array(TRIGGERS))), False
+    )
+    if not pc.any(quoted).as_py():
+        return column
+    restored = pc.if_else(quoted, pc.utf8_slice_codeunits(values, 1), values)
+    return pd.Series(pd.array(restored, dtype=TEXT), index=column.index)

@@ -67,6 +67,9 @@ class ConditionEvaluator:
             distinct: Sequence[Any]
             if isinstance(series.dtype, pd.CategoricalDtype):
                 codes, distinct = np.asarray(series.cat.codes), list(series.cat.categories)
+            elif isinstance(series.dtype, pd.StringDtype):  # Arrow strings: no object per row
+                codes, uniques = series.factorize(sort=False)
+                distinct = uniques.tolist()
             else:
                 codes, uniques = pd.factorize(series.to_numpy(dtype=object), sort=False)
                 distinct = list(uniques)

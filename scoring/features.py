@@ -12,8 +12,9 @@ makes an incremental run equal a full one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -138,12 +139,22 @@ def available_fields(account_fields: Mapping[str, str]) -> dict[str, str]:
     return fields
 
 
+def _per_distinct(series: pd.Series, convert: Callable[[Any], Any]) -> pd.Series:
+    """`series.astype(object).map(convert, na_action="ignore")`, calling `convert` once per
+    distinct value (canonical text columns repeat a lot, and hold Arrow strings)."""
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    table = np.empty(len(uniques) + 1, dtype=object)
+    table[:-1] = [convert(value) for value in uniques]
+    out = table[codes]  # code -1 (missing) picks the last slot: filled below
+    missing = codes < 0
+    if missing.any():  # missing values stay as they were (None, NaN)
+        out[missing] = series[missing].to_numpy(dtype=object)
+    return pd.Series(out, index=series.index, dtype=object)
+
+
 def region_of(country: pd.Series) -> pd.Series:
     """`United States` / `US` -> `NA`; unknown countries stay null."""
-    folded = country.astype(object).map(
-        lambda v: _REGION_OF.get(str(v).strip().casefold()), na_action="ignore"
-    )
-    return folded.astype(object)
+    return _per_distinct(country, lambda v: _REGION_OF.get(str(v).strip().casefold()))
 
 
 def company_age(accounts: pd.DataFrame, as_of: date | None = None) -> pd.Series | None:
@@ -220,11 +231,9 @@ def build_features(
         growth = (features["employees"].astype(float) - before) / before.where(before > 0)
         features["employee_growth"] = growth.replace([np.inf, -np.inf], np.nan)
     if "technologies" in features:
-        tech = features["technologies"].astype(object)
+        tech = features["technologies"]
         features["tech_count"] = (
-            tech.map(lambda v: float(len(str(v).split(";"))), na_action="ignore")
-            .astype(float)
-            .fillna(0.0)
+            _per_distinct(tech, lambda v: float(len(str(v).split(";")))).astype(float).fillna(0.0)
         )
     if "company_age" not in accounts:
         age = company_age(accounts, as_of)

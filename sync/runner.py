@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 from icp_engine import connectors
 from icp_engine.connectors.base import CallEstimate, Connector, RecordUpdate, WritePlan
@@ -362,8 +363,8 @@ def _run(run: Run) -> RunResult:
         planned.estimate,
         names=dict(
             zip(
-                work.accounts["account_id"],
-                work.accounts.get("name", work.accounts["account_id"]),
+                work.accounts["account_id"].to_numpy(dtype=object).tolist(),
+                _missing_as_none(work.accounts.get("name", work.accounts["account_id"])),
                 strict=True,
             )
         ),
@@ -375,6 +376,13 @@ def _run(run: Run) -> RunResult:
         criteria=run.config.criteria_label,
         enrichment=enrichment,
     )
+
+
+def _missing_as_none(column: pd.Series) -> list[Any]:
+    """A column's values, a missing one as None (text columns are Arrow strings, NaN for
+    missing)."""
+    values = column.to_numpy(dtype=object)
+    return list(np.where(pd.isna(values), np.array(None, dtype=object), values).tolist())
 
 
 def _baseline(run: Run) -> Baseline:
