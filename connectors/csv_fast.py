@@ -34,7 +34,8 @@ from icp_engine.connectors.canonical import LINE_COLUMN, TEXT
 from icp_engine.connectors.salesforce.ids import to_18
 from pyarrow import csv as pacsv
 
-_SCAN = 1 << 24  # bytes per block of the structure scan
+_SCAN = 1 << 18  # bytes per block of the structure scan (small: its arrays stay in cache,
+# and no fresh pages are faulted in per block; 16 MB blocks cost 2.5x the time)
 _BLOCK = 1 << 24  # bytes per block pyarrow parses (about 30,000 rows of an Account export)
 _QUOTE, _LF, _CR = ord('"'), ord("\n"), ord("\r")
 _AROUND = np.frombuffer(b'",\n\r', dtype=np.uint8)
@@ -111,12 +112,12 @@ def _structure(path: Path) -> int | None:
     """Data rows when the file is one record per line with no blank line and no bare CR or
     mid-value quote; None otherwise."""
     newlines = 0
-    previous = b"\n"  # the byte before the block (the header line is not blank)
+    previous = b"\n\n"  # the two bytes before the block (the header line is not blank)
     with path.open("rb") as handle:
         while block := handle.read(_SCAN):
+            offset = len(previous)
             data = np.frombuffer(previous + block + handle.peek(1)[:1], dtype=np.uint8)
-            inner = data[1:-1] if len(data) > len(block) + 1 else data[1:]
-            offset = 1
+            inner = data[offset:-1] if len(data) > len(block) + offset else data[offset:]
             quotes = np.flatnonzero(inner == _QUOTE) + offset
             if len(quotes):
                 before, after = data[quotes - 1], data[np.minimum(quotes + 1, len(data) - 1)]
@@ -125,15 +126,15 @@ def _structure(path: Path) -> int | None:
                     return None  # a quote inside a value
             ends = np.flatnonzero(inner == _LF) + offset
             gap = data[ends - 1]
-            if (gap == _LF).any() or ((gap == _CR) & (data[np.maximum(ends - 2, 0)] == _LF)).any():
+            if (gap == _LF).any() or ((gap == _CR) & (data[ends - 2] == _LF)).any():
                 return None  # a blank line
             returns = np.flatnonzero(inner == _CR) + offset
             follows = data[np.minimum(returns + 1, len(data) - 1)]
             if len(returns) and ((follows != _LF) | (returns + 1 >= len(data))).any():
                 return None  # a bare carriage return
             newlines += len(ends)
-            previous = block[-1:]
-    return newlines - 1 if previous == b"\n" else newlines
+            previous = (previous + block)[-2:]
+    return newlines - 1 if previous.endswith(b"\n") else newlines
 
 
 def _batches(path: Path, width: int, columns: list[int] | None) -> Iterator[pa.RecordBatch]:

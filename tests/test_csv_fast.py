@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from icp_engine.connectors import csvfiles
+from icp_engine.connectors import csv_fast, csvfiles
 from icp_engine.connectors.base import PullContext
 from icp_engine.connectors.csv_fast import fast_pages
 from icp_engine.connectors.csv_rows import plan_encoding
@@ -178,3 +178,22 @@ def test_rows_at_the_watermark_already_read_there_are_not_new(
 
 def _refuse(*args: object) -> None:
     raise AssertionError("every column read again although no row is new")
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 7, 64])
+def test_the_structure_scan_decides_the_same_whatever_its_block_size(
+    tmp_path, monkeypatch, block
+) -> None:
+    """Damage that straddles two blocks is seen as in one block (a blank `\\r\\n` line
+    right after a line end split from it included)."""
+    files = {"clean": HEADER + "".join(CLEAN)}
+    files |= {
+        name: HEADER + "".join([*CLEAN[:-1], row, CLEAN[-1]]) for name, row in DAMAGED.items()
+    }
+    for name, text in files.items():
+        path = tmp_path / f"{name.replace('/', ' of ')}.csv"
+        path.write_text(text, encoding="utf-8", newline="")
+        whole = csv_fast._structure(path)
+        monkeypatch.setattr(csv_fast, "_SCAN", block)
+        assert csv_fast._structure(path) == whole, name
+        monkeypatch.undo()
