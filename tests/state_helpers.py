@@ -43,8 +43,13 @@ def part_rows(db: Any, name: str, columns: list[str]) -> list[tuple[Any, ...]]:
     """The rows of one table kept in parts (`sync.state.parts`), read straight from the
     database (an sqlite3 or psycopg connection), with their CRM first: `(crm, *columns)`."""
     found: list[tuple[Any, ...]] = []
-    for crm, blob in db.execute(f"SELECT crm, data FROM parts WHERE name = '{name}'").fetchall():
-        table = pq.read_table(pa.BufferReader(bytes(blob)), columns=columns)
+    sql = f"SELECT crm, keys, data FROM parts WHERE name = '{name}'"
+    for crm, keys, data in db.execute(sql).fetchall():
+        table = pq.read_table(pa.BufferReader(bytes(keys)))  # the key columns
+        rest = pq.read_table(pa.BufferReader(bytes(data)))  # the others, same row order
+        for column in rest.column_names:
+            table = table.append_column(column, rest.column(column))
+        table = table.select(columns)
         found += [
             (crm, *row) for row in zip(*(table.column(c).to_pylist() for c in columns), strict=True)
         ]

@@ -29,7 +29,6 @@ import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 from icp_engine.sync.state.parts import Parts, records_layout
 from icp_engine.sync.state.sql import Connection
 
@@ -98,10 +97,8 @@ class RecordMirror:
         both); None is no filter. No rows: an empty frame without columns.
         """
         keys = None if ids is None else unique_ids(ids)
-        table = self.parts.read(crm, records_layout(obj), keys)
-        if account_ids is not None:
-            wanted = pa.array(unique_ids(account_ids), pa.string())
-            table = table.filter(pc.fill_null(pc.is_in(table.column("account_id"), wanted), False))
+        match = None if account_ids is None else ("account_id", unique_ids(account_ids))
+        table = self.parts.read(crm, records_layout(obj), keys, ["data"], match)
         return decode_rows(table.column("data").to_pylist(), self._layouts)
 
     def _layouts(self, key: str) -> list[str]:

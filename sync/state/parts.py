@@ -35,7 +35,11 @@ PART_ROWS = 250_000
 _ZSTD_LEVEL = 3
 PARTS_TABLE = """CREATE TABLE parts (crm TEXT NOT NULL, name TEXT NOT NULL,
     part INTEGER NOT NULL, first_key TEXT NOT NULL, last_key TEXT NOT NULL,
-    row_count INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (crm, name, part))"""
+    row_count INTEGER NOT NULL, keys BLOB NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (crm, name, part))"""
+"""A part is two Parquet files: `keys` (the layout's index columns) and `data` (the rest,
+in the same row order). `keys` comes first in the row, so reading it (the ids of a
+million records, which rows a lookup wants) leaves `data`'s pages unread."""
 
 
 @dataclass(frozen=True)
@@ -48,10 +52,22 @@ class Layout:
     """The columns that identify a row; the first is the key parts are ranged by."""
     keep: Literal["new", "old"] = "new"
     """On a clash, the merged row replaces the stored one (`new`), or is dropped (`old`)."""
+    index: tuple[str, ...] = ()
+    """Columns kept with the unique ones in the part's `keys` file (read without the rest)."""
 
     @property
     def key(self) -> str:
         return self.unique[0]
+
+    @property
+    def key_schema(self) -> pa.Schema:
+        names = [*self.unique, *self.index]
+        return pa.schema([self.schema.field(name) for name in names])
+
+    @property
+    def data_schema(self) -> pa.Schema:
+        keys = set(self.key_schema.names)
+        return pa.schema([field for field in self.schema if field.name not in keys])
 
 
 def records_layout(obj: str) -> Layout:
@@ -59,7 +75,7 @@ def records_layout(obj: str) -> Layout:
     schema = pa.schema(
         [("record_id", pa.string()), ("account_id", pa.string()), ("data", pa.string())]
     )
-    return Layout(f"records.{obj}", schema, ("record_id",))
+    return Layout(f"records.{obj}", schema, ("record_id",), index=("account_id",))
 
 
 LAST_WRITTEN = Layout(
@@ -115,12 +131,41 @@ class Parts:
         parts = [_Part(int(n), str(first), str(last), int(count)) for n, first, last, count in rows]
         return sorted(parts, key=lambda part: part.first)  # code-point order, as Arrow sorts
 
-    def _load(self, db: Connection, crm: str, layout: Layout, part: _Part) -> pa.Table:
-        (blob,) = db.execute(
-            "SELECT data FROM parts WHERE crm = ? AND name = ? AND part = ?",
-            (crm, layout.name, part.number),
-        ).fetchone()
-        return pq.read_table(pa.BufferReader(bytes(blob)), schema=layout.schema)
+    def _load(
+        self,
+        db: Connection,
+        crm: str,
+        layout: Layout,
+        part: _Part,
+        columns: list[str] | None = None,
+        keys: pa.Array | None = None,
+        match: tuple[str, pa.Array] | None = None,
+    ) -> pa.Table:
+        """A part's rows (only those whose key is in `keys`, and whose index column
+        `match[0]` is in `match[1]`, when given), with `columns` (None: all). The `data`
+        file is read only when a column of it is wanted and a row is left."""
+        where = (crm, layout.name, part.number)
+        sql = "SELECT {} FROM parts WHERE crm = ? AND name = ? AND part = ?"
+        (blob,) = db.execute(sql.format("keys"), where).fetchone()
+        table = pq.read_table(pa.BufferReader(bytes(blob)), schema=layout.key_schema)
+        mask = pc.is_in(table.column(layout.key), value_set=keys) if keys is not None else None
+        if match is not None:
+            found = pc.fill_null(pc.is_in(table.column(match[0]), value_set=match[1]), False)
+            mask = found if mask is None else pc.and_(mask, found)
+        if mask is not None:
+            table = table.filter(mask)
+        names = columns if columns is not None else layout.schema.names
+        if not table.num_rows:
+            return layout.schema.empty_table().select(names)
+        if set(names) <= set(layout.key_schema.names):
+            return table.select(names)
+        (blob,) = db.execute(sql.format("data"), where).fetchone()
+        data = pq.read_table(pa.BufferReader(bytes(blob)), schema=layout.data_schema)
+        if mask is not None:
+            data = data.filter(mask)
+        for field in data.schema:
+            table = table.append_column(field, data.column(field.name))
+        return table.select(names)
 
     def row_count_of(self, prefix: str, crm: str | None = None) -> int:
         """Rows of the tables whose name starts with `prefix` (of `crm`, or of every CRM)."""
@@ -138,28 +183,39 @@ class Parts:
         layout: Layout,
         keys: Collection[str] | None = None,
         columns: list[str] | None = None,
+        match: tuple[str, Collection[str]] | None = None,
     ) -> pa.Table:
-        """The rows whose key is in `keys` (None: every row), sorted by their unique columns."""
+        """The rows whose key is in `keys` (None: every row) and whose index column
+        `match[0]` holds one of `match[1]` (None: any), sorted by their unique columns,
+        with `columns` (None: all)."""
+        names = columns if columns is not None else layout.schema.names
+        matching = None if match is None else (match[0], pa.array(list(match[1]), pa.string()))
         with self._transaction(write=False) as db:
-            tables = list(self._tables(db, crm, layout, keys))
-        table = pa.concat_tables(tables) if tables else layout.schema.empty_table()
-        return table.select(columns) if columns is not None else table
+            tables = list(self._tables(db, crm, layout, keys, names, matching))
+        if not tables:
+            return layout.schema.empty_table().select(names)
+        return pa.concat_tables(tables)
 
     def _tables(
-        self, db: Connection, crm: str, layout: Layout, keys: Collection[str] | None
+        self,
+        db: Connection,
+        crm: str,
+        layout: Layout,
+        keys: Collection[str] | None,
+        columns: list[str],
+        match: tuple[str, pa.Array] | None,
     ) -> Iterator[pa.Table]:
         catalog = self._catalog(db, crm, layout)
         wanted = None if keys is None else sorted({str(key) for key in keys})
         if wanted is not None and not wanted:
             return
+        value_set = pa.array(wanted, pa.string()) if wanted is not None else None
         for part in catalog:
             if wanted is not None:
                 start = bisect.bisect_left(wanted, part.first)
                 if start == len(wanted) or wanted[start] > part.last:
                     continue  # no wanted key in this part's range
-            table = self._load(db, crm, layout, part)
-            if wanted is not None:
-                table = table.filter(pc.is_in(table.column(layout.key), pa.array(wanted)))
+            table = self._load(db, crm, layout, part, columns, value_set, match)
             if table.num_rows:
                 yield table
 
@@ -254,8 +310,8 @@ class Parts:
             )
             number += 1
             db.execute(
-                "INSERT INTO parts (crm, name, part, first_key, last_key, row_count, data)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO parts (crm, name, part, first_key, last_key, row_count, keys, data)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     crm,
                     layout.name,
@@ -263,7 +319,8 @@ class Parts:
                     keys[begin].as_py(),
                     last_key,
                     piece.num_rows,
-                    _parquet(piece),
+                    _parquet(piece.select(layout.key_schema.names)),
+                    _parquet(piece.select(layout.data_schema.names)),
                 ),
             )
             begin = stop

@@ -126,7 +126,7 @@ _TABLES = {  # the columns every table must have (a newer engine may add more)
     "failures": {"crm", "record_id", "code", "message", "field_values", "attempts"},
     "records": {"crm", "object", "record_id", "account_id", "data"},
     "pending": {"crm", "record_id", "field", "value", "run_id", "since"},
-    "parts": {"crm", "name", "part", "first_key", "last_key", "row_count", "data"},
+    "parts": {"crm", "name", "part", "first_key", "last_key", "row_count", "keys", "data"},
 }
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _SCHEMA_KEY = "schema_version"
