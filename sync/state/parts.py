@@ -231,7 +231,9 @@ class Parts:
 
         The rows are never copied whole: they are ordered by sort indices, and each part
         takes its own rows (peak memory: the rows given, plus one part)."""
-        incoming = rows.cast(layout.schema) if rows is not None and rows.num_rows else None
+        incoming = None
+        if rows is not None and rows.num_rows:  # one chunk per column: `take` is much faster
+            incoming = rows.cast(layout.schema).combine_chunks()
         order = _order(incoming, layout) if incoming is not None else None
         dropped = sorted({str(key) for key in drop})
         if order is None and not dropped:
@@ -364,5 +366,5 @@ def _order(table: pa.Table, layout: Layout) -> pa.Array:
 def _combine(old: pa.Table, new: pa.Table, layout: Layout) -> pa.Table:
     """`old` (a stored part) and `new` rows as one table sorted by the unique columns, one
     row per unique value: the new row when `layout.keep` is `new`, the old one otherwise."""
-    combined = pa.concat_tables([old, new])
+    combined = pa.concat_tables([old, new]).combine_chunks()  # `take` on chunks: 7x slower
     return combined.take(_order(combined, layout))
