@@ -36,7 +36,9 @@ from pyarrow import csv as pacsv
 
 _SCAN = 1 << 18  # bytes per block of the structure scan (small: its arrays stay in cache,
 # and no fresh pages are faulted in per block; 16 MB blocks cost 2.5x the time)
-_BLOCK = 1 << 24  # bytes per block pyarrow parses (about 30,000 rows of an Account export)
+_BLOCK = 1 << 20  # bytes pyarrow parses at a time (its default: each block buffer is reused;
+# 16 MB blocks were fresh memory every time, zeroed by the kernel: 2 s of system time a
+# million accounts)
 _QUOTE, _LF, _CR = ord('"'), ord("\n"), ord("\r")
 _AROUND = np.frombuffer(b'",\n\r', dtype=np.uint8)
 """A quote with none of these on either side is inside a value (`ab"c`): csv's lenient
