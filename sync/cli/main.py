@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from icp_engine.connectors.arrow_memory import prefer_jemalloc
 from icp_engine.sync import criteria_changes, numbers, progress
 from icp_engine.sync.cli import preview, render
 from icp_engine.sync.cli.mappings import mappings_group
@@ -68,6 +69,7 @@ def _run(
     scores_from: str | None = None,
     scores_table: str = "icp_scores",
 ) -> RunResult:
+    prefer_jemalloc()
     hooks = RunHooks(crm, mappings_dir(mappings_option), state_dir, dry_run, kind)
     hooks.before()
     try:
