@@ -24,7 +24,7 @@ def backend(env: dict[str, str]) -> str:
 @pytest.mark.skipif(
     "jemalloc" not in pa.supported_memory_backends(), reason="this pyarrow has no jemalloc"
 )
-def test_jemalloc_unless_a_pool_is_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_jemalloc_unless_a_pool_is_chosen() -> None:
     base = {"PATH": "/usr/bin:/bin"}
     assert backend(base) == "jemalloc"
     assert backend({**base, "ARROW_DEFAULT_MEMORY_POOL": "system"}) == "system"

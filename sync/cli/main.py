@@ -260,6 +260,8 @@ def train(
     from icp_engine.scoring.learn.train import NotEnoughOutcomes, TrainSettings
     from icp_engine.sync.train import print_train, run_train
 
+    prefer_jemalloc()
+
     chosen = {
         "lookback_days": lookback_days,
         "min_won": min_won,
