@@ -87,16 +87,24 @@ def test_scores_keep_the_first_score_of_a_version_wherever_it_is_kept(
         assert len(scores) == 12_000
         assert scores.loc["a00007", "score"] == 99.0  # the first, from run 1
         assert scores.loc["a00008", "score"] == 8.0  # run 3's later score is not kept
-    with StateStore(tmp_path) as store:  # folded at close: the same
+    with StateStore(tmp_path) as store:  # run 3's row stays a row (too few to fold)
+        store.acquire_lock()
+        with store._transaction(write=False) as db:
+            assert db.execute("SELECT COUNT(*) FROM scores").fetchone()[0] == 1
+        store.record_scores(  # 5% of the parts: folded when the run closes
+            "sf", 4, [ScoreRecord(f"b{i:04d}", 5.0, "C", "v1", "fp1") for i in range(700)], AT
+        )
+    with StateStore(tmp_path) as store:
         with store._transaction(write=False) as db:
             assert db.execute("SELECT COUNT(*) FROM scores").fetchone()[0] == 0
         folded = store.scores("sf").set_index("account_id")
+        assert len(folded) == 12_700
         assert folded.loc["a00007", "score"] == 99.0
         assert folded.loc["a00008", "score"] == 8.0
-        assert folded["run_id"].tolist() == scores["run_id"].tolist()
+        assert folded.loc[scores.index, "run_id"].tolist() == scores["run_id"].tolist()
 
 
-def test_values_written_batch_by_batch_are_folded_when_the_run_closes(
+def test_values_written_batch_by_batch_are_folded_once_worth_it_when_the_run_closes(
     tmp_path: Path, backend: str
 ) -> None:
     with StateStore(tmp_path) as store:
@@ -109,10 +117,17 @@ def test_values_written_batch_by_batch_are_folded_when_the_run_closes(
             ("a2", "ICP_Tier__c"): "B",
         }
         assert store.counts()["last_written"] == 20_001  # one row for a1 in each place
+    with StateStore(tmp_path) as store:  # one row is not worth rewriting the parts for
+        store.acquire_lock()
+        with store._transaction(write=False) as db:
+            assert db.execute("SELECT COUNT(*) FROM last_written").fetchone()[0] == 1
+        assert store.last_written("sf", ["a1"])[("a1", "ICP_Tier__c")].value == "A"
+        more = [(f"c{i}", "ICP_Tier__c", "C") for i in range(999)]  # with a1: 5% of the parts
+        store.record_batch("sf", 3, more, [], [], AT)
     with StateStore(tmp_path) as store:
         with store._transaction(write=False) as db:
             assert db.execute("SELECT COUNT(*) FROM last_written").fetchone()[0] == 0
-        assert store.counts()["last_written"] == 20_000
+        assert store.counts()["last_written"] == 20_999
         assert store.last_written("sf", ["a1"])[("a1", "ICP_Tier__c")].value == "A"
         assert store.last_written("sf", ["a2"])[("a2", "ICP_Tier__c")].value == "B"
         store.forget_accounts("sf", ["a2"])

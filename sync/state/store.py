@@ -134,6 +134,8 @@ _BUSY_TIMEOUT_S = 30.0
 _ACCOUNT = "account"
 _RUN_COLUMNS = "id, crm, kind, dry_run, started_at, finished_at, outcome, exit_code, counts, "
 _RUN_COLUMNS += "api_calls, message"
+_FOLD_SHARE = 20
+"""Rows recorded one batch at a time are folded into the parts once they are 1/20th of them."""
 _STRAIGHT_TO_PARTS = 10_000
 """Values or scores recorded in one call from this many on go straight into the parts;
 fewer (a written batch) are rows until `compact()`."""
@@ -645,32 +647,42 @@ class StateStore:
 
     def compact(self) -> None:
         """Fold the last-written values and scores recorded row by row (per written batch)
-        into the compressed parts, in one transaction. `close()` does it."""
+        into the compressed parts, in one transaction, once they are worth it: 5% or more of
+        what the parts hold (a fold rewrites every part a row falls in, which for rows spread
+        over the org is every part). Reads see both meanwhile. `close()` does it."""
         with self._transaction() as db:
-            for (crm,) in db.execute(
-                "SELECT DISTINCT crm FROM last_written UNION SELECT DISTINCT crm FROM scores"
-            ).fetchall():
-                self._fold(db, str(crm))
+            for table, layout in (("last_written", LAST_WRITTEN), ("scores", SCORES)):
+                counted = db.execute(f"SELECT crm, COUNT(*) FROM {table} GROUP BY crm")
+                for crm, count in counted.fetchall():
+                    stored = self.mirror.parts.row_count_of(layout.name, str(crm))
+                    if count * _FOLD_SHARE >= stored:
+                        self._fold(db, str(crm), table)
 
-    def _fold(self, db: Connection, crm: str) -> None:
-        rows = db.execute(
-            "SELECT record_id, field, value, run_id, written_at FROM last_written WHERE crm = ?",
-            (crm,),
-        ).fetchall()
-        if rows:
-            names = [field.name for field in LAST_WRITTEN.schema]
-            columns = list(zip(*rows, strict=True))
-            table = pa.table(dict(zip(names, columns, strict=True)), schema=LAST_WRITTEN.schema)
-            self.mirror.parts.merge(crm, LAST_WRITTEN, table)
-            db.execute("DELETE FROM last_written WHERE crm = ?", (crm,))
-        rows = db.execute(
-            f"SELECT {', '.join(_SCORE_COLUMNS)} FROM scores WHERE crm = ?", (crm,)
-        ).fetchall()
-        if rows:
-            columns = list(zip(*rows, strict=True))
-            named = dict(zip(_SCORE_COLUMNS, columns, strict=True))
-            self.mirror.parts.merge(crm, SCORES, pa.table(named, schema=SCORES.schema))
-            db.execute("DELETE FROM scores WHERE crm = ?", (crm,))
+    def _fold(self, db: Connection, crm: str, only: str | None = None) -> None:
+        """Move `crm`'s rows of `last_written` and `scores` (or of `only`) into the parts."""
+        if only in (None, "last_written"):
+            rows = db.execute(
+                "SELECT record_id, field, value, run_id, written_at FROM last_written"
+                " WHERE crm = ?",
+                (crm,),
+            ).fetchall()
+            if rows:
+                names = [field.name for field in LAST_WRITTEN.schema]
+                columns = list(zip(*rows, strict=True))
+                table = pa.table(
+                    dict(zip(names, columns, strict=True)), schema=LAST_WRITTEN.schema
+                )
+                self.mirror.parts.merge(crm, LAST_WRITTEN, table)
+                db.execute("DELETE FROM last_written WHERE crm = ?", (crm,))
+        if only in (None, "scores"):
+            rows = db.execute(
+                f"SELECT {', '.join(_SCORE_COLUMNS)} FROM scores WHERE crm = ?", (crm,)
+            ).fetchall()
+            if rows:
+                columns = list(zip(*rows, strict=True))
+                named = dict(zip(_SCORE_COLUMNS, columns, strict=True))
+                self.mirror.parts.merge(crm, SCORES, pa.table(named, schema=SCORES.schema))
+                db.execute("DELETE FROM scores WHERE crm = ?", (crm,))
 
     def record_written(
         self, crm: str, run_id: int, items: Iterable[tuple[str, str, Any]], written_at: datetime
