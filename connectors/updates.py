@@ -83,6 +83,19 @@ class RecordUpdates(Sequence[RecordUpdate]):
             ),
         )
 
+    def _run(self, start: int, stop: int) -> list[RecordUpdate]:
+        """Records `start:stop`, their rows taken out at once."""
+        first = int(self.bounds[start])
+        offsets = (self.bounds[start : stop + 1] - first).tolist()
+        fields = self.fields[first : int(self.bounds[stop])].tolist()
+        values = self.values[first : int(self.bounds[stop])].tolist()
+        return [
+            RecordUpdate(record_id, dict(zip(fields[a:b], values[a:b], strict=True)))
+            for record_id, a, b in zip(
+                self.record_ids[start:stop].tolist(), offsets[:-1], offsets[1:], strict=True
+            )
+        ]
+
     @overload
     def __getitem__(self, index: int) -> RecordUpdate: ...
 
@@ -91,7 +104,10 @@ class RecordUpdates(Sequence[RecordUpdate]):
 
     def __getitem__(self, index: int | slice) -> RecordUpdate | list[RecordUpdate]:
         if isinstance(index, slice):
-            return [self._one(i) for i in range(*index.indices(len(self)))]
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                return [self._one(i) for i in range(start, stop, step)]
+            return self._run(start, max(start, stop))
         if index < 0:
             index += len(self)
         if not 0 <= index < len(self):
@@ -99,7 +115,8 @@ class RecordUpdates(Sequence[RecordUpdate]):
         return self._one(index)
 
     def __iter__(self) -> Iterator[RecordUpdate]:
-        return (self._one(i) for i in range(len(self)))
+        for start in range(0, len(self), 10_000):
+            yield from self._run(start, min(len(self), start + 10_000))
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, RecordUpdates | list | tuple):

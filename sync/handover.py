@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from icp_engine.connectors.mapping import CURRENT_PREFIX, OutputField
 from icp_engine.connectors.updates import RecordUpdates
-from icp_engine.sync.plan import _convert, _same, normalise_current, positions_by
+from icp_engine.sync.plan import _convert, _same, locate, normalise_current, positions_by
 from icp_engine.sync.state.records import PENDING_COLUMNS
 
 KEY = ["record_id", "field"]
@@ -38,7 +38,7 @@ def confirmed(
         return pending[found]
     records = pending["record_id"].to_numpy(dtype=object)
     values = pending["value"].to_numpy(dtype=object)
-    known = pd.Index(current.index, dtype=object)
+    known = current.index.to_numpy(dtype=object)
     for field_name, rows in positions_by(pending["field"].to_numpy(dtype=object)).items():
         if field_name not in by_field:
             continue
@@ -46,7 +46,7 @@ def confirmed(
         column = CURRENT_PREFIX + key
         if column not in current:
             continue
-        at = known.get_indexer(records[rows])
+        at = locate(known, records[rows])
         shown, at = rows[at >= 0], at[at >= 0]
         have = _convert(current[column].iloc[at], normalise_current, spec)
         found[shown[_same(values[shown], have, spec)]] = True
@@ -66,7 +66,7 @@ def _locate(table: pd.DataFrame, keys: pd.DataFrame) -> np.ndarray:
         if field_name not in in_table:
             continue
         candidates = in_table[field_name]
-        at = pd.Index(table_ids[candidates], dtype=object).get_indexer(key_ids[rows])
+        at = locate(table_ids[candidates], key_ids[rows])
         where[rows[at >= 0]] = candidates[at[at >= 0]]
     return where
 
@@ -95,8 +95,8 @@ class Queue:
 
 
 def _ids(values: Iterable[str]) -> pd.Index:
-    if isinstance(values, pd.Index):
-        return values
+    if isinstance(values, pd.Index | np.ndarray | pd.Series):
+        return pd.Index(np.asarray(values, dtype=object), dtype=object)
     return pd.Index(np.fromiter(values, dtype=object), dtype=object)
 
 

@@ -180,12 +180,13 @@ def _round(value: float, scale: int) -> float:
 
 def _convert(values: pd.Series, convert: Any, spec: OutputField) -> np.ndarray:
     """`convert(value, spec)` once per distinct value; nulls become None."""
-    objects = values.astype(object)
+    objects = values.to_numpy(dtype=object)
     out = np.full(len(objects), None, dtype=object)
-    present = objects.notna().to_numpy()
+    present = ~np.asarray(pd.isna(objects), dtype=bool)
     if present.any():
-        table = {v: convert(v, spec) for v in pd.unique(objects[present])}
-        out[present] = objects[present].map(table).to_numpy()
+        codes, distinct = pd.factorize(objects[present])
+        table = np.fromiter((convert(v, spec) for v in distinct), dtype=object, count=len(distinct))
+        out[present] = table[codes]
     return out
 
 
@@ -248,7 +249,6 @@ def plan_changes(
     last = last_written if isinstance(last_written, pd.DataFrame) else written_frame(last_written)
     current = current.reindex(desired.index)
     ids = np.fromiter((str(label) for label in desired.index), dtype=object, count=len(desired))
-    accounts = pd.Index(ids, dtype=object)
     seen_at = _instants(
         current["modified_at"]
         if "modified_at" in current
@@ -273,11 +273,7 @@ def plan_changes(
         written_at = np.full(len(ids), np.datetime64("NaT"), dtype="datetime64[ns]")
         rows = by_field.get(spec.field)
         if rows is not None:
-            written_ids = pd.Index(last_ids[rows], dtype=object)
-            if not written_ids.is_unique:  # a later row wins
-                latest = ~written_ids.duplicated(keep="last")
-                rows, written_ids = rows[latest], written_ids[latest]
-            at = written_ids.get_indexer(accounts)
+            at = locate(last_ids[rows], ids)  # a later row wins
             has_last = at >= 0
             found = rows[at[has_last]]
             last_value[has_last] = last_values[found]
@@ -336,6 +332,18 @@ def positions_by(values: np.ndarray) -> dict[Any, np.ndarray]:
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
     return {value: order[bounds[i] : bounds[i + 1]] for i, value in enumerate(uniques.tolist())}
+
+
+def locate(haystack: np.ndarray, needles: np.ndarray) -> np.ndarray:
+    """For each of `needles`, its position in `haystack` (the last, if there twice), or -1.
+
+    One hash pass over both (pandas' `get_indexer` on text is several times slower)."""
+    if not len(haystack) or not len(needles):
+        return np.full(len(needles), -1, dtype=np.int64)
+    codes = pd.factorize(np.concatenate([haystack, needles]))[0]
+    where = np.full(int(codes.max()) + 1, -1, dtype=np.int64)
+    where[codes[: len(haystack)]] = np.arange(len(haystack))  # a later duplicate wins
+    return where[codes[len(haystack) :]]
 
 
 def _part(mask: np.ndarray, **columns: Any) -> dict[str, np.ndarray]:

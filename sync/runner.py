@@ -590,11 +590,11 @@ def _hand_over(
     )
     failed = {u.record_id for u, r in outcomes if not r.ok and not r.deleted}
     failed |= {u.record_id for u in summary.not_attempted}
-    decided = desired.index[~desired.index.isin(list(failed))]
+    decided = desired.index[~desired.index.isin(pd.Index(list(failed), dtype=object))]
     gone = set(work.pulled["account"].deleted) | set(summary.deleted)
     now = run.options.now()
     changes = planned.plan.change_frame
-    handed = changes[changes["record_id"].isin(accepted).to_numpy(dtype=bool)]
+    handed = changes[changes["record_id"].isin(pd.Index(accepted, dtype=object)).to_numpy(bool)]
     handed = handed_rows(handed["record_id"], handed["field"], handed["desired"])
     queue = next_pending(planned.pending, seen, decided, handed, gone, run.id, now)
     run.connector.hand_over(queue.updates(), run.id)  # the file first: the state then says so

@@ -73,6 +73,7 @@ from icp_engine.sync.state.records import (
     StateVersionError,
     Watermark,
     Written,
+    by_key,
 )
 from icp_engine.sync.state.sql import Connection
 
@@ -741,6 +742,7 @@ class StateStore:
             return stamps[since] if since in stamps else stamps.setdefault(since, _text(since))
 
         if isinstance(items, pd.DataFrame):
+            items = by_key(items)
             rows: Iterable[tuple[str, str, str, str, int, str]] = zip(
                 repeat(crm),
                 map(str, items["record_id"].tolist()),
@@ -771,6 +773,7 @@ class StateStore:
                 db.execute("DELETE FROM pending WHERE crm = ?", (crm,))
                 return
             if isinstance(keys, pd.DataFrame):
+                keys = by_key(keys)
                 keys = zip(keys["record_id"].tolist(), keys["field"].tolist(), strict=True)
             db.executemany(
                 "DELETE FROM pending WHERE crm = ? AND record_id = ? AND field = ?",
