@@ -38,7 +38,7 @@ def confirmed(
         return pending[found]
     records = pending["record_id"].to_numpy(dtype=object)
     values = pending["value"].to_numpy(dtype=object)
-    known = current.index.to_numpy(dtype=object)
+    account = locate(current.index.to_numpy(dtype=object), records)
     for field_name, rows in positions_by(pending["field"].to_numpy(dtype=object)).items():
         if field_name not in by_field:
             continue
@@ -46,7 +46,7 @@ def confirmed(
         column = CURRENT_PREFIX + key
         if column not in current:
             continue
-        at = locate(known, records[rows])
+        at = account[rows]
         shown, at = rows[at >= 0], at[at >= 0]
         have = _convert(current[column].iloc[at], normalise_current, spec)
         found[shown[_same(values[shown], have, spec)]] = True

@@ -258,6 +258,7 @@ def plan_changes(
     last_values = last["value"].to_numpy(dtype=object)
     last_at = _instants(last["written_at"]) if len(last) else np.empty(0, "datetime64[ns]")
     by_field = positions_by(last["field"].to_numpy(dtype=object))
+    account = locate(ids, last_ids)  # of every last-written row: its position in `ids`
     changes: list[dict[str, np.ndarray]] = []
     skips: list[dict[str, np.ndarray]] = []
     in_sync_count = 0
@@ -273,9 +274,11 @@ def plan_changes(
         written_at = np.full(len(ids), np.datetime64("NaT"), dtype="datetime64[ns]")
         rows = by_field.get(spec.field)
         if rows is not None:
-            at = locate(last_ids[rows], ids)  # a later row wins
-            has_last = at >= 0
-            found = rows[at[has_last]]
+            latest = np.full(len(ids), -1, dtype=np.int64)
+            mine = account[rows] >= 0
+            np.maximum.at(latest, account[rows][mine], rows[mine])  # a later row wins
+            has_last = latest >= 0
+            found = latest[has_last]
             last_value[has_last] = last_values[found]
             written_at[has_last] = last_at[found]
         stale = has_last & (seen_at < written_at)  # NaT is never before
@@ -342,7 +345,7 @@ def locate(haystack: np.ndarray, needles: np.ndarray) -> np.ndarray:
         return np.full(len(needles), -1, dtype=np.int64)
     codes = pd.factorize(np.concatenate([haystack, needles]))[0]
     where = np.full(int(codes.max()) + 1, -1, dtype=np.int64)
-    where[codes[: len(haystack)]] = np.arange(len(haystack))  # a later duplicate wins
+    np.maximum.at(where, codes[: len(haystack)], np.arange(len(haystack)))  # the last wins
     return where[codes[len(haystack) :]]
 
 

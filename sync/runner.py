@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 from icp_engine import connectors
 from icp_engine.connectors.base import CallEstimate, Connector, RecordUpdate, WritePlan
@@ -636,7 +637,7 @@ def _hand_over(
         )
         persist(run.state, crm, work, run.started)
         _remember_meta(run, base)
-        run.state.clear_failures(crm, (failing | set(desired.index)) - failed)
+        run.state.clear_failures(crm, failing - failed)  # no one else's failed since
         if summary.deleted:
             run.state.forget_accounts(crm, summary.deleted)
         ending = Ending.of(
@@ -717,11 +718,14 @@ def _score_records(
     """The scores and tiers of `ids` (accounts whose CRM values now match `desired`)."""
     known = desired.index.intersection(pd.Index(ids, dtype=object))
     rows = desired.loc[known, ["score", "tier"]]
+    scores = pd.to_numeric(rows["score"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    values = scores.astype(object)
+    values[np.isnan(scores)] = None
     return [
-        ScoreRecord(
-            str(account), None if pd.isna(value) else float(value), tier, version, criteria_fp
+        ScoreRecord(str(account), value, tier, version, criteria_fp)
+        for account, value, tier in zip(
+            rows.index.tolist(), values.tolist(), rows["tier"].tolist(), strict=True
         )
-        for account, value, tier in zip(rows.index, rows["score"], rows["tier"], strict=True)
     ]
 
 
