@@ -621,7 +621,8 @@ def _hand_over(
     handed = changes[changes["record_id"].isin(pd.Index(accepted, dtype=object)).to_numpy(bool)]
     handed = handed_rows(handed["record_id"], handed["field"], handed["desired"])
     queue = next_pending(planned.pending, seen, decided, handed, gone, run.id, now)
-    run.connector.hand_over(queue.updates(), run.id)  # the file first: the state then says so
+    file = queue.updates()
+    run.connector.hand_over(file, run.id)  # the file first: the state then says so
 
     succeeded = sorted({u.record_id for u, r in outcomes if r.ok})
     written = set(updates.record_ids.tolist())
@@ -667,7 +668,7 @@ def _hand_over(
             summary,
             len(failed),
             confirmed=int(seen["record_id"].nunique()),
-            pending=int(queue.pending["record_id"].nunique()),
+            pending=len(file),
         )
         _finish(run, counts, ending)
     run.progress.phase("done")
