@@ -248,7 +248,7 @@ def plan_changes(
     """
     last = last_written if isinstance(last_written, pd.DataFrame) else written_frame(last_written)
     current = current.reindex(desired.index)
-    ids = np.fromiter((str(label) for label in desired.index), dtype=object, count=len(desired))
+    ids = desired.index.astype(str).to_numpy(dtype=object)  # (iterating Arrow text is slow)
     seen_at = _instants(
         current["modified_at"]
         if "modified_at" in current
