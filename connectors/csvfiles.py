@@ -68,6 +68,7 @@ from icp_engine.connectors.csv_rows import (
 from icp_engine.connectors.errors import SourceError
 from icp_engine.connectors.mapping import CURRENT_PREFIX, ID_FIELDS, CrmMapping
 from icp_engine.connectors.spreadsheet_safety import QUOTE, TRIGGERS, neutralise, restore
+from icp_engine.connectors.updates import RecordUpdates
 from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger(__name__)
@@ -299,6 +300,9 @@ class CsvConnector(Connector):
         writer = csv.writer(handle)
         writer.writerow(columns)
         fields = columns[1:]
+        if isinstance(updates, RecordUpdates):
+            writer.writerows(self._table(updates, fields).tolist())
+            return
         for update in updates:
             values = update.values
             writer.writerow(
@@ -314,6 +318,35 @@ class CsvConnector(Connector):
                     ),
                 ]
             )
+
+    def _table(self, updates: RecordUpdates, fields: list[str]) -> np.ndarray:
+        """The update file's rows as cells, from the columns: the same cells as the
+        row-by-row path (blank where a record has no value, `#N/A` to clear)."""
+        table = np.full((len(updates), len(fields) + 1), "", dtype=object)
+        table[:, 0] = [self._safe(record_id) for record_id in updates.record_ids.tolist()]
+        rows, names, values = updates.rows()
+        position = {name: i + 1 for i, name in enumerate(fields)}
+        where = np.fromiter(
+            (position.get(name, -1) for name in names.tolist()), dtype=np.int64, count=len(names)
+        )
+        known = where >= 0
+        cells: dict[tuple[type, object], str] = {}  # tiers, segments and routes repeat
+
+        def cell(value: object) -> str:
+            if value is None:
+                return NULL_MARKER
+            try:
+                key = (type(value), value)  # 1, 1.0 and True: equal keys, not one cell
+                if key not in cells:
+                    cells[key] = self._safe(_cell(value), value)
+                return cells[key]
+            except TypeError:  # unhashable
+                return self._safe(_cell(value), value)
+
+        table[rows[known], where[known]] = np.fromiter(
+            map(cell, values[known].tolist()), dtype=object, count=int(known.sum())
+        )
+        return table
 
     def output_lock(self) -> tuple[Path, Path] | None:
         return self.out.parent, Path(f".{self.out.name}.lock")

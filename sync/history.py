@@ -50,15 +50,17 @@ def run_detail(result: Any, tier_field: str | None) -> dict[str, Any]:
     errors: dict[tuple[str, str], list[str]] = defaultdict(list)
     for update, answer in result.failures:
         errors[(answer.code or "error", answer.message or "")].append(update.record_id)
+    frame = result.plan.change_frame  # columns: a backfill changes a million fields
+    tiers = frame[frame["field"] == tier_field] if tier_field is not None else frame[:0]
+    kept = tiers.head(TIER_CHANGES_KEPT)
     changes = [
-        {
-            "account_id": c.record_id,
-            "name": result.names.get(c.record_id, ""),
-            "from": c.current,
-            "to": c.desired,
-        }
-        for c in result.plan.changes
-        if tier_field is not None and c.field == tier_field
+        {"account_id": record_id, "name": result.names.get(record_id, ""), "from": was, "to": to}
+        for record_id, was, to in zip(
+            kept["record_id"].tolist(),
+            kept["current"].tolist(),
+            kept["desired"].tolist(),
+            strict=True,
+        )
     ]
     return {
         "criteria": result.criteria,
@@ -66,8 +68,8 @@ def run_detail(result: Any, tier_field: str | None) -> dict[str, Any]:
             {"code": code, "message": message, "count": len(ids), "records": ids[:FAILURES_KEPT]}
             for (code, message), ids in sorted(errors.items(), key=lambda kv: -len(kv[1]))
         ],
-        "tier_changes": changes[:TIER_CHANGES_KEPT],
-        "tier_changes_count": len(changes),
+        "tier_changes": changes,
+        "tier_changes_count": len(tiers),
         "message": result.message,
     }
 

@@ -20,13 +20,13 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from itertools import repeat
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from icp_engine.connectors.base import RecordUpdate
 from icp_engine.connectors.mapping import CURRENT_PREFIX, OutputField, WritePolicy
+from icp_engine.connectors.updates import RecordUpdates
 from icp_engine.sync.state.records import Written
 
 
@@ -63,20 +63,87 @@ class Skip:
     reason: SkipReason
 
 
-@dataclass
-class Plan:
-    """Typed changes and skips; `in_sync` counts fields already as desired."""
+CHANGE_COLUMNS = ("record_id", "key", "field", "current", "desired", "reason")
+"""The columns of `Plan.change_frame`, in `FieldChange`'s order."""
+SKIP_COLUMNS = ("record_id", "key", "field", "current", "desired", "last_written", "reason")
+"""The columns of `Plan.skip_frame`, in `Skip`'s order."""
+WRITTEN_COLUMNS = ("record_id", "field", "value", "written_at")
+"""The columns of a last-written frame (`written_frame`)."""
 
-    changes: list[FieldChange] = field(default_factory=list)
-    skips: list[Skip] = field(default_factory=list)
+
+def _columns(
+    names: tuple[str, ...], parts: list[dict[str, np.ndarray]] | None = None
+) -> pd.DataFrame:
+    """A frame of object columns `names` from per-output parts (empty without parts)."""
+    if not parts:
+        return pd.DataFrame({name: np.empty(0, dtype=object) for name in names}, dtype=object)
+    return pd.DataFrame(  # object columns as they are (pandas would infer text columns)
+        {name: np.concatenate([part[name] for part in parts]) for name in names}, dtype=object
+    )
+
+
+@dataclass(eq=False)
+class Plan:
+    """Changes and skips as columns; `in_sync` counts fields already as desired.
+
+    `change_frame` has `CHANGE_COLUMNS`, `skip_frame` `SKIP_COLUMNS`, one row per field,
+    ordered by output then account. `changes` and `skips` are the same rows as typed
+    objects, made when first read (a whole-org run plans a million fields).
+    """
+
+    change_frame: pd.DataFrame = field(default_factory=lambda: _columns(CHANGE_COLUMNS))
+    skip_frame: pd.DataFrame = field(default_factory=lambda: _columns(SKIP_COLUMNS))
     in_sync: int = 0
 
-    def record_updates(self) -> list[RecordUpdate]:
-        """One update per record, holding only the fields that change."""
-        grouped: dict[str, dict[str, Any]] = {}
-        for change in self.changes:
-            grouped.setdefault(change.record_id, {})[change.field] = change.desired
-        return [RecordUpdate(record_id, values) for record_id, values in grouped.items()]
+    __hash__ = None  # type: ignore[assignment]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Plan):
+            return NotImplemented
+        return (self.changes, self.skips, self.in_sync) == (
+            other.changes,
+            other.skips,
+            other.in_sync,
+        )
+
+    @cached_property
+    def changes(self) -> list[FieldChange]:
+        frame = self.change_frame
+        return list(map(FieldChange, *(frame[name].tolist() for name in CHANGE_COLUMNS)))
+
+    @cached_property
+    def skips(self) -> list[Skip]:
+        frame = self.skip_frame
+        return list(map(Skip, *(frame[name].tolist() for name in SKIP_COLUMNS)))
+
+    def record_updates(self) -> RecordUpdates:
+        """One update per record, holding only the fields that change (records in the
+        order they first change, fields in output order)."""
+        frame = self.change_frame
+        return RecordUpdates.group(
+            frame["record_id"].to_numpy(), frame["field"].to_numpy(), frame["desired"].to_numpy()
+        )
+
+
+def written_frame(last_written: Mapping[tuple[str, str], Written]) -> pd.DataFrame:
+    """`StateStore.last_written`'s answer as a frame of `WRITTEN_COLUMNS`."""
+    count = len(last_written)
+    columns: dict[str, Any] = {}
+    for name, values in (
+        ("record_id", (record_id for record_id, _ in last_written)),
+        ("field", (name for _, name in last_written)),
+        ("value", (written.value for written in last_written.values())),
+    ):
+        columns[name] = np.fromiter(values, dtype=object, count=count)
+    stamps = [written.written_at for written in last_written.values()]
+    columns["written_at"] = pd.to_datetime(pd.Series(stamps, dtype=object), utc=True)
+    return pd.DataFrame(columns)
+
+
+def _instants(values: pd.Series) -> np.ndarray:
+    """Moments as UTC datetime64[ns] (NaT for none), comparable without Python objects."""
+    moments = pd.to_datetime(values, utc=True)
+    return np.asarray(moments.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]"))
 
 
 def to_crm_value(value: Any, spec: OutputField) -> Any:
@@ -113,12 +180,13 @@ def _round(value: float, scale: int) -> float:
 
 def _convert(values: pd.Series, convert: Any, spec: OutputField) -> np.ndarray:
     """`convert(value, spec)` once per distinct value; nulls become None."""
-    objects = values.astype(object)
+    objects = values.to_numpy(dtype=object)
     out = np.full(len(objects), None, dtype=object)
-    present = objects.notna().to_numpy()
+    present = ~np.asarray(pd.isna(objects), dtype=bool)
     if present.any():
-        table = {v: convert(v, spec) for v in pd.unique(objects[present])}
-        out[present] = objects[present].map(table).to_numpy()
+        codes, distinct = pd.factorize(objects[present])
+        table = np.fromiter((convert(v, spec) for v in distinct), dtype=object, count=len(distinct))
+        out[present] = table[codes]
     return out
 
 
@@ -158,33 +226,42 @@ def _same(a: np.ndarray, b: np.ndarray, spec: OutputField) -> np.ndarray:
 def plan_changes(
     desired: pd.DataFrame,
     current: pd.DataFrame,
-    last_written: Mapping[tuple[str, str], Written],
+    last_written: Mapping[tuple[str, str], Written] | pd.DataFrame,
     outputs: Mapping[str, OutputField],
 ) -> Plan:
     """Compare desired, current and last-written values for every account and output.
 
-    Comparisons run column at a time; Python only touches the fields that differ.
+    Comparisons run column at a time, and the result stays in columns: no Python object
+    per field (`Plan.changes` makes them when read).
 
     Args:
         desired: indexed by account id; a column per output key (score, tier...).
         current: indexed by account id; `current_<key>` columns and `modified_at` (when the
             CRM values were observed). Accounts missing here count as empty.
-        last_written: (account id, CRM field) -> what the engine last wrote, and when.
+        last_written: (account id, CRM field) -> what the engine last wrote, and when; or
+            the same as a frame of `WRITTEN_COLUMNS` (`written_frame`), where a later row
+            for the same (account, field) wins.
         outputs: the output fields (CRM field, type, policy) by key.
 
     Returns:
         The plan: changes to write, skips with reasons, and the count already in sync.
     """
-    plan = Plan()
+    last = last_written if isinstance(last_written, pd.DataFrame) else written_frame(last_written)
     current = current.reindex(desired.index)
-    ids = [str(label) for label in desired.index]
-    label_array = np.array(ids, dtype=object)
-    seen_at = pd.to_datetime(
+    ids = desired.index.astype(str).to_numpy(dtype=object)  # (iterating Arrow text is slow)
+    seen_at = _instants(
         current["modified_at"]
         if "modified_at" in current
-        else pd.Series(pd.NaT, index=current.index),
-        utc=True,
+        else pd.Series(pd.NaT, index=current.index)
     )
+    last_ids = last["record_id"].to_numpy(dtype=object)
+    last_values = last["value"].to_numpy(dtype=object)
+    last_at = _instants(last["written_at"]) if len(last) else np.empty(0, "datetime64[ns]")
+    by_field = positions_by(last["field"].to_numpy(dtype=object))
+    account = locate(ids, last_ids)  # of every last-written row: its position in `ids`
+    changes: list[dict[str, np.ndarray]] = []
+    skips: list[dict[str, np.ndarray]] = []
+    in_sync_count = 0
     for key, spec in outputs.items():
         if key not in desired:
             continue
@@ -192,18 +269,23 @@ def plan_changes(
         observed = current[column] if column in current else pd.Series(None, index=current.index)
         want = _convert(desired[key], to_crm_value, spec)
         have = _convert(observed, normalise_current, spec)
-        lasts = [last_written.get((record_id, spec.field)) for record_id in ids]
-        has_last = np.array([last is not None for last in lasts], dtype=bool)
-        last_value = np.empty(len(ids), dtype=object)
-        last_value[:] = [last.value if last else None for last in lasts]
-        written_at = pd.to_datetime(
-            pd.Series([last.written_at if last else None for last in lasts]), utc=True
-        ).to_numpy()
-        stale = has_last & np.asarray(seen_at < written_at, dtype=bool)  # NaT is never before
+        has_last = np.zeros(len(ids), dtype=bool)
+        last_value = np.full(len(ids), None, dtype=object)
+        written_at = np.full(len(ids), np.datetime64("NaT"), dtype="datetime64[ns]")
+        rows = by_field.get(spec.field)
+        if rows is not None:
+            latest = np.full(len(ids), -1, dtype=np.int64)
+            mine = account[rows] >= 0
+            np.maximum.at(latest, account[rows][mine], rows[mine])  # a later row wins
+            has_last = latest >= 0
+            found = latest[has_last]
+            last_value[has_last] = last_values[found]
+            written_at[has_last] = last_at[found]
+        stale = has_last & (seen_at < written_at)  # NaT is never before
         have = np.where(stale, last_value, have)
 
         in_sync = _same(want, have, spec)
-        plan.in_sync += int(in_sync.sum())
+        in_sync_count += int(in_sync.sum())
         have_set = ~_null(have)
         edited = has_last & ~_same(have, last_value, spec)
         skip = np.full(len(ids), None, dtype=object)
@@ -214,24 +296,67 @@ def plan_changes(
             skip[~has_last & have_set] = SkipReason.PRESET
         differ = ~in_sync
         skipped = differ & skip.astype(bool)  # a SkipReason is never an empty string
-        for i in np.flatnonzero(skipped):
-            plan.skips.append(
-                Skip(ids[i], key, spec.field, have[i], want[i], last_value[i], skip[i])
+        if skipped.any():
+            skips.append(
+                _part(
+                    skipped,
+                    record_id=ids,
+                    key=key,
+                    field=spec.field,
+                    current=have,
+                    desired=want,
+                    last_written=last_value,
+                    reason=skip,
+                )
             )
-        change = np.flatnonzero(differ & ~skipped)  # one object per change, no branching
-        reasons = np.empty(len(ids), dtype=object)
-        reasons.fill(ChangeReason.DIFFERS)  # (np.full would store a plain str)
-        reasons[edited] = ChangeReason.OVERWRITES_EDIT
-        reasons[~have_set] = ChangeReason.NEW
-        plan.changes.extend(
-            map(
-                FieldChange,
-                label_array[change].tolist(),
-                repeat(key, len(change)),
-                repeat(spec.field, len(change)),
-                have[change].tolist(),
-                want[change].tolist(),
-                reasons[change].tolist(),
+        change = differ & ~skipped
+        if change.any():
+            reasons = np.empty(len(ids), dtype=object)
+            reasons.fill(ChangeReason.DIFFERS)  # (np.full would store a plain str)
+            reasons[edited] = ChangeReason.OVERWRITES_EDIT
+            reasons[~have_set] = ChangeReason.NEW
+            changes.append(
+                _part(
+                    change,
+                    record_id=ids,
+                    key=key,
+                    field=spec.field,
+                    current=have,
+                    desired=want,
+                    reason=reasons,
+                )
             )
-        )
-    return plan
+    return Plan(_columns(CHANGE_COLUMNS, changes), _columns(SKIP_COLUMNS, skips), in_sync_count)
+
+
+def positions_by(values: np.ndarray) -> dict[Any, np.ndarray]:
+    """Row positions per distinct value (ascending within each)."""
+    codes, uniques = pd.factorize(values)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+    return {value: order[bounds[i] : bounds[i + 1]] for i, value in enumerate(uniques.tolist())}
+
+
+def locate(haystack: np.ndarray, needles: np.ndarray) -> np.ndarray:
+    """For each of `needles`, its position in `haystack` (the last, if there twice), or -1.
+
+    One hash pass over both (pandas' `get_indexer` on text is several times slower)."""
+    if not len(haystack) or not len(needles):
+        return np.full(len(needles), -1, dtype=np.int64)
+    codes = pd.factorize(np.concatenate([haystack, needles]))[0]
+    where = np.full(int(codes.max()) + 1, -1, dtype=np.int64)
+    np.maximum.at(where, codes[: len(haystack)], np.arange(len(haystack)))  # the last wins
+    return where[codes[len(haystack) :]]
+
+
+def _part(mask: np.ndarray, **columns: Any) -> dict[str, np.ndarray]:
+    """The rows of `mask` of per-account arrays; a plain value fills its column."""
+    count = int(mask.sum())
+    part: dict[str, np.ndarray] = {}
+    for name, values in columns.items():
+        if isinstance(values, np.ndarray):
+            part[name] = values[mask]
+        else:
+            part[name] = np.full(count, None, dtype=object)
+            part[name].fill(values)
+    return part

@@ -677,6 +677,35 @@ def test_pending_summary_groups_by_run(store: StateStore) -> None:
     assert list(store.pending("csv")) == [("a1", "ICP_Score__c")]
 
 
+def test_pending_as_frames_in_statements_of_many_rows(store: StateStore) -> None:
+    """put_pending/drop_pending take frames (issue 14): 250 rows go in multi-row INSERTs
+    and a remainder, a key given twice keeps its last value, None drops a crm's queue."""
+    later = T0.replace(hour=13)
+    keys = [(f"a{i:03d}", f) for i in range(125) for f in ("ICP_Tier__c", "ICP_Score__c")]
+    frame = pd.DataFrame(
+        {
+            "record_id": [r for r, _ in keys] + ["a000"],
+            "field": [f for _, f in keys] + ["ICP_Tier__c"],
+            "value": [f"v{i}" for i in range(len(keys))] + ["again"],
+            "since": [T0] * len(keys) + [later],
+        },
+        dtype=object,
+    )
+    frame.insert(3, "run_id", [3] * len(keys) + [4])
+    store.put_pending("csv", pd.concat([frame.iloc[-2::-1], frame.iloc[-1:]]))  # any order
+    store.put_pending("other", frame.iloc[:1])
+    pending = store.pending("csv")
+    assert len(pending) == 250 and set(pending) == set(keys)
+    assert pending[("a000", "ICP_Tier__c")] == Pending("again", 4, later)
+    assert pending[("a124", "ICP_Score__c")] == Pending("v249", 3, T0)
+    assert list(pending.frame.columns) == ["record_id", "field", "value", "run_id", "since"]
+
+    store.drop_pending("csv", frame.iloc[:200])
+    assert set(store.pending("csv")) == set(keys[200:])
+    store.drop_pending("csv", None)
+    assert store.pending("csv") == {} and len(store.pending("other")) == 1
+
+
 def test_atomic_lands_all_or_nothing(store: StateStore) -> None:
     run = store.start_run("csv", "sync")
 

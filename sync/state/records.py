@@ -6,10 +6,14 @@ Timestamps are tz-aware UTC datetimes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
 
 FILE_NAME = "state.sqlite"
 """The SQLite state file inside a state directory."""
@@ -118,3 +122,52 @@ class RunRecord:
     counts: dict[str, int]
     api_calls: int
     message: str | None
+
+
+PENDING_COLUMNS = ("record_id", "field", "value", "run_id", "since")
+"""The columns of `PendingChanges.frame`."""
+
+
+class PendingChanges(Mapping[tuple[str, str], Pending]):
+    """The pending queue as columns, read as (record id, CRM field) -> `Pending`.
+
+    `frame` holds `PENDING_COLUMNS` (one row per pending field, ids and fields unique
+    together); a `Pending` is made only for a key someone looks up.
+    """
+
+    def __init__(self, frame: pd.DataFrame | None = None) -> None:
+        if frame is None:
+            frame = pd.DataFrame({name: [] for name in PENDING_COLUMNS}, dtype=object)
+        self.frame = frame
+        self._where: dict[tuple[str, str], int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return zip(self.frame["record_id"].tolist(), self.frame["field"].tolist(), strict=True)
+
+    def __getitem__(self, key: tuple[str, str]) -> Pending:
+        if self._where is None:
+            self._where = {k: i for i, k in enumerate(self)}
+        row = self._where[key]
+        value, run_id, since = (self.frame[name].to_numpy()[row] for name in PENDING_COLUMNS[2:])
+        return Pending(value, int(run_id), since)
+
+
+def by_key(frame: pd.DataFrame, last_only: bool = False) -> pd.DataFrame:
+    """`frame` ordered by (`record_id`, `field`): the order of the pending table's
+    primary key, so a million inserts or deletes walk its B-tree once (about 3x faster
+    than in plan order, field by field). `last_only`: of rows with the same key, only
+    the last."""
+    if len(frame) < 2:
+        return frame
+    records = pd.factorize(frame["record_id"].to_numpy(dtype=object), sort=True)[0]
+    fields = pd.factorize(frame["field"].to_numpy(dtype=object), sort=True)[0]
+    order = np.lexsort((fields, records))  # stable: equal keys keep their order
+    if last_only:
+        records, fields = records[order], fields[order]
+        last = np.ones(len(order), dtype=bool)
+        last[:-1] = (records[1:] != records[:-1]) | (fields[1:] != fields[:-1])
+        order = order[last]
+    return frame.iloc[order]
