@@ -85,13 +85,21 @@ def main() -> None:
         if baseline:
             verdicts.append(verdict("x read", measured["wall"] / baseline, 5.0, "x"))
         rows.append(("icp backfill", measured, "; ".join(verdicts)))
+        per = state_size(state) / args.accounts  # the update file not loaded yet: all pending
+        rows.append(
+            ("state size after the backfill", {"wall": 0, "rss": 0}, f"{per:,.0f} B/account")
+        )
         loaded = load_updates(source)
         measured = icp(work, "sync", source, state, False)
         rows.append((f"icp sync (confirms {loaded:,} loaded writes)", measured, ""))
     if "sync" in steps:
         measured = icp(work, "sync", source, state, profile == "sync")
         rows.append(
-            ("icp sync, nothing changed", measured, verdict("wall", measured["wall"], 10, "s"))
+            (
+                "icp sync, nothing changed",
+                measured,
+                verdict("wall", measured["wall"], 10 * scale, "s"),
+            )
         )
     if "changed" in steps:
         edited = edit_accounts(source, 0.01)
@@ -104,8 +112,7 @@ def main() -> None:
             )
         )
     if state.exists():
-        size = sum(p.stat().st_size for p in state.rglob("*") if p.is_file())
-        per = size / args.accounts
+        per = state_size(state) / args.accounts
         rows.append(("state size", {"wall": 0, "rss": 0}, verdict("bytes/account", per, 300, "B")))
     if "train" in steps:
         train_state = work / "train-state"
@@ -247,6 +254,11 @@ def load_updates(source: Path) -> int:
     accounts["SystemModstamp"] = stamps
     accounts.to_csv(source / "Account.csv", index=False, lineterminator="\n")
     return len(updates)
+
+
+def state_size(state: Path) -> int:
+    """Bytes of every file in the state directory."""
+    return sum(p.stat().st_size for p in state.rglob("*") if p.is_file())
 
 
 def edit_accounts(source: Path, share: float) -> int:
