@@ -85,6 +85,7 @@ def fast_pages(
     read = sorted({*id_columns, *([] if stamp_index is None else [stamp_index])})
     total = changed = 0
     ids: list[pa.Array] = []
+    seen = pa.array(older.already_read if older else (), pa.string())  # once, not per batch
     try:
         for batch in _batches(path, len(header), read):
             total += batch.num_rows
@@ -95,7 +96,7 @@ def fast_pages(
                 if index == id_index:
                     ids.append(_clean(raw, salesforce_ids))
                 if index == stamp_index and older is not None:
-                    changed += _may_be_new(raw, batch.column(read.index(id_index)), older)
+                    changed += _may_be_new(raw, batch.column(read.index(id_index)), older, seen)
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError):
         return None
     if total != rows:
@@ -238,15 +239,15 @@ def _page(
     return frame
 
 
-def _may_be_new(stamps: pa.Array, raw_ids: pa.Array, older: Older) -> int:
+def _may_be_new(stamps: pa.Array, raw_ids: pa.Array, older: Older, seen: pa.Array) -> int:
     """How many rows are not certainly older than `older` (stamped before its `since`, or
-    exactly at it with an Id the last run read there)."""
+    exactly at it with an Id the last run read there: `seen`, `older.already_read` as
+    an array)."""
     kept = pc.invert(_certainly_before(stamps, older.since))
-    if older.already_read and pc.any(kept).as_py():
+    if len(seen) and pc.any(kept).as_py():
         at = _exactly_at(stamps, older.since)
         ids = pc.utf8_trim(raw_ids, " ")
-        seen = pc.and_(at, pc.is_in(ids, value_set=pa.array(older.already_read, pa.string())))
-        kept = pc.and_(kept, pc.invert(seen))
+        kept = pc.and_(kept, pc.invert(pc.and_(at, pc.is_in(ids, value_set=seen))))
     return int(pc.sum(pc.cast(kept, pa.int64())).as_py() or 0)
 
 
