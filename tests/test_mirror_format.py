@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
+from icp_engine.sync.state.mirror import column_values, to_jsonable
 from icp_engine.sync.state.store import StateStore
 
 
@@ -63,3 +66,14 @@ def test_rows_of_older_layouts_and_json_objects_read_together(tmp_path) -> None:
         {"account_id": "a1", "name": None},
         {"account_id": "a2", "name": "New"},
     ]
+
+
+@pytest.mark.parametrize("tz", [None, "UTC", "Europe/Paris"])
+def test_timestamps_are_stored_as_to_jsonable_spells_them(tz: str | None) -> None:
+    rng = np.random.default_rng(3)
+    micros = rng.integers(-2_000_000_000_000_000, 4_000_000_000_000_000, 2_000)
+    stamps = pd.Series(pd.to_datetime(micros, unit="us"))
+    stamps.iloc[::7] = pd.NaT
+    if tz is not None:
+        stamps = stamps.dt.tz_localize("UTC").dt.tz_convert(tz)
+    assert column_values(stamps) == [None if pd.isna(v) else to_jsonable(v) for v in stamps]

@@ -673,9 +673,7 @@ class StateStore:
             if rows:
                 names = [field.name for field in LAST_WRITTEN.schema]
                 columns = list(zip(*rows, strict=True))
-                table = pa.table(
-                    dict(zip(names, columns, strict=True)), schema=LAST_WRITTEN.schema
-                )
+                table = pa.table(dict(zip(names, columns, strict=True)), schema=LAST_WRITTEN.schema)
                 self.mirror.parts.merge(crm, LAST_WRITTEN, table)
                 db.execute("DELETE FROM last_written WHERE crm = ?", (crm,))
         if only in (None, "scores"):
