@@ -85,7 +85,7 @@ def fast_pages(
     read = sorted({*id_columns, *([] if stamp_index is None else [stamp_index])})
     total = changed = 0
     ids: list[pa.Array] = []
-    seen = pa.array(older.already_read if older else (), pa.string())  # once, not per batch
+    at_watermark: list[pa.Array] = []
     try:
         for batch in _batches(path, len(header), read):
             total += batch.num_rows
@@ -96,7 +96,10 @@ def fast_pages(
                 if index == id_index:
                     ids.append(_clean(raw, salesforce_ids))
                 if index == stamp_index and older is not None:
-                    changed += _may_be_new(raw, batch.column(read.index(id_index)), older, seen)
+                    certain, at_ids = _may_be_new(raw, batch.column(read.index(id_index)), older)
+                    changed += certain
+                    if len(at_ids):
+                        at_watermark.append(at_ids)
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError):
         return None
     if total != rows:
@@ -105,6 +108,12 @@ def fast_pages(
     named = pc.filter(every, pc.not_equal(every, ""))
     if pc.count_distinct(named).as_py() != len(named):
         return None  # an Id twice: the row-by-row reader names both lines
+    if at_watermark and older is not None:  # one lookup (a hash of the set) for the file
+        stamped = pa.chunked_array(at_watermark, pa.string())
+        read_there = pa.array(older.already_read, pa.string())
+        changed += int(
+            pc.sum(pc.cast(pc.invert(pc.is_in(stamped, read_there)), pa.int64())).as_py() or 0
+        )
     if older is not None and stamp_index is not None and changed == 0:
         older.ids.update(named.to_pylist())  # nothing new: no second reading
         return iter(())
@@ -239,16 +248,17 @@ def _page(
     return frame
 
 
-def _may_be_new(stamps: pa.Array, raw_ids: pa.Array, older: Older, seen: pa.Array) -> int:
-    """How many rows are not certainly older than `older` (stamped before its `since`, or
-    exactly at it with an Id the last run read there: `seen`, `older.already_read` as
-    an array)."""
+def _may_be_new(stamps: pa.Array, raw_ids: pa.Array, older: Older) -> tuple[int, pa.Array]:
+    """Rows not certainly older than `older.since`: how many are new for sure (stamped
+    after it, or not plainly), and the Ids of those stamped exactly at it (new unless
+    the last run read them there: the caller looks them up once, in `already_read`)."""
     kept = pc.invert(_certainly_before(stamps, older.since))
-    if len(seen) and pc.any(kept).as_py():
-        at = _exactly_at(stamps, older.since)
-        ids = pc.utf8_trim(raw_ids, " ")
-        kept = pc.and_(kept, pc.invert(pc.and_(at, pc.is_in(ids, value_set=seen))))
-    return int(pc.sum(pc.cast(kept, pa.int64())).as_py() or 0)
+    if not older.already_read or not pc.any(kept).as_py():
+        return int(pc.sum(pc.cast(kept, pa.int64())).as_py() or 0), pa.array([], pa.string())
+    at = pc.and_(kept, _exactly_at(stamps, older.since))
+    certain = pc.and_(kept, pc.invert(at))
+    at_ids = pc.utf8_trim(pc.filter(raw_ids, at), " ")
+    return int(pc.sum(pc.cast(certain, pa.int64())).as_py() or 0), at_ids
 
 
 def _exactly_at(stamps: pa.Array, since: datetime) -> pa.Array:
