@@ -106,8 +106,6 @@ def fast_pages(
         return None
     every = pa.chunked_array(ids, pa.string()) if ids else pa.chunked_array([], pa.string())
     named = pc.filter(every, pc.not_equal(every, ""))
-    if pc.count_distinct(named).as_py() != len(named):
-        return None  # an Id twice: the row-by-row reader names both lines
     if at_watermark and older is not None:  # one lookup (a hash of the set) for the file
         stamped = pa.chunked_array(at_watermark, pa.string())
         read_there = pa.array(older.already_read, pa.string())
@@ -115,8 +113,15 @@ def fast_pages(
             pc.sum(pc.cast(pc.invert(pc.is_in(stamped, read_there)), pa.int64())).as_py() or 0
         )
     if older is not None and stamp_index is not None and changed == 0:
-        older.ids.update(named.to_pylist())  # nothing new: no second reading
+        # nothing new: no second reading; the set of Ids (wanted for deletions) also tells
+        # whether one is repeated
+        present = set(named.to_pylist())
+        if len(present) != len(named):
+            return None  # an Id twice: the row-by-row reader names both lines
+        older.ids.update(present)
         return iter(())
+    if pc.count_distinct(named).as_py() != len(named):
+        return None  # an Id twice: the row-by-row reader names both lines
     return _pages(path, header, id_index, lookup_index, salesforce_ids, page_rows, older)
 
 

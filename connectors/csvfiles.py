@@ -249,7 +249,8 @@ class CsvConnector(Connector):
             self._complete[kind] = self._complete.get(kind, True) and stats.complete
         if not self._complete.get(kind, True):
             return set()  # rows that could not be told apart: no evidence of any deletion
-        return set(known) - self._present[kind]
+        mine = known if isinstance(known, set | frozenset) else set(known)  # no copy of a set
+        return set(mine - self._present[kind])
 
     # -- write-back ---------------------------------------------------------------------
 

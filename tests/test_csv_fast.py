@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from icp_engine.connectors import csv_fast, csvfiles
 from icp_engine.connectors.base import PullContext
-from icp_engine.connectors.csv_fast import fast_pages
+from icp_engine.connectors.csv_fast import Older, fast_pages
 from icp_engine.connectors.csv_rows import plan_encoding
 from icp_engine.connectors.sample import write_sample_crm
 from icp_engine.sync.config import load_config
@@ -197,3 +197,17 @@ def test_the_structure_scan_decides_the_same_whatever_its_block_size(
         monkeypatch.setattr(csv_fast, "_SCAN", block)
         assert csv_fast._structure(path) == whole, name
         monkeypatch.undo()
+
+
+@pytest.mark.parametrize("damage", ["repeated id", "15/18 repeat"])
+def test_a_repeated_id_is_left_to_the_row_reader_when_nothing_is_new(tmp_path, damage) -> None:
+    header = HEADER.strip() + ",SystemModstamp\n"
+    rows = [*CLEAN[:-1], DAMAGED[damage], CLEAN[-1] + "\n"]
+    path = tmp_path / "Opportunity.csv"
+    path.write_text(
+        header + "".join(r.rstrip("\n") + ",2020-01-01T00:00:00Z\n" for r in rows),
+        encoding="utf-8",
+        newline="",
+    )
+    older = Older("SystemModstamp", datetime(2030, 1, 1, tzinfo=UTC))
+    assert fast_pages(path, header.strip().split(","), 0, 2, True, 2, older) is None
