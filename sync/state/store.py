@@ -138,6 +138,8 @@ _BUSY_TIMEOUT_S = 30.0
 _ACCOUNT = "account"
 _RUN_COLUMNS = "id, crm, kind, dry_run, started_at, finished_at, outcome, exit_code, counts, "
 _RUN_COLUMNS += "api_calls, message"
+_CACHED_BOUNDARY = 100_000
+"""A watermark whose boundary text is longer than this is kept parsed (one at a time)."""
 _FOLD_SHARE = 20
 """Rows recorded one batch at a time are folded into the parts once they are 1/20th of them."""
 _STRAIGHT_TO_PARTS = 10_000
@@ -170,6 +172,7 @@ class StateStore:
         self._depth = 0
         self._failed = False  # an SQLite error was met: the next open checks every page
         self._pg = _pg_target(url)
+        self._parsed_watermark: tuple[tuple[str, str], Watermark] | None = None
         self.mirror = RecordMirror(self._transaction)
         """The canonical records kept between runs (`sync.state.mirror`)."""
         self.path: Path | str
@@ -586,7 +589,7 @@ class StateStore:
                 (crm, obj),
             ).fetchone()
             if row is not None:
-                stored = Watermark(_parse(row[0]), frozenset(json.loads(row[1])))
+                stored = self._watermark(str(row[0]), str(row[1]))
                 if stored.value > value:
                     logger.warning(
                         "%s %s: watermark would move back from %s to %s; kept",
@@ -612,7 +615,17 @@ class StateStore:
             f"SELECT crm, object, value, boundary_ids FROM watermarks WHERE {_ANY_CRM}",
             (crm, crm),
         )
-        return {(c, o): Watermark(_parse(v), frozenset(json.loads(b))) for c, o, v, b in rows}
+        return {(c, o): self._watermark(v, b) for c, o, v, b in rows}
+
+    def _watermark(self, value: str, boundary: str) -> Watermark:
+        """A stored watermark, parsed once per distinct text (after a bulk load its boundary
+        holds a million Ids, and a run reads the watermarks several times)."""
+        if self._parsed_watermark is not None and self._parsed_watermark[0] == (value, boundary):
+            return self._parsed_watermark[1]
+        parsed = Watermark(_parse(value), frozenset(json.loads(boundary)))
+        if len(boundary) > _CACHED_BOUNDARY:
+            self._parsed_watermark = ((value, boundary), parsed)
+        return parsed
 
     # last written values
 
