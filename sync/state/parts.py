@@ -209,12 +209,15 @@ class Parts:
         wanted = None if keys is None else sorted({str(key) for key in keys})
         if wanted is not None and not wanted:
             return
-        value_set = pa.array(wanted, pa.string()) if wanted is not None else None
         for part in catalog:
+            value_set = None
             if wanted is not None:
                 start = bisect.bisect_left(wanted, part.first)
-                if start == len(wanted) or wanted[start] > part.last:
+                stop = bisect.bisect_right(wanted, part.last, lo=start)
+                if start == stop:
                     continue  # no wanted key in this part's range
+                # only the part's own keys: a lookup hashes its set on every call
+                value_set = pa.array(wanted[start:stop], pa.string())
             table = self._load(db, crm, layout, part, columns, value_set, match)
             if table.num_rows:
                 yield table
