@@ -28,6 +28,7 @@ def enrich_with_report(
     if not config.enrichment.sources:
         return accounts, None
     joined, report = join(accounts, config.enrichment, config.enrichment_dir)
-    for line in report.lines():
-        log.info("enrichment: %s", line)
+    if len(accounts):  # a run with no account to score has no coverage to tell
+        for line in report.lines():
+            log.info("enrichment: %s", line)
     return joined, report
