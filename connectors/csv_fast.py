@@ -118,7 +118,10 @@ def fast_pages(
         present = set(named.to_pylist())
         if len(present) != len(named):
             return None  # an Id twice: the row-by-row reader names both lines
-        older.ids.update(present)
+        if older.ids:
+            older.ids.update(present)
+        else:
+            older.ids = present  # a million Ids: not copied into an empty set
         return iter(())
     if pc.count_distinct(named).as_py() != len(named):
         return None  # an Id twice: the row-by-row reader names both lines

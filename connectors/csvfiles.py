@@ -218,8 +218,9 @@ class CsvConnector(Connector):
             stats.rows += len(frame)
             yield frame
         if older is not None:  # rows the fast reader left out as unchanged
-            present |= older.ids
-        self._present[kind] = present | stats.unreadable_ids
+            present = present | older.ids if present else older.ids  # a quiet read's: not copied
+        present |= stats.unreadable_ids
+        self._present[kind] = present
         self._complete[kind] = stats.complete
         release_memory()
 

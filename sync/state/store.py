@@ -865,17 +865,8 @@ class StateStore:
     ) -> None:
         """Add or replace pending changes: (record id, CRM field, what and since when), or
         a frame of `PENDING_COLUMNS`."""
-        texts: dict[
-            tuple[type, Any], str
-        ] = {}  # tiers, segments, routes and stamps repeat: encode once
+        text = _Texts()  # tiers, segments, routes and stamps repeat: encode once
         stamps: dict[datetime, str] = {}
-
-        def text(value: Any) -> str:
-            try:
-                key = (type(value), value)  # 1, 1.0 and True: equal keys, not one text
-                return texts[key] if key in texts else texts.setdefault(key, dumps(value))
-            except TypeError:  # unhashable
-                return dumps(value)
 
         def stamp(since: datetime) -> str:
             return stamps[since] if since in stamps else stamps.setdefault(since, _text(since))
