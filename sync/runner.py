@@ -657,8 +657,7 @@ def _hand_over(
             ),
             now,
         )
-        run.state.drop_pending(crm, queue.drop)
-        run.state.put_pending(crm, queue.put)
+        run.state.update_pending(crm, queue.put, queue.drop)
         run.state.record_failures(crm, run.id, failures, now)
         run.state.record_scores(
             crm,

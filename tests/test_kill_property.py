@@ -79,7 +79,12 @@ def snapshot(export: Path, state: Path) -> dict[str, object]:
     mirror and watermark-bearing objects (run ids and timestamps aside)."""
     db = sqlite3.connect(f"file:{state / 'state.sqlite'}?mode=ro", uri=True)
     try:
-        pending = sorted(db.execute("SELECT crm, record_id, field, value FROM pending"))
+        pending = sorted(
+            [
+                *db.execute("SELECT crm, record_id, field, value FROM pending"),
+                *part_rows(db, "pending", ["record_id", "field", "value"]),
+            ]
+        )
         written = sorted(
             [
                 *db.execute("SELECT crm, record_id, field, value FROM last_written"),

@@ -251,19 +251,19 @@ def _file_size_limit(limit: int) -> Callable[[], None]:
 
 @pytest.mark.slow
 def test_state_write_failing_after_the_file_landed_loses_no_row(tmp_path: Path) -> None:
-    # The "disk full after the file is in place": the update file (about 250 kB)
-    # fits under the limit; the state's commit (mirror, pending) does not.
+    # The "disk full after the file is in place": the update file (about 115 kB)
+    # fits under the limit; the state's commit (mirror, pending: about 220 kB) does not.
     export = tmp_path / "export"
-    write_sample_crm(export, accounts=1500, seed=2)
+    write_sample_crm(export, accounts=600, seed=2)
     state = tmp_path / "state"
     full = icp_process(
         "sync", "--crm", "csv", "--source", export, "--state", state,
-        preexec_fn=_file_size_limit(600_000),
+        preexec_fn=_file_size_limit(160_000),
     )  # fmt: skip
     _, err = full.communicate(timeout=300)
     assert full.returncode == 2, err
     assert str(state / "state.sqlite") in err and "Traceback" not in err
-    assert len(updates(export / "icp_updates.csv")) == 1500  # landed whole
+    assert len(updates(export / "icp_updates.csv")) == 600  # landed whole
 
     assert sync(export, state)[0] == 0  # space again: the rerun writes the same file
     rows = updates(export / "icp_updates.csv")

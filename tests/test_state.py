@@ -678,8 +678,8 @@ def test_pending_summary_groups_by_run(store: StateStore) -> None:
 
 
 def test_pending_as_frames_in_statements_of_many_rows(store: StateStore) -> None:
-    """put_pending/drop_pending take frames (issue 14): 250 rows go in multi-row INSERTs
-    and a remainder, a key given twice keeps its last value, None drops a crm's queue."""
+    """put_pending/drop_pending take frames (issue 14): a key given twice keeps its last
+    value, dropped keys go whatever their order, None drops a crm's queue."""
     later = T0.replace(hour=13)
     keys = [(f"a{i:03d}", f) for i in range(125) for f in ("ICP_Tier__c", "ICP_Score__c")]
     frame = pd.DataFrame(

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 from icp_engine.sync.state import parts
 from icp_engine.sync.state.parts import LAST_WRITTEN, SCORES, Layout, records_layout
-from icp_engine.sync.state.records import ScoreRecord
+from icp_engine.sync.state.records import Pending, ScoreRecord
 from icp_engine.sync.state.store import StateStore
 
 from tests.state_helpers import state_backend  # noqa: F401 (fixture `backend`)
@@ -72,6 +72,58 @@ def test_merges_and_deletes_keep_what_a_key_value_table_would(
         assert read == [key for key in some if key in expected]
     with StateStore(tmp_path) as store:  # reopened: the same
         assert _stored(store, layout) == dict(sorted(expected.items()))
+
+
+def test_the_pending_queue_drops_one_field_of_a_record_and_keeps_its_others(
+    tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queue is keyed by (record, field): dropping a confirmed field leaves the record's
+    other pending fields, in whichever part they are, like a plain key-value table."""
+    monkeypatch.setattr(parts, "PART_ROWS", 5)
+    fields = ("ICP_Score__c", "ICP_Tier__c", "ICP_Route__c")
+    expected: dict[tuple[str, str], Pending] = {}
+    rng = random.Random(9)
+    with StateStore(tmp_path) as store:
+        for step in range(30):
+            keys = [
+                (f"a{rng.randrange(40):03d}", rng.choice(fields))
+                for _ in range(rng.randrange(1, 12))
+            ]
+            if step % 3 == 2:
+                store.drop_pending("csv", keys)
+                for key in keys:
+                    expected.pop(key, None)
+            else:
+                items = [(rid, field, Pending(f"{rid}@{step}", step, AT)) for rid, field in keys]
+                store.put_pending("csv", items)
+                expected.update({(rid, field): pending for rid, field, pending in items})
+            pending = store.pending("csv")
+            assert {key: pending[key] for key in pending} == expected
+            assert list(pending) == sorted(expected)  # read in key order
+    with StateStore(tmp_path) as store:  # reopened: the same
+        assert set(store.pending("csv")) == set(expected)
+
+
+def test_pending_values_keep_their_json_type(tmp_path: Path) -> None:
+    """1, 1.0 and True are equal Python keys, but not one value to hand over."""
+    items = [
+        ("a1", "Count__c", Pending(1, 1, AT)),
+        ("a2", "Count__c", Pending(1.0, 1, AT)),
+        ("a3", "Flag__c", Pending(True, 1, AT)),
+        ("a4", "Tier__c", Pending(None, 1, AT)),
+        ("a5", "Score__c", Pending(float("nan"), 1, AT)),
+    ]
+    with StateStore(tmp_path) as store:
+        store.put_pending("csv", items)
+        values = {key: store.pending("csv")[key].value for key in store.pending("csv")}
+    assert values == {
+        ("a1", "Count__c"): 1,
+        ("a2", "Count__c"): 1.0,
+        ("a3", "Flag__c"): True,
+        ("a4", "Tier__c"): None,
+        ("a5", "Score__c"): None,
+    }
+    assert [type(values[("a1", "Count__c")]), type(values[("a2", "Count__c")])] == [int, float]
 
 
 def test_scores_keep_the_first_score_of_a_version_wherever_it_is_kept(
@@ -167,6 +219,30 @@ def test_a_state_from_before_the_parts_is_read_and_folded(tmp_path: Path) -> Non
             assert db.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 0  # folded
         assert store.last_written("sf")[("a1", "ICP_Tier__c")].value == "A"
         assert store.scores("sf")["score"].tolist() == [90.0]
+
+
+def test_a_pending_queue_kept_as_rows_is_folded_into_parts(tmp_path: Path) -> None:
+    """Schema 3 kept the queue as SQL rows: opened by this engine, they move into parts,
+    and an older engine then refuses the state instead of missing its queue."""
+    with StateStore(tmp_path):
+        pass
+    with sqlite3.connect(tmp_path / StateStore.FILE_NAME) as db:  # as schema 3 kept them
+        db.executemany(
+            "INSERT INTO pending (crm, record_id, field, value, run_id, since) VALUES"
+            " ('csv', ?, ?, ?, 2, '2026-12-01T09:30:00.000000+00:00')",
+            [("a2", "ICP_Tier__c", '"B"'), ("a1", "ICP_Score__c", "81.5")],
+        )
+        db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    db.close()
+    with StateStore(tmp_path) as store:
+        assert dict(store.pending("csv")) == {
+            ("a1", "ICP_Score__c"): Pending(81.5, 2, AT),
+            ("a2", "ICP_Tier__c"): Pending("B", 2, AT),
+        }
+        with store._transaction(write=False) as db:
+            assert db.execute("SELECT COUNT(*) FROM pending").fetchone()[0] == 0  # folded
+        assert store.get_meta("schema_version") == "4"
+        assert store.counts()["pending"] == 2
 
 
 def test_rows_folded_into_parts_give_their_space_back_when_the_state_closes(

@@ -78,7 +78,10 @@ def snapshot(url: str, export: Path) -> dict[str, object]:
             return sorted(db.execute(sql).fetchall())
 
         state = {
-            "pending": rows("SELECT crm, record_id, field, value FROM pending"),
+            "pending": sorted(
+                rows("SELECT crm, record_id, field, value FROM pending")
+                + part_rows(db, "pending", ["record_id", "field", "value"])
+            ),
             "last_written": sorted(
                 rows("SELECT crm, record_id, field, value FROM last_written")
                 + part_rows(db, "last_written", ["record_id", "field", "value"])

@@ -91,6 +91,21 @@ LAST_WRITTEN = Layout(
     ),
     ("record_id", "field"),
 )
+PENDING = Layout(
+    "pending",
+    pa.schema(
+        [
+            ("record_id", pa.string()),
+            ("field", pa.string()),
+            ("value", pa.string()),
+            ("run_id", pa.int64()),
+            ("since", pa.string()),
+        ]
+    ),
+    ("record_id", "field"),
+)
+"""Changes handed over (an update file) and not yet seen in the CRM: after a backfill,
+one row per account and output field."""
 SCORES = Layout(
     "scores",
     pa.schema(
@@ -167,6 +182,12 @@ class Parts:
             table = table.append_column(field, data.column(field.name))
         return table.select(names)
 
+    def crms_of(self, name: str) -> list[str]:
+        """The CRMs that have rows in table `name`."""
+        with self._transaction(write=False) as db:
+            found = db.execute("SELECT DISTINCT crm FROM parts WHERE name = ?", (name,))
+            return sorted(str(crm) for (crm,) in found.fetchall())
+
     def row_count_of(self, prefix: str, crm: str | None = None) -> int:
         """Rows of the tables whose name starts with `prefix` (of `crm`, or of every CRM)."""
         with self._transaction(write=False) as db:
@@ -227,10 +248,12 @@ class Parts:
         crm: str,
         layout: Layout,
         rows: pa.Table | None = None,
-        drop: Collection[str] = (),
+        drop: Collection[str] | pa.Table = (),
     ) -> None:
         """Add `rows` (a clash decided by `layout.keep`) and remove every row whose key is
         in `drop` (removed before `rows` are added), rewriting only the parts touched.
+        `drop` as a table of the layout's unique columns (text) removes the rows with
+        exactly those values (a record's one field, not all of them).
 
         The rows are never copied whole: they are ordered by sort indices, and each part
         takes its own rows (peak memory: the rows given, plus one part)."""
@@ -238,7 +261,8 @@ class Parts:
         if rows is not None and rows.num_rows:  # one chunk per column: `take` is much faster
             incoming = rows.cast(layout.schema).combine_chunks()
         order = _order(incoming, layout) if incoming is not None else None
-        dropped = sorted({str(key) for key in drop})
+        pairs = _Drop(drop, layout) if isinstance(drop, pa.Table) else None
+        dropped = pairs.keys if pairs is not None else sorted({str(key) for key in drop})
         if order is None and not dropped:
             return
         with self._transaction() as db:
@@ -265,7 +289,9 @@ class Parts:
             for index in sorted(touched):
                 part = catalog[index]
                 old = self._load(db, crm, layout, part)
-                if dropped:
+                if pairs is not None:
+                    old = pairs.remove(old, part)
+                elif dropped:
                     old = old.filter(pc.invert(pc.is_in(old.column(layout.key), gone)))
                 db.execute(
                     "DELETE FROM parts WHERE crm = ? AND name = ? AND part = ?",
@@ -329,6 +355,35 @@ class Parts:
                 ),
             )
             begin = stop
+
+
+class _Drop:
+    """Rows to remove by all their unique values, sorted by key, so a part hashes only
+    the ones in its own key range."""
+
+    def __init__(self, table: pa.Table, layout: Layout) -> None:
+        unique = pa.schema([layout.schema.field(name) for name in layout.unique])
+        table = table.select(list(layout.unique)).cast(unique)
+        table = table.take(pc.sort_indices(table, [(layout.key, "ascending")]))
+        self._layout = layout
+        self._table = table
+        self._sorted = table.column(layout.key).to_numpy(zero_copy_only=False)
+        self.keys = sorted(set(self._sorted.tolist()))
+
+    def remove(self, rows: pa.Table, part: _Part) -> pa.Table:
+        begin = int(np.searchsorted(self._sorted, part.first, side="left"))
+        end = int(np.searchsorted(self._sorted, part.last, side="right"))
+        if begin == end:
+            return rows
+        gone = _joined(self._table.slice(begin, end - begin), self._layout)
+        return rows.filter(pc.invert(pc.is_in(_joined(rows, self._layout), value_set=gone)))
+
+
+def _joined(table: pa.Table, layout: Layout) -> pa.Array:
+    """The unique columns of each row as one text (a unit separator between them)."""
+    columns = [table.column(name) for name in layout.unique]
+    joined = columns[0] if len(columns) == 1 else pc.binary_join_element_wise(*columns, "\x1f")
+    return joined.combine_chunks()
 
 
 def _parquet(table: pa.Table) -> bytes:

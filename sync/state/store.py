@@ -41,10 +41,10 @@ import logging
 import os
 import sqlite3
 import stat
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from itertools import chain, islice, repeat
+from itertools import chain, islice
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -53,9 +53,16 @@ import numpy as np
 import pandas as pd
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 from icp_engine.sync.state.lock import DirectoryLock
 from icp_engine.sync.state.mirror import RecordMirror, dumps, select_in, unique_ids
-from icp_engine.sync.state.parts import LAST_WRITTEN, PARTS_TABLE, SCORES, records_layout
+from icp_engine.sync.state.parts import (
+    LAST_WRITTEN,
+    PARTS_TABLE,
+    PENDING,
+    SCORES,
+    records_layout,
+)
 from icp_engine.sync.state.postgres import (
     LOCK_TABLE,
     STATE_URL_ENV,
@@ -79,7 +86,6 @@ from icp_engine.sync.state.records import (
     StateVersionError,
     Watermark,
     Written,
-    by_key,
 )
 from icp_engine.sync.state.sql import Connection
 
@@ -114,6 +120,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 2 -> 3: the records mirror, last-written values and scores in compressed parts
         PARTS_TABLE,
     ),
+    (),  # 3 -> 4: the pending queue in the parts too (rows left in `pending` are folded)
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 _ADDITIVE = (  # tables an older engine can ignore: created at open, no schema version bump
@@ -332,9 +339,23 @@ class StateStore:
                 ) from exc
 
     def _fold_rows(self) -> None:
-        """Mirror rows a state from before the parts kept as SQL rows go into the parts."""
+        """Mirror rows and pending changes a state from before the parts kept as SQL rows
+        go into the parts."""
         if self._db.execute("SELECT 1 FROM records LIMIT 1").fetchone() is not None:
             self.mirror.fold_rows()
+        if self._db.execute("SELECT 1 FROM pending LIMIT 1").fetchone() is not None:
+            with self._transaction() as db:
+                found = db.execute("SELECT DISTINCT crm FROM pending").fetchall()
+                for (crm,) in found:
+                    rows = db.execute(
+                        "SELECT record_id, field, value, run_id, since FROM pending WHERE crm = ?",
+                        (crm,),
+                    ).fetchall()
+                    names = PENDING.schema.names
+                    columns = list(zip(*rows, strict=True))
+                    table = pa.table(dict(zip(names, columns, strict=True)), schema=PENDING.schema)
+                    self.mirror.parts.merge(str(crm), PENDING, table)
+                db.execute("DELETE FROM pending")
 
     def close(self) -> None:
         """Release the lock if held and close the database; closing twice is harmless."""
@@ -832,97 +853,111 @@ class StateStore:
             db.executemany("DELETE FROM last_written WHERE crm = ? AND record_id = ?", keys)
             db.executemany("DELETE FROM scores WHERE crm = ? AND account_id = ?", keys)
             db.executemany("DELETE FROM failures WHERE crm = ? AND record_id = ?", keys)
-            db.executemany("DELETE FROM pending WHERE crm = ? AND record_id = ?", keys)
-            for layout in (LAST_WRITTEN, SCORES, records_layout(_ACCOUNT)):
+            for layout in (LAST_WRITTEN, SCORES, PENDING, records_layout(_ACCOUNT)):
                 self.mirror.parts.merge(crm, layout, drop=ids)
 
     # handed-over changes
 
     def pending(self, crm: str) -> PendingChanges:
         """Changes handed over and not yet seen in the CRM, by (record id, CRM field);
-        its `frame` holds them as columns."""
-        rows = self._db.execute(
-            "SELECT record_id, field, value, run_id, since FROM pending WHERE crm = ?", (crm,)
-        ).fetchall()
-        if not rows:
+        its `frame` holds them as columns, ordered by (record id, field)."""
+        table = self.mirror.parts.read(crm, PENDING)
+        if not table.num_rows:
             return PendingChanges()
-        ids, fields, texts, run_ids, sinces = (
-            np.fromiter(column, dtype=object, count=len(rows)) for column in zip(*rows, strict=True)
-        )
-        # tiers, segments, routes and stamps repeat: decode each distinct text once
-        codes, distinct = pd.factorize(texts)
-        values = np.fromiter(map(json.loads, distinct), dtype=object, count=len(distinct))[codes]
-        codes, distinct = pd.factorize(sinces)
-        stamps = np.fromiter(map(_parse, distinct), dtype=object, count=len(distinct))[codes]
         frame = pd.DataFrame(
-            {"record_id": ids, "field": fields, "value": values, "since": stamps}, dtype=object
+            {
+                "record_id": table.column("record_id").to_numpy(zero_copy_only=False),
+                "field": table.column("field").to_numpy(zero_copy_only=False),
+                "value": _decoded(table.column("value"), json.loads),
+                "since": _decoded(table.column("since"), _parse),
+            },
+            dtype=object,
         )
-        frame.insert(3, "run_id", np.asarray(run_ids, dtype=np.int64))
+        frame.insert(3, "run_id", table.column("run_id").to_numpy().astype(np.int64))
         return PendingChanges(frame)
 
     def put_pending(
         self, crm: str, items: Iterable[tuple[str, str, Pending]] | pd.DataFrame
     ) -> None:
         """Add or replace pending changes: (record id, CRM field, what and since when), or
-        a frame of `PENDING_COLUMNS`."""
-        text = _Texts()  # tiers, segments, routes and stamps repeat: encode once
-        stamps: dict[datetime, str] = {}
-
-        def stamp(since: datetime) -> str:
-            return stamps[since] if since in stamps else stamps.setdefault(since, _text(since))
-
-        if isinstance(items, pd.DataFrame):
-            items = by_key(items, last_only=True)  # one statement never meets a key twice
-            rows: Iterable[tuple[str, str, str, str, int, str]] = zip(
-                repeat(crm),
-                map(str, items["record_id"].tolist()),
-                map(str, items["field"].tolist()),
-                map(text, items["value"].tolist()),
-                map(int, items["run_id"].tolist()),
-                map(stamp, items["since"].tolist()),
-            )
-        else:
-            latest = {(str(rid), str(field)): p for rid, field, p in items}
-            rows = (
-                (crm, rid, field, text(p.value), p.run_id, stamp(p.since))
-                for (rid, field), p in latest.items()
-            )
-        with self._transaction() as db:
-            _insert_rows(
-                db,
-                "INSERT INTO pending (crm, record_id, field, value, run_id, since) VALUES ",
-                " ON CONFLICT (crm, record_id, field) DO UPDATE SET"
-                " value = excluded.value, run_id = excluded.run_id, since = excluded.since",
-                rows,
-            )
+        a frame of `PENDING_COLUMNS` (of rows with the same key, the last one counts)."""
+        self.update_pending(crm, items, ())
 
     def drop_pending(self, crm: str, keys: Iterable[tuple[str, str]] | pd.DataFrame | None) -> None:
         """Forget pending changes (seen in the CRM, replaced, or no longer wanted): the
         (record id, CRM field) keys, a frame with `record_id` and `field` columns, or
         None for every pending change of `crm`."""
-        with self._transaction() as db:
-            if keys is None:
-                db.execute("DELETE FROM pending WHERE crm = ?", (crm,))
-                return
-            if isinstance(keys, pd.DataFrame):
-                keys = by_key(keys)
-                keys = zip(keys["record_id"].tolist(), keys["field"].tolist(), strict=True)
-            db.executemany(
-                "DELETE FROM pending WHERE crm = ? AND record_id = ? AND field = ?",
-                ((crm, rid, field) for rid, field in keys),
+        self.update_pending(crm, (), keys)
+
+    def update_pending(
+        self,
+        crm: str,
+        put: Iterable[tuple[str, str, Pending]] | pd.DataFrame,
+        drop: Iterable[tuple[str, str]] | pd.DataFrame | None,
+    ) -> None:
+        """`drop_pending(drop)` then `put_pending(put)`, in one transaction that rewrites
+        each part of the queue it touches once."""
+        if not isinstance(put, pd.DataFrame):
+            listed = list(put)
+            put = pd.DataFrame(
+                {
+                    "record_id": [str(rid) for rid, _, _ in listed],
+                    "field": [str(field) for _, field, _ in listed],
+                    "value": [p.value for _, _, p in listed],
+                    "run_id": [p.run_id for _, _, p in listed],
+                    "since": [p.since for _, _, p in listed],
+                },
+                dtype=object,
             )
+        rows = _pending_table(put) if len(put) else None
+        parts = self.mirror.parts
+        with self._transaction():
+            if drop is None:
+                parts.delete_all(crm, PENDING)
+                parts.merge(crm, PENDING, rows)
+                return
+            if isinstance(drop, pd.DataFrame):
+                keys = pa.table(
+                    {
+                        "record_id": pa.array(drop["record_id"].astype(str).tolist(), pa.string()),
+                        "field": pa.array(drop["field"].astype(str).tolist(), pa.string()),
+                    }
+                )
+            else:
+                pairs = [(str(rid), str(field)) for rid, field in drop]
+                keys = pa.table(
+                    {
+                        "record_id": pa.array([rid for rid, _ in pairs], pa.string()),
+                        "field": pa.array([field for _, field in pairs], pa.string()),
+                    }
+                )
+            parts.merge(crm, PENDING, rows, keys if keys.num_rows else ())
 
     def pending_summary(self, crm: str | None = None) -> list[dict[str, Any]]:
         """Per CRM and run: records and fields still pending, and the oldest `since`."""
-        rows = self._db.execute(
-            "SELECT crm, run_id, COUNT(DISTINCT record_id), COUNT(*), MIN(since) FROM pending"
-            f" WHERE {_ANY_CRM} GROUP BY crm, run_id ORDER BY crm, run_id",
-            (crm, crm),
-        )
-        return [
-            {"crm": c, "run_id": r, "records": n, "fields": f, "since": _parse(since)}
-            for c, r, n, f, since in rows
-        ]
+        crms = [crm] if crm is not None else self.mirror.parts.crms_of(PENDING.name)
+        found = []
+        for name in sorted(crms):
+            table = self.mirror.parts.read(name, PENDING, columns=["record_id", "run_id", "since"])
+            if not table.num_rows:
+                continue
+            frame = table.to_pandas()
+            grouped = frame.groupby("run_id", sort=True).agg(
+                records=("record_id", "nunique"),
+                fields=("record_id", "size"),
+                since=("since", "min"),
+            )
+            found += [
+                {
+                    "crm": name,
+                    "run_id": int(run_id),
+                    "records": int(records),
+                    "fields": int(fields),
+                    "since": _parse(since),
+                }
+                for run_id, records, fields, since in grouped.itertuples(name=None)
+            ]
+        return found
 
     def counts(self) -> dict[str, int]:
         """Rows per table (what a reset would lose); the records mirror, last-written
@@ -931,6 +966,7 @@ class StateStore:
             table: int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
             for table in ("runs", "watermarks", "last_written", "failures", "records", "pending")
         }
+        found["pending"] += self.mirror.parts.row_count_of(PENDING.name)
         found["records"] += self.mirror.parts.row_count_of("records.")
         found["last_written"] += self.mirror.parts.row_count_of(LAST_WRITTEN.name)
         return found
@@ -1084,6 +1120,47 @@ class _Texts:
             return found
         except TypeError:  # unhashable
             return dumps(value)
+
+
+def _pending_table(frame: pd.DataFrame) -> pa.Table:
+    """A frame of `PENDING_COLUMNS` as rows of the `PENDING` parts (values as JSON text)."""
+    since = frame["since"].to_numpy(dtype=object)
+    codes, distinct = pd.factorize(since)
+    return pa.table(
+        {
+            "record_id": pa.array(frame["record_id"].astype(str).tolist(), pa.string()),
+            "field": pa.array(frame["field"].astype(str).tolist(), pa.string()),
+            "value": _value_texts(frame["value"].to_numpy(dtype=object)),
+            "run_id": pa.array(frame["run_id"].to_numpy(dtype=np.int64), pa.int64()),
+            "since": pa.DictionaryArray.from_arrays(
+                pa.array(codes, pa.int32()), pa.array([_text(d) for d in distinct], pa.string())
+            ).cast(pa.string()),
+        },
+        schema=PENDING.schema,
+    )
+
+
+_ONE_KIND = frozenset({"string", "floating", "integer", "boolean", "empty"})
+"""`pd.api.types.infer_dtype` results whose equal values have one JSON text each (1, 1.0
+and True are equal keys to `pd.factorize`, but not one text)."""
+
+
+def _value_texts(values: np.ndarray) -> pa.Array:
+    """Values as JSON text: each distinct one encoded once (tiers, segments, routes repeat)."""
+    if pd.api.types.infer_dtype(values, skipna=True) not in _ONE_KIND:
+        return pa.array(list(map(_Texts(), values.tolist())), pa.string())
+    codes, distinct = pd.factorize(values, use_na_sentinel=False)
+    texts = pa.array([dumps(value) for value in distinct.tolist()], pa.string())
+    return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), texts).cast(pa.string())
+
+
+def _decoded(column: pa.ChunkedArray, decode: Callable[[str], Any]) -> np.ndarray:
+    """A text column's values decoded, each distinct text once."""
+    encoded = pc.dictionary_encode(column.combine_chunks())
+    distinct = encoded.dictionary.to_pylist()
+    values = np.empty(len(distinct), dtype=object)
+    values[:] = [decode(text) for text in distinct]
+    return values[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
 def _put_written(
