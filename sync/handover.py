@@ -155,8 +155,12 @@ def next_pending(
     drop[before[known]] = False  # handed again: replaced (or kept), not dropped
     replaced = np.zeros(len(pending), dtype=bool)
     replaced[before[known]] = True
-    after = pd.concat([pending[~drop & ~replaced], put], ignore_index=True)[list(PENDING_COLUMNS)]
-    changed = put[~same].reset_index(drop=True)
+    if len(pending):
+        kept = pending[~drop & ~replaced]
+        after = pd.concat([kept, put], ignore_index=True)[list(PENDING_COLUMNS)]
+    else:  # a first run: no copy of a million rows
+        after = put
+    changed = put[~same].reset_index(drop=True) if same.any() else put
     everything = len(pending) > 0 and bool(drop.all())
     return Queue(changed, None if everything else pending.loc[drop, KEY], after)
 

@@ -603,12 +603,15 @@ def _hand_over(
     """Queue this run's changes with every earlier pending one, publish them all, then
     commit the state in one transaction (see the module docstring for the order)."""
     crm, updates, seen = run.options.crm, planned.updates, planned.seen
-    outcomes: list[tuple[RecordUpdate, Any]] = []
-    accepted: list[str] = []
+    refused: list[tuple[RecordUpdate, Any]] = []
+    accepted: list[str] = []  # (a million updates kept whole would hold their values)
 
     def on_batch(outcome: BatchOutcome) -> None:
-        outcomes.extend(outcome)
-        accepted.extend(update.record_id for update, answer in outcome if answer.ok)
+        for update, answer in outcome:
+            if answer.ok:
+                accepted.append(update.record_id)
+            else:
+                refused.append((update, answer))
 
     run.progress.phase("write", len(updates))
     summary = write_all(
@@ -619,25 +622,21 @@ def _hand_over(
         run.progress.advance,
         planned.write_plan,
     )
-    failed = {u.record_id for u, r in outcomes if not r.ok and not r.deleted}
+    failed = {u.record_id for u, r in refused if not r.deleted}
     failed |= {u.record_id for u in summary.not_attempted}
     decided = desired.index[~desired.index.isin(pd.Index(list(failed), dtype=object))]
     gone = set(work.pulled["account"].deleted) | set(summary.deleted)
     now = run.options.now()
-    changes = planned.plan.change_frame
-    handed = changes[changes["record_id"].isin(pd.Index(accepted, dtype=object)).to_numpy(bool)]
-    handed = handed_rows(handed["record_id"], handed["field"], handed["desired"])
-    queue = next_pending(planned.pending, seen, decided, handed, gone, run.id, now)
-    file = queue.updates()
-    run.connector.hand_over(file, run.id)  # the file first: the state then says so
+    put, drop, handed_over = _publish(run, planned, accepted, decided, gone, now)
 
-    succeeded = sorted({u.record_id for u, r in outcomes if r.ok})
+    succeeded = sorted(set(accepted))
+    accepted.clear()
     written = set(updates.record_ids.tolist())
     in_sync = set(desired.index) - written - failed - _kept(run.config, planned.plan)
     failures = [
         Failure(u.record_id, r.code, r.message, r.transient, dict(u.values))
-        for u, r in outcomes
-        if not r.ok and not r.deleted
+        for u, r in refused
+        if not r.deleted
     ] + [
         Failure(u.record_id, LIMIT_REACHED, summary.stopped, True, dict(u.values))
         for u in summary.not_attempted
@@ -657,7 +656,8 @@ def _hand_over(
             ),
             now,
         )
-        run.state.update_pending(crm, queue.put, queue.drop)
+        run.state.update_pending(crm, put, drop)
+        del put, drop
         run.state.record_failures(crm, run.id, failures, now)
         run.state.record_scores(
             crm,
@@ -674,11 +674,32 @@ def _hand_over(
             summary,
             len(failed),
             confirmed=int(seen["record_id"].nunique()),
-            pending=len(file),
+            pending=handed_over,
         )
         _finish(run, counts, ending)
     run.progress.phase("done")
     return ending
+
+
+def _publish(
+    run: Run,
+    planned: Planned,
+    accepted: list[str],
+    decided: pd.Index,
+    gone: set[str],
+    now: datetime,
+) -> tuple[pd.DataFrame, pd.DataFrame | None, int]:
+    """Hand over every pending change, this run's and earlier ones, as one file (what
+    the queue holds after the run). Returns what the queue gains and loses (`Queue.put`,
+    `Queue.drop`) and how many records the file holds; the rest is freed on return."""
+    changes = planned.plan.change_frame
+    handed = changes[changes["record_id"].isin(pd.Index(accepted, dtype=object)).to_numpy(bool)]
+    handed = handed_rows(handed["record_id"], handed["field"], handed["desired"])
+    queue = next_pending(planned.pending, planned.seen, decided, handed, gone, run.id, now)
+    del handed
+    file = queue.updates()
+    run.connector.hand_over(file, run.id)  # the file first: the state then says so
+    return queue.put, queue.drop, len(file)
 
 
 def _write(

@@ -918,10 +918,7 @@ class StateStore:
                 return
             if isinstance(drop, pd.DataFrame):
                 keys = pa.table(
-                    {
-                        "record_id": pa.array(drop["record_id"].astype(str).tolist(), pa.string()),
-                        "field": pa.array(drop["field"].astype(str).tolist(), pa.string()),
-                    }
+                    {"record_id": _texts_of(drop["record_id"]), "field": _texts_of(drop["field"])}
                 )
             else:
                 pairs = [(str(rid), str(field)) for rid, field in drop]
@@ -1128,8 +1125,8 @@ def _pending_table(frame: pd.DataFrame) -> pa.Table:
     codes, distinct = pd.factorize(since)
     return pa.table(
         {
-            "record_id": pa.array(frame["record_id"].astype(str).tolist(), pa.string()),
-            "field": pa.array(frame["field"].astype(str).tolist(), pa.string()),
+            "record_id": _texts_of(frame["record_id"]),
+            "field": _texts_of(frame["field"]),
             "value": _value_texts(frame["value"].to_numpy(dtype=object)),
             "run_id": pa.array(frame["run_id"].to_numpy(dtype=np.int64), pa.int64()),
             "since": pa.DictionaryArray.from_arrays(
@@ -1138,6 +1135,15 @@ def _pending_table(frame: pd.DataFrame) -> pa.Table:
         },
         schema=PENDING.schema,
     )
+
+
+def _texts_of(column: pd.Series) -> pa.Array:
+    """A column of ids or names as Arrow text (converted straight from the array when
+    its values are text already, as they are)."""
+    try:
+        return pa.array(column.to_numpy(dtype=object), pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return pa.array(column.astype(str).to_numpy(dtype=object), pa.string())
 
 
 _ONE_KIND = frozenset({"string", "floating", "integer", "boolean", "empty"})
