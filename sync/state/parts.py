@@ -91,21 +91,24 @@ LAST_WRITTEN = Layout(
     ),
     ("record_id", "field"),
 )
+TEXTS = pa.dictionary(pa.int32(), pa.string())
+"""Text that repeats (a tier, a run's timestamp), held as a dictionary in memory too."""
 PENDING = Layout(
     "pending",
     pa.schema(
         [
             ("record_id", pa.string()),
             ("field", pa.string()),
-            ("value", pa.string()),
+            ("value", TEXTS),
             ("run_id", pa.int64()),
-            ("since", pa.string()),
+            ("since", TEXTS),
         ]
     ),
     ("record_id", "field"),
 )
 """Changes handed over (an update file) and not yet seen in the CRM: after a backfill,
-one row per account and output field."""
+one row per account and output field (five million at a million accounts: the values and
+timestamps as dictionaries, not five million texts each)."""
 SCORES = Layout(
     "scores",
     pa.schema(

@@ -938,7 +938,8 @@ class StateStore:
             table = self.mirror.parts.read(name, PENDING, columns=["record_id", "run_id", "since"])
             if not table.num_rows:
                 continue
-            frame = table.to_pandas()
+            since = table.column("since").cast(pa.string())
+            frame = table.set_column(2, "since", since).to_pandas()
             grouped = frame.groupby("run_id", sort=True).agg(
                 records=("record_id", "nunique"),
                 fields=("record_id", "size"),
@@ -1131,7 +1132,7 @@ def _pending_table(frame: pd.DataFrame) -> pa.Table:
             "run_id": pa.array(frame["run_id"].to_numpy(dtype=np.int64), pa.int64()),
             "since": pa.DictionaryArray.from_arrays(
                 pa.array(codes, pa.int32()), pa.array([_text(d) for d in distinct], pa.string())
-            ).cast(pa.string()),
+            ),
         },
         schema=PENDING.schema,
     )
@@ -1154,10 +1155,10 @@ and True are equal keys to `pd.factorize`, but not one text)."""
 def _value_texts(values: np.ndarray) -> pa.Array:
     """Values as JSON text: each distinct one encoded once (tiers, segments, routes repeat)."""
     if pd.api.types.infer_dtype(values, skipna=True) not in _ONE_KIND:
-        return pa.array(list(map(_Texts(), values.tolist())), pa.string())
+        return pa.array(list(map(_Texts(), values.tolist())), pa.string()).dictionary_encode()
     codes, distinct = pd.factorize(values, use_na_sentinel=False)
     texts = pa.array([dumps(value) for value in distinct.tolist()], pa.string())
-    return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), texts).cast(pa.string())
+    return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), texts)
 
 
 def _decoded(column: pa.ChunkedArray, decode: Callable[[str], Any]) -> np.ndarray:
