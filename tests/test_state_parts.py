@@ -74,6 +74,48 @@ def test_merges_and_deletes_keep_what_a_key_value_table_would(
         assert _stored(store, layout) == dict(sorted(expected.items()))
 
 
+def test_rows_merged_in_sorted_pieces_keep_what_a_key_value_table_would(
+    tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mirror's write: pieces in key order, into a new table (parts written as they
+    fill) and over stored parts (each rewritten once), end as `merge` would leave them."""
+    monkeypatch.setattr(parts, "PART_ROWS", 6)
+    layout = records_layout("account")
+    expected: dict[str, str] = {}
+    rng = random.Random(11)
+    with StateStore(tmp_path) as store:
+        for step in range(12):
+            keys = sorted({f"a{rng.randrange(90):03d}" for _ in range(rng.randrange(1, 40))})
+            batch = {key: f"{key}@{step}" for key in keys}
+            cuts = sorted(rng.sample(range(len(keys) + 1), min(3, len(keys) + 1)))
+            pieces = [
+                _rows(layout, dict(list(batch.items())[begin:end]))
+                for begin, end in itertools.pairwise([0, *cuts, len(keys)])
+            ]
+            store.mirror.parts.merge_sorted("sf", layout, pieces)
+            expected.update(batch)
+            assert _stored(store, layout) == dict(sorted(expected.items()))
+            catalog = _catalog(store, layout)
+            assert all(rows <= 2 * 6 + 1 for _, _, rows in catalog)
+            ranges = [(first, last) for first, last, _ in catalog]
+            assert all(a[1] < b[0] for a, b in itertools.pairwise(ranges))
+        with pytest.raises(ValueError, match="not sorted"):
+            store.mirror.parts.merge_sorted(
+                "sf", layout, [_rows(layout, {"b2": "x"}), _rows(layout, {"b1": "y"})]
+            )
+        assert _stored(store, layout) == dict(sorted(expected.items()))  # nothing half-done
+
+
+def test_the_mirror_keeps_the_last_row_of_an_id_given_twice(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {"account_id": ["b", "a", "b", "c", "a"], "name": ["B1", "A1", "B2", "C", "A2"]}
+    )
+    with StateStore(tmp_path) as store:
+        store.upsert_records("sf", "account", frame, "account_id")
+        stored = store.load_records("sf", "account")
+    assert stored.to_dict("list") == {"account_id": ["a", "b", "c"], "name": ["A2", "B2", "C"]}
+
+
 def test_the_pending_queue_drops_one_field_of_a_record_and_keeps_its_others(
     tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -19,7 +19,7 @@ bits a row.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Literal
@@ -305,6 +305,77 @@ class Parts:
                     old = _combine(old, incoming.take(taken), layout)
                 self._write(db, crm, layout, old, None, split_above=2 * PART_ROWS)
 
+    def merge_sorted(self, crm: str, layout: Layout, pieces: Iterable[pa.Table]) -> None:
+        """`merge` for rows given piece by piece, sorted by key across the pieces and
+        unique (a given row replaces a stored one with its key).
+
+        Only one piece, and the rows of one part, are held at a time: a million rows
+        encoded on the way in never exist whole. Into an empty table the parts are
+        written as the pieces come; otherwise each part is rewritten once, with the rows
+        that fall in its range.
+
+        Raises:
+            ValueError: the pieces are not in strictly ascending key order.
+        """
+        if layout.keep != "new" or len(layout.unique) != 1:
+            raise ValueError(f"{layout.name}: merge_sorted takes one unique column, new rows win")
+        with self._transaction() as db:
+            catalog = self._catalog(db, crm, layout)
+            firsts = np.array([part.first for part in catalog], dtype=object)
+            held: list[pa.Table] = []
+            held_rows, slot = 0, -1
+            previous: str | None = None
+            for given in pieces:
+                if not given.num_rows:
+                    continue
+                piece = given.cast(layout.schema)
+                keys = piece.column(layout.key).combine_chunks()
+                previous = _check_ascending(keys, previous, layout)
+                if not catalog:  # a new table: whole parts as soon as they are full
+                    held.append(piece)
+                    held_rows += piece.num_rows
+                    if held_rows >= PART_ROWS:
+                        table = pa.concat_tables(held).combine_chunks()
+                        whole = held_rows - held_rows % PART_ROWS
+                        self._write(db, crm, layout, table.slice(0, whole), None, split_above=0)
+                        held, held_rows = [table.slice(whole)], held_rows - whole
+                    continue
+                at = keys.to_numpy(zero_copy_only=False)
+                slots = np.maximum(np.searchsorted(firsts, at, side="right") - 1, 0)
+                bounds = (np.flatnonzero(np.diff(slots)) + 1).tolist()
+                for begin, stop in zip([0, *bounds], [*bounds, len(at)], strict=True):
+                    if int(slots[begin]) != slot:
+                        self._rewrite(db, crm, layout, catalog, slot, held)
+                        held, slot = [], int(slots[begin])
+                    held.append(piece.slice(begin, stop - begin))
+            if not catalog:
+                if held_rows:
+                    table = pa.concat_tables(held).combine_chunks()
+                    self._write(db, crm, layout, table, None, split_above=0)
+                return
+            self._rewrite(db, crm, layout, catalog, slot, held)
+
+    def _rewrite(
+        self,
+        db: Connection,
+        crm: str,
+        layout: Layout,
+        catalog: list[_Part],
+        index: int,
+        rows: list[pa.Table],
+    ) -> None:
+        """Replace part `catalog[index]` by its rows combined with `rows` (sorted)."""
+        if index < 0 or not rows:
+            return
+        part = catalog[index]
+        old = self._load(db, crm, layout, part)
+        db.execute(
+            "DELETE FROM parts WHERE crm = ? AND name = ? AND part = ?",
+            (crm, layout.name, part.number),
+        )
+        combined = _combine(old, pa.concat_tables(rows), layout)
+        self._write(db, crm, layout, combined, None, split_above=2 * PART_ROWS)
+
     def delete_all(self, crm: str, layout: Layout) -> None:
         with self._transaction() as db:
             db.execute("DELETE FROM parts WHERE crm = ? AND name = ?", (crm, layout.name))
@@ -358,6 +429,20 @@ class Parts:
                 ),
             )
             begin = stop
+
+
+def _check_ascending(keys: pa.Array, previous: str | None, layout: Layout) -> str:
+    """The last of `keys`, after checking they ascend strictly, from after `previous`."""
+    if previous is not None:
+        keys_and_previous = pa.concat_arrays([pa.array([previous], pa.string()), keys])
+    else:
+        keys_and_previous = keys
+    count = len(keys_and_previous)
+    if count > 1:
+        after = pc.greater(keys_and_previous.slice(1), keys_and_previous.slice(0, count - 1))
+        if not pc.all(pc.fill_null(after, False)).as_py():
+            raise ValueError(f"{layout.name}: rows given to merge_sorted are not sorted and unique")
+    return str(keys[len(keys) - 1].as_py())
 
 
 class _Drop:
