@@ -31,6 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from icp_engine.connectors.canonical import LINE_COLUMN, TEXT
+from icp_engine.connectors.id_set import IdSet
 from icp_engine.connectors.salesforce.ids import to_18
 from pyarrow import csv as pacsv
 
@@ -54,7 +55,7 @@ class Older:
 
     column: str
     since: datetime
-    ids: set[str] = field(default_factory=set)
+    ids: IdSet = field(default_factory=IdSet)
     """The (stripped) Ids of every row read, left out or not."""
     already_read: frozenset[str] = frozenset()
     """Ids the last run read stamped exactly at `since`: such a row is not new either."""
@@ -115,13 +116,9 @@ def fast_pages(
     if older is not None and stamp_index is not None and changed == 0:
         # nothing new: no second reading; the set of Ids (wanted for deletions) also tells
         # whether one is repeated
-        present = set(named.to_pylist())
-        if len(present) != len(named):
+        if pc.count_distinct(named).as_py() != len(named):
             return None  # an Id twice: the row-by-row reader names both lines
-        if older.ids:
-            older.ids.update(present)
-        else:
-            older.ids = present  # a million Ids: not copied into an empty set
+        older.ids.add(named)
         return iter(())
     if pc.count_distinct(named).as_py() != len(named):
         return None  # an Id twice: the row-by-row reader names both lines
@@ -243,7 +240,7 @@ def _page(
     if older is not None and older.column in header:
         ids = columns[id_index]
         named = pc.filter(ids, pc.not_equal(ids, ""))
-        older.ids.update(pc.utf8_trim(named, " ").to_pylist())
+        older.ids.add(pc.utf8_trim(named, " "))
         keep = pc.invert(_certainly_before(columns[header.index(older.column)], older.since))
         columns = [pc.filter(column, keep) for column in columns]
         lines = lines[np.asarray(keep.to_numpy(zero_copy_only=False), dtype=bool)]

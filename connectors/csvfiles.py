@@ -66,6 +66,7 @@ from icp_engine.connectors.csv_rows import (
     records,
 )
 from icp_engine.connectors.errors import SourceError
+from icp_engine.connectors.id_set import IdSet
 from icp_engine.connectors.mapping import CURRENT_PREFIX, ID_FIELDS, CrmMapping
 from icp_engine.connectors.spreadsheet_safety import QUOTE, TRIGGERS, neutralise, restore
 from icp_engine.connectors.updates import RecordUpdates
@@ -116,7 +117,7 @@ class CsvConnector(Connector):
         self.out = Path(out) if out else self.source / UPDATES_FILE
         self.keep_runs = self.settings.keep_runs
         self._encodings: dict[Path, EncodingPlan] = {}
-        self._present: dict[str, set[str]] = {}
+        self._present: dict[str, IdSet] = {}
         """Every id a finished pull saw (read or not), so deletions need no second read."""
         self._complete: dict[str, bool] = {}
         """Per kind, False once a read met rows it could not tell apart."""
@@ -172,7 +173,7 @@ class CsvConnector(Connector):
         stamp_column = (
             object_map.fields["modified_at"].field if "modified_at" in object_map.fields else None
         )
-        present: set[str] = set()
+        present = IdSet()
         older = (
             Older(stamp_column, since, already_read=context.already_read)
             if since is not None and stamp_column
@@ -192,7 +193,7 @@ class CsvConnector(Connector):
         for number, raw in enumerate(pages):
             if number == 0:
                 self._warn_missing_columns(path, kind, raw.columns)
-            present.update(_ids(raw[id_column]))
+            present.add(_ids(raw[id_column]))
             page = raw
             if since is not None and stamp_column is not None and stamp_column in raw:
                 # Without SystemModstamp, the file's own time is the best we know.
@@ -218,8 +219,8 @@ class CsvConnector(Connector):
             stats.rows += len(frame)
             yield frame
         if older is not None:  # rows the fast reader left out as unchanged
-            present = present | older.ids if present else older.ids  # a quiet read's: not copied
-        present |= stats.unreadable_ids
+            present.update(older.ids)
+        present.add(stats.unreadable_ids)
         self._present[kind] = present
         self._complete[kind] = stats.complete
         release_memory()
@@ -240,18 +241,18 @@ class CsvConnector(Connector):
             path = self.path(kind)
             id_column = getattr(self.mapping.objects, kind).fields[ID_FIELDS[kind]].field
             stats = PullReport()
-            present: set[str] = set()
+            present, unreadable = IdSet(), set[str]()
             columns, fix = self._id_columns(kind), self.settings.salesforce_ids
             for page in _read_pages(
-                path, self._encoding(path), columns, [], kind, present, fix, stats
+                path, self._encoding(path), columns, [], kind, unreadable, fix, stats
             ):
-                present.update(_ids(page[id_column]))
-            self._present[kind] = present | stats.unreadable_ids
+                present.add(_ids(page[id_column]))
+            present.add(unreadable | stats.unreadable_ids)
+            self._present[kind] = present
             self._complete[kind] = self._complete.get(kind, True) and stats.complete
         if not self._complete.get(kind, True):
             return set()  # rows that could not be told apart: no evidence of any deletion
-        mine = known if isinstance(known, set | frozenset) else set(known)  # no copy of a set
-        return set(mine - self._present[kind])
+        return self._present[kind].missing(known)
 
     # -- write-back ---------------------------------------------------------------------
 
@@ -597,11 +598,11 @@ def _page(header: list[str], rows: list[list[str]], lines: list[int]) -> pd.Data
     return frame
 
 
-def _ids(column: pd.Series) -> list[str]:
+def _ids(column: pd.Series) -> pa.Array:
     """The stripped Ids of a raw page's Id column (blank ones as ''), without a Python
     loop over the rows."""
     values = pa.array(column.array).cast(pa.large_string())
-    return list(pc.utf8_trim(values, WHITESPACE).drop_null().to_pylist())
+    return pc.utf8_trim(values, WHITESPACE).drop_null()
 
 
 def _restore(column: pd.Series) -> pd.Series:

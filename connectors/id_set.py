@@ -1,0 +1,64 @@
+"""A set of record Ids held as Arrow text: what a whole-file read saw, for deletions.
+
+A CSV pull remembers every Id in the file, so that the records the state knows and the
+file lacks can be told deleted. At a million accounts and 1.6 million opportunities a
+Python set of them held about 270 MB for the whole run (a str object and a hash slot per
+Id); as Arrow text they are about 60 MB, and the one question asked of them (which known
+Ids are missing) is a single hash lookup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+class IdSet:
+    """Ids added as Arrow arrays (or any strings); asked which of some Ids it lacks."""
+
+    def __init__(self) -> None:
+        self._chunks: list[pa.Array] = []
+        self._count = 0
+
+    def add(self, ids: pa.Array | pa.ChunkedArray | Iterable[str]) -> None:
+        if isinstance(ids, pa.ChunkedArray):
+            chunks = [chunk.cast(pa.string()) for chunk in ids.chunks]
+        elif isinstance(ids, pa.Array):
+            chunks = [ids.cast(pa.string())]
+        else:
+            chunks = [pa.array([str(value) for value in ids], pa.string())]
+        chunks = [chunk for chunk in chunks if len(chunk)]
+        self._chunks += chunks
+        self._count += sum(len(chunk) for chunk in chunks)
+
+    def update(self, other: IdSet) -> None:
+        self._chunks += other._chunks
+        self._count += other._count
+
+    def __bool__(self) -> bool:
+        return self._count > 0
+
+    def __len__(self) -> int:
+        """Ids added, a repeated one counted each time."""
+        return self._count
+
+    def __contains__(self, record_id: object) -> bool:
+        return bool(self.missing([str(record_id)]) == set())
+
+    def distinct(self) -> set[str]:
+        """Every Id added, once."""
+        return {str(record_id) for chunk in self._chunks for record_id in chunk.to_pylist()}
+
+    def missing(self, ids: Collection[str]) -> set[str]:
+        """The ones of `ids` never added."""
+        if not ids:
+            return set()
+        asked = pa.array(list(ids), pa.string())
+        if not self._chunks:
+            return set(asked.to_pylist())
+        present = pa.chunked_array(self._chunks, pa.string()).combine_chunks()
+        self._chunks = [present]  # asked once per pull, but combined only once
+        found = pc.is_in(asked, value_set=present)
+        return set(asked.filter(pc.invert(found)).to_pylist())

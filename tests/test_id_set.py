@@ -1,0 +1,23 @@
+"""The Ids a CSV pull saw, held as Arrow text: which known Ids the file lacks."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from icp_engine.connectors.id_set import IdSet
+
+
+def test_missing_ids_are_the_known_ones_never_added() -> None:
+    seen = IdSet()
+    assert not seen and seen.missing({"a"}) == {"a"} and seen.missing(set()) == set()
+    seen.add(pa.array(["a", "b"]))
+    seen.add(pa.chunked_array([pa.array(["c"]), pa.array([], pa.string())], pa.string()))
+    seen.add(pa.array(["d"], pa.large_string()))  # a cleaned Id column's type
+    seen.add({"e"})  # unreadable rows' Ids, as Python strings
+    other = IdSet()
+    other.add(["f", "a"])  # rows a quick read left out
+    seen.update(other)
+    assert seen and len(seen) == 7
+    assert seen.distinct() == {"a", "b", "c", "d", "e", "f"}
+    assert seen.missing(["a", "x", "f", "y"]) == {"x", "y"}
+    assert "c" in seen and "x" not in seen
+    assert seen.missing(frozenset({"b", "z"})) == {"z"}  # asked again: the same answer
