@@ -18,9 +18,6 @@ each Id once.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -285,16 +282,3 @@ def _certainly_before(stamps: pa.Array, since: datetime) -> pa.Array:
     limit = pa.scalar(int(since.timestamp()) - 1, pa.int64())
     before = pc.less_equal(pc.cast(parsed, pa.int64()), limit)
     return pc.fill_null(pc.and_(plain, before), False)
-
-
-def release_memory() -> None:
-    """Hand memory freed by a pull back to the system: pyarrow's pool keeps what it freed,
-    and so does glibc's malloc (a page's temporaries fragment its heap), about a third of
-    the resident size after reading an export; the steps after the pull would otherwise
-    grow on top of it."""
-    pa.default_memory_pool().release_unused()
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    with contextlib.suppress(OSError, AttributeError):  # glibc only
-        ctypes.CDLL(name).malloc_trim(0)

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from icp_engine.connectors.arrow_memory import release_memory
 from icp_engine.connectors.base import (
     Connector,
     FieldInfo,
@@ -55,7 +56,7 @@ from icp_engine.connectors.canonical import (
     parse_column,
     to_canonical,
 )
-from icp_engine.connectors.csv_fast import Older, fast_pages, release_memory
+from icp_engine.connectors.csv_fast import Older, fast_pages
 from icp_engine.connectors.csv_rows import (
     Damaged,
     EncodingPlan,

@@ -28,7 +28,9 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from icp_engine import connectors
+from icp_engine.connectors.arrow_memory import release_memory
 from icp_engine.connectors.base import CallEstimate, Connector, RecordUpdate, WritePlan
 from icp_engine.connectors.canonical import RowIssue
 from icp_engine.connectors.enrichment import JoinReport
@@ -49,7 +51,7 @@ from icp_engine.sync.pull import WorkingSet, persist, working_set
 from icp_engine.sync.state.lock import DirectoryLock, LockedError
 from icp_engine.sync.state.meta import MetaKeys
 from icp_engine.sync.state.records import Failure, PendingChanges, ScoreRecord, StateError
-from icp_engine.sync.state.store import StateStore
+from icp_engine.sync.state.store import StateStore, pending_table
 from icp_engine.sync.writer import BatchOutcome, WriteSummary, write_all
 from icp_engine.sync.yamlfile import ConfigError
 from tenacity import Retrying
@@ -578,7 +580,7 @@ def _remember(
     run.state.record_scores(
         crm,
         run.id,
-        _score_records(desired, sorted(in_sync), run.config.criteria_version, base.criteria_fp),
+        _score_frame(desired, sorted(in_sync), run.config.criteria_version, base.criteria_fp),
         run.options.now(),
     )
     persist(run.state, crm, work, run.started)
@@ -662,9 +664,10 @@ def _hand_over(
         run.state.record_scores(
             crm,
             run.id,
-            _score_records(desired, track, run.config.criteria_version, base.criteria_fp),
+            _score_frame(desired, track, run.config.criteria_version, base.criteria_fp),
             now,
         )
+        release_memory()  # what the queue freed, before the mirror is encoded
         persist(run.state, crm, work, run.started)
         _remember_meta(run, base)
         run.state.clear_failures(crm, failing - failed)  # no one else's failed since
@@ -688,10 +691,11 @@ def _publish(
     decided: pd.Index,
     gone: set[str],
     now: datetime,
-) -> tuple[pd.DataFrame, pd.DataFrame | None, int]:
+) -> tuple[pa.Table, pd.DataFrame | None, int]:
     """Hand over every pending change, this run's and earlier ones, as one file (what
-    the queue holds after the run). Returns what the queue gains and loses (`Queue.put`,
-    `Queue.drop`) and how many records the file holds; the rest is freed on return."""
+    the queue holds after the run). Returns what the queue gains (`Queue.put` as
+    `pending_table` rows) and loses (`Queue.drop`) and how many records the file holds;
+    the rest is freed on return."""
     changes = planned.plan.change_frame
     handed = changes[changes["record_id"].isin(pd.Index(accepted, dtype=object)).to_numpy(bool)]
     handed = handed_rows(handed["record_id"], handed["field"], handed["desired"])
@@ -699,7 +703,10 @@ def _publish(
     del handed
     file = queue.updates()
     run.connector.hand_over(file, run.id)  # the file first: the state then says so
-    return queue.put, queue.drop, len(file)
+    put, drop, count = queue.put, queue.drop, len(file)
+    del queue, file  # the whole queue and the file's updates, before the rows are made
+    release_memory()
+    return pending_table(put), drop, count
 
 
 def _write(
@@ -767,17 +774,36 @@ def _score_records(
     desired: pd.DataFrame, ids: list[str], version: str, criteria_fp: str
 ) -> list[ScoreRecord]:
     """The scores and tiers of `ids` (accounts whose CRM values now match `desired`)."""
-    known = desired.index.intersection(pd.Index(ids, dtype=object))
-    rows = desired.loc[known, ["score", "tier"]]
-    scores = pd.to_numeric(rows["score"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    frame = _score_frame(desired, ids, version, criteria_fp)
+    scores = frame["score"].to_numpy(dtype=float)
     values = scores.astype(object)
     values[np.isnan(scores)] = None
     return [
-        ScoreRecord(str(account), value, tier, version, criteria_fp)
+        ScoreRecord(account, value, tier, version, criteria_fp)
         for account, value, tier in zip(
-            rows.index.tolist(), values.tolist(), rows["tier"].tolist(), strict=True
+            frame["account_id"].tolist(), values.tolist(), frame["tier"].tolist(), strict=True
         )
     ]
+
+
+def _score_frame(
+    desired: pd.DataFrame, ids: Sequence[str], version: str, criteria_fp: str
+) -> pd.DataFrame:
+    """`_score_records` as a frame of `SCORE_RECORD_COLUMNS` (a whole org's: no object per
+    account)."""
+    known = desired.index.intersection(pd.Index(list(ids), dtype=object))
+    rows = desired.loc[known, ["score", "tier"]]
+    return pd.DataFrame(
+        {
+            "account_id": rows.index.astype(str).to_numpy(dtype=object),
+            "score": pd.to_numeric(rows["score"], errors="coerce").to_numpy(
+                dtype=float, na_value=np.nan
+            ),
+            "tier": rows["tier"].to_numpy(dtype=object),
+            "version": version,
+            "fingerprint": criteria_fp,
+        }
+    )
 
 
 def _log_issues(connector: Connector, issues: list[RowIssue]) -> None:

@@ -264,9 +264,9 @@ class Parts:
         if rows is not None and rows.num_rows:  # one chunk per column: `take` is much faster
             incoming = rows.cast(layout.schema).combine_chunks()
         order = _order(incoming, layout) if incoming is not None else None
-        pairs = _Drop(drop, layout) if isinstance(drop, pa.Table) else None
-        dropped = pairs.keys if pairs is not None else sorted({str(key) for key in drop})
-        if order is None and not dropped:
+        pairs = _Drop(drop, layout) if isinstance(drop, pa.Table) and drop.num_rows else None
+        dropped = [] if isinstance(drop, pa.Table) else sorted({str(key) for key in drop})
+        if order is None and not dropped and pairs is None:
             return
         with self._transaction() as db:
             catalog = self._catalog(db, crm, layout)
@@ -276,9 +276,8 @@ class Parts:
                 return
             touched: dict[int, pa.Array | None] = {}
             if incoming is not None and order is not None:
-                keys = incoming.column(layout.key).take(order).to_numpy(zero_copy_only=False)
-                firsts = np.array([part.first for part in catalog], dtype=object)
-                slot = np.maximum(np.searchsorted(firsts, keys, side="right") - 1, 0)
+                keys = incoming.column(layout.key).take(order)
+                slot = _slots(keys, catalog)
                 bounds = np.flatnonzero(np.diff(slot)) + 1
                 for begin, stop in zip(
                     [0, *bounds.tolist()], [*bounds.tolist(), len(keys)], strict=True
@@ -286,7 +285,9 @@ class Parts:
                     touched[int(slot[begin])] = order.slice(begin, stop - begin)
             for index, part in enumerate(catalog):
                 begin = bisect.bisect_left(dropped, part.first)
-                if begin < len(dropped) and dropped[begin] <= part.last:
+                if (begin < len(dropped) and dropped[begin] <= part.last) or (
+                    pairs is not None and pairs.touches(part)
+                ):
                     touched.setdefault(index, None)
             gone = pa.array(dropped, pa.string())
             for index in sorted(touched):
@@ -321,7 +322,6 @@ class Parts:
             raise ValueError(f"{layout.name}: merge_sorted takes one unique column, new rows win")
         with self._transaction() as db:
             catalog = self._catalog(db, crm, layout)
-            firsts = np.array([part.first for part in catalog], dtype=object)
             held: list[pa.Table] = []
             held_rows, slot = 0, -1
             previous: str | None = None
@@ -340,10 +340,9 @@ class Parts:
                         self._write(db, crm, layout, table.slice(0, whole), None, split_above=0)
                         held, held_rows = [table.slice(whole)], held_rows - whole
                     continue
-                at = keys.to_numpy(zero_copy_only=False)
-                slots = np.maximum(np.searchsorted(firsts, at, side="right") - 1, 0)
+                slots = _slots(keys, catalog)
                 bounds = (np.flatnonzero(np.diff(slots)) + 1).tolist()
-                for begin, stop in zip([0, *bounds], [*bounds, len(at)], strict=True):
+                for begin, stop in zip([0, *bounds], [*bounds, len(keys)], strict=True):
                     if int(slots[begin]) != slot:
                         self._rewrite(db, crm, layout, catalog, slot, held)
                         held, slot = [], int(slots[begin])
@@ -395,9 +394,11 @@ class Parts:
         if count == 0:
             return
         size = PART_ROWS if count > (split_above or PART_ROWS) else count
-        keys = table.column(layout.key)
-        if order is not None:
-            keys = keys.take(order)
+        column = table.column(layout.key)
+
+        def key_at(index: int) -> object:  # (no sorted copy of the key column)
+            return column[index if order is None else order[index].as_py()].as_py()
+
         (highest,) = db.execute(
             "SELECT COALESCE(MAX(part), 0) FROM parts WHERE crm = ? AND name = ?",
             (crm, layout.name),
@@ -405,8 +406,8 @@ class Parts:
         number, begin = int(highest), 0
         while begin < count:
             stop = min(begin + size, count)
-            last_key = keys[stop - 1].as_py()
-            while stop < count and keys[stop].as_py() == last_key:
+            last_key = key_at(stop - 1)
+            while stop < count and key_at(stop) == last_key:
                 stop += 1  # one key's rows stay in one part
             piece = (
                 table.take(order.slice(begin, stop - begin))
@@ -421,7 +422,7 @@ class Parts:
                     crm,
                     layout.name,
                     number,
-                    keys[begin].as_py(),
+                    key_at(begin),
                     last_key,
                     piece.num_rows,
                     _parquet(piece.select(layout.key_schema.names)),
@@ -429,6 +430,17 @@ class Parts:
                 ),
             )
             begin = stop
+
+
+def _slots(keys: pa.Array | pa.ChunkedArray, catalog: list[_Part]) -> np.ndarray:
+    """For each key, the part of `catalog` (sorted by first key) its range falls in: the
+    last part starting at or before it, the first part for a key before them all.
+    Compared in Arrow, a part at a time: no Python string per key."""
+    slots = np.zeros(len(keys), dtype=np.int64)
+    for part in catalog[1:]:
+        after = pc.greater_equal(keys, pa.scalar(part.first, pa.string()))
+        slots += np.asarray(after.to_numpy(zero_copy_only=False), dtype=np.int64)
+    return slots
 
 
 def _check_ascending(keys: pa.Array, previous: str | None, layout: Layout) -> str:
@@ -446,24 +458,30 @@ def _check_ascending(keys: pa.Array, previous: str | None, layout: Layout) -> st
 
 
 class _Drop:
-    """Rows to remove by all their unique values, sorted by key, so a part hashes only
-    the ones in its own key range."""
+    """Rows to remove by all their unique values. A part hashes only the ones in its own
+    key range, picked by comparing in Arrow (no Python string per row)."""
 
     def __init__(self, table: pa.Table, layout: Layout) -> None:
         unique = pa.schema([layout.schema.field(name) for name in layout.unique])
-        table = table.select(list(layout.unique)).cast(unique)
-        table = table.take(pc.sort_indices(table, [(layout.key, "ascending")]))
+        self._table = table.select(list(layout.unique)).cast(unique).combine_chunks()
+        self._keys = self._table.column(layout.key)
         self._layout = layout
-        self._table = table
-        self._sorted = table.column(layout.key).to_numpy(zero_copy_only=False)
-        self.keys = sorted(set(self._sorted.tolist()))
+
+    def __len__(self) -> int:
+        return self._table.num_rows
+
+    def _in(self, part: _Part) -> pa.ChunkedArray:
+        low = pc.greater_equal(self._keys, pa.scalar(part.first, pa.string()))
+        return pc.and_(low, pc.less_equal(self._keys, pa.scalar(part.last, pa.string())))
+
+    def touches(self, part: _Part) -> bool:
+        return bool(pc.any(self._in(part)).as_py())
 
     def remove(self, rows: pa.Table, part: _Part) -> pa.Table:
-        begin = int(np.searchsorted(self._sorted, part.first, side="left"))
-        end = int(np.searchsorted(self._sorted, part.last, side="right"))
-        if begin == end:
+        mine = self._table.filter(self._in(part))
+        if not mine.num_rows:
             return rows
-        gone = _joined(self._table.slice(begin, end - begin), self._layout)
+        gone = _joined(mine, self._layout)
         return rows.filter(pc.invert(pc.is_in(_joined(rows, self._layout), value_set=gone)))
 
 
@@ -489,24 +507,42 @@ def _parquet(table: pa.Table) -> bytes:
 
 def _order(table: pa.Table, layout: Layout) -> pa.Array:
     """Indices of `table`'s rows sorted by the unique columns, one per unique value: the
-    last given of several when `layout.keep` is `new`, the first otherwise."""
-    given = pa.array(np.arange(table.num_rows, dtype=np.int64))
-    keyed = pa.table({name: table.column(name) for name in layout.unique}).append_column(
-        "__given__", given
-    )
-    direction = "ascending" if layout.keep == "old" else "descending"
-    order = pc.sort_indices(
-        keyed, [*((name, "ascending") for name in layout.unique), ("__given__", direction)]
-    )
-    if len(order) < 2:
-        return order
-    same = None
-    for name in layout.unique:
-        column = keyed.column(name).take(order).combine_chunks()
-        equal = pc.fill_null(pc.equal(column.slice(1), column.slice(0, len(column) - 1)), False)
-        same = equal if same is None else pc.and_(same, equal)
-    assert same is not None
-    return order.filter(pa.concat_arrays([pa.array([True]), pc.invert(same)]))
+    last given of several when `layout.keep` is `new`, the first otherwise.
+
+    Each unique column is sorted as integer ranks of its distinct values (a million
+    records' five fields: 5,000,000 rows), so no sorted copy of a text column is made."""
+    count = table.num_rows
+    ranks = [_ranks(table.column(name)) for name in layout.unique]
+    order = np.lexsort((np.arange(count), *reversed(ranks)))  # the last key is the first
+    if count < 2:
+        return pa.array(order, pa.int64())
+    same = np.ones(count - 1, dtype=bool)
+    for rank in ranks:
+        ordered = rank[order]
+        same &= ordered[1:] == ordered[:-1]
+    keep = np.ones(count, dtype=bool)
+    if layout.keep == "new":
+        keep[:-1] = ~same  # the last row of each unique value
+    else:
+        keep[1:] = ~same  # the first
+    return pa.array(order[keep], pa.int64())
+
+
+def _ranks(column: pa.ChunkedArray) -> np.ndarray:
+    """Per row, the rank of its value among the column's distinct values in Arrow's sort
+    order (code points for text; nulls last)."""
+    encoded = pc.dictionary_encode(column).unify_dictionaries()
+    if not encoded.num_chunks:
+        return np.empty(0, dtype=np.int64)
+    distinct = encoded.chunk(0).dictionary
+    rank = np.empty(len(distinct) + 1, dtype=np.int64)
+    rank[np.asarray(pc.sort_indices(distinct).to_numpy())] = np.arange(len(distinct))
+    rank[-1] = len(distinct)  # null
+    indices = [
+        np.asarray(chunk.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+        for chunk in encoded.chunks
+    ]
+    return rank[np.concatenate(indices)]
 
 
 def _combine(old: pa.Table, new: pa.Table, layout: Layout) -> pa.Table:

@@ -98,6 +98,10 @@ class ScoreRecord:
     """The criteria's fingerprint (tells apart edits of the hand-written file)."""
 
 
+SCORE_RECORD_COLUMNS = ("account_id", "score", "tier", "version", "fingerprint")
+"""`ScoreRecord`'s fields, as the columns of a frame of them."""
+
+
 @dataclass(frozen=True)
 class FailureRecord(Failure):
     """A stored `Failure`: how many runs failed it, first and last (tz-aware UTC)."""

@@ -76,6 +76,7 @@ from icp_engine.sync.state.postgres import (
 )
 from icp_engine.sync.state.records import (
     FILE_NAME,
+    SCORE_RECORD_COLUMNS,
     Failure,
     FailureRecord,
     Pending,
@@ -765,15 +766,26 @@ class StateStore:
     # score tracking
 
     def record_scores(
-        self, crm: str, run_id: int, scores: Iterable[ScoreRecord], at: datetime
+        self, crm: str, run_id: int, scores: Iterable[ScoreRecord] | pd.DataFrame, at: datetime
     ) -> None:
-        """Remember scores now in the CRM under their criteria version.
+        """Remember scores now in the CRM under their criteria version: `ScoreRecord`s, or
+        a frame of their columns (a million accounts: no object per account).
 
         One row per account per criteria fingerprint: the first score given under a
         version is kept (later rescores under the same version do not replace it), so a
         prediction is judged by what was known when it was made, and the table stays
         bounded by accounts x versions.
         """
+        if isinstance(scores, pd.DataFrame):
+            if len(scores) >= _STRAIGHT_TO_PARTS:
+                self._scores_to_parts(crm, run_id, scores, at)
+                return
+            rows = scores[list(SCORE_RECORD_COLUMNS)].astype(object)
+            rows = rows.where(rows.notna(), None)
+            scores = [
+                ScoreRecord(str(account), score, tier, str(version), str(fingerprint))
+                for account, score, tier, version, fingerprint in rows.itertuples(index=False)
+            ]
         listed = list(scores)
         with self._transaction() as db:
             if len(listed) < _STRAIGHT_TO_PARTS:
@@ -793,6 +805,25 @@ class StateStore:
                 },
                 schema=SCORES.schema,
             )
+            self.mirror.parts.merge(crm, SCORES, table)
+
+    def _scores_to_parts(self, crm: str, run_id: int, scores: pd.DataFrame, at: datetime) -> None:
+        stamp = pa.scalar(_text(at), pa.string())
+        numbers = pd.to_numeric(scores["score"], errors="coerce").to_numpy(dtype=float)
+        table = pa.table(
+            {
+                "account_id": _texts_of(scores["account_id"]),
+                "fingerprint": _texts_of(scores["fingerprint"]),
+                "version": _texts_of(scores["version"]),
+                "score": pa.array(numbers, pa.float64(), mask=np.isnan(numbers)),
+                "tier": pa.array(scores["tier"].to_numpy(dtype=object), pa.string()),
+                "run_id": pa.array(np.full(len(scores), run_id, dtype=np.int64)),
+                "written_at": pa.repeat(stamp, len(scores)),
+            },
+            schema=SCORES.schema,
+        )
+        with self._transaction() as db:
+            self._fold(db, crm)  # rows recorded earlier are older than these
             self.mirror.parts.merge(crm, SCORES, table)
 
     def scores(self, crm: str) -> pd.DataFrame:
@@ -892,12 +923,15 @@ class StateStore:
     def update_pending(
         self,
         crm: str,
-        put: Iterable[tuple[str, str, Pending]] | pd.DataFrame,
+        put: Iterable[tuple[str, str, Pending]] | pd.DataFrame | pa.Table,
         drop: Iterable[tuple[str, str]] | pd.DataFrame | None,
     ) -> None:
         """`drop_pending(drop)` then `put_pending(put)`, in one transaction that rewrites
-        each part of the queue it touches once."""
-        if not isinstance(put, pd.DataFrame):
+        each part of the queue it touches once. `put` may also be `pending_table`'s
+        answer (made early, so a million rows' frame can be freed first)."""
+        if isinstance(put, pa.Table):
+            put = put if put.num_rows else pd.DataFrame()
+        elif not isinstance(put, pd.DataFrame):
             listed = list(put)
             put = pd.DataFrame(
                 {
@@ -909,7 +943,10 @@ class StateStore:
                 },
                 dtype=object,
             )
-        rows = _pending_table(put) if len(put) else None
+        if isinstance(put, pa.Table):
+            rows: pa.Table | None = put
+        else:
+            rows = pending_table(put) if len(put) else None
         parts = self.mirror.parts
         with self._transaction():
             if drop is None:
@@ -1120,22 +1157,33 @@ class _Texts:
             return dumps(value)
 
 
-def _pending_table(frame: pd.DataFrame) -> pa.Table:
-    """A frame of `PENDING_COLUMNS` as rows of the `PENDING` parts (values as JSON text)."""
-    since = frame["since"].to_numpy(dtype=object)
-    codes, distinct = pd.factorize(since)
+def pending_table(frame: pd.DataFrame) -> pa.Table:
+    """A frame of `PENDING_COLUMNS` as rows of the `PENDING` parts (values as JSON text).
+
+    Hashing is Arrow's, a field at a time: a backfill's queue is five million rows whose
+    values mix numbers and text across fields (a Python text per row, or pandas' hash
+    tables sized to the rows, cost about 600 MB at a million accounts)."""
+    fields = _texts_of(frame["field"])
+    since = _stamps(frame["since"].to_numpy(dtype=object)).dictionary_encode()
+    stamps = [_text(moment) for moment in since.dictionary.to_pylist()]
     return pa.table(
         {
             "record_id": _texts_of(frame["record_id"]),
-            "field": _texts_of(frame["field"]),
-            "value": _value_texts(frame["value"].to_numpy(dtype=object)),
+            "field": fields,
+            "value": _value_texts(frame["value"].to_numpy(dtype=object), fields),
             "run_id": pa.array(frame["run_id"].to_numpy(dtype=np.int64), pa.int64()),
-            "since": pa.DictionaryArray.from_arrays(
-                pa.array(codes, pa.int32()), pa.array([_text(d) for d in distinct], pa.string())
-            ),
+            "since": pa.DictionaryArray.from_arrays(since.indices, pa.array(stamps, pa.string())),
         },
         schema=PENDING.schema,
     )
+
+
+def _stamps(moments: np.ndarray) -> pa.Array:
+    """Aware datetimes as Arrow UTC timestamps (a naive one taken as UTC)."""
+    try:
+        return pa.array(moments, pa.timestamp("us", tz="UTC"))
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return pa.array([_utc(moment) for moment in moments], pa.timestamp("us", tz="UTC"))
 
 
 def _texts_of(column: pd.Series) -> pa.Array:
@@ -1152,13 +1200,28 @@ _ONE_KIND = frozenset({"string", "floating", "integer", "boolean", "empty"})
 and True are equal keys to `pd.factorize`, but not one text)."""
 
 
-def _value_texts(values: np.ndarray) -> pa.Array:
-    """Values as JSON text: each distinct one encoded once (tiers, segments, routes repeat)."""
-    if pd.api.types.infer_dtype(values, skipna=True) not in _ONE_KIND:
-        return pa.array(list(map(_Texts(), values.tolist())), pa.string()).dictionary_encode()
-    codes, distinct = pd.factorize(values, use_na_sentinel=False)
-    texts = pa.array([dumps(value) for value in distinct.tolist()], pa.string())
-    return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), texts)
+def _value_texts(values: np.ndarray, fields: pa.Array) -> pa.DictionaryArray:
+    """Values as JSON text, each distinct one of a field encoded once (tiers, segments,
+    routes repeat). A field's values are of one kind (numbers, or text); a field whose
+    kinds mix is encoded value by value."""
+    codes = np.zeros(len(values), dtype=np.int32)
+    texts: list[str] = []
+    by_field = pc.dictionary_encode(fields)
+    field_codes = np.asarray(by_field.indices.fill_null(-1).to_numpy(zero_copy_only=False))
+    for code in range(-1, len(by_field.dictionary)):
+        rows = np.flatnonzero(field_codes == code)
+        if not len(rows):
+            continue
+        mine = values[rows]
+        if pd.api.types.infer_dtype(mine, skipna=True) in _ONE_KIND:
+            encoded = pc.dictionary_encode(pa.array(mine, from_pandas=True), null_encoding="encode")
+            distinct = [dumps(value) for value in encoded.dictionary.to_pylist()]
+        else:
+            encoded = pa.array(list(map(_Texts(), mine.tolist())), pa.string()).dictionary_encode()
+            distinct = encoded.dictionary.to_pylist()
+        codes[rows] = np.asarray(encoded.indices.to_numpy(zero_copy_only=False)) + len(texts)
+        texts += distinct
+    return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), pa.array(texts, pa.string()))
 
 
 def _decoded(column: pa.ChunkedArray, decode: Callable[[str], Any]) -> np.ndarray:
