@@ -647,17 +647,7 @@ def _hand_over(
     failing = {f.record_id for f in run.state.failures(crm)}
     run.progress.phase("save")
     with run.state.atomic():
-        run.state.record_written(
-            crm,
-            run.id,
-            zip(
-                seen["record_id"].tolist(),
-                seen["field"].tolist(),
-                seen["value"].tolist(),
-                strict=True,
-            ),
-            now,
-        )
+        run.state.record_written(crm, run.id, seen[["record_id", "field", "value"]], now)
         run.state.update_pending(crm, put, drop)
         del put, drop
         run.state.record_failures(crm, run.id, failures, now)

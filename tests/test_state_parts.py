@@ -116,6 +116,31 @@ def test_the_mirror_keeps_the_last_row_of_an_id_given_twice(tmp_path: Path) -> N
     assert stored.to_dict("list") == {"account_id": ["a", "b", "c"], "name": ["A2", "B2", "C"]}
 
 
+def test_written_values_given_as_a_frame_keep_their_json_form(tmp_path: Path) -> None:
+    """A confirming run records millions of written values as columns: each field's
+    values keep their type (a field mixing 1 and 1.0 too), and a later row wins."""
+    count = 12_000  # past the row journal: straight into the parts
+    frame = pd.DataFrame(
+        {
+            "record_id": [f"a{i:05d}" for i in range(count)] * 3,
+            "field": ["Score__c"] * count + ["Tier__c"] * count + ["Count__c"] * count,
+            "value": [float(i % 100) + 0.5 for i in range(count)]
+            + [None if i % 7 == 0 else "AB"[i % 2] for i in range(count)]
+            + [1 if i % 2 else 1.0 for i in range(count)],
+        },
+        dtype=object,
+    )
+    with StateStore(tmp_path) as store:
+        store.record_written("sf", 1, [("a00003", "Tier__c", "Z")], AT)  # older: replaced
+        store.record_written("sf", 2, frame, AT)
+        written = store.last_written("sf")
+    assert len(written) == 3 * count
+    assert written[("a00003", "Score__c")].value == 3.5
+    assert written[("a00003", "Tier__c")].value == "B"
+    assert written[("a00007", "Tier__c")].value is None
+    assert [type(written[(f"a0000{i}", "Count__c")].value) for i in (1, 2)] == [int, float]
+
+
 def test_the_pending_queue_drops_one_field_of_a_record_and_keeps_its_others(
     tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

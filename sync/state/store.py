@@ -722,9 +722,25 @@ class StateStore:
                 db.execute("DELETE FROM scores WHERE crm = ?", (crm,))
 
     def record_written(
-        self, crm: str, run_id: int, items: Iterable[tuple[str, str, Any]], written_at: datetime
+        self,
+        crm: str,
+        run_id: int,
+        items: Iterable[tuple[str, str, Any]] | pd.DataFrame,
+        written_at: datetime,
     ) -> None:
-        """Remember `(record id, CRM field, value)` items as written by run `run_id`."""
+        """Remember `(record id, CRM field, value)` items as written by run `run_id`, or a
+        frame of `record_id`, `field` and `value` (a confirmed backfill's five million:
+        no tuple per field)."""
+        if isinstance(items, pd.DataFrame):
+            if len(items) >= _STRAIGHT_TO_PARTS:
+                self._written_to_parts(crm, run_id, items, written_at)
+                return
+            items = zip(
+                items["record_id"].tolist(),
+                items["field"].tolist(),
+                items["value"].tolist(),
+                strict=True,
+            )
         listed = list(items)
         with self._transaction() as db:
             if len(listed) < _STRAIGHT_TO_PARTS:
@@ -743,6 +759,23 @@ class StateStore:
                 },
                 schema=LAST_WRITTEN.schema,
             )
+            self.mirror.parts.merge(crm, LAST_WRITTEN, table)
+
+    def _written_to_parts(
+        self, crm: str, run_id: int, items: pd.DataFrame, written_at: datetime
+    ) -> None:
+        fields = _texts_of(items["field"])
+        table = pa.table(
+            {
+                "record_id": _texts_of(items["record_id"]),
+                "field": fields,
+                "value": _value_texts(items["value"].to_numpy(dtype=object), fields),
+                "run_id": pa.array(np.full(len(items), run_id, dtype=np.int64)),
+                "written_at": pa.repeat(pa.scalar(_text(written_at), pa.string()), len(items)),
+            }
+        ).cast(LAST_WRITTEN.schema)
+        with self._transaction() as db:
+            self._fold(db, crm)  # rows recorded earlier are older than these
             self.mirror.parts.merge(crm, LAST_WRITTEN, table)
 
     def record_batch(
@@ -897,8 +930,8 @@ class StateStore:
             return PendingChanges()
         frame = pd.DataFrame(
             {
-                "record_id": table.column("record_id").to_numpy(zero_copy_only=False),
-                "field": table.column("field").to_numpy(zero_copy_only=False),
+                "record_id": _decoded(table.column("record_id"), str),  # a str per id,
+                "field": _decoded(table.column("field"), str),  # not one per row
                 "value": _decoded(table.column("value"), json.loads),
                 "since": _decoded(table.column("since"), _parse),
             },
