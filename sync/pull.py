@@ -21,7 +21,7 @@ import pandas as pd
 from icp_engine.connectors.base import Connector, ObjectKind, PullContext, PullReport
 from icp_engine.connectors.canonical import restore_types
 from icp_engine.connectors.errors import SourceError
-from icp_engine.connectors.mapping import ID_FIELDS
+from icp_engine.connectors.mapping import ID_FIELDS, CrmMapping
 from icp_engine.sync import numbers, progress
 from icp_engine.sync.state.records import Watermark
 from icp_engine.sync.state.store import StateStore
@@ -253,23 +253,35 @@ def working_set(
         affected |= known["account"] - pulled["account"].deleted
 
     from_mirror = affected - set(accounts_pulled["account_id"])
-    stored = state.load_records(crm, "account", ids=from_mirror) if from_mirror else None
-    frames = (
-        [restore_types(stored, mapping, "account")] if stored is not None and len(stored) else []
+    stored = (
+        state.load_records(crm, "account", ids=from_mirror, convert=_retyped(mapping, "account"))
+        if from_mirror
+        else None
     )
+    frames = [stored] if stored is not None and len(stored) else []
     accounts = (
         pd.concat([*frames, accounts_pulled], ignore_index=True) if frames else accounts_pulled
     )
 
-    stored_opps = state.load_records(crm, "opportunity", account_ids=affected) if affected else None
+    stored_opps = (
+        state.load_records(
+            crm, "opportunity", account_ids=affected, convert=_retyped(mapping, "opportunity")
+        )
+        if affected
+        else None
+    )
     opp_frames = []
     if stored_opps is not None and len(stored_opps):
-        stored_opps = restore_types(stored_opps, mapping, "opportunity")
         gone = set(opps_pulled["opportunity_id"]) | pulled["opportunity"].deleted
         opp_frames.append(stored_opps.loc[~stored_opps["opportunity_id"].isin(gone)])
     opp_frames.append(opps_pulled.loc[opps_pulled["account_id"].isin(affected)])
     opportunities = pd.concat(opp_frames, ignore_index=True)
     return WorkingSet(accounts.reset_index(drop=True), opportunities, pulled, False, dict(learned))
+
+
+def _retyped(mapping: CrmMapping, kind: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """Mirror rows re-typed as a pull gives them, a stored part at a time."""
+    return lambda frame: restore_types(frame, mapping, kind)
 
 
 def persist(state: StateStore, crm: str, work: WorkingSet, run_started: datetime) -> None:

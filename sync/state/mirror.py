@@ -93,17 +93,27 @@ class RecordMirror:
         obj: str,
         ids: Iterable[str] | None = None,
         account_ids: Iterable[str] | None = None,
+        convert: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
     ) -> pd.DataFrame:
         """Stored rows ordered by record id, as a frame of JSON-decoded values.
 
-        Columns are dtype object with None for missing values; the caller re-types them.
-        Rows are filtered by record `ids` and/or `account_ids` (both given: rows matching
-        both); None is no filter. No rows: an empty frame without columns.
+        Columns are dtype object with None for missing values; the caller re-types them,
+        best with `convert`, which is given the rows of one stored part at a time (a
+        million opportunities' Python values never exist at once). Rows are filtered by
+        record `ids` and/or `account_ids` (both given: rows matching both); None is no
+        filter. No rows: an empty frame without columns.
         """
         keys = None if ids is None else unique_ids(ids)
         match = None if account_ids is None else ("account_id", unique_ids(account_ids))
-        table = self.parts.read(crm, records_layout(obj), keys, ["data"], match)
-        return decode_rows(table.column("data").to_pylist(), self._layouts)
+        frames = []
+        for table in self.parts.read_each(crm, records_layout(obj), keys, ["data"], match):
+            frame = decode_rows(table.column("data").to_pylist(), self._layouts)
+            frames.append(convert(frame) if convert is not None else frame)
+        if not frames:
+            return pd.DataFrame()
+        if len(frames) == 1:
+            return frames[0]
+        return pd.concat(frames, ignore_index=True)
 
     def _layouts(self, key: str) -> list[str]:
         with self._transaction(write=False) as db:

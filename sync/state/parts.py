@@ -213,12 +213,24 @@ class Parts:
         `match[0]` holds one of `match[1]` (None: any), sorted by their unique columns,
         with `columns` (None: all)."""
         names = columns if columns is not None else layout.schema.names
-        matching = None if match is None else (match[0], pa.array(list(match[1]), pa.string()))
-        with self._transaction(write=False) as db:
-            tables = list(self._tables(db, crm, layout, keys, names, matching))
+        tables = list(self.read_each(crm, layout, keys, columns, match))
         if not tables:
             return layout.schema.empty_table().select(names)
         return pa.concat_tables(tables)
+
+    def read_each(
+        self,
+        crm: str,
+        layout: Layout,
+        keys: Collection[str] | None = None,
+        columns: list[str] | None = None,
+        match: tuple[str, Collection[str]] | None = None,
+    ) -> Iterator[pa.Table]:
+        """`read`, a part's rows at a time (parts with none left out), in key order."""
+        names = columns if columns is not None else layout.schema.names
+        matching = None if match is None else (match[0], pa.array(list(match[1]), pa.string()))
+        with self._transaction(write=False) as db:
+            yield from self._tables(db, crm, layout, keys, names, matching)
 
     def _tables(
         self,

@@ -508,9 +508,10 @@ class StateStore:
         obj: str,
         ids: Iterable[str] | None = None,
         account_ids: Iterable[str] | None = None,
+        convert: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
     ) -> pd.DataFrame:
         """See `RecordMirror.load_records`."""
-        return self.mirror.load_records(crm, obj, ids, account_ids)
+        return self.mirror.load_records(crm, obj, ids, account_ids, convert)
 
     def record_ids(self, crm: str, obj: str) -> set[str]:
         """See `RecordMirror.record_ids`."""
