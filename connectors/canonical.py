@@ -424,6 +424,18 @@ def _str_or_none(value: Any) -> str | None:
     return None if value is None or pd.isna(value) else str(value)
 
 
+def _as_text(column: pd.Series) -> pd.Series:
+    """A column of text (or missing) values as `TEXT`."""
+    values = column.to_numpy(dtype=object)
+    missing = np.asarray(pd.isna(values), dtype=bool)
+    try:
+        text = pa.array(values, pa.string(), from_pandas=True)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # a number kept in a text field
+        texts = [None if gone else str(value) for value, gone in zip(values, missing, strict=True)]
+        text = pa.array(texts, pa.string())
+    return pd.Series(pd.array(text, dtype=TEXT), index=column.index, name=column.name)
+
+
 def restore_types(frame: pd.DataFrame, mapping: CrmMapping, kind: str) -> pd.DataFrame:
     """Re-type a canonical frame whose values went through JSON (the state mirror)."""
     out = frame.copy()
@@ -432,8 +444,8 @@ def restore_types(frame: pd.DataFrame, mapping: CrmMapping, kind: str) -> pd.Dat
             out[name] = pd.Series(None, index=out.index, dtype=object)
         if field_type in ("number", "boolean", "date", "datetime"):
             out[name] = parse_column(out[name], field_type, {})
-        else:
-            out[name] = out[name].astype(object).where(out[name].notna(), None)
+        else:  # text as a pull gives it (Arrow strings, not a Python object per value)
+            out[name] = _as_text(out[name])
     if kind == "account":
         for key, output in mapping.outputs.items():
             column = CURRENT_PREFIX + key
