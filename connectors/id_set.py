@@ -9,10 +9,41 @@ Ids are missing) is a single hash lookup.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+
+class Ids(Collection[str]):
+    """Distinct Ids as Arrow text, read-only (the records the state knows): a million of
+    them without a Python string each, until someone iterates them."""
+
+    def __init__(self, ids: pa.Array | pa.ChunkedArray) -> None:
+        if isinstance(ids, pa.ChunkedArray):
+            ids = ids.combine_chunks()
+        self.array: pa.Array = ids.cast(pa.string())
+        self._set: frozenset[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.array.to_pylist())
+
+    def __contains__(self, record_id: object) -> bool:
+        if self._set is None:
+            self._set = frozenset(self.array.to_pylist())
+        return record_id in self._set
+
+    def without(self, others: pa.Array | pa.ChunkedArray) -> set[str]:
+        """These Ids, less `others`."""
+        if not len(self.array):
+            return set()
+        if isinstance(others, pa.ChunkedArray):
+            others = others.combine_chunks()
+        found = pc.is_in(self.array, value_set=others.cast(pa.string()))
+        return set(self.array.filter(pc.invert(found)).to_pylist())
 
 
 class IdSet:
@@ -55,10 +86,9 @@ class IdSet:
         """The ones of `ids` never added."""
         if not ids:
             return set()
-        asked = pa.array(list(ids), pa.string())
+        asked = ids if isinstance(ids, Ids) else Ids(pa.array(list(ids), pa.string()))
         if not self._chunks:
-            return set(asked.to_pylist())
+            return set(asked)
         present = pa.chunked_array(self._chunks, pa.string()).combine_chunks()
         self._chunks = [present]  # asked once per pull, but combined only once
-        found = pc.is_in(asked, value_set=present)
-        return set(asked.filter(pc.invert(found)).to_pylist())
+        return asked.without(present)

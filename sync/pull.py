@@ -18,9 +18,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from icp_engine.connectors.base import Connector, ObjectKind, PullContext, PullReport
 from icp_engine.connectors.canonical import restore_types
 from icp_engine.connectors.errors import SourceError
+from icp_engine.connectors.id_set import Ids
 from icp_engine.connectors.mapping import ID_FIELDS, CrmMapping
 from icp_engine.sync import numbers, progress
 from icp_engine.sync.state.records import Watermark
@@ -89,7 +91,7 @@ def pull_object(
     connector: Connector,
     kind: ObjectKind,
     watermark: Watermark | None,
-    known: set[str],
+    known: Ids,
     on_page: Callable[[int], None] | None = None,
     allow_shrink: bool = False,
     previous_run_started: datetime | None = None,
@@ -141,7 +143,7 @@ def pull_object(
     frame = pd.concat(pages, ignore_index=True) if pages else _empty(connector, kind)
     frame = frame.drop_duplicates(id_column, keep="last").reset_index(drop=True)
     if watermark is None:
-        deleted = known - set(frame[id_column])
+        deleted = known.without(pa.array(frame[id_column].astype(str).to_numpy(dtype=object)))
     else:
         deleted = connector.deleted_ids(kind, since, known)
     report = pull.report
@@ -159,7 +161,8 @@ def pull_object(
         and not allow_shrink
         and deleted
         and (
-            (len(known) >= SHRINK_MIN_KNOWN and 2 * len(deleted) >= len(known)) or deleted == known
+            (len(known) >= SHRINK_MIN_KNOWN and 2 * len(deleted) >= len(known))
+            or len(deleted) == len(known)
         )
     ):
         where = getattr(connector, "path", None)
@@ -221,11 +224,11 @@ def working_set(
         None,
     )
     pulled: dict[str, Pulled] = {}
-    known: dict[str, set[str]] = {}
+    known: dict[str, Ids] = {}
     learned: Mapping[str, Any] = memo or {}
     for kind in ("account", "opportunity"):
         watermark = None if full else state.watermark(crm, kind)
-        known[kind] = state.record_ids(crm, kind)
+        known[kind] = state.known_ids(crm, kind)
         pulled[kind] = pull_object(
             connector,
             kind,
@@ -250,7 +253,7 @@ def working_set(
     affected |= extra_accounts
     affected -= pulled["account"].deleted
     if rescore_all:
-        affected |= known["account"] - pulled["account"].deleted
+        affected |= set(known["account"]) - pulled["account"].deleted
 
     from_mirror = affected - set(accounts_pulled["account_id"])
     stored = (

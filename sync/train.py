@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+import pyarrow as pa
 from icp_engine import connectors
 from icp_engine.connectors.base import Connector
+from icp_engine.connectors.id_set import Ids
 from icp_engine.scoring.labels import field_label, human_date, using_labels
 from icp_engine.sync import numbers
 from icp_engine.sync.config import Config, check_criteria, load_config
@@ -63,7 +65,8 @@ class TrainOutcome:
 def read_all(connector: Connector) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every account and opportunity, as canonical frames (a full, read-only pull)."""
     connector.connect()
-    pulled = [pull_object(connector, kind, None, set()) for kind in ("account", "opportunity")]
+    nothing = Ids(pa.array([], pa.string()))  # a read, not a sync: nothing known to delete
+    pulled = [pull_object(connector, kind, None, nothing) for kind in ("account", "opportunity")]
     frames = [p.frame for p in pulled]
     issues = sum(len(p.report.issues) for p in pulled)
     if issues:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pyarrow as pa
-from icp_engine.connectors.id_set import IdSet
+from icp_engine.connectors.id_set import Ids, IdSet
 
 
 def test_missing_ids_are_the_known_ones_never_added() -> None:
@@ -21,3 +21,14 @@ def test_missing_ids_are_the_known_ones_never_added() -> None:
     assert seen.missing(["a", "x", "f", "y"]) == {"x", "y"}
     assert "c" in seen and "x" not in seen
     assert seen.missing(frozenset({"b", "z"})) == {"z"}  # asked again: the same answer
+
+
+def test_known_ids_answer_as_a_collection_and_subtract_in_arrow() -> None:
+    known = Ids(pa.chunked_array([pa.array(["a", "b"]), pa.array(["c"])]))
+    assert len(known) == 3 and list(known) == ["a", "b", "c"]
+    assert "b" in known and "z" not in known
+    assert known.without(pa.array(["b", "x"])) == {"a", "c"}
+    seen = IdSet()
+    seen.add(pa.array(["c"]))
+    assert seen.missing(known) == {"a", "b"}
+    assert Ids(pa.array([], pa.string())).without(pa.array(["a"])) == set()

@@ -31,6 +31,7 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from icp_engine.connectors.id_set import Ids
 from icp_engine.sync.state.parts import Parts, records_layout
 from icp_engine.sync.state.sql import Connection
 
@@ -123,6 +124,11 @@ class RecordMirror:
         if found is None:
             raise ValueError(f"stored records use layout {key!r}, which the state does not hold")
         return [str(name) for name in json.loads(found[0])]
+
+    def known_ids(self, crm: str, obj: str) -> Ids:
+        """`record_ids` as Arrow text (in id order), without a Python string per id."""
+        table = self.parts.read(crm, records_layout(obj), columns=["record_id"])
+        return Ids(table.column("record_id"))
 
     def record_ids(self, crm: str, obj: str) -> set[str]:
         """The ids of the stored rows of `obj` in `crm`."""

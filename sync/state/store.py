@@ -54,6 +54,7 @@ import pandas as pd
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
+from icp_engine.connectors.id_set import Ids
 from icp_engine.sync.state.lock import DirectoryLock
 from icp_engine.sync.state.mirror import RecordMirror, dumps, select_in, unique_ids
 from icp_engine.sync.state.parts import (
@@ -516,6 +517,10 @@ class StateStore:
     def record_ids(self, crm: str, obj: str) -> set[str]:
         """See `RecordMirror.record_ids`."""
         return self.mirror.record_ids(crm, obj)
+
+    def known_ids(self, crm: str, obj: str) -> Ids:
+        """See `RecordMirror.known_ids`."""
+        return self.mirror.known_ids(crm, obj)
 
     # runs
 
