@@ -629,7 +629,7 @@ def _hand_over(
     decided = desired.index[~desired.index.isin(pd.Index(list(failed), dtype=object))]
     gone = set(work.pulled["account"].deleted) | set(summary.deleted)
     now = run.options.now()
-    put, drop, handed_over = _publish(run, planned, accepted, decided, gone, now)
+    put, drop, in_file = _publish(run, planned, accepted, decided, gone, now)
 
     succeeded = sorted(set(accepted))
     accepted.clear()
@@ -667,7 +667,7 @@ def _hand_over(
             summary,
             len(failed),
             confirmed=int(seen["record_id"].nunique()),
-            pending=handed_over,
+            pending=in_file,
         )
         _finish(run, counts, ending)
     run.progress.phase("done")

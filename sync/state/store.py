@@ -41,10 +41,9 @@ import logging
 import os
 import sqlite3
 import stat
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from itertools import chain, islice
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -969,23 +968,10 @@ class StateStore:
         each part of the queue it touches once. `put` may also be `pending_table`'s
         answer (made early, so a million rows' frame can be freed first)."""
         if isinstance(put, pa.Table):
-            put = put if put.num_rows else pd.DataFrame()
-        elif not isinstance(put, pd.DataFrame):
-            listed = list(put)
-            put = pd.DataFrame(
-                {
-                    "record_id": [str(rid) for rid, _, _ in listed],
-                    "field": [str(field) for _, field, _ in listed],
-                    "value": [p.value for _, _, p in listed],
-                    "run_id": [p.run_id for _, _, p in listed],
-                    "since": [p.since for _, _, p in listed],
-                },
-                dtype=object,
-            )
-        if isinstance(put, pa.Table):
-            rows: pa.Table | None = put
+            rows = put if put.num_rows else None
         else:
-            rows = pending_table(put) if len(put) else None
+            frame = put if isinstance(put, pd.DataFrame) else _pending_frame(put)
+            rows = pending_table(frame) if len(frame) else None
         parts = self.mirror.parts
         with self._transaction():
             if drop is None:
@@ -1196,6 +1182,21 @@ class _Texts:
             return dumps(value)
 
 
+def _pending_frame(items: Iterable[tuple[str, str, Pending]]) -> pd.DataFrame:
+    """(record id, CRM field, `Pending`) items as a frame of `PENDING_COLUMNS`."""
+    listed = list(items)
+    return pd.DataFrame(
+        {
+            "record_id": [str(rid) for rid, _, _ in listed],
+            "field": [str(field) for _, field, _ in listed],
+            "value": [p.value for _, _, p in listed],
+            "run_id": [p.run_id for _, _, p in listed],
+            "since": [p.since for _, _, p in listed],
+        },
+        dtype=object,
+    )
+
+
 def pending_table(frame: pd.DataFrame) -> pa.Table:
     """A frame of `PENDING_COLUMNS` as rows of the `PENDING` parts (values as JSON text).
 
@@ -1367,36 +1368,3 @@ def _text(moment: datetime) -> str:
 
 def _parse(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
-
-
-_ROWS_PER_STATEMENT = 100
-"""Rows per multi-row INSERT: 600 parameters at 6 columns, under any SQLite's limit."""
-
-
-def _insert_rows(db: Connection, head: str, tail: str, rows: Iterable[Sequence[Any]]) -> None:
-    """`head` + one `(?, ...)` per row + `tail`, `_ROWS_PER_STATEMENT` rows a statement.
-
-    A million single-row INSERTs bind and step one row per call; a hundred rows a statement
-    took a million pending rows from 3.1 s to 1.6 s on SQLite. The same SQL runs on
-    PostgreSQL. The rows must not repeat a key an ON CONFLICT clause names (PostgreSQL
-    refuses to update one row twice in one statement).
-    """
-    iterator = iter(rows)
-    first = list(islice(iterator, _ROWS_PER_STATEMENT))
-    if not first:
-        return
-    width = len(first[0])
-    one = "(" + ", ".join("?" * width) + ")"
-    full = head + ", ".join([one] * _ROWS_PER_STATEMENT) + tail
-    batch = first
-    statements: list[tuple[Any, ...]] = []
-    while len(batch) == _ROWS_PER_STATEMENT:
-        statements.append(tuple(chain.from_iterable(batch)))
-        if len(statements) == 1000:
-            db.executemany(full, statements)
-            statements = []
-        batch = list(islice(iterator, _ROWS_PER_STATEMENT))
-    if statements:
-        db.executemany(full, statements)
-    if batch:
-        db.execute(head + ", ".join([one] * len(batch)) + tail, tuple(chain.from_iterable(batch)))
