@@ -229,15 +229,20 @@ def dumps(value: Any) -> str:
     return _ENCODER.encode(to_jsonable(value))
 
 
+def _iso_texts(series: pd.Series) -> pa.Array:
+    """A column of moments as ISO 8601 UTC texts at microseconds (naive taken as UTC)."""
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+    stamps = pa.array(series.to_numpy(dtype="datetime64[us]"), pa.timestamp("us"))
+    text = pc.replace_substring(pc.cast(stamps, pa.string()), " ", "T", max_replacements=1)
+    return pc.binary_join_element_wise(text, "+00:00", "")
+
+
 def column_values(series: pd.Series) -> list[Any]:
     """The values of one column as `to_jsonable` would give them, vectorised by dtype."""
     dtype = series.dtype
     if isinstance(dtype, pd.DatetimeTZDtype) or (isinstance(dtype, np.dtype) and dtype.kind == "M"):
-        if isinstance(dtype, pd.DatetimeTZDtype):
-            series = series.dt.tz_convert("UTC").dt.tz_localize(None)
-        stamps = pa.array(series.to_numpy(dtype="datetime64[us]"), pa.timestamp("us"))
-        text = pc.replace_substring(pc.cast(stamps, pa.string()), " ", "T", max_replacements=1)
-        return list(pc.binary_join_element_wise(text, "+00:00", "").to_pylist())  # 6x numpy's
+        return list(_iso_texts(series).to_pylist())  # 6x numpy's
     if isinstance(dtype, np.dtype) and dtype.kind == "f":
         numbers = series.to_numpy()
         values = numbers.astype(object)
@@ -331,23 +336,90 @@ def _last_of_each(ids: pa.Array) -> np.ndarray:
 
 
 def _encode_rows(frame: pd.DataFrame, key: str, id_at: int, account_at: int | None) -> pa.Table:
-    """`encode_sorted` for a slice of rows (Python objects exist for one slice at a time)."""
-    values = [column_values(frame.iloc[:, index]) for index in range(frame.shape[1])]
-    ids, encode = values[id_at], orjson.dumps
-    accounts = values[account_at] if account_at is not None else [None] * len(ids)
-    return pa.table(
-        {
-            "record_id": pa.array(
-                [None if record_id is None else str(record_id) for record_id in ids], pa.string()
-            ),
-            "account_id": pa.array(
-                [None if account is None else str(account) for account in accounts], pa.string()
-            ),
-            "data": pa.array(
-                [encode(row) for row in zip([key] * len(ids), *values, strict=True)], pa.string()
-            ),
-        }
+    """`encode_sorted` for a slice of rows: each column becomes its JSON literals in Arrow
+    (`json_literals`), and a row's text is they joined, `[key, v1, v2, ...]`."""
+    ids = _id_texts(frame.iloc[:, id_at])
+    accounts = (
+        _id_texts(frame.iloc[:, account_at])
+        if account_at is not None
+        else pa.nulls(len(frame), pa.string())
     )
+    literals = [json_literals(frame.iloc[:, index]) for index in range(frame.shape[1])]
+    head = pa.scalar(orjson.dumps([key]).decode()[:-1], pa.string())  # '["<key>"'
+    data = pc.binary_join_element_wise(head, *literals, ",") if literals else pa.repeat(head, 0)
+    data = pc.binary_join_element_wise(data, pa.scalar("]"), "")
+    return pa.table({"record_id": ids, "account_id": accounts, "data": data})
+
+
+_INTEGRAL = "^-?[0-9]+$"
+
+
+def json_literals(series: pd.Series) -> pa.Array:
+    """Each value of a column as its JSON text, exactly as `orjson.dumps` writes the value
+    `column_values` gives (null for a missing one). Text, numbers, booleans and moments
+    are converted in Arrow; a column of anything else, or text with control characters,
+    value by value."""
+    dtype = series.dtype
+    arrow: pa.Array | None = None
+    if isinstance(dtype, pd.DatetimeTZDtype) or (isinstance(dtype, np.dtype) and dtype.kind == "M"):
+        arrow = _iso_texts(series)
+    elif isinstance(dtype, np.dtype) and dtype.kind in "fiub":
+        arrow = pa.array(series.to_numpy(), from_pandas=True)
+    elif isinstance(dtype, pd.api.extensions.ExtensionDtype) and dtype.kind in "fiubOU":
+        with contextlib.suppress(pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+            arrow = pa.array(series.array, from_pandas=True)
+    if isinstance(arrow, pa.ChunkedArray):
+        arrow = arrow.combine_chunks()
+    literals = _arrow_literals(arrow) if arrow is not None else None
+    if literals is None:
+        values = column_values(series)
+        return pa.array([orjson.dumps(value).decode() for value in values], pa.string())
+    return literals
+
+
+def _arrow_literals(arrow: pa.Array) -> pa.Array | None:
+    """`json_literals` of an Arrow column, or None for a type (or text) it leaves to orjson."""
+    kind = arrow.type
+    if pa.types.is_float64(kind):  # (a float32's text is its own, not orjson's)
+        finite = pc.is_finite(arrow)
+        text = pc.cast(arrow, pa.string())
+        text = pc.if_else(  # orjson writes 1.0, Arrow 1
+            pc.match_substring_regex(text, _INTEGRAL),
+            pc.binary_join_element_wise(text, pa.scalar(".0"), ""),
+            text,
+        )
+        return pc.fill_null(pc.if_else(finite, text, pa.scalar(None, pa.string())), "null")
+    if pa.types.is_integer(kind):
+        return pc.fill_null(pc.cast(arrow, pa.string()), "null")
+    if pa.types.is_boolean(kind):
+        return pc.fill_null(pc.if_else(arrow, pa.scalar("true"), pa.scalar("false")), "null")
+    if pa.types.is_null(kind):
+        return pa.array(["null"] * len(arrow), pa.string())
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        arrow = arrow.cast(pa.string())
+        data = _text_bytes(arrow)
+        if (data < 0x20).any():  # a control character: orjson's escapes, value by value
+            return None
+        escaped = arrow
+        if (data == ord("\\")).any():
+            escaped = pc.replace_substring(escaped, "\\", "\\\\")
+        if (data == ord('"')).any():
+            escaped = pc.replace_substring(escaped, '"', '\\"')
+        quoted = pc.binary_join_element_wise(pa.scalar('"'), escaped, pa.scalar('"'), "")
+        return pc.fill_null(quoted, "null")
+    return None
+
+
+def _text_bytes(text: pa.Array) -> np.ndarray:
+    """The UTF-8 bytes of a text array's values, as one array (scanned without a Python
+    string or a regular expression per value)."""
+    if not len(text):
+        return np.empty(0, dtype=np.uint8)
+    _, offsets, data = text.buffers()
+    if data is None:
+        return np.empty(0, dtype=np.uint8)
+    bounds = np.frombuffer(offsets, dtype=np.int32)[text.offset : text.offset + len(text) + 1]
+    return np.frombuffer(data, dtype=np.uint8)[int(bounds[0]) : int(bounds[-1])]
 
 
 def decode_rows(texts: Sequence[str], layouts: Callable[[str], list[str]]) -> pd.DataFrame:
