@@ -84,6 +84,7 @@ def fast_pages(
     total = changed = 0
     ids: list[pa.Array] = []
     at_watermark: list[pa.Array] = []
+    at_rows: list[np.ndarray] = []  # the file's row numbers of those Ids
     try:
         for batch in _batches(path, len(header), read):
             total += batch.num_rows
@@ -94,22 +95,26 @@ def fast_pages(
                 if index == id_index:
                     ids.append(_clean(raw, salesforce_ids))
                 if index == stamp_index and older is not None:
-                    certain, at_ids = _may_be_new(raw, batch.column(read.index(id_index)), older)
+                    certain, at, at_ids = _may_be_new(
+                        raw, batch.column(read.index(id_index)), older
+                    )
                     changed += certain
                     if len(at_ids):
                         at_watermark.append(at_ids)
+                        at_rows.append(at + (total - batch.num_rows))
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError):
         return None
     if total != rows:
         return None
     every = pa.chunked_array(ids, pa.string()) if ids else pa.chunked_array([], pa.string())
     named = pc.filter(every, pc.not_equal(every, ""))
+    read_before = np.zeros(total, dtype=bool)  # at the watermark, read there last run
     if at_watermark and older is not None:  # one lookup (a hash of the set) for the file
         stamped = pa.chunked_array(at_watermark, pa.string())
         read_there = pa.array(older.already_read, pa.string())
-        changed += int(
-            pc.sum(pc.cast(pc.invert(pc.is_in(stamped, read_there)), pa.int64())).as_py() or 0
-        )
+        found = np.asarray(pc.is_in(stamped, read_there).to_numpy(zero_copy_only=False), bool)
+        changed += int((~found).sum())
+        read_before[np.concatenate(at_rows)[found]] = True
     if older is not None and stamp_index is not None and changed == 0:
         # nothing new: no second reading; the set of Ids (wanted for deletions) also tells
         # whether one is repeated
@@ -119,7 +124,9 @@ def fast_pages(
         return iter(())
     if pc.count_distinct(named).as_py() != len(named):
         return None  # an Id twice: the row-by-row reader names both lines
-    return _pages(path, header, id_index, lookup_index, salesforce_ids, page_rows, older)
+    return _pages(
+        path, header, id_index, lookup_index, salesforce_ids, page_rows, older, read_before
+    )
 
 
 def _structure(path: Path) -> int | None:
@@ -201,7 +208,10 @@ def _pages(
     salesforce_ids: bool,
     page_rows: int,
     older: Older | None,
+    read_before: np.ndarray,
 ) -> Iterator[pd.DataFrame]:
+    """The file's pages; with `older`, rows certainly older than its `since`, and rows
+    at it that the last run read there (`read_before`, by row), are left out."""
     line = 2
     buffered: list[pa.RecordBatch] = []
     count = 0
@@ -209,11 +219,13 @@ def _pages(
         buffered.append(batch)
         count += batch.num_rows
         if count >= page_rows:
-            yield _page(buffered, header, id_index, lookup_index, salesforce_ids, line, older)
+            skip = read_before[line - 2 : line - 2 + count]
+            yield _page(buffered, header, id_index, lookup_index, salesforce_ids, line, older, skip)
             line += count
             buffered, count = [], 0
     if count:
-        yield _page(buffered, header, id_index, lookup_index, salesforce_ids, line, older)
+        skip = read_before[line - 2 : line - 2 + count]
+        yield _page(buffered, header, id_index, lookup_index, salesforce_ids, line, older, skip)
 
 
 def _page(
@@ -224,6 +236,7 @@ def _page(
     salesforce_ids: bool,
     line: int,
     older: Older | None,
+    read_before: np.ndarray,
 ) -> pd.DataFrame:
     table = pa.Table.from_batches(batches)
     columns: list[pa.Array] = []
@@ -239,6 +252,8 @@ def _page(
         named = pc.filter(ids, pc.not_equal(ids, ""))
         older.ids.add(pc.utf8_trim(named, " "))
         keep = pc.invert(_certainly_before(columns[header.index(older.column)], older.since))
+        if read_before.any():  # not new either: spare making them into the page
+            keep = pc.and_(keep, pa.array(~read_before))
         columns = [pc.filter(column, keep) for column in columns]
         lines = lines[np.asarray(keep.to_numpy(zero_copy_only=False), dtype=bool)]
     data: dict[str, pd.api.extensions.ExtensionArray] = {}
@@ -250,17 +265,22 @@ def _page(
     return frame
 
 
-def _may_be_new(stamps: pa.Array, raw_ids: pa.Array, older: Older) -> tuple[int, pa.Array]:
+def _may_be_new(
+    stamps: pa.Array, raw_ids: pa.Array, older: Older
+) -> tuple[int, np.ndarray, pa.Array]:
     """Rows not certainly older than `older.since`: how many are new for sure (stamped
-    after it, or not plainly), and the Ids of those stamped exactly at it (new unless
-    the last run read them there: the caller looks them up once, in `already_read`)."""
+    after it, or not plainly), and the rows (positions in the batch) and Ids of those
+    stamped exactly at it (new unless the last run read them there: the caller looks
+    them up once, in `already_read`)."""
     kept = pc.invert(_certainly_before(stamps, older.since))
     if not older.already_read or not pc.any(kept).as_py():
-        return int(pc.sum(pc.cast(kept, pa.int64())).as_py() or 0), pa.array([], pa.string())
+        certain_count = int(pc.sum(pc.cast(kept, pa.int64())).as_py() or 0)
+        return certain_count, np.empty(0, dtype=np.int64), pa.array([], pa.string())
     at = pc.and_(kept, _exactly_at(stamps, older.since))
     certain = pc.and_(kept, pc.invert(at))
     at_ids = pc.utf8_trim(pc.filter(raw_ids, at), " ")
-    return int(pc.sum(pc.cast(certain, pa.int64())).as_py() or 0), at_ids
+    rows = np.flatnonzero(np.asarray(at.to_numpy(zero_copy_only=False), dtype=bool))
+    return int(pc.sum(pc.cast(certain, pa.int64())).as_py() or 0), rows, at_ids
 
 
 def _exactly_at(stamps: pa.Array, since: datetime) -> pa.Array:

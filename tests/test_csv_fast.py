@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from icp_engine.connectors import csv_fast, csvfiles
@@ -211,3 +212,31 @@ def test_a_repeated_id_is_left_to_the_row_reader_when_nothing_is_new(tmp_path, d
     )
     older = Older("SystemModstamp", datetime(2030, 1, 1, tzinfo=UTC))
     assert fast_pages(path, header.strip().split(","), 0, 2, True, 2, older) is None
+
+
+def test_pages_leave_out_rows_the_last_run_read_at_the_watermark(tmp_path) -> None:
+    """After a bulk load most rows share the watermark's stamp: those the last run read
+    there are not made into pages at all; older rows neither; the rest are."""
+    write_sample_crm(tmp_path, 60)
+    path = tmp_path / "Account.csv"
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    stamps = np.full(len(frame), "2030-01-01T00:00:00.250Z", dtype=object)
+    stamps[::5] = "2029-06-01T00:00:00Z"  # older
+    stamps[1::5] = "2030-02-01T00:00:00Z"  # newer
+    frame["SystemModstamp"] = stamps
+    frame.to_csv(path, index=False, lineterminator="\n")
+    ids = frame["Id"].tolist()
+    at = [i for i in range(len(ids)) if i % 5 not in (0, 1)]
+    unread = set(at[::4])  # at the watermark, but not read there by the last run
+    older = Older(
+        "SystemModstamp",
+        datetime(2030, 1, 1, 0, 0, 0, 250_000, tzinfo=UTC),
+        already_read=frozenset(ids[i] for i in at if i not in unread),
+    )
+    header = list(frame.columns)
+    pages = fast_pages(path, header, header.index("Id"), None, True, 7, older)
+    assert pages is not None
+    paged = [value for page in pages for value in page["Id"].tolist()]
+    expected = [ids[i] for i in range(len(ids)) if i % 5 == 1 or i in unread]
+    assert paged == expected
+    assert older.ids.distinct() == set(ids)  # every Id is still seen (deletions)
