@@ -84,7 +84,7 @@ def fast_pages(
     total = changed = 0
     ids: list[pa.Array] = []
     at_watermark: list[pa.Array] = []
-    at_rows: list[np.ndarray] = []  # the file's row numbers of those Ids
+    at_masks: list[pa.Array] = []  # per batch: which rows those Ids are
     try:
         for batch in _batches(path, len(header), read):
             total += batch.num_rows
@@ -99,22 +99,21 @@ def fast_pages(
                         raw, batch.column(read.index(id_index)), older
                     )
                     changed += certain
+                    at_masks.append(at)
                     if len(at_ids):
                         at_watermark.append(at_ids)
-                        at_rows.append(at + (total - batch.num_rows))
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError):
         return None
     if total != rows:
         return None
     every = pa.chunked_array(ids, pa.string()) if ids else pa.chunked_array([], pa.string())
     named = pc.filter(every, pc.not_equal(every, ""))
-    read_before = np.zeros(total, dtype=bool)  # at the watermark, read there last run
+    found = np.empty(0, dtype=bool)
     if at_watermark and older is not None:  # one lookup (a hash of the set) for the file
         stamped = pa.chunked_array(at_watermark, pa.string())
         read_there = pa.array(older.already_read, pa.string())
         found = np.asarray(pc.is_in(stamped, read_there).to_numpy(zero_copy_only=False), bool)
         changed += int((~found).sum())
-        read_before[np.concatenate(at_rows)[found]] = True
     if older is not None and stamp_index is not None and changed == 0:
         # nothing new: no second reading; the set of Ids (wanted for deletions) also tells
         # whether one is repeated
@@ -124,6 +123,10 @@ def fast_pages(
         return iter(())
     if pc.count_distinct(named).as_py() != len(named):
         return None  # an Id twice: the row-by-row reader names both lines
+    read_before = np.zeros(total, dtype=bool)  # at the watermark, read there last run
+    if len(found):
+        at = pa.chunked_array(at_masks, pa.bool_()).to_numpy(zero_copy_only=False)
+        read_before[np.flatnonzero(np.asarray(at, dtype=bool))[found]] = True
     return _pages(
         path, header, id_index, lookup_index, salesforce_ids, page_rows, older, read_before
     )
@@ -267,20 +270,20 @@ def _page(
 
 def _may_be_new(
     stamps: pa.Array, raw_ids: pa.Array, older: Older
-) -> tuple[int, np.ndarray, pa.Array]:
+) -> tuple[int, pa.Array, pa.Array]:
     """Rows not certainly older than `older.since`: how many are new for sure (stamped
-    after it, or not plainly), and the rows (positions in the batch) and Ids of those
+    after it, or not plainly), and which rows (a mask of the batch) and Ids are those
     stamped exactly at it (new unless the last run read them there: the caller looks
     them up once, in `already_read`)."""
     kept = pc.invert(_certainly_before(stamps, older.since))
     if not older.already_read or not pc.any(kept).as_py():
         certain_count = int(pc.sum(pc.cast(kept, pa.int64())).as_py() or 0)
-        return certain_count, np.empty(0, dtype=np.int64), pa.array([], pa.string())
+        nowhere = pa.array(np.zeros(len(stamps), dtype=bool))
+        return certain_count, nowhere, pa.array([], pa.string())
     at = pc.and_(kept, _exactly_at(stamps, older.since))
     certain = pc.and_(kept, pc.invert(at))
     at_ids = pc.utf8_trim(pc.filter(raw_ids, at), " ")
-    rows = np.flatnonzero(np.asarray(at.to_numpy(zero_copy_only=False), dtype=bool))
-    return int(pc.sum(pc.cast(certain, pa.int64())).as_py() or 0), rows, at_ids
+    return int(pc.sum(pc.cast(certain, pa.int64())).as_py() or 0), at, at_ids
 
 
 def _exactly_at(stamps: pa.Array, since: datetime) -> pa.Array:
