@@ -188,6 +188,40 @@ def test_reset_of_a_readable_state_says_what_is_lost(export: Path, tmp_path: Pat
     assert any("if_unchanged" in line for line in report["lines"])
 
 
+def test_two_resets_in_one_second_keep_both_old_states(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The set-aside name has the second it was made: a second reset within it must not
+    replace the first one's file (it is renamed, never deleted)."""
+    from datetime import UTC, datetime
+
+    from icp_engine.sync.state import reset
+    from icp_engine.sync.state.store import StateStore
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz: object = None) -> Frozen:  # type: ignore[override]
+            return cls(2026, 12, 7, 17, 0, 0, tzinfo=UTC)
+
+    monkeypatch.setattr(reset, "datetime", Frozen)
+    state = tmp_path / "state"
+    for marker in ("first", "second"):
+        with StateStore(state) as store:
+            store.set_meta("marker", marker)
+        reset.reset_state(state, yes=True)
+    aside = sorted(p.name for p in state.iterdir() if ".damaged-" in p.name)
+    assert aside == [
+        "state.sqlite.damaged-20261207T170000Z",
+        "state.sqlite.damaged-20261207T170000Z-2",
+    ]
+    markers = []
+    for name in aside:
+        db = sqlite3.connect(state / name)
+        markers.append(db.execute("SELECT value FROM meta WHERE key = 'marker'").fetchone()[0])
+        db.close()
+    assert markers == ["first", "second"]
+
+
 def test_state_that_is_a_file_exits_2(export: Path, tmp_path: Path) -> None:
     (tmp_path / "state").write_text("not a directory")
     code, _, err = sync(export, tmp_path / "state")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,14 @@ def reset_state(directory: Path, yes: bool, url: str | None = None) -> dict[str,
                     f"Set {path} aside and start a new state? What it holds is lost", abort=True
                 )
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-            aside = directory / f"{StateStore.FILE_NAME}.damaged-{stamp}"
+            aside = directory / _untaken(
+                f"{StateStore.FILE_NAME}.damaged-{stamp}",
+                lambda name: any(
+                    Path(f"{directory / name}{suffix}").exists()
+                    or Path(f"{directory / name}{suffix}").is_symlink()
+                    for suffix in _COMPANIONS
+                ),
+            )
             for suffix in _COMPANIONS:
                 old = Path(f"{path}{suffix}")
                 if old.exists() or old.is_symlink():
@@ -128,7 +136,13 @@ def _reset_postgres(directory: Path, target: PgTarget, yes: bool) -> dict[str, A
                     abort=True,
                 )
             stamp = datetime.now(UTC).strftime("%Y%m%dt%H%M%Sz")
-            kept_as = f"{target.schema}_damaged_{stamp}"[:63]
+            kept_as = _untaken(
+                f"{target.schema}_damaged_{stamp}"[:60],
+                lambda name: db.execute(
+                    "SELECT 1 FROM pg_namespace WHERE nspname = %s", (name,)
+                ).fetchone()
+                is not None,
+            )
             lock.release()  # its holder row moves with the schema; the new one is taken below
             db.execute(f'ALTER SCHEMA "{target.schema}" RENAME TO "{kept_as}"')
             db.execute(f'CREATE SCHEMA "{target.schema}"')
@@ -147,6 +161,17 @@ def _reset_postgres(directory: Path, target: PgTarget, yes: bool) -> dict[str, A
     finally:
         lock.release()
         db.close()
+
+
+def _untaken(name: str, taken: Callable[[str], bool]) -> str:
+    """`name`, or `name-2`, `name-3`... (`_2` for a schema) if it is taken: two resets
+    within one second must not set the first one's state aside onto the second's."""
+    separator = "_" if "-" not in name else "-"
+    candidate, number = name, 1
+    while taken(candidate):
+        number += 1
+        candidate = f"{name}{separator}{number}"
+    return candidate
 
 
 def _lost_lines(lost: dict[str, int] | str) -> list[str]:
