@@ -139,7 +139,7 @@ def _reset_postgres(directory: Path, target: PgTarget, yes: bool) -> dict[str, A
             kept_as = _untaken(
                 f"{target.schema}_damaged_{stamp}"[:60],
                 lambda name: db.execute(
-                    "SELECT 1 FROM pg_namespace WHERE nspname = %s", (name,)
+                    "SELECT 1 FROM pg_namespace WHERE nspname = ?", (name,)
                 ).fetchone()
                 is not None,
             )
