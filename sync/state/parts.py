@@ -479,9 +479,6 @@ class _Drop:
         self._keys = self._table.column(layout.key)
         self._layout = layout
 
-    def __len__(self) -> int:
-        return self._table.num_rows
-
     def _in(self, part: _Part) -> pa.ChunkedArray:
         low = pc.greater_equal(self._keys, pa.scalar(part.first, pa.string()))
         return pc.and_(low, pc.less_equal(self._keys, pa.scalar(part.last, pa.string())))

@@ -138,10 +138,10 @@ def _reset_postgres(directory: Path, target: PgTarget, yes: bool) -> dict[str, A
             stamp = datetime.now(UTC).strftime("%Y%m%dt%H%M%Sz")
             kept_as = _untaken(
                 f"{target.schema}_damaged_{stamp}"[:60],
-                lambda name: db.execute(
-                    "SELECT 1 FROM pg_namespace WHERE nspname = ?", (name,)
-                ).fetchone()
-                is not None,
+                lambda name: (
+                    db.execute("SELECT 1 FROM pg_namespace WHERE nspname = ?", (name,)).fetchone()
+                    is not None
+                ),
             )
             lock.release()  # its holder row moves with the schema; the new one is taken below
             db.execute(f'ALTER SCHEMA "{target.schema}" RENAME TO "{kept_as}"')

@@ -736,35 +736,19 @@ class StateStore:
         """Remember `(record id, CRM field, value)` items as written by run `run_id`, or a
         frame of `record_id`, `field` and `value` (a confirmed backfill's five million:
         no tuple per field)."""
-        if isinstance(items, pd.DataFrame):
-            if len(items) >= _STRAIGHT_TO_PARTS:
-                self._written_to_parts(crm, run_id, items, written_at)
-                return
-            items = zip(
-                items["record_id"].tolist(),
-                items["field"].tolist(),
-                items["value"].tolist(),
-                strict=True,
-            )
-        listed = list(items)
-        with self._transaction() as db:
+        if not isinstance(items, pd.DataFrame):
+            listed = list(items)
             if len(listed) < _STRAIGHT_TO_PARTS:
-                _put_written(db, crm, run_id, listed, written_at)
+                with self._transaction() as db:
+                    _put_written(db, crm, run_id, listed, written_at)
                 return
-            self._fold(db, crm)  # rows recorded earlier are older than these
-            texts = _Texts()
-            at = _text(written_at)
-            table = pa.table(
-                {
-                    "record_id": [str(record_id) for record_id, _, _ in listed],
-                    "field": [str(field) for _, field, _ in listed],
-                    "value": [texts(value) for _, _, value in listed],
-                    "run_id": [run_id] * len(listed),
-                    "written_at": [at] * len(listed),
-                },
-                schema=LAST_WRITTEN.schema,
-            )
-            self.mirror.parts.merge(crm, LAST_WRITTEN, table)
+            items = pd.DataFrame(listed, columns=["record_id", "field", "value"], dtype=object)
+        if len(items) >= _STRAIGHT_TO_PARTS:
+            self._written_to_parts(crm, run_id, items, written_at)
+            return
+        rows = zip(*(items[name].tolist() for name in ("record_id", "field", "value")), strict=True)
+        with self._transaction() as db:
+            _put_written(db, crm, run_id, rows, written_at)
 
     def _written_to_parts(
         self, crm: str, run_id: int, items: pd.DataFrame, written_at: datetime
@@ -814,36 +798,28 @@ class StateStore:
         prediction is judged by what was known when it was made, and the table stays
         bounded by accounts x versions.
         """
-        if isinstance(scores, pd.DataFrame):
-            if len(scores) >= _STRAIGHT_TO_PARTS:
-                self._scores_to_parts(crm, run_id, scores, at)
-                return
-            rows = scores[list(SCORE_RECORD_COLUMNS)].astype(object)
-            rows = rows.where(rows.notna(), None)
-            scores = [
-                ScoreRecord(str(account), score, tier, str(version), str(fingerprint))
-                for account, score, tier, version, fingerprint in rows.itertuples(index=False)
-            ]
-        listed = list(scores)
-        with self._transaction() as db:
+        if not isinstance(scores, pd.DataFrame):
+            listed = list(scores)
             if len(listed) < _STRAIGHT_TO_PARTS:
-                _put_scores(db, crm, run_id, listed, at)
+                with self._transaction() as db:
+                    _put_scores(db, crm, run_id, listed, at)
                 return
-            self._fold(db, crm)  # rows recorded earlier are older than these
-            stamp = _text(at)
-            table = pa.table(
-                {
-                    "account_id": [str(s.account_id) for s in listed],
-                    "fingerprint": [s.fingerprint for s in listed],
-                    "version": [s.version for s in listed],
-                    "score": [s.score for s in listed],
-                    "tier": [s.tier for s in listed],
-                    "run_id": [run_id] * len(listed),
-                    "written_at": [stamp] * len(listed),
-                },
-                schema=SCORES.schema,
+            scores = pd.DataFrame(
+                [[getattr(s, name) for name in SCORE_RECORD_COLUMNS] for s in listed],
+                columns=list(SCORE_RECORD_COLUMNS),
+                dtype=object,
             )
-            self.mirror.parts.merge(crm, SCORES, table)
+        if len(scores) >= _STRAIGHT_TO_PARTS:
+            self._scores_to_parts(crm, run_id, scores, at)
+            return
+        rows = scores[list(SCORE_RECORD_COLUMNS)].astype(object)
+        rows = rows.where(rows.notna(), None)
+        records = [
+            ScoreRecord(str(account), score, tier, str(version), str(fingerprint))
+            for account, score, tier, version, fingerprint in rows.itertuples(index=False)
+        ]
+        with self._transaction() as db:
+            _put_scores(db, crm, run_id, records, at)
 
     def _scores_to_parts(self, crm: str, run_id: int, scores: pd.DataFrame, at: datetime) -> None:
         stamp = pa.scalar(_text(at), pa.string())
@@ -978,18 +954,11 @@ class StateStore:
                 parts.delete_all(crm, PENDING)
                 parts.merge(crm, PENDING, rows)
                 return
-            if isinstance(drop, pd.DataFrame):
-                keys = pa.table(
-                    {"record_id": _texts_of(drop["record_id"]), "field": _texts_of(drop["field"])}
-                )
-            else:
-                pairs = [(str(rid), str(field)) for rid, field in drop]
-                keys = pa.table(
-                    {
-                        "record_id": pa.array([rid for rid, _ in pairs], pa.string()),
-                        "field": pa.array([field for _, field in pairs], pa.string()),
-                    }
-                )
+            if not isinstance(drop, pd.DataFrame):
+                drop = pd.DataFrame(list(drop), columns=["record_id", "field"], dtype=object)
+            keys = pa.table(
+                {"record_id": _texts_of(drop["record_id"]), "field": _texts_of(drop["field"])}
+            )
             parts.merge(crm, PENDING, rows, keys if keys.num_rows else ())
 
     def pending_summary(self, crm: str | None = None) -> list[dict[str, Any]]:
