@@ -223,7 +223,18 @@ def prepare(directory: Path, accounts: int) -> Path:
     started = time.perf_counter()
     partial = directory.with_name(directory.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    write_sample_crm(partial, accounts)
+    if accounts <= ONE_MILLION:
+        write_sample_crm(partial, accounts)
+    else:  # a million at a time (10M at once would not fit), each with its own seed
+        for number, start in enumerate(range(0, accounts, ONE_MILLION)):
+            piece = partial / f"piece-{number}"
+            write_sample_crm(piece, min(ONE_MILLION, accounts - start), seed=7 + number)
+            for name in ("Account.csv", "Opportunity.csv"):
+                with (piece / name).open("rb") as rows, (partial / name).open("ab") as whole:
+                    if number:
+                        rows.readline()  # the header, once
+                    shutil.copyfileobj(rows, whole)
+            shutil.rmtree(piece)
     partial.rename(directory)
     print(f"generated {directory} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return directory

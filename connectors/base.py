@@ -298,8 +298,13 @@ class Connector(ABC):
     def end_write(self) -> None:  # noqa: B027 - optional hook
         """Called once after the last `write` of a run that finished writing."""
 
-    def hand_over(self, updates: Sequence[RecordUpdate], run_id: int) -> None:
-        """Publish every pending change at once (connectors that `hands_over` only).
+    def hand_over(
+        self, updates: Sequence[RecordUpdate] | Iterator[Sequence[RecordUpdate]], run_id: int
+    ) -> None:
+        """Publish every pending change at once (connectors that `hands_over` only):
+        the updates, or parts of them one after another, in record id order (a run that
+        goes a slice of accounts at a time makes each part only when the one before is
+        written).
 
         Must be atomic: after a crash the previous hand-over is intact or this one is.
         """

@@ -31,7 +31,7 @@ import shutil
 from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -267,7 +267,9 @@ class CsvConnector(Connector):
         self._calls.add("write")
         return [WriteResult(u.record_id, ok=True) for u in batch]
 
-    def hand_over(self, updates: Sequence[RecordUpdate], run_id: int) -> None:
+    def hand_over(
+        self, updates: Sequence[RecordUpdate] | Iterator[Sequence[RecordUpdate]], run_id: int
+    ) -> None:
         """Write every pending change as `icp_updates-run-NNNNNN.csv`, then as the update
         file itself; each lands whole (temporary name, fsync, rename) or not at all."""
         self.out.parent.mkdir(parents=True, exist_ok=True)
@@ -299,11 +301,17 @@ class CsvConnector(Connector):
         for path in old[: max(0, len(old) - (self.keep_runs - 1))]:
             path.unlink(missing_ok=True)
 
-    def _write_rows(self, handle: IO[str], updates: Sequence[RecordUpdate]) -> None:
+    def _write_rows(
+        self, handle: IO[str], updates: Sequence[RecordUpdate] | Iterator[Sequence[RecordUpdate]]
+    ) -> None:
         columns = self._columns()
         writer = csv.writer(handle)
         writer.writerow(columns)
-        fields = columns[1:]
+        parts = updates if isinstance(updates, Iterator) else iter([updates])
+        for part in parts:  # (a streamed run's slices, one after another)
+            self._write_part(writer, part, columns[1:])
+
+    def _write_part(self, writer: Any, updates: Sequence[RecordUpdate], fields: list[str]) -> None:
         if isinstance(updates, RecordUpdates):
             writer.writerows(self._table(updates, fields).tolist())
             return

@@ -24,9 +24,8 @@ from typing import Any
 
 from icp_engine.sync.alerts import Alert
 from icp_engine.sync.operate_config import Alerts
-from icp_engine.sync.state.records import FailureRecord, RunRecord
+from icp_engine.sync.state.records import LIMIT_REACHED, FailureRecord, RunRecord
 
-LIMIT_REACHED = "LIMIT_REACHED"
 SUCCESS = ("ok", "partial")
 """Outcomes that count as a successful run (it finished its writes)."""
 _EXAMPLES = 3

@@ -69,7 +69,9 @@ def run_detail(result: Any, tier_field: str | None) -> dict[str, Any]:
             for (code, message), ids in sorted(errors.items(), key=lambda kv: -len(kv[1]))
         ],
         "tier_changes": changes,
-        "tier_changes_count": len(tiers),
+        "tier_changes_count": (
+            len(tiers) if getattr(result, "tier_changes", None) is None else result.tier_changes
+        ),
         "message": result.message,
     }
 

@@ -125,6 +125,14 @@ class Plan:
         )
 
 
+def kept_by_people(plan: Plan, outputs: Mapping[str, OutputField]) -> set[str]:
+    """Accounts whose score or tier a person set (left alone): their scores are not the
+    engine's, so they are not recorded as its predictions."""
+    scored_fields = {spec.field for key, spec in outputs.items() if key in ("score", "tier")}
+    skips = plan.skip_frame
+    return set(skips["record_id"][skips["field"].isin(scored_fields)].tolist())
+
+
 def written_frame(last_written: Mapping[tuple[str, str], Written]) -> pd.DataFrame:
     """`StateStore.last_written`'s answer as a frame of `WRITTEN_COLUMNS`."""
     count = len(last_written)

@@ -19,12 +19,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from icp_engine.connectors.base import Connector, ObjectKind, PullContext, PullReport
 from icp_engine.connectors.canonical import restore_types
 from icp_engine.connectors.errors import SourceError
 from icp_engine.connectors.id_set import Ids
 from icp_engine.connectors.mapping import ID_FIELDS, CrmMapping
 from icp_engine.sync import numbers, progress
+from icp_engine.sync.spill import Spill
 from icp_engine.sync.state.records import Watermark
 from icp_engine.sync.state.store import StateStore
 
@@ -47,6 +49,13 @@ class Pulled:
     deleted: set[str] = field(default_factory=set)
     high_water: datetime | None = None
     boundary_ids: set[str] = field(default_factory=set)
+    spilled: int = 0
+    """Records kept in the run's `Spill` instead of `frame` (a large org's full pull)."""
+
+    @property
+    def records(self) -> int:
+        """Records pulled (a repeated id counted once)."""
+        return self.spilled or len(self.frame)
 
 
 @dataclass
@@ -59,6 +68,9 @@ class WorkingSet:
     full: bool
     memo: dict[str, Any] = field(default_factory=dict)
     """What the connector learned and wants back next run (save it with the state)."""
+    spill: Spill | None = None
+    """Where the pulled records are when they were too many to hold (`accounts` and
+    `opportunities` are then empty: `sync.streamed` reads them back a slice at a time)."""
 
 
 def _empty(connector: Connector, kind: ObjectKind) -> pd.DataFrame:
@@ -96,11 +108,14 @@ def pull_object(
     allow_shrink: bool = False,
     previous_run_started: datetime | None = None,
     memo: Mapping[str, Any] | None = None,
+    spill: tuple[Spill, int] | None = None,
 ) -> Pulled:
     """Pull one object since `watermark` (everything when None) and find its deletions.
 
     `previous_run_started` and `memo` go to the connector in its `PullContext`; the
-    memo it hands back is in the result's report.
+    memo it hands back is in the result's report. `spill`: (where, above): once more
+    than `above` rows were read, they and every later page go to `where` instead of the
+    result's frame (full pulls only).
 
     Raises:
         ShrinkError: the connector tells deletions only by absence, and half or more of
@@ -115,7 +130,8 @@ def pull_object(
         previous_run_started,
         memo or {},
     )
-    pages = []
+    pages: list[pd.DataFrame] = []
+    spilled = _Spilled(kind, id_column, *spill) if spill is not None and since is None else None
     calls = connector.api_calls
     what = "changes to " if since else ""
     plural = "opportunities" if kind == "opportunity" else f"{kind}s"
@@ -127,6 +143,8 @@ def pull_object(
                 pages.append(page.loc[~_seen_at_boundary(page, id_column, watermark)])
             else:
                 pages.append(page)
+            if spilled is not None:
+                pages = spilled.take(pages)
             stage.advance(len(page))
             log.debug(
                 "%s page %d: %s (%s so far%s)",
@@ -142,7 +160,9 @@ def pull_object(
         log.debug("%s: %s", plural, "no row changed since the last run" if since else "no rows")
     frame = pd.concat(pages, ignore_index=True) if pages else _empty(connector, kind)
     frame = frame.drop_duplicates(id_column, keep="last").reset_index(drop=True)
-    if watermark is None:
+    if spilled is not None and spilled.rows:
+        deleted = known.without(spilled.ids())
+    elif watermark is None:
         deleted = known.without(pa.array(frame[id_column].astype(str).to_numpy(dtype=object)))
     else:
         deleted = connector.deleted_ids(kind, since, known)
@@ -183,12 +203,50 @@ def pull_object(
         _calls(connector, calls, "; {}"),
     )
     pulled = Pulled(frame, report, deleted)
+    if spilled is not None and spilled.rows:
+        pulled.spilled = len(pc.unique(spilled.ids()))
+        pulled.high_water, pulled.boundary_ids = spilled.high_water, spilled.boundary_ids
+        return pulled
     stamps = frame["modified_at"].dropna() if "modified_at" in frame else pd.Series(dtype=object)
     if len(stamps):
         top = stamps.max()
         pulled.high_water = top.to_pydatetime()
         pulled.boundary_ids = set(frame.loc[frame["modified_at"] == top, id_column])
     return pulled
+
+
+class _Spilled:
+    """A full pull's pages going to disk once there are more than `above` rows, with
+    what the run needs of them meanwhile: their ids and the latest stamp."""
+
+    def __init__(self, kind: str, id_column: str, spill: Spill, above: int) -> None:
+        self.kind, self.id_column, self.spill, self.above = kind, id_column, spill, above
+        self.rows = 0
+        self._ids: list[pa.Array] = []
+        self.high_water: datetime | None = None
+        self.boundary_ids: set[str] = set()
+
+    def take(self, pages: list[pd.DataFrame]) -> list[pd.DataFrame]:
+        """The pages still held: none once past `above` (the rest went to the spill)."""
+        if not self.rows and sum(len(page) for page in pages) <= self.above:
+            return pages
+        for page in pages:
+            self.spill.add(self.kind, page)
+            self.rows += len(page)
+            self._ids.append(pa.array(page[self.id_column].astype(str).to_numpy(dtype=object)))
+            stamps = page["modified_at"].dropna() if "modified_at" in page else None
+            if stamps is None or not len(stamps):
+                continue
+            top = stamps.max().to_pydatetime()
+            at_top = set(page.loc[page["modified_at"] == top, self.id_column])
+            if self.high_water is None or top > self.high_water:
+                self.high_water, self.boundary_ids = top, at_top
+            elif top == self.high_water:
+                self.boundary_ids |= at_top
+        return []
+
+    def ids(self) -> pa.ChunkedArray:
+        return pa.chunked_array(self._ids, pa.string())
 
 
 def working_set(
@@ -200,6 +258,7 @@ def working_set(
     on_page: Callable[[int], None] | None = None,
     allow_shrink: bool = False,
     memo: Mapping[str, Any] | None = None,
+    spill: tuple[Spill, int] | None = None,
 ) -> WorkingSet:
     """Pull both objects and assemble the accounts to score with all their opportunities.
 
@@ -213,6 +272,8 @@ def working_set(
         on_page: called with the rows of every page pulled.
         allow_shrink: accept a pull that deletes half or more of the known records.
         memo: what the connector saved after its last run (`WorkingSet.memo` then).
+        spill: (where, accounts): a full pull of more than that many accounts goes to
+            disk, and so do all the opportunities then (`WorkingSet.spill`).
     """
     crm, mapping = connector.name, connector.mapping
     previous_run_started = next(
@@ -226,9 +287,12 @@ def working_set(
     pulled: dict[str, Pulled] = {}
     known: dict[str, Ids] = {}
     learned: Mapping[str, Any] = memo or {}
+    spilling = spill if full else None
     for kind in ("account", "opportunity"):
         watermark = None if full else state.watermark(crm, kind)
         known[kind] = state.known_ids(crm, kind)
+        if kind == "opportunity" and spilling is not None:  # with the accounts, or not
+            spilling = (spilling[0], 0) if pulled["account"].spilled else None
         pulled[kind] = pull_object(
             connector,
             kind,
@@ -238,12 +302,14 @@ def working_set(
             allow_shrink,
             previous_run_started,
             learned,
+            spilling,
         )
         learned = pulled[kind].report.memo
     accounts_pulled = pulled["account"].frame
     opps_pulled = pulled["opportunity"].frame
     if full:  # everything was pulled; what was not is already counted as deleted
-        return WorkingSet(accounts_pulled, opps_pulled, pulled, True, dict(learned))
+        where = spilling[0] if spilling is not None else None
+        return WorkingSet(accounts_pulled, opps_pulled, pulled, True, dict(learned), where)
 
     touched_opps = set(opps_pulled["opportunity_id"]) | pulled["opportunity"].deleted
     before = state.load_records(crm, "opportunity", ids=touched_opps) if touched_opps else None

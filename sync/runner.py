@@ -18,8 +18,9 @@ import gc
 import hashlib
 import json
 import logging
+import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,26 +40,33 @@ from icp_engine.connectors.mapping import CURRENT_PREFIX
 from icp_engine.connectors.updates import RecordUpdates
 from icp_engine.scoring.criteria import score_accounts
 from icp_engine.scoring.features import build_features
-from icp_engine.sync import numbers
+from icp_engine.sync import numbers, streamed
 from icp_engine.sync.config import Config
 from icp_engine.sync.enrich import enrich_with_report
 from icp_engine.sync.handover import confirmed, handed_rows, next_pending
 from icp_engine.sync.logs import redact
 from icp_engine.sync.nurture import nurture_tracks
-from icp_engine.sync.plan import Plan, plan_changes, written_frame
+from icp_engine.sync.plan import Plan, kept_by_people, plan_changes, written_frame
 from icp_engine.sync.progress import Progress
 from icp_engine.sync.pull import WorkingSet, persist, working_set
+from icp_engine.sync.spill import SortedFile, Spill, to_frame
 from icp_engine.sync.state.lock import DirectoryLock, LockedError
 from icp_engine.sync.state.meta import MetaKeys
-from icp_engine.sync.state.records import Failure, PendingChanges, ScoreRecord, StateError
+from icp_engine.sync.state.records import (
+    LIMIT_REACHED,
+    Failure,
+    PendingChanges,
+    ScoreRecord,
+    StateError,
+    score_frame,
+)
 from icp_engine.sync.state.store import StateStore, pending_table
 from icp_engine.sync.writer import BatchOutcome, WriteSummary, write_all
-from icp_engine.sync.yamlfile import ConfigError
+from icp_engine.sync.yamlfile import ConfigError, ConfigProblem
 from tenacity import Retrying
 
 log = logging.getLogger(__name__)
 Kind = Literal["sync", "backfill"]
-LIMIT_REACHED = "LIMIT_REACHED"
 _SHOWN = 20
 """Log lines per kind of problem (unreadable rows, skips, failures); the rest is counted."""
 
@@ -79,6 +87,36 @@ class RunOptions:
     """A database URL holding the scores computed there (`icp score --sql`): the run
     reads them instead of scoring, then diffs and writes as usual."""
     scores_table: str = "icp_scores"
+    chunk_accounts: int = field(default_factory=lambda: chunk_accounts_from(os.environ))
+    """A full hand-over run of more accounts than this goes a slice of this many at a
+    time (`sync.streamed`), so its memory stays flat as the org grows; 0: never."""
+
+
+CHUNK_ENV = "ICP_CHUNK_ACCOUNTS"
+CHUNK_ACCOUNTS = 250_000
+"""Accounts per slice of a streamed run, unless `ICP_CHUNK_ACCOUNTS` says otherwise."""
+
+
+def chunk_accounts_from(environ: Mapping[str, str]) -> int:
+    """`ICP_CHUNK_ACCOUNTS` as a count of accounts (the default when unset).
+
+    Raises:
+        ConfigError: it is not a whole number >= 0.
+    """
+    text = environ.get(CHUNK_ENV, "").strip()
+    if not text:
+        return CHUNK_ACCOUNTS
+    try:
+        value = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        value = -1
+    if value < 0:
+        msg = (
+            f"expected a whole number of accounts per slice (0: hold every account at "
+            f"once; the default is {CHUNK_ACCOUNTS:,}), found {text!r}"
+        )
+        raise ConfigError([ConfigProblem("environment", None, (CHUNK_ENV,), msg)])
+    return value
 
 
 @dataclass
@@ -108,6 +146,9 @@ class RunResult:
     """Which criteria scored: `learned v0003 (path)` or `manual mappings/icp.yaml`."""
     enrichment: JoinReport | None = None
     """Coverage, staleness and conflicts of the enrichment join (None without sources)."""
+    tier_changes: int | None = None
+    """How many tier values the run changed, when `plan` holds only the first of its
+    changes (a streamed run keeps no whole plan, nor `scored` and `opportunities`)."""
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -357,9 +398,36 @@ DRY_RUN = Ending("dry-run", 0)
 
 
 def _run(run: Run) -> RunResult:
-    """pull -> score -> plan -> write -> remember; each step returns a finished value."""
+    """pull -> score -> plan -> write -> remember; each step returns a finished value.
+    A large org's full hand-over run goes a slice of accounts at a time instead."""
     base = _baseline(run)
-    work, issues = _pull(run, base)
+    spill = Spill(run.options.state_dir) if _may_stream(run, base) else None
+    try:
+        work, issues = _pull(run, base, spill)
+        if work.spill is not None:
+            return _run_streamed(run, base, work, issues)
+        return _run_whole(run, base, work, issues)
+    finally:
+        if spill is not None:
+            spill.close()
+
+
+def _may_stream(run: Run, base: Baseline) -> bool:
+    """Whether a run may go a slice at a time, if the org turns out large: a full pull
+    handed over, scored here, without enrichment sources (they join the whole org)."""
+    options = run.options
+    return (
+        base.full
+        and options.chunk_accounts > 0
+        and not options.dry_run  # its preview shows the whole plan
+        and options.scores_from is None
+        and run.connector.hands_over
+        and not run.config.enrichment.sources
+    )
+
+
+def _run_whole(run: Run, base: Baseline, work: WorkingSet, issues: list[RowIssue]) -> RunResult:
+    """The run with every account it scores held at once."""
     desired, enrichment = _score(run, work)
     planned = _plan(run, base, work, desired)
     counts = _counts(work, issues, desired, planned)
@@ -432,10 +500,10 @@ def _baseline(run: Run) -> Baseline:
 
 
 def _pull(
-    run: Run,
-    base: Baseline,
+    run: Run, base: Baseline, spill: Spill | None = None
 ) -> tuple[WorkingSet, list[RowIssue]]:
-    """The accounts and opportunities to score, and the rows or values that were unreadable."""
+    """The accounts and opportunities to score, and the rows or values that were
+    unreadable; with `spill`, more accounts than `chunk_accounts` go there."""
     run.progress.phase("pull")
     work = working_set(
         run.connector,
@@ -446,6 +514,7 @@ def _pull(
         run.progress.advance,
         run.options.allow_shrink,
         json.loads(run.state.get_meta(base.keys.connector_memo) or "{}"),
+        (spill, run.options.chunk_accounts) if spill is not None else None,
     )
     run.state.set_meta(base.keys.connector_memo, json.dumps(work.memo))  # even when dry
     issues = [i for pulled in work.pulled.values() for i in pulled.report.issues]
@@ -496,8 +565,8 @@ def _counts(
 ) -> dict[str, int]:
     """What the run read and decided (writing adds its own counts)."""
     return {
-        "accounts_pulled": len(work.pulled["account"].frame),
-        "opportunities_pulled": len(work.pulled["opportunity"].frame),
+        "accounts_pulled": work.pulled["account"].records,
+        "opportunities_pulled": work.pulled["opportunity"].records,
         "accounts_deleted": len(work.pulled["account"].deleted),
         "unreadable_rows": sum(1 for i in issues if i.column is None),
         "unreadable_values": sum(1 for i in issues if i.column is not None),
@@ -547,13 +616,6 @@ def _finish(run: Run, counts: dict[str, int], ending: Ending) -> None:
     )
 
 
-def _kept(config: Config, plan: Plan) -> set[str]:
-    """Accounts whose score or tier a person set (left alone): their scores are not theirs."""
-    scored_fields = {o.field for k, o in config.mapping.outputs.items() if k in ("score", "tier")}
-    skips = plan.skip_frame
-    return set(skips["record_id"][skips["field"].isin(scored_fields)].tolist())
-
-
 def _remember_meta(run: Run, base: Baseline) -> None:
     run.state.set_meta(base.keys.mapping, base.mapping_fp)
     run.state.set_meta(base.keys.criteria, base.criteria_fp)
@@ -576,11 +638,12 @@ def _remember(
         u.record_id for u in summary.not_attempted
     }
     written = set(planned.updates.record_ids.tolist())
-    in_sync = set(desired.index) - written - still_failing - _kept(run.config, planned.plan)
+    in_sync = set(desired.index) - written - still_failing
+    in_sync -= kept_by_people(planned.plan, run.config.mapping.outputs)
     run.state.record_scores(
         crm,
         run.id,
-        _score_frame(desired, sorted(in_sync), run.config.criteria_version, base.criteria_fp),
+        score_frame(desired, sorted(in_sync), run.config.criteria_version, base.criteria_fp),
         run.options.now(),
     )
     persist(run.state, crm, work, run.started)
@@ -634,7 +697,8 @@ def _hand_over(
     succeeded = sorted(set(accepted))
     accepted.clear()
     written = set(updates.record_ids.tolist())
-    in_sync = set(desired.index) - written - failed - _kept(run.config, planned.plan)
+    in_sync = set(desired.index) - written - failed
+    in_sync -= kept_by_people(planned.plan, run.config.mapping.outputs)
     failures = [
         Failure(u.record_id, r.code, r.message, r.transient, dict(u.values))
         for u, r in refused
@@ -654,7 +718,7 @@ def _hand_over(
         run.state.record_scores(
             crm,
             run.id,
-            _score_frame(desired, track, run.config.criteria_version, base.criteria_fp),
+            score_frame(desired, track, run.config.criteria_version, base.criteria_fp),
             now,
         )
         release_memory()  # what the queue freed, before the mirror is encoded
@@ -672,6 +736,117 @@ def _hand_over(
         _finish(run, counts, ending)
     run.progress.phase("done")
     return ending
+
+
+def _run_streamed(run: Run, base: Baseline, work: WorkingSet, issues: list[RowIssue]) -> RunResult:
+    """`_run_whole` for a pull kept on disk: each slice of accounts is scored, planned,
+    handed over and recorded before the next is read (`sync.streamed`)."""
+    spill, crm, chunk = work.spill, run.options.crm, run.options.chunk_accounts
+    assert spill is not None
+    pull_calls = run.connector.api_calls
+    accounts = spill.sort("account", "account_id", "account_id")
+    by_account = by_id = None
+    if spill.has("opportunity"):
+        by_account = spill.sort("opportunity", "account_id", "opportunity_id", "by-account")
+        by_id = spill.sort("opportunity", "opportunity_id", "opportunity_id", "by-id")
+    now = run.options.now()
+    job = streamed.Slicing(
+        run.config,
+        run.connector,
+        run.state,
+        crm,
+        run.id,
+        now,
+        run.options.retrying,
+        run.progress,
+        run.config.criteria_version,
+        base.criteria_fp,
+        frozenset(work.pulled["account"].deleted),
+        lambda accounts, opportunities: score(
+            run.config, WorkingSet(accounts, opportunities, {}, True)
+        ),
+    )
+    totals = streamed.Totals()
+    failing = {f.record_id for f in run.state.failures(crm)}
+    run.progress.phase("score", accounts.rows)
+    with run.state.atomic():
+        parts = streamed.slices(accounts, by_account, chunk)
+        run.connector.hand_over(streamed.handed_over(job, parts, totals), run.id)
+        run.progress.phase("save")
+        shown = totals.skips_shown
+        if totals.counts["fields_skipped"] > shown:
+            more = f"{totals.counts['fields_skipped'] - shown:,}"
+            log.info("... and %s more fields left alone (--dry-run --all lists them)", more)
+        run.state.record_failures(crm, run.id, totals.failures, now)
+        release_memory()
+        persist(run.state, crm, work, run.started)  # deletions and watermarks
+        run.state.upsert_records(crm, "account", _frames(accounts, chunk), "account_id")
+        if by_id is not None:
+            run.state.upsert_records(
+                crm, "opportunity", _frames(by_id, chunk), "opportunity_id", "account_id"
+            )
+        _remember_meta(run, base)
+        run.state.clear_failures(crm, failing - totals.failed)
+        if totals.deleted:
+            run.state.forget_accounts(crm, totals.deleted)
+        plan_counts = {
+            "accounts_pulled": work.pulled["account"].records,
+            "opportunities_pulled": work.pulled["opportunity"].records,
+            "accounts_deleted": len(work.pulled["account"].deleted),
+            "unreadable_rows": sum(1 for i in issues if i.column is None),
+            "unreadable_values": sum(1 for i in issues if i.column is not None),
+            **{
+                key: totals.counts[key]
+                for key in (
+                    "accounts_scored",
+                    "records_to_write",
+                    "fields_to_write",
+                    "fields_in_sync",
+                    "fields_skipped",
+                )
+            },
+        }
+        summary = WriteSummary(
+            totals.counts["written"],
+            totals.refused,
+            totals.deleted,
+            [],
+            totals.stopped,
+            totals.counts["retries"],
+        )
+        ending = Ending.of(
+            summary,
+            len(totals.failed),
+            confirmed=totals.counts["confirmed"],
+            pending=totals.counts["pending"],
+        )
+        _finish(run, plan_counts, ending)
+    run.progress.phase("done")
+    write_plan = run.connector.begin_write(totals.counts["records_to_write"])
+    return RunResult(
+        run.id,
+        crm,
+        run.options.kind,
+        run.options.dry_run,
+        ending.exit_code,
+        ending.outcome,
+        {**plan_counts, **ending.counts},
+        run.connector.api_calls,
+        run.connector.describe_target(),
+        totals.plan(),
+        CallEstimate.of(pull_calls, write_plan),
+        names=totals.names,
+        issues=issues,
+        failures=ending.failures,
+        message=ending.message,
+        criteria=run.config.criteria_label,
+        tier_changes=totals.tier_change_count,
+    )
+
+
+def _frames(rows: SortedFile, chunk: int) -> Iterator[pd.DataFrame]:
+    for table in rows.batches(chunk):
+        yield to_frame(table)
 
 
 def _publish(
@@ -764,7 +939,7 @@ def _score_records(
     desired: pd.DataFrame, ids: list[str], version: str, criteria_fp: str
 ) -> list[ScoreRecord]:
     """The scores and tiers of `ids` (accounts whose CRM values now match `desired`)."""
-    frame = _score_frame(desired, ids, version, criteria_fp)
+    frame = score_frame(desired, ids, version, criteria_fp)
     scores = frame["score"].to_numpy(dtype=float)
     values = scores.astype(object)
     values[np.isnan(scores)] = None
@@ -774,26 +949,6 @@ def _score_records(
             frame["account_id"].tolist(), values.tolist(), frame["tier"].tolist(), strict=True
         )
     ]
-
-
-def _score_frame(
-    desired: pd.DataFrame, ids: Sequence[str], version: str, criteria_fp: str
-) -> pd.DataFrame:
-    """`_score_records` as a frame of `SCORE_RECORD_COLUMNS` (a whole org's: no object per
-    account)."""
-    known = desired.index.intersection(pd.Index(list(ids), dtype=object))
-    rows = desired.loc[known, ["score", "tier"]]
-    return pd.DataFrame(
-        {
-            "account_id": rows.index.astype(str).to_numpy(dtype=object),
-            "score": pd.to_numeric(rows["score"], errors="coerce").to_numpy(
-                dtype=float, na_value=np.nan
-            ),
-            "tier": rows["tier"].to_numpy(dtype=object),
-            "version": version,
-            "fingerprint": criteria_fp,
-        }
-    )
 
 
 def _log_issues(connector: Connector, issues: list[RowIssue]) -> None:

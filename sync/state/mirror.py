@@ -62,27 +62,41 @@ class RecordMirror:
         self,
         crm: str,
         obj: str,
-        frame: pd.DataFrame,
+        frame: pd.DataFrame | Iterable[pd.DataFrame],
         id_column: str,
         account_column: str | None = None,
     ) -> None:
         """Store each row of `frame` as JSON (see the module docstring), in one transaction.
 
         A stored row with the same id is replaced, not merged. `account_column`'s value is
-        also kept in its own column, for `load_records(account_ids=...)`.
+        also kept in its own column, for `load_records(account_ids=...)`. `frame` may be
+        frames one after another, in ascending id order across them (a whole org read
+        back from disk a slice at a time): only one of them is encoded at a time.
 
         Raises:
             KeyError: `id_column` or `account_column` is not a column of `frame`.
-            ValueError: duplicate column names, or rows without an id.
+            ValueError: duplicate column names, rows without an id, or frames whose ids
+                are not in ascending order across them.
             TypeError: a value has no faithful JSON form.
         """
-        layout, pieces = encode_sorted(frame, id_column, account_column)
+        frames = [frame] if isinstance(frame, pd.DataFrame) else frame
         with self._transaction() as db:
-            db.execute(
-                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
-                (LAYOUT_KEY + layout_key(layout), json.dumps(layout)),
-            )
-            self.parts.merge_sorted(crm, records_layout(obj), pieces)
+            stored: set[str] = set()
+
+            def pieces() -> Iterator[pa.Table]:
+                for each in frames:
+                    layout, encoded = encode_sorted(each, id_column, account_column)
+                    key = layout_key(layout)
+                    if key not in stored:
+                        db.execute(
+                            "INSERT INTO meta (key, value) VALUES (?, ?) "
+                            "ON CONFLICT (key) DO NOTHING",
+                            (LAYOUT_KEY + key, json.dumps(layout)),
+                        )
+                        stored.add(key)
+                    yield from encoded
+
+            self.parts.merge_sorted(crm, records_layout(obj), pieces())
 
     def delete_records(self, crm: str, obj: str, ids: Iterable[str]) -> None:
         """Drop the mirror rows of `ids` (records deleted in the CRM)."""

@@ -135,6 +135,32 @@ class _Part:
     rows: int
 
 
+@dataclass(frozen=True)
+class KeyRange:
+    """Keys greater than `after` and at most `upto` (None: unbounded on that side)."""
+
+    after: str | None = None
+    upto: str | None = None
+
+    def overlaps(self, first: str, last: str) -> bool:
+        """Some key from `first` to `last` is in the range."""
+        above = self.after is None or last > self.after
+        return above and (self.upto is None or first <= self.upto)
+
+    def holds(self, first: str, last: str) -> bool:
+        """Every key from `first` to `last` is in the range."""
+        above = self.after is None or first > self.after
+        return above and (self.upto is None or last <= self.upto)
+
+    def mask(self, keys: pa.Array | pa.ChunkedArray) -> pa.Array:
+        inside = pc.is_valid(keys)
+        if self.after is not None:
+            inside = pc.and_(inside, pc.greater(keys, pa.scalar(self.after, keys.type)))
+        if self.upto is not None:
+            inside = pc.and_(inside, pc.less_equal(keys, pa.scalar(self.upto, keys.type)))
+        return inside
+
+
 class Parts:
     """The parts of every table of one state, in the store's transactions."""
 
@@ -158,10 +184,12 @@ class Parts:
         columns: list[str] | None = None,
         keys: pa.Array | None = None,
         match: tuple[str, pa.Array] | None = None,
+        between: KeyRange | None = None,
     ) -> pa.Table:
-        """A part's rows (only those whose key is in `keys`, and whose index column
-        `match[0]` is in `match[1]`, when given), with `columns` (None: all). The `data`
-        file is read only when a column of it is wanted and a row is left."""
+        """A part's rows (only those whose key is in `keys`, whose index column
+        `match[0]` is in `match[1]`, and whose key is `between`, when given), with
+        `columns` (None: all). The `data` file is read only when a column of it is wanted
+        and a row is left."""
         where = (crm, layout.name, part.number)
         sql = "SELECT {} FROM parts WHERE crm = ? AND name = ? AND part = ?"
         (blob,) = db.execute(sql.format("keys"), where).fetchone()
@@ -170,6 +198,9 @@ class Parts:
         if match is not None:
             found = pc.fill_null(pc.is_in(table.column(match[0]), value_set=match[1]), False)
             mask = found if mask is None else pc.and_(mask, found)
+        if between is not None and not between.holds(part.first, part.last):
+            inside = between.mask(table.column(layout.key))
+            mask = inside if mask is None else pc.and_(mask, inside)
         if mask is not None:
             table = table.filter(mask)
         names = columns if columns is not None else layout.schema.names
@@ -208,12 +239,13 @@ class Parts:
         keys: Collection[str] | None = None,
         columns: list[str] | None = None,
         match: tuple[str, Collection[str]] | None = None,
+        between: KeyRange | None = None,
     ) -> pa.Table:
-        """The rows whose key is in `keys` (None: every row) and whose index column
-        `match[0]` holds one of `match[1]` (None: any), sorted by their unique columns,
-        with `columns` (None: all)."""
+        """The rows whose key is in `keys` (None: every row), whose index column
+        `match[0]` holds one of `match[1]` (None: any) and whose key is in the range
+        `between` (None: any), sorted by their unique columns, with `columns` (None: all)."""
         names = columns if columns is not None else layout.schema.names
-        tables = list(self.read_each(crm, layout, keys, columns, match))
+        tables = list(self.read_each(crm, layout, keys, columns, match, between))
         if not tables:
             return layout.schema.empty_table().select(names)
         return pa.concat_tables(tables)
@@ -225,12 +257,13 @@ class Parts:
         keys: Collection[str] | None = None,
         columns: list[str] | None = None,
         match: tuple[str, Collection[str]] | None = None,
+        between: KeyRange | None = None,
     ) -> Iterator[pa.Table]:
         """`read`, a part's rows at a time (parts with none left out), in key order."""
         names = columns if columns is not None else layout.schema.names
         matching = None if match is None else (match[0], pa.array(list(match[1]), pa.string()))
         with self._transaction(write=False) as db:
-            yield from self._tables(db, crm, layout, keys, names, matching)
+            yield from self._tables(db, crm, layout, keys, names, matching, between)
 
     def _tables(
         self,
@@ -240,12 +273,15 @@ class Parts:
         keys: Collection[str] | None,
         columns: list[str],
         match: tuple[str, pa.Array] | None,
+        between: KeyRange | None = None,
     ) -> Iterator[pa.Table]:
         catalog = self._catalog(db, crm, layout)
         wanted = None if keys is None else sorted({str(key) for key in keys})
         if wanted is not None and not wanted:
             return
         for part in catalog:
+            if between is not None and not between.overlaps(part.first, part.last):
+                continue
             value_set = None
             if wanted is not None:
                 start = bisect.bisect_left(wanted, part.first)
@@ -254,7 +290,7 @@ class Parts:
                     continue  # no wanted key in this part's range
                 # only the part's own keys: a lookup hashes its set on every call
                 value_set = pa.array(wanted[start:stop], pa.string())
-            table = self._load(db, crm, layout, part, columns, value_set, match)
+            table = self._load(db, crm, layout, part, columns, value_set, match, between)
             if table.num_rows:
                 yield table
 

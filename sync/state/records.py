@@ -6,16 +6,19 @@ Timestamps are tz-aware UTC datetimes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import pandas as pd
 
 FILE_NAME = "state.sqlite"
 """The SQLite state file inside a state directory."""
+LIMIT_REACHED = "LIMIT_REACHED"
+"""The `Failure.code` of a record not written because an API limit stopped the run."""
 
 
 class StateError(Exception):
@@ -99,6 +102,26 @@ class ScoreRecord:
 
 SCORE_RECORD_COLUMNS = ("account_id", "score", "tier", "version", "fingerprint")
 """`ScoreRecord`'s fields, as the columns of a frame of them."""
+
+
+def score_frame(
+    desired: pd.DataFrame, ids: Sequence[str], version: str, criteria_fp: str
+) -> pd.DataFrame:
+    """The scores and tiers of `ids` in `desired` (a run's outputs, indexed by account id)
+    as a frame of `SCORE_RECORD_COLUMNS` (a whole org's: no object per account)."""
+    known = desired.index.intersection(pd.Index(list(ids), dtype=object))
+    rows = desired.loc[known, ["score", "tier"]]
+    return pd.DataFrame(
+        {
+            "account_id": rows.index.astype(str).to_numpy(dtype=object),
+            "score": pd.to_numeric(rows["score"], errors="coerce").to_numpy(
+                dtype=float, na_value=np.nan
+            ),
+            "tier": rows["tier"].to_numpy(dtype=object),
+            "version": version,
+            "fingerprint": criteria_fp,
+        }
+    )
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,7 @@ from icp_engine.sync.state.parts import (
     PARTS_TABLE,
     PENDING,
     SCORES,
+    KeyRange,
     records_layout,
 )
 from icp_engine.sync.state.postgres import (
@@ -491,7 +492,7 @@ class StateStore:
         self,
         crm: str,
         obj: str,
-        frame: pd.DataFrame,
+        frame: pd.DataFrame | Iterable[pd.DataFrame],
         id_column: str,
         account_column: str | None = None,
     ) -> None:
@@ -903,10 +904,11 @@ class StateStore:
 
     # handed-over changes
 
-    def pending(self, crm: str) -> PendingChanges:
+    def pending(self, crm: str, between: KeyRange | None = None) -> PendingChanges:
         """Changes handed over and not yet seen in the CRM, by (record id, CRM field);
-        its `frame` holds them as columns, ordered by (record id, field)."""
-        table = self.mirror.parts.read(crm, PENDING)
+        its `frame` holds them as columns, ordered by (record id, field). `between`: only
+        the records whose id is in that range."""
+        table = self.mirror.parts.read(crm, PENDING, between=between)
         if not table.num_rows:
             return PendingChanges()
         frame = pd.DataFrame(

@@ -1,0 +1,218 @@
+"""A large org's full run goes a slice of accounts at a time (`sync.streamed`): it hands
+over the same update file and leaves the same state as a run holding every account, and
+a run failing between slices loses nothing."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from icp_engine.connectors.sample import write_sample_crm
+from icp_engine.sync.cli.main import main
+from icp_engine.sync.config import load_config
+from icp_engine.sync.runner import CHUNK_ENV, RunOptions, RunResult, execute
+from icp_engine.sync.spill import SPILL_PREFIX
+from icp_engine.sync.state.parts import LAST_WRITTEN, PENDING, SCORES, records_layout
+from icp_engine.sync.state.store import StateStore
+
+from tests.crmsim import Clock, read_rows, write_rows
+from tests.state_helpers import part_rows
+
+ACCOUNTS = 900
+SLICE = 200
+START = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def messy_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sample export with what real ones hold: an account given twice (the first row
+    counts), values a person set in the output fields, an unreadable value, and
+    opportunities of no account or of one that does not exist."""
+    directory = tmp_path_factory.mktemp("streamed") / "export"
+    write_sample_crm(directory, accounts=ACCOUNTS, seed=11)
+    header, rows = read_rows(directory / "Account.csv")
+    repeated = dict(rows[17], NumberOfEmployees="4200", Industry="Banking")
+    for row in rows[40:46]:
+        row["ICP_Route__c"] = "Named AE"  # set by a person before the engine ever wrote
+    rows[60]["NumberOfEmployees"] = "lots"
+    write_rows(directory / "Account.csv", header, [*rows, repeated])
+    header, opps = read_rows(directory / "Opportunity.csv")
+    orphan = dict(opps[0], Id="0065g00ZZZZZZZZAAA", AccountId="001000000000000AAA")
+    loose = dict(opps[1], Id="0065g00ZZZZZZZYAAA", AccountId="")
+    write_rows(directory / "Opportunity.csv", header, [*opps, orphan, loose])
+    return directory
+
+
+def _run(export: Path, state: Path, kind: str, slice_rows: int, at: datetime) -> RunResult:
+    options = RunOptions(
+        crm="csv",
+        kind="backfill" if kind == "backfill" else "sync",
+        state_dir=state,
+        source=export,
+        now=lambda: at,
+        chunk_accounts=slice_rows,
+    )
+    return execute(load_config("csv", None), options)
+
+
+def _stored(state: Path) -> dict[str, Any]:
+    """Everything the state keeps per record, read straight from its tables."""
+    db = sqlite3.connect(state / "state.sqlite")
+    try:
+        tables = {
+            layout.name: sorted(part_rows(db, layout.name, layout.schema.names), key=repr)
+            for layout in (
+                LAST_WRITTEN,
+                PENDING,
+                SCORES,
+                records_layout("account"),
+                records_layout("opportunity"),
+            )
+        }
+        tables["failures"] = sorted(db.execute("SELECT * FROM failures").fetchall(), key=repr)
+    finally:
+        db.close()
+    with StateStore(state) as store:
+        tables["watermarks"] = sorted(
+            (key, mark.value, sorted(mark.boundary_ids))
+            for key, mark in store.watermarks().items()
+        )
+    return tables
+
+
+def _load_some(export: Path, clock: Clock, keep: int) -> None:
+    """Data Loader loads every `keep`-th row of the update file (the rest stay pending)."""
+    _, changes = read_rows(export / "icp_updates.csv")
+    by_id = {row["Id"]: row for row in changes[::keep]}
+    header, rows = read_rows(export / "Account.csv")
+    moment = clock.tick()
+    for row in rows:
+        for name, value in by_id.get(row["Id"], {}).items():
+            if name != "Id" and value != "":
+                row[name] = "" if value == "#N/A" else value
+                row["SystemModstamp"] = moment
+    write_rows(export / "Account.csv", header, rows)
+
+
+def _delete_accounts(export: Path, count: int) -> None:
+    header, rows = read_rows(export / "Account.csv")
+    write_rows(export / "Account.csv", header, rows[count:])
+
+
+@pytest.mark.slow
+def test_streamed_runs_hand_over_and_store_what_a_whole_run_does(
+    messy_export: Path, tmp_path: Path
+) -> None:
+    """Backfill, a partial load, a sync, deletions and a second backfill with changes
+    still pending: after each step the update file and every table of the state are
+    the same whether the run held every account or went 200 at a time."""
+    results: dict[str, list[RunResult]] = {}
+    for mode, slice_rows in (("whole", 0), ("streamed", SLICE)):
+        export, state = tmp_path / mode / "export", tmp_path / mode / "state"
+        shutil.copytree(messy_export, export)
+        clock = Clock()
+        clock.now = START + timedelta(hours=1)
+        steps = results[mode] = []
+        steps.append(_run(export, state, "backfill", slice_rows, START))
+        _load_some(export, clock, keep=3)
+        steps.append(_run(export, state, "sync", slice_rows, START + timedelta(days=1)))
+        _delete_accounts(export, 25)
+        _load_some(export, clock, keep=2)
+        steps.append(_run(export, state, "backfill", slice_rows, START + timedelta(days=2)))
+
+    whole, streamed = results["whole"], results["streamed"]
+    assert [r.tier_changes for r in whole] == [None, None, None]
+    assert streamed[0].tier_changes is not None  # the backfills did go in slices
+    assert streamed[2].tier_changes is not None
+    for before, after in zip(whole, streamed, strict=True):
+        assert after.exit_code == before.exit_code == 0
+        assert after.counts == before.counts
+    assert whole[0].counts["accounts_pulled"] == ACCOUNTS
+    assert whole[0].counts["unreadable_values"] == 1
+    assert whole[2].counts["accounts_deleted"] == 24  # row 17 is given again at the end
+    assert 0 < whole[2].counts["confirmed"] < whole[2].counts["pending"]
+    assert whole[0].counts["fields_skipped"] >= 6  # the routes a person set
+
+    files = {
+        mode: (tmp_path / mode / "export" / "icp_updates.csv").read_bytes() for mode in results
+    }
+    assert files["streamed"] == files["whole"]
+    assert _stored(tmp_path / "streamed" / "state") == _stored(tmp_path / "whole" / "state")
+    assert not list((tmp_path / "streamed" / "state").glob(SPILL_PREFIX + "*"))
+
+
+def test_a_streamed_run_failing_between_slices_keeps_the_state_and_file_before(
+    messy_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The state's changes wait in one transaction and the file under a temporary name:
+    a failure in the third slice leaves both as they were, and the rerun hands over
+    what a clean run does."""
+    export, state = tmp_path / "export", tmp_path / "state"
+    shutil.copytree(messy_export, export)
+    first = _run(export, state, "backfill", SLICE, START)
+    published = (export / "icp_updates.csv").read_bytes()
+    before = _stored(state)
+    header, rows = read_rows(export / "Account.csv")
+    for row in rows[::5]:
+        row["NumberOfEmployees"] = "75"
+    write_rows(export / "Account.csv", header, rows)
+
+    calls = {"scores": 0}
+    original = StateStore.record_scores
+
+    def fail_third(self: StateStore, *args: Any, **kwargs: Any) -> None:
+        calls["scores"] += 1
+        if calls["scores"] == 3:
+            raise OSError("disk gone")
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(StateStore, "record_scores", fail_third)
+    with pytest.raises(OSError, match="disk gone"):
+        _run(export, state, "backfill", SLICE, START + timedelta(days=1))
+    assert (export / "icp_updates.csv").read_bytes() == published
+    assert _stored(state) == before
+    assert not [p.name for p in export.iterdir() if p.name.endswith(".tmp")]
+    monkeypatch.setattr(StateStore, "record_scores", original)
+
+    again = _run(export, state, "backfill", SLICE, START + timedelta(days=1))
+    clean_export, clean_state = tmp_path / "clean" / "export", tmp_path / "clean" / "state"
+    shutil.copytree(messy_export, clean_export)
+    _run(clean_export, clean_state, "backfill", SLICE, START)
+    write_rows(clean_export / "Account.csv", header, rows)
+    clean = _run(clean_export, clean_state, "backfill", SLICE, START + timedelta(days=1))
+    assert again.counts == clean.counts
+    assert again.counts["records_to_write"] > 0
+    assert (export / "icp_updates.csv").read_bytes() == (
+        clean_export / "icp_updates.csv"
+    ).read_bytes()
+    assert first.exit_code == again.exit_code == 0
+
+
+def test_bad_slice_size_is_a_clear_error(
+    messy_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CHUNK_ENV, "a lot")
+    result = CliRunner().invoke(
+        main,
+        ["backfill", "--crm", "csv", "--source", str(messy_export), "--state", str(tmp_path)],
+    )
+    assert result.exit_code == 2
+    assert "ICP_CHUNK_ACCOUNTS" in result.output + result.stderr
+    assert "'a lot'" in result.output + result.stderr
+    assert "Traceback" not in result.output + result.stderr
+
+
+def test_a_spill_left_by_a_killed_run_is_cleared(messy_export: Path, tmp_path: Path) -> None:
+    export, state = tmp_path / "export", tmp_path / "state"
+    shutil.copytree(messy_export, export)
+    left = state / f"{SPILL_PREFIX}killed"
+    (left / "account").mkdir(parents=True)
+    (left / "account" / "000000.parquet").write_bytes(b"half a page")
+    result = _run(export, state, "backfill", SLICE, START)
+    assert result.exit_code == 0
+    assert not list(state.glob(SPILL_PREFIX + "*"))
