@@ -160,8 +160,9 @@ def pull_object(
         log.debug("%s: %s", plural, "no row changed since the last run" if since else "no rows")
     frame = pd.concat(pages, ignore_index=True) if pages else _empty(connector, kind)
     frame = frame.drop_duplicates(id_column, keep="last").reset_index(drop=True)
-    if spilled is not None and spilled.rows:
-        deleted = known.without(spilled.ids())
+    ids = spilled.ids() if spilled is not None and spilled.rows else None
+    if ids is not None:
+        deleted = known.without(ids) if len(known) else set()
     elif watermark is None:
         deleted = known.without(pa.array(frame[id_column].astype(str).to_numpy(dtype=object)))
     else:
@@ -203,8 +204,8 @@ def pull_object(
         _calls(connector, calls, "; {}"),
     )
     pulled = Pulled(frame, report, deleted)
-    if spilled is not None and spilled.rows:
-        pulled.spilled = len(pc.unique(spilled.ids()))
+    if spilled is not None and ids is not None:
+        pulled.spilled = pc.count_distinct(ids).as_py()
         pulled.high_water, pulled.boundary_ids = spilled.high_water, spilled.boundary_ids
         return pulled
     stamps = frame["modified_at"].dropna() if "modified_at" in frame else pd.Series(dtype=object)
@@ -217,12 +218,11 @@ def pull_object(
 
 class _Spilled:
     """A full pull's pages going to disk once there are more than `above` rows, with
-    what the run needs of them meanwhile: their ids and the latest stamp."""
+    the latest stamp meanwhile."""
 
     def __init__(self, kind: str, id_column: str, spill: Spill, above: int) -> None:
         self.kind, self.id_column, self.spill, self.above = kind, id_column, spill, above
         self.rows = 0
-        self._ids: list[pa.Array] = []
         self.high_water: datetime | None = None
         self.boundary_ids: set[str] = set()
 
@@ -233,7 +233,6 @@ class _Spilled:
         for page in pages:
             self.spill.add(self.kind, page)
             self.rows += len(page)
-            self._ids.append(pa.array(page[self.id_column].astype(str).to_numpy(dtype=object)))
             stamps = page["modified_at"].dropna() if "modified_at" in page else None
             if stamps is None or not len(stamps):
                 continue
@@ -246,7 +245,8 @@ class _Spilled:
         return []
 
     def ids(self) -> pa.ChunkedArray:
-        return pa.chunked_array(self._ids, pa.string())
+        """Every id spilled (read back from disk: not held while pulling)."""
+        return self.spill.column(self.kind, self.id_column).cast(pa.string())
 
 
 def working_set(

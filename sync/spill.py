@@ -106,6 +106,14 @@ class Spill:
         self._pages[kind] = number + 1
         self._rows[kind] = start + len(page)
 
+    def column(self, kind: str, name: str) -> pa.ChunkedArray:
+        """One column of every row of `kind` added, in the order added."""
+        pages = sorted((self.directory / kind).glob("*.parquet"))
+        return pa.chunked_array(
+            [chunk for page in pages for chunk in pq.read_table(page, columns=[name])[name].chunks],
+            self._schemas[kind].field(name).type,
+        )
+
     def has(self, kind: str) -> bool:
         return self._pages.get(kind, 0) > 0
 

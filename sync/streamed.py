@@ -27,6 +27,7 @@ import pandas as pd
 from icp_engine.connectors.base import Connector, RecordUpdate
 from icp_engine.connectors.mapping import CURRENT_PREFIX
 from icp_engine.connectors.updates import RecordUpdates
+from icp_engine.sync import numbers
 from icp_engine.sync.config import Config
 from icp_engine.sync.handover import KEY, confirmed, handed_rows, next_pending
 from icp_engine.sync.plan import Plan, kept_by_people, plan_changes, written_frame
@@ -94,6 +95,7 @@ class Totals:
     tier_change_count: int = 0
     names: dict[str, str] = field(default_factory=dict)
     skips_shown: int = 0
+    slices: int = 0
 
     def plan(self) -> Plan:
         """The kept tier changes as a plan (what a run's detail shows of it)."""
@@ -193,7 +195,22 @@ def handed_over(
         totals.stopped = totals.stopped or summary.stopped
         totals.counts["written"] += summary.written
         totals.counts["retries"] += summary.retries
+        totals.slices += 1
+        log.debug(
+            "slice %d (account ids %s): %s scored, %s to write, %s in the update file",
+            totals.slices,
+            _described(bounds),
+            numbers.count(len(desired)),
+            numbers.count(len(updates), "record"),
+            numbers.count(len(part), "record"),
+        )
         job.progress.advance(len(accounts))
+
+
+def _described(bounds: KeyRange) -> str:
+    after = f"after {bounds.after}" if bounds.after is not None else ""
+    upto = f"up to {bounds.upto}" if bounds.upto is not None else ""
+    return ", ".join(text for text in (after, upto) if text) or "all"
 
 
 def _write(job: Slicing, updates: RecordUpdates) -> tuple[list[str], BatchOutcome, Any]:

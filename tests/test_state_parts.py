@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from icp_engine.sync.state import parts
-from icp_engine.sync.state.parts import LAST_WRITTEN, SCORES, Layout, records_layout
+from icp_engine.sync.state.parts import LAST_WRITTEN, SCORES, KeyRange, Layout, records_layout
 from icp_engine.sync.state.records import Pending, ScoreRecord
 from icp_engine.sync.state.store import StateStore
 
@@ -167,6 +167,15 @@ def test_the_pending_queue_drops_one_field_of_a_record_and_keeps_its_others(
             pending = store.pending("csv")
             assert {key: pending[key] for key in pending} == expected
             assert list(pending) == sorted(expected)  # read in key order
+            after, upto = sorted(f"a{rng.randrange(40):03d}" for _ in range(2))
+            for bounds in (KeyRange(None, upto), KeyRange(after, upto), KeyRange(after, None)):
+                inside = store.pending("csv", bounds)  # a streamed run's slice
+                assert list(inside) == [
+                    key
+                    for key in sorted(expected)
+                    if (bounds.after is None or key[0] > bounds.after)
+                    and (bounds.upto is None or key[0] <= bounds.upto)
+                ]
     with StateStore(tmp_path) as store:  # reopened: the same
         assert set(store.pending("csv")) == set(expected)
 

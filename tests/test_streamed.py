@@ -79,8 +79,7 @@ def _stored(state: Path) -> dict[str, Any]:
         db.close()
     with StateStore(state) as store:
         tables["watermarks"] = sorted(
-            (key, mark.value, sorted(mark.boundary_ids))
-            for key, mark in store.watermarks().items()
+            (key, mark.value, sorted(mark.boundary_ids)) for key, mark in store.watermarks().items()
         )
     return tables
 
