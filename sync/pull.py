@@ -39,6 +39,16 @@ class ShrinkError(SourceError):
     """A read would delete half or more of the records the state knows (exit 2)."""
 
 
+class TooManyChanges(Exception):
+    """A pull since the watermark met more changed records than a run holds at once:
+    the run reads everything instead, a slice at a time (`sync.streamed`), which leaves
+    the CRM and the state as the incremental run would."""
+
+    def __init__(self, kind: str, above: int) -> None:
+        super().__init__(f"more than {above:,} {kind} records changed")
+        self.kind, self.above = kind, above
+
+
 @dataclass
 class Pulled:
     """The records one object's pull returned, and where its watermark may move."""
@@ -115,7 +125,7 @@ def pull_object(
     `previous_run_started` and `memo` go to the connector in its `PullContext`; the
     memo it hands back is in the result's report. `spill`: (where, above): once more
     than `above` rows were read, they and every later page go to `where` instead of the
-    result's frame (full pulls only).
+    result's frame; a pull since a watermark stops there instead (`TooManyChanges`).
 
     Raises:
         ShrinkError: the connector tells deletions only by absence, and half or more of
@@ -145,6 +155,8 @@ def pull_object(
                 pages.append(page)
             if spilled is not None:
                 pages = spilled.take(pages)
+            elif spill is not None and sum(len(held) for held in pages) > spill[1]:
+                raise TooManyChanges(kind, spill[1])
             stage.advance(len(page))
             log.debug(
                 "%s page %d: %s (%s so far%s)",
@@ -272,8 +284,10 @@ def working_set(
         on_page: called with the rows of every page pulled.
         allow_shrink: accept a pull that deletes half or more of the known records.
         memo: what the connector saved after its last run (`WorkingSet.memo` then).
-        spill: (where, accounts): a full pull of more than that many accounts goes to
-            disk, and so do all the opportunities then (`WorkingSet.spill`).
+        spill: (where, rows): a full pull of more than that many accounts goes to
+            disk, and so do all the opportunities then (`WorkingSet.spill`); an
+            incremental one that meets more changed rows of either object raises
+            `TooManyChanges`.
     """
     crm, mapping = connector.name, connector.mapping
     previous_run_started = next(
@@ -287,11 +301,11 @@ def working_set(
     pulled: dict[str, Pulled] = {}
     known: dict[str, Ids] = {}
     learned: Mapping[str, Any] = memo or {}
-    spilling = spill if full else None
+    spilling = spill
     for kind in ("account", "opportunity"):
         watermark = None if full else state.watermark(crm, kind)
         known[kind] = state.known_ids(crm, kind)
-        if kind == "opportunity" and spilling is not None:  # with the accounts, or not
+        if kind == "opportunity" and spilling is not None and full:  # as the accounts did
             spilling = (spilling[0], 0) if pulled["account"].spilled else None
         pulled[kind] = pull_object(
             connector,

@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -48,7 +48,7 @@ from icp_engine.sync.logs import redact
 from icp_engine.sync.nurture import nurture_tracks
 from icp_engine.sync.plan import Plan, kept_by_people, plan_changes, written_frame
 from icp_engine.sync.progress import Progress
-from icp_engine.sync.pull import WorkingSet, persist, working_set
+from icp_engine.sync.pull import TooManyChanges, WorkingSet, persist, working_set
 from icp_engine.sync.spill import SortedFile, Spill, to_frame
 from icp_engine.sync.state.lock import DirectoryLock, LockedError
 from icp_engine.sync.state.meta import MetaKeys
@@ -401,9 +401,18 @@ def _run(run: Run) -> RunResult:
     """pull -> score -> plan -> write -> remember; each step returns a finished value.
     A large org's full hand-over run goes a slice of accounts at a time instead."""
     base = _baseline(run)
-    spill = Spill(run.options.state_dir) if _may_stream(run, base) else None
+    spill = Spill(run.options.state_dir) if _may_stream(run) else None
     try:
-        work, issues = _pull(run, base, spill)
+        try:
+            work, issues = _pull(run, base, spill)
+        except TooManyChanges as many:  # (only with a spill)
+            log.info(
+                "%s: this run reads everything and goes %s accounts at a time",
+                many,
+                f"{many.above:,}",
+            )
+            base = replace(base, full=True, rescore_all=True)
+            work, issues = _pull(run, base, spill)
         if work.spill is not None:
             return _run_streamed(run, base, work, issues)
         return _run_whole(run, base, work, issues)
@@ -412,13 +421,12 @@ def _run(run: Run) -> RunResult:
             spill.close()
 
 
-def _may_stream(run: Run, base: Baseline) -> bool:
-    """Whether a run may go a slice at a time, if the org turns out large: a full pull
+def _may_stream(run: Run) -> bool:
+    """Whether a run may go a slice at a time, if the org or its changes turn out large:
     handed over, scored here, without enrichment sources (they join the whole org)."""
     options = run.options
     return (
-        base.full
-        and options.chunk_accounts > 0
+        options.chunk_accounts > 0
         and not options.dry_run  # its preview shows the whole plan
         and options.scores_from is None
         and run.connector.hands_over

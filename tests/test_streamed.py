@@ -111,37 +111,42 @@ def test_streamed_runs_hand_over_and_store_what_a_whole_run_does(
     still pending: after each step the update file and every table of the state are
     the same whether the run held every account or went 200 at a time."""
     results: dict[str, list[RunResult]] = {}
+    seen: dict[str, list[tuple[bytes, dict[str, Any]]]] = {}
     for mode, slice_rows in (("whole", 0), ("streamed", SLICE)):
         export, state = tmp_path / mode / "export", tmp_path / mode / "state"
         shutil.copytree(messy_export, export)
         clock = Clock()
         clock.now = START + timedelta(hours=1)
         steps = results[mode] = []
-        steps.append(_run(export, state, "backfill", slice_rows, START))
-        _load_some(export, clock, keep=3)
-        steps.append(_run(export, state, "sync", slice_rows, START + timedelta(days=1)))
-        _delete_accounts(export, 25)
-        _load_some(export, clock, keep=2)
-        steps.append(_run(export, state, "backfill", slice_rows, START + timedelta(days=2)))
+        after = seen[mode] = []
+        for number, kind in enumerate(("backfill", "sync", "backfill")):
+            if number == 1:
+                _load_some(export, clock, keep=3)  # 300 accounts changed: more than a slice
+            if number == 2:
+                _delete_accounts(export, 25)
+                _load_some(export, clock, keep=2)
+            steps.append(_run(export, state, kind, slice_rows, START + timedelta(days=number)))
+            after.append(((export / "icp_updates.csv").read_bytes(), _stored(state)))
 
     whole, streamed = results["whole"], results["streamed"]
-    assert [r.tier_changes for r in whole] == [None, None, None]
-    assert streamed[0].tier_changes is not None  # the backfills did go in slices
-    assert streamed[2].tier_changes is not None
+    assert [r.tier_changes is None for r in whole] == [True, True, True]
+    assert [r.tier_changes is None for r in streamed] == [False, False, False]
+    for number, (before, now) in enumerate(zip(seen["whole"], seen["streamed"], strict=True)):
+        assert now[0] == before[0], f"step {number}: the update files differ"
+        assert now[1] == before[1], f"step {number}: the states differ"
     for before, after in zip(whole, streamed, strict=True):
         assert after.exit_code == before.exit_code == 0
-        assert after.counts == before.counts
+        for count in ("pending", "confirmed", "failed", "accounts_deleted"):
+            assert after.counts[count] == before.counts[count]
+    assert streamed[0].counts == whole[0].counts  # full runs both: the same counts
+    assert streamed[2].counts == whole[2].counts
+    assert whole[1].counts["accounts_pulled"] == 300  # the sync read the changes only,
+    assert streamed[1].counts["accounts_pulled"] == ACCOUNTS  # or everything, in slices
     assert whole[0].counts["accounts_pulled"] == ACCOUNTS
     assert whole[0].counts["unreadable_values"] == 1
     assert whole[2].counts["accounts_deleted"] == 24  # row 17 is given again at the end
     assert 0 < whole[2].counts["confirmed"] < whole[2].counts["pending"]
     assert whole[0].counts["fields_skipped"] >= 6  # the routes a person set
-
-    files = {
-        mode: (tmp_path / mode / "export" / "icp_updates.csv").read_bytes() for mode in results
-    }
-    assert files["streamed"] == files["whole"]
-    assert _stored(tmp_path / "streamed" / "state") == _stored(tmp_path / "whole" / "state")
     assert not list((tmp_path / "streamed" / "state").glob(SPILL_PREFIX + "*"))
 
 
