@@ -32,3 +32,14 @@ def test_known_ids_answer_as_a_collection_and_subtract_in_arrow() -> None:
     seen.add(pa.array(["c"]))
     assert seen.missing(known) == {"a", "b"}
     assert Ids(pa.array([], pa.string())).without(pa.array(["a"])) == set()
+
+
+def test_ids_in_the_same_order_or_not_subtract_alike() -> None:
+    """A file in Id order matches the known Ids position by position (one pass); any
+    other order, or one Id in place of another, is answered by the hash lookup."""
+    known = Ids(pa.array(["a1", "a2", "a3", "a4"]))
+    assert known.without(pa.array(["a1", "a2", "a3", "a4"])) == set()
+    assert known.without(pa.array(["a4", "a3", "a2", "a1"])) == set()
+    assert known.without(pa.array(["a1", "a2", "zz", "a4"])) == {"a3"}
+    assert known.without(pa.array(["a1", "a2", "a3"])) == {"a4"}
+    assert known.without(pa.array(["a1", "a2", None, "a4"])) == {"a3"}
