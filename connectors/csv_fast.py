@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from icp_engine.connectors.canonical import LINE_COLUMN, TEXT
-from icp_engine.connectors.id_set import IdSet
+from icp_engine.connectors.id_set import IdSet, distinct_count
 from icp_engine.connectors.salesforce.ids import to_18
 from pyarrow import csv as pacsv
 
@@ -117,11 +117,11 @@ def fast_pages(
     if older is not None and stamp_index is not None and changed == 0:
         # nothing new: no second reading; the set of Ids (wanted for deletions) also tells
         # whether one is repeated
-        if not _distinct(named):
+        if distinct_count(named) != len(named):
             return None  # an Id twice: the row-by-row reader names both lines
         older.ids.add(named)
         return iter(())
-    if not _distinct(named):
+    if distinct_count(named) != len(named):
         return None  # an Id twice: the row-by-row reader names both lines
     read_before = np.zeros(total, dtype=bool)  # at the watermark, read there last run
     if len(found):
@@ -130,15 +130,6 @@ def fast_pages(
     return _pages(
         path, header, id_index, lookup_index, salesforce_ids, page_rows, older, read_before
     )
-
-
-def _distinct(ids: pa.ChunkedArray) -> bool:
-    """No Id twice. An export in Id order (as Salesforce's usually are) shows it by one
-    comparison of neighbours; otherwise a hash of every Id tells."""
-    whole = ids.combine_chunks()
-    if len(whole) < 2 or pc.all(pc.greater(whole[1:], whole[:-1]), skip_nulls=False).as_py():
-        return True
-    return bool(pc.count_distinct(whole).as_py() == len(whole))
 
 
 def _structure(path: Path) -> int | None:

@@ -19,11 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 from icp_engine.connectors.base import Connector, ObjectKind, PullContext, PullReport
 from icp_engine.connectors.canonical import restore_types
 from icp_engine.connectors.errors import SourceError
-from icp_engine.connectors.id_set import Ids
+from icp_engine.connectors.id_set import Ids, distinct_count
 from icp_engine.connectors.mapping import ID_FIELDS, CrmMapping
 from icp_engine.sync import numbers, progress
 from icp_engine.sync.spill import Spill
@@ -217,7 +216,7 @@ def pull_object(
     )
     pulled = Pulled(frame, report, deleted)
     if spilled is not None and ids is not None:
-        pulled.spilled = pc.count_distinct(ids).as_py()
+        pulled.spilled = distinct_count(ids)
         pulled.high_water, pulled.boundary_ids = spilled.high_water, spilled.boundary_ids
         return pulled
     stamps = frame["modified_at"].dropna() if "modified_at" in frame else pd.Series(dtype=object)

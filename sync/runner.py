@@ -752,11 +752,13 @@ def _run_streamed(run: Run, base: Baseline, work: WorkingSet, issues: list[RowIs
     spill, crm, chunk = work.spill, run.options.crm, run.options.chunk_accounts
     assert spill is not None
     pull_calls = run.connector.api_calls
-    accounts = spill.sort("account", "account_id", "account_id")
+    repeats = {kind: pulled.spilled < spill.rows(kind) for kind, pulled in work.pulled.items()}
+    accounts = spill.sort("account", "account_id", "account_id", repeats=repeats["account"])
     by_account = by_id = None
     if spill.has("opportunity"):
-        by_account = spill.sort("opportunity", "account_id", "opportunity_id", "by-account")
-        by_id = spill.sort("opportunity", "opportunity_id", "opportunity_id", "by-id")
+        once = {"repeats": repeats["opportunity"]}
+        by_account = spill.sort("opportunity", "account_id", "opportunity_id", "by-account", **once)
+        by_id = spill.sort("opportunity", "opportunity_id", "opportunity_id", "by-id", **once)
     now = run.options.now()
     job = streamed.Slicing(
         run.config,

@@ -117,8 +117,15 @@ class Spill:
     def has(self, kind: str) -> bool:
         return self._pages.get(kind, 0) > 0
 
-    def sort(self, kind: str, key: str, unique: str, name: str | None = None) -> SortedFile:
-        """`kind`'s rows sorted by `key`, keeping the last row of each `unique` value.
+    def rows(self, kind: str) -> int:
+        """Rows of `kind` added (a repeated record counted each time)."""
+        return self._rows.get(kind, 0)
+
+    def sort(
+        self, kind: str, key: str, unique: str, name: str | None = None, repeats: bool = True
+    ) -> SortedFile:
+        """`kind`'s rows sorted by `key`, keeping the last row of each `unique` value
+        (`repeats=False`: the caller knows each is there once, which saves DuckDB a pass).
 
         Raises:
             KeyError: nothing of `kind` was added.
@@ -129,10 +136,14 @@ class Spill:
         out = self.directory / f"{name or kind}.parquet"
         pages = str(self.directory / kind / "*.parquet").replace("'", "''")
         columns = ", ".join(_quoted(name) for name in schema.names)
+        last = (
+            f"QUALIFY row_number() OVER (PARTITION BY {_quoted(unique)} ORDER BY {ROW} DESC) = 1 "
+            if repeats
+            else ""
+        )
         query = (
-            f"SELECT {columns} FROM read_parquet('{pages}') "
-            f"QUALIFY row_number() OVER (PARTITION BY {_quoted(unique)} "
-            f"ORDER BY {ROW} DESC) = 1 ORDER BY {_quoted(key)} NULLS LAST, {_quoted(unique)}"
+            f"SELECT {columns} FROM read_parquet('{pages}') {last}"
+            f"ORDER BY {_quoted(key)} NULLS LAST, {_quoted(unique)}"
         )
         with duckdb.connect() as db:
             db.execute(f"SET memory_limit = '{SORT_MEMORY}'")
