@@ -246,25 +246,46 @@ def _stamp() -> str:
 
 
 def load_updates(source: Path) -> int:
-    """Data Loader: the update file's non-blank cells into Account.csv, rows restamped."""
-    import pandas as pd
+    """Data Loader: the update file's non-blank cells into Account.csv, rows restamped.
 
-    updates = pd.read_csv(source / "icp_updates.csv", dtype=str, keep_default_na=False)
-    accounts = pd.read_csv(source / "Account.csv", dtype=str, keep_default_na=False)
-    position = accounts["Id"].reset_index().set_index("Id")["index"]
-    where = position.reindex(updates["Id"]).to_numpy()
-    for column in updates.columns.drop("Id"):
-        values = updates[column].to_numpy(object)
-        keep = values != ""
-        values = pd.Series(values).where(values != "#N/A", "").to_numpy(object)
-        target = accounts[column].to_numpy(object).copy()
-        target[where[keep]] = values[keep]
-        accounts[column] = target
-    stamps = accounts["SystemModstamp"].to_numpy(object).copy()
-    stamps[where] = _stamp()
-    accounts["SystemModstamp"] = stamps
-    accounts.to_csv(source / "Account.csv", index=False, lineterminator="\n")
-    return len(updates)
+    DuckDB joins the two files on disk (10 million accounts as pandas frames would not
+    fit); rows keep their order, and blank cells stay blank (`#N/A` clears)."""
+    import duckdb
+
+    accounts, updates = source / "Account.csv", source / "icp_updates.csv"
+    with duckdb.connect() as db:
+        db.execute("SET memory_limit = '2GB'")
+        db.execute("SET preserve_insertion_order = true")
+        columns = [r[0] for r in db.execute(f"DESCRIBE SELECT * FROM {_csv(accounts)}").fetchall()]
+        given = {r[0] for r in db.execute(f"DESCRIBE SELECT * FROM {_csv(updates)}").fetchall()}
+        loaded = db.execute(f"SELECT count(*) FROM {_csv(updates)}").fetchone()[0]
+
+        stamp = _stamp()
+
+        def cell(name: str) -> str:
+            quoted = f'"{name}"'
+            if name == "SystemModstamp":
+                return f"CASE WHEN u.\"Id\" IS NULL THEN a.{quoted} ELSE '{stamp}' END AS {quoted}"
+            if name in given and name != "Id":
+                return (
+                    f"CASE WHEN u.{quoted} IS NULL OR u.{quoted} = '' THEN a.{quoted} "
+                    f"WHEN u.{quoted} = '#N/A' THEN NULL ELSE u.{quoted} END AS {quoted}"
+                )
+            return f"a.{quoted} AS {quoted}"
+
+        select = ", ".join(cell(name) for name in columns)
+        out = source / "Account.loaded.csv"
+        db.execute(
+            f"COPY (SELECT {select} FROM (SELECT *, row_number() OVER () AS __at "
+            f'FROM {_csv(accounts)}) a LEFT JOIN {_csv(updates)} u ON a."Id" = u."Id" '
+            f"ORDER BY a.__at) TO '{out}' (HEADER, DELIMITER ',')"
+        )
+    out.replace(accounts)
+    return int(loaded)
+
+
+def _csv(path: Path) -> str:
+    return f"read_csv('{path}', all_varchar = true, header = true)"
 
 
 def state_size(state: Path) -> int:
