@@ -88,8 +88,9 @@ class RunOptions:
     reads them instead of scoring, then diffs and writes as usual."""
     scores_table: str = "icp_scores"
     chunk_accounts: int = field(default_factory=lambda: chunk_accounts_from(os.environ))
-    """A full hand-over run of more accounts than this goes a slice of this many at a
-    time (`sync.streamed`), so its memory stays flat as the org grows; 0: never."""
+    """A hand-over run reading more accounts than this in full (or more changed records
+    than this since the last run) goes a slice of this many accounts at a time
+    (`sync.streamed`), so its memory stays flat as the org grows; 0: never."""
 
 
 CHUNK_ENV = "ICP_CHUNK_ACCOUNTS"
@@ -414,7 +415,7 @@ def _run(run: Run) -> RunResult:
             base = replace(base, full=True, rescore_all=True)
             work, issues = _pull(run, base, spill)
         if work.spill is not None:
-            return _run_streamed(run, base, work, issues)
+            return _run_streamed(run, base, work, issues, work.spill)
         return _run_whole(run, base, work, issues)
     finally:
         if spill is not None:
@@ -573,16 +574,23 @@ def _counts(
 ) -> dict[str, int]:
     """What the run read and decided (writing adds its own counts)."""
     return {
-        "accounts_pulled": work.pulled["account"].records,
-        "opportunities_pulled": work.pulled["opportunity"].records,
-        "accounts_deleted": len(work.pulled["account"].deleted),
-        "unreadable_rows": sum(1 for i in issues if i.column is None),
-        "unreadable_values": sum(1 for i in issues if i.column is not None),
+        **_read_counts(work, issues),
         "accounts_scored": len(desired),
         "records_to_write": len(planned.updates),
         "fields_to_write": len(planned.plan.change_frame),
         "fields_in_sync": planned.plan.in_sync,
         "fields_skipped": len(planned.plan.skip_frame),
+    }
+
+
+def _read_counts(work: WorkingSet, issues: list[RowIssue]) -> dict[str, int]:
+    """What the run read: records, deletions, rows and values it could not read."""
+    return {
+        "accounts_pulled": work.pulled["account"].records,
+        "opportunities_pulled": work.pulled["opportunity"].records,
+        "accounts_deleted": len(work.pulled["account"].deleted),
+        "unreadable_rows": sum(1 for i in issues if i.column is None),
+        "unreadable_values": sum(1 for i in issues if i.column is not None),
     }
 
 
@@ -746,20 +754,14 @@ def _hand_over(
     return ending
 
 
-def _run_streamed(run: Run, base: Baseline, work: WorkingSet, issues: list[RowIssue]) -> RunResult:
+def _run_streamed(
+    run: Run, base: Baseline, work: WorkingSet, issues: list[RowIssue], spill: Spill
+) -> RunResult:
     """`_run_whole` for a pull kept on disk: each slice of accounts is scored, planned,
     handed over and recorded before the next is read (`sync.streamed`)."""
-    spill, crm, chunk = work.spill, run.options.crm, run.options.chunk_accounts
-    assert spill is not None
+    crm, chunk, now = run.options.crm, run.options.chunk_accounts, run.options.now()
     pull_calls = run.connector.api_calls
-    repeats = {kind: pulled.spilled < spill.rows(kind) for kind, pulled in work.pulled.items()}
-    accounts = spill.sort("account", "account_id", "account_id", repeats=repeats["account"])
-    by_account = by_id = None
-    if spill.has("opportunity"):
-        once = {"repeats": repeats["opportunity"]}
-        by_account = spill.sort("opportunity", "account_id", "opportunity_id", "by-account", **once)
-        by_id = spill.sort("opportunity", "opportunity_id", "opportunity_id", "by-id", **once)
-    now = run.options.now()
+    accounts, by_account, by_id = _sorted(spill, work)
     job = streamed.Slicing(
         run.config,
         run.connector,
@@ -783,9 +785,8 @@ def _run_streamed(run: Run, base: Baseline, work: WorkingSet, issues: list[RowIs
         parts = streamed.slices(accounts, by_account, chunk)
         run.connector.hand_over(streamed.handed_over(job, parts, totals), run.id)
         run.progress.phase("save")
-        shown = totals.skips_shown
-        if totals.counts["fields_skipped"] > shown:
-            more = f"{totals.counts['fields_skipped'] - shown:,}"
+        if totals.counts["fields_skipped"] > totals.skips_shown:
+            more = f"{totals.counts['fields_skipped'] - totals.skips_shown:,}"
             log.info("... and %s more fields left alone (--dry-run --all lists them)", more)
         run.state.record_failures(crm, run.id, totals.failures, now)
         release_memory()
@@ -799,38 +800,14 @@ def _run_streamed(run: Run, base: Baseline, work: WorkingSet, issues: list[RowIs
         run.state.clear_failures(crm, failing - totals.failed)
         if totals.deleted:
             run.state.forget_accounts(crm, totals.deleted)
-        plan_counts = {
-            "accounts_pulled": work.pulled["account"].records,
-            "opportunities_pulled": work.pulled["opportunity"].records,
-            "accounts_deleted": len(work.pulled["account"].deleted),
-            "unreadable_rows": sum(1 for i in issues if i.column is None),
-            "unreadable_values": sum(1 for i in issues if i.column is not None),
-            **{
-                key: totals.counts[key]
-                for key in (
-                    "accounts_scored",
-                    "records_to_write",
-                    "fields_to_write",
-                    "fields_in_sync",
-                    "fields_skipped",
-                )
-            },
-        }
-        summary = WriteSummary(
-            totals.counts["written"],
-            totals.refused,
-            totals.deleted,
-            [],
-            totals.stopped,
-            totals.counts["retries"],
-        )
+        counts = {**_read_counts(work, issues), **totals.plan_counts()}
         ending = Ending.of(
-            summary,
+            totals.summary(),
             len(totals.failed),
             confirmed=totals.counts["confirmed"],
             pending=totals.counts["pending"],
         )
-        _finish(run, plan_counts, ending)
+        _finish(run, counts, ending)
     run.progress.phase("done")
     write_plan = run.connector.begin_write(totals.counts["records_to_write"])
     return RunResult(
@@ -840,7 +817,7 @@ def _run_streamed(run: Run, base: Baseline, work: WorkingSet, issues: list[RowIs
         run.options.dry_run,
         ending.exit_code,
         ending.outcome,
-        {**plan_counts, **ending.counts},
+        {**counts, **ending.counts},
         run.connector.api_calls,
         run.connector.describe_target(),
         totals.plan(),
@@ -851,6 +828,23 @@ def _run_streamed(run: Run, base: Baseline, work: WorkingSet, issues: list[RowIs
         message=ending.message,
         criteria=run.config.criteria_label,
         tier_changes=totals.tier_change_count,
+    )
+
+
+def _sorted(
+    spill: Spill, work: WorkingSet
+) -> tuple[SortedFile, SortedFile | None, SortedFile | None]:
+    """The spilled accounts by id, and the opportunities by account and by id (None
+    without any)."""
+    repeats = {kind: pulled.spilled < spill.rows(kind) for kind, pulled in work.pulled.items()}
+    accounts = spill.sort("account", "account_id", "account_id", repeats=repeats["account"])
+    if not spill.has("opportunity"):
+        return accounts, None, None
+    once = {"repeats": repeats["opportunity"]}
+    return (
+        accounts,
+        spill.sort("opportunity", "account_id", "opportunity_id", "by-account", **once),
+        spill.sort("opportunity", "opportunity_id", "opportunity_id", "by-id", **once),
     )
 
 

@@ -30,19 +30,25 @@ from icp_engine.connectors.updates import RecordUpdates
 from icp_engine.sync import numbers
 from icp_engine.sync.config import Config
 from icp_engine.sync.handover import KEY, confirmed, handed_rows, next_pending
+from icp_engine.sync.history import TIER_CHANGES_KEPT
 from icp_engine.sync.plan import Plan, kept_by_people, plan_changes, written_frame
 from icp_engine.sync.progress import Progress
 from icp_engine.sync.spill import SortedFile, to_frame
 from icp_engine.sync.state.parts import KeyRange
 from icp_engine.sync.state.records import LIMIT_REACHED, Failure, score_frame
 from icp_engine.sync.state.store import StateStore, pending_table
-from icp_engine.sync.writer import BatchOutcome, write_all
+from icp_engine.sync.writer import BatchOutcome, WriteSummary, write_all
 from tenacity import Retrying
 
 log = logging.getLogger(__name__)
-TIER_CHANGES_KEPT = 200
-"""Tier changes a streamed run keeps for its run detail (`sync.history`): the count is
-of all of them."""
+PLAN_COUNTS = (
+    "accounts_scored",
+    "records_to_write",
+    "fields_to_write",
+    "fields_in_sync",
+    "fields_skipped",
+)
+"""The run counts a plan decides (in `sync.runner`'s order)."""
 
 
 @dataclass(frozen=True)
@@ -71,18 +77,7 @@ class Totals:
 
     counts: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(
-            (
-                "accounts_scored",
-                "records_to_write",
-                "fields_to_write",
-                "fields_in_sync",
-                "fields_skipped",
-                "written",
-                "retries",
-                "confirmed",
-                "pending",
-            ),
-            0,
+            (*PLAN_COUNTS, "written", "retries", "confirmed", "pending"), 0
         )
     )
     failed: set[str] = field(default_factory=set)
@@ -90,12 +85,26 @@ class Totals:
     refused: BatchOutcome = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     stopped: str | None = None
-    write_calls: int = 0
     tier_changes: list[pd.DataFrame] = field(default_factory=list)
     tier_change_count: int = 0
     names: dict[str, str] = field(default_factory=dict)
     skips_shown: int = 0
     slices: int = 0
+
+    def plan_counts(self) -> dict[str, int]:
+        """What the slices decided, as a whole run's counts say it."""
+        return {key: self.counts[key] for key in PLAN_COUNTS}
+
+    def summary(self) -> WriteSummary:
+        """What writing did, over all slices."""
+        return WriteSummary(
+            self.counts["written"],
+            self.refused,
+            self.deleted,
+            [],
+            self.stopped,
+            self.counts["retries"],
+        )
 
     def plan(self) -> Plan:
         """The kept tier changes as a plan (what a run's detail shows of it)."""

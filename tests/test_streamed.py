@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from icp_engine.connectors.sample import write_sample_crm
 from icp_engine.sync.cli.main import main
 from icp_engine.sync.config import load_config
+from icp_engine.sync.history import run_detail
 from icp_engine.sync.runner import CHUNK_ENV, RunOptions, RunResult, execute
 from icp_engine.sync.spill import SPILL_PREFIX
 from icp_engine.sync.state.parts import LAST_WRITTEN, PENDING, SCORES, records_layout
@@ -138,6 +139,18 @@ def test_streamed_runs_hand_over_and_store_what_a_whole_run_does(
         assert after.exit_code == before.exit_code == 0
         for count in ("pending", "confirmed", "failed", "accounts_deleted"):
             assert after.counts[count] == before.counts[count]
+    for step in (0, 2):  # full runs both: what `icp runs show` tells is the same
+        before, after = whole[step], streamed[step]
+        shown, told = run_detail(before, "ICP_Tier__c"), run_detail(after, "ICP_Tier__c")
+        assert told["tier_changes_count"] == shown["tier_changes_count"]
+        assert len(told["tier_changes"]) == min(shown["tier_changes_count"], 200)
+        named = {c["account_id"]: c["name"] for c in shown["tier_changes"]}
+        for change in told["tier_changes"]:
+            assert (
+                change["name"]
+                and named.get(change["account_id"], change["name"]) == (change["name"])
+            )
+    assert whole[0].counts["accounts_scored"] > 200  # (more tier changes than are kept)
     assert streamed[0].counts == whole[0].counts  # full runs both: the same counts
     assert streamed[2].counts == whole[2].counts
     assert whole[1].counts["accounts_pulled"] == 300  # the sync read the changes only,
