@@ -453,16 +453,10 @@ def _run_whole(run: Run, base: Baseline, work: WorkingSet, issues: list[RowIssue
             lambda ids: _score_records(desired, ids, run.config.criteria_version, base.criteria_fp),
         )
         ending = _remember(run, base, work, desired, planned, counts, summary)
-    return RunResult(
-        run.id,
-        run.options.crm,
-        run.options.kind,
-        run.options.dry_run,
-        ending.exit_code,
-        ending.outcome,
-        {**counts, **ending.counts},
-        run.connector.api_calls,
-        run.connector.describe_target(),
+    return _result(
+        run,
+        ending,
+        counts,
         planned.plan,
         planned.estimate,
         names=dict(
@@ -473,12 +467,37 @@ def _run_whole(run: Run, base: Baseline, work: WorkingSet, issues: list[RowIssue
             )
         ),
         issues=issues,
-        failures=ending.failures,
         scored=desired.reset_index(),
         opportunities=work.opportunities,
+        enrichment=enrichment,
+    )
+
+
+def _result(
+    run: Run,
+    ending: Ending,
+    counts: dict[str, int],
+    plan: Plan,
+    estimate: CallEstimate,
+    **more: Any,
+) -> RunResult:
+    """The result of a run that got to its end (`more`: `RunResult`'s optional fields)."""
+    return RunResult(
+        run.id,
+        run.options.crm,
+        run.options.kind,
+        run.options.dry_run,
+        ending.exit_code,
+        ending.outcome,
+        {**counts, **ending.counts},
+        run.connector.api_calls,
+        run.connector.describe_target(),
+        plan,
+        estimate,
+        failures=ending.failures,
         message=ending.message,
         criteria=run.config.criteria_label,
-        enrichment=enrichment,
+        **more,
     )
 
 
@@ -596,28 +615,13 @@ def _read_counts(work: WorkingSet, issues: list[RowIssue]) -> dict[str, int]:
 
 def _log_skips(plan: Plan, dry_run: bool) -> None:
     tell = log.debug if dry_run else log.info  # a dry run shows them in its preview
-    shown = plan.skip_frame.head(_SHOWN)
-    for record_id, name, reason, current, desired in zip(
-        shown["record_id"],
-        shown["field"],
-        shown["reason"],
-        shown["current"],
-        shown["desired"],
-        strict=True,
-    ):
-        tell(
-            "left %s.%s alone (%s): CRM has %r, engine wants %r",
-            record_id,
-            name,
-            reason.value,
-            current,
-            desired,
-        )
-    if len(plan.skip_frame) > _SHOWN:
-        tell(
-            "... and %s more fields left alone (--dry-run --all lists them)",
-            f"{len(plan.skip_frame) - _SHOWN:,}",
-        )
+    _more_skips(tell, len(plan.skip_frame), streamed.log_skips(plan, tell, streamed.SKIPS_SHOWN))
+
+
+def _more_skips(tell: Callable[..., None], skipped: int, shown: int) -> None:
+    if skipped > shown:
+        more = f"{skipped - shown:,}"
+        tell("... and %s more fields left alone (--dry-run --all lists them)", more)
 
 
 def _finish(run: Run, counts: dict[str, int], ending: Ending) -> None:
@@ -684,24 +688,9 @@ def _hand_over(
     """Queue this run's changes with every earlier pending one, publish them all, then
     commit the state in one transaction (see the module docstring for the order)."""
     crm, updates, seen = run.options.crm, planned.updates, planned.seen
-    refused: list[tuple[RecordUpdate, Any]] = []
-    accepted: list[str] = []  # (a million updates kept whole would hold their values)
-
-    def on_batch(outcome: BatchOutcome) -> None:
-        for update, answer in outcome:
-            if answer.ok:
-                accepted.append(update.record_id)
-            else:
-                refused.append((update, answer))
-
     run.progress.phase("write", len(updates))
-    summary = write_all(
-        run.connector,
-        updates,
-        on_batch,
-        run.options.retrying,
-        run.progress.advance,
-        planned.write_plan,
+    accepted, refused, summary = streamed.hand_to(
+        run.connector, updates, run.options.retrying, run.progress.advance, planned.write_plan
     )
     failed = {u.record_id for u, r in refused if not r.deleted}
     failed |= {u.record_id for u in summary.not_attempted}
@@ -715,14 +704,7 @@ def _hand_over(
     written = set(updates.record_ids.tolist())
     in_sync = set(desired.index) - written - failed
     in_sync -= kept_by_people(planned.plan, run.config.mapping.outputs)
-    failures = [
-        Failure(u.record_id, r.code, r.message, r.transient, dict(u.values))
-        for u, r in refused
-        if not r.deleted
-    ] + [
-        Failure(u.record_id, LIMIT_REACHED, summary.stopped, True, dict(u.values))
-        for u in summary.not_attempted
-    ]
+    failures = streamed.not_handed(refused, summary)
     track = [*succeeded, *sorted(in_sync)]
     failing = {f.record_id for f in run.state.failures(crm)}
     run.progress.phase("save")
@@ -785,9 +767,7 @@ def _run_streamed(
         parts = streamed.slices(accounts, by_account, chunk)
         run.connector.hand_over(streamed.handed_over(job, parts, totals), run.id)
         run.progress.phase("save")
-        if totals.counts["fields_skipped"] > totals.skips_shown:
-            more = f"{totals.counts['fields_skipped'] - totals.skips_shown:,}"
-            log.info("... and %s more fields left alone (--dry-run --all lists them)", more)
+        _more_skips(log.info, totals.counts["fields_skipped"], totals.skips_shown)
         run.state.record_failures(crm, run.id, totals.failures, now)
         release_memory()
         persist(run.state, crm, work, run.started)  # deletions and watermarks
@@ -810,23 +790,14 @@ def _run_streamed(
         _finish(run, counts, ending)
     run.progress.phase("done")
     write_plan = run.connector.begin_write(totals.counts["records_to_write"])
-    return RunResult(
-        run.id,
-        crm,
-        run.options.kind,
-        run.options.dry_run,
-        ending.exit_code,
-        ending.outcome,
-        {**counts, **ending.counts},
-        run.connector.api_calls,
-        run.connector.describe_target(),
+    return _result(
+        run,
+        ending,
+        counts,
         totals.plan(),
         CallEstimate.of(pull_calls, write_plan),
         names=totals.names,
         issues=issues,
-        failures=ending.failures,
-        message=ending.message,
-        criteria=run.config.criteria_label,
         tier_changes=totals.tier_change_count,
     )
 

@@ -21,10 +21,9 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import pandas as pd
-from icp_engine.connectors.base import Connector, RecordUpdate
+from icp_engine.connectors.base import Connector, WritePlan
 from icp_engine.connectors.mapping import CURRENT_PREFIX
 from icp_engine.connectors.updates import RecordUpdates
 from icp_engine.sync import numbers
@@ -41,6 +40,8 @@ from icp_engine.sync.writer import BatchOutcome, WriteSummary, write_all
 from tenacity import Retrying
 
 log = logging.getLogger(__name__)
+SKIPS_SHOWN = 20
+"""Fields left alone that a run logs one by one (the rest are counted)."""
 PLAN_COUNTS = (
     "accounts_scored",
     "records_to_write",
@@ -155,9 +156,9 @@ def handed_over(
             last = pd.concat([last, shown], ignore_index=True)
         plan = plan_changes(desired, current, last, outputs)
         del last, current
-        _log_skips(plan, totals)
+        totals.skips_shown += log_skips(plan, log.info, SKIPS_SHOWN - totals.skips_shown)
         updates = plan.record_updates()
-        accepted, refused, summary = _write(job, updates)
+        accepted, refused, summary = hand_to(job.connector, updates, job.retrying)
         failed = {u.record_id for u, r in refused if not r.deleted}
         failed |= {u.record_id for u in summary.not_attempted}
         decided = desired.index[~desired.index.isin(pd.Index(list(failed), dtype=object))]
@@ -189,14 +190,7 @@ def handed_over(
             score_frame(desired, track, job.criteria_version, job.criteria_fp),
             job.now,
         )
-        totals.failures += [
-            Failure(u.record_id, r.code, r.message, r.transient, dict(u.values))
-            for u, r in refused
-            if not r.deleted
-        ] + [
-            Failure(u.record_id, LIMIT_REACHED, summary.stopped, True, dict(u.values))
-            for u in summary.not_attempted
-        ]
+        totals.failures += not_handed(refused, summary)
         _add(totals, plan, desired, accounts, len(updates), len(part), seen, tier_field)
         totals.failed |= failed
         totals.refused += refused
@@ -216,16 +210,36 @@ def handed_over(
         job.progress.advance(len(accounts))
 
 
+def not_handed(refused: BatchOutcome, summary: WriteSummary) -> list[Failure]:
+    """The failures of a hand-over: records the connector refused (not deleted ones) and
+    those an API limit left unattempted."""
+    return [
+        Failure(u.record_id, r.code, r.message, r.transient, dict(u.values))
+        for u, r in refused
+        if not r.deleted
+    ] + [
+        Failure(u.record_id, LIMIT_REACHED, summary.stopped, True, dict(u.values))
+        for u in summary.not_attempted
+    ]
+
+
 def _described(bounds: KeyRange) -> str:
     after = f"after {bounds.after}" if bounds.after is not None else ""
     upto = f"up to {bounds.upto}" if bounds.upto is not None else ""
     return ", ".join(text for text in (after, upto) if text) or "all"
 
 
-def _write(job: Slicing, updates: RecordUpdates) -> tuple[list[str], BatchOutcome, Any]:
-    """Hand a slice's updates to the connector: the ids it accepted, what it refused."""
+def hand_to(
+    connector: Connector,
+    updates: RecordUpdates,
+    retrying: Retrying | None,
+    progress: Callable[[int], None] | None = None,
+    plan: WritePlan | None = None,
+) -> tuple[list[str], BatchOutcome, WriteSummary]:
+    """Give the updates to a connector that hands them over: the ids it accepted, what
+    it refused, and the write summary (a million updates are not kept whole meanwhile)."""
     accepted: list[str] = []
-    refused: list[tuple[RecordUpdate, Any]] = []
+    refused: BatchOutcome = []
 
     def on_batch(outcome: BatchOutcome) -> None:
         for update, answer in outcome:
@@ -234,8 +248,7 @@ def _write(job: Slicing, updates: RecordUpdates) -> tuple[list[str], BatchOutcom
             else:
                 refused.append((update, answer))
 
-    plan = job.connector.begin_write(len(updates))
-    summary = write_all(job.connector, updates, on_batch, job.retrying, None, plan)
+    summary = write_all(connector, updates, on_batch, retrying, progress, plan)
     return accepted, refused, summary
 
 
@@ -272,9 +285,8 @@ def _add(
             totals.names[record_id] = "" if name is None or pd.isna(name) else str(name)
 
 
-def _log_skips(plan: Plan, totals: Totals) -> None:
-    """The first fields left alone, as a whole run logs them (the rest are counted)."""
-    room = 20 - totals.skips_shown
+def log_skips(plan: Plan, tell: Callable[..., None], room: int) -> int:
+    """Tell the first `room` fields the plan leaves alone, and why; how many were told."""
     shown = plan.skip_frame.head(max(room, 0))
     for record_id, name, reason, current, desired in zip(
         shown["record_id"],
@@ -284,7 +296,7 @@ def _log_skips(plan: Plan, totals: Totals) -> None:
         shown["desired"],
         strict=True,
     ):
-        log.info(
+        tell(
             "left %s.%s alone (%s): CRM has %r, engine wants %r",
             record_id,
             name,
@@ -292,4 +304,4 @@ def _log_skips(plan: Plan, totals: Totals) -> None:
             current,
             desired,
         )
-    totals.skips_shown += len(shown)
+    return len(shown)
