@@ -256,6 +256,7 @@ def load_updates(source: Path) -> int:
     with duckdb.connect() as db:
         db.execute("SET memory_limit = '2GB'")
         db.execute("SET preserve_insertion_order = true")
+        db.execute(f"SET temp_directory = '{source.parent / 'duckdb-tmp'}'")  # not the cwd
         columns = [r[0] for r in db.execute(f"DESCRIBE SELECT * FROM {_csv(accounts)}").fetchall()]
         given = {r[0] for r in db.execute(f"DESCRIBE SELECT * FROM {_csv(updates)}").fetchall()}
         loaded = db.execute(f"SELECT count(*) FROM {_csv(updates)}").fetchone()[0]

@@ -22,7 +22,7 @@ import pyarrow as pa
 from icp_engine.connectors.base import Connector, ObjectKind, PullContext, PullReport
 from icp_engine.connectors.canonical import restore_types
 from icp_engine.connectors.errors import SourceError
-from icp_engine.connectors.id_set import Ids, distinct_count
+from icp_engine.connectors.id_set import Ids
 from icp_engine.connectors.mapping import ID_FIELDS, CrmMapping
 from icp_engine.sync import numbers, progress
 from icp_engine.sync.spill import Spill
@@ -171,9 +171,9 @@ def pull_object(
         log.debug("%s: %s", plural, "no row changed since the last run" if since else "no rows")
     frame = pd.concat(pages, ignore_index=True) if pages else _empty(connector, kind)
     frame = frame.drop_duplicates(id_column, keep="last").reset_index(drop=True)
-    ids = spilled.ids() if spilled is not None and spilled.rows else None
-    if ids is not None:
-        deleted = known.without(ids) if len(known) else set()
+    on_disk = spilled if spilled is not None and spilled.rows else None
+    if on_disk is not None:
+        deleted = on_disk.spill.missing(kind, id_column, known.array)
     elif watermark is None:
         deleted = known.without(pa.array(frame[id_column].astype(str).to_numpy(dtype=object)))
     else:
@@ -215,9 +215,9 @@ def pull_object(
         _calls(connector, calls, "; {}"),
     )
     pulled = Pulled(frame, report, deleted)
-    if spilled is not None and ids is not None:
-        pulled.spilled = distinct_count(ids)
-        pulled.high_water, pulled.boundary_ids = spilled.high_water, spilled.boundary_ids
+    if on_disk is not None:
+        pulled.spilled = on_disk.spill.distinct(kind, id_column)
+        pulled.high_water, pulled.boundary_ids = on_disk.high_water, on_disk.boundary_ids
         return pulled
     stamps = frame["modified_at"].dropna() if "modified_at" in frame else pd.Series(dtype=object)
     if len(stamps):
@@ -254,10 +254,6 @@ class _Spilled:
             elif top == self.high_water:
                 self.boundary_ids |= at_top
         return []
-
-    def ids(self) -> pa.ChunkedArray:
-        """Every id spilled (read back from disk: not held while pulling)."""
-        return self.spill.column(self.kind, self.id_column).cast(pa.string())
 
 
 def working_set(

@@ -16,8 +16,10 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -28,7 +30,7 @@ ROW = "__row"
 """The pull order of a spilled row (the last of a repeated id wins)."""
 SPILL_PREFIX = ".icp-spill-"
 SORT_MEMORY = "600MB"
-"""DuckDB's memory while sorting (it spills to disk past it)."""
+"""DuckDB's memory while sorting or counting (it spills to disk past it)."""
 ROW_GROUP = 65_536
 """Rows per Parquet row group of a sorted file: the unit a range read skips or reads."""
 
@@ -106,13 +108,26 @@ class Spill:
         self._pages[kind] = number + 1
         self._rows[kind] = start + len(page)
 
-    def column(self, kind: str, name: str) -> pa.ChunkedArray:
-        """One column of every row of `kind` added, in the order added."""
-        pages = sorted((self.directory / kind).glob("*.parquet"))
-        return pa.chunked_array(
-            [chunk for page in pages for chunk in pq.read_table(page, columns=[name])[name].chunks],
-            self._schemas[kind].field(name).type,
-        )
+    def distinct(self, kind: str, name: str) -> int:
+        """How many different values column `name` of `kind` holds (DuckDB counts them
+        on disk: 15 million opportunity ids hashed in memory took over a GB)."""
+        with self._duckdb() as db:
+            query = f"SELECT count(DISTINCT {_quoted(name)}) FROM {self._pages_of(kind)}"
+            found = db.execute(query).fetchone()
+        return int(found[0]) if found else 0
+
+    def missing(self, kind: str, name: str, ids: pa.Array) -> set[str]:
+        """The `ids` that column `name` of `kind` does not hold (records deleted, when
+        `ids` are the ones the state knows)."""
+        if not len(ids):
+            return set()
+        with self._duckdb() as db:
+            db.register("known_ids", pa.table({"id": ids.cast(pa.string())}))
+            query = (
+                f"SELECT id FROM known_ids ANTI JOIN {self._pages_of(kind)} AS pulled "
+                f"ON known_ids.id = pulled.{_quoted(name)}"
+            )
+            return {str(row[0]) for row in db.execute(query).fetchall()}
 
     def has(self, kind: str) -> bool:
         return self._pages.get(kind, 0) > 0
@@ -130,11 +145,8 @@ class Spill:
         Raises:
             KeyError: nothing of `kind` was added.
         """
-        import duckdb
-
         schema = self._schemas[kind]
         out = self.directory / f"{name or kind}.parquet"
-        pages = str(self.directory / kind / "*.parquet").replace("'", "''")
         columns = ", ".join(_quoted(name) for name in schema.names)
         last = (
             f"QUALIFY row_number() OVER (PARTITION BY {_quoted(unique)} ORDER BY {ROW} DESC) = 1 "
@@ -142,14 +154,10 @@ class Spill:
             else ""
         )
         query = (
-            f"SELECT {columns} FROM read_parquet('{pages}') {last}"
+            f"SELECT {columns} FROM {self._pages_of(kind)} {last}"
             f"ORDER BY {_quoted(key)} NULLS LAST, {_quoted(unique)}"
         )
-        with duckdb.connect() as db:
-            db.execute(f"SET memory_limit = '{SORT_MEMORY}'")
-            db.execute("SET threads = 2")
-            db.execute(f"SET temp_directory = '{self.directory / 'duckdb'}'")
-            db.execute("SET preserve_insertion_order = false")
+        with self._duckdb() as db:
             target = str(out).replace("'", "''")
             db.execute(
                 f"COPY ({query}) TO '{target}' "
@@ -157,6 +165,23 @@ class Spill:
             )
         rows = pq.ParquetFile(out).metadata.num_rows
         return SortedFile(out, key, schema, rows)
+
+    def _pages_of(self, kind: str) -> str:
+        pages = str(self.directory / kind / "*.parquet").replace("'", "''")
+        return f"read_parquet('{pages}')"
+
+    @contextmanager
+    def _duckdb(self) -> Iterator[Any]:
+        """A DuckDB session that spills to this folder past `SORT_MEMORY`."""
+        import duckdb
+
+        with duckdb.connect() as db:
+            db.execute(f"SET memory_limit = '{SORT_MEMORY}'")
+            db.execute("SET threads = 2")
+            temporary = str(self.directory / "duckdb").replace("'", "''")
+            db.execute(f"SET temp_directory = '{temporary}'")
+            db.execute("SET preserve_insertion_order = false")
+            yield db
 
     def close(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from icp_engine.sync.spill import SPILL_PREFIX, Spill, to_frame
 from icp_engine.sync.state.parts import KeyRange
@@ -56,6 +57,14 @@ def test_a_range_of_keys_reads_only_its_rows(spill: Spill) -> None:
         KeyRange("a1", "a2"): ["o3", "o4"],
         KeyRange("a2", None): ["o1"],  # (o2 has no account: in no range)
     }
+
+
+def test_ids_are_counted_and_looked_up_on_disk(spill: Spill) -> None:
+    assert spill.distinct("opportunity", "opportunity_id") == 5  # o1 twice
+    assert spill.distinct("opportunity", "account_id") == 3  # (no account: not one)
+    known = pa.array(["o1", "o4", "o9", "o0"])
+    assert spill.missing("opportunity", "opportunity_id", known) == {"o9", "o0"}
+    assert spill.missing("opportunity", "opportunity_id", known.slice(0, 0)) == set()
 
 
 def test_pages_said_to_hold_each_id_once_are_only_sorted(tmp_path: Path) -> None:
