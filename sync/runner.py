@@ -404,22 +404,35 @@ def _run(run: Run) -> RunResult:
     base = _baseline(run)
     spill = Spill(run.options.state_dir) if _may_stream(run) else None
     try:
-        try:
-            work, issues = _pull(run, base, spill)
-        except TooManyChanges as many:  # (only with a spill)
-            log.info(
-                "%s: this run reads everything and goes %s accounts at a time",
-                many,
-                f"{many.above:,}",
-            )
+        pulled = _pull_or_too_many(run, base, spill)
+        if pulled is None:  # (only with a spill)
             base = replace(base, full=True, rescore_all=True)
-            work, issues = _pull(run, base, spill)
+            pulled = _pull(run, base, spill)
+        work, issues = pulled
         if work.spill is not None:
             return _run_streamed(run, base, work, issues, work.spill)
         return _run_whole(run, base, work, issues)
     finally:
         if spill is not None:
             spill.close()
+
+
+def _pull_or_too_many(
+    run: Run, base: Baseline, spill: Spill | None
+) -> tuple[WorkingSet, list[RowIssue]] | None:
+    """`_pull`, or None when it met more changes than a run holds at once (the pages it
+    held are freed on return: the exception's frames would keep them)."""
+    try:
+        return _pull(run, base, spill)
+    except TooManyChanges as many:
+        log.info(
+            "%s: this run reads everything and goes %s accounts at a time",
+            many,
+            f"{many.above:,}",
+        )
+    gc.collect()  # (a traceback's frames and the abandoned pull refer to each other)
+    release_memory()
+    return None
 
 
 def _may_stream(run: Run) -> bool:
