@@ -94,7 +94,7 @@ class RunOptions:
 
 
 CHUNK_ENV = "ICP_CHUNK_ACCOUNTS"
-CHUNK_ACCOUNTS = 250_000
+CHUNK_ACCOUNTS = 100_000
 """Accounts per slice of a streamed run, unless `ICP_CHUNK_ACCOUNTS` says otherwise."""
 
 
