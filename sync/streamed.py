@@ -2,7 +2,8 @@
 
 A full pull (backfill, first run, new mapping) of more accounts than
 `RunOptions.chunk_accounts` goes to disk as it is read (`sync.spill`), and is sorted
-there by account id. Each slice of that many accounts, in id order, with its
+there by account id; so does a sync that meets more changes than that (it reads
+everything instead, which leaves what the incremental run would). Each slice of that many accounts, in id order, with its
 opportunities, is then scored, planned against what the CRM shows, what the state last
 wrote and what it holds pending for exactly those ids, handed over and recorded, before
 the next slice is read. Everything a slice decides depends on its own accounts only, so
