@@ -107,7 +107,9 @@ def fast_pages(
     if total != rows:
         return None
     every = pa.chunked_array(ids, pa.string()) if ids else pa.chunked_array([], pa.string())
+    ids.clear()
     named = pc.filter(every, pc.not_equal(every, ""))
+    del every  # (15 million Ids are 400 MB a copy)
     found = np.empty(0, dtype=bool)
     if at_watermark and older is not None:  # one lookup (a hash of the set) for the file
         stamped = pa.chunked_array(at_watermark, pa.string())

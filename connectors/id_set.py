@@ -10,6 +10,7 @@ Ids are missing) is a single hash lookup.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator
+from itertools import pairwise
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -17,12 +18,17 @@ import pyarrow.compute as pc
 
 def distinct_count(ids: pa.Array | pa.ChunkedArray) -> int:
     """How many different Ids. Ids in ascending order (an export in Id order, as
-    Salesforce's usually are) show they are all different by one comparison of
-    neighbours; otherwise a hash of every Id tells."""
-    whole = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
-    if len(whole) < 2 or pc.all(pc.greater(whole[1:], whole[:-1]), skip_nulls=False).as_py():
-        return len(whole)
-    return int(pc.count_distinct(whole).as_py())
+    Salesforce's usually are) show they are all different by comparing neighbours;
+    otherwise a hash of every Id tells. No copy of the Ids is made."""
+    chunks = [c for c in (ids.chunks if isinstance(ids, pa.ChunkedArray) else [ids]) if len(c)]
+    count = sum(len(chunk) for chunk in chunks)
+    ascending = all(
+        chunk.null_count == 0 and pc.all(pc.greater(chunk[1:], chunk[:-1])).as_py() is not False
+        for chunk in chunks
+    ) and all(before[-1].as_py() < after[0].as_py() for before, after in pairwise(chunks))
+    if ascending:
+        return count
+    return int(pc.count_distinct(ids).as_py())
 
 
 class Ids(Collection[str]):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pyarrow as pa
-from icp_engine.connectors.id_set import Ids, IdSet
+from icp_engine.connectors.id_set import Ids, IdSet, distinct_count
 
 
 def test_missing_ids_are_the_known_ones_never_added() -> None:
@@ -43,3 +43,18 @@ def test_ids_in_the_same_order_or_not_subtract_alike() -> None:
     assert known.without(pa.array(["a1", "a2", "zz", "a4"])) == {"a3"}
     assert known.without(pa.array(["a1", "a2", "a3"])) == {"a4"}
     assert known.without(pa.array(["a1", "a2", None, "a4"])) == {"a3"}
+
+
+def test_distinct_ids_are_counted_whether_in_order_or_not() -> None:
+    """Ids in ascending order across chunks are counted by comparing neighbours; any
+    other order (or a repeat where chunks meet) by hashing: the same answer."""
+    chunks = pa.chunked_array
+    assert distinct_count(chunks([pa.array(["a", "b"]), pa.array(["c"])])) == 3
+    assert distinct_count(chunks([pa.array(["a", "c"]), pa.array(["b"])])) == 3
+    assert distinct_count(chunks([pa.array(["a", "b"]), pa.array(["b"])])) == 2
+    empty = pa.array([], pa.string())
+    assert distinct_count(chunks([pa.array(["a", "b"]), empty, pa.array(["b", "c"])])) == 3
+    assert distinct_count(chunks([pa.array(["a", "a"])])) == 1
+    assert distinct_count(pa.array(["a"])) == 1
+    assert distinct_count(empty) == 0
+    assert distinct_count(pa.array(["a", None, "b"])) == 2  # (a missing Id is none)
