@@ -47,6 +47,8 @@ stage counts nothing, such as the model fit)."""
 
 PHASES = {
     "pull": None,  # pull_object opens one stage per object: "Reading accounts"
+    "sort": "Sorting what was read, on disk",
+    "slices": "Scoring and handing over",
     "score": "Scoring accounts",
     "plan": "Comparing with the CRM",
     "write": "Writing changes",

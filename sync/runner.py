@@ -756,6 +756,7 @@ def _run_streamed(
     handed over and recorded before the next is read (`sync.streamed`)."""
     crm, chunk, now = run.options.crm, run.options.chunk_accounts, run.options.now()
     pull_calls = run.connector.api_calls
+    run.progress.phase("sort")
     accounts, by_account, by_id = _sorted(spill, work)
     job = streamed.Slicing(
         run.config,
@@ -775,7 +776,7 @@ def _run_streamed(
     )
     totals = streamed.Totals()
     failing = {f.record_id for f in run.state.failures(crm)}
-    run.progress.phase("score", accounts.rows)
+    run.progress.phase("slices", accounts.rows)
     with run.state.atomic():
         parts = streamed.slices(accounts, by_account, chunk)
         run.connector.hand_over(streamed.handed_over(job, parts, totals), run.id)

@@ -3,12 +3,12 @@
 A full pull (backfill, first run, new mapping) of more accounts than
 `RunOptions.chunk_accounts` goes to disk as it is read (`sync.spill`), and is sorted
 there by account id; so does a sync that meets more changes than that (it reads
-everything instead, which leaves what the incremental run would). Each slice of that many accounts, in id order, with its
-opportunities, is then scored, planned against what the CRM shows, what the state last
-wrote and what it holds pending for exactly those ids, handed over and recorded, before
-the next slice is read. Everything a slice decides depends on its own accounts only, so
-the run hands over the same update file and leaves the same state as a whole run
-(`tests/test_streamed.py` holds them equal).
+everything instead, which leaves what the incremental run would). Each slice of that
+many accounts, in id order, with its opportunities, is then scored, planned against what
+the CRM shows, what the state last wrote and what it holds pending for exactly those
+ids, handed over and recorded, before the next slice is read. Everything a slice
+decides depends on its own accounts only, so the run hands over the same update file
+and leaves the same state as a whole run (`tests/test_streamed.py` holds them equal).
 
 The order of `sync.runner` is kept: the update file is written a slice at a time under a
 temporary name and published when the last slice is in it, while every change to the
