@@ -87,13 +87,21 @@ class Spill:
     """Pages of pulled records on disk, per kind, and their sorted copies."""
 
     def __init__(self, beside: Path) -> None:
-        beside.mkdir(parents=True, exist_ok=True)
         for old in beside.glob(SPILL_PREFIX + "*"):  # what a killed run left
             shutil.rmtree(old, ignore_errors=True)
-        self.directory = Path(tempfile.mkdtemp(prefix=SPILL_PREFIX, dir=beside))
+        self._beside = beside
+        self._directory: Path | None = None
         self._schemas: dict[str, pa.Schema] = {}
         self._pages: dict[str, int] = {}
         self._rows: dict[str, int] = {}
+
+    @property
+    def directory(self) -> Path:
+        """The folder, made when the first page is kept (most runs keep none)."""
+        if self._directory is None:
+            self._beside.mkdir(parents=True, exist_ok=True)
+            self._directory = Path(tempfile.mkdtemp(prefix=SPILL_PREFIX, dir=self._beside))
+        return self._directory
 
     def add(self, kind: str, page: pd.DataFrame) -> None:
         """Keep one page of `kind` (every page of a kind has the first one's columns)."""
@@ -184,7 +192,8 @@ class Spill:
             yield db
 
     def close(self) -> None:
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if self._directory is not None:
+            shutil.rmtree(self._directory, ignore_errors=True)
 
 
 def _quoted(name: str) -> str:

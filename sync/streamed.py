@@ -128,8 +128,8 @@ def slices(
         following = next(batches, None)
         upto = None if following is None else str(batch.column("account_id")[-1].as_py())
         bounds = KeyRange(after, upto)
-        opps = to_frame(opportunities.between(bounds)) if opportunities is not None else None
-        yield bounds, to_frame(batch), opps if opps is not None else pd.DataFrame()
+        opps = pd.DataFrame() if opportunities is None else to_frame(opportunities.between(bounds))
+        yield bounds, to_frame(batch), opps
         after, batch = upto, following
 
 

@@ -81,3 +81,5 @@ def test_close_removes_the_folder_and_a_new_spill_clears_old_ones(tmp_path: Path
     assert not first.directory.exists() and second.directory.exists()
     second.close()
     assert not list(tmp_path.glob(SPILL_PREFIX + "*"))
+    Spill(tmp_path).close()  # a run that kept nothing made no folder
+    assert not list(tmp_path.glob(SPILL_PREFIX + "*"))
