@@ -785,7 +785,6 @@ def _run_streamed(
         run.state.record_failures(crm, run.id, totals.failures, now)
         release_memory()
         persist(run.state, crm, work, run.started)  # deletions and watermarks
-        release_memory()  # (after a bulk load the watermark held millions of ids)
         run.state.upsert_records(crm, "account", _frames(accounts, chunk), "account_id")
         if by_id is not None:
             run.state.upsert_records(

@@ -600,11 +600,7 @@ class StateStore:
         watermark never moves back: an earlier value keeps the stored one (with a warning).
         At an equal value the boundary ids are added to the stored ones.
         """
-        if isinstance(boundary_ids, set | frozenset):  # (after a bulk load: millions of ids)
-            ids = frozenset(str(record_id) for record_id in boundary_ids)
-        else:
-            ids = frozenset(unique_ids(boundary_ids))
-        value, start = _utc(value), _utc(run_started_at)
+        value, ids, start = _utc(value), frozenset(unique_ids(boundary_ids)), _utc(run_started_at)
         if value > start:
             logger.warning(
                 "%s %s: newest modified time %s is after the run's start %s (clock skew?);"
