@@ -43,9 +43,9 @@ class TooManyChanges(Exception):
     the run reads everything instead, a slice at a time (`sync.streamed`), which leaves
     the CRM and the state as the incremental run would."""
 
-    def __init__(self, kind: str, above: int) -> None:
-        super().__init__(f"more than {above:,} {kind} records changed")
-        self.kind, self.above = kind, above
+    def __init__(self, records: str, above: int) -> None:
+        super().__init__(f"More than {above:,} {records} changed since the last run")
+        self.records, self.above = records, above
 
 
 @dataclass
@@ -152,11 +152,11 @@ def pull_object(
                 pages.append(page.loc[~_seen_at_boundary(page, id_column, watermark)])
             else:
                 pages.append(page)
+            stage.advance(len(page))
             if spilled is not None:
                 pages = spilled.take(pages)
             elif spill is not None and sum(len(held) for held in pages) > spill[1]:
-                raise TooManyChanges(kind, spill[1])
-            stage.advance(len(page))
+                raise TooManyChanges(plural, spill[1])
             log.debug(
                 "%s page %d: %s (%s so far%s)",
                 plural,

@@ -426,7 +426,7 @@ def _pull_or_too_many(
         return _pull(run, base, spill)
     except TooManyChanges as many:
         log.info(
-            "%s: this run reads everything and goes %s accounts at a time",
+            "%s: reading everything instead, %s accounts at a time",
             many,
             f"{many.above:,}",
         )
