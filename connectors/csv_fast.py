@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from icp_engine.connectors.canonical import LINE_COLUMN, TEXT
-from icp_engine.connectors.id_set import IdSet, distinct_count
+from icp_engine.connectors.id_set import IdLookup, IdSet, distinct_count
 from icp_engine.connectors.salesforce.ids import to_18
 from pyarrow import csv as pacsv
 
@@ -54,7 +54,7 @@ class Older:
     since: datetime
     ids: IdSet = field(default_factory=IdSet)
     """The (stripped) Ids of every row read, left out or not."""
-    already_read: frozenset[str] = frozenset()
+    already_read: IdLookup = field(default_factory=IdLookup)
     """Ids the last run read stamped exactly at `since`: such a row is not new either."""
 
 
@@ -113,7 +113,7 @@ def fast_pages(
     found = np.empty(0, dtype=bool)
     if at_watermark and older is not None:  # one lookup (a hash of the set) for the file
         stamped = pa.chunked_array(at_watermark, pa.string())
-        read_there = pa.array(older.already_read, pa.string())
+        read_there = older.already_read.array
         found = np.asarray(pc.is_in(stamped, read_there).to_numpy(zero_copy_only=False), bool)
         changed += int((~found).sum())
     if older is not None and stamp_index is not None and changed == 0:

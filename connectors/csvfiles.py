@@ -67,7 +67,7 @@ from icp_engine.connectors.csv_rows import (
     records,
 )
 from icp_engine.connectors.errors import SourceError
-from icp_engine.connectors.id_set import IdSet
+from icp_engine.connectors.id_set import IdLookup, IdSet
 from icp_engine.connectors.mapping import CURRENT_PREFIX, ID_FIELDS, CrmMapping
 from icp_engine.connectors.spreadsheet_safety import QUOTE, TRIGGERS, neutralise, restore
 from icp_engine.connectors.updates import RecordUpdates
@@ -413,17 +413,18 @@ def _copy_into(source: Path, handle: IO[str]) -> None:
 
 
 def _already_read(
-    ids: pd.Series, stamps: pd.Series, since: datetime, already: frozenset[str]
+    ids: pd.Series, stamps: pd.Series, since: datetime, already: IdLookup
 ) -> np.ndarray:
     """Rows stamped exactly at the watermark whose Id the last run read there (after a bulk
     load, 100,000s of rows share one stamp: re-converting them was most of a quiet run)."""
     at = (stamps == since).to_numpy(dtype=bool, na_value=False)
     seen = np.zeros(len(ids), dtype=bool)
     if at.any():
-        seen[at] = [
-            isinstance(value, str) and value.strip() in already
+        stripped = [
+            value.strip() if isinstance(value, str) else None
             for value in ids.to_numpy(dtype=object)[at]
         ]
+        seen[at] = already.contains(np.array(stripped, dtype=object))
     return seen
 
 

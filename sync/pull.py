@@ -22,7 +22,7 @@ import pyarrow as pa
 from icp_engine.connectors.base import Connector, ObjectKind, PullContext, PullReport
 from icp_engine.connectors.canonical import restore_types
 from icp_engine.connectors.errors import SourceError
-from icp_engine.connectors.id_set import Ids
+from icp_engine.connectors.id_set import IdLookup, Ids
 from icp_engine.connectors.mapping import ID_FIELDS, CrmMapping
 from icp_engine.sync import numbers, progress
 from icp_engine.sync.spill import Spill
@@ -57,7 +57,7 @@ class Pulled:
     """What the connector said about the pull (unreadable rows, calls, the memo)."""
     deleted: set[str] = field(default_factory=set)
     high_water: datetime | None = None
-    boundary_ids: set[str] = field(default_factory=set)
+    boundary_ids: IdLookup = field(default_factory=IdLookup)
     spilled: int = 0
     """Records kept in the run's `Spill` instead of `frame` (a large org's full pull)."""
 
@@ -97,14 +97,14 @@ def _calls(connector: Connector, before: int, layout: str) -> str:
 def _seen_at_boundary(page: pd.DataFrame, id_column: str, watermark: Watermark) -> np.ndarray:
     """Rows stamped exactly at the watermark whose Id the last run already took there.
 
-    After a bulk load a page can hold 100,000s of such rows: one set lookup per row at the
-    stamp (pandas' `isin` on Arrow strings builds a scalar per boundary Id, seconds a page).
+    After a bulk load a page can hold 100,000s of such rows, and the boundary every Id of
+    the org: one lookup of the page's rows at the stamp (pandas' `isin` on Arrow strings
+    builds a scalar per boundary Id, and Arrow's hashes the boundary: seconds a page).
     """
     at = page["modified_at"].eq(pd.Timestamp(watermark.value)).to_numpy(dtype=bool, na_value=False)
     seen = np.zeros(len(page), dtype=bool)
     if at.any():
-        boundary = watermark.boundary_ids
-        seen[at] = [value in boundary for value in page[id_column].to_numpy(dtype=object)[at]]
+        seen[at] = watermark.boundary_ids.contains(page[id_column].to_numpy(dtype=object)[at])
     return seen
 
 
@@ -135,7 +135,7 @@ def pull_object(
     since = watermark.value if watermark else None
     context = PullContext(
         since,
-        watermark.boundary_ids if watermark else frozenset(),
+        watermark.boundary_ids if watermark else IdLookup(),
         previous_run_started,
         memo or {},
     )
@@ -223,7 +223,7 @@ def pull_object(
     if len(stamps):
         top = stamps.max()
         pulled.high_water = top.to_pydatetime()
-        pulled.boundary_ids = set(frame.loc[frame["modified_at"] == top, id_column])
+        pulled.boundary_ids = IdLookup(frame.loc[frame["modified_at"] == top, id_column])
     return pulled
 
 
@@ -235,7 +235,12 @@ class _Spilled:
         self.kind, self.id_column, self.spill, self.above = kind, id_column, spill, above
         self.rows = 0
         self.high_water: datetime | None = None
-        self.boundary_ids: set[str] = set()
+        self._at_top: list[pa.Array] = []  # the Ids stamped `high_water`, page by page
+
+    @property
+    def boundary_ids(self) -> IdLookup:
+        """The Ids stamped `high_water` (after a bulk load: every Id, as Arrow text)."""
+        return IdLookup(pa.chunked_array(self._at_top, pa.string()))
 
     def take(self, pages: list[pd.DataFrame]) -> list[pd.DataFrame]:
         """The pages still held: none once past `above` (the rest went to the spill)."""
@@ -248,11 +253,12 @@ class _Spilled:
             if stamps is None or not len(stamps):
                 continue
             top = stamps.max().to_pydatetime()
-            at_top = set(page.loc[page["modified_at"] == top, self.id_column])
+            at_top = page.loc[page["modified_at"] == top, self.id_column]
+            ids = pa.array(at_top.to_numpy(dtype=object), pa.string())
             if self.high_water is None or top > self.high_water:
-                self.high_water, self.boundary_ids = top, at_top
+                self.high_water, self._at_top = top, [ids]
             elif top == self.high_water:
-                self.boundary_ids |= at_top
+                self._at_top.append(ids)
         return []
 
 
@@ -374,7 +380,7 @@ def persist(state: StateStore, crm: str, work: WorkingSet, run_started: datetime
         if len(pulled.frame):
             account_column = "account_id" if kind == "opportunity" else None
             state.upsert_records(crm, kind, pulled.frame, id_column, account_column)
-        stored = state.watermark(crm, kind)
+        stored = state.watermark(crm, kind, with_ids=False)
         if pulled.high_water is not None and (stored is None or pulled.high_water >= stored.value):
             # a connector that looks back (a lagging search index) may see only older records
             state.set_watermark(crm, kind, pulled.high_water, pulled.boundary_ids, run_started)

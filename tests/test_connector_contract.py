@@ -31,6 +31,7 @@ from icp_engine.connectors.base import Connector, PullContext, RecordUpdate, Wri
 from icp_engine.connectors.canonical import restore_types
 from icp_engine.connectors.csvfiles import CsvConnector
 from icp_engine.connectors.hubspot.connector import HubSpotConnector
+from icp_engine.connectors.id_set import IdLookup
 from icp_engine.connectors.mapping import CURRENT_PREFIX, ID_FIELDS
 from icp_engine.connectors.salesforce.connector import SalesforceConnector
 from icp_engine.connectors.sample import generate_accounts, generate_opportunities, write_sample_crm
@@ -328,13 +329,13 @@ def test_pull_after_a_watermark_returns_only_what_changed(crm: Harness) -> None:
     connector.connect()
     first = _pull(connector, "account")
     top = first["modified_at"].max()
-    at_top = frozenset(first.loc[first["modified_at"] == top, "account_id"])
+    at_top = IdLookup(first.loc[first["modified_at"] == top, "account_id"])
     changed = sorted(crm.ids())[3]
     crm.touch(changed)
     context = PullContext(top.to_pydatetime(), at_top)
     since = _pull(connector, "account", context)
     # the sync drops the ids it read at exactly the watermark if they come back unchanged
-    again = since["modified_at"].eq(top) & since["account_id"].isin(at_top)
+    again = since["modified_at"].eq(top) & since["account_id"].isin(list(at_top))
     assert list(since.loc[~again, "account_id"]) == [changed]
     assert len(since) < len(first)
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
-from icp_engine.connectors.id_set import Ids, IdSet, distinct_count
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from icp_engine.connectors import id_set
+from icp_engine.connectors.id_set import IdLookup, Ids, IdSet, distinct_count
 
 
 def test_missing_ids_are_the_known_ones_never_added() -> None:
@@ -58,3 +62,38 @@ def test_distinct_ids_are_counted_whether_in_order_or_not() -> None:
     assert distinct_count(pa.array(["a"])) == 1
     assert distinct_count(empty) == 0
     assert distinct_count(pa.array(["a", None, "b"])) == 2  # (a missing Id is none)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    held=st.lists(st.text(max_size=4), max_size=40),
+    asked=st.lists(st.one_of(st.none(), st.text(max_size=4)), max_size=40),
+    buckets=st.sampled_from([1, 3, 2**61]),
+)
+def test_a_lookup_answers_as_a_python_set(
+    held: list[str], asked: list[str | None], buckets: int
+) -> None:
+    """Whatever the Ids (repeated, empty, non-ASCII) and however often their hashes clash
+    (`buckets`: 1 makes every Id share one hash), a lookup says what a set says."""
+    original = id_set._hashed
+    id_set._hashed = lambda ids: original(ids) % buckets
+    try:
+        lookup = IdLookup(held)
+        expected = set(held)
+        assert len(lookup) == len(expected) and set(lookup) == expected and lookup == expected
+        found = lookup.contains(np.array(asked, dtype=object))
+        assert found.tolist() == [value in expected for value in asked]
+        assert lookup.contains(pa.array(asked, pa.string())).tolist() == found.tolist()
+        assert [value in lookup for value in asked] == found.tolist()
+        assert (lookup | {"zz"}) == expected | {"zz"}
+        assert lookup.sorted().to_pylist() == sorted(expected)
+    finally:
+        id_set._hashed = original
+
+
+def test_a_lookup_takes_arrow_ids_as_they_are() -> None:
+    chunks = pa.chunked_array([pa.array(["b", "a"]), pa.array(["a", None])], pa.string())
+    lookup = IdLookup(chunks)
+    assert lookup == {"a", "b"} and not IdLookup() and IdLookup() == frozenset()
+    assert lookup | IdLookup(pa.array(["c"], pa.large_string())) == {"a", "b", "c"}
+    assert 7 not in lookup and "a" in lookup

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from icp_engine.connectors.id_set import IdLookup
 from icp_engine.sync.state.lock import LockedError
 from icp_engine.sync.state.mirror import to_jsonable
 from icp_engine.sync.state.records import (
@@ -315,6 +317,37 @@ def test_watermark_at_the_same_time_unions_boundary_ids(store: StateStore) -> No
     later = store.set_watermark("sf", "account", pd.Timestamp(start), {"a4"}, start)
     assert later == Watermark(start, frozenset({"a4"}))
     assert later.value.tzinfo is not None
+
+
+def test_the_boundary_of_a_bulk_load_is_kept_in_parts_not_in_the_row(store: StateStore) -> None:
+    """After a bulk load every record carries one stamp: its Ids go to a part table (more
+    than one part here), read back whole, added to at the same stamp, replaced after."""
+    ids = [f"001{i:012d}" for i in range(300_000)]
+    store.set_watermark("sf", "account", T0, IdLookup(pa.array(ids)), T0)
+    rows = store._db.execute("SELECT boundary_ids FROM watermarks").fetchall()
+    assert [text for (text,) in rows] == ["[]"]
+    mark = store.watermark("sf", "account")
+    assert mark is not None and len(mark.boundary_ids) == len(ids)
+    asked = np.array([*ids[::1000], "0010", None], dtype=object)
+    assert mark.boundary_ids.contains(asked).tolist() == [True] * 300 + [False, False]
+    assert store.watermark("sf", "account", with_ids=False) == Watermark(T0, frozenset())
+    store.set_watermark("sf", "account", T0, ["another"], T0)
+    assert len(store.watermarks()[("sf", "account")].boundary_ids) == len(ids) + 1
+    later = T0 + timedelta(seconds=1)
+    store.set_watermark("sf", "account", later, ["last"], later)
+    assert store.watermark("sf", "account") == Watermark(later, frozenset({"last"}))
+
+
+def test_boundary_ids_kept_in_the_row_by_an_earlier_engine_are_still_read(
+    store: StateStore,
+) -> None:
+    store.set_watermark("sf", "account", T0, ["a1"], T0)
+    store._db.execute("UPDATE watermarks SET boundary_ids = ?", ('["a0"]',))
+    assert store.watermark("sf", "account") == Watermark(T0, frozenset({"a0", "a1"}))
+    store.set_watermark("sf", "account", T0, ["a2"], T0)
+    assert store.watermark("sf", "account") == Watermark(T0, frozenset({"a0", "a1", "a2"}))
+    rows = store._db.execute("SELECT boundary_ids FROM watermarks").fetchall()
+    assert [text for (text,) in rows] == ["[]"]
 
 
 def test_watermarks_per_crm_and_object_and_reset(store: StateStore) -> None:

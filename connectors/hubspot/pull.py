@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -135,7 +136,7 @@ class Reader:
         self.mapping = mapping
         self.search_page = SEARCH_PAGE
         self.search_cap = SEARCH_CAP
-        self.known: tuple[int, frozenset[str]] = (0, frozenset())
+        self.known: tuple[int, AbstractSet[str]] = (0, frozenset())
         """(watermark in epoch ms, ids read at exactly that instant by the previous run):
         such a record found again unchanged is dropped by the sync, so its associations
         are not read (a quiet sync then costs no associations call)."""

@@ -78,6 +78,12 @@ def records_layout(obj: str) -> Layout:
     return Layout(f"records.{obj}", schema, ("record_id",), index=("account_id",))
 
 
+def boundary_layout(obj: str) -> Layout:
+    """The Ids a run read at the watermark's own stamp, of one object (`Watermark`): after
+    a bulk load gave every record one stamp, all of the org's Ids."""
+    return Layout(f"boundary.{obj}", pa.schema([("record_id", pa.string())]), ("record_id",))
+
+
 LAST_WRITTEN = Layout(
     "last_written",
     pa.schema(

@@ -53,7 +53,7 @@ import pandas as pd
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
-from icp_engine.connectors.id_set import Ids
+from icp_engine.connectors.id_set import IdLookup, Ids
 from icp_engine.sync.state.lock import DirectoryLock
 from icp_engine.sync.state.mirror import RecordMirror, dumps, select_in, unique_ids
 from icp_engine.sync.state.parts import (
@@ -62,6 +62,7 @@ from icp_engine.sync.state.parts import (
     PENDING,
     SCORES,
     KeyRange,
+    boundary_layout,
     records_layout,
 )
 from icp_engine.sync.state.postgres import (
@@ -147,8 +148,6 @@ _BUSY_TIMEOUT_S = 30.0
 _ACCOUNT = "account"
 _RUN_COLUMNS = "id, crm, kind, dry_run, started_at, finished_at, outcome, exit_code, counts, "
 _RUN_COLUMNS += "api_calls, message"
-_CACHED_BOUNDARY = 100_000
-"""A watermark whose boundary text is longer than this is kept parsed (one at a time)."""
 _FOLD_SHARE = 20
 """Rows recorded one batch at a time are folded into the parts once they are 1/20th of them."""
 _STRAIGHT_TO_PARTS = 10_000
@@ -181,7 +180,6 @@ class StateStore:
         self._depth = 0
         self._failed = False  # an SQLite error was met: the next open checks every page
         self._pg = _pg_target(url)
-        self._parsed_watermark: tuple[tuple[str, str], Watermark] | None = None
         self.mirror = RecordMirror(self._transaction)
         """The canonical records kept between runs (`sync.state.mirror`)."""
         self.path: Path | str
@@ -581,16 +579,18 @@ class StateStore:
 
     # watermarks
 
-    def watermark(self, crm: str, obj: str) -> Watermark | None:
-        """The watermark of `obj` ("account", "opportunity") in `crm`, or None before any."""
-        return self.watermarks(crm).get((crm, obj))
+    def watermark(self, crm: str, obj: str, *, with_ids: bool = True) -> Watermark | None:
+        """The watermark of `obj` ("account", "opportunity") in `crm`, or None before any;
+        `with_ids=False`: its boundary ids left unread (empty), for its value alone."""
+        with self._transaction(write=False) as db:
+            return self._watermarks(db, crm, obj, with_ids).get((crm, obj))
 
     def set_watermark(
         self,
         crm: str,
         obj: str,
         value: datetime,
-        boundary_ids: Iterable[str],
+        boundary_ids: IdLookup | Iterable[str],
         run_started_at: datetime,
     ) -> Watermark:
         """Move the watermark to `value`, the newest modified time this run saw; return it.
@@ -598,9 +598,12 @@ class StateStore:
         `value` is capped at `run_started_at` (a record stamped in the future must not make
         the next run skip what changes meanwhile; the boundary ids are then dropped). The
         watermark never moves back: an earlier value keeps the stored one (with a warning).
-        At an equal value the boundary ids are added to the stored ones.
+        At an equal value the boundary ids are added to the stored ones. The ids are kept
+        as a part table (`boundary_layout`), not in the watermark's row: after a bulk load
+        they are every Id of the org.
         """
-        value, ids, start = _utc(value), frozenset(unique_ids(boundary_ids)), _utc(run_started_at)
+        ids = boundary_ids if isinstance(boundary_ids, IdLookup) else IdLookup(boundary_ids)
+        value, start = _utc(value), _utc(run_started_at)
         if value > start:
             logger.warning(
                 "%s %s: newest modified time %s is after the run's start %s (clock skew?);"
@@ -610,14 +613,10 @@ class StateStore:
                 value.isoformat(),
                 start.isoformat(),
             )
-            value, ids = start, frozenset()
+            value, ids = start, IdLookup()
         with self._transaction() as db:
-            row = db.execute(
-                "SELECT value, boundary_ids FROM watermarks WHERE crm = ? AND object = ?",
-                (crm, obj),
-            ).fetchone()
-            if row is not None:
-                stored = self._watermark(str(row[0]), str(row[1]))
+            stored = self._watermarks(db, crm, obj, with_ids=False).get((crm, obj))
+            if stored is not None:
                 if stored.value > value:
                     logger.warning(
                         "%s %s: watermark would move back from %s to %s; kept",
@@ -626,34 +625,48 @@ class StateStore:
                         stored.value.isoformat(),
                         value.isoformat(),
                     )
-                    return stored
+                    return self._watermarks(db, crm, obj)[(crm, obj)]
                 if stored.value == value:
-                    ids |= stored.boundary_ids
+                    ids |= self._watermarks(db, crm, obj)[(crm, obj)].boundary_ids
             db.execute(
                 "INSERT INTO watermarks (crm, object, value, boundary_ids) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (crm, object) DO UPDATE SET value = excluded.value,"
                 " boundary_ids = excluded.boundary_ids",
-                (crm, obj, _text(value), json.dumps(sorted(ids))),
+                (crm, obj, _text(value), "[]"),
             )
+            layout = boundary_layout(obj)
+            self.mirror.parts.delete_all(crm, layout)
+            self.mirror.parts.merge_sorted(crm, layout, [pa.table({"record_id": ids.sorted()})])
         return Watermark(value, ids)
 
-    def watermarks(self, crm: str | None = None) -> dict[tuple[str, str], Watermark]:
-        """All watermarks (of `crm`, or of all CRMs) by (crm, object)."""
-        rows = self._db.execute(
-            f"SELECT crm, object, value, boundary_ids FROM watermarks WHERE {_ANY_CRM}",
-            (crm, crm),
-        )
-        return {(c, o): self._watermark(v, b) for c, o, v, b in rows}
+    def watermarks(
+        self, crm: str | None = None, *, with_ids: bool = True
+    ) -> dict[tuple[str, str], Watermark]:
+        """All watermarks (of `crm`, or of all CRMs) by (crm, object) (`with_ids`: as in
+        `watermark`)."""
+        with self._transaction(write=False) as db:
+            return self._watermarks(db, crm, None, with_ids)
 
-    def _watermark(self, value: str, boundary: str) -> Watermark:
-        """A stored watermark, parsed once per distinct text (after a bulk load its boundary
-        holds a million Ids, and a run reads the watermarks several times)."""
-        if self._parsed_watermark is not None and self._parsed_watermark[0] == (value, boundary):
-            return self._parsed_watermark[1]
-        parsed = Watermark(_parse(value), frozenset(json.loads(boundary)))
-        if len(boundary) > _CACHED_BOUNDARY:
-            self._parsed_watermark = ((value, boundary), parsed)
-        return parsed
+    def _watermarks(
+        self, db: Connection, crm: str | None, obj: str | None, with_ids: bool = True
+    ) -> dict[tuple[str, str], Watermark]:
+        rows = db.execute(
+            "SELECT crm, object, value, boundary_ids FROM watermarks"
+            f" WHERE {_ANY_CRM} AND (CAST(? AS TEXT) IS NULL OR object = ?)",
+            (crm, crm, obj, obj),
+        ).fetchall()
+        found = {}
+        for c, o, value, inline in rows:
+            ids = IdLookup()
+            if with_ids:
+                kept = self.mirror.parts.read(str(c), boundary_layout(str(o)))
+                ids = IdLookup(kept.column("record_id"), distinct=True)
+            if (
+                with_ids and inline != "[]"
+            ):  # a state from before the part table: its ids in the row
+                ids |= IdLookup(json.loads(inline))
+            found[(str(c), str(o))] = Watermark(_parse(str(value)), ids)
+        return found
 
     # last written values
 
