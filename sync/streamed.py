@@ -149,7 +149,8 @@ def handed_over(
         current = current[
             [c for c in current.columns if c.startswith(CURRENT_PREFIX) or c == "modified_at"]
         ]
-        last = written_frame(job.state.last_written(job.crm, list(desired.index)))
+        ids = desired.index.to_numpy(dtype=object).tolist()  # (Arrow text, iterated once)
+        last = written_frame(job.state.last_written(job.crm, ids))
         pending = job.state.pending(job.crm, bounds).frame
         seen = confirmed(pending, current, outputs)
         if len(seen):
@@ -178,7 +179,7 @@ def handed_over(
         part = queue.updates()
         yield part
 
-        in_sync = set(desired.index) - set(updates.record_ids.tolist()) - failed
+        in_sync = set(ids) - set(updates.record_ids.tolist()) - failed
         in_sync -= kept_by_people(plan, outputs)
         state, crm = job.state, job.crm
         state.record_written(crm, job.run_id, seen[["record_id", "field", "value"]], job.now)

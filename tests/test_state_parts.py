@@ -58,6 +58,12 @@ def test_merges_and_deletes_keep_what_a_key_value_table_would(
                 store.mirror.parts.merge("sf", layout, drop=keys)
                 for key in keys:
                     expected.pop(key, None)
+            elif step % 5 == 4:  # after every stored key (a streamed run's next slice)
+                after = {f"b{step:02d}{i}": f"new@{step}" for i in range(rng.randrange(1, 12))}
+                store.mirror.parts.merge("sf", layout, _rows(layout, after), drop=keys[:3])
+                for key in keys[:3]:
+                    expected.pop(key, None)
+                expected.update(after)
             else:
                 batch = {key: f"{key}@{step}:{index}" for index, key in enumerate(keys)}
                 store.mirror.parts.merge("sf", layout, _rows(layout, batch))

@@ -324,9 +324,12 @@ class Parts:
             return
         with self._transaction() as db:
             catalog = self._catalog(db, crm, layout)
+            if incoming is not None and order is not None and _appended(incoming, layout, catalog):
+                # rows after every stored key (a streamed run's next slice): parts of their
+                # own; the stored parts are rewritten only for what `drop` removes
+                self._write(db, crm, layout, incoming, order, split_above=0)
+                incoming = order = None
             if not catalog:
-                if incoming is not None and order is not None:
-                    self._write(db, crm, layout, incoming, order, split_above=0)
                 return
             touched: dict[int, pa.Array | None] = {}
             if incoming is not None and order is not None:
@@ -484,6 +487,18 @@ class Parts:
                 ),
             )
             begin = stop
+
+
+def _appended(incoming: pa.Table, layout: Layout, catalog: list[_Part]) -> bool:
+    """Whether `incoming` makes parts of its own: into no parts, or enough rows (a fifth
+    of a part at least: a few new records a run do not leave a trail of small parts)
+    whose keys all come after every stored one."""
+    if not catalog:
+        return True
+    if incoming.num_rows < max(1, PART_ROWS // 5):
+        return False
+    lowest = pc.min(incoming.column(layout.key)).as_py()
+    return lowest is not None and lowest > max(part.last for part in catalog)
 
 
 def _slots(keys: pa.Array | pa.ChunkedArray, catalog: list[_Part]) -> np.ndarray:
