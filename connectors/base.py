@@ -216,6 +216,9 @@ class Connector(ABC):
     """True when `write` only hands changes over (an update file someone loads later): they
     stay pending until a later pull shows them, and every run hands over all of them again
     through `hand_over`."""
+    takes_every_update: ClassVar[bool] = False
+    """True when `write` takes every update and answers ok for each (a connector that
+    `hands_over`): the engine then gives it whole batches through `accept` instead."""
     deletes_by_absence: ClassVar[bool] = False
     """True when the only evidence of a deletion is a record missing from a full read (a
     CSV export): a pull that loses many records at once then needs a confirmation."""
@@ -298,6 +301,12 @@ class Connector(ABC):
 
     def end_write(self) -> None:  # noqa: B027 - optional hook
         """Called once after the last `write` of a run that finished writing."""
+
+    def accept(self, batches: int) -> None:
+        """Take `batches` batches of updates into this run's hand-over at once, as that
+        many `write` calls would, without an answer per record (`takes_every_update`
+        connectors only; `hand_over` publishes the updates)."""
+        raise NotImplementedError(f"{self.name} writes directly; it hands nothing over")
 
     def hand_over(
         self, updates: Sequence[RecordUpdate] | Iterator[Sequence[RecordUpdate]], run_id: int

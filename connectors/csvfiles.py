@@ -109,6 +109,7 @@ class CsvConnector(Connector):
 
     name = "csv"
     hands_over = True
+    takes_every_update = True
     deletes_by_absence = True
 
     def __init__(self, mapping: CrmMapping, source: Path, out: Path | None = None) -> None:
@@ -266,6 +267,9 @@ class CsvConnector(Connector):
         change still pending) when the run's state is ready to record it."""
         self._calls.add("write")
         return [WriteResult(u.record_id, ok=True) for u in batch]
+
+    def accept(self, batches: int) -> None:
+        self._calls.add("write", batches)
 
     def hand_over(
         self, updates: Sequence[RecordUpdate] | Iterator[Sequence[RecordUpdate]], run_id: int

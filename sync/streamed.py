@@ -37,7 +37,7 @@ from icp_engine.sync.spill import SortedFile, to_frame
 from icp_engine.sync.state.parts import KeyRange
 from icp_engine.sync.state.records import LIMIT_REACHED, Failure, score_frame
 from icp_engine.sync.state.store import StateStore, pending_table
-from icp_engine.sync.writer import BatchOutcome, WriteSummary, write_all
+from icp_engine.sync.writer import BatchOutcome, WriteSummary, accept_all, write_all
 from tenacity import Retrying
 
 log = logging.getLogger(__name__)
@@ -240,6 +240,9 @@ def hand_to(
 ) -> tuple[list[str], BatchOutcome, WriteSummary]:
     """Give the updates to a connector that hands them over: the ids it accepted, what
     it refused, and the write summary (a million updates are not kept whole meanwhile)."""
+    if connector.takes_every_update and isinstance(updates, RecordUpdates):
+        summary = accept_all(connector, len(updates), progress, plan)
+        return updates.record_ids.tolist(), [], summary
     accepted: list[str] = []
     refused: BatchOutcome = []
 

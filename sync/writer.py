@@ -160,6 +160,23 @@ def write_all(
     return summary
 
 
+def accept_all(
+    connector: Connector,
+    count: int,
+    progress: Callable[[int], None] | None = None,
+    plan: WritePlan | None = None,
+) -> WriteSummary:
+    """`write_all` for a connector that `takes_every_update`: all `count` of them go in the
+    plan's batches (`progress` told after each), and none is made into an object (a
+    million updates and their answers were seconds of a backfill)."""
+    plan = plan or connector.begin_write(count)
+    for start in range(0, count, plan.batch_size):
+        connector.accept(1)
+        if progress is not None:
+            progress(min(plan.batch_size, count - start))
+    return WriteSummary(written=count)
+
+
 def _tally(summary: WriteSummary, outcome: BatchOutcome) -> None:
     for update, result in outcome:
         if result.ok:

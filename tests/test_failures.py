@@ -30,6 +30,8 @@ from tests.crmsim import read_rows
 class RejectingCsv(CsvConnector):
     """Answers for chosen records as a CRM would; everything else is written."""
 
+    takes_every_update = False  # it answers per record
+
     def __init__(self, source: Path, batch_size: int = 25) -> None:
         super().__init__(load_config("csv", None).mapping, source)
         self.batch_size = batch_size

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from icp_engine.connectors.csvfiles import CsvConnector
 from icp_engine.connectors.sample import write_sample_crm
 from icp_engine.sync.cli.main import main
 from icp_engine.sync.config import load_config
@@ -104,6 +105,27 @@ def _delete_accounts(export: Path, count: int) -> None:
     write_rows(export / "Account.csv", header, rows[count:])
 
 
+def _three_steps(
+    messy_export: Path, directory: Path, slice_rows: int
+) -> tuple[list[RunResult], list[tuple[bytes, dict[str, Any]]]]:
+    """Backfill, a partial load, a sync, deletions and a second backfill with changes
+    still pending: each run's result, and the update file and state after it."""
+    export, state = directory / "export", directory / "state"
+    shutil.copytree(messy_export, export)
+    clock = Clock()
+    clock.now = START + timedelta(hours=1)
+    steps, after = [], []
+    for number, kind in enumerate(("backfill", "sync", "backfill")):
+        if number == 1:
+            _load_some(export, clock, keep=3)  # 300 accounts changed: more than a slice
+        if number == 2:
+            _delete_accounts(export, 25)
+            _load_some(export, clock, keep=2)
+        steps.append(_run(export, state, kind, slice_rows, START + timedelta(days=number)))
+        after.append(((export / "icp_updates.csv").read_bytes(), _stored(state)))
+    return steps, after
+
+
 @pytest.mark.slow
 def test_streamed_runs_hand_over_and_store_what_a_whole_run_does(
     messy_export: Path, tmp_path: Path
@@ -114,20 +136,7 @@ def test_streamed_runs_hand_over_and_store_what_a_whole_run_does(
     results: dict[str, list[RunResult]] = {}
     seen: dict[str, list[tuple[bytes, dict[str, Any]]]] = {}
     for mode, slice_rows in (("whole", 0), ("streamed", SLICE)):
-        export, state = tmp_path / mode / "export", tmp_path / mode / "state"
-        shutil.copytree(messy_export, export)
-        clock = Clock()
-        clock.now = START + timedelta(hours=1)
-        steps = results[mode] = []
-        after = seen[mode] = []
-        for number, kind in enumerate(("backfill", "sync", "backfill")):
-            if number == 1:
-                _load_some(export, clock, keep=3)  # 300 accounts changed: more than a slice
-            if number == 2:
-                _delete_accounts(export, 25)
-                _load_some(export, clock, keep=2)
-            steps.append(_run(export, state, kind, slice_rows, START + timedelta(days=number)))
-            after.append(((export / "icp_updates.csv").read_bytes(), _stored(state)))
+        results[mode], seen[mode] = _three_steps(messy_export, tmp_path / mode, slice_rows)
 
     whole, streamed = results["whole"], results["streamed"]
     assert [r.tier_changes is None for r in whole] == [True, True, True]
@@ -161,6 +170,24 @@ def test_streamed_runs_hand_over_and_store_what_a_whole_run_does(
     assert 0 < whole[2].counts["confirmed"] < whole[2].counts["pending"]
     assert whole[0].counts["fields_skipped"] >= 6  # the routes a person set
     assert not list((tmp_path / "streamed" / "state").glob(SPILL_PREFIX + "*"))
+
+
+@pytest.mark.slow
+def test_updates_taken_in_whole_batches_leave_what_answering_each_leaves(
+    messy_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The update file takes every update: given whole batches (`accept`) instead of one
+    `write` answer per record, its runs hand over, store and count the same."""
+    taken = {
+        mode: _three_steps(messy_export, tmp_path / mode, slice_rows)
+        for mode, slice_rows in (("whole", 0), ("streamed", SLICE))
+    }
+    monkeypatch.setattr(CsvConnector, "takes_every_update", False)
+    for mode, slice_rows in (("whole", 0), ("streamed", SLICE)):
+        results, after = _three_steps(messy_export, tmp_path / f"{mode}-answered", slice_rows)
+        assert after == taken[mode][1]
+        assert [r.counts for r in results] == [r.counts for r in taken[mode][0]]
+        assert [r.api_calls for r in results] == [r.api_calls for r in taken[mode][0]]
 
 
 def test_a_streamed_run_failing_between_slices_keeps_the_state_and_file_before(
