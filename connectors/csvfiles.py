@@ -56,6 +56,7 @@ from icp_engine.connectors.canonical import (
     parse_column,
     to_canonical,
 )
+from icp_engine.connectors.csv_cells import csv_rows, neutralised
 from icp_engine.connectors.csv_fast import Older, fast_pages
 from icp_engine.connectors.csv_rows import (
     Damaged,
@@ -313,12 +314,12 @@ class CsvConnector(Connector):
         writer.writerow(columns)
         parts = updates if isinstance(updates, Iterator) else iter([updates])
         for part in parts:  # (a streamed run's slices, one after another)
-            self._write_part(writer, part, columns[1:])
+            if isinstance(part, RecordUpdates):
+                handle.write(csv_rows(self._cells(part, columns[1:])))
+            else:
+                self._write_part(writer, part, columns[1:])
 
     def _write_part(self, writer: Any, updates: Sequence[RecordUpdate], fields: list[str]) -> None:
-        if isinstance(updates, RecordUpdates):
-            writer.writerows(self._table(updates, fields).tolist())
-            return
         for update in updates:
             values = update.values
             writer.writerow(
@@ -335,34 +336,40 @@ class CsvConnector(Connector):
                 ]
             )
 
-    def _table(self, updates: RecordUpdates, fields: list[str]) -> np.ndarray:
-        """The update file's rows as cells, from the columns: the same cells as the
-        row-by-row path (blank where a record has no value, `#N/A` to clear)."""
-        table = np.full((len(updates), len(fields) + 1), "", dtype=object)
-        table[:, 0] = [self._safe(record_id) for record_id in updates.record_ids.tolist()]
-        rows, names, values = updates.rows()
-        position = {name: i + 1 for i, name in enumerate(fields)}
-        where = np.fromiter(
-            (position.get(name, -1) for name in names.tolist()), dtype=np.int64, count=len(names)
-        )
-        known = where >= 0
-        cells: dict[tuple[type, object], str] = {}  # tiers, segments and routes repeat
+    def _cells(self, updates: RecordUpdates, fields: list[str]) -> list[pa.Array]:
+        """The update file's cells, a column each, from the columns: the same cells as the
+        row-by-row path (blank where a record has no value, `#N/A` to clear). Text
+        values become cells in Arrow; other values (numbers: a few distinct) one each."""
+        ids = pa.array(updates.record_ids, pa.string())
+        cells = [neutralised(ids) if self.settings.spreadsheet_safe else ids]
+        known: dict[tuple[type, object], str] = {}
 
-        def cell(value: object) -> str:
+        def cell(value: object) -> str | None:
             if value is None:
-                return NULL_MARKER
+                return None  # (`#N/A` below)
             try:
                 key = (type(value), value)  # 1, 1.0 and True: equal keys, not one cell
-                if key not in cells:
-                    cells[key] = self._safe(_cell(value), value)
-                return cells[key]
+                if key not in known:
+                    known[key] = self._safe(_cell(value), value)
+                return known[key]
             except TypeError:  # unhashable
                 return self._safe(_cell(value), value)
 
-        table[rows[known], where[known]] = np.fromiter(
-            map(cell, values[known].tolist()), dtype=object, count=int(known.sum())
-        )
-        return table
+        rows, names, values = updates.rows()
+        for name in fields:
+            mine = np.flatnonzero(names == name)
+            given = values[mine]
+            if pd.api.types.infer_dtype(given, skipna=True) in ("string", "empty"):
+                texts = pa.array(given, pa.string())
+                if self.settings.spreadsheet_safe:
+                    texts = neutralised(texts)
+            else:
+                texts = pa.array(list(map(cell, given.tolist())), pa.string())
+            at = np.full(len(updates), -1, dtype=np.int64)  # each record's row, if any
+            at[rows[mine]] = np.arange(len(mine))
+            taken = pc.fill_null(texts, NULL_MARKER).take(pa.array(at, mask=at < 0))
+            cells.append(pc.fill_null(taken, ""))
+        return cells
 
     def output_lock(self) -> tuple[Path, Path] | None:
         return self.out.parent, Path(f".{self.out.name}.lock")
