@@ -385,7 +385,8 @@ def status(
         where = state_location(state_dir)
         fail(2, f"no state in {where}: nothing has run there yet (see --state, ICP_STATE_URL)")
     with StateStore(state_dir, create=False) as state:
-        runs, marks, failures = state.runs(crm, limit), state.watermarks(crm), state.failures(crm)
+        runs, failures = state.runs(crm, limit), state.failures(crm)
+        marks = state.watermarks(crm, with_ids=False)  # (their values are shown)
         pending = state.pending_summary(crm)
         extra = status_extra(state_dir, state.runs(crm, 10_000))
         criteria = {
