@@ -1,43 +1,41 @@
-"""The update file's rows written from Arrow text columns, as `csv.writer` writes them.
+"""The update file's rows written from columns of text, as `csv.writer` writes them.
 
-A backfill's update file is a million rows: `csv.writer` given a Python list per row, and
-a formula check per reasons cell, were seconds of it. Here a part's cells are Arrow
-columns: quoted where a spreadsheet would take them for a formula (`spreadsheet_safety`),
-then quoted as the csv module's default dialect quotes (a cell holding a comma, a double
-quote, CR or LF goes in double quotes, its own quotes doubled; rows end in CRLF), and
-joined into one text.
+A backfill's update file is a million rows: `csv.writer` given a Python list per row were
+seconds of it. Here a part's cells come as one list per column: formulas a spreadsheet
+would run are quoted (`spreadsheet_safety`), a cell holding a comma, double quote, CR or
+LF goes in double quotes with its quotes doubled (the csv module's default dialect), and
+the rows are joined into one text with CRLF line ends, as `csv.writer` ends them.
 """
 
 from __future__ import annotations
 
-import re
+from typing import TypeVar
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from icp_engine.connectors.spreadsheet_safety import QUOTE, TRIGGERS
 
-_FORMULA = "^[" + "".join(re.escape(trigger) for trigger in TRIGGERS) + "]"
-_NEEDS_QUOTES = r'[,"\r\n]'
+Cell = TypeVar("Cell", str, str | None)
 ROW_END = "\r\n"
 """`csv.writer`'s line terminator (the excel dialect)."""
 
 
-def neutralised(cells: pa.Array) -> pa.Array:
-    """`spreadsheet_safety.neutralise` of every cell (nulls stay null)."""
-    formula = pc.fill_null(pc.match_substring_regex(cells, _FORMULA), False)
-    return pc.if_else(formula, pc.binary_join_element_wise(QUOTE, cells, ""), cells)
+def neutralised(cells: list[Cell]) -> list[Cell]:
+    """`spreadsheet_safety.neutralise` of every cell (None stays None)."""
+    return [
+        QUOTE + cell if cell is not None and cell.startswith(TRIGGERS) else cell for cell in cells
+    ]
 
 
-def csv_rows(columns: list[pa.Array]) -> str:
-    """Rows of text cells (one array per column, no nulls) as `csv.writer` writes them."""
-    if not columns or not len(columns[0]):
-        return ""
+def csv_rows(columns: list[list[str]]) -> str:
+    """Rows of text cells (one list per column, of equal length) as `csv.writer` writes
+    them."""
     quoted = [_quoted(column) for column in columns]
-    rows = pc.binary_join_element_wise(*quoted, ",")
-    return ROW_END.join(rows.to_pylist()) + ROW_END
+    return "".join([",".join(row) + ROW_END for row in zip(*quoted, strict=True)])
 
 
-def _quoted(cells: pa.Array) -> pa.Array:
-    needs = pc.match_substring_regex(cells, _NEEDS_QUOTES)
-    doubled = pc.replace_substring(cells, '"', '""')
-    return pc.if_else(needs, pc.binary_join_element_wise('"', doubled, '"', ""), cells)
+def _quoted(cells: list[str]) -> list[str]:
+    return [
+        '"' + cell.replace('"', '""') + '"'
+        if "," in cell or '"' in cell or "\r" in cell or "\n" in cell
+        else cell
+        for cell in cells
+    ]

@@ -336,12 +336,14 @@ class CsvConnector(Connector):
                 ]
             )
 
-    def _cells(self, updates: RecordUpdates, fields: list[str]) -> list[pa.Array]:
-        """The update file's cells, a column each, from the columns: the same cells as the
-        row-by-row path (blank where a record has no value, `#N/A` to clear). Text
-        values become cells in Arrow; other values (numbers: a few distinct) one each."""
-        ids = pa.array(updates.record_ids, pa.string())
-        cells = [neutralised(ids) if self.settings.spreadsheet_safe else ids]
+    def _cells(self, updates: RecordUpdates, fields: list[str]) -> list[list[str]]:
+        """The update file's cells, a list per column, from the columns: the same cells as
+        the row-by-row path (blank where a record has no value, `#N/A` to clear). Text
+        values are checked for formulas together; others (numbers: a few distinct) are
+        made one distinct value at a time."""
+        safe = self.settings.spreadsheet_safe
+        ids = [str(record_id) for record_id in updates.record_ids.tolist()]
+        cells = [neutralised(ids) if safe else ids]
         known: dict[tuple[type, object], str] = {}
 
         def cell(value: object) -> str | None:
@@ -360,15 +362,14 @@ class CsvConnector(Connector):
             mine = np.flatnonzero(names == name)
             given = values[mine]
             if pd.api.types.infer_dtype(given, skipna=True) in ("string", "empty"):
-                texts = pa.array(given, pa.string())
-                if self.settings.spreadsheet_safe:
-                    texts = neutralised(texts)
+                texts = neutralised(given.tolist()) if safe else given.tolist()
             else:
-                texts = pa.array(list(map(cell, given.tolist())), pa.string())
-            at = np.full(len(updates), -1, dtype=np.int64)  # each record's row, if any
-            at[rows[mine]] = np.arange(len(mine))
-            taken = pc.fill_null(texts, NULL_MARKER).take(pa.array(at, mask=at < 0))
-            cells.append(pc.fill_null(taken, ""))
+                texts = list(map(cell, given.tolist()))
+            column = np.full(len(updates), "", dtype=object)
+            placed = np.empty(len(texts), dtype=object)
+            placed[:] = [NULL_MARKER if text is None else text for text in texts]
+            column[rows[mine]] = placed
+            cells.append(column.tolist())
         return cells
 
     def output_lock(self) -> tuple[Path, Path] | None:
