@@ -1,7 +1,7 @@
 """The update file's rows written from columns of text, as `csv.writer` writes them.
 
-A backfill's update file is a million rows: `csv.writer` given a Python list per row were
-seconds of it. Here a part's cells come as one list per column: formulas a spreadsheet
+A backfill's update file is a million rows: `csv.writer`, given a Python list per row,
+took seconds of it. Here a part's cells come as one list per column: formulas a spreadsheet
 would run are quoted (`spreadsheet_safety`), a cell holding a comma, double quote, CR or
 LF goes in double quotes with its quotes doubled (the csv module's default dialect), and
 the rows are joined into one text with CRLF line ends, as `csv.writer` ends them.
