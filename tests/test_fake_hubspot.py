@@ -264,9 +264,10 @@ def test_batch_update_writes_normalises_and_bumps_modified(portal: FakeHubSpot) 
     after = portal.objects("companies")
     assert [after[i]["icp_score"] for i in ids[:3]] == ["87", "42", "12.5"]
     assert after[ids[3]]["icp_segment"] is None
-    for rid in ids:
-        assert str(after[rid]["hs_lastmodifieddate"]) > str(before[rid]["hs_lastmodifieddate"])
-        assert by_id[rid].updated_at.isoformat() >= by_id[rid].created_at.isoformat()
+    for rid in ids:  # as instants: '...:12Z' (a whole second) sorts after '...:12.002Z'
+        modified = datetime.fromisoformat(str(after[rid]["hs_lastmodifieddate"]))
+        assert modified > datetime.fromisoformat(str(before[rid]["hs_lastmodifieddate"]))
+        assert by_id[rid].updated_at >= by_id[rid].created_at
     read = api.read(
         BatchReadInputSimplePublicObjectId(
             properties=["icp_score", "icp_segment"], inputs=[SimplePublicObjectId(id=ids[3])]
