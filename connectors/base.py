@@ -32,7 +32,7 @@ from typing import Any, ClassVar, Literal
 
 import pandas as pd
 from icp_engine.connectors.canonical import RowIssue
-from icp_engine.connectors.id_set import IdLookup
+from icp_engine.connectors.id_set import Ids
 from icp_engine.connectors.mapping import CrmMapping, OutputField
 
 ObjectKind = Literal["account", "opportunity"]
@@ -136,7 +136,7 @@ class PullContext:
 
     since: datetime | None = None
     """The watermark: pull records modified at or after it (None: everything)."""
-    already_read: IdLookup = field(default_factory=IdLookup)
+    already_read: Ids = field(default_factory=Ids)
     """Ids the previous run read at exactly `since` (the watermark's own instant): the sync
     drops them if they come back unchanged, so a connector need not pay extra calls
     (associations...) for them."""

@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from icp_engine.connectors.canonical import LINE_COLUMN, TEXT
-from icp_engine.connectors.id_set import IdLookup, IdSet, distinct_count
+from icp_engine.connectors.id_set import Ids, IdSet, distinct_count
 from icp_engine.connectors.salesforce.ids import to_18
 from pyarrow import csv as pacsv
 
@@ -54,7 +54,7 @@ class Older:
     since: datetime
     ids: IdSet = field(default_factory=IdSet)
     """The (stripped) Ids of every row read, left out or not."""
-    already_read: IdLookup = field(default_factory=IdLookup)
+    already_read: Ids = field(default_factory=Ids)
     """Ids the last run read stamped exactly at `since`: such a row is not new either."""
 
 

@@ -68,7 +68,7 @@ from icp_engine.connectors.csv_rows import (
     records,
 )
 from icp_engine.connectors.errors import SourceError
-from icp_engine.connectors.id_set import IdLookup, IdSet
+from icp_engine.connectors.id_set import Ids, IdSet
 from icp_engine.connectors.mapping import CURRENT_PREFIX, ID_FIELDS, CrmMapping
 from icp_engine.connectors.spreadsheet_safety import QUOTE, TRIGGERS, neutralise, restore
 from icp_engine.connectors.updates import RecordUpdates
@@ -424,9 +424,7 @@ def _copy_into(source: Path, handle: IO[str]) -> None:
         shutil.copyfileobj(original, handle, 1 << 20)
 
 
-def _already_read(
-    ids: pd.Series, stamps: pd.Series, since: datetime, already: IdLookup
-) -> np.ndarray:
+def _already_read(ids: pd.Series, stamps: pd.Series, since: datetime, already: Ids) -> np.ndarray:
     """Rows stamped exactly at the watermark whose Id the last run read there (after a bulk
     load, 100,000s of rows share one stamp: re-converting them was most of a quiet run)."""
     at = (stamps == since).to_numpy(dtype=bool, na_value=False)

@@ -37,26 +37,89 @@ def distinct_count(ids: pa.Array | pa.ChunkedArray) -> int:
     return int(pc.count_distinct(ids).as_py())
 
 
-class Ids(Collection[str]):
-    """Distinct Ids as Arrow text, read-only (the records the state knows): a million of
-    them without a Python string each, until someone iterates them."""
+class Ids(Set[str]):
+    """Distinct Ids as Arrow text, read-only: the records the state knows (a million of
+    them without a Python string each, until someone iterates them), or the Ids a run
+    read at its watermark's stamp, which the next run skips when it meets them there.
 
-    def __init__(self, ids: pa.Array | pa.ChunkedArray) -> None:
+    After a bulk load every record of the org carries that one stamp: ten million Ids as
+    a Python frozenset held about 1 GB. Here they are Arrow text (220 MB for ten million
+    Salesforce Ids) and, once a lookup is asked, a sorted 64-bit hash of each and the Ids
+    in that order (520 MB in all) to search; a hash found is confirmed against the Id
+    itself, so a lookup is exact.
+    """
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(
+        self, ids: pa.Array | pa.ChunkedArray | Iterable[str] = (), *, distinct: bool = False
+    ) -> None:
+        """`distinct`: the caller knows each Id is given once (no pass to drop repeats)."""
         if isinstance(ids, pa.ChunkedArray):
-            ids = ids.combine_chunks()
-        self.array: pa.Array = ids.cast(pa.string())
-        self._set: frozenset[str] | None = None
+            ids = ids.combine_chunks() if ids.num_chunks else pa.array([], pa.string())
+        if not isinstance(ids, pa.Array):
+            ids = pa.array([None if value is None else str(value) for value in ids], pa.string())
+        ids = ids.cast(pa.string()).drop_null()
+        self.array: pa.Array = ids if distinct else pc.unique(ids)
+        """Every Id once, in the order first given."""
+        self._hashes: np.ndarray | None = None
+        self._by_hash: pa.Array | None = None
 
     def __len__(self) -> int:
         return len(self.array)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.array.to_pylist())
+        for start in range(0, len(self.array), _AS_PYTHON_AT_ONCE):
+            yield from self.array.slice(start, _AS_PYTHON_AT_ONCE).to_pylist()
 
     def __contains__(self, record_id: object) -> bool:
-        if self._set is None:
-            self._set = frozenset(self.array.to_pylist())
-        return record_id in self._set
+        if not isinstance(record_id, str) or not len(self.array):
+            return False
+        return bool(self.contains(np.array([record_id], dtype=object))[0])
+
+    def __or__(self, other: Set[Any]) -> Ids:
+        more = other.array if isinstance(other, Ids) else Ids(other).array
+        return Ids(pa.chunked_array([self.array, more], pa.string()))
+
+    def sorted(self) -> pa.Array:
+        """The Ids in ascending (code point) order."""
+        return self.array.take(pc.array_sort_indices(self.array))
+
+    def contains(self, ids: np.ndarray | pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """For each of `ids` (an Id or None), whether it is one of these."""
+        if isinstance(ids, pa.Array | pa.ChunkedArray):
+            ids = np.asarray(ids.to_numpy(zero_copy_only=False), dtype=object)
+        found = np.zeros(len(ids), dtype=bool)
+        if not len(ids) or not len(self.array):
+            return found
+        hashes, by_hash = self._index()
+        asked = _hashed(ids)
+        first = np.searchsorted(hashes, asked)
+        inside = first < len(hashes)
+        hit = np.flatnonzero(inside)[hashes[first[inside]] == asked[inside]]
+        if len(hit):
+            candidates = by_hash.take(pa.array(first[hit])).to_numpy(zero_copy_only=False)
+            found[hit] = candidates == ids[hit]
+        shared = first[hit] + 1 < len(hashes)
+        shared[shared] = hashes[first[hit][shared] + 1] == asked[hit][shared]
+        for row in hit[shared & ~found[hit]]:  # two Ids share the hash: rare
+            end = int(np.searchsorted(hashes, asked[row], side="right"))
+            start = int(first[row])
+            found[row] = ids[row] in by_hash.slice(start, end - start).to_pylist()
+        return found
+
+    def _index(self) -> tuple[np.ndarray, pa.Array]:
+        if self._hashes is None or self._by_hash is None:
+            hashes = np.concatenate(
+                [np.empty(0, dtype=np.int64)]
+                + [
+                    _hashed(self.array.slice(start, _AS_PYTHON_AT_ONCE).to_pylist())
+                    for start in range(0, len(self.array), _AS_PYTHON_AT_ONCE)
+                ]
+            )
+            order = np.argsort(hashes)
+            self._hashes, self._by_hash = hashes[order], self.array.take(pa.array(order))
+        return self._hashes, self._by_hash
 
     def without(self, others: pa.Array | pa.ChunkedArray) -> set[str]:
         """These Ids, less `others`."""
@@ -121,89 +184,6 @@ class IdSet:
         present = pa.chunked_array(self._chunks, pa.string()).combine_chunks()
         self._chunks = [present]  # asked once per pull, but combined only once
         return asked.without(present)
-
-
-class IdLookup(Set[str]):
-    """Distinct Ids as Arrow text, asked about many Ids at once: the Ids a run read at its
-    watermark's stamp, which the next run skips when it meets them there again.
-
-    After a bulk load every record of the org carries that one stamp: ten million Ids as
-    a Python frozenset held about 1 GB. Here they are Arrow text (220 MB for ten million
-    Salesforce Ids) and, once a lookup is asked, a sorted 64-bit hash of each and the Ids
-    in that order (520 MB in all) to search; a hash found is confirmed against the Id
-    itself, so a lookup is exact.
-    """
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __init__(
-        self, ids: pa.Array | pa.ChunkedArray | Iterable[str] = (), *, distinct: bool = False
-    ) -> None:
-        if isinstance(ids, pa.ChunkedArray):
-            ids = ids.combine_chunks() if ids.num_chunks else pa.array([], pa.string())
-        if not isinstance(ids, pa.Array):
-            ids = pa.array([None if value is None else str(value) for value in ids], pa.string())
-        ids = ids.cast(pa.string()).drop_null()
-        self.array: pa.Array = ids if distinct else pc.unique(ids)
-        """Every Id once (in no particular order)."""
-        self._hashes: np.ndarray | None = None
-        self._by_hash: pa.Array | None = None
-
-    def __len__(self) -> int:
-        return len(self.array)
-
-    def __iter__(self) -> Iterator[str]:
-        for start in range(0, len(self.array), _AS_PYTHON_AT_ONCE):
-            yield from self.array.slice(start, _AS_PYTHON_AT_ONCE).to_pylist()
-
-    def __contains__(self, record_id: object) -> bool:
-        if not isinstance(record_id, str) or not len(self.array):
-            return False
-        return bool(self.contains(np.array([record_id], dtype=object))[0])
-
-    def __or__(self, other: Set[Any]) -> IdLookup:
-        more = other.array if isinstance(other, IdLookup) else IdLookup(other).array
-        return IdLookup(pa.chunked_array([self.array, more], pa.string()))
-
-    def sorted(self) -> pa.Array:
-        """The Ids in ascending (code point) order."""
-        return self.array.take(pc.array_sort_indices(self.array))
-
-    def contains(self, ids: np.ndarray | pa.Array | pa.ChunkedArray) -> np.ndarray:
-        """For each of `ids` (an Id or None), whether it is one of these."""
-        if isinstance(ids, pa.Array | pa.ChunkedArray):
-            ids = np.asarray(ids.to_numpy(zero_copy_only=False), dtype=object)
-        found = np.zeros(len(ids), dtype=bool)
-        if not len(ids) or not len(self.array):
-            return found
-        hashes, by_hash = self._index()
-        asked = _hashed(ids)
-        first = np.searchsorted(hashes, asked)
-        inside = first < len(hashes)
-        hit = np.flatnonzero(inside)[hashes[first[inside]] == asked[inside]]
-        if len(hit):
-            candidates = by_hash.take(pa.array(first[hit])).to_numpy(zero_copy_only=False)
-            found[hit] = candidates == ids[hit]
-        shared = first[hit] + 1 < len(hashes)
-        shared[shared] = hashes[first[hit][shared] + 1] == asked[hit][shared]
-        for row in hit[shared & ~found[hit]]:  # two Ids share the hash: rare
-            end = int(np.searchsorted(hashes, asked[row], side="right"))
-            start = int(first[row])
-            found[row] = ids[row] in by_hash.slice(start, end - start).to_pylist()
-        return found
-
-    def _index(self) -> tuple[np.ndarray, pa.Array]:
-        if self._hashes is None or self._by_hash is None:
-            hashes = np.concatenate(
-                [np.empty(0, dtype=np.int64)]
-                + [
-                    _hashed(self.array.slice(start, _AS_PYTHON_AT_ONCE).to_pylist())
-                    for start in range(0, len(self.array), _AS_PYTHON_AT_ONCE)
-                ]
-            )
-            order = np.argsort(hashes)
-            self._hashes, self._by_hash = hashes[order], self.array.take(pa.array(order))
-        return self._hashes, self._by_hash
 
 
 def _hashed(ids: np.ndarray | list[Any]) -> np.ndarray:

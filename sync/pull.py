@@ -22,7 +22,7 @@ import pyarrow as pa
 from icp_engine.connectors.base import Connector, ObjectKind, PullContext, PullReport
 from icp_engine.connectors.canonical import restore_types
 from icp_engine.connectors.errors import SourceError
-from icp_engine.connectors.id_set import IdLookup, Ids
+from icp_engine.connectors.id_set import Ids
 from icp_engine.connectors.mapping import ID_FIELDS, CrmMapping
 from icp_engine.sync import numbers, progress
 from icp_engine.sync.spill import Spill
@@ -57,7 +57,7 @@ class Pulled:
     """What the connector said about the pull (unreadable rows, calls, the memo)."""
     deleted: set[str] = field(default_factory=set)
     high_water: datetime | None = None
-    boundary_ids: IdLookup = field(default_factory=IdLookup)
+    boundary_ids: Ids = field(default_factory=Ids)
     spilled: int = 0
     """Records kept in the run's `Spill` instead of `frame` (a large org's full pull)."""
 
@@ -135,7 +135,7 @@ def pull_object(
     since = watermark.value if watermark else None
     context = PullContext(
         since,
-        watermark.boundary_ids if watermark else IdLookup(),
+        watermark.boundary_ids if watermark else Ids(),
         previous_run_started,
         memo or {},
     )
@@ -223,7 +223,7 @@ def pull_object(
     if len(stamps):
         top = stamps.max()
         pulled.high_water = top.to_pydatetime()
-        pulled.boundary_ids = IdLookup(frame.loc[frame["modified_at"] == top, id_column])
+        pulled.boundary_ids = Ids(frame.loc[frame["modified_at"] == top, id_column])
     return pulled
 
 
@@ -238,9 +238,9 @@ class _Spilled:
         self._at_top: list[pa.Array] = []  # the Ids stamped `high_water`, page by page
 
     @property
-    def boundary_ids(self) -> IdLookup:
+    def boundary_ids(self) -> Ids:
         """The Ids stamped `high_water` (after a bulk load: every Id, as Arrow text)."""
-        return IdLookup(pa.chunked_array(self._at_top, pa.string()))
+        return Ids(pa.chunked_array(self._at_top, pa.string()))
 
     def take(self, pages: list[pd.DataFrame]) -> list[pd.DataFrame]:
         """The pages still held: none once past `above` (the rest went to the spill)."""

@@ -31,7 +31,7 @@ from icp_engine.connectors.base import Connector, PullContext, RecordUpdate, Wri
 from icp_engine.connectors.canonical import restore_types
 from icp_engine.connectors.csvfiles import CsvConnector
 from icp_engine.connectors.hubspot.connector import HubSpotConnector
-from icp_engine.connectors.id_set import IdLookup
+from icp_engine.connectors.id_set import Ids
 from icp_engine.connectors.mapping import CURRENT_PREFIX, ID_FIELDS
 from icp_engine.connectors.salesforce.connector import SalesforceConnector
 from icp_engine.connectors.sample import generate_accounts, generate_opportunities, write_sample_crm
@@ -329,7 +329,7 @@ def test_pull_after_a_watermark_returns_only_what_changed(crm: Harness) -> None:
     connector.connect()
     first = _pull(connector, "account")
     top = first["modified_at"].max()
-    at_top = IdLookup(first.loc[first["modified_at"] == top, "account_id"])
+    at_top = Ids(first.loc[first["modified_at"] == top, "account_id"])
     changed = sorted(crm.ids())[3]
     crm.touch(changed)
     context = PullContext(top.to_pydatetime(), at_top)

@@ -12,7 +12,7 @@ from icp_engine.connectors import csv_fast, csvfiles
 from icp_engine.connectors.base import PullContext
 from icp_engine.connectors.csv_fast import Older, fast_pages
 from icp_engine.connectors.csv_rows import plan_encoding
-from icp_engine.connectors.id_set import IdLookup
+from icp_engine.connectors.id_set import Ids
 from icp_engine.connectors.sample import write_sample_crm
 from icp_engine.sync.config import load_config
 
@@ -159,7 +159,7 @@ def test_rows_at_the_watermark_already_read_there_are_not_new(
     frame.to_csv(path, index=False, lineterminator="\n")
     since = datetime(2030, 1, 1, 0, 0, 0, 250_000, tzinfo=UTC)
     mapping = load_config("csv", None).mapping
-    read_there = IdLookup(frame["Id"].iloc[unread:])
+    read_there = Ids(frame["Id"].iloc[unread:])
 
     def pull(fast: bool) -> list[pd.DataFrame]:
         if not fast:
@@ -232,7 +232,7 @@ def test_pages_leave_out_rows_the_last_run_read_at_the_watermark(tmp_path) -> No
     older = Older(
         "SystemModstamp",
         datetime(2030, 1, 1, 0, 0, 0, 250_000, tzinfo=UTC),
-        already_read=IdLookup(ids[i] for i in at if i not in unread),
+        already_read=Ids(ids[i] for i in at if i not in unread),
     )
     header = list(frame.columns)
     pages = fast_pages(path, header, header.index("Id"), None, True, 7, older)

@@ -7,7 +7,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from icp_engine.connectors import id_set
-from icp_engine.connectors.id_set import IdLookup, Ids, IdSet, distinct_count
+from icp_engine.connectors.id_set import Ids, IdSet, distinct_count
 
 
 def test_missing_ids_are_the_known_ones_never_added() -> None:
@@ -70,7 +70,7 @@ def test_distinct_ids_are_counted_whether_in_order_or_not() -> None:
     asked=st.lists(st.one_of(st.none(), st.text(max_size=4)), max_size=40),
     buckets=st.sampled_from([1, 3, 2**61]),
 )
-def test_a_lookup_answers_as_a_python_set(
+def test_ids_answer_membership_as_a_python_set(
     held: list[str], asked: list[str | None], buckets: int
 ) -> None:
     """Whatever the Ids (repeated, empty, non-ASCII) and however often their hashes clash
@@ -78,7 +78,7 @@ def test_a_lookup_answers_as_a_python_set(
     original = id_set._hashed
     id_set._hashed = lambda ids: original(ids) % buckets
     try:
-        lookup = IdLookup(held)
+        lookup = Ids(held)
         expected = set(held)
         assert len(lookup) == len(expected) and set(lookup) == expected and lookup == expected
         found = lookup.contains(np.array(asked, dtype=object))
@@ -91,9 +91,9 @@ def test_a_lookup_answers_as_a_python_set(
         id_set._hashed = original
 
 
-def test_a_lookup_takes_arrow_ids_as_they_are() -> None:
+def test_ids_take_arrow_ids_as_they_are() -> None:
     chunks = pa.chunked_array([pa.array(["b", "a"]), pa.array(["a", None])], pa.string())
-    lookup = IdLookup(chunks)
-    assert lookup == {"a", "b"} and not IdLookup() and IdLookup() == frozenset()
-    assert lookup | IdLookup(pa.array(["c"], pa.large_string())) == {"a", "b", "c"}
+    lookup = Ids(chunks)
+    assert lookup == {"a", "b"} and not Ids() and Ids() == frozenset()
+    assert lookup | Ids(pa.array(["c"], pa.large_string())) == {"a", "b", "c"}
     assert 7 not in lookup and "a" in lookup

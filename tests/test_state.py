@@ -21,7 +21,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from icp_engine.connectors.id_set import IdLookup
+from icp_engine.connectors.id_set import Ids
 from icp_engine.sync.state.lock import LockedError
 from icp_engine.sync.state.mirror import to_jsonable
 from icp_engine.sync.state.records import (
@@ -323,7 +323,7 @@ def test_the_boundary_of_a_bulk_load_is_kept_in_parts_not_in_the_row(store: Stat
     """After a bulk load every record carries one stamp: its Ids go to a part table (more
     than one part here), read back whole, added to at the same stamp, replaced after."""
     ids = [f"001{i:012d}" for i in range(300_000)]
-    store.set_watermark("sf", "account", T0, IdLookup(pa.array(ids)), T0)
+    store.set_watermark("sf", "account", T0, Ids(pa.array(ids)), T0)
     rows = store._db.execute("SELECT boundary_ids FROM watermarks").fetchall()
     assert [text for (text,) in rows] == ["[]"]
     mark = store.watermark("sf", "account")

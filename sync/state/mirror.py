@@ -142,7 +142,7 @@ class RecordMirror:
     def known_ids(self, crm: str, obj: str) -> Ids:
         """`record_ids` as Arrow text (in id order), without a Python string per id."""
         table = self.parts.read(crm, records_layout(obj), columns=["record_id"])
-        return Ids(table.column("record_id"))
+        return Ids(table.column("record_id"), distinct=True)  # (one row per id)
 
     def record_ids(self, crm: str, obj: str) -> set[str]:
         """The ids of the stored rows of `obj` in `crm`."""

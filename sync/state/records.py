@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-from icp_engine.connectors.id_set import IdLookup
+from icp_engine.connectors.id_set import Ids
 
 FILE_NAME = "state.sqlite"
 """The SQLite state file inside a state directory."""
@@ -66,7 +66,7 @@ class Watermark:
     """Pull records modified at or after `value`, skipping `boundary_ids` (modified at `value`)."""
 
     value: datetime
-    boundary_ids: IdLookup
+    boundary_ids: Ids
 
 
 @dataclass(frozen=True)

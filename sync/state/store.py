@@ -53,7 +53,7 @@ import pandas as pd
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
-from icp_engine.connectors.id_set import IdLookup, Ids
+from icp_engine.connectors.id_set import Ids
 from icp_engine.sync.state.lock import DirectoryLock
 from icp_engine.sync.state.mirror import RecordMirror, dumps, select_in, unique_ids
 from icp_engine.sync.state.parts import (
@@ -590,7 +590,7 @@ class StateStore:
         crm: str,
         obj: str,
         value: datetime,
-        boundary_ids: IdLookup | Iterable[str],
+        boundary_ids: Ids | Iterable[str],
         run_started_at: datetime,
     ) -> Watermark:
         """Move the watermark to `value`, the newest modified time this run saw; return it.
@@ -602,7 +602,7 @@ class StateStore:
         as a part table (`boundary_layout`), not in the watermark's row: after a bulk load
         they are every Id of the org.
         """
-        ids = boundary_ids if isinstance(boundary_ids, IdLookup) else IdLookup(boundary_ids)
+        ids = boundary_ids if isinstance(boundary_ids, Ids) else Ids(boundary_ids)
         value, start = _utc(value), _utc(run_started_at)
         if value > start:
             logger.warning(
@@ -613,7 +613,7 @@ class StateStore:
                 value.isoformat(),
                 start.isoformat(),
             )
-            value, ids = start, IdLookup()
+            value, ids = start, Ids()
         with self._transaction() as db:
             stored = self._watermarks(db, crm, obj, with_ids=False).get((crm, obj))
             if stored is not None:
@@ -657,14 +657,14 @@ class StateStore:
         ).fetchall()
         found = {}
         for c, o, value, inline in rows:
-            ids = IdLookup()
+            ids = Ids()
             if with_ids:
                 kept = self.mirror.parts.read(str(c), boundary_layout(str(o)))
-                ids = IdLookup(kept.column("record_id"), distinct=True)
+                ids = Ids(kept.column("record_id"), distinct=True)
             if (
                 with_ids and inline != "[]"
             ):  # a state from before the part table: its ids in the row
-                ids |= IdLookup(json.loads(inline))
+                ids |= Ids(json.loads(inline))
             found[(str(c), str(o))] = Watermark(_parse(str(value)), ids)
         return found
 
