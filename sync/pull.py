@@ -380,7 +380,7 @@ def persist(state: StateStore, crm: str, work: WorkingSet, run_started: datetime
         if len(pulled.frame):
             account_column = "account_id" if kind == "opportunity" else None
             state.upsert_records(crm, kind, pulled.frame, id_column, account_column)
-        stored = state.watermark(crm, kind, with_ids=False)
-        if pulled.high_water is not None and (stored is None or pulled.high_water >= stored.value):
+        stored = state.watermark_values(crm).get((crm, kind))
+        if pulled.high_water is not None and (stored is None or pulled.high_water >= stored):
             # a connector that looks back (a lagging search index) may see only older records
             state.set_watermark(crm, kind, pulled.high_water, pulled.boundary_ids, run_started)

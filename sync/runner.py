@@ -528,7 +528,7 @@ def _baseline(run: Run) -> Baseline:
     full = (
         run.options.kind == "backfill"
         or run.state.get_meta(keys.mapping) != mapping_fp
-        or not run.state.watermarks(run.options.crm, with_ids=False)
+        or not run.state.watermark_values(run.options.crm)
     )
     return Baseline(
         keys,

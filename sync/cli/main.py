@@ -386,7 +386,7 @@ def status(
         fail(2, f"no state in {where}: nothing has run there yet (see --state, ICP_STATE_URL)")
     with StateStore(state_dir, create=False) as state:
         runs, failures = state.runs(crm, limit), state.failures(crm)
-        marks = state.watermarks(crm, with_ids=False)  # (their values are shown)
+        marks = state.watermark_values(crm)
         pending = state.pending_summary(crm)
         extra = status_extra(state_dir, state.runs(crm, 10_000))
         criteria = {
@@ -397,7 +397,7 @@ def status(
     payload = {
         "criteria": criteria,
         "runs": [vars(r) for r in runs],
-        "watermarks": [{"crm": c, "object": o, "value": w.value} for (c, o), w in marks.items()],
+        "watermarks": [{"crm": c, "object": o, "value": at} for (c, o), at in marks.items()],
         "failures": [vars(f) for f in failures],
         "pending": pending,
         **extra,

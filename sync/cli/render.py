@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import sys
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -13,7 +13,7 @@ from icp_engine.sync import numbers
 from icp_engine.sync.cli.preview import Page, figures_table, why
 from icp_engine.sync.plan import Plan
 from icp_engine.sync.runner import RunResult
-from icp_engine.sync.state.records import FailureRecord, RunRecord, Watermark
+from icp_engine.sync.state.records import FailureRecord, RunRecord
 from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -163,7 +163,7 @@ def tier_table(summary: pd.DataFrame) -> Table:
 
 def status_tables(
     runs: list[RunRecord],
-    watermarks: dict[tuple[str, str], Watermark],
+    watermarks: dict[tuple[str, str], datetime],
     failures: list[FailureRecord],
     limit: int = 50,
 ) -> list[RenderableType]:
@@ -206,8 +206,8 @@ def status_tables(
     mark_table = Table(title="Watermarks", title_justify="left")
     for column in ("crm", "object", "changes pulled up to"):
         mark_table.add_column(column)
-    for (crm, obj), mark in sorted(watermarks.items()):
-        mark_table.add_row(crm, obj, f"{mark.value.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC")
+    for (crm, obj), at in sorted(watermarks.items()):
+        mark_table.add_row(crm, obj, f"{at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC")
     fail_table = Table(
         title=f"Records still failing ({numbers.count(len(failures))})", title_justify="left"
     )

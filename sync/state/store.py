@@ -579,11 +579,10 @@ class StateStore:
 
     # watermarks
 
-    def watermark(self, crm: str, obj: str, *, with_ids: bool = True) -> Watermark | None:
-        """The watermark of `obj` ("account", "opportunity") in `crm`, or None before any;
-        `with_ids=False`: its boundary ids left unread (empty), for its value alone."""
+    def watermark(self, crm: str, obj: str) -> Watermark | None:
+        """The watermark of `obj` ("account", "opportunity") in `crm`, or None before any."""
         with self._transaction(write=False) as db:
-            return self._watermarks(db, crm, obj, with_ids).get((crm, obj))
+            return self._watermarks(db, crm, obj).get((crm, obj))
 
     def set_watermark(
         self,
@@ -615,18 +614,18 @@ class StateStore:
             )
             value, ids = start, Ids()
         with self._transaction() as db:
-            stored = self._watermarks(db, crm, obj, with_ids=False).get((crm, obj))
+            stored = self._values(db, crm, obj).get((crm, obj))
             if stored is not None:
-                if stored.value > value:
+                if stored > value:
                     logger.warning(
                         "%s %s: watermark would move back from %s to %s; kept",
                         crm,
                         obj,
-                        stored.value.isoformat(),
+                        stored.isoformat(),
                         value.isoformat(),
                     )
                     return self._watermarks(db, crm, obj)[(crm, obj)]
-                if stored.value == value:
+                if stored == value:
                     ids |= self._watermarks(db, crm, obj)[(crm, obj)].boundary_ids
             db.execute(
                 "INSERT INTO watermarks (crm, object, value, boundary_ids) VALUES (?, ?, ?, ?)"
@@ -639,33 +638,43 @@ class StateStore:
             self.mirror.parts.merge_sorted(crm, layout, [pa.table({"record_id": ids.sorted()})])
         return Watermark(value, ids)
 
-    def watermarks(
-        self, crm: str | None = None, *, with_ids: bool = True
-    ) -> dict[tuple[str, str], Watermark]:
-        """All watermarks (of `crm`, or of all CRMs) by (crm, object) (`with_ids`: as in
-        `watermark`)."""
+    def watermarks(self, crm: str | None = None) -> dict[tuple[str, str], Watermark]:
+        """All watermarks (of `crm`, or of all CRMs) by (crm, object)."""
         with self._transaction(write=False) as db:
-            return self._watermarks(db, crm, None, with_ids)
+            return self._watermarks(db, crm, None)
 
-    def _watermarks(
-        self, db: Connection, crm: str | None, obj: str | None, with_ids: bool = True
-    ) -> dict[tuple[str, str], Watermark]:
+    def watermark_values(self, crm: str | None = None) -> dict[tuple[str, str], datetime]:
+        """Where each watermark stands (of `crm`, or of all CRMs), by (crm, object); its
+        boundary ids (after a bulk load, every Id of the org) are not read."""
+        with self._transaction(write=False) as db:
+            return self._values(db, crm, None)
+
+    def _values(
+        self, db: Connection, crm: str | None, obj: str | None
+    ) -> dict[tuple[str, str], datetime]:
+        return {key: value for key, (value, _) in self._rows(db, crm, obj).items()}
+
+    def _rows(
+        self, db: Connection, crm: str | None, obj: str | None
+    ) -> dict[tuple[str, str], tuple[datetime, str]]:
+        """The watermark rows: (value, boundary ids an earlier engine kept in the row)."""
         rows = db.execute(
             "SELECT crm, object, value, boundary_ids FROM watermarks"
             f" WHERE {_ANY_CRM} AND (CAST(? AS TEXT) IS NULL OR object = ?)",
             (crm, crm, obj, obj),
         ).fetchall()
+        return {(str(c), str(o)): (_parse(str(value)), str(inline)) for c, o, value, inline in rows}
+
+    def _watermarks(
+        self, db: Connection, crm: str | None, obj: str | None
+    ) -> dict[tuple[str, str], Watermark]:
         found = {}
-        for c, o, value, inline in rows:
-            ids = Ids()
-            if with_ids:
-                kept = self.mirror.parts.read(str(c), boundary_layout(str(o)))
-                ids = Ids(kept.column("record_id"), distinct=True)
-            if (
-                with_ids and inline != "[]"
-            ):  # a state from before the part table: its ids in the row
+        for (c, o), (value, inline) in self._rows(db, crm, obj).items():
+            kept = self.mirror.parts.read(c, boundary_layout(o))
+            ids = Ids(kept.column("record_id"), distinct=True)
+            if inline != "[]":  # a state from before the part table: its ids in the row
                 ids |= Ids(json.loads(inline))
-            found[(str(c), str(o))] = Watermark(_parse(str(value)), ids)
+            found[(c, o)] = Watermark(value, ids)
         return found
 
     # last written values
