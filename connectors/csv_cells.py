@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from icp_engine.connectors.spreadsheet_safety import QUOTE, TRIGGERS
+from icp_engine.connectors.spreadsheet_safety import neutralise
 
 Cell = TypeVar("Cell", str, str | None)
 ROW_END = "\r\n"
@@ -20,9 +20,7 @@ ROW_END = "\r\n"
 
 def neutralised(cells: list[Cell]) -> list[Cell]:
     """`spreadsheet_safety.neutralise` of every cell (None stays None)."""
-    return [
-        QUOTE + cell if cell is not None and cell.startswith(TRIGGERS) else cell for cell in cells
-    ]
+    return [cell if cell is None else neutralise(cell) for cell in cells]
 
 
 def csv_rows(columns: list[list[str]]) -> str:
