@@ -75,6 +75,8 @@ class _Amount(ProgressColumn):
         unit = task.fields.get("unit", "")
         if not unit:
             return Text("")
+        if task.fields.get("counted") == 0:  # a finished stage that met nothing
+            return Text(f"0 {unit}", style="progress.download")
         done = f"{int(task.completed):,}"
         text = f"{done} / {int(task.total):,} {unit}" if task.total else f"{done} {unit}"
         return Text(text, style="progress.download")
@@ -208,7 +210,8 @@ class Reporter(Progress):
         if self.mode == "events":
             self._event(stage, "done")
         if self.bars is not None and stage.task is not None:
-            self.bars.update(stage.task, total=stage.done or 1, completed=stage.done or 1)
+            full = stage.done or 1  # (rich divides by the total); the count shown is true
+            self.bars.update(stage.task, total=full, completed=full, counted=stage.done)
             if not self.open:
                 self.bars.stop()
                 self.bars = None

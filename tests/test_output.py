@@ -76,6 +76,22 @@ def test_progress_bars_only_on_a_terminal() -> None:
         assert quiet.mode == "silent"  # -q: no bars even on a terminal
 
 
+def test_a_finished_stage_shows_what_it_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stage that met nothing says so ("0 rows"), not the full bar's "1 / 1 rows"."""
+    monkeypatch.setenv("COLUMNS", "160")  # one line per stage
+    configure("text")
+    terminal = Terminal()
+    with progress_for(terminal) as bars:
+        with bars.stage("Reading changes to accounts", None, "rows"):
+            pass
+        with bars.stage("Reading changes to opportunities", None, "rows") as read:
+            read.advance(52_207)
+    shown = terminal.getvalue()
+    assert "1 / 1" not in shown
+    assert "Reading changes to accounts" in shown and "0 rows" in shown
+    assert "52,207 / 52,207 rows" in shown
+
+
 def test_progress_events_in_json_logs(capsys: pytest.CaptureFixture[str]) -> None:
     configure("json")
     with progress_for(io.StringIO()) as events, events.stage("Reading accounts", 5, "rows") as s:
