@@ -17,7 +17,7 @@ was there before the engine ever wrote) and reports it; `if_empty` only fills bl
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
@@ -368,3 +368,29 @@ def _part(mask: np.ndarray, **columns: Any) -> dict[str, np.ndarray]:
             part[name] = np.full(count, None, dtype=object)
             part[name].fill(values)
     return part
+
+
+SKIPS_SHOWN = 20
+"""Fields left alone that a run logs one by one (the rest are counted)."""
+
+
+def log_skips(plan: Plan, tell: Callable[..., None], room: int) -> int:
+    """Tell the first `room` fields the plan leaves alone, and why; how many were told."""
+    shown = plan.skip_frame.head(max(room, 0))
+    for record_id, name, reason, current, desired in zip(
+        shown["record_id"],
+        shown["field"],
+        shown["reason"],
+        shown["current"],
+        shown["desired"],
+        strict=True,
+    ):
+        tell(
+            "left %s.%s alone (%s): CRM has %r, engine wants %r",
+            record_id,
+            name,
+            reason.value,
+            current,
+            desired,
+        )
+    return len(shown)

@@ -46,7 +46,14 @@ from icp_engine.sync.enrich import enrich_with_report
 from icp_engine.sync.handover import confirmed, handed_rows, next_pending
 from icp_engine.sync.logs import redact
 from icp_engine.sync.nurture import nurture_tracks
-from icp_engine.sync.plan import Plan, kept_by_people, plan_changes, written_frame
+from icp_engine.sync.plan import (
+    SKIPS_SHOWN,
+    Plan,
+    kept_by_people,
+    log_skips,
+    plan_changes,
+    written_frame,
+)
 from icp_engine.sync.progress import Progress
 from icp_engine.sync.pull import TooManyChanges, WorkingSet, persist, working_set
 from icp_engine.sync.spill import SortedFile, Spill, to_frame
@@ -61,7 +68,7 @@ from icp_engine.sync.state.records import (
     score_frame,
 )
 from icp_engine.sync.state.store import StateStore, pending_table
-from icp_engine.sync.writer import BatchOutcome, WriteSummary, write_all
+from icp_engine.sync.writer import BatchOutcome, WriteSummary, hand_to, not_handed, write_all
 from icp_engine.sync.yamlfile import ConfigError, ConfigProblem
 from tenacity import Retrying
 
@@ -628,7 +635,7 @@ def _read_counts(work: WorkingSet, issues: list[RowIssue]) -> dict[str, int]:
 
 def _log_skips(plan: Plan, dry_run: bool) -> None:
     tell = log.debug if dry_run else log.info  # a dry run shows them in its preview
-    _more_skips(tell, len(plan.skip_frame), streamed.log_skips(plan, tell, streamed.SKIPS_SHOWN))
+    _more_skips(tell, len(plan.skip_frame), log_skips(plan, tell, SKIPS_SHOWN))
 
 
 def _more_skips(tell: Callable[..., None], skipped: int, shown: int) -> None:
@@ -702,7 +709,7 @@ def _hand_over(
     commit the state in one transaction (see the module docstring for the order)."""
     crm, updates, seen = run.options.crm, planned.updates, planned.seen
     run.progress.phase("write", len(updates))
-    accepted, refused, summary = streamed.hand_to(
+    accepted, refused, summary = hand_to(
         run.connector, updates, run.options.retrying, run.progress.advance, planned.write_plan
     )
     failed = {u.record_id for u, r in refused if not r.deleted}
@@ -717,7 +724,7 @@ def _hand_over(
     written = set(updates.record_ids.tolist())
     in_sync = set(desired.index) - written - failed
     in_sync -= kept_by_people(planned.plan, run.config.mapping.outputs)
-    failures = streamed.not_handed(refused, summary)
+    failures = not_handed(refused, summary)
     track = [*succeeded, *sorted(in_sync)]
     failing = {f.record_id for f in run.state.failures(crm)}
     run.progress.phase("save")

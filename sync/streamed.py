@@ -24,25 +24,30 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import pandas as pd
-from icp_engine.connectors.base import Connector, WritePlan
+from icp_engine.connectors.base import Connector
 from icp_engine.connectors.mapping import CURRENT_PREFIX
 from icp_engine.connectors.updates import RecordUpdates
 from icp_engine.sync import numbers
 from icp_engine.sync.config import Config
 from icp_engine.sync.handover import KEY, confirmed, handed_rows, next_pending
 from icp_engine.sync.history import TIER_CHANGES_KEPT
-from icp_engine.sync.plan import Plan, kept_by_people, plan_changes, written_frame
+from icp_engine.sync.plan import (
+    SKIPS_SHOWN,
+    Plan,
+    kept_by_people,
+    log_skips,
+    plan_changes,
+    written_frame,
+)
 from icp_engine.sync.progress import Progress
 from icp_engine.sync.spill import SortedFile, to_frame
 from icp_engine.sync.state.parts import KeyRange
-from icp_engine.sync.state.records import LIMIT_REACHED, Failure, score_frame
+from icp_engine.sync.state.records import Failure, score_frame
 from icp_engine.sync.state.store import StateStore, pending_table
-from icp_engine.sync.writer import BatchOutcome, WriteSummary, accept_all, write_all
+from icp_engine.sync.writer import BatchOutcome, WriteSummary, hand_to, not_handed
 from tenacity import Retrying
 
 log = logging.getLogger(__name__)
-SKIPS_SHOWN = 20
-"""Fields left alone that a run logs one by one (the rest are counted)."""
 PLAN_COUNTS = (
     "accounts_scored",
     "records_to_write",
@@ -212,49 +217,10 @@ def handed_over(
         job.progress.advance(len(accounts))
 
 
-def not_handed(refused: BatchOutcome, summary: WriteSummary) -> list[Failure]:
-    """The failures of a hand-over: records the connector refused (not deleted ones) and
-    those an API limit left unattempted."""
-    return [
-        Failure(u.record_id, r.code, r.message, r.transient, dict(u.values))
-        for u, r in refused
-        if not r.deleted
-    ] + [
-        Failure(u.record_id, LIMIT_REACHED, summary.stopped, True, dict(u.values))
-        for u in summary.not_attempted
-    ]
-
-
 def _described(bounds: KeyRange) -> str:
     after = f"after {bounds.after}" if bounds.after is not None else ""
     upto = f"up to {bounds.upto}" if bounds.upto is not None else ""
     return ", ".join(text for text in (after, upto) if text) or "all"
-
-
-def hand_to(
-    connector: Connector,
-    updates: RecordUpdates,
-    retrying: Retrying | None,
-    progress: Callable[[int], None] | None = None,
-    plan: WritePlan | None = None,
-) -> tuple[list[str], BatchOutcome, WriteSummary]:
-    """Give the updates to a connector that hands them over: the ids it accepted, what
-    it refused, and the write summary (a million updates are not kept whole meanwhile)."""
-    if connector.takes_every_update and isinstance(updates, RecordUpdates):
-        summary = accept_all(connector, len(updates), progress, plan)
-        return updates.record_ids.tolist(), [], summary
-    accepted: list[str] = []
-    refused: BatchOutcome = []
-
-    def on_batch(outcome: BatchOutcome) -> None:
-        for update, answer in outcome:
-            if answer.ok:
-                accepted.append(update.record_id)
-            else:
-                refused.append((update, answer))
-
-    summary = write_all(connector, updates, on_batch, retrying, progress, plan)
-    return accepted, refused, summary
 
 
 def _add(
@@ -288,25 +254,3 @@ def _add(
         for record_id in kept["record_id"].tolist():
             name = names.get(record_id) if names is not None else None
             totals.names[record_id] = "" if name is None or pd.isna(name) else str(name)
-
-
-def log_skips(plan: Plan, tell: Callable[..., None], room: int) -> int:
-    """Tell the first `room` fields the plan leaves alone, and why; how many were told."""
-    shown = plan.skip_frame.head(max(room, 0))
-    for record_id, name, reason, current, desired in zip(
-        shown["record_id"],
-        shown["field"],
-        shown["reason"],
-        shown["current"],
-        shown["desired"],
-        strict=True,
-    ):
-        tell(
-            "left %s.%s alone (%s): CRM has %r, engine wants %r",
-            record_id,
-            name,
-            reason.value,
-            current,
-            desired,
-        )
-    return len(shown)

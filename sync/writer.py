@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from icp_engine.connectors.base import Connector, RecordUpdate, WritePlan, WriteResult
 from icp_engine.connectors.errors import LimitReachedError, TransientError
 from icp_engine.connectors.retry import Sleep, retrying
+from icp_engine.connectors.updates import RecordUpdates
 from icp_engine.connectors.waits import WaitTooLong, too_long
+from icp_engine.sync.state.records import LIMIT_REACHED, Failure
 from tenacity import Retrying
 
 log = logging.getLogger(__name__)
@@ -185,3 +187,42 @@ def _tally(summary: WriteSummary, outcome: BatchOutcome) -> None:
             summary.deleted.append(update.record_id)
         else:
             summary.failed.append((update, result))
+
+
+def hand_to(
+    connector: Connector,
+    updates: RecordUpdates,
+    retrying: Retrying | None,
+    progress: Callable[[int], None] | None = None,
+    plan: WritePlan | None = None,
+) -> tuple[list[str], BatchOutcome, WriteSummary]:
+    """Give the updates to a connector that hands them over: the ids it accepted, what
+    it refused, and the write summary (a million updates are not kept whole meanwhile)."""
+    if connector.takes_every_update:
+        summary = accept_all(connector, len(updates), progress, plan)
+        return updates.record_ids.tolist(), [], summary
+    accepted: list[str] = []
+    refused: BatchOutcome = []
+
+    def on_batch(outcome: BatchOutcome) -> None:
+        for update, answer in outcome:
+            if answer.ok:
+                accepted.append(update.record_id)
+            else:
+                refused.append((update, answer))
+
+    summary = write_all(connector, updates, on_batch, retrying, progress, plan)
+    return accepted, refused, summary
+
+
+def not_handed(refused: BatchOutcome, summary: WriteSummary) -> list[Failure]:
+    """The failures of a hand-over: records the connector refused (not deleted ones) and
+    those an API limit left unattempted."""
+    return [
+        Failure(u.record_id, r.code, r.message, r.transient, dict(u.values))
+        for u, r in refused
+        if not r.deleted
+    ] + [
+        Failure(u.record_id, LIMIT_REACHED, summary.stopped, True, dict(u.values))
+        for u in summary.not_attempted
+    ]
