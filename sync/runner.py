@@ -14,6 +14,7 @@ the same values and publishes the same file.
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import json
@@ -32,7 +33,13 @@ import pandas as pd
 import pyarrow as pa
 from icp_engine import connectors
 from icp_engine.connectors.arrow_memory import release_memory
-from icp_engine.connectors.base import CallEstimate, Connector, RecordUpdate, WritePlan
+from icp_engine.connectors.base import (
+    CallEstimate,
+    Connector,
+    ObjectKind,
+    RecordUpdate,
+    WritePlan,
+)
 from icp_engine.connectors.canonical import RowIssue
 from icp_engine.connectors.enrichment import JoinReport
 from icp_engine.connectors.errors import ConnectError, SourceError
@@ -45,6 +52,7 @@ from icp_engine.sync.config import Config
 from icp_engine.sync.enrich import enrich_with_report
 from icp_engine.sync.handover import confirmed, handed_rows, next_pending
 from icp_engine.sync.logs import redact
+from icp_engine.sync.mirror_ahead import MirrorAhead, MirrorJob
 from icp_engine.sync.nurture import nurture_tracks
 from icp_engine.sync.plan import (
     SKIPS_SHOWN,
@@ -103,6 +111,8 @@ class RunOptions:
 CHUNK_ENV = "ICP_CHUNK_ACCOUNTS"
 CHUNK_ACCOUNTS = 100_000
 """Accounts per slice of a streamed run, unless `ICP_CHUNK_ACCOUNTS` says otherwise."""
+AHEAD_SORT_MEMORY = "300MB"
+"""DuckDB's memory for the sort the mirror's own process does while the slices run."""
 
 
 def chunk_accounts_from(environ: Mapping[str, str]) -> int:
@@ -764,7 +774,8 @@ def _run_streamed(
     crm, chunk, now = run.options.crm, run.options.chunk_accounts, run.options.now()
     pull_calls = run.connector.api_calls
     run.progress.phase("sort")
-    accounts, by_account, by_id = _sorted(spill, work)
+    accounts, by_account = _sorted(spill, work)
+    ahead = _mirror_ahead(run, spill, work, accounts)
     job = streamed.Slicing(
         run.config,
         run.connector,
@@ -784,31 +795,32 @@ def _run_streamed(
     totals = streamed.Totals()
     failing = {f.record_id for f in run.state.failures(crm)}
     run.progress.phase("slices", accounts.rows)
-    with run.state.atomic():
-        parts = streamed.slices(accounts, by_account, chunk)
-        run.connector.hand_over(streamed.handed_over(job, parts, totals), run.id)
-        run.progress.phase("save")
-        _more_skips(log.info, totals.counts["fields_skipped"], totals.skips_shown)
-        run.state.record_failures(crm, run.id, totals.failures, now)
-        release_memory()
-        persist(run.state, crm, work, run.started)  # deletions and watermarks
-        run.state.upsert_records(crm, "account", _frames(accounts, chunk), "account_id")
-        if by_id is not None:
-            run.state.upsert_records(
-                crm, "opportunity", _frames(by_id, chunk), "opportunity_id", "account_id"
+    try:
+        with run.state.atomic():
+            parts = streamed.slices(accounts, by_account, chunk)
+            run.connector.hand_over(streamed.handed_over(job, parts, totals), run.id)
+            run.progress.phase("save")
+            _more_skips(log.info, totals.counts["fields_skipped"], totals.skips_shown)
+            run.state.record_failures(crm, run.id, totals.failures, now)
+            release_memory()
+            persist(run.state, crm, work, run.started)  # deletions and watermarks
+            if ahead is None or not ahead.store(run.state, crm):
+                _store_mirror(run, spill, work, accounts)
+            _remember_meta(run, base)
+            run.state.clear_failures(crm, failing - totals.failed)
+            if totals.deleted:
+                run.state.forget_accounts(crm, totals.deleted)
+            counts = {**_read_counts(work, issues), **totals.plan_counts()}
+            ending = Ending.of(
+                totals.summary(),
+                len(totals.failed),
+                confirmed=totals.counts["confirmed"],
+                pending=totals.counts["pending"],
             )
-        _remember_meta(run, base)
-        run.state.clear_failures(crm, failing - totals.failed)
-        if totals.deleted:
-            run.state.forget_accounts(crm, totals.deleted)
-        counts = {**_read_counts(work, issues), **totals.plan_counts()}
-        ending = Ending.of(
-            totals.summary(),
-            len(totals.failed),
-            confirmed=totals.counts["confirmed"],
-            pending=totals.counts["pending"],
-        )
-        _finish(run, counts, ending)
+            _finish(run, counts, ending)
+    finally:
+        if ahead is not None:
+            ahead.stop()
     run.progress.phase("done")
     write_plan = run.connector.begin_write(totals.counts["records_to_write"])
     return _result(
@@ -823,21 +835,83 @@ def _run_streamed(
     )
 
 
-def _sorted(
-    spill: Spill, work: WorkingSet
-) -> tuple[SortedFile, SortedFile | None, SortedFile | None]:
-    """The spilled accounts by id, and the opportunities by account and by id (None
-    without any)."""
-    repeats = {kind: pulled.spilled < spill.rows(kind) for kind, pulled in work.pulled.items()}
-    accounts = spill.sort("account", "account_id", "account_id", repeats=repeats["account"])
-    if not spill.has("opportunity"):
-        return accounts, None, None
-    once = {"repeats": repeats["opportunity"]}
-    return (
-        accounts,
-        spill.sort("opportunity", "account_id", "opportunity_id", "by-account", **once),
-        spill.sort("opportunity", "opportunity_id", "opportunity_id", "by-id", **once),
+def _sorted(spill: Spill, work: WorkingSet) -> tuple[SortedFile, SortedFile | None]:
+    """The spilled accounts by id, and the opportunities by account (None without any)."""
+    accounts = spill.sort(
+        "account", "account_id", "account_id", repeats=_repeats(spill, work, "account")
     )
+    if not spill.has("opportunity"):
+        return accounts, None
+    by_account = spill.sort(
+        "opportunity",
+        "account_id",
+        "opportunity_id",
+        "by-account",
+        repeats=_repeats(spill, work, "opportunity"),
+    )
+    return accounts, by_account
+
+
+def _opportunities_by_id(
+    spill: Spill, work: WorkingSet, **sorting: Any
+) -> Callable[[], SortedFile] | None:
+    """How to sort the spilled opportunities by id (for the mirror only), with `sorting`'s
+    arguments to `Spill.sort`; None without any."""
+    if not spill.has("opportunity"):
+        return None
+    return functools.partial(
+        spill.sort,
+        "opportunity",
+        "opportunity_id",
+        "opportunity_id",
+        "by-id",
+        repeats=_repeats(spill, work, "opportunity"),
+        **sorting,
+    )
+
+
+def _repeats(spill: Spill, work: WorkingSet, kind: ObjectKind) -> bool:
+    """Whether a record of `kind` may have been spilled more than once (read twice)."""
+    return work.pulled[kind].spilled < spill.rows(kind)
+
+
+def _mirror_ahead(
+    run: Run, spill: Spill, work: WorkingSet, accounts: SortedFile
+) -> MirrorAhead | None:
+    """A second process building the records mirror while the slices run, when the mirror
+    holds nothing of this CRM yet (`sync.mirror_ahead`); None: the run encodes it after."""
+    crm, chunk = run.options.crm, run.options.chunk_accounts
+    if not (
+        run.state.mirror.is_empty(crm, "account") and run.state.mirror.is_empty(crm, "opportunity")
+    ):
+        return None
+    folder = spill.directory
+    jobs = [MirrorJob("account", accounts, "account_id", None, chunk, folder / "mirror.account")]
+    # While the slices run, on the second core: one thread, a lighter memory bound.
+    opportunities = _opportunities_by_id(spill, work, memory=AHEAD_SORT_MEMORY, threads=1)
+    if opportunities is not None:
+        jobs.append(
+            MirrorJob(
+                "opportunity",
+                opportunities,
+                "opportunity_id",
+                "account_id",
+                chunk,
+                folder / "mirror.opportunity",
+            )
+        )
+    return MirrorAhead(jobs, folder / "mirror.log")
+
+
+def _store_mirror(run: Run, spill: Spill, work: WorkingSet, accounts: SortedFile) -> None:
+    """Encode and store every pulled record as the records mirror, here."""
+    crm, chunk = run.options.crm, run.options.chunk_accounts
+    run.state.upsert_records(crm, "account", _frames(accounts, chunk), "account_id")
+    opportunities = _opportunities_by_id(spill, work)
+    if opportunities is not None:
+        run.state.upsert_records(
+            crm, "opportunity", _frames(opportunities(), chunk), "opportunity_id", "account_id"
+        )
 
 
 def _frames(rows: SortedFile, chunk: int) -> Iterator[pd.DataFrame]:

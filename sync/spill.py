@@ -145,10 +145,18 @@ class Spill:
         return self._rows.get(kind, 0)
 
     def sort(
-        self, kind: str, key: str, unique: str, name: str | None = None, repeats: bool = True
+        self,
+        kind: str,
+        key: str,
+        unique: str,
+        name: str | None = None,
+        repeats: bool = True,
+        memory: str = SORT_MEMORY,
+        threads: int = 2,
     ) -> SortedFile:
         """`kind`'s rows sorted by `key`, keeping the last row of each `unique` value
-        (`repeats=False`: the caller knows each is there once, which saves DuckDB a pass).
+        (`repeats=False`: the caller knows each is there once, which saves DuckDB a pass),
+        by DuckDB with `threads` and `memory` (it spills to disk past it).
 
         Raises:
             KeyError: nothing of `kind` was added.
@@ -165,7 +173,7 @@ class Spill:
             f"SELECT {columns} FROM {self._pages_of(kind)} {last}"
             f"ORDER BY {_quoted(key)} NULLS LAST, {_quoted(unique)}"
         )
-        with self._duckdb() as db:
+        with self._duckdb(memory, threads) as db:
             target = str(out).replace("'", "''")
             db.execute(
                 f"COPY ({query}) TO '{target}' "
@@ -179,13 +187,13 @@ class Spill:
         return f"read_parquet('{pages}')"
 
     @contextmanager
-    def _duckdb(self) -> Iterator[Any]:
-        """A DuckDB session that spills to this folder past `SORT_MEMORY`."""
+    def _duckdb(self, memory: str = SORT_MEMORY, threads: int = 2) -> Iterator[Any]:
+        """A DuckDB session that spills to this folder past `memory`."""
         import duckdb
 
         with duckdb.connect() as db:
-            db.execute(f"SET memory_limit = '{SORT_MEMORY}'")
-            db.execute("SET threads = 2")
+            db.execute(f"SET memory_limit = '{memory}'")
+            db.execute(f"SET threads = {int(threads)}")
             temporary = str(self.directory / "duckdb").replace("'", "''")
             db.execute(f"SET temp_directory = '{temporary}'")
             db.execute("SET preserve_insertion_order = false")

@@ -4,7 +4,10 @@ a run failing between slices loses nothing."""
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
+import signal
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +20,7 @@ from icp_engine.connectors.sample import write_sample_crm
 from icp_engine.sync.cli.main import main
 from icp_engine.sync.config import load_config
 from icp_engine.sync.history import run_detail
+from icp_engine.sync.mirror_ahead import MirrorAhead
 from icp_engine.sync.runner import CHUNK_ENV, RunOptions, RunResult, execute
 from icp_engine.sync.spill import SPILL_PREFIX
 from icp_engine.sync.state.parts import LAST_WRITTEN, PENDING, SCORES, records_layout
@@ -259,4 +263,91 @@ def test_a_spill_left_by_a_killed_run_is_cleared(messy_export: Path, tmp_path: P
     (left / "account" / "000000.parquet").write_bytes(b"half a page")
     result = _run(export, state, "backfill", SLICE, START)
     assert result.exit_code == 0
+    assert not list(state.glob(SPILL_PREFIX + "*"))
+
+
+def _mirror_processes(monkeypatch: pytest.MonkeyPatch, kill: bool = False) -> list[MirrorAhead]:
+    """Every `MirrorAhead` a run starts, listed; with `kill`, its process is killed as
+    soon as it starts (as the kernel's OOM killer would), so it never answers."""
+    started: list[MirrorAhead] = []
+    original = MirrorAhead.__init__
+
+    def recorded(self: MirrorAhead, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        started.append(self)
+        if kill:
+            os.kill(self.pid, signal.SIGKILL)
+
+    monkeypatch.setattr(MirrorAhead, "__init__", recorded)
+    return started
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_a_first_streamed_run_builds_the_mirror_in_a_second_process(
+    messy_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Into an empty mirror, a second process builds it while the slices run, and the
+    run stores what it built (the state equals a whole run's: the test above); into a
+    mirror that holds rows, the run merges them itself."""
+    started = _mirror_processes(monkeypatch)
+    export, state = tmp_path / "export", tmp_path / "state"
+    shutil.copytree(messy_export, export)
+    _run(export, state, "backfill", SLICE, START)
+    assert len(started) == 1
+    assert [job.obj for job in started[0].jobs] == ["account", "opportunity"]
+    assert _gone(started[0].pid)
+    _run(export, state, "backfill", SLICE, START + timedelta(days=1))
+    assert len(started) == 1  # the mirror holds rows now
+
+
+def test_a_killed_mirror_process_leaves_the_same_state(
+    messy_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """A mirror process that dies without an answer: the run encodes the mirror itself,
+    says so, and leaves what a run whose process answered leaves."""
+    clean_export, clean_state = tmp_path / "clean" / "export", tmp_path / "clean" / "state"
+    shutil.copytree(messy_export, clean_export)
+    _run(clean_export, clean_state, "backfill", SLICE, START)
+
+    killed = _mirror_processes(monkeypatch, kill=True)
+    export, state = tmp_path / "export", tmp_path / "state"
+    shutil.copytree(messy_export, export)
+    with caplog.at_level(logging.WARNING, logger="icp_engine.sync.mirror_ahead"):
+        result = _run(export, state, "backfill", SLICE, START)
+    assert len(killed) == 1
+    assert result.exit_code == 0
+    assert "ended with code -9 and no answer: encoding it here instead" in caplog.text
+    assert _stored(state) == _stored(clean_state)
+    assert (export / "icp_updates.csv").read_bytes() == (
+        clean_export / "icp_updates.csv"
+    ).read_bytes()
+
+
+def test_a_first_streamed_run_failing_stops_the_mirror_process(
+    messy_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure in a slice while the mirror is being built: the process is stopped and
+    the state keeps no mirror, no watermark and no spill."""
+    started = _mirror_processes(monkeypatch)
+
+    def fail(self: StateStore, *args: Any, **kwargs: Any) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(StateStore, "record_scores", fail)
+    export, state = tmp_path / "export", tmp_path / "state"
+    shutil.copytree(messy_export, export)
+    with pytest.raises(OSError, match="disk gone"):
+        _run(export, state, "backfill", SLICE, START)
+    assert len(started) == 1
+    assert _gone(started[0].pid)
+    stored = _stored(state)
+    assert stored["records.account"] == stored["records.opportunity"] == []
+    assert stored["watermarks"] == []
     assert not list(state.glob(SPILL_PREFIX + "*"))

@@ -32,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from icp_engine.connectors.id_set import Ids
-from icp_engine.sync.state.parts import Parts, records_layout
+from icp_engine.sync.state.parts import BuiltPart, Parts, records_layout
 from icp_engine.sync.state.sql import Connection
 
 _ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))  # ASCII: faster
@@ -80,23 +80,28 @@ class RecordMirror:
             TypeError: a value has no faithful JSON form.
         """
         frames = [frame] if isinstance(frame, pd.DataFrame) else frame
+        layouts: dict[str, list[str]] = {}
         with self._transaction() as db:
-            stored: set[str] = set()
+            pieces = encoded_pieces(frames, id_column, account_column, layouts)
+            self.parts.merge_sorted(crm, records_layout(obj), pieces)
+            _store_layouts(db, layouts)
 
-            def pieces() -> Iterator[pa.Table]:
-                for each in frames:
-                    layout, encoded = encode_sorted(each, id_column, account_column)
-                    key = layout_key(layout)
-                    if key not in stored:
-                        db.execute(
-                            "INSERT INTO meta (key, value) VALUES (?, ?) "
-                            "ON CONFLICT (key) DO NOTHING",
-                            (LAYOUT_KEY + key, json.dumps(layout)),
-                        )
-                        stored.add(key)
-                    yield from encoded
+    def is_empty(self, crm: str, obj: str) -> bool:
+        """Whether the mirror holds no rows of `obj` for `crm`."""
+        return self.parts.is_empty(crm, records_layout(obj))
 
-            self.parts.merge_sorted(crm, records_layout(obj), pieces())
+    def add_built(
+        self, crm: str, obj: str, parts: Iterable[BuiltPart], layouts: Mapping[str, list[str]]
+    ) -> None:
+        """Store `obj`'s rows as parts built elsewhere (`built_parts` of `encoded_pieces`,
+        with the `layouts` those recorded), in one transaction.
+
+        Raises:
+            ValueError: the mirror holds rows of `obj` for `crm` already.
+        """
+        with self._transaction() as db:
+            _store_layouts(db, layouts)
+            self.parts.add_built(crm, records_layout(obj), parts)
 
     def delete_records(self, crm: str, obj: str, ids: Iterable[str]) -> None:
         """Drop the mirror rows of `ids` (records deleted in the CRM)."""
@@ -171,6 +176,28 @@ class RecordMirror:
                 )
                 self.parts.merge(str(crm), records_layout(str(obj)), table)
             db.execute("DELETE FROM records")
+
+
+def encoded_pieces(
+    frames: Iterable[pd.DataFrame],
+    id_column: str,
+    account_column: str | None,
+    layouts: dict[str, list[str]],
+) -> Iterator[pa.Table]:
+    """The rows of `frames` (ascending ids across them) as tables of `encode_sorted`, one
+    frame encoded at a time; each frame's layout is recorded in `layouts` by its key."""
+    for each in frames:
+        layout, encoded = encode_sorted(each, id_column, account_column)
+        layouts.setdefault(layout_key(layout), layout)
+        yield from encoded
+
+
+def _store_layouts(db: Connection, layouts: Mapping[str, list[str]]) -> None:
+    for key, layout in layouts.items():
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+            (LAYOUT_KEY + key, json.dumps(layout)),
+        )
 
 
 def unique_ids(ids: Iterable[str]) -> list[str]:

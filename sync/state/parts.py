@@ -369,18 +369,20 @@ class Parts:
 
         Only one piece, and the rows of one part, are held at a time: a million rows
         encoded on the way in never exist whole. Into an empty table the parts are
-        written as the pieces come; otherwise each part is rewritten once, with the rows
-        that fall in its range.
+        written as the pieces come (`built_parts`); otherwise each part is rewritten
+        once, with the rows that fall in its range.
 
         Raises:
             ValueError: the pieces are not in strictly ascending key order.
         """
-        if layout.keep != "new" or len(layout.unique) != 1:
-            raise ValueError(f"{layout.name}: merge_sorted takes one unique column, new rows win")
+        _check_sorted_layout(layout)
         with self._transaction() as db:
             catalog = self._catalog(db, crm, layout)
+            if not catalog:
+                self._insert(db, crm, layout, built_parts(layout, pieces))
+                return
             held: list[pa.Table] = []
-            held_rows, slot = 0, -1
+            slot = -1
             previous: str | None = None
             for given in pieces:
                 if not given.num_rows:
@@ -388,15 +390,6 @@ class Parts:
                 piece = given.cast(layout.schema)
                 keys = piece.column(layout.key).combine_chunks()
                 previous = _check_ascending(keys, previous, layout)
-                if not catalog:  # a new table: whole parts as soon as they are full
-                    held.append(piece)
-                    held_rows += piece.num_rows
-                    if held_rows >= PART_ROWS:
-                        table = pa.concat_tables(held).combine_chunks()
-                        whole = held_rows - held_rows % PART_ROWS
-                        self._write(db, crm, layout, table.slice(0, whole), None, split_above=0)
-                        held, held_rows = [table.slice(whole)], held_rows - whole
-                    continue
                 slots = _slots(keys, catalog)
                 bounds = (np.flatnonzero(np.diff(slots)) + 1).tolist()
                 for begin, stop in zip([0, *bounds], [*bounds, len(keys)], strict=True):
@@ -404,12 +397,24 @@ class Parts:
                         self._rewrite(db, crm, layout, catalog, slot, held)
                         held, slot = [], int(slots[begin])
                     held.append(piece.slice(begin, stop - begin))
-            if not catalog:
-                if held_rows:
-                    table = pa.concat_tables(held).combine_chunks()
-                    self._write(db, crm, layout, table, None, split_above=0)
-                return
             self._rewrite(db, crm, layout, catalog, slot, held)
+
+    def is_empty(self, crm: str, layout: Layout) -> bool:
+        """Whether `crm` has no parts of `layout` (no rows)."""
+        with self._transaction() as db:
+            return not self._catalog(db, crm, layout)
+
+    def add_built(self, crm: str, layout: Layout, parts: Iterable[BuiltPart]) -> None:
+        """Store `parts` made by `built_parts` (elsewhere: another process) as the table.
+
+        Raises:
+            ValueError: `crm` has rows of `layout` already (built parts make a new table).
+        """
+        _check_sorted_layout(layout)
+        with self._transaction() as db:
+            if self._catalog(db, crm, layout):
+                raise ValueError(f"{layout.name}: built parts make a new table; {crm} has rows")
+            self._insert(db, crm, layout, parts)
 
     def _rewrite(
         self,
@@ -447,30 +452,16 @@ class Parts:
     ) -> None:
         """Store `table` in the order of `order` (None: the table is sorted already), as one
         part, or as parts of `PART_ROWS` if it is longer than `split_above` (0: always)."""
-        count = len(order) if order is not None else table.num_rows
-        if count == 0:
-            return
-        size = PART_ROWS if count > (split_above or PART_ROWS) else count
-        column = table.column(layout.key)
+        self._insert(db, crm, layout, _cut(table, order, layout, split_above))
 
-        def key_at(index: int) -> object:  # (no sorted copy of the key column)
-            return column[index if order is None else order[index].as_py()].as_py()
-
+    def _insert(self, db: Connection, crm: str, layout: Layout, parts: Iterable[BuiltPart]) -> None:
+        """Store `parts`, numbered after the table's highest part."""
         (highest,) = db.execute(
             "SELECT COALESCE(MAX(part), 0) FROM parts WHERE crm = ? AND name = ?",
             (crm, layout.name),
         ).fetchone()
-        number, begin = int(highest), 0
-        while begin < count:
-            stop = min(begin + size, count)
-            last_key = key_at(stop - 1)
-            while stop < count and key_at(stop) == last_key:
-                stop += 1  # one key's rows stay in one part
-            piece = (
-                table.take(order.slice(begin, stop - begin))
-                if order is not None
-                else table.slice(begin, stop - begin)
-            )
+        number = int(highest)
+        for part in parts:
             number += 1
             db.execute(
                 "INSERT INTO parts (crm, name, part, first_key, last_key, row_count, keys, data)"
@@ -479,14 +470,92 @@ class Parts:
                     crm,
                     layout.name,
                     number,
-                    key_at(begin),
-                    last_key,
-                    piece.num_rows,
-                    _parquet(piece.select(layout.key_schema.names)),
-                    _parquet(piece.select(layout.data_schema.names)),
+                    part.first_key,
+                    part.last_key,
+                    part.row_count,
+                    part.keys,
+                    part.data,
                 ),
             )
-            begin = stop
+
+
+@dataclass(frozen=True)
+class BuiltPart:
+    """One part as stored: its key range, its row count and its two Parquet files."""
+
+    first_key: str
+    last_key: str
+    row_count: int
+    keys: bytes
+    data: bytes
+
+
+def built_parts(layout: Layout, pieces: Iterable[pa.Table]) -> Iterator[BuiltPart]:
+    """The parts of a new table of `pieces` (sorted by key across them and unique), made
+    as the pieces come, with no database: what `merge_sorted` stores into an empty table,
+    and what another process can make for `Parts.add_built`. Holds one part's rows.
+
+    Raises:
+        ValueError: the pieces are not in strictly ascending key order.
+    """
+    _check_sorted_layout(layout)
+    held: list[pa.Table] = []
+    held_rows = 0
+    previous: str | None = None
+    for given in pieces:
+        if not given.num_rows:
+            continue
+        piece = given.cast(layout.schema)
+        previous = _check_ascending(piece.column(layout.key).combine_chunks(), previous, layout)
+        held.append(piece)
+        held_rows += piece.num_rows
+        if held_rows >= PART_ROWS:
+            table = pa.concat_tables(held).combine_chunks()
+            whole = held_rows - held_rows % PART_ROWS
+            yield from _cut(table.slice(0, whole), None, layout, split_above=0)
+            held, held_rows = [table.slice(whole)], held_rows - whole
+    if held_rows:
+        yield from _cut(pa.concat_tables(held).combine_chunks(), None, layout, split_above=0)
+
+
+def _cut(
+    table: pa.Table, order: pa.Array | None, layout: Layout, split_above: int
+) -> Iterator[BuiltPart]:
+    """`table` in the order of `order` as one part, or as parts of `PART_ROWS` if it is
+    longer than `split_above` (0: always); one key's rows stay in one part."""
+    count = len(order) if order is not None else table.num_rows
+    if count == 0:
+        return
+    size = PART_ROWS if count > (split_above or PART_ROWS) else count
+    column = table.column(layout.key)
+
+    def key_at(index: int) -> object:  # (no sorted copy of the key column)
+        return column[index if order is None else order[index].as_py()].as_py()
+
+    begin = 0
+    while begin < count:
+        stop = min(begin + size, count)
+        last_key = key_at(stop - 1)
+        while stop < count and key_at(stop) == last_key:
+            stop += 1  # one key's rows stay in one part
+        piece = (
+            table.take(order.slice(begin, stop - begin))
+            if order is not None
+            else table.slice(begin, stop - begin)
+        )
+        yield BuiltPart(
+            str(key_at(begin)),
+            str(last_key),
+            piece.num_rows,
+            _parquet(piece.select(layout.key_schema.names)),
+            _parquet(piece.select(layout.data_schema.names)),
+        )
+        begin = stop
+
+
+def _check_sorted_layout(layout: Layout) -> None:
+    if layout.keep != "new" or len(layout.unique) != 1:
+        raise ValueError(f"{layout.name}: merge_sorted takes one unique column, new rows win")
 
 
 def _appended(incoming: pa.Table, layout: Layout, catalog: list[_Part]) -> bool:
