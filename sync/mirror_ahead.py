@@ -1,14 +1,15 @@
 """The records mirror of a whole-org run, built by a second process while the run scores.
 
 A streamed run (`sync.streamed`) ends by storing every account and opportunity it read
-as the records mirror (`sync.state.mirror`): at a million accounts, 20 seconds of JSON
+in the records mirror (`sync.state.mirror`): at a million accounts, 20 seconds of JSON
 encoding and compression on one core, after the slices, while the other core idles. What
-it stores depends only on the sorted files the pull left in the spill folder. So, when
-the mirror holds nothing of an object yet (a first backfill), a second Python process
-reads those files and builds the parts (`sync.state.parts.built_parts`) while the slices
-are scored and handed over, and writes them to a file in the spill folder. The run then
-stores them in its own transaction (`RecordMirror.add_built`): the state it leaves, and
-that a killed run leaves none of it, are the same as when the run encodes the mirror.
+it stores depends only on the sorted files the pull left in the spill folder. So a second
+Python process reads those files while the slices are scored and handed over, and writes
+its result to a file in the spill folder: for an object the mirror holds nothing of yet
+(a first backfill), the finished parts (`sync.state.parts.built_parts`); otherwise the
+encoded rows, which the run merges into the parts it holds. The run stores either in its
+own transaction: the state it leaves, and that a killed run leaves none of it, are the
+same as when the run encodes the mirror itself.
 
 The process is a plain `python -m` of this module, given its jobs pickled on stdin (not
 `multiprocessing`: a fork would copy the run's threads and database connection, and a
@@ -17,7 +18,6 @@ value with no JSON form, a file it cannot read) is raised as the run's own. If i
 without an answer (killed, out of memory), the run encodes the mirror itself. A run that
 fails or is stopped stops it; one whose run died (killed) exits at its next part.
 """
-
 from __future__ import annotations
 
 import logging
@@ -54,7 +54,7 @@ PARTS_SCHEMA = pa.schema(
 @dataclass(frozen=True)
 class MirrorJob:
     """One object's mirror to build: its rows sorted by record id, or how to sort them
-    (a sort only the mirror needs is done by the process too), and where the parts go."""
+    (a sort only the mirror needs is done by the process too), and where the result goes."""
 
     obj: str
     rows: SortedFile | Callable[[], SortedFile]
@@ -62,6 +62,10 @@ class MirrorJob:
     account_column: str | None
     batch_rows: int
     out: Path
+    new_table: bool
+    """The mirror holds nothing of `obj`: the process builds the parts themselves.
+    Otherwise it encodes the rows (`encoded_pieces`), and the run merges them into the
+    parts it holds (which only it can read)."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,10 @@ class MirrorAhead:
             time.perf_counter() - self._started,
         )
         for job, layouts in zip(self.jobs, answer.layouts, strict=True):
-            state.mirror.add_built(crm, job.obj, read_parts(job.out), layouts)
+            if job.new_table:
+                state.mirror.add_built(crm, job.obj, read_parts(job.out), layouts)
+            else:
+                state.mirror.merge_encoded(crm, job.obj, _batches(job.out), layouts)
         return True
 
     def stop(self) -> None:
@@ -153,24 +160,45 @@ class MirrorAhead:
 
 def read_parts(path: Path) -> Iterator[BuiltPart]:
     """The parts a job's file holds, one at a time."""
+    for batch in _batches(path):
+        for row in batch.to_pylist():
+            yield BuiltPart(**row)
+
+
+def _batches(path: Path) -> Iterator[pa.Table]:
     with pa.OSFile(str(path), "rb") as source, pa.ipc.open_stream(source) as reader:
         for batch in reader:
-            for row in batch.to_pylist():
-                yield BuiltPart(**row)
+            yield pa.Table.from_batches([batch])
 
 
 def build(job: MirrorJob, run_pid: int | None = None) -> dict[str, list[str]]:
-    """Build `job`'s parts into `job.out`; the row layouts they use. Stops (exits) at a
-    part when `run_pid` is given and is no longer this process's parent."""
+    """Build `job`'s parts, or encode its rows, into `job.out`; the row layouts they use.
+    Stops (exits) at a part when `run_pid` is given and is no longer this process's
+    parent."""
     rows = job.rows if isinstance(job.rows, SortedFile) else job.rows()
     layouts: dict[str, list[str]] = {}
     frames = (to_frame(table) for table in rows.batches(job.batch_rows))
     pieces = encoded_pieces(frames, job.id_column, job.account_column, layouts)
-    with pa.OSFile(str(job.out), "wb") as sink, pa.ipc.new_stream(sink, PARTS_SCHEMA) as out:
-        for part in built_parts(records_layout(job.obj), pieces):
+    layout = records_layout(job.obj)
+    results: Iterator[pa.RecordBatch]
+    if job.new_table:
+        schema = PARTS_SCHEMA
+        results = (
+            pa.RecordBatch.from_pylist([vars(part)], PARTS_SCHEMA)
+            for part in built_parts(layout, pieces)
+        )
+    else:
+        schema = layout.schema
+        results = (batch for piece in pieces for batch in piece.cast(layout.schema).to_batches())
+    compressed = pa.ipc.IpcWriteOptions(compression="lz4")
+    with (
+        pa.OSFile(str(job.out), "wb") as sink,
+        pa.ipc.new_stream(sink, schema, options=compressed) as out,
+    ):
+        for batch in results:
             if run_pid is not None and os.getppid() != run_pid:
                 os._exit(3)  # the run is gone: nobody will store this
-            out.write_batch(pa.RecordBatch.from_pylist([vars(part)], PARTS_SCHEMA))
+            out.write_batch(batch)
     return layouts
 
 

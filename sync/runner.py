@@ -804,7 +804,7 @@ def _run_streamed(
             run.state.record_failures(crm, run.id, totals.failures, now)
             release_memory()
             persist(run.state, crm, work, run.started)  # deletions and watermarks
-            if ahead is None or not ahead.store(run.state, crm):
+            if not ahead.store(run.state, crm):
                 _store_mirror(run, spill, work, accounts)
             _remember_meta(run, base)
             run.state.clear_failures(crm, failing - totals.failed)
@@ -819,8 +819,7 @@ def _run_streamed(
             )
             _finish(run, counts, ending)
     finally:
-        if ahead is not None:
-            ahead.stop()
+        ahead.stop()
     run.progress.phase("done")
     write_plan = run.connector.begin_write(totals.counts["records_to_write"])
     return _result(
@@ -875,18 +874,21 @@ def _repeats(spill: Spill, work: WorkingSet, kind: ObjectKind) -> bool:
     return work.pulled[kind].spilled < spill.rows(kind)
 
 
-def _mirror_ahead(
-    run: Run, spill: Spill, work: WorkingSet, accounts: SortedFile
-) -> MirrorAhead | None:
-    """A second process building the records mirror while the slices run, when the mirror
-    holds nothing of this CRM yet (`sync.mirror_ahead`); None: the run encodes it after."""
-    crm, chunk = run.options.crm, run.options.chunk_accounts
-    if not (
-        run.state.mirror.is_empty(crm, "account") and run.state.mirror.is_empty(crm, "opportunity")
-    ):
-        return None
-    folder = spill.directory
-    jobs = [MirrorJob("account", accounts, "account_id", None, chunk, folder / "mirror.account")]
+def _mirror_ahead(run: Run, spill: Spill, work: WorkingSet, accounts: SortedFile) -> MirrorAhead:
+    """A second process building the records mirror while the slices run
+    (`sync.mirror_ahead`)."""
+    crm, chunk, folder = run.options.crm, run.options.chunk_accounts, spill.directory
+    jobs = [
+        MirrorJob(
+            "account",
+            accounts,
+            "account_id",
+            None,
+            chunk,
+            folder / "mirror.account",
+            run.state.mirror.is_empty(crm, "account"),
+        )
+    ]
     # While the slices run, on the second core: one thread, a lighter memory bound.
     opportunities = _opportunities_by_id(spill, work, memory=AHEAD_SORT_MEMORY, threads=1)
     if opportunities is not None:
@@ -898,6 +900,7 @@ def _mirror_ahead(
                 "account_id",
                 chunk,
                 folder / "mirror.opportunity",
+                run.state.mirror.is_empty(crm, "opportunity"),
             )
         )
     return MirrorAhead(jobs, folder / "mirror.log")

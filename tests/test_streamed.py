@@ -293,18 +293,22 @@ def _gone(pid: int) -> bool:
 def test_a_first_streamed_run_builds_the_mirror_in_a_second_process(
     messy_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Into an empty mirror, a second process builds it while the slices run, and the
-    run stores what it built (the state equals a whole run's: the test above); into a
-    mirror that holds rows, the run merges them itself."""
+    """A second process builds the mirror while the slices run, and the run stores what
+    it built (the state equals a whole run's: the test above): whole parts into an empty
+    mirror, encoded rows the run merges into one that holds rows."""
     started = _mirror_processes(monkeypatch)
     export, state = tmp_path / "export", tmp_path / "state"
     shutil.copytree(messy_export, export)
     _run(export, state, "backfill", SLICE, START)
     assert len(started) == 1
-    assert [job.obj for job in started[0].jobs] == ["account", "opportunity"]
+    assert [(job.obj, job.new_table) for job in started[0].jobs] == [
+        ("account", True),
+        ("opportunity", True),
+    ]
     assert _gone(started[0].pid)
     _run(export, state, "backfill", SLICE, START + timedelta(days=1))
-    assert len(started) == 1  # the mirror holds rows now
+    assert [job.new_table for job in started[1].jobs] == [False, False]
+    assert _gone(started[1].pid)
 
 
 def test_a_killed_mirror_process_leaves_the_same_state(

@@ -103,6 +103,15 @@ class RecordMirror:
             _store_layouts(db, layouts)
             self.parts.add_built(crm, records_layout(obj), parts)
 
+    def merge_encoded(
+        self, crm: str, obj: str, pieces: Iterable[pa.Table], layouts: Mapping[str, list[str]]
+    ) -> None:
+        """`upsert_records` of rows encoded elsewhere (`encoded_pieces`, with the `layouts`
+        those recorded), in one transaction."""
+        with self._transaction() as db:
+            self.parts.merge_sorted(crm, records_layout(obj), pieces)
+            _store_layouts(db, layouts)
+
     def delete_records(self, crm: str, obj: str, ids: Iterable[str]) -> None:
         """Drop the mirror rows of `ids` (records deleted in the CRM)."""
         self.parts.merge(crm, records_layout(obj), drop=unique_ids(ids))
