@@ -555,7 +555,7 @@ def _cut(
 
 def _check_sorted_layout(layout: Layout) -> None:
     if layout.keep != "new" or len(layout.unique) != 1:
-        raise ValueError(f"{layout.name}: merge_sorted takes one unique column, new rows win")
+        raise ValueError(f"{layout.name}: sorted merges take one unique column, new rows win")
 
 
 def _appended(incoming: pa.Table, layout: Layout, catalog: list[_Part]) -> bool:
