@@ -18,6 +18,7 @@ value with no JSON form, a file it cannot read) is raised as the run's own. If i
 without an answer (killed, out of memory), the run encodes the mirror itself. A run that
 fails or is stopped stops it; one whose run died (killed) exits at its next part.
 """
+
 from __future__ import annotations
 
 import logging
@@ -213,7 +214,7 @@ def _tail(path: Path) -> str:
 def _peak_bytes() -> int:
     try:
         import resource
-    except ImportError:  # not on Windows
+    except ImportError:  # (no `resource` module on Windows)
         return 0
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KB on Linux
 

@@ -775,7 +775,6 @@ def _run_streamed(
     pull_calls = run.connector.api_calls
     run.progress.phase("sort")
     accounts, by_account = _sorted(spill, work)
-    ahead = _mirror_ahead(run, spill, work, accounts)
     job = streamed.Slicing(
         run.config,
         run.connector,
@@ -795,6 +794,7 @@ def _run_streamed(
     totals = streamed.Totals()
     failing = {f.record_id for f in run.state.failures(crm)}
     run.progress.phase("slices", accounts.rows)
+    ahead = _mirror_ahead(run, spill, work, accounts)
     try:
         with run.state.atomic():
             parts = streamed.slices(accounts, by_account, chunk)
