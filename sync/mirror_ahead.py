@@ -212,11 +212,16 @@ def _tail(path: Path) -> str:
 
 
 def _peak_bytes() -> int:
+    """This process's peak resident memory (`VmHWM`; 0 where there is no /proc). Not
+    `ru_maxrss`: it survives the exec, so it starts at the run's size when started."""
     try:
-        import resource
-    except ImportError:  # (no `resource` module on Windows)
+        status = Path("/proc/self/status").read_text()
+    except OSError:
         return 0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KB on Linux
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024  # kB
+    return 0
 
 
 def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
