@@ -80,11 +80,9 @@ class RecordMirror:
             TypeError: a value has no faithful JSON form.
         """
         frames = [frame] if isinstance(frame, pd.DataFrame) else frame
-        layouts: dict[str, list[str]] = {}
-        with self._transaction() as db:
-            pieces = encoded_pieces(frames, id_column, account_column, layouts)
-            self.parts.merge_sorted(crm, records_layout(obj), pieces)
-            _store_layouts(db, layouts)
+        layouts: dict[str, list[str]] = {}  # (filled as the pieces are taken)
+        pieces = encoded_pieces(frames, id_column, account_column, layouts)
+        self.merge_encoded(crm, obj, pieces, layouts)
 
     def is_empty(self, crm: str, obj: str) -> bool:
         """Whether the mirror holds no rows of `obj` for `crm`."""
@@ -106,8 +104,8 @@ class RecordMirror:
     def merge_encoded(
         self, crm: str, obj: str, pieces: Iterable[pa.Table], layouts: Mapping[str, list[str]]
     ) -> None:
-        """`upsert_records` of rows encoded elsewhere (`encoded_pieces`, with the `layouts`
-        those recorded), in one transaction."""
+        """`upsert_records` of encoded rows (`encoded_pieces`, here or elsewhere), in one
+        transaction; `layouts` (those it recorded) are stored once the pieces are taken."""
         with self._transaction() as db:
             self.parts.merge_sorted(crm, records_layout(obj), pieces)
             _store_layouts(db, layouts)
