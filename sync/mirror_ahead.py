@@ -119,9 +119,10 @@ class MirrorAhead:
         answer = self._answer()
         if answer is None:
             log.warning(
-                "the process building the records mirror ended with code %s and no answer: "
-                "encoding it here instead%s",
-                self._process.returncode,
+                "the second process saving this run's copy of every record in the state "
+                "stopped (%s) before it finished: saving it here instead, which takes "
+                "longer%s",
+                _ended(self._process.returncode),
                 _tail(self._log_file),
             )
             return False
@@ -201,6 +202,12 @@ def build(job: MirrorJob, run_pid: int | None = None) -> dict[str, list[str]]:
                 os._exit(3)  # the run is gone: nobody will store this
             out.write_batch(batch)
     return layouts
+
+
+def _ended(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 def _tail(path: Path) -> str:

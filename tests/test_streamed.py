@@ -327,7 +327,7 @@ def test_a_killed_mirror_process_leaves_the_same_state(
         result = _run(export, state, "backfill", SLICE, START)
     assert len(killed) == 1
     assert result.exit_code == 0
-    assert "ended with code -9 and no answer: encoding it here instead" in caplog.text
+    assert "stopped (killed by signal 9) before it finished: saving it here instead" in caplog.text
     assert _stored(state) == _stored(clean_state)
     assert (export / "icp_updates.csv").read_bytes() == (
         clean_export / "icp_updates.csv"
