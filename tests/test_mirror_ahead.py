@@ -3,6 +3,10 @@ is the run's own, and what it builds is what the run would store itself."""
 
 from __future__ import annotations
 
+import pickle
+import subprocess
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -69,3 +73,40 @@ def test_a_full_mirror_is_not_replaced_by_built_parts(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match=r"records\.account: built parts make a new table"):
             MirrorAhead([job], tmp_path / "mirror.log").store(state, "csv")
         assert len(state.load_records("csv", "account")) == 10
+
+
+def test_a_process_whose_run_died_stops_before_writing(tmp_path: Path) -> None:
+    """A run killed with `kill -9` cannot stop its mirror process; the process sees its
+    parent gone and exits before it writes a part nobody will store."""
+    rows = _accounts(tmp_path / "accounts.parquet", 100)
+    job = MirrorJob("account", rows, "account_id", None, 100, tmp_path / "new", new_table=True)
+    (tmp_path / "job.pickle").write_bytes(pickle.dumps(job))
+    run = (
+        "import os, pickle, sys\n"
+        "from pathlib import Path\n"
+        "from icp_engine.sync.mirror_ahead import MirrorAhead\n"
+        f"job = pickle.loads(Path({str(tmp_path / 'job.pickle')!r}).read_bytes())\n"
+        f"ahead = MirrorAhead([job], Path({str(tmp_path / 'mirror.log')!r}))\n"
+        "print(ahead.pid, flush=True)\n"
+        "os._exit(0)  # as if killed: nothing stops the process\n"
+    )
+    started = subprocess.run(
+        [sys.executable, "-c", run], capture_output=True, text=True, check=True
+    )
+    pid = int(started.stdout)
+    deadline = time.monotonic() + 60
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(pid)
+    # It left at its first part: the file holds no part (not even flushed headers).
+    assert job.out.stat().st_size < 1_000
+    assert "Traceback" not in (tmp_path / "mirror.log").read_text()
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit may wait for a reaper)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
