@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +39,17 @@ _BLOCK = 1 << 20  # bytes pyarrow parses at a time (its default: each block buff
 # 16 MB blocks were fresh memory every time, zeroed by the kernel: 2 s of system time a
 # million accounts)
 _QUOTE, _LF, _CR = ord('"'), ord("\n"), ord("\r")
-_AROUND = np.frombuffer(b'",\n\r', dtype=np.uint8)
-"""A quote with none of these on either side is inside a value (`ab"c`): csv's lenient
-reading decides those."""
+_BOUNDS_A_VALUE = np.zeros(256, dtype=bool)
+_BOUNDS_A_VALUE[list(b'",\n\r')] = True
+"""A quote with none of these bytes on either side is inside a value (`ab"c`): csv's
+lenient reading decides those. (A table looked up by byte: `np.isin` took 4x as long.)"""
 _PLAIN_UTC = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$"
-_ODD_ID = r"[^\x20-\x7e]"  # control or non-ASCII: the row-by-row reader has the words
 _FORMULA = r"^[=+\-@]"
+_FORMULA_STARTS = ("=", "+", "-", "@")
+_EPOCH = "1970-01-01T00:00:00Z"
+_SPARSE = 4
+"""A second reading picks out the new rows' lines when at most one row in this many is
+new; otherwise pyarrow parses every row and the old ones are dropped."""
 
 
 @dataclass
@@ -81,8 +87,9 @@ def fast_pages(
     id_columns = [id_index] if lookup_index is None else [id_index, lookup_index]
     stamp_index = header.index(older.column) if older and older.column in header else None
     read = sorted({*id_columns, *([] if stamp_index is None else [stamp_index])})
-    total = changed = 0
+    total = 0
     ids: list[pa.Array] = []
+    kept_masks: list[pa.Array] = []  # per batch: rows not certainly older
     at_watermark: list[pa.Array] = []
     at_masks: list[pa.Array] = []  # per batch: which rows those Ids are
     try:
@@ -95,10 +102,8 @@ def fast_pages(
                 if index == id_index:
                     ids.append(_clean(raw, salesforce_ids))
                 if index == stamp_index and older is not None:
-                    certain, at, at_ids = _may_be_new(
-                        raw, batch.column(read.index(id_index)), older
-                    )
-                    changed += certain
+                    kept, at, at_ids = _may_be_new(raw, batch.column(read.index(id_index)), older)
+                    kept_masks.append(kept)
                     at_masks.append(at)
                     if len(at_ids):
                         at_watermark.append(at_ids)
@@ -110,28 +115,31 @@ def fast_pages(
     ids.clear()
     named = pc.filter(every, pc.not_equal(every, ""))
     del every  # (15 million Ids are 400 MB a copy)
-    found = np.empty(0, dtype=bool)
-    if at_watermark and older is not None:  # one lookup (a hash of the set) for the file
-        stamped = pa.chunked_array(at_watermark, pa.string())
-        read_there = older.already_read.array
-        found = np.asarray(pc.is_in(stamped, read_there).to_numpy(zero_copy_only=False), bool)
-        changed += int((~found).sum())
-    if older is not None and stamp_index is not None and changed == 0:
-        # nothing new: no second reading; the set of Ids (wanted for deletions) also tells
-        # whether one is repeated
-        if distinct_count(named) != len(named):
-            return None  # an Id twice: the row-by-row reader names both lines
-        older.ids.add(named)
-        return iter(())
     if distinct_count(named) != len(named):
         return None  # an Id twice: the row-by-row reader names both lines
-    read_before = np.zeros(total, dtype=bool)  # at the watermark, read there last run
-    if len(found):
-        at = pa.chunked_array(at_masks, pa.bool_()).to_numpy(zero_copy_only=False)
-        read_before[np.flatnonzero(np.asarray(at, dtype=bool))[found]] = True
-    return _pages(
-        path, header, id_index, lookup_index, salesforce_ids, page_rows, older, read_before
-    )
+    if older is None or stamp_index is None:
+        return _pages(path, header, id_index, lookup_index, salesforce_ids, page_rows, None)
+    older.ids.add(named)  # every Id, left out or not (deletions)
+    del named
+    wanted = _as_numpy(kept_masks, total)
+    if at_watermark:  # one lookup (a hash of the set) for the file
+        stamped = pa.chunked_array(at_watermark, pa.string())
+        found = np.asarray(
+            pc.is_in(stamped, older.already_read.array).to_numpy(zero_copy_only=False), bool
+        )
+        at = np.flatnonzero(_as_numpy(at_masks, total))
+        wanted[at[found]] = False  # read there by the last run: not new either
+    if not wanted.any():
+        return iter(())  # nothing new: no second reading
+    return _pages(path, header, id_index, lookup_index, salesforce_ids, page_rows, wanted)
+
+
+def _as_numpy(masks: list[pa.Array], total: int) -> np.ndarray:
+    """Per-batch boolean masks as one writable numpy array of `total` rows."""
+    if not masks:
+        return np.zeros(total, dtype=bool)
+    whole = pa.chunked_array(masks, pa.bool_()).to_numpy(zero_copy_only=False)
+    return np.array(whole, dtype=bool)
 
 
 def _structure(path: Path) -> int | None:
@@ -147,17 +155,17 @@ def _structure(path: Path) -> int | None:
             quotes = np.flatnonzero(inner == _QUOTE) + offset
             if len(quotes):
                 before, after = data[quotes - 1], data[np.minimum(quotes + 1, len(data) - 1)]
-                bounded = np.isin(before, _AROUND) | np.isin(after, _AROUND)
-                if not bounded.all():
+                if not (_BOUNDS_A_VALUE[before] | _BOUNDS_A_VALUE[after]).all():
                     return None  # a quote inside a value
             ends = np.flatnonzero(inner == _LF) + offset
             gap = data[ends - 1]
             if (gap == _LF).any() or ((gap == _CR) & (data[ends - 2] == _LF)).any():
                 return None  # a blank line
-            returns = np.flatnonzero(inner == _CR) + offset
-            follows = data[np.minimum(returns + 1, len(data) - 1)]
-            if len(returns) and ((follows != _LF) | (returns + 1 >= len(data))).any():
-                return None  # a bare carriage return
+            if b"\r" in block:
+                returns = np.flatnonzero(inner == _CR) + offset
+                follows = data[np.minimum(returns + 1, len(data) - 1)]
+                if ((follows != _LF) | (returns + 1 >= len(data))).any():
+                    return None  # a bare carriage return
             newlines += len(ends)
             previous = (previous + block)[-2:]
     return newlines - 1 if previous.endswith(b"\n") else newlines
@@ -182,12 +190,15 @@ def _batches(path: Path, width: int, columns: list[int] | None) -> Iterator[pa.R
 
 
 def _odd(values: pa.Array) -> bool:
-    """An Id the row-by-row reader would refuse or strip in ways beyond spaces."""
-    stripped = pc.utf8_trim(values, " ")
-    odd = pc.or_(
-        pc.match_substring_regex(values, _ODD_ID), pc.match_substring_regex(stripped, _FORMULA)
-    )
-    return bool(pc.any(odd).as_py())
+    """An Id the row-by-row reader would refuse or strip in ways beyond spaces: a control
+    or non-ASCII character (it has the words for those), or formula-like once stripped."""
+    if not pc.all(pc.ascii_is_printable(values)).as_py():
+        return True
+    if any(pc.any(pc.starts_with(values, start)).as_py() for start in _FORMULA_STARTS):
+        return True
+    if not pc.any(pc.starts_with(values, " ")).as_py():
+        return False
+    return bool(pc.any(pc.match_substring_regex(pc.utf8_ltrim(values, " "), _FORMULA)).as_py())
 
 
 def _clean(values: pa.Array, salesforce_ids: bool) -> pa.Array:
@@ -212,58 +223,89 @@ def _pages(
     lookup_index: int | None,
     salesforce_ids: bool,
     page_rows: int,
-    older: Older | None,
-    read_before: np.ndarray,
+    wanted: np.ndarray | None,
 ) -> Iterator[pd.DataFrame]:
-    """The file's pages; with `older`, rows certainly older than its `since`, and rows
-    at it that the last run read there (`read_before`, by row), are left out."""
+    """The file's pages: every row, or only the rows `wanted` (by data row)."""
+    if wanted is not None and wanted.sum() * _SPARSE <= len(wanted):
+        lines = np.flatnonzero(wanted) + 2
+        for start in range(0, len(lines), page_rows):
+            chosen = lines[start : start + page_rows]
+            table = _parse(_lines(path, chosen), len(header))
+            yield _page(table, header, id_index, lookup_index, salesforce_ids, chosen)
+        return
     line = 2
     buffered: list[pa.RecordBatch] = []
     count = 0
-    for batch in _batches(path, len(header), None):
-        buffered.append(batch)
-        count += batch.num_rows
-        if count >= page_rows:
-            skip = read_before[line - 2 : line - 2 + count]
-            yield _page(buffered, header, id_index, lookup_index, salesforce_ids, line, older, skip)
+    for batch in chain(_batches(path, len(header), None), [None]):
+        if batch is not None:
+            buffered.append(batch)
+            count += batch.num_rows
+        if count and (count >= page_rows or batch is None):
+            table = pa.Table.from_batches(buffered)
+            lines = np.arange(line, line + count)
+            if wanted is not None:
+                keep = wanted[line - 2 : line - 2 + count]
+                table, lines = table.filter(pa.array(keep)), lines[keep]
+            yield _page(table, header, id_index, lookup_index, salesforce_ids, lines)
             line += count
             buffered, count = [], 0
-    if count:
-        skip = read_before[line - 2 : line - 2 + count]
-        yield _page(buffered, header, id_index, lookup_index, salesforce_ids, line, older, skip)
+
+
+def _lines(path: Path, numbers: np.ndarray) -> bytes:
+    """The text of the physical lines `numbers` (ascending, 1 the header), each with its
+    line end, read in blocks: the file is one record per line (`_structure`)."""
+    pieces: list[bytes] = []
+    line = 1  # the number of the line `carry` begins
+    carry = b""
+    at = 0  # the next of `numbers` to find
+    with path.open("rb") as handle:
+        while at < len(numbers) and (block := handle.read(_SCAN)):
+            data = carry + block
+            ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == _LF)
+            complete = line + len(ends)  # lines before this number end in `data`
+            upto = int(np.searchsorted(numbers, complete, side="left"))
+            for number in numbers[at:upto].tolist():
+                index = number - line
+                begin = 0 if index == 0 else int(ends[index - 1]) + 1
+                pieces.append(data[begin : int(ends[index]) + 1])
+            at = upto
+            carry = data[int(ends[-1]) + 1 :] if len(ends) else data
+            line = complete
+    if at < len(numbers) and carry:  # the last line, without a line end
+        pieces.append(carry + b"\n")
+    return b"".join(pieces)
+
+
+def _parse(text: bytes, width: int) -> pa.Table:
+    """Header-less CSV lines, every column as text, as `_batches` reads them."""
+    names = [f"c{i}" for i in range(width)]
+    return pacsv.read_csv(
+        pa.py_buffer(text),
+        read_options=pacsv.ReadOptions(column_names=names, block_size=_BLOCK),
+        parse_options=pacsv.ParseOptions(newlines_in_values=False, ignore_empty_lines=False),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict.fromkeys(names, pa.string()),
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
 
 
 def _page(
-    batches: list[pa.RecordBatch],
+    table: pa.Table,
     header: list[str],
     id_index: int,
     lookup_index: int | None,
     salesforce_ids: bool,
-    line: int,
-    older: Older | None,
-    read_before: np.ndarray,
+    lines: np.ndarray,
 ) -> pd.DataFrame:
-    table = pa.Table.from_batches(batches)
-    columns: list[pa.Array] = []
-    for index in range(len(header)):
+    data: dict[str, pd.api.extensions.ExtensionArray] = {}
+    for index, name in enumerate(header):  # Arrow strings, no Python objects
         column = table.column(index).combine_chunks()
         if index in (id_index, lookup_index):
             cleaned = _clean(column, salesforce_ids)
             column = pc.if_else(pc.equal(cleaned, ""), column, cleaned)  # blank: as it was
-        columns.append(column)
-    lines = np.arange(line, line + table.num_rows)
-    if older is not None and older.column in header:
-        ids = columns[id_index]
-        named = pc.filter(ids, pc.not_equal(ids, ""))
-        older.ids.add(pc.utf8_trim(named, " "))
-        keep = pc.invert(_certainly_before(columns[header.index(older.column)], older.since))
-        if read_before.any():  # not new either: spare making them into the page
-            keep = pc.and_(keep, pa.array(~read_before))
-        columns = [pc.filter(column, keep) for column in columns]
-        lines = lines[np.asarray(keep.to_numpy(zero_copy_only=False), dtype=bool)]
-    data: dict[str, pd.api.extensions.ExtensionArray] = {}
-    for name, values in zip(header, columns, strict=True):  # Arrow strings, no Python objects
-        nulled = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
+        nulled = pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
         data[name] = pd.array(nulled.cast(pa.large_string()), dtype=TEXT)
     frame = pd.DataFrame(data, index=pd.RangeIndex(len(lines)))
     frame[LINE_COLUMN] = lines
@@ -272,38 +314,56 @@ def _page(
 
 def _may_be_new(
     stamps: pa.Array, raw_ids: pa.Array, older: Older
-) -> tuple[int, pa.Array, pa.Array]:
-    """Rows not certainly older than `older.since`: how many are new for sure (stamped
-    after it, or not plainly), and which rows (a mask of the batch) and Ids are those
-    stamped exactly at it (new unless the last run read them there: the caller looks
-    them up once, in `already_read`)."""
-    kept = pc.invert(_certainly_before(stamps, older.since))
+) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """Rows not certainly older than `older.since` (a mask of the batch), and of those the
+    ones stamped exactly at it (a mask) with their Ids: new unless the last run read them
+    there (the caller looks them up once, in `already_read`)."""
+    moments = _moments(stamps)
+    kept = pc.invert(_certainly_before(stamps, older.since, moments))
     if not older.already_read or not pc.any(kept).as_py():
-        certain_count = int(pc.sum(pc.cast(kept, pa.int64())).as_py() or 0)
         nowhere = pa.array(np.zeros(len(stamps), dtype=bool))
-        return certain_count, nowhere, pa.array([], pa.string())
-    at = pc.and_(kept, _exactly_at(stamps, older.since))
-    certain = pc.and_(kept, pc.invert(at))
-    at_ids = pc.utf8_trim(pc.filter(raw_ids, at), " ")
-    return int(pc.sum(pc.cast(certain, pa.int64())).as_py() or 0), at, at_ids
+        return kept, nowhere, pa.array([], pa.string())
+    at = pc.and_(kept, _exactly_at(older.since, moments))
+    return kept, at, pc.utf8_trim(pc.filter(raw_ids, at), " ")
 
 
-def _exactly_at(stamps: pa.Array, since: datetime) -> pa.Array:
-    """True where a stamp is an ISO UTC datetime (`2026-01-02T03:04:05.678Z`) equal to
-    `since` to the nanosecond; False where it differs or is not that plain."""
+def _moments(stamps: pa.Array) -> tuple[pa.Array, pa.Array | None]:
+    """Which stamps are plain ISO UTC datetimes (`2026-01-02T03:04:05.678Z`), and their
+    moments in nanoseconds since the epoch (the epoch for the others). The moments are
+    None when a plain stamp is no real moment in that range (hour 24, a leap second, a
+    year before 1678 or after 2261): a cast is 4x faster than `strptime` but all or none."""
     plain = pc.match_substring_regex(stamps, _PLAIN_UTC)
-    text = pc.if_else(plain, stamps, "1970-01-01T00:00:00Z")
-    parsed = pc.cast(pc.cast(text, pa.timestamp("ns", "UTC")), pa.int64())
+    text = pc.if_else(plain, stamps, _EPOCH)
+    try:
+        return plain, pc.cast(pc.cast(text, pa.timestamp("ns", "UTC")), pa.int64())
+    except pa.ArrowInvalid:
+        return plain, None
+
+
+def _exactly_at(since: datetime, moments: tuple[pa.Array, pa.Array | None]) -> pa.Array:
+    """True where a stamp (`_moments`) is plain and equal to `since` to the nanosecond.
+
+    Raises:
+        pa.ArrowInvalid: a plain stamp is no moment a nanosecond count holds (the caller
+            leaves the file to the row-by-row reader).
+    """
+    plain, nanos = moments
+    if nanos is None:
+        raise pa.ArrowInvalid("a plain stamp out of the nanosecond range")
     moment = pd.Timestamp(since).tz_convert("UTC").value
-    return pc.fill_null(pc.and_(plain, pc.equal(parsed, moment)), False)
+    return pc.and_(plain, pc.equal(nanos, moment))
 
 
-def _certainly_before(stamps: pa.Array, since: datetime) -> pa.Array:
+def _certainly_before(
+    stamps: pa.Array, since: datetime, moments: tuple[pa.Array, pa.Array | None] | None = None
+) -> pa.Array:
     """True where a stamp is an ISO UTC datetime (`2026-01-02T03:04:05.678Z`) a whole
     second or more before `since`; False where it is later, or not that plain."""
-    plain = pc.match_substring_regex(stamps, _PLAIN_UTC)
-    seconds = pc.utf8_slice_codeunits(pc.if_else(plain, stamps, "1970-01-01T00:00:00Z"), 0, 19)
+    plain, nanos = moments or _moments(stamps)
+    limit = int(since.timestamp())  # whole seconds up to `limit - 1` are certainly before
+    if nanos is not None:
+        return pc.and_(plain, pc.less(nanos, limit * 1_000_000_000))
+    seconds = pc.utf8_slice_codeunits(pc.if_else(plain, stamps, _EPOCH), 0, 19)
     parsed = pc.strptime(seconds, format="%Y-%m-%dT%H:%M:%S", unit="s", error_is_null=True)
-    limit = pa.scalar(int(since.timestamp()) - 1, pa.int64())
-    before = pc.less_equal(pc.cast(parsed, pa.int64()), limit)
+    before = pc.less_equal(pc.cast(parsed, pa.int64()), pa.scalar(limit - 1, pa.int64()))
     return pc.fill_null(pc.and_(plain, before), False)

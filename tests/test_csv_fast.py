@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,6 +37,8 @@ DAMAGED = {
     "15/18 repeat": "006000000000003,Again,001000000000001,1\n",
     "control char in id": "006000000\x01000009,x,001000000000001,1\n",
     "formula id": "=HYPERLINK(1),x,001000000000001,1\n",
+    "spaced formula id": "  +SUM(1),x,001000000000001,1\n",
+    "DEL in id": "006000000\x7f000009,x,001000000000001,1\n",
     "formula lookup": "006000000000009AAA,x,@SUM(1),1\n",
 }
 
@@ -241,3 +244,49 @@ def test_pages_leave_out_rows_the_last_run_read_at_the_watermark(tmp_path) -> No
     expected = [ids[i] for i in range(len(ids)) if i % 5 == 1 or i in unread]
     assert paged == expected
     assert older.ids.distinct() == set(ids)  # every Id is still seen (deletions)
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 1 << 18])
+@pytest.mark.parametrize("line_end", ["\n", "\r\n"])
+def test_a_few_new_rows_are_picked_out_by_line_as_the_row_reader_reads_them(
+    tmp_path, monkeypatch, block, line_end
+) -> None:
+    """When few rows are new, the second reading takes only their lines: the same frames,
+    line numbers and Ids as the row-by-row reader, whatever the block size, with CRLF line
+    ends, the first and last rows new, and the last line without a line end."""
+    write_sample_crm(tmp_path, 400)
+    path = tmp_path / "Account.csv"
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    stamps = np.full(len(frame), "2029-06-01T00:00:00Z", dtype=object)
+    new = [0, 1, 57, 58, 200, 399]
+    stamps[new] = "2030-02-01T00:00:00Z"
+    frame["SystemModstamp"] = stamps
+    text = frame.to_csv(index=False, lineterminator=line_end)
+    path.write_bytes(text.removesuffix(line_end).encode())
+    since = datetime(2030, 1, 1, tzinfo=UTC)
+    mapping = load_config("csv", None).mapping
+
+    def pull(fast: bool) -> tuple[list[pd.DataFrame], set[str]]:
+        if not fast:
+            monkeypatch.setattr(csvfiles, "fast_pages", lambda *args: None)
+        connector = csvfiles.CsvConnector(mapping, tmp_path)
+        pages = list(connector.pull("account", PullContext(since)))
+        monkeypatch.undo()
+        return pages, connector._present["account"].distinct()
+
+    slow, slow_ids = pull(False)
+    monkeypatch.setattr(csv_fast, "_SCAN", block)
+    monkeypatch.setattr(csv_fast, "_batches", _refuse_every_column)  # lines picked out
+    fast, fast_ids = pull(True)
+    pd.testing.assert_frame_equal(pd.concat(fast), pd.concat(slow))
+    assert pd.concat(fast)["account_id"].tolist() == frame["Id"].iloc[new].tolist()
+    assert fast_ids == slow_ids == set(frame["Id"])
+
+
+_BATCHES = csv_fast._batches
+
+
+def _refuse_every_column(path: Path, width: int, columns: list[int] | None) -> Iterator:
+    if columns is None:
+        raise AssertionError("every row parsed although few are new")
+    return _BATCHES(path, width, columns)
