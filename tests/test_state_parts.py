@@ -349,3 +349,27 @@ def test_rows_folded_into_parts_give_their_space_back_when_the_state_closes(
     assert rows == 0  # folded into the parts
     assert free == 0
     assert pages * 4096 < 2_000_000  # the parts (about 1 MB), not the rows (about 6 MB) too
+
+
+@pytest.mark.parametrize("keep", ["new", "old"])
+def test_a_few_rows_combined_into_a_part_land_where_sorting_would_put_them(
+    monkeypatch: pytest.MonkeyPatch, keep: str
+) -> None:
+    """An incremental run's few changed records are sliced in among a stored part's rows
+    (no sort of the part): the same table as sorting them all, clashes decided by `keep`,
+    rows before, between and after the stored ones included."""
+    layout = Layout("t", records_layout("account").schema, ("record_id",), keep=keep)  # type: ignore[arg-type]
+    rng = random.Random(7)
+    for trial in range(30):
+        stored = sorted(rng.sample(range(10, 990), 400))
+        new = sorted(rng.sample(range(1000), rng.randrange(0, 25)))
+        old = _rows(layout, {f"k{n:03d}": f"old{n}" for n in stored})
+        given = _rows(layout, {f"k{n:03d}": f"new{n}@{trial}" for n in new})
+        sliced = parts._combine(old, given, layout)
+        monkeypatch.setattr(parts, "_FEW_NEW", 10**9)  # the sorting path
+        sorted_ = parts._combine(old, given, layout)
+        monkeypatch.undo()
+        assert sliced.equals(sorted_), trial
+        wins = set(new) if keep == "new" else set(new) - set(stored)
+        expected = {n: (f"new{n}@{trial}" if n in wins else f"old{n}") for n in {*stored, *new}}
+        assert sliced.column("data").to_pylist() == [expected[n] for n in sorted(expected)]

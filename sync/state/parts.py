@@ -19,7 +19,9 @@ bits a row.
 from __future__ import annotations
 
 import bisect
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Literal
@@ -54,6 +56,9 @@ class Layout:
     """On a clash, the merged row replaces the stored one (`new`), or is dropped (`old`)."""
     index: tuple[str, ...] = ()
     """Columns kept with the unique ones in the part's `keys` file (read without the rest)."""
+    unrepeated: tuple[str, ...] = ()
+    """Columns whose values seldom repeat (a record's JSON text), stored without the
+    dictionary page Parquet would fill and then abandon (15% of writing a mirror part)."""
 
     @property
     def key(self) -> str:
@@ -75,7 +80,9 @@ def records_layout(obj: str) -> Layout:
     schema = pa.schema(
         [("record_id", pa.string()), ("account_id", pa.string()), ("data", pa.string())]
     )
-    return Layout(f"records.{obj}", schema, ("record_id",), index=("account_id",))
+    return Layout(
+        f"records.{obj}", schema, ("record_id",), index=("account_id",), unrepeated=("data",)
+    )
 
 
 def boundary_layout(obj: str) -> Layout:
@@ -381,23 +388,31 @@ class Parts:
             if not catalog:
                 self._insert(db, crm, layout, built_parts(layout, pieces))
                 return
+            rewrites = _Rewrites(lambda part: self._blobs(db, crm, layout, part), layout)
             held: list[pa.Table] = []
             slot = -1
             previous: str | None = None
-            for given in pieces:
-                if not given.num_rows:
-                    continue
-                piece = given.cast(layout.schema)
-                keys = piece.column(layout.key).combine_chunks()
-                previous = _check_ascending(keys, previous, layout)
-                slots = _slots(keys, catalog)
-                bounds = (np.flatnonzero(np.diff(slots)) + 1).tolist()
-                for begin, stop in zip([0, *bounds], [*bounds, len(keys)], strict=True):
-                    if int(slots[begin]) != slot:
-                        self._rewrite(db, crm, layout, catalog, slot, held)
-                        held, slot = [], int(slots[begin])
-                    held.append(piece.slice(begin, stop - begin))
-            self._rewrite(db, crm, layout, catalog, slot, held)
+            with rewrites:
+                for given in pieces:
+                    if not given.num_rows:
+                        continue
+                    piece = given.cast(layout.schema)
+                    keys = piece.column(layout.key).combine_chunks()
+                    previous = _check_ascending(keys, previous, layout)
+                    slots = _slots(keys, catalog)
+                    bounds = (np.flatnonzero(np.diff(slots)) + 1).tolist()
+                    for begin, stop in zip([0, *bounds], [*bounds, len(keys)], strict=True):
+                        if int(slots[begin]) != slot:
+                            if slot >= 0:
+                                rewrites.submit(catalog[slot], held)
+                            held, slot = [], int(slots[begin])
+                        held.append(piece.slice(begin, stop - begin))
+                        for part, built in rewrites.done():
+                            self._replace(db, crm, layout, part, built)
+                if slot >= 0:
+                    rewrites.submit(catalog[slot], held)
+                for part, built in rewrites.done(everything=True):
+                    self._replace(db, crm, layout, part, built)
 
     def is_empty(self, crm: str, layout: Layout) -> bool:
         """Whether `crm` has no parts of `layout` (no rows)."""
@@ -416,26 +431,23 @@ class Parts:
                 raise ValueError(f"{layout.name}: built parts make a new table; {crm} has rows")
             self._insert(db, crm, layout, parts)
 
-    def _rewrite(
-        self,
-        db: Connection,
-        crm: str,
-        layout: Layout,
-        catalog: list[_Part],
-        index: int,
-        rows: list[pa.Table],
+    def _blobs(self, db: Connection, crm: str, layout: Layout, part: _Part) -> tuple[bytes, bytes]:
+        """A part's two stored Parquet files (`keys`, `data`)."""
+        keys, data = db.execute(
+            "SELECT keys, data FROM parts WHERE crm = ? AND name = ? AND part = ?",
+            (crm, layout.name, part.number),
+        ).fetchone()
+        return bytes(keys), bytes(data)
+
+    def _replace(
+        self, db: Connection, crm: str, layout: Layout, part: _Part, built: list[BuiltPart]
     ) -> None:
-        """Replace part `catalog[index]` by its rows combined with `rows` (sorted)."""
-        if index < 0 or not rows:
-            return
-        part = catalog[index]
-        old = self._load(db, crm, layout, part)
+        """Put `built` in the place of stored `part`."""
         db.execute(
             "DELETE FROM parts WHERE crm = ? AND name = ? AND part = ?",
             (crm, layout.name, part.number),
         )
-        combined = _combine(old, pa.concat_tables(rows), layout)
-        self._write(db, crm, layout, combined, None, split_above=2 * PART_ROWS)
+        self._insert(db, crm, layout, built)
 
     def delete_all(self, crm: str, layout: Layout) -> None:
         with self._transaction() as db:
@@ -547,8 +559,8 @@ def _cut(
             str(key_at(begin)),
             str(last_key),
             piece.num_rows,
-            _parquet(piece.select(layout.key_schema.names)),
-            _parquet(piece.select(layout.data_schema.names)),
+            _parquet(piece.select(layout.key_schema.names), layout),
+            _parquet(piece.select(layout.data_schema.names), layout),
         )
         begin = stop
 
@@ -556,6 +568,59 @@ def _cut(
 def _check_sorted_layout(layout: Layout) -> None:
     if layout.keep != "new" or len(layout.unique) != 1:
         raise ValueError(f"{layout.name}: sorted merges take one unique column, new rows win")
+
+
+_REWRITERS = 2
+"""Parts `merge_sorted` rebuilds at once, in threads (Parquet decoding and encoding,
+zstd and Arrow's kernels let go of the GIL): a 1% change of a million accounts touches
+every part of the mirror, and two cores rebuild them in about half the time."""
+
+
+class _Rewrites:
+    """Stored parts rebuilt with rows sorted into them, `_REWRITERS` at a time in threads;
+    the database is only touched by the caller's thread (reading a part's files as it is
+    submitted, storing the rebuilt parts in submission order)."""
+
+    def __init__(self, blobs: Callable[[_Part], tuple[bytes, bytes]], layout: Layout) -> None:
+        self._blobs = blobs
+        self._layout = layout
+        self._pool = ThreadPoolExecutor(_REWRITERS, thread_name_prefix="icp-parts")
+        self._running: deque[tuple[_Part, Future[list[BuiltPart]]]] = deque()
+
+    def __enter__(self) -> _Rewrites:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for _, future in self._running:
+            future.cancel()
+        self._pool.shutdown(wait=True)
+
+    def submit(self, part: _Part, rows: list[pa.Table]) -> None:
+        """Rebuild `part` with `rows` (sorted, unique, in its key range)."""
+        keys, data = self._blobs(part)
+        job = self._pool.submit(_rebuilt, keys, data, pa.concat_tables(rows), self._layout)
+        self._running.append((part, job))
+
+    def done(self, everything: bool = False) -> Iterator[tuple[_Part, list[BuiltPart]]]:
+        """Rebuilt parts in submission order: every one (`everything`), or as many as it
+        takes to have fewer than `_REWRITERS` left running (each holds a part's rows)."""
+        while self._running and (everything or len(self._running) >= _REWRITERS):
+            part, job = self._running.popleft()
+            yield part, job.result()
+
+
+def _rebuilt(keys: bytes, data: bytes, rows: pa.Table, layout: Layout) -> list[BuiltPart]:
+    """A stored part (its two Parquet files) with `rows` combined into it, as parts."""
+    old = _decoded(keys, data, layout)
+    return list(_cut(_combine(old, rows, layout), None, layout, split_above=2 * PART_ROWS))
+
+
+def _decoded(keys: bytes, data: bytes, layout: Layout) -> pa.Table:
+    table = pq.read_table(pa.BufferReader(keys), schema=layout.key_schema)
+    values = pq.read_table(pa.BufferReader(data), schema=layout.data_schema)
+    for field in values.schema:
+        table = table.append_column(field, values.column(field.name))
+    return table.select(layout.schema.names)
 
 
 def _appended(incoming: pa.Table, layout: Layout, catalog: list[_Part]) -> bool:
@@ -627,14 +692,14 @@ def _joined(table: pa.Table, layout: Layout) -> pa.Array:
     return joined.combine_chunks()
 
 
-def _parquet(table: pa.Table) -> bytes:
+def _parquet(table: pa.Table, layout: Layout) -> bytes:
     sink = pa.BufferOutputStream()
     pq.write_table(
         table,
         sink,
         compression="zstd",
         compression_level=_ZSTD_LEVEL,
-        use_dictionary=True,
+        use_dictionary=[name for name in table.column_names if name not in layout.unrepeated],
         write_statistics=False,
     )
     return bytes(sink.getvalue().to_pybytes())
@@ -683,5 +748,34 @@ def _ranks(column: pa.ChunkedArray) -> np.ndarray:
 def _combine(old: pa.Table, new: pa.Table, layout: Layout) -> pa.Table:
     """`old` (a stored part) and `new` rows as one table sorted by the unique columns, one
     row per unique value: the new row when `layout.keep` is `new`, the old one otherwise."""
+    if len(layout.unique) == 1 and new.num_rows * _FEW_NEW <= old.num_rows:
+        return _interleaved(old, new, layout)
     combined = pa.concat_tables([old, new]).combine_chunks()  # `take` on chunks: 7x slower
     return combined.take(_order(combined, layout))
+
+
+_FEW_NEW = 16
+"""`_combine` slices the stored rows around the new ones, instead of sorting all of them,
+when there are at least this many times as many stored rows (an incremental run's few
+changed records in a part of 250,000: 0.05 s instead of 0.6 s)."""
+
+
+def _interleaved(old: pa.Table, new: pa.Table, layout: Layout) -> pa.Table:
+    """`_combine` for one unique column, `old` and `new` each sorted by it and unique (a
+    stored part; rows `merge` and `merge_sorted` give): runs of `old` between the new rows,
+    found by binary search, and no sort. (Python's str order is code points, as Arrow's.)"""
+    stored = np.asarray(old.column(layout.key).to_numpy(), dtype=object)
+    given = np.asarray(new.column(layout.key).to_numpy(), dtype=object)
+    at = np.searchsorted(stored, given)
+    clash = (at < len(stored)) & (stored[np.minimum(at, len(stored) - 1)] == given)
+    runs: list[pa.Table] = []
+    start = 0
+    for index, (position, same) in enumerate(zip(at.tolist(), clash.tolist(), strict=True)):
+        if same and layout.keep == "old":
+            continue  # the stored row stays
+        if position > start:
+            runs.append(old.slice(start, position - start))
+        runs.append(new.slice(index, 1))
+        start = position + 1 if same else position  # a stored row replaced, or none
+    runs.append(old.slice(start))
+    return pa.concat_tables(runs).combine_chunks()
