@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from icp_engine import mappings
 from icp_engine.connectors import csv_rows
@@ -315,6 +315,12 @@ def _encoding_line_by_line(path: Path) -> tuple[str, dict[int, str]]:
     bom=st.booleans(),
     last_newline=st.booleans(),
     block=st.integers(1, 40),
+)
+@example(  # ASCII blocks first: the lines before the first other one are counted late
+    lines=[b"plain,1"] * 3 + ["Zürich,2".encode()] * 2 + ["Zürich,3".encode("cp1252")],
+    bom=False,
+    last_newline=True,
+    block=8,
 )
 def test_the_encoding_plan_read_in_blocks_is_the_line_by_line_one(
     tmp_path_factory: pytest.TempPathFactory,
