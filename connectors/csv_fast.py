@@ -227,11 +227,9 @@ def _pages(
 ) -> Iterator[pd.DataFrame]:
     """The file's pages: every row, or only the rows `wanted` (by data row)."""
     if wanted is not None and wanted.sum() * _SPARSE <= len(wanted):
-        lines = np.flatnonzero(wanted) + 2
-        for start in range(0, len(lines), page_rows):
-            chosen = lines[start : start + page_rows]
-            table = _parse(_lines(path, chosen), len(header))
-            yield _page(table, header, id_index, lookup_index, salesforce_ids, chosen)
+        for text, lines in _picked_lines(path, np.flatnonzero(wanted) + 2, page_rows):
+            table = _parse(text, len(header))
+            yield _page(table, header, id_index, lookup_index, salesforce_ids, lines)
         return
     line = 2
     buffered: list[pa.RecordBatch] = []
@@ -251,29 +249,36 @@ def _pages(
             buffered, count = [], 0
 
 
-def _lines(path: Path, numbers: np.ndarray) -> bytes:
-    """The text of the physical lines `numbers` (ascending, 1 the header), each with its
-    line end, read in blocks: the file is one record per line (`_structure`)."""
+def _picked_lines(
+    path: Path, numbers: np.ndarray, page_rows: int
+) -> Iterator[tuple[bytes, np.ndarray]]:
+    """The text of the physical lines `numbers` (ascending; 1 is the header), each with a
+    line end, `page_rows` lines at a time with their numbers, in one reading of the file
+    (one record per line: `_structure` proved it)."""
     pieces: list[bytes] = []
     line = 1  # the number of the line `carry` begins
     carry = b""
-    at = 0  # the next of `numbers` to find
+    at = given = 0  # the next of `numbers` to find, and to give
     with path.open("rb") as handle:
         while at < len(numbers) and (block := handle.read(_SCAN)):
             data = carry + block
             ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == _LF)
-            complete = line + len(ends)  # lines before this number end in `data`
+            complete = line + len(ends)  # the lines before this number end in `data`
             upto = int(np.searchsorted(numbers, complete, side="left"))
             for number in numbers[at:upto].tolist():
                 index = number - line
                 begin = 0 if index == 0 else int(ends[index - 1]) + 1
                 pieces.append(data[begin : int(ends[index]) + 1])
+                if len(pieces) == page_rows:
+                    yield b"".join(pieces), numbers[given : given + page_rows]
+                    pieces, given = [], given + page_rows
             at = upto
             carry = data[int(ends[-1]) + 1 :] if len(ends) else data
             line = complete
     if at < len(numbers) and carry:  # the last line, without a line end
         pieces.append(carry + b"\n")
-    return b"".join(pieces)
+    if pieces:
+        yield b"".join(pieces), numbers[given:]
 
 
 def _parse(text: bytes, width: int) -> pa.Table:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from icp_engine.connectors import csv_fast, csvfiles
 from icp_engine.connectors.base import PullContext
@@ -104,6 +105,7 @@ def test_incremental_pull_leaves_out_only_older_rows(tmp_path, monkeypatch, kind
     stamps.iloc[2::7] = "2029-12-31T23:59:59.999Z"  # just before
     stamps.iloc[3::7] = "01/02/2031 10:00"  # another layout: left to the parser
     stamps.iloc[4::7] = ""  # no stamp: the file's time (now), before the watermark
+    stamps.iloc[5::7] = "1600-01-01T00:00:00Z"  # plain, but out of a nanosecond's range
     frame["SystemModstamp"] = stamps
     frame.to_csv(path, index=False, lineterminator="\n")
     since = datetime(2030, 1, 1, tzinfo=UTC)
@@ -277,8 +279,12 @@ def test_a_few_new_rows_are_picked_out_by_line_as_the_row_reader_reads_them(
     slow, slow_ids = pull(False)
     monkeypatch.setattr(csv_fast, "_SCAN", block)
     monkeypatch.setattr(csv_fast, "_batches", _refuse_every_column)  # lines picked out
+    monkeypatch.setattr(csvfiles, "PAGE_ROWS", 4)  # pages made as the one reading goes
     fast, fast_ids = pull(True)
-    pd.testing.assert_frame_equal(pd.concat(fast), pd.concat(slow))
+    assert [len(page) for page in fast] == [4, 2]
+    pd.testing.assert_frame_equal(
+        pd.concat(fast, ignore_index=True), pd.concat(slow, ignore_index=True)
+    )
     assert pd.concat(fast)["account_id"].tolist() == frame["Id"].iloc[new].tolist()
     assert fast_ids == slow_ids == set(frame["Id"])
 
@@ -290,3 +296,24 @@ def _refuse_every_column(path: Path, width: int, columns: list[int] | None) -> I
     if columns is None:
         raise AssertionError("every row parsed although few are new")
     return _BATCHES(path, width, columns)
+
+
+@pytest.mark.parametrize("far", ["1600-01-01T00:00:00Z", "2026-01-02T24:00:00Z", None])
+def test_a_stamp_is_certainly_before_the_watermark_only_when_plainly_a_second_before(
+    far: str | None,
+) -> None:
+    """Stamps are read as nanoseconds when every plain one fits; one that does not (a far
+    year, hour 24) sends the batch the slower way, with the same answers."""
+    since = datetime(2030, 1, 1, 0, 0, 5, 500_000, tzinfo=UTC)
+    cases = {
+        "2030-01-01T00:00:04.999Z": True,  # a whole second before 00:00:05
+        "2030-01-01T00:00:05.000Z": False,  # the same second: maybe new
+        "2030-01-01T00:00:06Z": False,
+        "2029-12-31T23:59:59.123456789Z": True,
+        "01/01/2020 10:00": False,  # not plain: the parser decides
+        "": False,
+    }
+    if far is not None:
+        cases[far] = far.startswith("1600")  # hour 24: not a time strptime reads
+    stamps = pa.array(list(cases), pa.string())
+    assert csv_fast._certainly_before(stamps, since).to_pylist() == list(cases.values())
