@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from icp_engine.connectors import csv_fast, csvfiles
-from icp_engine.connectors.base import PullContext
+from icp_engine.connectors.base import ObjectKind, PullContext
 from icp_engine.connectors.csv_fast import Older, fast_pages
 from icp_engine.connectors.csv_rows import plan_encoding
 from icp_engine.connectors.id_set import Ids
@@ -132,20 +132,10 @@ def test_an_export_with_nothing_new_is_read_once_for_ids_and_stamps_only(
     """Every row stamped before the watermark: no page, the same Ids seen (deletions) as the
     row-by-row reader, and no second reading of every column."""
     write_sample_crm(tmp_path, 2000)
-    mapping = load_config("csv", None).mapping
-    since = datetime(2100, 1, 1, tzinfo=UTC)
-
-    def pull(fast: bool) -> tuple[list[pd.DataFrame], set[str]]:
-        if not fast:
-            monkeypatch.setattr(csvfiles, "fast_pages", lambda *args: None)
-        connector = csvfiles.CsvConnector(mapping, tmp_path)
-        pages = list(connector.pull("account", PullContext(since)))
-        monkeypatch.undo()
-        return pages, connector._present["account"].distinct()
-
+    context = PullContext(datetime(2100, 1, 1, tzinfo=UTC))
     monkeypatch.setattr("icp_engine.connectors.csv_fast._pages", _refuse)
-    fast_pages_read, fast_ids = pull(True)
-    slow_pages_read, slow_ids = pull(False)
+    fast_pages_read, fast_ids = _pulled(tmp_path, "account", context, True, monkeypatch)
+    slow_pages_read, slow_ids = _pulled(tmp_path, "account", context, False, monkeypatch)
     assert fast_pages_read == slow_pages_read == []
     assert fast_ids == slow_ids
     assert len(fast_ids) == 2000
@@ -181,6 +171,23 @@ def test_rows_at_the_watermark_already_read_there_are_not_new(
     if unread:
         pd.testing.assert_frame_equal(fast[0], slow[0])
         assert fast[0]["account_id"].tolist() == [frame["Id"].iloc[0]]
+
+
+def _pulled(
+    directory: Path,
+    kind: ObjectKind,
+    context: PullContext,
+    fast: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[list[pd.DataFrame], set[str]]:
+    """The pages a CSV pull yields and the Ids it saw, read by the fast reader or (not
+    `fast`) row by row; every patch is undone afterwards."""
+    if not fast:
+        monkeypatch.setattr(csvfiles, "fast_pages", lambda *args: None)
+    connector = csvfiles.CsvConnector(load_config("csv", None).mapping, directory)
+    pages = list(connector.pull(kind, context))
+    monkeypatch.undo()
+    return pages, connector._present[kind].distinct()
 
 
 def _refuse(*args: object) -> None:
@@ -265,22 +272,12 @@ def test_a_few_new_rows_are_picked_out_by_line_as_the_row_reader_reads_them(
     frame["SystemModstamp"] = stamps
     text = frame.to_csv(index=False, lineterminator=line_end)
     path.write_bytes(text.removesuffix(line_end).encode())
-    since = datetime(2030, 1, 1, tzinfo=UTC)
-    mapping = load_config("csv", None).mapping
-
-    def pull(fast: bool) -> tuple[list[pd.DataFrame], set[str]]:
-        if not fast:
-            monkeypatch.setattr(csvfiles, "fast_pages", lambda *args: None)
-        connector = csvfiles.CsvConnector(mapping, tmp_path)
-        pages = list(connector.pull("account", PullContext(since)))
-        monkeypatch.undo()
-        return pages, connector._present["account"].distinct()
-
-    slow, slow_ids = pull(False)
+    context = PullContext(datetime(2030, 1, 1, tzinfo=UTC))
+    slow, slow_ids = _pulled(tmp_path, "account", context, False, monkeypatch)
     monkeypatch.setattr(csv_fast, "_SCAN", block)
     monkeypatch.setattr(csv_fast, "_batches", _refuse_every_column)  # lines picked out
     monkeypatch.setattr(csvfiles, "PAGE_ROWS", 4)  # pages made as the one reading goes
-    fast, fast_ids = pull(True)
+    fast, fast_ids = _pulled(tmp_path, "account", context, True, monkeypatch)
     assert [len(page) for page in fast] == [4, 2]
     pd.testing.assert_frame_equal(
         pd.concat(fast, ignore_index=True), pd.concat(slow, ignore_index=True)
