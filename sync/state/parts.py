@@ -748,7 +748,11 @@ def _ranks(column: pa.ChunkedArray) -> np.ndarray:
 def _combine(old: pa.Table, new: pa.Table, layout: Layout) -> pa.Table:
     """`old` (a stored part) and `new` rows as one table sorted by the unique columns, one
     row per unique value: the new row when `layout.keep` is `new`, the old one otherwise."""
-    if len(layout.unique) == 1 and new.num_rows * _FEW_NEW <= old.num_rows:
+    if (
+        len(layout.unique) == 1
+        and new.num_rows * _FEW_NEW <= old.num_rows
+        and old.column(layout.key).null_count == new.column(layout.key).null_count == 0
+    ):
         return _interleaved(old, new, layout)
     combined = pa.concat_tables([old, new]).combine_chunks()  # `take` on chunks: 7x slower
     return combined.take(_order(combined, layout))
@@ -757,7 +761,7 @@ def _combine(old: pa.Table, new: pa.Table, layout: Layout) -> pa.Table:
 _FEW_NEW = 16
 """`_combine` slices the stored rows around the new ones, instead of sorting all of them,
 when there are at least this many times as many stored rows (an incremental run's few
-changed records in a part of 250,000: 0.05 s instead of 0.6 s)."""
+changed records in a part of 250,000: 0.1 s instead of 0.6 s). Keys without nulls."""
 
 
 def _interleaved(old: pa.Table, new: pa.Table, layout: Layout) -> pa.Table:
