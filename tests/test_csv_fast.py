@@ -263,11 +263,11 @@ def test_a_few_new_rows_are_picked_out_by_line_as_the_row_reader_reads_them(
     """When few rows are new, the second reading takes only their lines: the same frames,
     line numbers and Ids as the row-by-row reader, whatever the block size, with CRLF line
     ends, the first and last rows new, and the last line without a line end."""
-    write_sample_crm(tmp_path, 400)
+    write_sample_crm(tmp_path, 60)
     path = tmp_path / "Account.csv"
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     stamps = np.full(len(frame), "2029-06-01T00:00:00Z", dtype=object)
-    new = [0, 1, 57, 58, 200, 399]
+    new = [0, 1, 17, 18, 40, 59]
     stamps[new] = "2030-02-01T00:00:00Z"
     frame["SystemModstamp"] = stamps
     text = frame.to_csv(index=False, lineterminator=line_end)
