@@ -221,8 +221,9 @@ class CsvConnector(Connector):
                 frame["modified_at"] = frame["modified_at"].fillna(mtime)
             stats.rows += len(frame)
             yield frame
-        if older is not None:  # rows the fast reader left out as unchanged
-            present.update(older.ids)
+        if older is not None and older.ids:  # the fast reader saw every Id, in file order
+            present = older.ids  # (the pages' among them): a file in Id order matching
+            # the state's Ids is then told complete by one comparison, not a hash
         present.add(stats.unreadable_ids)
         self._present[kind] = present
         self._complete[kind] = stats.complete
