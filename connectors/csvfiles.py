@@ -196,7 +196,8 @@ class CsvConnector(Connector):
         for number, raw in enumerate(pages):
             if number == 0:
                 self._warn_missing_columns(path, kind, raw.columns)
-            present.add(_ids(raw[id_column]))
+            if older is None or not older.ids:  # (the fast reader has them all already)
+                present.add(_ids(raw[id_column]))
             page = raw
             if since is not None and stamp_column is not None and stamp_column in raw:
                 # Without SystemModstamp, the file's own time is the best we know.
