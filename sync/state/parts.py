@@ -58,7 +58,8 @@ class Layout:
     """Columns kept with the unique ones in the part's `keys` file (read without the rest)."""
     unrepeated: tuple[str, ...] = ()
     """Columns whose values seldom repeat (a record's JSON text), stored without the
-    dictionary page Parquet would fill and then abandon (15% of writing a mirror part)."""
+    dictionary page Parquet would fill and then abandon (the same size; writing a 250,000
+    row mirror part took 0.34 to 0.36 s against 0.36 to 0.38 s with it)."""
 
     @property
     def key(self) -> str:
@@ -572,8 +573,9 @@ def _check_sorted_layout(layout: Layout) -> None:
 
 _REWRITERS = 2
 """Parts `merge_sorted` rebuilds at once, in threads (Parquet decoding and encoding,
-zstd and Arrow's kernels let go of the GIL): a 1% change of a million accounts touches
-every part of the mirror, and two cores rebuild them in about half the time."""
+zstd and Arrow's kernels let go of the GIL). A 1% change of a million accounts touches
+every part of the mirror: saving that sync's state took 4.5 to 4.8 s with two, 5.3 to
+7.0 s with one, for about 0.23 GiB more at the peak."""
 
 
 class _Rewrites:
