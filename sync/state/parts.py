@@ -207,7 +207,7 @@ class Parts:
         where = (crm, layout.name, part.number)
         sql = "SELECT {} FROM parts WHERE crm = ? AND name = ? AND part = ?"
         (blob,) = db.execute(sql.format("keys"), where).fetchone()
-        table = pq.read_table(pa.BufferReader(bytes(blob)), schema=layout.key_schema)
+        table = _keys_file(bytes(blob), layout)
         mask = pc.is_in(table.column(layout.key), value_set=keys) if keys is not None else None
         if match is not None:
             found = pc.fill_null(pc.is_in(table.column(match[0]), value_set=match[1]), False)
@@ -223,12 +223,7 @@ class Parts:
         if set(names) <= set(layout.key_schema.names):
             return table.select(names)
         (blob,) = db.execute(sql.format("data"), where).fetchone()
-        data = pq.read_table(pa.BufferReader(bytes(blob)), schema=layout.data_schema)
-        if mask is not None:
-            data = data.filter(mask)
-        for field in data.schema:
-            table = table.append_column(field, data.column(field.name))
-        return table.select(names)
+        return _with_data_file(table, bytes(blob), layout, mask).select(names)
 
     def crms_of(self, name: str) -> list[str]:
         """The CRMs that have rows in table `name`."""
@@ -618,11 +613,25 @@ def _rebuilt(keys: bytes, data: bytes, rows: pa.Table, layout: Layout) -> list[B
 
 
 def _decoded(keys: bytes, data: bytes, layout: Layout) -> pa.Table:
-    table = pq.read_table(pa.BufferReader(keys), schema=layout.key_schema)
-    values = pq.read_table(pa.BufferReader(data), schema=layout.data_schema)
-    for field in values.schema:
-        table = table.append_column(field, values.column(field.name))
-    return table.select(layout.schema.names)
+    """A stored part's rows, every column."""
+    return _with_data_file(_keys_file(keys, layout), data, layout).select(layout.schema.names)
+
+
+def _keys_file(blob: bytes, layout: Layout) -> pa.Table:
+    return pq.read_table(pa.BufferReader(blob), schema=layout.key_schema)
+
+
+def _with_data_file(
+    table: pa.Table, blob: bytes, layout: Layout, mask: pa.Array | None = None
+) -> pa.Table:
+    """`table` (a part's keys file, filtered by `mask` when given) with the part's data
+    file's columns, filtered alike."""
+    data = pq.read_table(pa.BufferReader(blob), schema=layout.data_schema)
+    if mask is not None:
+        data = data.filter(mask)
+    for field in data.schema:
+        table = table.append_column(field, data.column(field.name))
+    return table
 
 
 def _appended(incoming: pa.Table, layout: Layout, catalog: list[_Part]) -> bool:
