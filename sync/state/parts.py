@@ -350,21 +350,23 @@ class Parts:
                 ):
                     touched.setdefault(index, None)
             gone = pa.array(dropped, pa.string())
-            for index in sorted(touched):
-                part = catalog[index]
-                old = self._load(db, crm, layout, part)
+
+            def kept(old: pa.Table, part: _Part) -> pa.Table:  # (in a rebuilding thread)
                 if pairs is not None:
-                    old = pairs.remove(old, part)
-                elif dropped:
-                    old = old.filter(pc.invert(pc.is_in(old.column(layout.key), gone)))
-                db.execute(
-                    "DELETE FROM parts WHERE crm = ? AND name = ? AND part = ?",
-                    (crm, layout.name, part.number),
-                )
-                taken = touched[index]
-                if taken is not None and incoming is not None:
-                    old = _combine(old, incoming.take(taken), layout)
-                self._write(db, crm, layout, old, None, split_above=2 * PART_ROWS)
+                    return pairs.remove(old, part)
+                if dropped:
+                    return old.filter(pc.invert(pc.is_in(old.column(layout.key), gone)))
+                return old
+
+            with _Rewrites(lambda part: self._blobs(db, crm, layout, part), layout) as rewrites:
+                for index in sorted(touched):
+                    taken = touched[index]
+                    given = None if taken is None or incoming is None else incoming.take(taken)
+                    rewrites.submit(catalog[index], given, kept)
+                    for part, built in rewrites.done():
+                        self._replace(db, crm, layout, part, built)
+                for part, built in rewrites.done(everything=True):
+                    self._replace(db, crm, layout, part, built)
 
     def merge_sorted(self, crm: str, layout: Layout, pieces: Iterable[pa.Table]) -> None:
         """`merge` for rows given piece by piece, sorted by key across the pieces and
@@ -400,13 +402,13 @@ class Parts:
                     for begin, stop in zip([0, *bounds], [*bounds, len(keys)], strict=True):
                         if int(slots[begin]) != slot:
                             if slot >= 0:
-                                rewrites.submit(catalog[slot], held)
+                                rewrites.submit(catalog[slot], pa.concat_tables(held))
                             held, slot = [], int(slots[begin])
                         held.append(piece.slice(begin, stop - begin))
                         for part, built in rewrites.done():
                             self._replace(db, crm, layout, part, built)
                 if slot >= 0:
-                    rewrites.submit(catalog[slot], held)
+                    rewrites.submit(catalog[slot], pa.concat_tables(held))
                 for part, built in rewrites.done(everything=True):
                     self._replace(db, crm, layout, part, built)
 
@@ -567,14 +569,14 @@ def _check_sorted_layout(layout: Layout) -> None:
 
 
 _REWRITERS = 2
-"""Parts `merge_sorted` rebuilds at once, in threads (Parquet decoding and encoding,
+"""Parts a merge rebuilds at once, in threads (Parquet decoding and encoding,
 zstd and Arrow's kernels let go of the GIL). A 1% change of a million accounts touches
 every part of the mirror: saving that sync's state took 4.5 to 4.8 s with two, 5.3 to
 7.0 s with one, for about 0.23 GiB more at the peak."""
 
 
 class _Rewrites:
-    """Stored parts rebuilt with rows sorted into them, `_REWRITERS` at a time in threads;
+    """Stored parts rebuilt (rows dropped, rows sorted in), `_REWRITERS` at a time in threads;
     the database is only touched by the caller's thread (reading a part's files as it is
     submitted, storing the rebuilt parts in submission order)."""
 
@@ -592,10 +594,16 @@ class _Rewrites:
             future.cancel()
         self._pool.shutdown(wait=True)
 
-    def submit(self, part: _Part, rows: list[pa.Table]) -> None:
-        """Rebuild `part` with `rows` (sorted, unique, in its key range)."""
+    def submit(
+        self,
+        part: _Part,
+        rows: pa.Table | None,
+        kept: Callable[[pa.Table, _Part], pa.Table] | None = None,
+    ) -> None:
+        """Rebuild `part` with `rows` (sorted, unique, in its key range; None: none), after
+        `kept` (when given) took the stored rows that stay."""
         keys, data = self._blobs(part)
-        job = self._pool.submit(_rebuilt, keys, data, pa.concat_tables(rows), self._layout)
+        job = self._pool.submit(_rebuilt, keys, data, rows, self._layout, part, kept)
         self._running.append((part, job))
 
     def done(self, everything: bool = False) -> Iterator[tuple[_Part, list[BuiltPart]]]:
@@ -606,10 +614,21 @@ class _Rewrites:
             yield part, job.result()
 
 
-def _rebuilt(keys: bytes, data: bytes, rows: pa.Table, layout: Layout) -> list[BuiltPart]:
-    """A stored part (its two Parquet files) with `rows` combined into it, as parts."""
+def _rebuilt(
+    keys: bytes,
+    data: bytes,
+    rows: pa.Table | None,
+    layout: Layout,
+    part: _Part,
+    kept: Callable[[pa.Table, _Part], pa.Table] | None,
+) -> list[BuiltPart]:
+    """A stored part (its two Parquet files), less what `kept` drops, with `rows` combined
+    into it, as parts (none when nothing is left)."""
     old = _decoded(keys, data, layout)
-    return list(_cut(_combine(old, rows, layout), None, layout, split_above=2 * PART_ROWS))
+    if kept is not None:
+        old = kept(old, part)
+    combined = _combine(old, rows, layout) if rows is not None else old
+    return list(_cut(combined, None, layout, split_above=2 * PART_ROWS))
 
 
 def _decoded(keys: bytes, data: bytes, layout: Layout) -> pa.Table:
